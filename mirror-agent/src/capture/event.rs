@@ -1,0 +1,151 @@
+//! Decoding of ring records into [`Event`]s: the one place where bytes from
+//! the kernel become typed values, every field checked.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mirror_common::{
+    FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST,
+    TCP_SYN,
+};
+
+/// The client → server direction of one TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+impl std::fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.client, self.server)
+    }
+}
+
+/// What a record tells about its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind<'a> {
+    /// Payload bytes starting at TCP sequence number `seq`.
+    Data { seq: u32, payload: &'a [u8] },
+    /// A segment with SYN, FIN or RST set. `seq` is the segment's sequence
+    /// number, `payload_len` its payload length: a SYN's first data byte is
+    /// `seq + 1`, a FIN sits at `seq + payload_len`.
+    Control { seq: u32, payload_len: u32, flags: u8 },
+    /// The kernel could not copy `[seq, seq + len)`: a known gap.
+    Truncated { seq: u32, len: u32 },
+}
+
+/// One decoded ring record. `Data` borrows its payload from the ring, so the
+/// next stage can parse in place and copy only what it must keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub flow: FlowKey,
+    /// CLOCK_MONOTONIC nanoseconds when the kernel saw the segment.
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    /// The segment's TCP flags byte.
+    pub tcp_flags: u8,
+    pub kind: EventKind<'a>,
+}
+
+impl Event<'_> {
+    pub fn is_syn(&self) -> bool {
+        self.tcp_flags & TCP_SYN != 0
+    }
+    pub fn is_fin(&self) -> bool {
+        self.tcp_flags & TCP_FIN != 0
+    }
+    pub fn is_rst(&self) -> bool {
+        self.tcp_flags & TCP_RST != 0
+    }
+}
+
+/// Why a record could not be decoded. The kernel program and the agent are
+/// built together, so any of these means a bug or a foreign program writing
+/// into our ring; the capture stage counts them.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its {RECORD_HEADER_SIZE}-byte header")]
+    Short(usize),
+    #[error("record kind {0} is unknown")]
+    UnknownKind(u8),
+    #[error("address family {0} is unknown")]
+    UnknownFamily(u8),
+    #[error("data record says {said} bytes but carries {carried}")]
+    LengthMismatch { said: u32, carried: usize },
+}
+
+/// Decodes one ring record.
+pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
+    if record.len() < RECORD_HEADER_SIZE {
+        return Err(DecodeError::Short(record.len()));
+    }
+    // SAFETY: the length is checked above; RecordHeader is Pod (any bit
+    // pattern is valid) and read_unaligned makes no alignment assumption.
+    let header: RecordHeader =
+        unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<RecordHeader>()) };
+    let (client_ip, server_ip) = match header.family {
+        FAMILY_IPV4 => (
+            IpAddr::V4(ipv4(&header.src_addr)),
+            IpAddr::V4(ipv4(&header.dst_addr)),
+        ),
+        FAMILY_IPV6 => (
+            IpAddr::V6(Ipv6Addr::from(header.src_addr)),
+            IpAddr::V6(Ipv6Addr::from(header.dst_addr)),
+        ),
+        other => return Err(DecodeError::UnknownFamily(other)),
+    };
+    let body = &record[RECORD_HEADER_SIZE..];
+    let kind = match RecordKind::from_u8(header.kind) {
+        Some(RecordKind::Data) => {
+            // The ring hands back exactly the size the program wrote.
+            let len = header.len as usize;
+            if body.len() != len {
+                return Err(DecodeError::LengthMismatch {
+                    said: header.len,
+                    carried: body.len(),
+                });
+            }
+            EventKind::Data {
+                seq: header.seq,
+                payload: &body[..len],
+            }
+        }
+        Some(RecordKind::Control) => EventKind::Control {
+            seq: header.seq,
+            payload_len: header.len,
+            flags: header.tcp_flags,
+        },
+        Some(RecordKind::Truncated) => EventKind::Truncated {
+            seq: header.seq,
+            len: header.len,
+        },
+        None => return Err(DecodeError::UnknownKind(header.kind)),
+    };
+    Ok(Event {
+        flow: FlowKey {
+            client: SocketAddr::new(client_ip, header.src_port),
+            server: SocketAddr::new(server_ip, header.dst_port),
+        },
+        timestamp_ns: header.timestamp_ns,
+        ifindex: header.ifindex,
+        tcp_flags: header.tcp_flags,
+        kind,
+    })
+}
+
+fn ipv4(addr: &[u8; 16]) -> Ipv4Addr {
+    Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
+}
+
+/// Receives every decoded event, in ring order, on the capture task. The
+/// flow stage implements this; tests implement it to collect what was seen.
+///
+/// Called synchronously from the ring drain loop: an implementation must not
+/// block (hand slow work to a bounded queue instead).
+pub trait EventSink {
+    fn on_event(&mut self, event: &Event<'_>);
+
+    /// Called after each batch of records drained from the ring, so a sink can
+    /// flush or expire state without a timer of its own.
+    fn on_batch_end(&mut self, _now_ns: u64) {}
+}

@@ -1,0 +1,7 @@
+//! mirror-agent: turns the TCP payload copied by the kernel program back into
+//! HTTP requests and replays them to shadow targets.
+//!
+//! The modules follow the data: `capture` (load, attach, drain the ring) →
+//! `flow` (TCP reassembly) → `http` (request framing) → `route` → `shadow`.
+
+pub mod capture;

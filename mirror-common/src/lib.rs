@@ -1,0 +1,273 @@
+//! Everything that crosses the kernel ↔ agent boundary: the ring record
+//! header, the configuration map value and the counter indices.
+//!
+//! All types are `#[repr(C)]` with explicit padding so that the BPF object and
+//! the agent agree on every byte; the agent checks the layout in a test.
+#![no_std]
+
+/// Largest number of service ports one agent captures.
+pub const MAX_PORTS: usize = 16;
+
+/// Payload bytes carried by one ring record. A segment larger than this is
+/// split into several records.
+pub const CHUNK_SIZE: usize = 4096;
+
+/// Records one segment may produce. `CHUNK_SIZE * MAX_CHUNKS` = 512 KiB covers
+/// GRO/TSO super-packets including BIG TCP (512 KiB max); anything beyond is
+/// reported as a `Truncated` record and counted.
+pub const MAX_CHUNKS: usize = 128;
+
+/// Basis points that mean "every connection".
+pub const SAMPLE_ALL: u32 = 10_000;
+
+/// Name of the classifier program inside the object. The agent also uses it
+/// to find and remove its own netlink leftovers after a crash.
+pub const PROGRAM_NAME: &str = "mirror_ingress";
+/// Map names, as the object declares them.
+pub const MAP_EVENTS: &str = "MIRROR_EVENTS";
+pub const MAP_CONFIG: &str = "MIRROR_CONFIG";
+pub const MAP_COUNTERS: &str = "MIRROR_COUNTERS";
+pub const MAP_SCRATCH: &str = "MIRROR_SCRATCH";
+
+/// Address family of a flow, as carried in [`RecordHeader::family`].
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// TCP flag bits, as carried in [`RecordHeader::tcp_flags`] (RFC 9293 order).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What a ring record says. Stored as `u8` in [`RecordHeader::kind`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// `len` payload bytes follow the header; `seq` is the TCP sequence
+    /// number of the first one.
+    Data = 1,
+    /// A segment carrying SYN, FIN or RST. No bytes follow. `seq` is the
+    /// segment's sequence number and `len` its payload length, so a FIN sits
+    /// at `seq + len`. Emitted before the segment's data records.
+    Control = 2,
+    /// The bytes `[seq, seq + len)` of a segment could not be copied (the
+    /// segment was larger than `CHUNK_SIZE * MAX_CHUNKS`). No bytes follow.
+    Truncated = 3,
+}
+
+impl RecordKind {
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Data),
+            2 => Some(Self::Control),
+            3 => Some(Self::Truncated),
+            _ => None,
+        }
+    }
+}
+
+/// Header of every ring record. A `Data` record is this header followed by
+/// exactly `len` payload bytes; other kinds are the header alone.
+///
+/// Addresses are in network byte order; IPv4 uses the first 4 bytes and
+/// leaves the rest zero. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// `bpf_ktime_get_ns()` when the segment was seen (CLOCK_MONOTONIC).
+    pub timestamp_ns: u64,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub seq: u32,
+    pub len: u32,
+    pub ifindex: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// The segment's TCP flags byte (FIN, SYN, RST, PSH, ACK, ...).
+    pub tcp_flags: u8,
+    /// A [`RecordKind`] value.
+    pub kind: u8,
+    pub _pad: [u8; 5],
+}
+
+pub const RECORD_HEADER_SIZE: usize = core::mem::size_of::<RecordHeader>();
+
+/// Per-CPU scratch space where the kernel program assembles one record
+/// before handing it to the ring (the ring's `output` takes a variable length,
+/// its `reserve` only a constant one).
+#[repr(C)]
+pub struct RecordBuffer {
+    pub header: RecordHeader,
+    pub payload: [u8; CHUNK_SIZE],
+}
+
+/// The single value of the config map, filled by the agent before attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Destination ports to capture, host byte order; only the first
+    /// `port_count` entries are used.
+    pub ports: [u16; MAX_PORTS],
+    pub port_count: u32,
+    /// Share of connections captured, in basis points (0..=10_000).
+    pub sample_bp: u32,
+    /// Mixed into the connection hash so that two agents sampling the same
+    /// traffic can pick different connections.
+    pub sample_seed: u32,
+    pub _pad: u32,
+}
+
+impl CaptureConfig {
+    pub const fn empty() -> Self {
+        Self {
+            ports: [0; MAX_PORTS],
+            port_count: 0,
+            sample_bp: SAMPLE_ALL,
+            sample_seed: 0,
+            _pad: 0,
+        }
+    }
+}
+
+/// Indices into the per-CPU counter array. Two identities hold at every
+/// instant the agent reads a consistent snapshot:
+///
+/// * packets: `seen = not_ip + not_tcp + malformed + port_not_matched +
+///   not_sampled + matched`
+/// * records: `records_matched = records_emitted + records_lost`
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every packet the program ran on.
+    Seen = 0,
+    /// Not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...).
+    NotIp = 1,
+    /// IP, but not TCP (UDP, ICMP, IPv6 extension headers, fragments).
+    NotTcp = 2,
+    /// IP/TCP headers truncated or inconsistent (bad IHL, bad data offset).
+    Malformed = 3,
+    /// TCP to a port outside the service set.
+    PortNotMatched = 4,
+    /// TCP to a service port on a connection outside the sampled share.
+    NotSampled = 5,
+    /// TCP to a service port on a sampled connection: these are copied.
+    Matched = 6,
+    /// Payload bytes of matched segments handed to the ring.
+    PayloadBytes = 7,
+    /// Records the program tried to write (data, control and truncation).
+    RecordsMatched = 8,
+    /// Records written to the ring.
+    RecordsEmitted = 9,
+    /// Records lost because the ring was full (or a copy failed).
+    RecordsLost = 10,
+    /// Segments larger than `CHUNK_SIZE * MAX_CHUNKS`.
+    TruncatedSegments = 11,
+    /// Payload bytes not copied from such segments.
+    TruncatedBytes = 12,
+}
+
+/// Number of counters.
+pub const COUNTER_COUNT: usize = 13;
+
+/// The single value of the per-CPU counter map: one lookup per packet gives
+/// the program every counter of its CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub values: [u64; COUNTER_COUNT],
+}
+
+impl Counters {
+    pub const fn zero() -> Self {
+        Self { values: [0; COUNTER_COUNT] }
+    }
+
+    #[inline(always)]
+    pub fn add(&mut self, counter: Counter, n: u64) {
+        self.values[counter as usize] += n;
+    }
+
+    pub const fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+}
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT] = [
+        Counter::Seen,
+        Counter::NotIp,
+        Counter::NotTcp,
+        Counter::Malformed,
+        Counter::PortNotMatched,
+        Counter::NotSampled,
+        Counter::Matched,
+        Counter::PayloadBytes,
+        Counter::RecordsMatched,
+        Counter::RecordsEmitted,
+        Counter::RecordsLost,
+        Counter::TruncatedSegments,
+        Counter::TruncatedBytes,
+    ];
+
+    /// Stable snake_case name, used in logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::NotIp => "not_ip",
+            Counter::NotTcp => "not_tcp",
+            Counter::Malformed => "malformed",
+            Counter::PortNotMatched => "port_not_matched",
+            Counter::NotSampled => "not_sampled",
+            Counter::Matched => "matched",
+            Counter::PayloadBytes => "payload_bytes",
+            Counter::RecordsMatched => "records_matched",
+            Counter::RecordsEmitted => "records_emitted",
+            Counter::RecordsLost => "records_lost",
+            Counter::TruncatedSegments => "truncated_segments",
+            Counter::TruncatedBytes => "truncated_bytes",
+        }
+    }
+}
+
+/// Folds a record address (IPv4 in the first 4 bytes, rest zero; or IPv6)
+/// to 32 bits for [`connection_hash`]: the XOR of its four words.
+#[inline(always)]
+pub fn fold_address(addr: &[u8; 16]) -> u32 {
+    let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    word(0) ^ word(4) ^ word(8) ^ word(12)
+}
+
+/// The connection hash used for sampling. Both sides compute it the same way
+/// so the agent (and its tests) can predict which connections the kernel keeps.
+/// The address words come from [`fold_address`].
+#[inline(always)]
+pub fn connection_hash(src_word: u32, dst_word: u32, src_port: u16, dst_port: u16, seed: u32) -> u32 {
+    let ports = ((src_port as u64) << 16) | dst_port as u64;
+    let mut x = ((src_word as u64) << 32 | dst_word as u64) ^ (ports << 17) ^ ((seed as u64) << 7) ^ ports;
+    // murmur3/splitmix64 finaliser: every input bit affects every output bit,
+    // so sequential client ports spread evenly.
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    x as u32
+}
+
+/// Whether a connection with this hash is inside the sampled share.
+#[inline(always)]
+pub fn is_sampled(hash: u32, sample_bp: u32) -> bool {
+    sample_bp >= SAMPLE_ALL || hash % SAMPLE_ALL < sample_bp
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain `#[repr(C)]` structs of integers and byte arrays with
+    // explicit padding fields: every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::RecordHeader {}
+    unsafe impl aya::Pod for super::CaptureConfig {}
+    unsafe impl aya::Pod for super::Counters {}
+}

@@ -1,0 +1,25 @@
+//! TC ingress classifier: copies the TCP payload of the service ports into
+//! a ring buffer, and never touches the packet.
+//!
+//! Whatever happens below, the program returns `TC_ACT_PIPE`: "continue with
+//! the next program / normal processing". It never drops, delays or rewrites.
+#![no_std]
+#![no_main]
+
+mod capture;
+mod parse;
+
+use aya_ebpf::{bindings::TC_ACT_PIPE, macros::classifier, programs::TcContext};
+
+#[classifier]
+pub fn mirror_ingress(ctx: TcContext) -> i32 {
+    capture::on_packet(&ctx);
+    TC_ACT_PIPE
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this is never run.
+    loop {}
+}
