@@ -1,1 +1,89 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
+
+mod setup;
+mod test;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+// Until xtask/src/fuzz.rs lands: then `mod fuzz;` replaces this stub, and
+// FUZZ_AVAILABLE becomes true so CI runs it.
+const FUZZ_AVAILABLE: bool = false;
+mod fuzz {
+    pub fn run(_seconds_per_target: u64) -> anyhow::Result<()> {
+        anyhow::bail!("`cargo xtask fuzz` is not yet available: it comes with the fuzzing issue")
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project tasks for mirror")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing to build and test mirror: Debian packages, the
+    /// eBPF nightly with rust-src, bpf-linker built against LLVM 22.
+    Setup,
+    /// Setup, then cargo fmt --check, clippy (host and eBPF), cargo test
+    /// (the kernel tests need root). With CI=true, also fuzzing.
+    Test {
+        /// Skip setup (for machines prepared by hand).
+        #[arg(long)]
+        no_setup: bool,
+        /// Extra arguments for `cargo test`, after `--`.
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Fuzz each target for a while.
+    Fuzz {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Setup, then a client talking to v1 while v2 and v3 get a copy.
+    Demo,
+    /// Benchmarks.
+    Bench,
+}
+
+fn main() -> Result<()> {
+    let root = repo_root();
+    match Cli::parse().task {
+        Task::Setup => setup::run().map(drop),
+        Task::Test {
+            no_setup,
+            cargo_test_args,
+        } => test::run(
+            &root,
+            &test::Options {
+                no_setup,
+                cargo_test_args,
+            },
+        ),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Demo => {
+            setup::run()?;
+            bail!(
+                "`cargo xtask demo` is not yet available: it comes with the replay issue \
+                 (mirror-agent captures but does not replay yet). The machine is set up."
+            )
+        }
+        Task::Bench => {
+            bail!("`cargo xtask bench` is not yet available: it comes with the benchmark issue")
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}

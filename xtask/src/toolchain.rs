@@ -8,8 +8,14 @@
 use std::process::Command;
 
 /// The nightly the eBPF crate is known to build with: rustc 1.97.0-nightly
-/// (e50aa6fba 2026-05-19), LLVM 22, which matches bpf-linker's `llvm-22`.
-pub const PINNED_NIGHTLY: &str = "nightly-2026-05-19";
+/// (e50aa6fba 2026-05-19), LLVM 22.1.4, which matches bpf-linker's `llvm-22`.
+/// Nightlies are published the day after their commit: `nightly-2026-05-19`
+/// is the previous compiler (9eb3be26b 2026-05-18).
+pub const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
+
+/// The commit of the pinned nightly's rustc (`rustc -vV`, commit-hash): a
+/// `nightly` built from it is the same compiler under its moving name.
+pub const PINNED_RUSTC_COMMIT: &str = "e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a";
 
 /// Overrides the choice below, e.g. `MIRROR_EBPF_TOOLCHAIN=nightly-2026-05-19`.
 pub const TOOLCHAIN_ENV: &str = "MIRROR_EBPF_TOOLCHAIN";
@@ -81,7 +87,10 @@ mod tests {
 
     #[test]
     fn a_listed_toolchain_matches_its_channel_with_or_without_the_host_triple() {
-        assert!(names_toolchain("nightly-x86_64-unknown-linux-gnu", "nightly"));
+        assert!(names_toolchain(
+            "nightly-x86_64-unknown-linux-gnu",
+            "nightly"
+        ));
         assert!(names_toolchain("nightly", "nightly"));
         assert!(names_toolchain(
             "nightly-2026-05-19-x86_64-unknown-linux-gnu",
@@ -99,6 +108,9 @@ mod tests {
             "nightly-x86_64-unknown-linux-gnu",
             "nightly-2026-05-19"
         ));
-        assert!(!names_toolchain("stable-x86_64-unknown-linux-gnu", "nightly"));
+        assert!(!names_toolchain(
+            "stable-x86_64-unknown-linux-gnu",
+            "nightly"
+        ));
     }
 }

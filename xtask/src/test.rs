@@ -1,0 +1,150 @@
+//! `cargo xtask test`: setup, then every check CI runs, in order, failing fast.
+
+use std::{
+    env,
+    ffi::OsString,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{setup, toolchain};
+
+/// Seconds each fuzz target runs for when `CI=true`.
+const CI_FUZZ_SECONDS: u64 = 60;
+
+pub struct Options {
+    /// Skip `cargo xtask setup` (for machines set up by hand).
+    pub no_setup: bool,
+    /// Appended to `cargo test`.
+    pub cargo_test_args: Vec<String>,
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    let started = Instant::now();
+    let result = run_steps(root, options);
+    let elapsed = format_duration(started.elapsed());
+    match &result {
+        Ok(()) => println!("==> cargo xtask test passed in {elapsed}"),
+        Err(_) => println!("==> cargo xtask test failed after {elapsed}"),
+    }
+    result
+}
+
+fn run_steps(root: &Path, options: &Options) -> Result<()> {
+    let toolchain = if options.no_setup {
+        toolchain::ebpf_toolchain()
+    } else {
+        setup::run()?
+    };
+    println!("==> eBPF toolchain: {toolchain}");
+
+    let mut cargo_test = cargo(["test", "--workspace", "--exclude", "mirror-ebpf"]);
+    cargo_test.args(&options.cargo_test_args);
+    let mut steps = [
+        cargo(["fmt", "--all", "--", "--check"]),
+        cargo([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "mirror-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        ebpf_clippy(&toolchain),
+        cargo_test,
+    ];
+
+    let count = steps.len();
+    for (index, step) in steps.iter_mut().enumerate() {
+        let shown = setup::show(step);
+        println!("==> [{}/{count}] {shown}", index + 1);
+        if index + 1 == count && !setup::is_root() {
+            println!(
+                "warning: not root: the kernel tests (package mirror-tests) need root \
+                 or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+            );
+        }
+        // The agent's build script builds the eBPF crate with this toolchain.
+        let status = step
+            .current_dir(root)
+            .env(toolchain::TOOLCHAIN_ENV, &toolchain)
+            .status()
+            .with_context(|| format!("cannot run `{shown}`"))?;
+        if !status.success() {
+            bail!("step {}/{count} failed ({status}): {shown}", index + 1);
+        }
+    }
+
+    if env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
+        if crate::FUZZ_AVAILABLE {
+            println!("==> cargo xtask fuzz: {CI_FUZZ_SECONDS} s per target (CI)");
+            crate::fuzz::run(CI_FUZZ_SECONDS).context("fuzzing failed")?;
+        } else {
+            println!("==> fuzzing skipped: `cargo xtask fuzz` is not available yet");
+        }
+    }
+    Ok(())
+}
+
+fn cargo<const N: usize>(args: [&str; N]) -> Command {
+    let mut command = Command::new("cargo");
+    command.args(args);
+    command
+}
+
+/// Clippy of the eBPF crate for the BPF target, with the flags aya-build
+/// builds it with, in its own target directory so host builds keep theirs.
+fn ebpf_clippy(toolchain: &str) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .arg(format!("+{toolchain}"))
+        .args([
+            "clippy",
+            "-p",
+            "mirror-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+            "target/ebpf-clippy",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("CARGO_ENCODED_RUSTFLAGS", ebpf_rustflags())
+        // As aya-build does: these would point at the host toolchain.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    command
+}
+
+/// aya-build's flags, separated by 0x1f as CARGO_ENCODED_RUSTFLAGS wants.
+fn ebpf_rustflags() -> OsString {
+    let arch = match env::consts::ARCH {
+        arch if arch.starts_with("riscv64") => "riscv64",
+        arch => arch,
+    };
+    [
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".to_string(),
+        "-Clink-arg=--btf".to_string(),
+    ]
+    .join("\x1f")
+    .into()
+}
+
+fn format_duration(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    if seconds >= 60 {
+        format!("{}m{:02}s", seconds / 60, seconds % 60)
+    } else {
+        format!("{:.1}s", elapsed.as_secs_f64())
+    }
+}
