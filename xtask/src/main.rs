@@ -4,7 +4,10 @@ mod setup;
 mod test;
 mod toolchain;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -52,9 +55,19 @@ enum Task {
     Bench,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
     let root = repo_root();
-    match Cli::parse().task {
+    match task {
         Task::Setup => setup::run().map(drop),
         Task::Test {
             no_setup,

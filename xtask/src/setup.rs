@@ -80,7 +80,10 @@ pub fn run() -> Result<String> {
             components(Some(&toolchain), EBPF_COMPONENTS),
         ));
     }
-    items.push(("host components", components(None, HOST_COMPONENTS)));
+    // Without rustup, the toolchain line already says what to install first.
+    if find_on_path("rustup").is_some() {
+        items.push(("host components", components(None, HOST_COMPONENTS)));
+    }
     items.push(("bpf-linker", bpf_linker()));
 
     println!("setup summary:");
@@ -286,6 +289,9 @@ fn bpf_linker() -> Outcome {
             format!("{why}; building it needs llvm-22-dev (see debian packages)"),
             BPF_LINKER_INSTALL,
         );
+    }
+    if find_on_path("cargo").is_none() {
+        return Outcome::todo(format!("{why}; cargo is not on PATH"), BPF_LINKER_INSTALL);
     }
     println!("setup: {why}; building bpf-linker against LLVM {LLVM_MAJOR} (about 80 s)");
     let path = env::var_os("PATH").unwrap_or_default();
