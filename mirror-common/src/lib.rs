@@ -23,6 +23,11 @@ pub const SAMPLE_ALL: u32 = 10_000;
 /// Name of the classifier program inside the object. The agent also uses it
 /// to find and remove its own netlink leftovers after a crash.
 pub const PROGRAM_NAME: &str = "mirror_ingress";
+/// The payload copier, reached by tail call from [`PROGRAM_NAME`] through
+/// [`MAP_JUMP`] slot [`JUMP_COPY`].
+pub const COPY_PROGRAM_NAME: &str = "mirror_copy";
+pub const MAP_JUMP: &str = "MIRROR_JUMP";
+pub const JUMP_COPY: u32 = 0;
 /// Map names, as the object declares them.
 pub const MAP_EVENTS: &str = "MIRROR_EVENTS";
 pub const MAP_CONFIG: &str = "MIRROR_CONFIG";
@@ -102,6 +107,18 @@ pub const RECORD_HEADER_SIZE: usize = core::mem::size_of::<RecordHeader>();
 pub struct RecordBuffer {
     pub header: RecordHeader,
     pub payload: [u8; CHUNK_SIZE],
+    /// The copy job handed from the classifier to the copier program:
+    /// offset of the first payload byte in the frame, payload length, and
+    /// the sequence number of the first payload byte.
+    ///
+    /// A separate, tail-called program copies the payload because the
+    /// verifier walks a 128-iteration loop once per distinct entry state:
+    /// inline after the header parsing paths it exceeded the 1M-instruction
+    /// budget; in its own program it is walked once.
+    pub copy_offset: u32,
+    pub payload_len: u32,
+    pub first_seq: u32,
+    pub _pad: u32,
 }
 
 /// The single value of the config map, filled by the agent before attaching.
@@ -182,7 +199,9 @@ pub struct Counters {
 
 impl Counters {
     pub const fn zero() -> Self {
-        Self { values: [0; COUNTER_COUNT] }
+        Self {
+            values: [0; COUNTER_COUNT],
+        }
     }
 
     #[inline(always)]
@@ -244,9 +263,16 @@ pub fn fold_address(addr: &[u8; 16]) -> u32 {
 /// so the agent (and its tests) can predict which connections the kernel keeps.
 /// The address words come from [`fold_address`].
 #[inline(always)]
-pub fn connection_hash(src_word: u32, dst_word: u32, src_port: u16, dst_port: u16, seed: u32) -> u32 {
+pub fn connection_hash(
+    src_word: u32,
+    dst_word: u32,
+    src_port: u16,
+    dst_port: u16,
+    seed: u32,
+) -> u32 {
     let ports = ((src_port as u64) << 16) | dst_port as u64;
-    let mut x = ((src_word as u64) << 32 | dst_word as u64) ^ (ports << 17) ^ ((seed as u64) << 7) ^ ports;
+    let mut x =
+        ((src_word as u64) << 32 | dst_word as u64) ^ (ports << 17) ^ ((seed as u64) << 7) ^ ports;
     // murmur3/splitmix64 finaliser: every input bit affects every output bit,
     // so sequential client ports spread evenly.
     x ^= x >> 33;

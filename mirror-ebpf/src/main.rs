@@ -7,6 +7,7 @@
 #![no_main]
 
 mod capture;
+mod copy;
 mod parse;
 
 use aya_ebpf::{bindings::TC_ACT_PIPE, macros::classifier, programs::TcContext};
@@ -14,6 +15,13 @@ use aya_ebpf::{bindings::TC_ACT_PIPE, macros::classifier, programs::TcContext};
 #[classifier]
 pub fn mirror_ingress(ctx: TcContext) -> i32 {
     capture::on_packet(&ctx);
+    TC_ACT_PIPE
+}
+
+/// Tail-called by `mirror_ingress` with a copy job; never attached itself.
+#[classifier]
+pub fn mirror_copy(ctx: TcContext) -> i32 {
+    copy::copy_payload(&ctx);
     TC_ACT_PIPE
 }
 

@@ -29,7 +29,11 @@ pub enum EventKind<'a> {
     /// A segment with SYN, FIN or RST set. `seq` is the segment's sequence
     /// number, `payload_len` its payload length: a SYN's first data byte is
     /// `seq + 1`, a FIN sits at `seq + payload_len`.
-    Control { seq: u32, payload_len: u32, flags: u8 },
+    Control {
+        seq: u32,
+        payload_len: u32,
+        flags: u8,
+    },
     /// The kernel could not copy `[seq, seq + len)`: a known gap.
     Truncated { seq: u32, len: u32 },
 }

@@ -1,6 +1,474 @@
-//! Capture stage: loads the kernel program, attaches it to the interface,
-//! drains the ring buffer and decodes records into events.
+//! Capture stage: loads the kernel program, attaches it to the interface's
+//! ingress, drains the ring buffer and decodes every record into an
+//! [`Event`] for the next stage (an [`EventSink`]).
 
+mod counters;
 mod event;
+mod preflight;
 
+use std::{os::fd::AsRawFd as _, sync::Arc, time::Duration};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, ProgramArray, RingBuf},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
+    },
+};
+pub use counters::{CounterReader, KernelCounters};
 pub use event::{DecodeError, Event, EventKind, EventSink, FlowKey, decode};
+use mirror_common::{
+    COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_JUMP,
+    MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
+};
+pub use preflight::{PreflightError, check_interface, check_privileges};
+use tracing::{debug, info, warn};
+
+/// The kernel program, built by build.rs for the BPF target.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror"));
+
+/// Default ring size: room for a burst of 64 MiB of payload while the agent
+/// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB burst).
+pub const DEFAULT_RING_BYTES: u32 = 64 << 20;
+
+/// How the program is attached to the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AttachMode {
+    /// TCX on kernels >= 6.6, netlink clsact below.
+    #[default]
+    Auto,
+    /// TCX link (Linux >= 6.6): vanishes with the process, even on SIGKILL.
+    Tcx,
+    /// Netlink clsact filter (older kernels): leftovers of a crashed run are
+    /// removed at start.
+    Netlink,
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "netlink",
+        }
+    }
+}
+
+/// What the capture stage needs to know.
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub iface: String,
+    /// Destination ports to capture (1 to 16).
+    pub ports: Vec<u16>,
+    /// Share of connections captured, in basis points (0..=10_000).
+    pub sample_bp: u32,
+    pub sample_seed: u32,
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+    pub attach: AttachMode,
+}
+
+impl CaptureOptions {
+    pub fn new(iface: impl Into<String>, ports: Vec<u16>) -> Self {
+        Self {
+            iface: iface.into(),
+            ports,
+            sample_bp: SAMPLE_ALL,
+            sample_seed: 0,
+            ring_bytes: DEFAULT_RING_BYTES,
+            attach: AttachMode::Auto,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("invalid capture options: {0}")]
+    Options(String),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel rejected the capture program: {0}")]
+    Verify(#[source] aya::programs::ProgramError),
+    #[error("attaching to {iface} ingress via {mode} failed: {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the eBPF object lacks {0}")]
+    MissingItem(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("waiting on the ring buffer failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Statistics of the agent's side of the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Records read from the ring.
+    pub records: u64,
+    /// Records that did not decode (counted, never passed on).
+    pub decode_errors: u64,
+}
+
+/// A loaded and attached capture program with its ring.
+pub struct Capture {
+    ebpf: Ebpf,
+    link: Option<SchedClassifierLinkId>,
+    ring: RingBuf<MapData>,
+    counters: Arc<CounterReader>,
+    iface: String,
+    mode: AttachMode,
+    stats: DrainStats,
+}
+
+impl Capture {
+    /// Loads the program, fills its config and attaches it to the ingress of
+    /// `options.iface` in the calling thread's network namespace.
+    pub fn start(options: &CaptureOptions) -> Result<Self, CaptureError> {
+        validate(options)?;
+        check_privileges()?;
+        check_interface(&options.iface)?;
+        raise_memlock_limit();
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_EVENTS, options.ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(CaptureError::Load)?;
+
+        let mut config_map: Array<_, CaptureConfig> = ebpf
+            .map_mut(MAP_CONFIG)
+            .ok_or(CaptureError::MissingItem(MAP_CONFIG))?
+            .try_into()
+            .map_err(|source| CaptureError::Map {
+                name: MAP_CONFIG,
+                source,
+            })?;
+        config_map
+            .set(0, capture_config(options), 0)
+            .map_err(|source| CaptureError::Map {
+                name: MAP_CONFIG,
+                source,
+            })?;
+
+        let ring = RingBuf::try_from(
+            ebpf.take_map(MAP_EVENTS)
+                .ok_or(CaptureError::MissingItem(MAP_EVENTS))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: MAP_EVENTS,
+            source,
+        })?;
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(MAP_COUNTERS)
+                .ok_or(CaptureError::MissingItem(MAP_COUNTERS))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: MAP_COUNTERS,
+            source,
+        })?;
+
+        // The copier first: the classifier tail-calls it through the jump
+        // table, so it must be loaded and in place before anything attaches.
+        let copier: &mut SchedClassifier = ebpf
+            .program_mut(COPY_PROGRAM_NAME)
+            .ok_or(CaptureError::MissingItem(COPY_PROGRAM_NAME))?
+            .try_into()
+            .map_err(CaptureError::Verify)?;
+        copier.load().map_err(CaptureError::Verify)?;
+        let copier_fd = copier
+            .fd()
+            .map_err(CaptureError::Verify)?
+            .try_clone()
+            .map_err(CaptureError::Io)?;
+        let mut jump: ProgramArray<_> = ebpf
+            .map_mut(MAP_JUMP)
+            .ok_or(CaptureError::MissingItem(MAP_JUMP))?
+            .try_into()
+            .map_err(|source| CaptureError::Map {
+                name: MAP_JUMP,
+                source,
+            })?;
+        jump.set(JUMP_COPY, &copier_fd, 0)
+            .map_err(|source| CaptureError::Map {
+                name: MAP_JUMP,
+                source,
+            })?;
+
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(CaptureError::MissingItem(PROGRAM_NAME))?
+            .try_into()
+            .map_err(CaptureError::Verify)?;
+        program.load().map_err(CaptureError::Verify)?;
+
+        let mode = resolve_mode(options.attach);
+        // A netlink filter survives its process (even SIGKILL): remove what a
+        // crashed run of ours left before adding our own. TCX links vanish
+        // with their process, so there is nothing to clean in that mode.
+        remove_netlink_leftovers(&options.iface);
+        let attach_options = match mode {
+            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
+            _ => {
+                if let Err(err) = tc::qdisc_add_clsact(&options.iface) {
+                    // Usually "already exists"; the attach below tells if not.
+                    debug!(iface = %options.iface, error = %err, "clsact qdisc not added");
+                }
+                TcAttachOptions::Netlink(NlOptions::default())
+            }
+        };
+        let link = program
+            .attach_with_options(&options.iface, TcAttachType::Ingress, attach_options)
+            .map_err(|source| CaptureError::Attach {
+                iface: options.iface.clone(),
+                mode: mode.as_str(),
+                source,
+            })?;
+        info!(
+            iface = %options.iface,
+            attach_mode = mode.as_str(),
+            ports = ?options.ports,
+            sample_percent = options.sample_bp as f64 / 100.0,
+            ring_bytes = options.ring_bytes,
+            "capture attached"
+        );
+        Ok(Self {
+            ebpf,
+            link: Some(link),
+            ring,
+            counters: Arc::new(CounterReader::new(counters)),
+            iface: options.iface.clone(),
+            mode,
+            stats: DrainStats::default(),
+        })
+    }
+
+    /// How the program was attached (never `Auto`).
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// A handle that reads the kernel counters, usable from any thread.
+    pub fn counter_reader(&self) -> Arc<CounterReader> {
+        Arc::clone(&self.counters)
+    }
+
+    /// The kernel counters, summed over all CPUs.
+    pub fn kernel_counters(&self) -> Result<KernelCounters, CaptureError> {
+        self.counters.read().map_err(|source| CaptureError::Map {
+            name: MAP_COUNTERS,
+            source,
+        })
+    }
+
+    pub fn drain_stats(&self) -> DrainStats {
+        self.stats
+    }
+
+    /// Detaches the program from the interface. Production traffic stops
+    /// being copied at once; records already in the ring can still be drained.
+    pub fn detach(&mut self) {
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        let program: Option<&mut SchedClassifier> = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok());
+        match program.map(|p| p.detach(link)) {
+            Some(Ok(())) => info!(iface = %self.iface, "capture detached"),
+            Some(Err(err)) => warn!(iface = %self.iface, error = %err, "detach failed"),
+            None => warn!(iface = %self.iface, "detach failed: program not found"),
+        }
+    }
+
+    /// Hands every record now in the ring to `sink`, without waiting.
+    pub fn drain(&mut self, sink: &mut impl EventSink) -> usize {
+        let mut drained = 0;
+        while let Some(item) = self.ring.next() {
+            drained += 1;
+            match decode(&item) {
+                Ok(event) => sink.on_event(&event),
+                Err(err) => {
+                    self.stats.decode_errors += 1;
+                    if self.stats.decode_errors.is_power_of_two() {
+                        warn!(error = %err, total = self.stats.decode_errors, "undecodable ring record skipped");
+                    }
+                }
+            }
+        }
+        self.stats.records += drained as u64;
+        sink.on_batch_end(monotonic_ns());
+        drained
+    }
+
+    /// Waits up to `timeout` for records, then drains them. For callers
+    /// without a tokio runtime (tests, benches).
+    pub fn poll(
+        &mut self,
+        sink: &mut impl EventSink,
+        timeout: Duration,
+    ) -> Result<usize, CaptureError> {
+        let mut pollfd = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, the ring's fd lives as long as self.
+        let ret = unsafe { libc::poll(&mut pollfd, 1, millis) };
+        if ret < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err.into());
+            }
+        }
+        Ok(self.drain(sink))
+    }
+
+    /// Drains the ring as records arrive until `shutdown` completes, then
+    /// detaches and drains what is left. The sink also gets a batch end at
+    /// least every `tick`, so idle flows expire without traffic.
+    pub async fn run(
+        &mut self,
+        sink: &mut impl EventSink,
+        shutdown: impl std::future::Future<Output = ()>,
+        tick: Duration,
+    ) -> Result<(), CaptureError> {
+        use tokio::io::{Interest, unix::AsyncFd};
+        let raw_fd = self.ring.as_raw_fd();
+        // SAFETY: the fd belongs to `self.ring`, which outlives `ready`
+        // (dropped at the end of this function, before self can be).
+        let ready = unsafe { AsyncFd::register_with_interest(raw_fd, Interest::READABLE) }
+            .map_err(|err| std::io::Error::other(err.to_string()))?;
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                guard = ready.readable() => {
+                    let mut guard = guard?;
+                    self.drain(sink);
+                    guard.clear_ready();
+                }
+                _ = ticker.tick() => {
+                    self.drain(sink);
+                }
+            }
+        }
+        drop(ready);
+        // Production first: stop copying, then empty the ring.
+        self.detach();
+        self.drain(sink);
+        Ok(())
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+fn validate(options: &CaptureOptions) -> Result<(), CaptureError> {
+    if options.ports.is_empty() || options.ports.len() > MAX_PORTS {
+        return Err(CaptureError::Options(format!(
+            "between 1 and {MAX_PORTS} ports are needed, got {}",
+            options.ports.len()
+        )));
+    }
+    if options.ports.contains(&0) {
+        return Err(CaptureError::Options("port 0 cannot be captured".into()));
+    }
+    if options.sample_bp > SAMPLE_ALL {
+        return Err(CaptureError::Options(format!(
+            "sampling share {} basis points is above 10000 (100 %)",
+            options.sample_bp
+        )));
+    }
+    let page = page_size();
+    if !options.ring_bytes.is_power_of_two() || (options.ring_bytes as usize) < page {
+        return Err(CaptureError::Options(format!(
+            "ring size {} must be a power of two and at least one page ({page} bytes)",
+            options.ring_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn capture_config(options: &CaptureOptions) -> CaptureConfig {
+    let mut config = CaptureConfig::empty();
+    for (slot, port) in config.ports.iter_mut().zip(&options.ports) {
+        *slot = *port;
+    }
+    config.port_count = options.ports.len() as u32;
+    config.sample_bp = options.sample_bp;
+    config.sample_seed = options.sample_seed;
+    config
+}
+
+fn resolve_mode(requested: AttachMode) -> AttachMode {
+    match requested {
+        AttachMode::Auto if kernel_has_tcx() => AttachMode::Tcx,
+        AttachMode::Auto => AttachMode::Netlink,
+        other => other,
+    }
+}
+
+/// TCX arrived in Linux 6.6.
+fn kernel_has_tcx() -> bool {
+    aya::util::KernelVersion::current()
+        .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+        .unwrap_or(false)
+}
+
+fn remove_netlink_leftovers(iface: &str) {
+    match tc::qdisc_detach_program(iface, TcAttachType::Ingress, PROGRAM_NAME) {
+        Ok(()) => warn!(iface, "removed a capture filter left by an earlier run"),
+        Err(err) => debug!(iface, error = %err, "no netlink leftovers"),
+    }
+}
+
+fn raise_memlock_limit() {
+    // Kernels >= 5.11 account BPF memory to the cgroup; older ones count it
+    // against RLIMIT_MEMLOCK, which is often tiny.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as usize } else { 4096 }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
