@@ -2,6 +2,9 @@
 //! HTTP requests and replays them to shadow targets.
 //!
 //! The modules follow the data: `capture` (load, attach, drain the ring) →
-//! `flow` (TCP reassembly) → `http` (request framing) → `route` → `shadow`.
+//! `flow` (TCP reassembly) → `http` (request framing) → `route` → `shadow`;
+//! `config` and `logging` set the agent up.
 
 pub mod capture;
+pub mod config;
+pub mod logging;
