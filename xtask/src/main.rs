@@ -22,7 +22,11 @@ mod fuzz {
 }
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project tasks for mirror")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project tasks for mirror"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
