@@ -278,6 +278,21 @@ impl Capture {
         self.stats
     }
 
+    /// The loaded classifier, for running it on crafted packets with
+    /// `BPF_PROG_TEST_RUN` (kernel tests). Its tail call reaches the copier
+    /// and its records land in this capture's ring.
+    pub fn classifier_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        // `start` loaded the program and keeps it loaded for as long as
+        // `self` lives: neither lookup can fail afterwards.
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .expect("the classifier is part of the object")
+            .fd()
+            .expect("the classifier was loaded by start()")
+            .as_fd()
+    }
+
     /// Detaches the program from the interface. Production traffic stops
     /// being copied at once; records already in the ring can still be drained.
     pub fn detach(&mut self) {
