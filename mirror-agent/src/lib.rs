@@ -6,5 +6,7 @@
 //! `config` and `logging` set the agent up.
 
 pub mod capture;
+pub mod flow;
+pub mod http;
 pub mod config;
 pub mod logging;

@@ -1,0 +1,360 @@
+//! Reassembly of one connection's client → server byte stream.
+//!
+//! Sequence numbers become 64-bit stream offsets (offset 0 = first byte
+//! after the SYN, or the first byte seen on a joined connection): a segment's
+//! offset is the expected offset plus the signed 32-bit distance of its
+//! sequence number from the expected one, so wraparound at 2^32 needs no
+//! special case and everything below works on plain `u64`s.
+//!
+//! In-order bytes go straight from the event to the framer. Segments ahead
+//! of a hole are held (only their bytes not held already) until the hole
+//! fills; held bytes and a per-segment overhead count against the per-flow
+//! cap and the shared budget. When a segment cannot be held, the flow stops
+//! waiting for its oldest hole: the framer is told about the gap and the
+//! held bytes after it are delivered. A `Truncated` record is such a hole
+//! known in advance, held as a marker.
+
+use std::collections::BTreeMap;
+
+use super::{FlowConfig, FlowId, FlowStats};
+use crate::http::{DropReason, FramerCtx, RequestFramer, RequestSink};
+
+/// Bytes charged per held segment on top of its payload (allocation and
+/// map node), so that many tiny segments cannot dodge the cap.
+pub(super) const SEGMENT_OVERHEAD: usize = 64;
+
+/// Segments further ahead than this are not part of the connection's
+/// window (TCP windows stop at 1 GiB) and are ignored.
+const MAX_AHEAD: i64 = 1 << 30;
+
+#[derive(Debug)]
+enum Held {
+    Data(Vec<u8>),
+    /// Bytes the kernel could not copy.
+    Lost(u64),
+}
+
+impl Held {
+    fn len(&self) -> u64 {
+        match self {
+            Held::Data(bytes) => bytes.len() as u64,
+            Held::Lost(len) => *len,
+        }
+    }
+
+    fn cost(&self) -> usize {
+        match self {
+            Held::Data(bytes) => bytes.len() + SEGMENT_OVERHEAD,
+            Held::Lost(_) => SEGMENT_OVERHEAD,
+        }
+    }
+}
+
+/// What a flow needs from the table for one call.
+pub(super) struct FlowCtx<'a, S> {
+    pub config: &'a FlowConfig,
+    pub stats: &'a mut FlowStats,
+    pub framer: FramerCtx<'a, S>,
+}
+
+#[derive(Debug)]
+pub(super) struct Flow {
+    pub id: FlowId,
+    /// Ended by FIN or RST; kept a while so late retransmissions are not
+    /// taken for a new connection joined in the middle.
+    pub closed: bool,
+    /// Sequence number of the SYN, if seen.
+    isn: Option<u32>,
+    /// Sequence number of stream offset 0.
+    base_seq: u32,
+    /// Offset of the next byte the framer expects.
+    pub next_off: u64,
+    held: BTreeMap<u64, Held>,
+    /// Cost of `held`, charged to the per-flow cap and the budget.
+    held_cost: usize,
+    /// Offset of the FIN, once seen.
+    fin_off: Option<u64>,
+    pub framer: RequestFramer,
+    pub last_seen: u64,
+    /// Since when the flow waits for a hole without progress.
+    pub blocked_since: Option<u64>,
+    pub in_hole_queue: bool,
+}
+
+impl Flow {
+    /// A connection seen from its SYN.
+    pub fn from_syn(id: FlowId, isn: u32, ts_ns: u64) -> Self {
+        Self::new(
+            id,
+            Some(isn),
+            isn.wrapping_add(1),
+            RequestFramer::new(id),
+            ts_ns,
+        )
+    }
+
+    /// A connection joined in the middle, at the first byte seen.
+    pub fn joined(id: FlowId, seq: u32, ts_ns: u64) -> Self {
+        Self::new(id, None, seq, RequestFramer::new_midstream(id), ts_ns)
+    }
+
+    fn new(id: FlowId, isn: Option<u32>, base_seq: u32, framer: RequestFramer, ts_ns: u64) -> Self {
+        Self {
+            id,
+            closed: false,
+            isn,
+            base_seq,
+            next_off: 0,
+            held: BTreeMap::new(),
+            held_cost: 0,
+            fin_off: None,
+            framer,
+            last_seen: ts_ns,
+            blocked_since: None,
+            in_hole_queue: false,
+        }
+    }
+
+    pub fn isn(&self) -> Option<u32> {
+        self.isn
+    }
+
+    /// Stream offset of `seq`, relative to the expected byte (may be
+    /// negative for bytes before the stream start).
+    fn offset(&self, seq: u32) -> i64 {
+        let expected = self.base_seq.wrapping_add(self.next_off as u32);
+        self.next_off as i64 + i64::from(seq.wrapping_sub(expected) as i32)
+    }
+
+    /// Waiting for bytes before data already held, or before the FIN.
+    pub fn is_blocked(&self) -> bool {
+        !self.held.is_empty() || self.fin_off.is_some_and(|fin| self.next_off < fin)
+    }
+
+    /// Everything up to the FIN has been delivered.
+    pub fn fin_reached(&self) -> bool {
+        self.fin_off
+            .is_some_and(|fin| self.next_off >= fin || self.framer.is_stopped())
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.held_cost
+    }
+
+    pub fn on_data<S: RequestSink>(
+        &mut self,
+        seq: u32,
+        payload: &[u8],
+        ts_ns: u64,
+        cx: &mut FlowCtx<'_, S>,
+    ) {
+        if payload.is_empty() {
+            return;
+        }
+        let off = self.offset(seq);
+        self.accept(off, payload.len() as u64, Some(payload), ts_ns, cx);
+    }
+
+    pub fn on_truncated<S: RequestSink>(
+        &mut self,
+        seq: u32,
+        len: u32,
+        ts_ns: u64,
+        cx: &mut FlowCtx<'_, S>,
+    ) {
+        if len == 0 {
+            return;
+        }
+        let off = self.offset(seq);
+        self.accept(off, u64::from(len), None, ts_ns, cx);
+    }
+
+    /// A FIN at `seq` (already past any payload of its segment).
+    pub fn on_fin(&mut self, seq: u32) {
+        let off = self.offset(seq);
+        if off >= 0 && off - (self.next_off as i64) <= MAX_AHEAD {
+            self.fin_off = Some(off as u64);
+        }
+    }
+
+    /// Takes `[off, off + len)`: bytes (`data`) or a known loss (`None`).
+    fn accept<S: RequestSink>(
+        &mut self,
+        off: i64,
+        len: u64,
+        data: Option<&[u8]>,
+        ts_ns: u64,
+        cx: &mut FlowCtx<'_, S>,
+    ) {
+        let end = off + len as i64;
+        loop {
+            let next = self.next_off as i64;
+            if end <= next {
+                cx.stats.duplicate_bytes += len;
+                return;
+            }
+            if off - next > MAX_AHEAD {
+                cx.stats.out_of_window_segments += 1;
+                return;
+            }
+            if self.framer.is_stopped() {
+                // Nothing more to parse: only track where the stream is.
+                self.release_held(cx);
+                self.next_off = end as u64;
+                return;
+            }
+            if off <= next {
+                let skip = (next - off) as usize;
+                cx.stats.duplicate_bytes += skip as u64;
+                match data {
+                    Some(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
+                    None => {
+                        cx.stats.gaps += 1;
+                        self.framer.gap(DropReason::Gap, &mut cx.framer);
+                        self.next_off = end as u64;
+                    }
+                }
+                self.drain(ts_ns, cx);
+                return;
+            }
+            // Ahead of a hole: hold what is not held yet.
+            let (start, end) = (off as u64, end as u64);
+            let pieces = self.uncovered(start, end);
+            let cost: usize = pieces
+                .iter()
+                .map(|(s, e)| match data {
+                    Some(_) => (e - s) as usize + SEGMENT_OVERHEAD,
+                    None => SEGMENT_OVERHEAD,
+                })
+                .sum();
+            if pieces.is_empty() {
+                cx.stats.duplicate_bytes += len;
+                return;
+            }
+            let over_flow_cap = self.held_cost + cost > cx.config.max_ooo_bytes_per_flow;
+            if !over_flow_cap && cx.framer.budget.take(cost) {
+                for (s, e) in pieces {
+                    let held = match data {
+                        Some(bytes) => {
+                            Held::Data(bytes[(s - start) as usize..(e - start) as usize].to_vec())
+                        }
+                        None => Held::Lost(e - s),
+                    };
+                    self.held.insert(s, held);
+                }
+                self.held_cost += cost;
+                cx.stats.out_of_order_segments += 1;
+                return;
+            }
+            // Cannot hold it: stop waiting for the oldest hole.
+            let reason = if over_flow_cap {
+                DropReason::Gap
+            } else {
+                DropReason::BufferCap
+            };
+            cx.stats.holes_abandoned += 1;
+            let first_held = self.held.keys().next().copied().unwrap_or(start);
+            self.skip_to(first_held.min(start), reason, ts_ns, cx);
+        }
+    }
+
+    /// Parts of `[start, end)` not covered by held segments.
+    fn uncovered(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut pieces = Vec::new();
+        let mut cur = start;
+        if let Some((&k, held)) = self.held.range(..start).next_back() {
+            cur = cur.max(k + held.len());
+        }
+        for (&k, held) in self.held.range(start..end) {
+            if cur >= end {
+                break;
+            }
+            if k > cur {
+                pieces.push((cur, k));
+            }
+            cur = cur.max(k + held.len());
+        }
+        if cur < end {
+            pieces.push((cur, end));
+        }
+        pieces
+    }
+
+    fn deliver<S: RequestSink>(&mut self, bytes: &[u8], ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+        self.next_off += bytes.len() as u64;
+        self.framer.feed(bytes, ts_ns, &mut cx.framer);
+    }
+
+    /// Delivers held segments that the expected offset has reached.
+    fn drain<S: RequestSink>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+        while let Some(entry) = self.held.first_entry() {
+            let start = *entry.key();
+            if start > self.next_off {
+                break;
+            }
+            let held = entry.remove();
+            let cost = held.cost();
+            self.held_cost -= cost;
+            cx.framer.budget.give(cost);
+            let end = start + held.len();
+            if end <= self.next_off {
+                continue;
+            }
+            let skip = (self.next_off - start) as usize;
+            match held {
+                Held::Data(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
+                Held::Lost(_) => {
+                    cx.stats.gaps += 1;
+                    self.framer.gap(DropReason::Gap, &mut cx.framer);
+                    self.next_off = end;
+                }
+            }
+        }
+    }
+
+    /// Gives up the bytes up to `target`: the framer drops what it had in
+    /// progress (for `reason`) and goes on from the held data there.
+    fn skip_to<S: RequestSink>(
+        &mut self,
+        target: u64,
+        reason: DropReason,
+        ts_ns: u64,
+        cx: &mut FlowCtx<'_, S>,
+    ) {
+        if target > self.next_off {
+            cx.stats.gaps += 1;
+            self.framer.gap(reason, &mut cx.framer);
+            self.next_off = target;
+        }
+        self.drain(ts_ns, cx);
+    }
+
+    /// Stops waiting for holes: each one becomes a gap, held data after it
+    /// is delivered, and the stream is taken up to the FIN if there is one.
+    pub fn flush<S: RequestSink>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+        while self.is_blocked() {
+            let target = match self.held.keys().next() {
+                Some(&first) => first,
+                None => match self.fin_off {
+                    Some(fin) => fin,
+                    None => break,
+                },
+            };
+            cx.stats.holes_abandoned += 1;
+            let before = self.next_off;
+            self.skip_to(target, DropReason::Gap, ts_ns, cx);
+            if self.next_off == before && self.held.keys().next() == Some(&target) {
+                // Cannot happen (drain removes what starts at next_off), but
+                // never loop forever.
+                break;
+            }
+        }
+    }
+
+    /// Frees held segments.
+    pub fn release_held<S>(&mut self, cx: &mut FlowCtx<'_, S>) {
+        self.held.clear();
+        cx.framer.budget.give(self.held_cost);
+        self.held_cost = 0;
+    }
+}

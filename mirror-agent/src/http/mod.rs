@@ -1,0 +1,306 @@
+//! HTTP/1.x request framing: turns the reassembled client → server byte
+//! stream of one connection into complete [`Request`]s.
+//!
+//! The flow stage owns one [`RequestFramer`] per connection and feeds it the
+//! stream in order, as slices borrowed from the ring wherever it can: the
+//! framer parses heads straight from those slices and buffers only what
+//! straddles two slices (an incomplete head, a body in progress).
+//!
+//! # Rules
+//! * Head: parsed by `httparse`, at most [`HttpConfig::max_head_bytes`] bytes
+//!   and [`HttpConfig::max_headers`] fields; over either limit the request is
+//!   skipped (`head_too_large`, `too_many_headers`).
+//! * Body (RFC 9112 §6): `Transfer-Encoding` whose last coding is `chunked`
+//!   → chunked (extensions skipped, trailers kept); otherwise
+//!   `Content-Length` (a list of identical values is one value, different
+//!   values are `invalid_framing`); otherwise no body: a request is never
+//!   read until close. Both headers present → chunked wins and
+//!   [`HttpStats::te_overrides_cl`] counts it. A transfer coding that is not
+//!   chunked-last, or any `Transfer-Encoding` in an HTTP/1.0 request, is
+//!   `invalid_framing`.
+//! * A body over [`HttpConfig::max_body_bytes`] is skipped as it streams past,
+//!   never buffered (`body_too_large`); the next request is still found since
+//!   the framing is known.
+//! * Pipelined and keep-alive requests are framed back to back.
+//!   `Expect: 100-continue` needs nothing special (the body follows the head
+//!   in the stream once the server answered); the request carries a flag.
+//! * `Upgrade` (with `Connection: upgrade`) and `CONNECT`: the request is
+//!   delivered, then the rest of the connection is ignored (`upgraded`).
+//! * A connection that opens with the HTTP/2 preface or a TLS record is
+//!   ignored from there on (`unsupported_http2`, `unsupported_tls`).
+//! * Anything else that is not a request line (`garbage`), a head httparse
+//!   rejects (`invalid_head`), bad framing, a capture gap or a join in the
+//!   middle of a connection: the framer skips forward to the next
+//!   recognisable request line (see [`line`](self) docs in `line.rs`) and goes
+//!   on from there.
+//!
+//! Every request that is lost is counted once, with one [`DropReason`].
+
+mod chunked;
+mod framer;
+mod head;
+mod line;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::flow::FlowId;
+
+pub use framer::{Budget, FramerCtx, RequestFramer};
+
+/// Limits of the framer. All of them bound memory per connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest request head (request line + header fields + the empty line),
+    /// and largest chunked trailer section. Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Most header fields in one head; at most [`MAX_HEADERS_LIMIT`].
+    /// Default 100.
+    pub max_headers: usize,
+    /// Largest body kept (decoded size for chunked). Larger bodies are
+    /// skipped without buffering. Default 64 MiB.
+    pub max_body_bytes: u64,
+}
+
+/// Hard ceiling for [`HttpConfig::max_headers`] (the parser's scratch array).
+pub const MAX_HEADERS_LIMIT: usize = 256;
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Receives every complete request, in stream order per connection. Route
+/// and shadow implement it; tests collect into a `Vec`.
+///
+/// Called on the capture task: an implementation must not block.
+pub trait RequestSink {
+    fn on_request(&mut self, request: Request);
+}
+
+impl RequestSink for Vec<Request> {
+    fn on_request(&mut self, request: Request) {
+        self.push(request);
+    }
+}
+
+/// Byte range into [`Request::head`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// One header field of a head: name and value as ranges of the head bytes
+/// (the value without surrounding whitespace, as httparse returns it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderSpan {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// HTTP/1.0 or HTTP/1.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// A complete request as the client sent it.
+///
+/// `head` holds the exact bytes of the request line, the header fields and
+/// the empty line that ends them, so a replay reproduces method, target,
+/// header names (case and order) and values byte for byte. `body` is the
+/// decoded content: for a chunked request the chunk framing is removed (so
+/// a replay can re-frame it) and `chunked`/`trailers` tell how it came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub flow: FlowId,
+    pub head: Bytes,
+    pub body: Bytes,
+    /// The body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    /// Raw trailer field lines of a chunked body (each with its line end),
+    /// without the final empty line; empty if none.
+    pub trailers: Bytes,
+    pub version: Version,
+    pub method: Span,
+    pub target: Span,
+    pub headers: Vec<HeaderSpan>,
+    /// The head carries `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// An upgrade (`Upgrade` + `Connection: upgrade`) or a `CONNECT`: the
+    /// framer ignores the rest of this connection.
+    pub upgrade: bool,
+    /// Timestamp (monotonic ns) of the segment with the first head byte.
+    pub first_byte_ns: u64,
+    /// Timestamp (monotonic ns) of the segment that completed the request.
+    pub complete_ns: u64,
+}
+
+impl Request {
+    pub fn method(&self) -> &[u8] {
+        self.head.get(self.method.range()).unwrap_or_default()
+    }
+
+    pub fn target(&self) -> &[u8] {
+        self.head.get(self.target.range()).unwrap_or_default()
+    }
+
+    /// Header fields in the order they were sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers.iter().map(|h| {
+            (
+                self.head.get(h.name.range()).unwrap_or_default(),
+                self.head.get(h.value.range()).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident => $label:literal, )*) => {
+        /// Why a request (or a stretch of a connection) was not delivered.
+        /// Labels are stable: they become metric label values.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Stable snake_case label.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( DropReason::$variant => $label, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Bytes of the stream were never captured: a `Truncated` record, or a
+    /// hole that could not be filled (out-of-order cap, FIN or idle timeout
+    /// beyond it). Counted once per gap; a long gap can swallow more than
+    /// one request.
+    Gap => "gap",
+    /// The head exceeded `max_head_bytes`.
+    HeadTooLarge => "head_too_large",
+    /// The head had more than `max_headers` fields.
+    TooManyHeaders => "too_many_headers",
+    /// httparse rejected the head (bad header name, bad characters, ...).
+    InvalidHead => "invalid_head",
+    /// Conflicting or invalid Content-Length / Transfer-Encoding, or a
+    /// malformed chunked body.
+    InvalidFraming => "invalid_framing",
+    /// The chunked trailer section exceeded `max_head_bytes`.
+    TrailersTooLarge => "trailers_too_large",
+    /// The body exceeded `max_body_bytes`; it was skipped unbuffered.
+    BodyTooLarge => "body_too_large",
+    /// Bytes where a request line should start that are not one.
+    Garbage => "garbage",
+    /// The connection speaks HTTP/2 (prior-knowledge preface).
+    UnsupportedHttp2 => "unsupported_http2",
+    /// The connection speaks TLS.
+    UnsupportedTls => "unsupported_tls",
+    /// The connection was upgraded (WebSocket, h2c) or tunnelled (CONNECT)
+    /// after a delivered request; the rest of it is ignored.
+    Upgraded => "upgraded",
+    /// The capture joined an established connection (no SYN seen) inside a
+    /// request; the bytes up to the next request line were skipped.
+    MidstreamJoin => "midstream_join",
+    /// The connection was evicted to stay within `max_flows`.
+    FlowCap => "flow_cap",
+    /// Buffering would exceed `max_buffered_bytes` (all flows together).
+    BufferCap => "buffer_cap",
+    /// The connection went idle with a request in progress.
+    IdleExpired => "idle_expired",
+    /// The client closed (FIN) in the middle of a request.
+    Incomplete => "incomplete",
+    /// The connection was reset (RST) in the middle of a request.
+    Reset => "reset",
+    /// A new SYN reused the 4-tuple while a request was in progress.
+    Superseded => "superseded",
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A counter per [`DropReason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReasonCounts([u64; DropReason::COUNT]);
+
+impl Default for ReasonCounts {
+    fn default() -> Self {
+        Self([0; DropReason::COUNT])
+    }
+}
+
+impl ReasonCounts {
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    pub fn add(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+}
+
+/// Counters of the framing stage (all connections together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Requests delivered to the sink.
+    pub requests: u64,
+    /// Of those, with a chunked body.
+    pub chunked_requests: u64,
+    /// Body bytes delivered (decoded).
+    pub body_bytes: u64,
+    /// Requests with both Transfer-Encoding and Content-Length (chunked won).
+    pub te_overrides_cl: u64,
+    /// Requests with `Expect: 100-continue`.
+    pub expect_continue: u64,
+    /// Times the framer found a request line again after skipping bytes.
+    pub resyncs: u64,
+    /// Stream bytes skipped while looking for a request line, or ignored
+    /// after an upgrade / on an unsupported connection, or of skipped bodies.
+    pub skipped_bytes: u64,
+    /// Lost requests by reason.
+    pub dropped: ReasonCounts,
+}
+
+#[cfg(test)]
+mod tests;
