@@ -1,11 +1,13 @@
 //! `mirror-agent`: attach the capture program to an interface and mirror the
 //! HTTP requests it sees to shadow targets.
 
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use clap::Parser;
 use mirror_agent::{
-    capture::{Capture, CaptureOptions, DEFAULT_RING_BYTES, Event, EventKind, EventSink},
+    capture::{
+        Capture, CaptureOptions, DEFAULT_RING_BYTES, DRAIN_INTERVAL, Event, EventKind, EventSink,
+    },
     config::Cli,
     logging,
 };
@@ -44,7 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut sink = ConnectionLog::default();
     capture
-        .run(&mut sink, shutdown_signal(), Duration::from_secs(1))
+        .run(&mut sink, shutdown_signal(), DRAIN_INTERVAL)
         .await?;
     let counters = capture.kernel_counters()?;
     info!(

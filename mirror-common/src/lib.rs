@@ -134,7 +134,10 @@ pub struct CaptureConfig {
     /// Mixed into the connection hash so that two agents sampling the same
     /// traffic can pick different connections.
     pub sample_seed: u32,
-    pub _pad: u32,
+    /// The program wakes the agent only once this many bytes wait in the
+    /// ring; below that the agent drains on its own short timer. A wakeup
+    /// per record cost ~480 ns of the ~960 ns per matched segment.
+    pub wakeup_bytes: u32,
 }
 
 impl CaptureConfig {
@@ -144,7 +147,7 @@ impl CaptureConfig {
             port_count: 0,
             sample_bp: SAMPLE_ALL,
             sample_seed: 0,
-            _pad: 0,
+            wakeup_bytes: 0,
         }
     }
 }

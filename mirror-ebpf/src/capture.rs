@@ -2,6 +2,7 @@
 //! payload copy is handed to the copier program (`copy.rs`) by tail call.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, PerCpuArray, ProgramArray, RingBuf},
@@ -22,7 +23,7 @@ pub static MIRROR_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 
 /// One [`CaptureConfig`], written by the agent before it attaches.
 #[map]
-static MIRROR_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
+pub static MIRROR_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
 /// One [`Counters`] per CPU.
 #[map]
@@ -84,7 +85,7 @@ pub fn on_packet(ctx: &TcContext) {
         _pad: [0; 5],
     };
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        output(counters, buf);
+        output(counters, buf, config);
     }
     if seg.payload_len == 0 {
         return;
@@ -139,18 +140,19 @@ fn classify(config: &CaptureConfig, seg: &Segment) -> Result<(), Counter> {
 /// Hands a header-only record (control, truncation) to the ring, counted as
 /// one matched record, emitted or lost.
 #[inline(always)]
-pub fn output(counters: &mut Counters, buf: &RecordBuffer) {
+pub fn output(counters: &mut Counters, buf: &RecordBuffer, config: &CaptureConfig) {
     counters.add(Counter::RecordsMatched, 1);
-    if ring_output(buf, 0) {
+    if ring_output(buf, 0, config) {
         counters.add(Counter::RecordsEmitted, 1);
     } else {
         counters.add(Counter::RecordsLost, 1);
     }
 }
 
-/// Writes the header plus `payload_len` bytes of `buf` to the ring.
+/// Writes the header plus `payload_len` bytes of `buf` to the ring, waking
+/// the agent only when enough data waits (see `CaptureConfig::wakeup_bytes`).
 #[inline(always)]
-pub fn ring_output(buf: &RecordBuffer, payload_len: usize) -> bool {
+pub fn ring_output(buf: &RecordBuffer, payload_len: usize, config: &CaptureConfig) -> bool {
     let size = RECORD_HEADER_SIZE + payload_len;
     if !aya_ebpf::check_bounds_signed(
         size as i64,
@@ -162,5 +164,10 @@ pub fn ring_output(buf: &RecordBuffer, payload_len: usize) -> bool {
     // SAFETY: `size` is within the RecordBuffer, proven just above.
     let bytes =
         unsafe { core::slice::from_raw_parts((buf as *const RecordBuffer).cast::<u8>(), size) };
-    MIRROR_EVENTS.output::<[u8]>(bytes, 0).is_ok()
+    let flags = if MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    MIRROR_EVENTS.output::<[u8]>(bytes, flags as u64).is_ok()
 }

@@ -3,13 +3,16 @@
 //! a truncation record for whatever exceeds CHUNK_SIZE * MAX_CHUNKS.
 
 use aya_ebpf::{EbpfContext as _, helpers::bpf_skb_load_bytes, programs::TcContext};
-use mirror_common::{CHUNK_SIZE, Counter, MAX_CHUNKS, RecordBuffer, RecordKind};
+use mirror_common::{CHUNK_SIZE, CaptureConfig, Counter, MAX_CHUNKS, RecordBuffer, RecordKind};
 
-use crate::capture::{MIRROR_SCRATCH, counters, output, ring_output};
+use crate::capture::{MIRROR_CONFIG, MIRROR_SCRATCH, counters, output, ring_output};
 
 #[inline(always)]
 pub fn copy_payload(ctx: &TcContext) {
     let Some(counters) = counters() else {
+        return;
+    };
+    let Some(config) = MIRROR_CONFIG.get(0) else {
         return;
     };
     let Some(buf) = MIRROR_SCRATCH.get_ptr_mut(0) else {
@@ -41,7 +44,7 @@ pub fn copy_payload(ctx: &TcContext) {
         // On the first failure (ring full, copy error) this chunk and every
         // later one of the segment are lost: stopping there, rather than
         // trying each, also keeps the verifier's walk of the loop linear.
-        if !copy_chunk(ctx, buf, payload_offset + offset, len) {
+        if !copy_chunk(ctx, buf, config, payload_offset + offset, len) {
             counters.add(Counter::RecordsLost, (chunks - i) as u64);
             break;
         }
@@ -56,14 +59,20 @@ pub fn copy_payload(ctx: &TcContext) {
         buf.header.kind = RecordKind::Truncated as u8;
         buf.header.seq = first_seq.wrapping_add(copy_len as u32);
         buf.header.len = missing as u32;
-        output(counters, buf);
+        output(counters, buf, config);
     }
 }
 
 /// Copies `len` payload bytes at `offset` into `buf` and hands the record to
 /// the ring.
 #[inline(always)]
-fn copy_chunk(ctx: &TcContext, buf: &mut RecordBuffer, offset: usize, len: usize) -> bool {
+fn copy_chunk(
+    ctx: &TcContext,
+    buf: &mut RecordBuffer,
+    config: &CaptureConfig,
+    offset: usize,
+    len: usize,
+) -> bool {
     // The verifier needs the length proven in [1, CHUNK_SIZE] at the call;
     // LLVM would drop an ordinary comparison (TOOLCHAIN.md).
     if !aya_ebpf::check_bounds_signed(len as i64, 1, CHUNK_SIZE as i64) {
@@ -78,5 +87,5 @@ fn copy_chunk(ctx: &TcContext, buf: &mut RecordBuffer, offset: usize, len: usize
             len as u32,
         )
     };
-    loaded >= 0 && ring_output(buf, len)
+    loaded >= 0 && ring_output(buf, len, config)
 }

@@ -1,5 +1,6 @@
 //! Project tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 
+mod bench;
 mod setup;
 mod test;
 mod toolchain;
@@ -55,8 +56,15 @@ enum Task {
     },
     /// Setup, then a client talking to v1 while v2 and v3 get a copy.
     Demo,
-    /// Benchmarks.
-    Bench,
+    /// Benchmarks; results under target/bench/.
+    Bench {
+        /// What to measure: `capture` (kernel program cost and capture rate).
+        #[arg(default_value = "capture")]
+        what: String,
+        /// A short run (CI uses it so the harness never rots).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,9 +99,10 @@ fn run(task: Task) -> Result<()> {
                  (mirror-agent captures but does not replay yet). The machine is set up."
             )
         }
-        Task::Bench => {
-            bail!("`cargo xtask bench` is not yet available: it comes with the benchmark issue")
-        }
+        Task::Bench { what, quick } => match what.as_str() {
+            "capture" => bench::capture(&root, quick),
+            other => bail!("unknown bench `{other}`; available: capture"),
+        },
     }
 }
 

@@ -17,6 +17,10 @@ pub const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
 /// `nightly` built from it is the same compiler under its moving name.
 pub const PINNED_RUSTC_COMMIT: &str = "e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a";
 
+/// The name users elsewhere are told to install (the and
+/// TOOLCHAIN.md's): one day older, also LLVM 22, accepted when installed.
+pub const ALTERNATE_NIGHTLY: &str = "nightly-2026-05-19";
+
 /// Overrides the choice below, e.g. `MIRROR_EBPF_TOOLCHAIN=nightly-2026-05-19`.
 pub const TOOLCHAIN_ENV: &str = "MIRROR_EBPF_TOOLCHAIN";
 
@@ -25,16 +29,17 @@ pub const TOOLCHAIN_ENV: &str = "MIRROR_EBPF_TOOLCHAIN";
 pub const FALLBACK_TOOLCHAIN: &str = "nightly";
 
 /// The toolchain to build the eBPF crate with: `$MIRROR_EBPF_TOOLCHAIN` if set,
-/// else the pinned nightly if rustup has it, else `nightly`.
+/// else the pinned nightly if rustup has it, else `nightly-2026-05-19` if
+/// rustup has it, else `nightly`.
 pub fn ebpf_toolchain() -> String {
     if let Some(name) = env_override() {
         return name;
     }
-    if is_installed(PINNED_NIGHTLY) {
-        PINNED_NIGHTLY.to_string()
-    } else {
-        FALLBACK_TOOLCHAIN.to_string()
-    }
+    [PINNED_NIGHTLY, ALTERNATE_NIGHTLY]
+        .into_iter()
+        .find(|name| is_installed(name))
+        .unwrap_or(FALLBACK_TOOLCHAIN)
+        .to_string()
 }
 
 /// `$MIRROR_EBPF_TOOLCHAIN`, unless unset or blank.

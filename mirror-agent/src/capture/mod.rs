@@ -32,6 +32,12 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB burst).
 pub const DEFAULT_RING_BYTES: u32 = 64 << 20;
 
+/// The kernel wakes the agent once 1/16 of the ring is waiting; below that
+/// the agent drains on its own timer every [`DRAIN_INTERVAL`], which bounds
+/// how long a record waits.
+const WAKEUP_FRACTION: u32 = 16;
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
+
 /// How the program is attached to the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AttachMode {
@@ -354,9 +360,9 @@ impl Capture {
         Ok(self.drain(sink))
     }
 
-    /// Drains the ring as records arrive until `shutdown` completes, then
-    /// detaches and drains what is left. The sink also gets a batch end at
-    /// least every `tick`, so idle flows expire without traffic.
+    /// Drains the ring until `shutdown` completes, then detaches and drains
+    /// what is left: every `tick` (the kernel does not wake us per record,
+    /// see [`DRAIN_INTERVAL`]) and whenever the kernel signals a backlog.
     pub async fn run(
         &mut self,
         sink: &mut impl EventSink,
@@ -433,6 +439,7 @@ fn capture_config(options: &CaptureOptions) -> CaptureConfig {
     config.port_count = options.ports.len() as u32;
     config.sample_bp = options.sample_bp;
     config.sample_seed = options.sample_seed;
+    config.wakeup_bytes = options.ring_bytes / WAKEUP_FRACTION;
     config
 }
 
