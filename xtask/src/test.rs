@@ -56,6 +56,9 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
             "warnings",
         ]),
         ebpf_clippy(&toolchain),
+        // The kernel tests run the agent binary itself (kill -9, missing
+        // privileges); cargo test does not build another package's binary.
+        cargo(["build", "-p", "mirror-agent", "--bins"]),
         cargo_test,
     ];
 
