@@ -164,3 +164,6 @@ pub struct Stats {
     pub flow: FlowStats,
     pub http: HttpStats,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,418 @@
+//! Scenario tests of the flow table: events in, requests and counters out.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use mirror_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
+
+use super::*;
+use crate::capture::{Event, EventKind, EventSink, FlowKey};
+use crate::http::{DropReason, Request};
+
+const SEC: u64 = 1_000_000_000;
+
+fn key(port: u16) -> FlowKey {
+    FlowKey {
+        client: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), port)),
+        server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
+    }
+}
+
+fn control(key: FlowKey, seq: u32, payload_len: u32, flags: u8, ts: u64) -> Event<'static> {
+    Event {
+        flow: key,
+        timestamp_ns: ts,
+        ifindex: 1,
+        tcp_flags: flags,
+        kind: EventKind::Control {
+            seq,
+            payload_len,
+            flags,
+        },
+    }
+}
+
+fn data(key: FlowKey, seq: u32, payload: &[u8], ts: u64) -> Event<'_> {
+    Event {
+        flow: key,
+        timestamp_ns: ts,
+        ifindex: 1,
+        tcp_flags: TCP_ACK | TCP_PSH,
+        kind: EventKind::Data { seq, payload },
+    }
+}
+
+fn truncated(key: FlowKey, seq: u32, len: u32, ts: u64) -> Event<'static> {
+    Event {
+        flow: key,
+        timestamp_ns: ts,
+        ifindex: 1,
+        tcp_flags: TCP_ACK,
+        kind: EventKind::Truncated { seq, len },
+    }
+}
+
+fn syn(key: FlowKey, isn: u32, ts: u64) -> Event<'static> {
+    control(key, isn, 0, TCP_SYN, ts)
+}
+
+fn fin(key: FlowKey, seq: u32, ts: u64) -> Event<'static> {
+    control(key, seq, 0, TCP_FIN | TCP_ACK, ts)
+}
+
+fn table() -> FlowTable<Vec<Request>> {
+    FlowTable::new(FlowConfig::default(), Vec::new())
+}
+
+fn targets(table: &FlowTable<Vec<Request>>) -> Vec<String> {
+    table
+        .sink()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.target()).into_owned())
+        .collect()
+}
+
+const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+const POST_B: &[u8] = b"POST /b HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world";
+const GET_C: &[u8] = b"GET /c HTTP/1.1\r\n\r\n";
+
+fn stream() -> Vec<u8> {
+    [GET_A, POST_B, GET_C].concat()
+}
+
+#[test]
+fn a_connection_from_syn_to_fin() {
+    let mut t = table();
+    let k = key(1000);
+    let s = stream();
+    t.on_event(&syn(k, 100, 1));
+    t.on_event(&data(k, 101, &s, 2));
+    t.on_event(&fin(k, 101 + s.len() as u32, 3));
+    assert_eq!(targets(&t), ["/a", "/b", "/c"]);
+    assert_eq!(&t.sink()[1].body[..], b"hello world");
+    let st = t.stats();
+    assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
+    assert_eq!(st.flow.flows_active, 0);
+    assert_eq!(st.flow.buffered_bytes, 0);
+    assert_eq!(st.http.requests, 3);
+    assert_eq!(st.http.dropped.total(), 0);
+    assert_eq!(t.sink()[0].flow, t.flow_id(&k).expect("tombstone"));
+}
+
+#[test]
+fn fin_with_data_waits_for_the_data_that_follows_its_control_record() {
+    let mut t = table();
+    let k = key(1001);
+    t.on_event(&syn(k, 5, 1));
+    // The kernel emits the FIN segment's control record before its data.
+    t.on_event(&control(k, 6, GET_A.len() as u32, TCP_FIN | TCP_ACK, 2));
+    assert_eq!(t.stats().flow.flows_active, 1);
+    t.on_event(&data(k, 6, GET_A, 2));
+    assert_eq!(targets(&t), ["/a"]);
+    assert_eq!(t.stats().flow.ended(FlowEndReason::Fin), 1);
+}
+
+#[test]
+fn sequence_numbers_wrap_around() {
+    let mut t = table();
+    let k = key(1002);
+    let s = stream();
+    let isn = u32::MAX - 20;
+    t.on_event(&syn(k, isn, 1));
+    let mut seq = isn.wrapping_add(1);
+    for chunk in s.chunks(9) {
+        t.on_event(&data(k, seq, chunk, 2));
+        seq = seq.wrapping_add(chunk.len() as u32);
+    }
+    t.on_event(&fin(k, seq, 3));
+    assert_eq!(targets(&t), ["/a", "/b", "/c"]);
+    assert_eq!(t.stats().flow.ended(FlowEndReason::Fin), 1);
+}
+
+#[test]
+fn reordered_and_duplicated_segments_are_reassembled() {
+    let mut t = table();
+    let k = key(1003);
+    let s = stream();
+    let isn = u32::MAX - 30;
+    t.on_event(&syn(k, isn, 1));
+    let base = isn.wrapping_add(1);
+    let chunks: Vec<(u32, &[u8])> = s
+        .chunks(7)
+        .enumerate()
+        .map(|(i, c)| (base.wrapping_add((i * 7) as u32), c))
+        .collect();
+    // Reverse order, every segment twice, plus an overlapping resend.
+    for &(seq, c) in chunks.iter().rev() {
+        t.on_event(&data(k, seq, c, 2));
+        t.on_event(&data(k, seq, c, 2));
+    }
+    t.on_event(&data(k, base, &s[..20], 2));
+    t.on_event(&fin(k, base.wrapping_add(s.len() as u32), 3));
+    assert_eq!(targets(&t), ["/a", "/b", "/c"]);
+    let st = t.stats();
+    assert!(st.flow.out_of_order_segments > 0);
+    assert!(st.flow.duplicate_bytes >= s.len() as u64);
+    assert_eq!(st.flow.buffered_bytes, 0);
+    assert_eq!(st.http.dropped.total(), 0);
+}
+
+#[test]
+fn a_new_syn_on_the_same_tuple_starts_a_new_generation() {
+    let mut t = table();
+    let k = key(1004);
+    t.on_event(&syn(k, 1000, 1));
+    t.on_event(&data(k, 1001, GET_A, 2));
+    // Retransmitted SYN: same flow.
+    t.on_event(&syn(k, 1000, 2));
+    t.on_event(&data(k, 1001 + GET_A.len() as u32, &POST_B[..10], 3));
+    let first = t.flow_id(&k).expect("flow");
+    // The client reuses the port without a FIN we saw.
+    t.on_event(&syn(k, 777_777, 4));
+    t.on_event(&data(k, 777_778, GET_C, 5));
+    let second = t.flow_id(&k).expect("flow");
+    assert_ne!(first.generation, second.generation);
+    assert_eq!(targets(&t), ["/a", "/c"]);
+    assert_eq!(t.sink()[0].flow, first);
+    assert_eq!(t.sink()[1].flow, second);
+    let st = t.stats();
+    assert_eq!(st.flow.ended(FlowEndReason::Superseded), 1);
+    assert_eq!(st.http.dropped.get(DropReason::Superseded), 1);
+    // Reuse after a clean FIN replaces the tombstone.
+    t.on_event(&fin(k, 777_778 + GET_C.len() as u32, 6));
+    t.on_event(&syn(k, 5, 7));
+    t.on_event(&data(k, 6, GET_A, 8));
+    assert_eq!(targets(&t), ["/a", "/c", "/a"]);
+    assert_ne!(t.flow_id(&k).expect("flow").generation, second.generation);
+}
+
+#[test]
+fn joining_midstream_resyncs_at_the_next_request_line() {
+    let mut t = table();
+    let k = key(1005);
+    let s = stream();
+    // The agent starts in the middle of /a's head.
+    t.on_event(&data(k, 50_000, &s[5..], 1));
+    assert_eq!(targets(&t), ["/b", "/c"]);
+    let st = t.stats();
+    assert_eq!(st.flow.midstream_joins, 1);
+    assert_eq!(st.http.dropped.get(DropReason::MidstreamJoin), 1);
+    assert_eq!(st.http.resyncs, 1);
+}
+
+#[test]
+fn a_truncated_record_drops_only_the_request_it_hits() {
+    let mut t = table();
+    let k = key(1006);
+    let s = stream();
+    t.on_event(&syn(k, 0, 1));
+    let body_at = GET_A.len() + POST_B.len() - 11;
+    t.on_event(&data(k, 1, &s[..body_at + 2], 2));
+    t.on_event(&truncated(k, 1 + body_at as u32 + 2, 4, 2));
+    t.on_event(&data(k, 1 + body_at as u32 + 6, &s[body_at + 6..], 2));
+    assert_eq!(targets(&t), ["/a", "/c"]);
+    let st = t.stats();
+    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    assert_eq!(st.flow.gaps, 1);
+}
+
+#[test]
+fn a_lost_segment_before_fin_becomes_a_gap_after_the_hole_timeout() {
+    let mut t = table();
+    let k = key(1007);
+    let s = stream();
+    t.on_event(&syn(k, 0, SEC));
+    let (a, rest) = s.split_at(GET_A.len() + 5);
+    let (_lost, c) = rest.split_at(POST_B.len() - 5);
+    t.on_event(&data(k, 1, a, SEC));
+    // The segment with the rest of /b never arrives.
+    let c_seq = 1 + (GET_A.len() + POST_B.len()) as u32;
+    t.on_event(&data(k, c_seq, c, SEC));
+    t.on_event(&fin(k, c_seq + c.len() as u32, SEC));
+    assert_eq!(targets(&t), ["/a"]);
+    assert!(t.stats().flow.buffered_bytes > 0);
+    t.on_batch_end(2 * SEC);
+    assert_eq!(targets(&t), ["/a"], "still inside the hole timeout");
+    t.on_batch_end(SEC + FlowConfig::default().hole_timeout_ns);
+    assert_eq!(targets(&t), ["/a", "/c"]);
+    let st = t.stats();
+    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
+    assert_eq!(st.flow.buffered_bytes, 0);
+}
+
+#[test]
+fn a_lost_last_segment_is_a_gap_when_the_fin_times_out() {
+    let mut t = table();
+    let k = key(1008);
+    t.on_event(&syn(k, 0, SEC));
+    t.on_event(&data(k, 1, &POST_B[..20], SEC));
+    t.on_event(&fin(k, 1 + POST_B.len() as u32, SEC));
+    t.on_batch_end(10 * SEC);
+    let st = t.stats();
+    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
+    assert!(t.sink().is_empty());
+}
+
+#[test]
+fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
+    let config = FlowConfig {
+        max_ooo_bytes_per_flow: 200,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(config, Vec::new());
+    let k = key(1009);
+    let mut s = Vec::new();
+    for i in 0..20 {
+        s.extend_from_slice(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+    }
+    t.on_event(&syn(k, 0, 1));
+    // The first 10 bytes are lost; the rest arrives in 15-byte segments.
+    for (i, c) in s[10..].chunks(15).enumerate() {
+        t.on_event(&data(k, 11 + (i * 15) as u32, c, 2));
+        assert!(t.stats().flow.buffered_bytes <= 200);
+    }
+    let got = targets(&t);
+    assert_eq!(got.len(), 19, "{got:?}");
+    assert_eq!(got[0], "/1");
+    let st = t.stats();
+    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    assert_eq!(st.flow.holes_abandoned, 1);
+}
+
+#[test]
+fn idle_flows_expire_and_count_their_request_in_progress() {
+    let mut t = table();
+    let k = key(1010);
+    t.on_event(&syn(k, 0, SEC));
+    t.on_event(&data(k, 1, b"GET /slow HTTP/1.1\r\nHo", SEC));
+    t.on_batch_end(30 * SEC);
+    assert_eq!(t.stats().flow.flows_active, 1);
+    t.on_batch_end(61 * SEC);
+    let st = t.stats();
+    assert_eq!(st.flow.flows_active, 0);
+    assert_eq!(st.flow.flows_tracked, 0);
+    assert_eq!(st.flow.ended(FlowEndReason::Idle), 1);
+    assert_eq!(st.http.dropped.get(DropReason::IdleExpired), 1);
+    assert_eq!(st.flow.buffered_bytes, 0);
+}
+
+#[test]
+fn rst_ends_the_flow_at_once() {
+    let mut t = table();
+    let k = key(1011);
+    t.on_event(&syn(k, 0, 1));
+    t.on_event(&data(
+        k,
+        1,
+        b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nab",
+        2,
+    ));
+    t.on_event(&control(k, 50, 0, TCP_RST, 3));
+    let st = t.stats();
+    assert_eq!(st.flow.ended(FlowEndReason::Rst), 1);
+    assert_eq!(st.http.dropped.get(DropReason::Reset), 1);
+    assert_eq!(st.flow.buffered_bytes, 0);
+}
+
+#[test]
+fn a_retransmission_after_fin_is_not_delivered_twice() {
+    let mut t = table();
+    let k = key(1012);
+    t.on_event(&syn(k, 0, 1));
+    t.on_event(&control(k, 1, GET_A.len() as u32, TCP_FIN | TCP_ACK, 2));
+    t.on_event(&data(k, 1, GET_A, 2));
+    // The same FIN segment again (its ACK was lost).
+    t.on_event(&control(k, 1, GET_A.len() as u32, TCP_FIN | TCP_ACK, 3));
+    t.on_event(&data(k, 1, GET_A, 3));
+    assert_eq!(targets(&t), ["/a"]);
+    assert_eq!(t.stats().flow.midstream_joins, 0);
+}
+
+#[test]
+fn an_upgraded_connection_is_ignored_until_it_ends() {
+    let mut t = table();
+    let k = key(1013);
+    let up = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    t.on_event(&syn(k, 0, 1));
+    t.on_event(&data(k, 1, up, 2));
+    let frames = [0x81u8, 0x85, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    // Even out of order, frames are not held.
+    t.on_event(&data(k, 1 + up.len() as u32 + 100, &frames, 3));
+    t.on_event(&data(k, 1 + up.len() as u32, &frames, 3));
+    assert_eq!(t.stats().flow.buffered_bytes, 0);
+    t.on_event(&fin(k, 5000, 4));
+    let st = t.stats();
+    assert_eq!(targets(&t), ["/ws"]);
+    assert_eq!(st.http.dropped.get(DropReason::Upgraded), 1);
+    assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
+}
+
+#[test]
+fn a_hundred_thousand_half_open_connections_stay_within_the_caps() {
+    let config = FlowConfig {
+        max_flows: 10_000,
+        max_buffered_bytes: 100_000,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(config, Vec::new());
+    for i in 0..100_000u32 {
+        let k = FlowKey {
+            client: SocketAddr::from((Ipv4Addr::from(0x0ac8_0000 + i), 40000)),
+            server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
+        };
+        let ts = u64::from(i) * 1000;
+        t.on_event(&syn(k, i, ts));
+        // A partial head and a segment after a hole on every connection.
+        t.on_event(&data(k, i + 1, b"GET / HTTP/1.1\r\nHost: a", ts));
+        t.on_event(&data(k, i + 100, b"0123456789", ts));
+        let st = t.stats();
+        assert!(st.flow.flows_tracked <= 10_000);
+        assert!(st.flow.buffered_bytes <= 100_000);
+    }
+    let st = t.stats();
+    assert_eq!(st.flow.flows_started, 100_000);
+    assert_eq!(
+        st.flow.ended(FlowEndReason::Evicted) + st.flow.ended(FlowEndReason::Idle),
+        90_000
+    );
+    // Each evicted connection lost its partial request: to the hole before
+    // its held segment (flushed on eviction), the budget, or the eviction.
+    let lost = st.http.dropped.get(DropReason::FlowCap)
+        + st.http.dropped.get(DropReason::Gap)
+        + st.http.dropped.get(DropReason::BufferCap);
+    assert!(lost >= 90_000, "{:?}", st.http.dropped);
+    assert!(st.http.dropped.get(DropReason::BufferCap) > 0);
+    t.end_all();
+    let st = t.stats();
+    assert_eq!(st.flow.flows_tracked, 0);
+    assert_eq!(st.flow.flows_active, 0);
+    assert_eq!(st.flow.buffered_bytes, 0);
+}
+
+#[test]
+fn the_shared_budget_bounds_held_segments() {
+    let config = FlowConfig {
+        max_buffered_bytes: 1000,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(config, Vec::new());
+    let payload = [b'x'; 100];
+    for i in 0..50u16 {
+        let k = key(2000 + i);
+        t.on_event(&syn(k, 0, 1));
+        t.on_event(&data(k, 1000, &payload, 1));
+        assert!(t.stats().flow.buffered_bytes <= 1000);
+    }
+    assert!(t.stats().flow.holes_abandoned > 0);
+}
+
+#[test]
+fn events_for_unknown_flows_do_not_create_state() {
+    let mut t = table();
+    let k = key(1014);
+    t.on_event(&fin(k, 10, 1));
+    t.on_event(&control(k, 10, 0, TCP_RST, 1));
+    t.on_event(&truncated(k, 10, 100, 1));
+    assert_eq!(t.stats().flow.flows_tracked, 0);
+}
