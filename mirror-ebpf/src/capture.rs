@@ -14,7 +14,7 @@ use mirror_common::{
     connection_hash, fold_address, is_sampled,
 };
 
-use crate::parse::{Segment, parse};
+use crate::parse::{Segment, parse, read_addresses};
 
 /// Records to the agent. The agent sets the real size at load time
 /// (`--ring-size`); this default only has to be a valid one.
@@ -55,7 +55,16 @@ pub fn on_packet(ctx: &TcContext) {
     let Some(config) = MIRROR_CONFIG.get(0) else {
         return;
     };
-    let seg = match parse(ctx).and_then(|seg| classify(config, &seg).map(|()| seg)) {
+    let seg = match parse(ctx).and_then(|mut seg| {
+        if !port_matches(config, seg.dst_port) {
+            return Err(Counter::PortNotMatched);
+        }
+        read_addresses(ctx, &mut seg)?;
+        if !sampled(config, &seg) {
+            return Err(Counter::NotSampled);
+        }
+        Ok(seg)
+    }) {
         Ok(seg) => seg,
         Err(counter) => {
             counters.add(counter, 1);
@@ -108,22 +117,23 @@ pub fn on_packet(ctx: &TcContext) {
     counters.add(Counter::RecordsLost, records);
 }
 
-/// Is the segment for a service port, on a sampled connection?
+/// Is `port` one of the service ports?
 #[inline(always)]
-fn classify(config: &CaptureConfig, seg: &Segment) -> Result<(), Counter> {
-    let mut matched = false;
+fn port_matches(config: &CaptureConfig, port: u16) -> bool {
     for i in 0..MAX_PORTS {
         if i as u32 >= config.port_count {
-            break;
+            return false;
         }
-        if config.ports[i] == seg.dst_port {
-            matched = true;
-            break;
+        if config.ports[i] == port {
+            return true;
         }
     }
-    if !matched {
-        return Err(Counter::PortNotMatched);
-    }
+    false
+}
+
+/// Is the segment's connection inside the sampled share?
+#[inline(always)]
+fn sampled(config: &CaptureConfig, seg: &Segment) -> bool {
     let hash = connection_hash(
         fold_address(&seg.src_addr),
         fold_address(&seg.dst_addr),
@@ -131,10 +141,7 @@ fn classify(config: &CaptureConfig, seg: &Segment) -> Result<(), Counter> {
         seg.dst_port,
         config.sample_seed,
     );
-    if !is_sampled(hash, config.sample_bp) {
-        return Err(Counter::NotSampled);
-    }
-    Ok(())
+    is_sampled(hash, config.sample_bp)
 }
 
 /// Hands a header-only record (control, truncation) to the ring, counted as

@@ -46,7 +46,24 @@ fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, Counter> {
     Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
 }
 
-/// Parses the headers, or says which counter explains why not.
+/// Reads the segment's addresses. Kept apart from [`parse`] so that packets
+/// for other ports (the common case) never pay for the copies.
+#[inline(always)]
+pub fn read_addresses(ctx: &TcContext, seg: &mut Segment) -> Result<(), Counter> {
+    if seg.family == FAMILY_IPV4 {
+        let src: [u8; 4] = read(ctx, ETH_HDR_LEN + 12)?;
+        let dst: [u8; 4] = read(ctx, ETH_HDR_LEN + 16)?;
+        seg.src_addr[..4].copy_from_slice(&src);
+        seg.dst_addr[..4].copy_from_slice(&dst);
+    } else {
+        seg.src_addr = read(ctx, ETH_HDR_LEN + 8)?;
+        seg.dst_addr = read(ctx, ETH_HDR_LEN + 24)?;
+    }
+    Ok(())
+}
+
+/// Parses the headers (all but the addresses, see [`read_addresses`]), or
+/// says which counter explains why not.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Segment, Counter> {
     let ether_type = u16::from_be(read::<u16>(ctx, 12).map_err(|_| Counter::NotIp)?);
@@ -83,11 +100,7 @@ pub fn parse(ctx: &TcContext) -> Result<Segment, Counter> {
             if frag & 0x3fff != 0 {
                 return Err(Counter::NotTcp);
             }
-            let src: [u8; 4] = read(ctx, ETH_HDR_LEN + 12)?;
-            let dst: [u8; 4] = read(ctx, ETH_HDR_LEN + 16)?;
             seg.family = FAMILY_IPV4;
-            seg.src_addr[..4].copy_from_slice(&src);
-            seg.dst_addr[..4].copy_from_slice(&dst);
             let l4_offset = ETH_HDR_LEN + ihl;
             // BIG TCP IPv4 super-packets carry tot_len 0: the skb length
             // is the truth there. Otherwise tot_len excludes link padding.
@@ -113,11 +126,7 @@ pub fn parse(ctx: &TcContext) -> Result<Segment, Counter> {
             if next_header != IPPROTO_TCP {
                 return Err(Counter::NotTcp);
             }
-            let src: [u8; 16] = read(ctx, ETH_HDR_LEN + 8)?;
-            let dst: [u8; 16] = read(ctx, ETH_HDR_LEN + 24)?;
             seg.family = FAMILY_IPV6;
-            seg.src_addr = src;
-            seg.dst_addr = dst;
             // payload_len 0 is a jumbogram / BIG TCP super-packet.
             let l4_len = if payload_len == 0 {
                 skb_len.saturating_sub(ETH_HDR_LEN + IPV6_HDR_LEN)
