@@ -1,1 +1,118 @@
+//! Harness for the tests of mirror on the real kernel.
+//!
+//! Every test builds its own hosts out of network namespaces
+//! ([`Topology`] for client + server, [`Netns`] and [`netns::veth`] for
+//! more), drives the capture stage in-process ([`CaptureRunner`]) or the
+//! agent binary ([`Agent`]), and sends real TCP traffic ([`tcp`]). Names
+//! are unique per process and test, so tests run in parallel; everything
+//! is removed in Drop guards, also when a test fails.
+//!
+//! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
+pub mod agent;
+pub mod capture;
+pub mod netns;
+pub mod packet;
+pub mod tcp;
+pub mod topology;
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+pub use agent::{Agent, AgentExit, agent_binary};
+pub use capture::{CaptureRunner, Captured, Drain, FlowCapture, Stream};
+pub use netns::{Link, Netns};
+pub use topology::{Family, Topology};
+
+/// Set to 1 to skip the kernel tests on a machine that cannot run them
+/// (not root, no netns). Ignored when `CI=true`: there they must run.
+pub const SKIP_ENV: &str = "MIRROR_SKIP_KERNEL_TESTS";
+
+/// Call first in every kernel test: `if !require_kernel() { return Ok(()); }`.
+///
+/// Checks that this process is root and can create a network namespace, and
+/// panics with the reason when not. Only outside CI, and only with
+/// `MIRROR_SKIP_KERNEL_TESTS=1`, does it instead print why and return false
+/// so the test passes without running.
+pub fn require_kernel() -> bool {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(probe_kernel);
+    let Err(reason) = probe else {
+        return true;
+    };
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let skip = std::env::var(SKIP_ENV).is_ok_and(|v| v == "1");
+    if skip && !in_ci {
+        eprintln!("skipped: {reason} ({SKIP_ENV}=1)");
+        return false;
+    }
+    panic!(
+        "this kernel test cannot run: {reason}. Run the tests as root on Linux \
+         (sudo -E cargo test -p mirror-tests){}",
+        if in_ci {
+            ""
+        } else {
+            ", or set MIRROR_SKIP_KERNEL_TESTS=1 to skip them"
+        }
+    );
+}
+
+fn probe_kernel() -> Result<(), String> {
+    // SAFETY: no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(format!("not root (euid {euid})"));
+    }
+    let netns =
+        Netns::new("probe").map_err(|e| format!("cannot create a network namespace: {e:#}"))?;
+    netns
+        .run(|| std::fs::read_dir("/sys/class/net").map(|_| ()))
+        .map_err(|e| format!("cannot enter a network namespace: {e}"))?;
+    Ok(())
+}
+
+/// `len` pseudo-random bytes from `seed` (xorshift64*): payloads that no
+/// offset mix-up can reproduce by accident, the same on every run.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    if state == 0 {
+        state = 1;
+    }
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Where the first difference between two byte strings is, for messages
+/// that say more than "not equal" about megabytes.
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+/// Polls `condition` every few milliseconds until it holds or `timeout`
+/// passed; returns whether it held. For kernel state that settles shortly
+/// after the event a test waited for (a packet still in a softirq, a link
+/// released at process exit).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,214 @@
+//! The real `mirror-agent` binary as a child process inside a namespace.
+//!
+//! The binary is not built by `cargo test -p mirror-tests` (cargo builds
+//! binaries only for their own package's tests): run
+//! `cargo build -p mirror-agent` first, as `cargo xtask test` does.
+//! `MIRROR_AGENT_BIN` overrides where it is looked for.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::PathBuf,
+    process::{Child, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::netns::Netns;
+
+/// Where the agent binary is: `$MIRROR_AGENT_BIN`, else next to the test
+/// executable's directory (`target/<profile>/deps/test-HASH` →
+/// `target/<profile>/mirror-agent`).
+pub fn agent_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MIRROR_AGENT_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("MIRROR_AGENT_BIN={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe()?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("mirror-agent"))
+        .collect();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "the mirror-agent binary is missing (looked at {candidates:?}): run \
+                 `cargo build -p mirror-agent` before these tests (cargo xtask test does)"
+            )
+        })
+}
+
+/// stderr of the child, line by line, as it arrives.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+/// A running agent. Dropping it kills it (SIGKILL) if it still runs.
+pub struct Agent {
+    child: Child,
+    stderr: Arc<Lines>,
+    stderr_thread: Option<JoinHandle<()>>,
+    stdout_thread: Option<JoinHandle<String>>,
+}
+
+/// How an agent ended.
+#[derive(Debug)]
+pub struct AgentExit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Agent {
+    /// Starts `mirror-agent ARGS...` inside `netns`.
+    pub fn spawn(netns: &Netns, args: &[&str]) -> Result<Self> {
+        let binary = agent_binary()?;
+        let mut child = netns
+            .command(&binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stderr = Arc::new(Lines::default());
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        let stderr_thread = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.lines.lock().expect("lock").0.push(line);
+                sink.changed.notify_all();
+            }
+            sink.lines.lock().expect("lock").1 = true;
+            sink.changed.notify_all();
+        });
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let stdout_thread = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        Ok(Self {
+            child,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+            stdout_thread: Some(stdout_thread),
+        })
+    }
+
+    /// Starts the agent and waits until it logged `capture attached`.
+    pub fn start_attached(netns: &Netns, args: &[&str]) -> Result<Self> {
+        let mut agent = Self::spawn(netns, args)?;
+        if let Err(err) = agent.wait_for_log("capture attached", Duration::from_secs(30)) {
+            let _ = agent.child.kill();
+            let exit = agent.wait()?;
+            bail!(
+                "{err:#}; the agent ended with {}: {}",
+                exit.status,
+                exit.stderr
+            );
+        }
+        Ok(agent)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.stderr.lines.lock().expect("lock");
+        loop {
+            if let Some(line) = guard.0.iter().find(|l| l.contains(needle)) {
+                return Ok(line.clone());
+            }
+            if guard.1 {
+                bail!(
+                    "the agent closed stderr without logging `{needle}`: {:?}",
+                    guard.0
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "no `{needle}` from the agent within {timeout:?}: {:?}",
+                    guard.0
+                );
+            }
+            guard = self
+                .stderr
+                .changed
+                .wait_timeout(guard, left)
+                .expect("lock")
+                .0;
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lines.lock().expect("lock").0.clone()
+    }
+
+    /// Sends `signal` (libc::SIGKILL, SIGINT, ...) to the agent.
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        // SAFETY: kill(2) on our own child, which is not reaped yet.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill");
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` and waits (at most `timeout`) for the agent to end.
+    pub fn stop(mut self, signal: i32, timeout: Duration) -> Result<AgentExit> {
+        self.signal(signal)?;
+        let deadline = Instant::now() + timeout;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                bail!("the agent did not exit within {timeout:?} of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.wait()
+    }
+
+    /// Waits for the agent to end by itself.
+    pub fn wait(&mut self) -> Result<AgentExit> {
+        let status = self.child.wait()?;
+        let stdout = self
+            .stdout_thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
+        }
+        Ok(AgentExit {
+            status,
+            stdout,
+            stderr: self.stderr_lines().join("\n"),
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Runs the capture stage in a namespace and keeps everything it delivers,
+//! per flow, for the tests to compare with what was sent.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use mirror_agent::capture::{
+    AttachMode, Capture, CaptureOptions, CounterReader, DrainStats, Event, EventKind, EventSink,
+    FlowKey, KernelCounters,
+};
+use mirror_common::{
+    Counter, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
+};
+
+use crate::netns::Netns;
+
+/// How often the runner thread looks at its stop flag while the ring is idle.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// When the runner empties the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// As records arrive, like the agent.
+    Continuous,
+    /// Only after [`CaptureRunner::stop`] detached the program: the ring
+    /// fills up and the kernel must count what it could not write.
+    AtStop,
+}
+
+/// A [`Capture`] running on its own thread inside a namespace.
+pub struct CaptureRunner {
+    stop: Arc<AtomicBool>,
+    counters: Arc<CounterReader>,
+    thread: JoinHandle<Result<Captured>>,
+}
+
+impl CaptureRunner {
+    /// Loads and attaches the program in `netns` and drains continuously.
+    /// Returns once the program is attached.
+    pub fn start(netns: &Netns, options: CaptureOptions) -> Result<Self> {
+        Self::start_with(netns, options, Drain::Continuous)
+    }
+
+    pub fn start_with(netns: &Netns, options: CaptureOptions, drain: Drain) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread_stop = Arc::clone(&stop);
+        let thread = netns.spawn(move || -> Result<Captured> {
+            let mut capture = match Capture::start(&options) {
+                Ok(capture) => capture,
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    let _ = ready_tx.send(Err(message.clone()));
+                    bail!(message);
+                }
+            };
+            let _ = ready_tx.send(Ok(capture.counter_reader()));
+            let mut sink = Collector::default();
+            while !thread_stop.load(Ordering::Acquire) {
+                match drain {
+                    Drain::Continuous => {
+                        capture.poll(&mut sink, POLL_INTERVAL)?;
+                    }
+                    Drain::AtStop => std::thread::park_timeout(POLL_INTERVAL),
+                }
+            }
+            // Like the agent at shutdown: stop copying, then empty the ring.
+            let attach_mode = capture.attach_mode();
+            capture.detach();
+            capture.drain(&mut sink);
+            Ok(Captured {
+                flows: sink.flows,
+                counters: capture.kernel_counters()?,
+                drain: capture.drain_stats(),
+                attach_mode,
+            })
+        });
+        match ready_rx.recv() {
+            Ok(Ok(counters)) => Ok(Self {
+                stop,
+                counters,
+                thread,
+            }),
+            Ok(Err(message)) => {
+                let _ = thread.join();
+                Err(anyhow!("capture did not start: {message}"))
+            }
+            Err(_) => match thread.join() {
+                Ok(result) => Err(anyhow!("capture thread ended early: {:?}", result.err())),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+        }
+    }
+
+    /// The kernel counters now (traffic may still be in flight).
+    pub fn counters(&self) -> Result<KernelCounters> {
+        Ok(self.counters.read()?)
+    }
+
+    /// Detaches, drains what is left and returns everything captured.
+    pub fn stop(self) -> Result<Captured> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// What one capture run delivered.
+#[derive(Debug)]
+pub struct Captured {
+    pub flows: BTreeMap<FlowKey, FlowCapture>,
+    /// Read after the program was detached and the ring emptied.
+    pub counters: KernelCounters,
+    pub drain: DrainStats,
+    pub attach_mode: AttachMode,
+}
+
+impl Captured {
+    /// The flow whose client is `client` (tests use one server address).
+    pub fn flow_from(&self, client: SocketAddr) -> Option<&FlowCapture> {
+        self.flows
+            .iter()
+            .find(|(key, _)| key.client == client)
+            .map(|(_, flow)| flow)
+    }
+
+    /// Every record the program wrote, drained and decoded; every packet
+    /// and every record counted once with its outcome.
+    pub fn check_accounting(&self) -> Result<()> {
+        let c = &self.counters;
+        ensure!(c.packets_balance(), "packet counters do not add up: {c}");
+        ensure!(c.records_balance(), "record counters do not add up: {c}");
+        ensure!(
+            self.drain.decode_errors == 0,
+            "{} records did not decode",
+            self.drain.decode_errors
+        );
+        ensure!(
+            self.drain.records == c.get(Counter::RecordsEmitted),
+            "drained {} records, the kernel emitted {}",
+            self.drain.records,
+            c.get(Counter::RecordsEmitted)
+        );
+        let delivered: u64 = self.flows.values().map(FlowCapture::record_count).sum();
+        ensure!(
+            delivered == self.drain.records,
+            "the sink got {delivered} records of {} drained",
+            self.drain.records
+        );
+        Ok(())
+    }
+
+    /// Payload bytes delivered in data records, all flows.
+    pub fn data_bytes(&self) -> u64 {
+        self.flows.values().map(|f| f.data_bytes() as u64).sum()
+    }
+}
+
+/// A data record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataChunk {
+    pub seq: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A control record (SYN, FIN or RST).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlRecord {
+    pub seq: u32,
+    pub payload_len: u32,
+    pub flags: u8,
+}
+
+impl ControlRecord {
+    /// The client's SYN (the server's SYN-ACK is egress, never seen).
+    pub fn is_syn(&self) -> bool {
+        self.flags & TCP_SYN != 0 && self.flags & TCP_ACK == 0
+    }
+    pub fn is_fin(&self) -> bool {
+        self.flags & TCP_FIN != 0
+    }
+    pub fn is_rst(&self) -> bool {
+        self.flags & TCP_RST != 0
+    }
+}
+
+/// Everything captured of one client → server direction, in ring order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowCapture {
+    pub data: Vec<DataChunk>,
+    pub controls: Vec<ControlRecord>,
+    /// Known gaps `(seq, len)` the kernel could not copy.
+    pub truncations: Vec<(u32, u32)>,
+}
+
+impl FlowCapture {
+    pub fn syn(&self) -> Option<&ControlRecord> {
+        self.controls.iter().find(|c| c.is_syn())
+    }
+
+    pub fn fin(&self) -> Option<&ControlRecord> {
+        self.controls.iter().find(|c| c.is_fin())
+    }
+
+    pub fn data_bytes(&self) -> usize {
+        self.data.iter().map(|c| c.bytes.len()).sum()
+    }
+
+    pub fn record_count(&self) -> u64 {
+        (self.data.len() + self.controls.len() + self.truncations.len()) as u64
+    }
+
+    /// The client's byte stream rebuilt from the data chunks: offsets are
+    /// relative to the first data byte (SYN seq + 1, wrapping), chunks are
+    /// sorted by offset and must tile the stream with no gap. A chunk that
+    /// overlaps bytes already placed is a retransmission and must repeat
+    /// them exactly; such bytes are counted, not placed twice. When a FIN
+    /// was seen, the stream must end exactly where it sits.
+    pub fn stream(&self) -> Result<Stream> {
+        let syn = self.syn().context("no SYN captured for the flow")?;
+        let base = syn.seq.wrapping_add(1);
+        let mut chunks: Vec<(u32, &[u8])> = self
+            .data
+            .iter()
+            .map(|c| (c.seq.wrapping_sub(base), c.bytes.as_slice()))
+            .collect();
+        chunks.sort_by_key(|(offset, bytes)| (*offset, bytes.len()));
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut retransmitted = 0u64;
+        for (offset, chunk) in chunks {
+            let offset = offset as usize;
+            if offset > u32::MAX as usize / 2 {
+                bail!(
+                    "a chunk starts {} bytes before the SYN",
+                    u32::MAX as usize + 1 - offset
+                );
+            }
+            if offset > bytes.len() {
+                bail!(
+                    "gap: bytes {}..{offset} missing ({} bytes)",
+                    bytes.len(),
+                    offset - bytes.len()
+                );
+            }
+            let overlap = (bytes.len() - offset).min(chunk.len());
+            if bytes[offset..offset + overlap] != chunk[..overlap] {
+                bail!("a chunk at offset {offset} contradicts bytes captured before");
+            }
+            retransmitted += overlap as u64;
+            bytes.extend_from_slice(&chunk[overlap..]);
+        }
+        if let Some(fin) = self.fin() {
+            let fin_offset = fin.seq.wrapping_add(fin.payload_len).wrapping_sub(base) as usize;
+            ensure!(
+                fin_offset == bytes.len(),
+                "FIN at offset {fin_offset}, stream ends at {}",
+                bytes.len()
+            );
+        }
+        Ok(Stream {
+            bytes,
+            retransmitted,
+        })
+    }
+}
+
+/// A rebuilt byte stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    pub bytes: Vec<u8>,
+    /// Bytes captured more than once (retransmissions), identical each time.
+    pub retransmitted: u64,
+}
+
+/// Copies every event into per-flow buffers.
+#[derive(Default)]
+struct Collector {
+    flows: BTreeMap<FlowKey, FlowCapture>,
+}
+
+impl EventSink for Collector {
+    fn on_event(&mut self, event: &Event<'_>) {
+        let flow = self.flows.entry(event.flow).or_default();
+        match event.kind {
+            EventKind::Data { seq, payload } => flow.data.push(DataChunk {
+                seq,
+                bytes: payload.to_vec(),
+            }),
+            EventKind::Control {
+                seq,
+                payload_len,
+                flags,
+            } => flow.controls.push(ControlRecord {
+                seq,
+                payload_len,
+                flags,
+            }),
+            EventKind::Truncated { seq, len } => flow.truncations.push((seq, len)),
+        }
+    }
+}
+
+/// A counter-by-counter difference of two snapshots (`after - before`).
+pub fn counter_delta(
+    before: &KernelCounters,
+    after: &KernelCounters,
+) -> BTreeMap<&'static str, u64> {
+    Counter::ALL
+        .iter()
+        .map(|c| (c.name(), after.get(*c) - before.get(*c)))
+        .filter(|(_, delta)| *delta != 0)
+        .collect()
+}
+
+/// Whether the kernel samples the connection `client → server` at
+/// `sample_bp` basis points with `seed`: the same hash on the same record
+/// address layout (IPv4 in the first 4 bytes, the rest zero).
+pub fn predicted_sampled(
+    client: SocketAddr,
+    server: SocketAddr,
+    seed: u32,
+    sample_bp: u32,
+) -> bool {
+    let word = |ip: IpAddr| {
+        let mut addr = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => addr[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => addr = v6.octets(),
+        }
+        fold_address(&addr)
+    };
+    let hash = connection_hash(
+        word(client.ip()),
+        word(server.ip()),
+        client.port(),
+        server.port(),
+        seed,
+    );
+    is_sampled(hash, sample_bp)
+}
