@@ -37,11 +37,13 @@ pub enum Drain {
     AtStop,
 }
 
-/// A [`Capture`] running on its own thread inside a namespace.
+/// A [`Capture`] running on its own thread inside a namespace. Dropped
+/// without [`CaptureRunner::stop`] (a failed test), it tells the thread to
+/// detach and end, without waiting for it.
 pub struct CaptureRunner {
     stop: Arc<AtomicBool>,
     counters: Arc<CounterReader>,
-    thread: JoinHandle<Result<Captured>>,
+    thread: Option<JoinHandle<Result<Captured>>>,
 }
 
 impl CaptureRunner {
@@ -89,7 +91,7 @@ impl CaptureRunner {
             Ok(Ok(counters)) => Ok(Self {
                 stop,
                 counters,
-                thread,
+                thread: Some(thread),
             }),
             Ok(Err(message)) => {
                 let _ = thread.join();
@@ -108,12 +110,22 @@ impl CaptureRunner {
     }
 
     /// Detaches, drains what is left and returns everything captured.
-    pub fn stop(self) -> Result<Captured> {
+    pub fn stop(mut self) -> Result<Captured> {
+        let thread = self.thread.take().expect("only stop() takes the thread");
         self.stop.store(true, Ordering::Release);
-        self.thread.thread().unpark();
-        match self.thread.join() {
+        thread.thread().unpark();
+        match thread.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for CaptureRunner {
+    fn drop(&mut self) {
+        if let Some(thread) = &self.thread {
+            self.stop.store(true, Ordering::Release);
+            thread.thread().unpark();
         }
     }
 }
@@ -350,4 +362,87 @@ pub fn predicted_sampled(
         seed,
     );
     is_sampled(hash, sample_bp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISN: u32 = u32::MAX - 2; // data crosses the 2^32 wrap after 2 bytes
+
+    fn flow(chunks: &[(u32, &[u8])], fin_at: Option<u32>) -> FlowCapture {
+        let mut controls = vec![ControlRecord {
+            seq: ISN,
+            payload_len: 0,
+            flags: TCP_SYN,
+        }];
+        if let Some(offset) = fin_at {
+            controls.push(ControlRecord {
+                seq: ISN.wrapping_add(1).wrapping_add(offset),
+                payload_len: 0,
+                flags: TCP_FIN | TCP_ACK,
+            });
+        }
+        FlowCapture {
+            data: chunks
+                .iter()
+                .map(|(offset, bytes)| DataChunk {
+                    seq: ISN.wrapping_add(1).wrapping_add(*offset),
+                    bytes: bytes.to_vec(),
+                })
+                .collect(),
+            controls,
+            truncations: vec![],
+        }
+    }
+
+    #[test]
+    fn chunks_out_of_order_across_the_wrap_make_the_stream() {
+        let stream = flow(&[(4, b"efgh"), (0, b"abcd")], Some(8))
+            .stream()
+            .unwrap();
+        assert_eq!(stream.bytes, b"abcdefgh");
+        assert_eq!(stream.retransmitted, 0);
+    }
+
+    #[test]
+    fn an_identical_retransmission_is_counted_not_repeated() {
+        let stream = flow(&[(0, b"abcd"), (2, b"cdef"), (0, b"abcd")], None)
+            .stream()
+            .unwrap();
+        assert_eq!(stream.bytes, b"abcdef");
+        assert_eq!(stream.retransmitted, 6);
+    }
+
+    #[test]
+    fn gaps_conflicts_and_a_misplaced_fin_are_errors() {
+        let gap = flow(&[(0, b"ab"), (3, b"d")], None).stream().unwrap_err();
+        assert!(gap.to_string().contains("gap"), "{gap}");
+        let conflict = flow(&[(0, b"abcd"), (2, b"XY")], None)
+            .stream()
+            .unwrap_err();
+        assert!(conflict.to_string().contains("contradicts"), "{conflict}");
+        let fin = flow(&[(0, b"abcd")], Some(5)).stream().unwrap_err();
+        assert!(fin.to_string().contains("FIN"), "{fin}");
+        let no_syn = FlowCapture::default().stream().unwrap_err();
+        assert!(no_syn.to_string().contains("SYN"), "{no_syn}");
+    }
+
+    #[test]
+    fn prediction_uses_the_record_address_layout() {
+        let client: SocketAddr = "10.200.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.200.0.2:8080".parse().unwrap();
+        assert!(predicted_sampled(client, server, 0, 10_000));
+        assert!(!predicted_sampled(client, server, 0, 0));
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[10, 200, 0, 1]);
+        let src = fold_address(&addr);
+        addr[..4].copy_from_slice(&[10, 200, 0, 2]);
+        let dst = fold_address(&addr);
+        let hash = connection_hash(src, dst, 40000, 8080, 7);
+        assert_eq!(
+            predicted_sampled(client, server, 7, 5_000),
+            hash % 10_000 < 5_000
+        );
+    }
 }

@@ -116,3 +116,23 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes_are_repeatable_and_differ_by_seed() {
+        assert_eq!(random_bytes(1000, 1), random_bytes(1000, 1));
+        assert_ne!(random_bytes(1000, 1), random_bytes(1000, 2));
+        assert_eq!(random_bytes(13, 5).len(), 13);
+        assert_eq!(random_bytes(13, 5)[..], random_bytes(20, 5)[..13]);
+    }
+
+    #[test]
+    fn first_difference_finds_the_offset_or_the_shorter_end() {
+        assert_eq!(first_difference(b"abc", b"abc"), None);
+        assert_eq!(first_difference(b"abc", b"abd"), Some(2));
+        assert_eq!(first_difference(b"ab", b"abc"), Some(2));
+    }
+}
