@@ -301,8 +301,7 @@ fn config() -> FlowConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
+    // 256 cases by default; PROPTEST_CASES=N runs more.
     /// Several connections, interleaved, each cut, reordered and duplicated.
     #[test]
     fn requests_come_out_exactly_as_they_went_in(
