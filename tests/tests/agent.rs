@@ -1,0 +1,304 @@
+//! The `mirror-agent` binary: how it leaves the interface when killed, and
+//! how it answers bad invocations.
+//!
+//! Needs the binary built: run as root
+//! `cargo build -p mirror-agent && cargo test -p mirror-tests`.
+
+use std::{io::Write as _, time::Duration};
+
+use anyhow::{Result, ensure};
+use aya::programs::{SchedClassifier, TcAttachType};
+use mirror_tests::{
+    Agent, Family, Netns, Topology, random_bytes, require_kernel,
+    tcp::{self, TcpSink},
+    topology::SERVER_IF,
+    wait_until,
+};
+
+const PORT: u16 = 8080;
+
+// ---------------------------------------------------------------------------
+// f: the agent process dies; production does not notice
+// ---------------------------------------------------------------------------
+
+/// Programs attached to the server veth's ingress via TCX, by name.
+fn tcx_programs(topology: &Topology) -> Result<Vec<String>> {
+    topology
+        .server
+        .run(|| {
+            SchedClassifier::query_tcx(SERVER_IF, TcAttachType::Ingress)
+                .map(|(_, programs)| {
+                    programs
+                        .iter()
+                        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| anyhow::anyhow!("query_tcx: {e}"))
+}
+
+/// BPF filters on the server veth's ingress (`tc filter show`), one line each.
+fn netlink_filters(topology: &Topology) -> Result<Vec<String>> {
+    let shown = topology
+        .server
+        .exec("tc", ["filter", "show", "dev", SERVER_IF, "ingress"])?;
+    Ok(shown
+        .lines()
+        // `tc` prints a chain line, then one line per filter with its handle.
+        .filter(|line| line.contains(" bpf ") && line.contains(" handle "))
+        .map(str::to_owned)
+        .collect())
+}
+
+fn agent_args(attach: &str) -> Vec<String> {
+    [
+        "--iface",
+        SERVER_IF,
+        "--port",
+        &PORT.to_string(),
+        "--attach",
+        attach,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn f_sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let topology = Topology::new()?;
+    let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
+    let agent = Agent::start_attached(&topology.server, &as_strs(&agent_args("tcx")))?;
+    ensure!(
+        tcx_programs(&topology)? == ["mirror_ingress"],
+        "attached: {:?}",
+        tcx_programs(&topology)?
+    );
+
+    let before = random_bytes(64 << 10, 0xf1);
+    let after = random_bytes(64 << 10, 0xf2);
+    let mut stream = tcp::connect(&topology.client, server.addr())?;
+    stream.write_all(&before)?;
+
+    let exit = agent.stop(libc::SIGKILL, Duration::from_secs(10))?;
+    ensure!(
+        std::os::unix::process::ExitStatusExt::signal(&exit.status) == Some(libc::SIGKILL),
+        "agent ended with {}",
+        exit.status
+    );
+    let mut attached = tcx_programs(&topology)?;
+    if !attached.is_empty() {
+        wait_until(Duration::from_secs(2), || {
+            tcx_programs(&topology).is_ok_and(|p| p.is_empty())
+        });
+        attached = tcx_programs(&topology)?;
+    }
+    ensure!(
+        attached.is_empty(),
+        "still attached after SIGKILL: {attached:?}"
+    );
+    ensure!(netlink_filters(&topology)?.is_empty());
+
+    let client = tcp::finish(&mut stream, &after)?;
+    let received = server.join()?;
+    ensure!(
+        received[&client] == [before, after].concat(),
+        "the open connection lost or changed bytes"
+    );
+    Ok(())
+}
+
+#[test]
+fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let topology = Topology::new()?;
+    let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
+    let args = agent_args("netlink");
+    let parts: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(64 << 10, 0xf10 + i)).collect();
+
+    let killed = Agent::start_attached(&topology.server, &as_strs(&args))?;
+    let filters = netlink_filters(&topology)?;
+    ensure!(
+        filters.len() == 1 && filters[0].contains("mirror_ingress"),
+        "{filters:?}"
+    );
+    let mut stream = tcp::connect(&topology.client, server.addr())?;
+    stream.write_all(&parts[0])?;
+    killed.stop(libc::SIGKILL, Duration::from_secs(10))?;
+
+    // Expected: a netlink filter outlives its process. It still only
+    // observes: the connection goes on.
+    let leftover = netlink_filters(&topology)?;
+    ensure!(leftover.len() == 1, "after SIGKILL: {leftover:?}");
+    ensure!(tcx_programs(&topology)?.is_empty());
+    stream.write_all(&parts[1])?;
+
+    // The next agent removes the leftover before attaching its own filter.
+    let next = Agent::start_attached(&topology.server, &as_strs(&args))?;
+    next.wait_for_log(
+        "removed a capture filter left by an earlier run",
+        Duration::from_secs(1),
+    )?;
+    let filters = netlink_filters(&topology)?;
+    ensure!(filters.len() == 1, "with the second agent: {filters:?}");
+    ensure!(
+        filters != leftover,
+        "the leftover filter is still the one attached"
+    );
+
+    let client = tcp::finish(&mut stream, &parts[2])?;
+    let exit = next.stop(libc::SIGINT, Duration::from_secs(10))?;
+    ensure!(
+        exit.status.success(),
+        "SIGINT exit: {} {}",
+        exit.status,
+        exit.stderr
+    );
+    let filters = netlink_filters(&topology)?;
+    ensure!(filters.is_empty(), "after a clean exit: {filters:?}");
+    ensure!(
+        server.join()?[&client] == parts.concat(),
+        "the connection lost bytes"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// i: the binary's answers to bad invocations
+// ---------------------------------------------------------------------------
+
+/// Runs the agent to completion inside `netns` (via `ip netns exec`).
+fn run_agent(netns: &Netns, wrapper: &[&str], args: &[&str]) -> Result<std::process::Output> {
+    let binary = mirror_tests::agent_binary()?;
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = netns.command(program);
+            command.args(rest).arg(&binary);
+            command
+        }
+        None => netns.command(&binary),
+    };
+    Ok(command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()?)
+}
+
+fn stderr_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn i_without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let netns = Netns::new("np")?;
+    let output = run_agent(
+        &netns,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ],
+        &["--iface", "lo", "--port", "80"],
+    )?;
+    let lines = stderr_lines(&output);
+    ensure!(
+        !output.status.success(),
+        "succeeded unprivileged: {lines:?}"
+    );
+    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"] {
+        ensure!(lines[0].contains(cap), "{cap} not named: {}", lines[0]);
+    }
+    Ok(())
+}
+
+#[test]
+fn i_an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let topology = Topology::new()?;
+    let output = run_agent(
+        &topology.server,
+        &[],
+        &["--iface", "doesnotexist0", "--port", "80"],
+    )?;
+    let lines = stderr_lines(&output);
+    ensure!(
+        !output.status.success(),
+        "accepted a missing interface: {lines:?}"
+    );
+    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    for name in ["doesnotexist0", "lo", SERVER_IF] {
+        ensure!(lines[0].contains(name), "{name} not in: {}", lines[0]);
+    }
+    Ok(())
+}
+
+#[test]
+fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    // In a namespace of its own: if a port were accepted, the agent would
+    // attach to this lo, not the host's.
+    let netns = Netns::new("cli")?;
+    for port in ["0", "70000"] {
+        let output = run_agent(&netns, &[], &["--iface", "lo", "--port", port])?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            output.status.code() == Some(2),
+            "--port {port}: {} {stderr}",
+            output.status
+        );
+        ensure!(
+            stderr.contains("error:") && stderr.contains("--port") && stderr.contains(port),
+            "--port {port}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn i_help_lists_every_flag_and_examples() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    use clap::CommandFactory as _;
+    let netns = Netns::new("help")?;
+    let output = run_agent(&netns, &[], &["--help"])?;
+    ensure!(output.status.success(), "--help: {}", output.status);
+    let help = String::from_utf8_lossy(&output.stdout);
+    let mut flags: Vec<String> = mirror_agent::config::Cli::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .collect();
+    flags.extend(["--help".into(), "--version".into()]);
+    ensure!(flags.len() > 4, "flags: {flags:?}");
+    for flag in &flags {
+        ensure!(
+            help.contains(flag.as_str()),
+            "--help does not mention {flag}:\n{help}"
+        );
+    }
+    ensure!(help.contains("Examples"), "--help has no examples:\n{help}");
+    Ok(())
+}
