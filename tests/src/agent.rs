@@ -7,11 +7,11 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -20,7 +20,8 @@ use crate::netns::Netns;
 
 /// Where the agent binary is: `$MIRROR_AGENT_BIN`, else next to the test
 /// executable's directory (`target/<profile>/deps/test-HASH` →
-/// `target/<profile>/mirror-agent`).
+/// `target/<profile>/mirror-agent`), which must not be older than its
+/// sources.
 pub fn agent_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("MIRROR_AGENT_BIN") {
         let path = PathBuf::from(path);
@@ -36,7 +37,7 @@ pub fn agent_binary() -> Result<PathBuf> {
         .take(3)
         .map(|dir| dir.join("mirror-agent"))
         .collect();
-    candidates
+    let binary = candidates
         .iter()
         .find(|path| path.is_file())
         .cloned()
@@ -45,7 +46,51 @@ pub fn agent_binary() -> Result<PathBuf> {
                 "the mirror-agent binary is missing (looked at {candidates:?}): run \
                  `cargo build -p mirror-agent` before these tests (cargo xtask test does)"
             )
-        })
+        })?;
+    check_fresh(&binary)?;
+    Ok(binary)
+}
+
+/// A binary older than its sources would make the tests judge code that is
+/// gone. Cargo lists every source of the binary (the agent, mirror-common,
+/// the eBPF crate) in `<binary>.d`; like cargo, any of them newer than the
+/// binary means it must be rebuilt.
+fn check_fresh(binary: &Path) -> Result<()> {
+    let Ok(dep_info) = std::fs::read_to_string(binary.with_extension("d")) else {
+        return Ok(()); // not built by cargo here: nothing to compare with
+    };
+    let built = std::fs::metadata(binary)?.modified()?;
+    let sources = dep_info
+        .split_once(": ")
+        .map(|(_, sources)| sources)
+        .unwrap_or_default()
+        .replace("\\ ", "\u{0}");
+    for source in sources.split_whitespace() {
+        let source = PathBuf::from(source.replace('\u{0}', " "));
+        if let Some(changed) = newest_mtime(&source)
+            && changed > built
+        {
+            bail!(
+                "{} is older than {}: run `cargo build -p mirror-agent` before these tests",
+                binary.display(),
+                source.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The modification time of a file, or of the newest file under a directory.
+fn newest_mtime(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| newest_mtime(&entry.path()))
+        .max()
 }
 
 /// stderr of the child, line by line, as it arrives.
@@ -210,5 +255,48 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn a_binary_older_than_a_listed_source_is_stale() {
+        let dir = std::env::temp_dir().join(format!("mirror-fresh-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src dir")).unwrap();
+        let binary = dir.join("mirror-agent");
+        let source = dir.join("src dir/lib.rs");
+        std::fs::write(&binary, b"").unwrap();
+        std::fs::write(&source, b"").unwrap();
+        let escaped = source.display().to_string().replace(' ', "\\ ");
+        std::fs::write(
+            binary.with_extension("d"),
+            format!(
+                "{}: {escaped} {}\n",
+                binary.display(),
+                dir.join("src dir").display()
+            ),
+        )
+        .unwrap();
+        let set = |path: &Path, time: SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap()
+        };
+        let now = SystemTime::now();
+        set(&binary, now);
+        set(&source, now - Duration::from_secs(10));
+        assert!(check_fresh(&binary).is_ok());
+        set(&source, now + Duration::from_secs(10));
+        let err = check_fresh(&binary).unwrap_err().to_string();
+        assert!(err.contains("cargo build -p mirror-agent"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
