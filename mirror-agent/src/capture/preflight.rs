@@ -48,23 +48,34 @@ pub fn check_privileges() -> Result<(), PreflightError> {
     Ok(())
 }
 
-/// The interface must exist in this network namespace.
+/// The interface must exist in the calling thread's network namespace.
+///
+/// Both checks look at the thread's own namespace: `if_nametoindex` asks the
+/// kernel, `/proc/thread-self/net/dev` is per task. (`/sys/class/net` shows
+/// the namespace of whoever mounted /sys, which a thread that only did
+/// `setns` does not share.)
 pub fn check_interface(name: &str) -> Result<(), PreflightError> {
-    let existing = interfaces();
-    if existing.iter().any(|i| i == name) {
+    let exists = std::ffi::CString::new(name)
+        // SAFETY: a valid NUL-terminated string.
+        .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+        .unwrap_or(false);
+    if exists {
         return Ok(());
     }
     Err(PreflightError::InterfaceNotFound {
         name: name.to_owned(),
-        existing,
+        existing: interfaces(),
     })
 }
 
+/// Interface names from /proc/thread-self/net/dev ("  name: counters...").
 fn interfaces() -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir("/sys/class/net")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
+    let mut names: Vec<String> = fs::read_to_string("/proc/thread-self/net/dev")
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| line.split_once(':'))
+                .map(|(name, _)| name.trim().to_owned())
+                .filter(|name| !name.is_empty() && !name.contains(' '))
                 .collect()
         })
         .unwrap_or_default();
