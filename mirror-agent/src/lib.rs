@@ -10,3 +10,4 @@ pub mod flow;
 pub mod http;
 pub mod config;
 pub mod logging;
+pub mod metrics;
