@@ -11,3 +11,5 @@ pub mod http;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
+pub mod summary;
