@@ -10,7 +10,7 @@ use std::{
         mpsc,
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
@@ -37,13 +37,18 @@ pub enum Drain {
     AtStop,
 }
 
-/// A [`Capture`] running on its own thread inside a namespace. Dropped
-/// without [`CaptureRunner::stop`] (a failed test), it tells the thread to
+/// A [`Capture`] running on its own thread inside a namespace, handing
+/// every event to a sink `S`: by default a [`Collector`] that keeps the raw
+/// records ([`CaptureRunner::start`], [`CaptureRunner::stop`]), or any
+/// [`EventSink`] the test passes in, such as the agent's own
+/// `FlowTable` ([`CaptureRunner::start_sink`], [`CaptureRunner::finish`]).
+/// Dropped without being stopped (a failed test), it tells the thread to
 /// detach and end, without waiting for it.
-pub struct CaptureRunner {
+pub struct CaptureRunner<S = Collector> {
     stop: Arc<AtomicBool>,
     counters: Arc<CounterReader>,
-    thread: Option<JoinHandle<Result<Captured>>>,
+    attached_at: Instant,
+    thread: Option<JoinHandle<Result<Finished<S>>>>,
 }
 
 impl CaptureRunner {
@@ -54,10 +59,36 @@ impl CaptureRunner {
     }
 
     pub fn start_with(netns: &Netns, options: CaptureOptions, drain: Drain) -> Result<Self> {
+        CaptureRunner::start_sink(netns, options, drain, Collector::default())
+    }
+
+    /// Detaches, drains what is left and returns everything captured.
+    pub fn stop(self) -> Result<Captured> {
+        let finished = self.finish()?;
+        Ok(Captured {
+            flows: finished.sink.flows,
+            counters: finished.counters,
+            drain: finished.drain,
+            attach_mode: finished.attach_mode,
+        })
+    }
+}
+
+impl<S: EventSink + Send + 'static> CaptureRunner<S> {
+    /// Loads and attaches the program in `netns`; the capture thread then
+    /// hands every record to `sink` (see [`Drain`] for when). Returns once
+    /// the program is attached; [`CaptureRunner::finish`] gives `sink` back.
+    pub fn start_sink(
+        netns: &Netns,
+        options: CaptureOptions,
+        drain: Drain,
+        sink: S,
+    ) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread_stop = Arc::clone(&stop);
-        let thread = netns.spawn(move || -> Result<Captured> {
+        let thread = netns.spawn(move || -> Result<Finished<S>> {
+            let mut sink = sink;
             let mut capture = match Capture::start(&options) {
                 Ok(capture) => capture,
                 Err(err) => {
@@ -66,8 +97,9 @@ impl CaptureRunner {
                     bail!(message);
                 }
             };
-            let _ = ready_tx.send(Ok(capture.counter_reader()));
-            let mut sink = Collector::default();
+            // Every packet that reaches the interface from now on is seen.
+            let attached_at = Instant::now();
+            let _ = ready_tx.send(Ok((capture.counter_reader(), attached_at)));
             while !thread_stop.load(Ordering::Acquire) {
                 match drain {
                     Drain::Continuous => {
@@ -80,17 +112,18 @@ impl CaptureRunner {
             let attach_mode = capture.attach_mode();
             capture.detach();
             capture.drain(&mut sink);
-            Ok(Captured {
-                flows: sink.flows,
+            Ok(Finished {
+                sink,
                 counters: capture.kernel_counters()?,
                 drain: capture.drain_stats(),
                 attach_mode,
             })
         });
         match ready_rx.recv() {
-            Ok(Ok(counters)) => Ok(Self {
+            Ok(Ok((counters, attached_at))) => Ok(Self {
                 stop,
                 counters,
+                attached_at,
                 thread: Some(thread),
             }),
             Ok(Err(message)) => {
@@ -104,14 +137,9 @@ impl CaptureRunner {
         }
     }
 
-    /// The kernel counters now (traffic may still be in flight).
-    pub fn counters(&self) -> Result<KernelCounters> {
-        Ok(self.counters.read()?)
-    }
-
-    /// Detaches, drains what is left and returns everything captured.
-    pub fn stop(mut self) -> Result<Captured> {
-        let thread = self.thread.take().expect("only stop() takes the thread");
+    /// Detaches, drains what is left into the sink and returns it.
+    pub fn finish(mut self) -> Result<Finished<S>> {
+        let thread = self.thread.take().expect("only finish() takes the thread");
         self.stop.store(true, Ordering::Release);
         thread.thread().unpark();
         match thread.join() {
@@ -121,13 +149,38 @@ impl CaptureRunner {
     }
 }
 
-impl Drop for CaptureRunner {
+impl<S> CaptureRunner<S> {
+    /// The kernel counters now (traffic may still be in flight).
+    pub fn counters(&self) -> Result<KernelCounters> {
+        Ok(self.counters.read()?)
+    }
+
+    /// When `Capture::start` returned on the capture thread: the program
+    /// was attached, so every packet that reached the interface after this
+    /// instant went through it.
+    pub fn attached_at(&self) -> Instant {
+        self.attached_at
+    }
+}
+
+impl<S> Drop for CaptureRunner<S> {
     fn drop(&mut self) {
         if let Some(thread) = &self.thread {
             self.stop.store(true, Ordering::Release);
             thread.thread().unpark();
         }
     }
+}
+
+/// What a capture run with a sink of the test's own ended with.
+#[derive(Debug)]
+pub struct Finished<S> {
+    /// The sink, after the last record was drained into it.
+    pub sink: S,
+    /// Read after the program was detached and the ring emptied.
+    pub counters: KernelCounters,
+    pub drain: DrainStats,
+    pub attach_mode: AttachMode,
 }
 
 /// What one capture run delivered.
@@ -297,9 +350,10 @@ pub struct Stream {
     pub retransmitted: u64,
 }
 
-/// Copies every event into per-flow buffers.
-#[derive(Default)]
-struct Collector {
+/// The default sink of a [`CaptureRunner`]: copies every event into
+/// per-flow buffers.
+#[derive(Debug, Default)]
+pub struct Collector {
     flows: BTreeMap<FlowKey, FlowCapture>,
 }
 

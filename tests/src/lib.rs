@@ -3,7 +3,8 @@
 //! Every test builds its own hosts out of network namespaces
 //! ([`Topology`] for client + server, [`Netns`] and [`netns::veth`] for
 //! more), drives the capture stage in-process ([`CaptureRunner`]) or the
-//! agent binary ([`Agent`]), and sends real TCP traffic ([`tcp`]). Names
+//! agent binary ([`Agent`]), and sends real TCP traffic ([`tcp`]) or HTTP
+//! to a server that frames requests on its own ([`HttpServer`]). Names
 //! are unique per process and test, so tests run in parallel; everything
 //! is removed in Drop guards, also when a test fails.
 //!
@@ -11,8 +12,11 @@
 
 pub mod agent;
 pub mod capture;
+pub mod http_compare;
+pub mod http_server;
 pub mod netns;
 pub mod packet;
+pub mod scratch;
 pub mod tcp;
 pub mod topology;
 
@@ -22,8 +26,10 @@ use std::{
 };
 
 pub use agent::{Agent, AgentExit, agent_binary};
-pub use capture::{CaptureRunner, Captured, Drain, FlowCapture, Stream};
+pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCapture, Stream};
+pub use http_server::{HttpServer, Received, ReceivedRequest};
 pub use netns::{Link, Netns};
+pub use scratch::ScratchDir;
 pub use topology::{Family, Topology};
 
 /// Set to 1 to skip the kernel tests on a machine that cannot run them
