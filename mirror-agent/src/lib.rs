@@ -6,10 +6,12 @@
 //! `config` and `logging` set the agent up.
 
 pub mod capture;
+pub mod config;
 pub mod flow;
 pub mod http;
-pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod route;
+pub mod shadow;
 pub mod summary;

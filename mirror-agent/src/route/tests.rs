@@ -1,0 +1,356 @@
+//! Rewrites byte for byte and each rule kind, on requests framed by the
+//! real http stage.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::*;
+use crate::capture::FlowKey;
+use crate::flow::FlowId;
+use crate::http::{Budget, FramerCtx, HttpConfig, HttpStats, RequestFramer};
+use crate::shadow::TargetUrl;
+
+fn frame(stream: &[u8]) -> Vec<Request> {
+    let flow = FlowId {
+        key: FlowKey {
+            client: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), 40000)),
+            server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
+        },
+        generation: 1,
+    };
+    let config = HttpConfig::default();
+    let mut stats = HttpStats::default();
+    let mut budget = Budget::new(usize::MAX);
+    let mut out = Vec::new();
+    RequestFramer::new(flow).feed(
+        stream,
+        0,
+        &mut FramerCtx {
+            config: &config,
+            stats: &mut stats,
+            budget: &mut budget,
+            sink: &mut out,
+        },
+    );
+    out
+}
+
+fn one(stream: &[u8]) -> Request {
+    let mut r = frame(stream);
+    assert_eq!(
+        r.len(),
+        1,
+        "one request in {:?}",
+        String::from_utf8_lossy(stream)
+    );
+    r.remove(0)
+}
+
+fn url(s: &str) -> TargetUrl {
+    TargetUrl::parse(s).unwrap()
+}
+
+fn rewrite(
+    global: &Rewrites,
+    target: &Rewrites,
+    marker: Option<&HeaderLine>,
+    u: &str,
+    stream: &[u8],
+) -> Vec<u8> {
+    RewriteSet::new(global, target, marker, &url(u))
+        .apply(&one(stream))
+        .to_vec()
+}
+
+fn plain(stream: &[u8]) -> Vec<u8> {
+    rewrite(
+        &Rewrites::default(),
+        &Rewrites::default(),
+        None,
+        "http://t:1",
+        stream,
+    )
+}
+
+fn line(s: &str) -> HeaderLine {
+    s.parse().unwrap()
+}
+
+#[test]
+fn without_rewrites_the_bytes_are_the_clients() {
+    let get = b"GET /a?b=c HTTP/1.1\r\nhost: Example.COM\r\nX-MiXed:  v1 \r\nAccept: */*\r\nX-MiXed: v2\r\n\r\n";
+    assert_eq!(plain(get), get);
+    let post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nContent-Type: text/plain\r\n\r\nhello world";
+    assert_eq!(plain(post), post);
+    let bare_lf = b"GET / HTTP/1.0\nHost: x\n\n";
+    assert_eq!(plain(bare_lf), bare_lf);
+}
+
+#[test]
+fn a_chunked_body_is_sent_as_one_chunk_with_the_trailers() {
+    let stream = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n";
+    let expected = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\nX-Checksum: 42\r\n\r\n";
+    assert_eq!(plain(stream), expected);
+}
+
+#[test]
+fn stripped_headers_leave_every_line_of_that_name_and_nothing_else() {
+    let stream = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nA: 1\r\ncookie: a=1\r\nB: 2\r\nCookie: b=2\r\n\r\n";
+    let strip = Rewrites {
+        strip: vec!["Authorization".into(), "Cookie".into()],
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        rewrite(&strip, &Rewrites::default(), None, "http://t:1", stream),
+        b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n"
+    );
+}
+
+#[test]
+fn set_headers_replace_the_clients_and_come_before_the_marker() {
+    let stream = b"GET / HTTP/1.1\r\nX-Env: prod\r\nHost: x\r\nx-env: also\r\n\r\n";
+    let global = Rewrites {
+        set: vec![line("X-Env: shadow"), line("X-Team: a")],
+        ..Rewrites::default()
+    };
+    let target = Rewrites {
+        set: vec![line("x-team: b")],
+        ..Rewrites::default()
+    };
+    let marker = default_marker();
+    assert_eq!(
+        rewrite(&global, &target, Some(&marker), "http://t:1", stream),
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Env: shadow\r\nx-team: b\r\nX-Mirrored-By: mirror\r\n\r\n"
+    );
+}
+
+#[test]
+fn host_modes_keep_replace_in_place_or_add() {
+    let stream = b"GET / HTTP/1.1\r\nA: 1\r\nhOsT:  app.example \r\nB: 2\r\n\r\n";
+    let none = Rewrites::default();
+    let host = |h: HostHeader| Rewrites {
+        host: Some(h),
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        rewrite(
+            &host(HostHeader::Original),
+            &none,
+            None,
+            "http://t:1",
+            stream
+        ),
+        stream
+    );
+    assert_eq!(
+        rewrite(
+            &host(HostHeader::Target),
+            &none,
+            None,
+            "http://[::1]:9000/x",
+            stream
+        ),
+        b"GET /x/ HTTP/1.1\r\nA: 1\r\nhOsT:  [::1]:9000 \r\nB: 2\r\n\r\n"
+    );
+    // The target's own setting wins over the global one.
+    assert_eq!(
+        rewrite(
+            &host(HostHeader::Target),
+            &host(HostHeader::Value("v2.internal".into())),
+            None,
+            "http://t:1",
+            stream
+        ),
+        b"GET / HTTP/1.1\r\nA: 1\r\nhOsT:  v2.internal \r\nB: 2\r\n\r\n"
+    );
+    // An HTTP/1.0 request without Host gets one.
+    assert_eq!(
+        rewrite(
+            &host(HostHeader::Target),
+            &none,
+            None,
+            "http://shadow:8080",
+            b"GET / HTTP/1.0\r\n\r\n"
+        ),
+        b"GET / HTTP/1.0\r\nHost: shadow:8080\r\n\r\n"
+    );
+}
+
+#[test]
+fn a_path_prefix_goes_before_the_path() {
+    let none = Rewrites::default();
+    let r = |target: &str| {
+        let stream = format!("OPTIONS {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let out = rewrite(&none, &none, None, "http://t:1/v2/", stream.as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        out.split(' ').nth(1).unwrap().to_string()
+    };
+    assert_eq!(r("/api/x?y=1"), "/v2/api/x?y=1");
+    assert_eq!(r("http://h:1/api?q"), "http://h:1/v2/api?q");
+    assert_eq!(r("http://h"), "http://h/v2");
+    assert_eq!(r("*"), "*");
+}
+
+#[test]
+fn connection_reuse_follows_the_request() {
+    let none = Rewrites::default();
+    let set = RewriteSet::new(&none, &none, None, &url("http://t:1"));
+    assert!(set.apply(&one(b"GET / HTTP/1.1\r\n\r\n")).reusable());
+    assert!(
+        !set.apply(&one(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"))
+            .reusable()
+    );
+    assert!(!set.apply(&one(b"GET / HTTP/1.0\r\n\r\n")).reusable());
+    assert!(
+        set.apply(&one(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+            .reusable()
+    );
+    assert!(
+        !set.apply(&one(
+            b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        ))
+        .reusable()
+    );
+}
+
+fn check(rules: &Rules, stream: &[u8]) -> Result<(), FilterReason> {
+    let r = one(stream);
+    rules.check(&r, path_of(r.target()), &mut Rng::new(1))
+}
+
+const GET_API: &[u8] =
+    b"GET /api/users?id=1 HTTP/1.1\r\nHost: x\r\nX-Canary: 1\r\nUser-Agent: curl/8.0\r\n\r\n";
+const POST_ADMIN: &[u8] = b"POST /admin/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn methods_are_an_allow_list() {
+    let rules = Rules {
+        methods: vec!["GET".into(), "HEAD".into()],
+        ..Rules::default()
+    };
+    assert_eq!(check(&rules, GET_API), Ok(()));
+    assert_eq!(check(&rules, POST_ADMIN), Err(FilterReason::Method));
+    assert_eq!(
+        check(&rules, b"get / HTTP/1.1\r\n\r\n"),
+        Err(FilterReason::Method)
+    );
+}
+
+#[test]
+fn paths_are_allowed_by_prefix_or_regex_and_deny_wins() {
+    let allow = Rules {
+        allow_paths: vec![
+            PathRule::Prefix("/api".into()),
+            PathRule::Regex(Pattern::new("^/v[0-9]+/").unwrap()),
+        ],
+        ..Rules::default()
+    };
+    assert_eq!(check(&allow, GET_API), Ok(()));
+    assert_eq!(check(&allow, b"GET /v2/x HTTP/1.1\r\n\r\n"), Ok(()));
+    assert_eq!(check(&allow, POST_ADMIN), Err(FilterReason::Path));
+    // The query string is not part of the path.
+    assert_eq!(
+        check(&allow, b"GET /x?/api HTTP/1.1\r\n\r\n"),
+        Err(FilterReason::Path)
+    );
+
+    let deny = Rules {
+        allow_paths: vec![PathRule::Prefix("/".into())],
+        deny_paths: vec![
+            PathRule::Prefix("/admin".into()),
+            PathRule::Regex(Pattern::new("/users$").unwrap()),
+        ],
+        ..Rules::default()
+    };
+    assert_eq!(check(&deny, POST_ADMIN), Err(FilterReason::Path));
+    assert_eq!(check(&deny, GET_API), Err(FilterReason::Path));
+    assert_eq!(check(&deny, b"GET /ok HTTP/1.1\r\n\r\n"), Ok(()));
+}
+
+#[test]
+fn header_matches_test_presence_value_and_regex_and_all_must_hold() {
+    let m = |name: &str, test| Rules {
+        headers: vec![HeaderMatch {
+            name: name.into(),
+            test,
+        }],
+        ..Rules::default()
+    };
+    assert_eq!(check(&m("x-canary", HeaderTest::Present), GET_API), Ok(()));
+    assert_eq!(
+        check(&m("X-Other", HeaderTest::Present), GET_API),
+        Err(FilterReason::Header)
+    );
+    assert_eq!(
+        check(&m("X-Canary", HeaderTest::Equals("1".into())), GET_API),
+        Ok(())
+    );
+    assert_eq!(
+        check(&m("X-Canary", HeaderTest::Equals("2".into())), GET_API),
+        Err(FilterReason::Header)
+    );
+    let curl = HeaderTest::Regex(Pattern::new("^curl/").unwrap());
+    assert_eq!(check(&m("User-Agent", curl.clone()), GET_API), Ok(()));
+    assert_eq!(
+        check(&m("User-Agent", curl), POST_ADMIN),
+        Err(FilterReason::Header)
+    );
+    // Any occurrence of a repeated header may match.
+    let twice = b"GET / HTTP/1.1\r\nX-Tag: a\r\nX-Tag: b\r\n\r\n";
+    assert_eq!(
+        check(&m("X-Tag", HeaderTest::Equals("b".into())), twice),
+        Ok(())
+    );
+
+    let both = Rules {
+        headers: vec![
+            HeaderMatch {
+                name: "X-Canary".into(),
+                test: HeaderTest::Present,
+            },
+            HeaderMatch {
+                name: "X-Debug".into(),
+                test: HeaderTest::Present,
+            },
+        ],
+        ..Rules::default()
+    };
+    assert_eq!(check(&both, GET_API), Err(FilterReason::Header));
+}
+
+#[test]
+fn the_first_failing_rule_names_the_reason() {
+    let rules = Rules {
+        share: Some(Share::from_percent(0.0).unwrap()),
+        methods: vec!["GET".into()],
+        allow_paths: vec![PathRule::Prefix("/api".into())],
+        headers: vec![HeaderMatch {
+            name: "X-Canary".into(),
+            test: HeaderTest::Present,
+        }],
+        ..Rules::default()
+    };
+    assert_eq!(check(&rules, POST_ADMIN), Err(FilterReason::Method));
+    assert_eq!(
+        check(&rules, b"GET /x HTTP/1.1\r\n\r\n"),
+        Err(FilterReason::Path)
+    );
+    assert_eq!(
+        check(&rules, b"GET /api HTTP/1.1\r\n\r\n"),
+        Err(FilterReason::Header)
+    );
+    assert_eq!(check(&rules, GET_API), Err(FilterReason::Share));
+}
+
+#[test]
+fn header_lines_and_host_modes_parse() {
+    assert_eq!(line("X-Env:shadow ").to_string(), "X-Env: shadow");
+    assert!("X Env: a".parse::<HeaderLine>().is_err());
+    assert!("no-colon".parse::<HeaderLine>().is_err());
+    assert!("X: a\r\nY: b".parse::<HeaderLine>().is_err());
+    assert_eq!("target".parse::<HostHeader>(), Ok(HostHeader::Target));
+    assert_eq!("original".parse::<HostHeader>(), Ok(HostHeader::Original));
+    assert_eq!(
+        "v2.svc".parse::<HostHeader>(),
+        Ok(HostHeader::Value("v2.svc".into()))
+    );
+}

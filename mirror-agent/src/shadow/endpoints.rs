@@ -1,0 +1,397 @@
+//! The addresses of one target: periodic re-resolution of its host name,
+//! round-robin over the addresses, setting aside the ones that refuse
+//! connections, and a pool of idle keep-alive connections per address.
+//!
+//! Log events (one per state change, never per request): address added
+//! and removed (info), failing (warn) and recovered (info), name resolution
+//! failing (warn) and resolving again (info).
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use super::stats::DropReason;
+
+/// A boxed future, as [`Resolve`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Turns a target's host name into addresses. The agent uses
+/// [`SystemResolver`]; tests plug in their own.
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>>;
+}
+
+/// The system's resolver (`getaddrinfo`, through `tokio::net::lookup_host`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// First wait before an address that failed is tried again; it doubles on
+/// each failed try, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An open connection to one address, with its read buffer.
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+    idle_since: Instant,
+}
+
+/// One resolved address of a target.
+pub(crate) struct Endpoint {
+    pub addr: SocketAddr,
+    idle: Mutex<Vec<Conn>>,
+    failing: AtomicBool,
+    /// While failing: when (ms since [`Endpoints::epoch`]) it may be tried.
+    retry_at_ms: AtomicU64,
+    backoff_ms: AtomicU64,
+    /// The [`DropReason`] of the last failed connect.
+    last_failure: AtomicU8,
+}
+
+impl Endpoint {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            failing: AtomicBool::new(false),
+            retry_at_ms: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(0),
+            last_failure: AtomicU8::new(DropReason::ConnectRefused as u8),
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Relaxed)
+    }
+
+    /// An idle connection that is still open, if any.
+    pub fn take_idle(&self, idle_timeout: Duration) -> Option<Conn> {
+        loop {
+            let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if conn.idle_since.elapsed() >= idle_timeout {
+                continue;
+            }
+            // A connection the server closed (or wrote to out of turn) reads
+            // something; an open, quiet one would block.
+            let mut probe = [0u8; 1];
+            match conn.stream.try_read(&mut probe) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+    }
+
+    pub fn put_idle(&self, mut conn: Conn) {
+        conn.idle_since = Instant::now();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+}
+
+/// All addresses of one target.
+pub(crate) struct Endpoints {
+    target: String,
+    list: RwLock<Arc<[Arc<Endpoint>]>>,
+    next: AtomicUsize,
+    epoch: Instant,
+    resolve_failing: AtomicBool,
+}
+
+/// The state of one address, for status output and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressState {
+    pub addr: SocketAddr,
+    /// Set aside after a refused or timed-out connect.
+    pub failing: bool,
+}
+
+impl Endpoints {
+    pub fn new(target: String) -> Self {
+        Self {
+            target,
+            list: RwLock::new(Arc::from(Vec::new())),
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            resolve_failing: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<Endpoint>]> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn states(&self) -> Vec<AddressState> {
+        self.snapshot()
+            .iter()
+            .map(|e| AddressState {
+                addr: e.addr,
+                failing: e.is_failing(),
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// The next address to use, round robin. An address set aside is
+    /// skipped until its retry time, then one request tries it.
+    pub fn pick(&self) -> Result<Arc<Endpoint>, DropReason> {
+        let list = self.snapshot();
+        if list.is_empty() {
+            return Err(DropReason::NoAddress);
+        }
+        let n = list.len();
+        let start = self.next.fetch_add(1, Relaxed);
+        let now = self.now_ms();
+        for i in 0..n {
+            let e = &list[(start + i) % n];
+            if !e.is_failing() {
+                return Ok(e.clone());
+            }
+            let at = e.retry_at_ms.load(Relaxed);
+            let backoff = e.backoff_ms.load(Relaxed);
+            // Only one request gets to probe it.
+            if at <= now
+                && e.retry_at_ms
+                    .compare_exchange(at, now + backoff, Relaxed, Relaxed)
+                    .is_ok()
+            {
+                return Ok(e.clone());
+            }
+        }
+        let reason = list[start % n].last_failure.load(Relaxed);
+        Err(if reason == DropReason::ConnectTimeout as u8 {
+            DropReason::ConnectTimeout
+        } else {
+            DropReason::ConnectRefused
+        })
+    }
+
+    /// A connect to `e` succeeded.
+    pub fn connected(&self, e: &Endpoint) {
+        if e.failing.swap(false, Relaxed) {
+            e.backoff_ms.store(0, Relaxed);
+            info!(target_name = %self.target, address = %e.addr, "shadow address recovered");
+        }
+    }
+
+    /// A connect to `e` failed: set it aside.
+    pub fn connect_failed(&self, e: &Endpoint, reason: DropReason, error: &io::Error) {
+        e.last_failure.store(reason as u8, Relaxed);
+        let was_failing = e.failing.swap(true, Relaxed);
+        let backoff = if was_failing {
+            (e.backoff_ms.load(Relaxed) * 2).min(MAX_BACKOFF.as_millis() as u64)
+        } else {
+            FIRST_BACKOFF.as_millis() as u64
+        };
+        e.backoff_ms.store(backoff, Relaxed);
+        e.retry_at_ms.store(self.now_ms() + backoff, Relaxed);
+        if !was_failing {
+            warn!(
+                target_name = %self.target,
+                address = %e.addr,
+                reason = reason.as_str(),
+                %error,
+                "shadow address failing, set aside"
+            );
+        }
+    }
+
+    /// Replaces the address list; addresses still present keep their
+    /// connections and state.
+    pub fn update(&self, mut addrs: Vec<SocketAddr>) {
+        addrs.sort();
+        addrs.dedup();
+        let old = self.snapshot();
+        let mut list = Vec::with_capacity(addrs.len());
+        for addr in &addrs {
+            match old.iter().find(|e| e.addr == *addr) {
+                Some(e) => list.push(e.clone()),
+                None => {
+                    info!(target_name = %self.target, address = %addr, "shadow address added");
+                    list.push(Arc::new(Endpoint::new(*addr)));
+                }
+            }
+        }
+        for e in old.iter() {
+            if !addrs.contains(&e.addr) {
+                info!(target_name = %self.target, address = %e.addr, "shadow address removed");
+            }
+        }
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(list);
+    }
+
+    /// Resolves `host` once and applies the result. A failed or empty
+    /// resolution keeps the addresses known so far.
+    pub async fn refresh(&self, resolver: &dyn Resolve, host: &str, port: u16) {
+        let result = match resolver.resolve(host, port).await {
+            Ok(addrs) if addrs.is_empty() => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the name has no address",
+            )),
+            other => other,
+        };
+        match result {
+            Ok(addrs) => {
+                if self.resolve_failing.swap(false, Relaxed) {
+                    info!(target_name = %self.target, host, "shadow host name resolves again");
+                }
+                self.update(addrs);
+            }
+            Err(error) => {
+                if !self.resolve_failing.swap(true, Relaxed) {
+                    warn!(
+                        target_name = %self.target,
+                        host,
+                        %error,
+                        kept = self.len(),
+                        "shadow host name does not resolve, keeping the known addresses"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The host as an IP address, when it is one (then it is never resolved).
+pub(crate) fn literal_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Opens a connection, bounded by `timeout`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Conn, (DropReason, io::Error)> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err((
+            DropReason::ConnectTimeout,
+            io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+        )),
+        Ok(Err(err)) => {
+            let reason = if err.kind() == io::ErrorKind::ConnectionRefused {
+                DropReason::ConnectRefused
+            } else {
+                DropReason::IoError
+            };
+            Err((reason, err))
+        }
+        Ok(Ok(stream)) => {
+            // Requests go out in one vectored write; never wait for an ack.
+            let _ = stream.set_nodelay(true);
+            Ok(Conn {
+                stream,
+                buf: Vec::new(),
+                idle_since: Instant::now(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn picks_go_round_robin_and_skip_a_failing_address_until_its_retry_time() {
+        let eps = Endpoints::new("t".into());
+        assert_eq!(eps.pick().err(), Some(DropReason::NoAddress));
+        eps.update(vec![
+            addr("127.0.0.2:1"),
+            addr("127.0.0.1:1"),
+            addr("127.0.0.1:1"),
+        ]);
+        assert_eq!(eps.len(), 2, "deduplicated");
+        let picks: Vec<_> = (0..4).map(|_| eps.pick().unwrap().addr).collect();
+        assert_eq!(picks[0], picks[2]);
+        assert_ne!(picks[0], picks[1]);
+
+        let a = eps.pick().unwrap();
+        let err = io::Error::from(io::ErrorKind::ConnectionRefused);
+        eps.connect_failed(&a, DropReason::ConnectRefused, &err);
+        for _ in 0..6 {
+            assert_ne!(eps.pick().unwrap().addr, a.addr, "set aside");
+        }
+        // Time passes: exactly one request probes it.
+        a.retry_at_ms.store(0, Relaxed);
+        let probes = (0..6)
+            .filter(|_| eps.pick().unwrap().addr == a.addr)
+            .count();
+        assert_eq!(probes, 1);
+        eps.connected(&a);
+        assert!(!a.is_failing());
+
+        // Both set aside: the request is dropped with the failure reason.
+        for e in eps.snapshot().iter() {
+            eps.connect_failed(e, DropReason::ConnectTimeout, &err);
+        }
+        assert_eq!(eps.pick().err(), Some(DropReason::ConnectTimeout));
+    }
+
+    #[test]
+    fn an_update_keeps_the_state_of_addresses_still_present() {
+        let eps = Endpoints::new("t".into());
+        eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.2:1")]);
+        let first = eps.snapshot()[0].clone();
+        let err = io::Error::from(io::ErrorKind::ConnectionRefused);
+        eps.connect_failed(&first, DropReason::ConnectRefused, &err);
+        eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.3:1")]);
+        let states = eps.states();
+        assert_eq!(
+            states,
+            vec![
+                AddressState {
+                    addr: addr("127.0.0.1:1"),
+                    failing: true
+                },
+                AddressState {
+                    addr: addr("127.0.0.3:1"),
+                    failing: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_literals_are_recognised() {
+        assert!(literal_ip("10.0.0.7").is_some());
+        assert!(literal_ip("[::1]").is_some());
+        assert!(literal_ip("myapp-v2").is_none());
+    }
+}

@@ -1,0 +1,37 @@
+//! Shadow targets: one bounded queue, a fixed set of workers and pooled
+//! keep-alive connections per target, spread over the addresses the
+//! target's host name resolves to.
+//!
+//! * Requests arrive as [`PreparedRequest`]s (built by the router: the
+//!   client's exact head with the configured rewrites, and the body) through
+//!   [`Target::try_send`], which never waits: a full queue drops and counts.
+//! * Each response is read to its end (status and latency recorded, body
+//!   discarded) so the connection can be reused; 1xx interim responses are
+//!   skipped, HEAD/204/304 responses have no body, a `Connection: close` (or
+//!   an HTTP/1.0 peer, or a body delimited by close) ends the connection.
+//! * No retries. A refused connect sets the address aside (retried after
+//!   1 s, doubling up to 30 s) and the request moves on to the next address.
+//! * Every request ends in exactly one counter of [`TargetStats`].
+//!
+//! # Own traffic
+//! Requests to shadows leave from the agent's own sockets (egress); the
+//! capture program only sees ingress. The shadows' responses arrive inbound
+//! on the agent's ephemeral ports, not on the service port, so they are not
+//! captured either — unless a shadow is the captured service itself (same
+//! host and port): then the mirrored requests come back to the capture, and
+//! only the marker header (loop guard, see `route`) stops them.
+
+mod endpoints;
+mod stats;
+mod target;
+mod url;
+mod wire;
+
+pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
+pub use stats::{
+    DropReason, FilterReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot, StatsSnapshot,
+    StatusClass, TargetStats,
+};
+pub use target::{Target, TargetConfig, TargetSettings};
+pub use url::TargetUrl;
+pub use wire::{BodyFraming, PreparedRequest};

@@ -1,0 +1,380 @@
+//! Per-target accounting: plain atomics, written by the router (capture
+//! task) and the target's workers, read by whoever wants a picture (the
+//! metrics endpoint at scrape time, tests, the shutdown report).
+//!
+//! For every target, once nothing is queued or in flight:
+//! `captured = sent + filtered + dropped`, each filter and drop with one
+//! reason. While requests are on their way, `queue_depth + in_flight` make
+//! up the difference.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+macro_rules! labelled {
+    ($(#[$meta:meta])* $name:ident { $( $(#[$doc:meta])* $variant:ident => $label:literal, )* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Stable snake_case label (a metric label value).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $label, )*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+labelled! {
+    /// Why the routing rules kept a request from a target. Not a loss: the
+    /// configuration asked for it.
+    FilterReason {
+        /// Left out by the share (per-request sampling), global or per target.
+        Share => "share",
+        /// A header match did not hold.
+        Header => "header",
+        /// The method is not in the allow-list.
+        Method => "method",
+        /// The path is not allowed, or is denied.
+        Path => "path",
+        /// The request carries the marker header: it is itself a mirrored copy.
+        Loop => "loop",
+        /// `--dry-run`: routed, then not sent.
+        DryRun => "dry_run",
+    }
+}
+
+labelled! {
+    /// Why a request routed to a target never got a response from it.
+    DropReason {
+        /// The target's queue was full when the request was captured.
+        QueueFull => "queue_full",
+        /// Every address of the target refused connections (or is set aside
+        /// after refusing).
+        ConnectRefused => "connect_refused",
+        /// No connection within the connect timeout.
+        ConnectTimeout => "connect_timeout",
+        /// No complete response within the request timeout.
+        Timeout => "timeout",
+        /// The connection failed while sending or reading, or the response
+        /// was not HTTP/1.x.
+        IoError => "io_error",
+        /// The target's name resolved to no address (yet).
+        NoAddress => "no_address",
+        /// Still queued, in flight or arriving when the agent shut down.
+        Shutdown => "shutdown",
+    }
+}
+
+labelled! {
+    /// Response status classes of sent requests.
+    StatusClass {
+        Informational => "1xx",
+        Success => "2xx",
+        Redirection => "3xx",
+        ClientError => "4xx",
+        ServerError => "5xx",
+    }
+}
+
+impl StatusClass {
+    /// The class of a status code, `None` outside 100..=599.
+    pub fn of(status: u16) -> Option<StatusClass> {
+        Some(match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            500..=599 => StatusClass::ServerError,
+            _ => return None,
+        })
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets; a last,
+/// unbounded bucket follows.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const BUCKET_BOUNDS_NS: [u64; 14] = {
+    let mut out = [0u64; 14];
+    let mut i = 0;
+    while i < 14 {
+        out[i] = (LATENCY_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+};
+
+/// Response latency (first byte written to last byte read) of sent requests,
+/// in fixed buckets. Bucket counts are per bucket, not cumulative.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A copy of a [`LatencyHistogram`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencySnapshot {
+    /// Count per bucket, the last one for everything above 10 s.
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl LatencySnapshot {
+    /// `(upper bound in seconds, cumulative count)` as Prometheus wants
+    /// them, ending with `+Inf`.
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        bounds.zip(self.buckets.iter().scan(0u64, |acc, n| {
+            *acc += n;
+            Some(*acc)
+        }))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_BOUNDS_NS.partition_point(|bound| *bound < ns);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_seconds: self.sum_ns.load(Relaxed) as f64 / 1e9,
+            count: self.count.load(Relaxed),
+        }
+    }
+}
+
+/// Counters of one target. Everything is monotonic except `in_flight` and
+/// `queue_depth`, which are gauges.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    /// Requests the router looked at for this target.
+    pub captured: AtomicU64,
+    /// Requests answered, by status class of the final response.
+    pub sent: [AtomicU64; StatusClass::COUNT],
+    pub filtered: [AtomicU64; FilterReason::COUNT],
+    pub dropped: [AtomicU64; DropReason::COUNT],
+    /// Requests being sent or waiting for their response.
+    pub in_flight: AtomicU64,
+    /// Requests in the queue.
+    pub queue_depth: AtomicU64,
+    pub latency: LatencyHistogram,
+}
+
+impl TargetStats {
+    pub fn filter(&self, reason: FilterReason) {
+        self.filtered[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn drop_one(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn sent_one(&self, class: StatusClass, latency: Duration) {
+        self.sent[class as usize].fetch_add(1, Relaxed);
+        self.latency.record(latency);
+    }
+
+    pub fn sent_by(&self, class: StatusClass) -> u64 {
+        self.sent[class as usize].load(Relaxed)
+    }
+
+    pub fn filtered_by(&self, reason: FilterReason) -> u64 {
+        self.filtered[reason as usize].load(Relaxed)
+    }
+
+    pub fn dropped_by(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            captured: self.captured.load(Relaxed),
+            sent: std::array::from_fn(|i| self.sent[i].load(Relaxed)),
+            filtered: std::array::from_fn(|i| self.filtered[i].load(Relaxed)),
+            dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
+            in_flight: self.in_flight.load(Relaxed),
+            queue_depth: self.queue_depth.load(Relaxed),
+            latency: self.latency.snapshot(),
+        }
+    }
+}
+
+/// A plain copy of [`TargetStats`] (not atomic as a whole: counters read
+/// one after the other).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub captured: u64,
+    pub sent: [u64; StatusClass::COUNT],
+    pub filtered: [u64; FilterReason::COUNT],
+    pub dropped: [u64; DropReason::COUNT],
+    pub in_flight: u64,
+    pub queue_depth: u64,
+    pub latency: LatencySnapshot,
+}
+
+impl StatsSnapshot {
+    pub fn sent_total(&self) -> u64 {
+        self.sent.iter().sum()
+    }
+
+    pub fn filtered_total(&self) -> u64 {
+        self.filtered.iter().sum()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    pub fn sent_by(&self, class: StatusClass) -> u64 {
+        self.sent[class as usize]
+    }
+
+    pub fn filtered_by(&self, reason: FilterReason) -> u64 {
+        self.filtered[reason as usize]
+    }
+
+    pub fn dropped_by(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// `captured = sent + filtered + dropped + queued + in flight`.
+    pub fn balances(&self) -> bool {
+        self.captured
+            == self.sent_total()
+                + self.filtered_total()
+                + self.dropped_total()
+                + self.queue_depth
+                + self.in_flight
+    }
+}
+
+impl std::fmt::Display for StatsSnapshot {
+    /// One line: `captured=N sent=N (2xx=N ...) filtered=N (share=N ...) dropped=N (...)`,
+    /// zero reasons left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn parts<T: Copy + std::fmt::Display>(
+            f: &mut std::fmt::Formatter<'_>,
+            labels: &[T],
+            counts: &[u64],
+        ) -> std::fmt::Result {
+            let mut first = true;
+            for (label, n) in labels.iter().zip(counts) {
+                if *n > 0 {
+                    f.write_str(if first { " (" } else { " " })?;
+                    write!(f, "{label}={n}")?;
+                    first = false;
+                }
+            }
+            if !first {
+                f.write_str(")")?;
+            }
+            Ok(())
+        }
+        write!(f, "captured={} sent={}", self.captured, self.sent_total())?;
+        parts(f, StatusClass::ALL, &self.sent)?;
+        write!(f, " filtered={}", self.filtered_total())?;
+        parts(f, FilterReason::ALL, &self.filtered)?;
+        write!(f, " dropped={}", self.dropped_total())?;
+        parts(f, DropReason::ALL, &self.dropped)?;
+        if self.queue_depth + self.in_flight > 0 {
+            write!(
+                f,
+                " queued={} in_flight={}",
+                self.queue_depth, self.in_flight
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_land_in_their_bucket() {
+        let h = LatencyHistogram::default();
+        h.record(Duration::from_micros(100));
+        h.record(Duration::from_micros(500));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(60));
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], 2, "<= 0.5 ms");
+        assert_eq!(s.buckets[3], 1, "<= 5 ms");
+        assert_eq!(s.buckets[LATENCY_BUCKETS.len()], 1, "+Inf");
+        let cumulative: Vec<_> = s.cumulative().collect();
+        assert_eq!(cumulative.last(), Some(&(f64::INFINITY, 4)));
+        assert_eq!(cumulative[3], (0.005, 3));
+        assert!((s.sum_seconds - 60.0036).abs() < 1e-9);
+    }
+
+    #[test]
+    fn labels_are_stable_snake_case() {
+        let labels: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "queue_full",
+                "connect_refused",
+                "connect_timeout",
+                "timeout",
+                "io_error",
+                "no_address",
+                "shutdown"
+            ]
+        );
+        let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["share", "header", "method", "path", "loop", "dry_run"]
+        );
+        assert_eq!(StatusClass::of(204), Some(StatusClass::Success));
+        assert_eq!(StatusClass::of(101).map(|c| c.as_str()), Some("1xx"));
+        assert_eq!(StatusClass::of(600), None);
+    }
+
+    #[test]
+    fn a_snapshot_balances_and_prints_nonzero_reasons() {
+        let s = TargetStats::default();
+        for _ in 0..5 {
+            s.captured.fetch_add(1, Relaxed);
+        }
+        s.sent_one(StatusClass::Success, Duration::from_millis(1));
+        s.filter(FilterReason::Share);
+        s.filter(FilterReason::Share);
+        s.drop_one(DropReason::QueueFull);
+        s.queue_depth.fetch_add(1, Relaxed);
+        let snap = s.snapshot();
+        assert!(snap.balances());
+        assert_eq!(
+            snap.to_string(),
+            "captured=5 sent=1 (2xx=1) filtered=2 (share=2) dropped=1 (queue_full=1) queued=1 in_flight=0"
+        );
+    }
+}

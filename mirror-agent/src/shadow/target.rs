@@ -1,0 +1,380 @@
+//! One shadow target at run time: a bounded queue filled by the router,
+//! `max_in_flight` workers that take requests from it, and the target's
+//! addresses with their connection pools.
+//!
+//! ```text
+//! router ──try_send──▶ [queue: queue_size] ──▶ worker × max_in_flight ──▶ pooled TcpStream
+//!   (full: drop,                               pick address (round robin),    write head + body,
+//!    count queue_full)                         idle conn or connect           read response to its end
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
+use super::stats::{DropReason, StatusClass, TargetStats};
+use super::url::TargetUrl;
+use super::wire::{PreparedRequest, read_response, write_request};
+
+/// Transport settings of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetSettings {
+    /// Requests waiting for a worker; beyond it they are dropped
+    /// (`queue_full`). Default 1024.
+    pub queue_size: usize,
+    /// Requests sent at once (workers, and so at most this many open
+    /// connections per address). Default 32.
+    pub max_in_flight: usize,
+    /// Default 1 s.
+    pub connect_timeout: Duration,
+    /// From the first byte written to the last byte of the response read.
+    /// Default 5 s.
+    pub request_timeout: Duration,
+    /// How often the host name is resolved again. Default 10 s.
+    pub resolve_interval: Duration,
+    /// How long an idle keep-alive connection is kept. Default 30 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TargetSettings {
+    fn default() -> Self {
+        Self {
+            queue_size: 1024,
+            max_in_flight: 32,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            resolve_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a target is: where and how to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Label in logs and metrics; unique among targets. Defaults to the URL.
+    pub name: String,
+    pub url: TargetUrl,
+    pub settings: TargetSettings,
+}
+
+impl TargetConfig {
+    pub fn new(url: TargetUrl) -> Self {
+        Self {
+            name: url.to_string(),
+            url,
+            settings: TargetSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Running,
+    /// Take no new requests; send what is queued.
+    Draining,
+    /// Stop now: what is queued or in flight is dropped (`shutdown`).
+    Stopped,
+}
+
+type Queue = mpsc::Receiver<Arc<PreparedRequest>>;
+
+struct Inner {
+    config: TargetConfig,
+    stats: TargetStats,
+    endpoints: Endpoints,
+}
+
+struct Control {
+    workers: Vec<JoinHandle<()>>,
+    resolver: Option<JoinHandle<()>>,
+    queue: Arc<tokio::sync::Mutex<Queue>>,
+}
+
+/// A running target. Created by [`Target::start`]; stopped by
+/// [`Target::shutdown`] (dropping it stops its tasks too, without the
+/// accounting of what was left).
+pub struct Target {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<Arc<PreparedRequest>>,
+    accepting: AtomicBool,
+    phase: watch::Sender<Phase>,
+    control: std::sync::Mutex<Option<Control>>,
+}
+
+impl Target {
+    /// Resolves the host once (bounded by the connect timeout), then starts
+    /// the workers and the periodic resolution on the current runtime.
+    pub async fn start(config: TargetConfig, resolver: Arc<dyn Resolve>) -> Arc<Target> {
+        let settings = config.settings.clone();
+        let inner = Arc::new(Inner {
+            endpoints: Endpoints::new(config.name.clone()),
+            stats: TargetStats::default(),
+            config,
+        });
+        let url = &inner.config.url;
+        let resolver_task = match literal_ip(&url.host) {
+            Some(ip) => {
+                inner.endpoints.update(vec![SocketAddr::new(ip, url.port)]);
+                None
+            }
+            None => {
+                let first = inner.endpoints.refresh(&*resolver, &url.host, url.port);
+                let _ = tokio::time::timeout(
+                    settings.connect_timeout.max(Duration::from_secs(1)),
+                    first,
+                )
+                .await;
+                let inner = inner.clone();
+                Some(tokio::spawn(async move {
+                    let url = &inner.config.url;
+                    let mut tick = tokio::time::interval(inner.config.settings.resolve_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        inner
+                            .endpoints
+                            .refresh(&*resolver, &url.host, url.port)
+                            .await;
+                    }
+                }))
+            }
+        };
+        let (tx, rx) = mpsc::channel(settings.queue_size.max(1));
+        let (phase, _) = watch::channel(Phase::Running);
+        let queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let workers = (0..settings.max_in_flight.max(1))
+            .map(|_| tokio::spawn(worker(inner.clone(), queue.clone(), phase.subscribe())))
+            .collect();
+        info!(
+            target_name = %inner.config.name,
+            url = %inner.config.url,
+            addresses = inner.endpoints.len(),
+            "shadow target started"
+        );
+        Arc::new(Target {
+            inner,
+            tx,
+            accepting: AtomicBool::new(true),
+            phase,
+            control: std::sync::Mutex::new(Some(Control {
+                workers,
+                resolver: resolver_task,
+                queue,
+            })),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    pub fn config(&self) -> &TargetConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> &TargetStats {
+        &self.inner.stats
+    }
+
+    /// The resolved addresses and whether each is set aside.
+    pub fn addresses(&self) -> Vec<AddressState> {
+        self.inner.endpoints.states()
+    }
+
+    /// Queues a request without waiting. A full queue drops it
+    /// (`queue_full`), a target shutting down too (`shutdown`); both are
+    /// counted here. Never blocks.
+    pub fn try_send(&self, request: Arc<PreparedRequest>) -> bool {
+        let stats = &self.inner.stats;
+        if !self.accepting.load(Relaxed) {
+            stats.drop_one(DropReason::Shutdown);
+            return false;
+        }
+        // Counted before the send so a worker never takes it below zero.
+        stats.queue_depth.fetch_add(1, Relaxed);
+        match self.tx.try_send(request) {
+            Ok(()) => true,
+            Err(err) => {
+                stats.queue_depth.fetch_sub(1, Relaxed);
+                stats.drop_one(match err {
+                    mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
+                });
+                false
+            }
+        }
+    }
+
+    /// Stops taking requests and sends what is queued until `deadline`;
+    /// then whatever is still queued or in flight is dropped (`shutdown`).
+    /// Returns when every worker has ended. Calling it again does nothing.
+    pub async fn shutdown(&self, deadline: Instant) {
+        let Some(control) = self
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        self.accepting.store(false, Relaxed);
+        self.phase.send_replace(Phase::Draining);
+        let mut workers = control.workers.into_iter();
+        let mut stopped = false;
+        for mut handle in workers.by_ref() {
+            if !stopped {
+                if tokio::time::timeout_at(deadline, &mut handle).await.is_ok() {
+                    continue;
+                }
+                self.phase.send_replace(Phase::Stopped);
+                stopped = true;
+            }
+            let _ = handle.await;
+        }
+        if let Some(resolver) = control.resolver {
+            resolver.abort();
+        }
+        let mut queue = control.queue.lock().await;
+        queue.close();
+        while let Ok(_request) = queue.try_recv() {
+            self.inner.stats.queue_depth.fetch_sub(1, Relaxed);
+            self.inner.stats.drop_one(DropReason::Shutdown);
+        }
+        info!(
+            target_name = %self.name(),
+            stats = %self.inner.stats.snapshot(),
+            "shadow target stopped"
+        );
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(control) = self
+            .control
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            if let Some(r) = control.resolver {
+                r.abort();
+            }
+            for w in control.workers {
+                w.abort();
+            }
+        }
+    }
+}
+
+/// Resolves when the phase reaches `at_least` (or the target is gone).
+async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
+    let _ = phase.wait_for(|p| *p >= at_least).await;
+}
+
+async fn worker(
+    inner: Arc<Inner>,
+    queue: Arc<tokio::sync::Mutex<Queue>>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let mut stop = phase.clone();
+    let mut closed = false;
+    loop {
+        let next = {
+            let mut queue = tokio::select! {
+                biased;
+                _ = reached(&mut stop, Phase::Stopped) => return,
+                q = queue.lock() => q,
+            };
+            loop {
+                let now = *phase.borrow_and_update();
+                if now == Phase::Stopped {
+                    return;
+                }
+                if now == Phase::Draining && !closed {
+                    // Draining: what is queued is still taken, then `recv`
+                    // ends with `None`.
+                    queue.close();
+                    closed = true;
+                }
+                tokio::select! {
+                    biased;
+                    changed = phase.changed() => if changed.is_err() { return },
+                    request = queue.recv() => break request,
+                }
+            }
+        };
+        let Some(request) = next else { return };
+        let stats = &inner.stats;
+        stats.queue_depth.fetch_sub(1, Relaxed);
+        stats.in_flight.fetch_add(1, Relaxed);
+        let outcome = tokio::select! {
+            biased;
+            _ = reached(&mut stop, Phase::Stopped) => Err(DropReason::Shutdown),
+            outcome = inner.send(&request) => outcome,
+        };
+        match outcome {
+            Ok((class, latency)) => stats.sent_one(class, latency),
+            Err(reason) => stats.drop_one(reason),
+        }
+        stats.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Inner {
+    /// Sends one request and reads its response: the status class and
+    /// latency, or why it failed. No retries: a refused connect moves on to
+    /// the next address (nothing was sent yet), nothing else is tried twice.
+    async fn send(&self, request: &PreparedRequest) -> Result<(StatusClass, Duration), DropReason> {
+        let settings = &self.config.settings;
+        let mut tries = self.endpoints.len().max(1);
+        let (endpoint, mut conn) = loop {
+            let endpoint = self.endpoints.pick()?;
+            if let Some(conn) = endpoint.take_idle(settings.idle_timeout) {
+                break (endpoint, conn);
+            }
+            match connect(endpoint.addr, settings.connect_timeout).await {
+                Ok(conn) => {
+                    self.endpoints.connected(&endpoint);
+                    break (endpoint, conn);
+                }
+                Err((reason, error)) => {
+                    self.endpoints.connect_failed(&endpoint, reason, &error);
+                    tries -= 1;
+                    if reason != DropReason::ConnectRefused || tries == 0 {
+                        return Err(reason);
+                    }
+                }
+            }
+        };
+        let start = Instant::now();
+        let exchange = async {
+            write_request(&mut conn.stream, request).await?;
+            read_response(&mut conn.stream, &mut conn.buf, request).await
+        };
+        match tokio::time::timeout(settings.request_timeout, exchange).await {
+            Err(_) => Err(DropReason::Timeout),
+            Ok(Err(error)) => {
+                debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
+                Err(DropReason::IoError)
+            }
+            Ok(Ok(response)) => {
+                let latency = start.elapsed();
+                if response.reusable {
+                    endpoint.put_idle(conn);
+                }
+                StatusClass::of(response.status)
+                    .map(|class| (class, latency))
+                    .ok_or(DropReason::IoError)
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Target URLs: `http://HOST[:PORT][/PATH-PREFIX]`. Only plain HTTP for now.
+
+use std::fmt;
+
+/// A parsed `--shadow` URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetUrl {
+    /// Host name or IP address; an IPv6 address without its brackets.
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written in the URL (IPv6 in brackets): the Host
+    /// header value of `--host-header target`.
+    pub authority: String,
+    /// Prepended to every request target; empty, or starts with `/` and
+    /// has no trailing `/`.
+    pub path_prefix: String,
+}
+
+impl TargetUrl {
+    pub fn parse(text: &str) -> Result<TargetUrl, String> {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(format!(
+                "`{text}` is not a URL such as http://myapp-v2:9000"
+            ));
+        };
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(format!(
+                "`{text}`: https targets are not supported yet (use http)"
+            ));
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(format!("`{text}`: the scheme must be http, not `{scheme}`"));
+        }
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if path.contains(['?', '#']) {
+            return Err(format!("`{text}`: a target URL takes no query or fragment"));
+        }
+        if authority.contains('@') {
+            return Err(format!(
+                "`{text}`: a target URL takes no user name or password"
+            ));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((addr, after)) = v6.split_once(']') else {
+                return Err(format!("`{text}`: unclosed `[` in the host"));
+            };
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("`{text}`: `{addr}` is not an IPv6 address"));
+            }
+            let port =
+                match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("`{text}`: unexpected `{p}` after the IPv6 address")
+                    })?),
+                };
+            (addr, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{text}`: the host is missing"));
+        }
+        if !authority.starts_with('[')
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(format!("`{text}`: `{host}` is not a host name or address"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("`{text}`: `{p}` is not a port (1 to 65535)")),
+            },
+        };
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(format!(
+                "`{text}`: the path has spaces or control characters"
+            ));
+        }
+        Ok(TargetUrl {
+            host: host.to_string(),
+            port,
+            authority: authority.to_string(),
+            path_prefix: path.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path_prefix)
+    }
+}
+
+impl std::str::FromStr for TargetUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TargetUrl::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_and_prefix() {
+        let u = TargetUrl::parse("http://myapp-v2:9000").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_prefix.as_str()),
+            ("myapp-v2", 9000, "")
+        );
+        let u = TargetUrl::parse("http://10.0.0.7:9001/prefix/").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path_prefix.as_str()),
+            ("10.0.0.7", 9001, "/prefix")
+        );
+        assert_eq!(u.to_string(), "http://10.0.0.7:9001/prefix");
+        let u = TargetUrl::parse("HTTP://[::1]:8080/a/b").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.authority.as_str()),
+            ("::1", 8080, "[::1]:8080")
+        );
+        let u = TargetUrl::parse("http://shadow/").unwrap();
+        assert_eq!(
+            (u.port, u.path_prefix.as_str(), u.authority.as_str()),
+            (80, "", "shadow")
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let err = |s| TargetUrl::parse(s).unwrap_err();
+        assert!(err("https://x").contains("not supported yet"));
+        assert!(err("ftp://x").contains("scheme must be http"));
+        assert!(err("myapp:9000").contains("not a URL"));
+        assert!(err("http://x:0").contains("not a port"));
+        assert!(err("http://x:99999").contains("not a port"));
+        assert!(err("http://:80").contains("host is missing"));
+        assert!(err("http://u:p@x").contains("user name"));
+        assert!(err("http://x/?q=1").contains("query"));
+        assert!(err("http://[::1").contains("unclosed"));
+        assert!(err("http://ex ample").contains("not a host"));
+    }
+}

@@ -1,0 +1,560 @@
+//! HTTP/1.x on the wire, client side: the request bytes exactly as they
+//! will be written ([`PreparedRequest`]), and reading a response to its end
+//! so that the connection can carry the next request.
+//!
+//! No HTTP client library is used on purpose: none keeps header names,
+//! their case and their order byte for byte.
+
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest response head (and chunk-size or trailer line) accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// Read size while discarding bodies.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How the body follows the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming<'a> {
+    /// As the head says (Content-Length, or no body): the bytes as they are.
+    AsIs,
+    /// The head says `Transfer-Encoding: chunked`: the decoded body goes out
+    /// as a single chunk, then the last chunk with these trailer lines
+    /// (each ending with its line end) and the final empty line.
+    Chunked { trailers: &'a [u8] },
+}
+
+/// One request ready to be written to any number of connections: the head
+/// with its rewrites applied, then the body (shared with the captured
+/// request, never copied), then the chunked framing's tail if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedRequest {
+    /// `buf[..split]` goes before the body, `buf[split..]` after it.
+    buf: Vec<u8>,
+    split: usize,
+    body: Bytes,
+    /// The response to a HEAD request has no body, whatever it announces.
+    head_method: bool,
+    /// The request itself leaves the connection open (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
+    keep_alive: bool,
+    /// An upgrade or CONNECT: the connection is not reused after it.
+    upgrade: bool,
+}
+
+impl PreparedRequest {
+    /// `head` holds the complete head to send (request line, header fields,
+    /// empty line); the body is framed after it as `framing` says.
+    pub fn new(mut head: Vec<u8>, body: Bytes, framing: BodyFraming<'_>) -> Self {
+        let split;
+        match framing {
+            BodyFraming::AsIs => split = head.len(),
+            BodyFraming::Chunked { trailers } => {
+                if !body.is_empty() {
+                    write_hex_line(&mut head, body.len());
+                }
+                split = head.len();
+                if !body.is_empty() {
+                    head.extend_from_slice(b"\r\n");
+                }
+                head.extend_from_slice(b"0\r\n");
+                head.extend_from_slice(trailers);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+        Self {
+            buf: head,
+            split,
+            body,
+            head_method: false,
+            keep_alive: true,
+            upgrade: false,
+        }
+    }
+
+    /// Says how the connection behaves after this request.
+    pub fn with_connection(mut self, head_method: bool, keep_alive: bool, upgrade: bool) -> Self {
+        self.head_method = head_method;
+        self.keep_alive = keep_alive;
+        self.upgrade = upgrade;
+        self
+    }
+
+    /// The three pieces written in order: head (and chunk-size line), body,
+    /// chunked tail.
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [&self.buf[..self.split], &self.body, &self.buf[self.split..]]
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.buf.len() + self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Everything in one buffer (tests, debugging).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
+
+    /// The head as it will be sent.
+    pub fn head(&self) -> &[u8] {
+        &self.buf[..self.split]
+    }
+
+    /// The connection may carry another request after this one's response
+    /// (as far as the request is concerned).
+    pub fn reusable(&self) -> bool {
+        self.keep_alive && !self.upgrade
+    }
+}
+
+fn write_hex_line(out: &mut Vec<u8>, n: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[(n >> (i * 4)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the whole request with vectored writes (the body is not copied).
+pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    request: &PreparedRequest,
+) -> io::Result<()> {
+    let parts = request.parts();
+    let mut slices = [
+        IoSlice::new(parts[0]),
+        IoSlice::new(parts[1]),
+        IoSlice::new(parts[2]),
+    ];
+    let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+    IoSlice::advance_slices(&mut remaining, 0);
+    while !remaining.is_empty() {
+        let n = io.write_vectored(remaining).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut remaining, n);
+    }
+    io.flush().await
+}
+
+/// What a response told about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Response {
+    /// Status of the final response (1xx interim responses are skipped; a
+    /// `101 Switching Protocols` is final).
+    pub status: u16,
+    /// The connection is clean and open after it: keep-alive on both sides,
+    /// body delimited by length or chunks, nothing extra received.
+    pub reusable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseBody {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Reads one response to its end, body discarded. `buf` is the
+/// connection's read buffer, reused from request to request; it must be
+/// empty on entry (a reusable connection leaves it empty).
+pub(crate) async fn read_response<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut Vec<u8>,
+    request: &PreparedRequest,
+) -> io::Result<Response> {
+    let mut reader = Reader { io, buf, pos: 0 };
+    reader.buf.clear();
+    loop {
+        let (status, head_len, body, keep_alive) = reader.head().await?;
+        reader.pos += head_len;
+        if (100..200).contains(&status) && status != 101 {
+            // 100 Continue, 102, 103 Early Hints: a final response follows.
+            continue;
+        }
+        let body = if request.head_method || status == 101 || status == 204 || status == 304 {
+            ResponseBody::None
+        } else {
+            body
+        };
+        let mut reusable = keep_alive && request.reusable() && status != 101;
+        match body {
+            ResponseBody::None => {}
+            ResponseBody::Length(n) => reader.skip(n).await?,
+            ResponseBody::Chunked => reader.chunked().await?,
+            ResponseBody::UntilClose => {
+                reusable = false;
+                reader.until_close().await?;
+            }
+        }
+        // Bytes beyond the response: the server is not speaking in turn.
+        reusable &= reader.pos == reader.buf.len();
+        reader.buf.clear();
+        return Ok(Response { status, reusable });
+    }
+}
+
+struct Reader<'a, R> {
+    io: &'a mut R,
+    buf: &'a mut Vec<u8>,
+    /// Start of the unconsumed bytes in `buf`.
+    pos: usize,
+}
+
+impl<R: AsyncRead + Unpin> Reader<'_, R> {
+    fn available(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Reads more bytes after the unconsumed ones; `Ok(false)` at EOF.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        Ok(self.io.read_buf(self.buf).await? > 0)
+    }
+
+    async fn fill_or_eof(&mut self) -> io::Result<()> {
+        if self.fill().await? {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response ended",
+            ))
+        }
+    }
+
+    /// Parses a response head at `pos`: status, head length, body framing,
+    /// keep-alive.
+    async fn head(&mut self) -> io::Result<(u16, usize, ResponseBody, bool)> {
+        loop {
+            if self.available() > 0 {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.buf[self.pos..]) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let status = response.code.unwrap_or(0);
+                        let (body, keep_alive) = framing(&response);
+                        return Ok((status, len, body, keep_alive));
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(err) => return Err(invalid(&format!("bad response head: {err}"))),
+                }
+                if self.available() > MAX_RESPONSE_HEAD {
+                    return Err(invalid("response head too large"));
+                }
+            }
+            self.fill_or_eof().await?;
+        }
+    }
+
+    /// Consumes `n` body bytes.
+    async fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        loop {
+            let here = (self.available() as u64).min(n);
+            self.pos += here as usize;
+            n -= here;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill_or_eof().await?;
+        }
+    }
+
+    /// Consumes one line (up to and with its `\n`) and returns its content
+    /// without the line end, as a range of `buf`.
+    async fn line(&mut self) -> io::Result<std::ops::Range<usize>> {
+        let mut searched = 0;
+        loop {
+            let window = &self.buf[self.pos + searched..];
+            if let Some(i) = memchr::memchr(b'\n', window) {
+                let start = self.pos;
+                let nl = self.pos + searched + i;
+                self.pos = nl + 1;
+                let end = if nl > start && self.buf[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                return Ok(start..end);
+            }
+            searched = self.available();
+            if searched > MAX_RESPONSE_HEAD {
+                return Err(invalid("chunked line too long"));
+            }
+            // `fill` may move the unconsumed bytes to the front of `buf`;
+            // `searched` counts from `pos`, so it stays right.
+            self.fill_or_eof().await?;
+        }
+    }
+
+    async fn chunked(&mut self) -> io::Result<()> {
+        loop {
+            let line = self.line().await?;
+            let size =
+                parse_chunk_size(&self.buf[line]).ok_or_else(|| invalid("bad chunk size"))?;
+            if size == 0 {
+                break;
+            }
+            self.skip(size).await?;
+            let end = self.line().await?;
+            if !end.is_empty() {
+                return Err(invalid("chunk data longer than its size"));
+            }
+        }
+        // Trailer fields up to the empty line.
+        loop {
+            if self.line().await?.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn until_close(&mut self) -> io::Result<()> {
+        self.pos = self.buf.len();
+        while self.fill().await? {
+            self.pos = self.buf.len();
+        }
+        Ok(())
+    }
+}
+
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in digits {
+        let d = (b as char).to_digit(16)?;
+        n = (n << 4) | u64::from(d);
+    }
+    Some(n)
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Body framing and keep-alive of a response head (RFC 9112 §6.3).
+fn framing(response: &httparse::Response<'_, '_>) -> (ResponseBody, bool) {
+    let http11 = response.version == Some(1);
+    let mut keep_alive = http11;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut length: Option<u64> = None;
+    let mut bad_length = false;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            if has_token(h.value, "close") {
+                keep_alive = false;
+            } else if has_token(h.value, "keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            match std::str::from_utf8(h.value.trim_ascii())
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => bad_length = true,
+            }
+        }
+    }
+    let body = if transfer_encoding {
+        if chunked {
+            ResponseBody::Chunked
+        } else {
+            ResponseBody::UntilClose
+        }
+    } else if bad_length {
+        ResponseBody::UntilClose
+    } else if let Some(n) = length {
+        ResponseBody::Length(n)
+    } else {
+        ResponseBody::UntilClose
+    };
+    (body, keep_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get() -> PreparedRequest {
+        PreparedRequest::new(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            Bytes::new(),
+            BodyFraming::AsIs,
+        )
+    }
+
+    fn read(mut stream: &[u8], request: &PreparedRequest) -> io::Result<Response> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut buf = Vec::new();
+        rt.block_on(read_response(&mut stream, &mut buf, request))
+    }
+
+    #[test]
+    fn a_chunked_body_goes_out_as_one_chunk_with_its_trailers() {
+        let p = PreparedRequest::new(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            Bytes::from_static(&[b'a'; 300]),
+            BodyFraming::Chunked {
+                trailers: b"X-Sum: 1\r\n",
+            },
+        );
+        let mut expected = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n".to_vec();
+        expected.extend_from_slice(&[b'a'; 300]);
+        expected.extend_from_slice(b"\r\n0\r\nX-Sum: 1\r\n\r\n");
+        assert_eq!(p.to_vec(), expected);
+        assert_eq!(p.len(), expected.len());
+
+        let empty = PreparedRequest::new(
+            b"POST / HTTP/1.1\r\n\r\n".to_vec(),
+            Bytes::new(),
+            BodyFraming::Chunked { trailers: b"" },
+        );
+        assert_eq!(empty.to_vec(), b"POST / HTTP/1.1\r\n\r\n0\r\n\r\n");
+        let mut one = Vec::new();
+        write_hex_line(&mut one, 1);
+        write_hex_line(&mut one, 0x10000);
+        assert_eq!(one, b"1\r\n10000\r\n");
+    }
+
+    #[test]
+    fn responses_are_read_to_their_end() {
+        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", &get()).unwrap();
+        assert_eq!((r.status, r.reusable), (200, true));
+
+        let chunked = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n";
+        let r = read(chunked, &get()).unwrap();
+        assert_eq!((r.status, r.reusable), (201, true));
+
+        let r = read(
+            b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nbody until close",
+            &get(),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.reusable), (500, false));
+
+        let r = read(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &get()).unwrap();
+        assert_eq!(
+            (r.status, r.reusable),
+            (200, false),
+            "1.0 closes by default"
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_some_responses_have_no_body() {
+        let r = read(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            &get(),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.reusable), (204, true));
+
+        let head = get().with_connection(true, true, false);
+        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &head).unwrap();
+        assert_eq!((r.status, r.reusable), (200, true));
+
+        let r = read(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n",
+            &get(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 304);
+
+        let upgrade = get().with_connection(false, true, true);
+        let r = read(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &upgrade).unwrap();
+        assert_eq!((r.status, r.reusable), (101, false));
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_response_is_an_error() {
+        assert!(read(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", &get()).is_err());
+        assert!(
+            read(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                &get()
+            )
+            .is_err()
+        );
+        assert!(read(b"SSH-2.0-OpenSSH\r\n\r\n", &get()).is_err());
+        assert!(read(b"HTTP/1.1 200 OK\r\n", &get()).is_err());
+    }
+
+    #[test]
+    fn extra_bytes_after_a_response_make_the_connection_unusable() {
+        let r = read(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+            &get(),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.reusable), (200, false));
+    }
+
+    #[test]
+    fn a_large_chunked_response_in_small_reads_is_consumed() {
+        let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..50 {
+            body.extend_from_slice(b"1000\r\n");
+            body.extend_from_slice(&[b'z'; 0x1000]);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (mut client, mut server) = tokio::io::duplex(777);
+        let writer = async move {
+            server.write_all(&body).await.unwrap();
+            server
+        };
+        let mut buf = Vec::new();
+        let request = get();
+        let (r, _server) = rt.block_on(async {
+            tokio::join!(read_response(&mut client, &mut buf, &request), writer)
+        });
+        let r = r.unwrap();
+        assert_eq!((r.status, r.reusable), (200, true));
+        assert!(buf.capacity() < 256 * 1024, "the body was not accumulated");
+    }
+}
