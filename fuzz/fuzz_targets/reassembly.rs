@@ -102,6 +102,7 @@ fuzz_target!(|input: &[u8]| {
         assert!(stats.flow.flows_tracked <= config.max_flows as u64);
         assert!(stats.flow.flows_active <= stats.flow.flows_tracked);
         assert!(stats.flow.buffered_bytes <= config.max_buffered_bytes as u64);
+        assert_eq!(stats.flow.buffered_bytes, table.recount_buffered() as u64);
     }
     table.end_all();
     let stats = table.stats();

@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use crate::toolchain;
 
 /// The `[[bin]]` targets of `fuzz/Cargo.toml`.
-const TARGETS: &[&str] = &["framer", "reassembly"];
+const TARGETS: &[&str] = &["framer", "framer_split", "reassembly"];
 
 pub fn run(seconds_per_target: u64) -> anyhow::Result<()> {
     let root = repo_root();

@@ -100,6 +100,17 @@ impl<S: RequestSink> FlowTable<S> {
         }
     }
 
+    /// Recounts the bytes every flow holds; equals `stats().flow.buffered_bytes`
+    /// unless the accounting has a bug. For tests and fuzzing (O(flows)).
+    #[doc(hidden)]
+    pub fn recount_buffered(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|s| s.flow.as_ref())
+            .map(|f| f.held_bytes() + f.framer.buffered())
+            .sum()
+    }
+
     /// The id of the open or ended flow tracked for `key`.
     pub fn flow_id(&self, key: &FlowKey) -> Option<FlowId> {
         let slot = *self.index.get(key)?;

@@ -79,6 +79,9 @@ pub struct FramerCtx<'a, S> {
 enum State {
     /// At a request boundary, or inside a head whose start is in `pending`.
     Head,
+    /// Skipping the rest of a head that exceeded the limit, up to its end
+    /// (so its header lines are never searched for a request line).
+    SkipHead,
     /// Looking for the next request line; `pending` may hold a candidate.
     /// `lost` is counted when the first byte is actually skipped.
     Resync {
@@ -105,7 +108,7 @@ enum Start {
     Garbage,
 }
 
-fn check_start(view: &[u8], max_head: usize) -> Start {
+fn check_start(view: &[u8]) -> Start {
     if let [0x16, rest @ ..] = view {
         // A TLS handshake record: content type 22, version 3.x.
         return match rest {
@@ -122,7 +125,9 @@ fn check_start(view: &[u8], max_head: usize) -> Start {
             Start::NeedMore
         };
     }
-    match check_request_line(view, max_head, false) {
+    // Only the shape counts here: a line longer than the head limit is
+    // `head_too_large`, found by the head scan, not garbage.
+    match check_request_line(view, usize::MAX, false) {
         LineCheck::Valid(_) => Start::Ok,
         LineCheck::Invalid => Start::Garbage,
         // A long target: the rest is httparse's to judge.
@@ -214,6 +219,7 @@ impl RequestFramer {
             let n = match self.state {
                 State::Head => self.on_head(data, ts_ns, cx),
                 State::Resync { .. } => self.on_resync(data, ts_ns, cx),
+                State::SkipHead => self.on_skip_head(data, cx),
                 State::Body { remaining, keep } => self.on_body(data, remaining, keep, ts_ns, cx),
                 State::Chunked { keep } => self.on_chunked(data, keep, ts_ns, cx),
                 State::Stopped => {
@@ -234,6 +240,7 @@ impl RequestFramer {
         match self.state {
             State::Stopped => {}
             State::Resync { .. }
+            | State::SkipHead
             | State::Body { keep: false, .. }
             | State::Chunked { keep: false } => {
                 // Already counted as lost.
@@ -251,7 +258,7 @@ impl RequestFramer {
         let in_progress = match self.state {
             State::Head => !self.pending.is_empty(),
             State::Body { keep, .. } | State::Chunked { keep } => keep,
-            State::Resync { .. } | State::Stopped => false,
+            State::Resync { .. } | State::SkipHead | State::Stopped => false,
         };
         if in_progress {
             cx.stats.dropped.add(reason);
@@ -346,7 +353,7 @@ impl RequestFramer {
             probe[..from_pending].copy_from_slice(&self.pending[..from_pending]);
             let from_data = data.len().min(START_PROBE - from_pending);
             probe[from_pending..from_pending + from_data].copy_from_slice(&data[..from_data]);
-            match check_start(&probe[..from_pending + from_data], max_head) {
+            match check_start(&probe[..from_pending + from_data]) {
                 Start::Ok => self.start_checked = true,
                 Start::NeedMore => {}
                 Start::Tls => {
@@ -358,16 +365,18 @@ impl RequestFramer {
                     return data.len();
                 }
                 Start::Garbage => {
-                    let had_pending = !self.pending.is_empty();
-                    cx.stats.skipped_bytes += self.pending.len() as u64;
+                    // Step past the first byte and search from the next one,
+                    // whether it is in `pending` or in `data`.
+                    let held = std::mem::take(&mut self.pending);
+                    cx.stats.skipped_bytes += 1;
                     self.lose(DropReason::Garbage, cx);
-                    // Step past the bad byte so the search starts after it.
-                    return if had_pending {
-                        0
-                    } else {
-                        cx.stats.skipped_bytes += 1;
-                        1
-                    };
+                    if held.is_empty() {
+                        return 1;
+                    }
+                    // At most START_PROBE bytes: the search may find a
+                    // request line (and a head start) among them.
+                    self.feed(&held[1..], ts_ns, cx);
+                    return 0;
                 }
             }
         }
@@ -393,6 +402,8 @@ impl RequestFramer {
                 if self.pending.len() + data.len() >= max_head {
                     cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
                     self.lose(DropReason::HeadTooLarge, cx);
+                    // `head_scan` goes on where this slice ends.
+                    self.state = State::SkipHead;
                 } else if !cx.budget.has_room(data.len()) {
                     cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
                     self.lose(DropReason::BufferCap, cx);
@@ -447,6 +458,18 @@ impl RequestFramer {
                 self.state = State::Chunked { keep: true };
             }
         }
+    }
+
+    fn on_skip_head<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> usize {
+        let n = match scan_head_end(&mut self.head_scan, data) {
+            Some(end) => {
+                self.state = State::Resync { lost: None };
+                end
+            }
+            None => data.len(),
+        };
+        cx.stats.skipped_bytes += n as u64;
+        n
     }
 
     // --- bodies ------------------------------------------------------------
@@ -675,13 +698,9 @@ impl RequestFramer {
                 self.resynced(cx);
             }
             Found::Partial(p) => {
+                // Shorter than `max_line` (longer candidates are invalid).
                 self.skip(p, cx);
                 self.pending.drain(..p);
-                if self.pending.len() >= max_line {
-                    let n = self.pending.len();
-                    self.skip(n, cx);
-                    self.clear(cx);
-                }
                 self.sync(cx);
             }
             Found::None => {
@@ -707,14 +726,14 @@ mod tests {
 
     #[test]
     fn start_classification() {
-        assert_eq!(check_start(b"\x16\x03\x01\x02\x00", 100), Start::Tls);
-        assert_eq!(check_start(b"\x16\x03", 100), Start::NeedMore);
+        assert_eq!(check_start(b"\x16\x03\x01\x02\x00"), Start::Tls);
+        assert_eq!(check_start(b"\x16\x03"), Start::NeedMore);
         assert_eq!(
-            check_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 100),
+            check_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
             Start::Http2
         );
-        assert_eq!(check_start(b"PRI * HT", 100), Start::NeedMore);
-        assert_eq!(check_start(b"GET / HTTP/1.1\r\n", 100), Start::Ok);
-        assert_eq!(check_start(b"\x00\x01", 100), Start::Garbage);
+        assert_eq!(check_start(b"PRI * HT"), Start::NeedMore);
+        assert_eq!(check_start(b"GET / HTTP/1.1\r\n"), Start::Ok);
+        assert_eq!(check_start(b"\x00\x01"), Start::Garbage);
     }
 }

@@ -81,7 +81,19 @@ fn is_target_byte(b: u8) -> bool {
 
 /// Checks whether `buf` starts with a request line of at most `max_len`
 /// bytes. With `known_only` the method must be one of [`KNOWN_METHODS`].
+///
+/// The verdict depends only on the first `max_len` bytes, so it is the same
+/// however the stream was cut: a line that needs more is `Invalid` once
+/// `buf` holds `max_len` bytes.
 pub(crate) fn check_request_line(buf: &[u8], max_len: usize, known_only: bool) -> LineCheck {
+    match check_line(buf, max_len, known_only) {
+        LineCheck::NeedMore if buf.len() >= max_len => LineCheck::Invalid,
+        LineCheck::Valid(n) if n > max_len => LineCheck::Invalid,
+        verdict => verdict,
+    }
+}
+
+fn check_line(buf: &[u8], max_len: usize, known_only: bool) -> LineCheck {
     let mut i = 0;
     while i < buf.len() && TCHAR[buf[i] as usize] {
         i += 1;
