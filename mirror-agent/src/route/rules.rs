@@ -83,6 +83,13 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
+impl std::str::FromStr for Pattern {
+    type Err = String;
+    fn from_str(source: &str) -> Result<Pattern, String> {
+        Pattern::new(source)
+    }
+}
+
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
