@@ -357,6 +357,17 @@ pub struct Collector {
     flows: BTreeMap<FlowKey, FlowCapture>,
 }
 
+impl Collector {
+    /// Everything collected so far, per flow.
+    pub fn flows(&self) -> &BTreeMap<FlowKey, FlowCapture> {
+        &self.flows
+    }
+
+    pub fn into_flows(self) -> BTreeMap<FlowKey, FlowCapture> {
+        self.flows
+    }
+}
+
 impl EventSink for Collector {
     fn on_event(&mut self, event: &Event<'_>) {
         let flow = self.flows.entry(event.flow).or_default();
@@ -376,6 +387,24 @@ impl EventSink for Collector {
             }),
             EventKind::Truncated { seq, len } => flow.truncations.push((seq, len)),
         }
+    }
+}
+
+/// Hands every event, and every batch end, to two sinks in turn: say a
+/// [`Collector`] for the raw records and the agent's flow table, to see
+/// what the stage under test was given.
+#[derive(Debug, Default)]
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: EventSink, B: EventSink> EventSink for Tee<A, B> {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+
+    fn on_batch_end(&mut self, now_ns: u64) {
+        self.0.on_batch_end(now_ns);
+        self.1.on_batch_end(now_ns);
     }
 }
 

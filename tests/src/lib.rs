@@ -26,7 +26,7 @@ use std::{
 };
 
 pub use agent::{Agent, AgentExit, agent_binary};
-pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCapture, Stream};
+pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCapture, Stream, Tee};
 pub use http_server::{HttpServer, Received, ReceivedRequest};
 pub use netns::{Link, Netns};
 pub use scratch::ScratchDir;
