@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 mod toolchain;
@@ -12,15 +13,6 @@ use std::{
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-
-// Until xtask/src/fuzz.rs lands: then `mod fuzz;` replaces this stub, and
-// FUZZ_AVAILABLE becomes true so CI runs it.
-const FUZZ_AVAILABLE: bool = false;
-mod fuzz {
-    pub fn run(_seconds_per_target: u64) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask fuzz` is not yet available: it comes with the fuzzing issue")
-    }
-}
 
 #[derive(Parser)]
 #[command(
