@@ -95,32 +95,44 @@ struct Plan {
     rewrites: Vec<RewriteSet>,
 }
 
+/// The distinct rewrite sets of a configuration, and each target's index
+/// into them.
+fn rewrite_sets(config: &RouteConfig) -> (Vec<RewriteSet>, Vec<usize>) {
+    let mut sets: Vec<RewriteSet> = Vec::new();
+    let index = config
+        .targets
+        .iter()
+        .map(|t| {
+            let set = RewriteSet::new(
+                &config.rewrites,
+                &t.rewrites,
+                config.marker.as_ref(),
+                &t.shadow.url,
+            );
+            match sets.iter().position(|s| *s == set) {
+                Some(i) => i,
+                None => {
+                    sets.push(set);
+                    sets.len() - 1
+                }
+            }
+        })
+        .collect();
+    (sets, index)
+}
+
 impl Plan {
     fn new(config: RouteConfig, running: Vec<Arc<Target>>) -> Plan {
-        let mut rewrites: Vec<RewriteSet> = Vec::new();
+        let (rewrites, index) = rewrite_sets(&config);
         let targets = config
             .targets
             .iter()
             .zip(running)
-            .map(|(t, target)| {
-                let set = RewriteSet::new(
-                    &config.rewrites,
-                    &t.rewrites,
-                    config.marker.as_ref(),
-                    &t.shadow.url,
-                );
-                let rewrite = match rewrites.iter().position(|s| *s == set) {
-                    Some(i) => i,
-                    None => {
-                        rewrites.push(set);
-                        rewrites.len() - 1
-                    }
-                };
-                PlanTarget {
-                    target,
-                    rules: t.rules.clone(),
-                    rewrite,
-                }
+            .zip(index)
+            .map(|((t, target), rewrite)| PlanTarget {
+                target,
+                rules: t.rules.clone(),
+                rewrite,
             })
             .collect();
         Plan {

@@ -354,3 +354,28 @@ fn header_lines_and_host_modes_parse() {
         Ok(HostHeader::Value("v2.svc".into()))
     );
 }
+
+#[test]
+fn targets_with_equal_rewrites_share_one_rewrite_set() {
+    let config = |host: Option<HostHeader>| RouteConfig {
+        rewrites: Rewrites {
+            host,
+            ..Rewrites::default()
+        },
+        targets: ["http://a:1", "http://b:2", "http://c:3/p"]
+            .iter()
+            .map(|u| RouteTarget::new(crate::shadow::TargetConfig::new(url(u))))
+            .collect(),
+        ..RouteConfig::default()
+    };
+    let (sets, index) = rewrite_sets(&config(None));
+    assert_eq!(
+        (sets.len(), index),
+        (2, vec![0, 0, 1]),
+        "c has a path prefix"
+    );
+    let (sets, _) = rewrite_sets(&config(Some(HostHeader::Target)));
+    assert_eq!(sets.len(), 3, "each its own Host");
+    let (_, index) = rewrite_sets(&config(Some(HostHeader::Value("x".into()))));
+    assert_eq!(index, vec![0, 0, 1]);
+}
