@@ -494,6 +494,18 @@ async fn a_request_carrying_the_marker_is_never_replayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_the_captured_service_itself_is_reported() {
+    let service = Server::start(Behavior::default()).await;
+    let other = Server::start(Behavior::default()).await;
+    let handle = RouterHandle::start(config(vec![
+        named("self", &service.url()),
+        named("other", &other.url()),
+    ]))
+    .await;
+    assert_eq!(handle.targets_pointing_at(&[service.addr]), ["self"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rule_kind_filters_with_its_reason() {
     let server = Server::start(Behavior::default()).await;
     let mut methods = named("methods", &server.url());

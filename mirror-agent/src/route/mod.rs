@@ -239,6 +239,18 @@ impl RouterHandle {
             .collect()
     }
 
+    /// Names of the targets that resolve to one of `services` (the captured
+    /// interface addresses with the service ports): their mirrored requests
+    /// would be captured again. Only the marker header stops such a loop;
+    /// the caller may refuse to start, or warn.
+    pub fn targets_pointing_at(&self, services: &[std::net::SocketAddr]) -> Vec<String> {
+        self.targets()
+            .iter()
+            .filter(|t| t.addresses().iter().any(|a| services.contains(&a.addr)))
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
     /// Replaces the configuration. A target whose name and transport
     /// settings are unchanged keeps running (queue, connections, counters);
     /// new ones start; dropped ones drain in the background for a few

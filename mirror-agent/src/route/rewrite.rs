@@ -266,7 +266,7 @@ impl RewriteSet {
             BodyFraming::AsIs
         };
         PreparedRequest::new(out, request.body.clone(), framing).with_connection(
-            request.method() == b"HEAD",
+            request.method(),
             keeps_alive(request),
             request.upgrade,
         )

@@ -379,3 +379,11 @@ fn targets_with_equal_rewrites_share_one_rewrite_set() {
     let (_, index) = rewrite_sets(&config(Some(HostHeader::Value("x".into()))));
     assert_eq!(index, vec![0, 0, 1]);
 }
+
+#[test]
+fn routers_and_handles_can_move_between_threads() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send::<Router>();
+    send_sync::<RouterHandle>();
+}

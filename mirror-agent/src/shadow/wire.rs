@@ -39,6 +39,8 @@ pub struct PreparedRequest {
     body: Bytes,
     /// The response to a HEAD request has no body, whatever it announces.
     head_method: bool,
+    /// A 2xx response to CONNECT has no body (a tunnel follows).
+    connect_method: bool,
     /// The request itself leaves the connection open (HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
     keep_alive: bool,
@@ -71,14 +73,19 @@ impl PreparedRequest {
             split,
             body,
             head_method: false,
+            connect_method: false,
             keep_alive: true,
             upgrade: false,
         }
     }
 
-    /// Says how the connection behaves after this request.
-    pub fn with_connection(mut self, head_method: bool, keep_alive: bool, upgrade: bool) -> Self {
-        self.head_method = head_method;
+    /// Says how the response and the connection behave: the method (HEAD
+    /// and CONNECT responses have no body), whether the request keeps the
+    /// connection open, whether it is an upgrade or CONNECT (the connection
+    /// is not reused after it).
+    pub fn with_connection(mut self, method: &[u8], keep_alive: bool, upgrade: bool) -> Self {
+        self.head_method = method == b"HEAD";
+        self.connect_method = method == b"CONNECT";
         self.keep_alive = keep_alive;
         self.upgrade = upgrade;
         self
@@ -188,7 +195,12 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
             // 100 Continue, 102, 103 Early Hints: a final response follows.
             continue;
         }
-        let body = if request.head_method || status == 101 || status == 204 || status == 304 {
+        let body = if request.head_method
+            || status == 101
+            || status == 204
+            || status == 304
+            || (request.connect_method && (200..300).contains(&status))
+        {
             ResponseBody::None
         } else {
             body
@@ -491,7 +503,7 @@ mod tests {
         .unwrap();
         assert_eq!((r.status, r.reusable), (204, true));
 
-        let head = get().with_connection(true, true, false);
+        let head = get().with_connection(b"HEAD", true, false);
         let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &head).unwrap();
         assert_eq!((r.status, r.reusable), (200, true));
 
@@ -502,9 +514,13 @@ mod tests {
         .unwrap();
         assert_eq!(r.status, 304);
 
-        let upgrade = get().with_connection(false, true, true);
+        let upgrade = get().with_connection(b"GET", true, true);
         let r = read(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &upgrade).unwrap();
         assert_eq!((r.status, r.reusable), (101, false));
+
+        let connect = get().with_connection(b"CONNECT", true, true);
+        let r = read(b"HTTP/1.1 200 Connection established\r\n\r\n", &connect).unwrap();
+        assert_eq!((r.status, r.reusable), (200, false));
     }
 
     #[test]
