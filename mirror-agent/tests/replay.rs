@@ -140,7 +140,9 @@ async fn serve(mut stream: TcpStream, behavior: Behavior, requests: Arc<Mutex<Ve
             }
             return;
         }
-        tokio::time::sleep(behavior.delay).await;
+        if !behavior.delay.is_zero() {
+            tokio::time::sleep(behavior.delay).await;
+        }
         let mut response = Vec::new();
         if behavior.interim {
             response.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
