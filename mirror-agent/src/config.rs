@@ -129,6 +129,21 @@ pub struct Cli {
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     pub log_level: String,
 
+    /// Where to serve /metrics, /healthz and /readyz. Loopback by default;
+    /// another address is an explicit choice. Example: --metrics-addr 0.0.0.0:9464
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Interval of the summary log line (rates, drops by reason).
+    /// Example: --stats-interval 30s
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub stats_interval: HumanDuration,
+
+    /// On SIGTERM/SIGINT: after detaching, how long the shadow queues may
+    /// drain before what is left is dropped (counted). Example: --drain-timeout 2s
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub drain_timeout: HumanDuration,
+
     #[command(flatten, next_help_heading = "Shadow targets and routing")]
     pub mirror: MirrorArgs,
 }
