@@ -8,8 +8,10 @@
 /// Largest number of service ports one agent captures.
 pub const MAX_PORTS: usize = 16;
 
-/// Payload bytes carried by one ring record. A segment larger than this is
-/// split into several records.
+/// Most payload bytes one ring record carries. A segment larger than this is
+/// split into several records. Data records are reserved in size classes
+/// (512, 1536 or 4096 payload bytes): the record may be longer than its
+/// payload, whose length the header gives.
 pub const CHUNK_SIZE: usize = 4096;
 
 /// Records one segment may produce. `CHUNK_SIZE * MAX_CHUNKS` = 512 KiB covers
@@ -100,23 +102,20 @@ pub struct RecordHeader {
 
 pub const RECORD_HEADER_SIZE: usize = core::mem::size_of::<RecordHeader>();
 
-/// Per-CPU scratch space where the kernel program assembles one record
-/// before handing it to the ring (the ring's `output` takes a variable length,
-/// its `reserve` only a constant one).
+/// Per-CPU scratch of the kernel program: the header of the segment being
+/// captured and the copy job the classifier hands to the copier.
+///
+/// A separate, tail-called program copies the payload because the verifier
+/// walks a 128-iteration loop once per distinct entry state: inline after
+/// the header parsing paths it exceeded the 1M-instruction budget; in its own
+/// program it is walked once.
 #[repr(C)]
-pub struct RecordBuffer {
+pub struct CaptureScratch {
     pub header: RecordHeader,
-    pub payload: [u8; CHUNK_SIZE],
-    /// The copy job handed from the classifier to the copier program:
-    /// offset of the first payload byte in the frame, payload length, and
-    /// the sequence number of the first payload byte.
-    ///
-    /// A separate, tail-called program copies the payload because the
-    /// verifier walks a 128-iteration loop once per distinct entry state:
-    /// inline after the header parsing paths it exceeded the 1M-instruction
-    /// budget; in its own program it is walked once.
+    /// Offset of the first payload byte from the start of the frame.
     pub copy_offset: u32,
     pub payload_len: u32,
+    /// Sequence number of the first payload byte.
     pub first_seq: u32,
     pub _pad: u32,
 }

@@ -9,9 +9,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use mirror_common::{
-    CHUNK_SIZE, CaptureConfig, Counter, Counters, JUMP_COPY, MAX_CHUNKS, MAX_PORTS,
-    RECORD_HEADER_SIZE, RecordBuffer, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN,
-    connection_hash, fold_address, is_sampled,
+    CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, JUMP_COPY, MAX_CHUNKS, MAX_PORTS,
+    RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
 };
 
 use crate::parse::{Segment, parse, read_addresses};
@@ -29,10 +28,10 @@ pub static MIRROR_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 #[map]
 pub static MIRROR_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU space to assemble a record (header + one chunk) before output,
-/// and to pass the copy job to the copier.
+/// Per-CPU space for the segment's record header and the copy job handed
+/// to the copier.
 #[map]
-pub static MIRROR_SCRATCH: PerCpuArray<RecordBuffer> = PerCpuArray::with_max_entries(1, 0);
+pub static MIRROR_SCRATCH: PerCpuArray<CaptureScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot [`JUMP_COPY`] holds the copier program; the agent fills it.
 #[map]
@@ -94,7 +93,7 @@ pub fn on_packet(ctx: &TcContext) {
         _pad: [0; 5],
     };
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        output(counters, buf, config);
+        output(counters, &buf.header, config);
     }
     if seg.payload_len == 0 {
         return;
@@ -147,34 +146,21 @@ fn sampled(config: &CaptureConfig, seg: &Segment) -> bool {
 /// Hands a header-only record (control, truncation) to the ring, counted as
 /// one matched record, emitted or lost.
 #[inline(always)]
-pub fn output(counters: &mut Counters, buf: &RecordBuffer, config: &CaptureConfig) {
+pub fn output(counters: &mut Counters, header: &RecordHeader, config: &CaptureConfig) {
     counters.add(Counter::RecordsMatched, 1);
-    if ring_output(buf, 0, config) {
-        counters.add(Counter::RecordsEmitted, 1);
-    } else {
-        counters.add(Counter::RecordsLost, 1);
+    match MIRROR_EVENTS.output::<RecordHeader>(header, wakeup_flag(config)) {
+        Ok(()) => counters.add(Counter::RecordsEmitted, 1),
+        Err(_) => counters.add(Counter::RecordsLost, 1),
     }
 }
 
-/// Writes the header plus `payload_len` bytes of `buf` to the ring, waking
-/// the agent only when enough data waits (see `CaptureConfig::wakeup_bytes`).
+/// Wake the agent only once enough data waits (`CaptureConfig::wakeup_bytes`).
 #[inline(always)]
-pub fn ring_output(buf: &RecordBuffer, payload_len: usize, config: &CaptureConfig) -> bool {
-    let size = RECORD_HEADER_SIZE + payload_len;
-    if !aya_ebpf::check_bounds_signed(
-        size as i64,
-        RECORD_HEADER_SIZE as i64,
-        (RECORD_HEADER_SIZE + CHUNK_SIZE) as i64,
-    ) {
-        return false;
-    }
-    // SAFETY: `size` is within the RecordBuffer, proven just above.
-    let bytes =
-        unsafe { core::slice::from_raw_parts((buf as *const RecordBuffer).cast::<u8>(), size) };
-    let flags = if MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config.wakeup_bytes as u64 {
-        BPF_RB_FORCE_WAKEUP
+pub fn wakeup_flag(config: &CaptureConfig) -> u64 {
+    let waiting = MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if waiting >= config.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
     } else {
-        BPF_RB_NO_WAKEUP
-    };
-    MIRROR_EVENTS.output::<[u8]>(bytes, flags as u64).is_ok()
+        BPF_RB_NO_WAKEUP as u64
+    }
 }

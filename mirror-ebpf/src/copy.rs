@@ -2,10 +2,14 @@
 //! it writes the segment's payload to the ring in chunks of CHUNK_SIZE, then
 //! a truncation record for whatever exceeds CHUNK_SIZE * MAX_CHUNKS.
 
-use aya_ebpf::{EbpfContext as _, helpers::bpf_skb_load_bytes, programs::TcContext};
-use mirror_common::{CHUNK_SIZE, CaptureConfig, Counter, MAX_CHUNKS, RecordBuffer, RecordKind};
+use aya_ebpf::{
+    EbpfContext as _, bindings::BPF_RB_NO_WAKEUP, helpers::bpf_skb_load_bytes, programs::TcContext,
+};
+use mirror_common::{
+    CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind,
+};
 
-use crate::capture::{MIRROR_CONFIG, MIRROR_SCRATCH, counters, output, ring_output};
+use crate::capture::{MIRROR_CONFIG, MIRROR_EVENTS, MIRROR_SCRATCH, counters, output, wakeup_flag};
 
 #[inline(always)]
 pub fn copy_payload(ctx: &TcContext) {
@@ -28,29 +32,52 @@ pub fn copy_payload(ctx: &TcContext) {
     counters.add(Counter::RecordsMatched, chunks as u64);
 
     buf.header.kind = RecordKind::Data as u8;
+    let wakeup = wakeup_flag(config);
+    // Whole chunks first, with a constant length, then the tail in the
+    // smallest size class that holds it. Choosing a class inside the loop
+    // made the verifier's walk grow with every iteration.
+    let full_chunks = copy_len / CHUNK_SIZE;
+    let tail = copy_len % CHUNK_SIZE;
+    let mut copied = 0;
+    let mut failed = false;
     for i in 0..MAX_CHUNKS {
-        let offset = i * CHUNK_SIZE;
-        if offset >= copy_len {
+        if i >= full_chunks {
             break;
         }
-        let remaining = copy_len - offset;
-        let len = if remaining > CHUNK_SIZE {
-            CHUNK_SIZE
-        } else {
-            remaining
-        };
+        let offset = i * CHUNK_SIZE;
         buf.header.seq = first_seq.wrapping_add(offset as u32);
-        buf.header.len = len as u32;
+        buf.header.len = CHUNK_SIZE as u32;
         // On the first failure (ring full, copy error) this chunk and every
         // later one of the segment are lost: stopping there, rather than
         // trying each, also keeps the verifier's walk of the loop linear.
-        if !copy_chunk(ctx, buf, config, payload_offset + offset, len) {
-            counters.add(Counter::RecordsLost, (chunks - i) as u64);
+        if !copy_into::<{ RECORD_HEADER_SIZE + CHUNK_SIZE }>(
+            ctx,
+            &buf.header,
+            payload_offset + offset,
+            CHUNK_SIZE,
+            wakeup,
+        ) {
+            failed = true;
             break;
         }
-        counters.add(Counter::RecordsEmitted, 1);
-        counters.add(Counter::PayloadBytes, len as u64);
+        copied += 1;
     }
+    if !failed && tail > 0 {
+        let offset = full_chunks * CHUNK_SIZE;
+        buf.header.seq = first_seq.wrapping_add(offset as u32);
+        buf.header.len = tail as u32;
+        if copy_tail(ctx, &buf.header, payload_offset + offset, tail, wakeup) {
+            copied += 1;
+        }
+    }
+    counters.add(Counter::RecordsEmitted, copied as u64);
+    counters.add(Counter::RecordsLost, (chunks - copied) as u64);
+    let copied_bytes = if copied == chunks {
+        copy_len
+    } else {
+        copied.min(full_chunks) * CHUNK_SIZE
+    };
+    counters.add(Counter::PayloadBytes, copied_bytes as u64);
 
     if copy_len < payload_len {
         let missing = payload_len - copy_len;
@@ -59,33 +86,72 @@ pub fn copy_payload(ctx: &TcContext) {
         buf.header.kind = RecordKind::Truncated as u8;
         buf.header.seq = first_seq.wrapping_add(copy_len as u32);
         buf.header.len = missing as u32;
-        output(counters, buf, config);
+        output(counters, &buf.header, config);
     }
 }
 
-/// Copies `len` payload bytes at `offset` into `buf` and hands the record to
-/// the ring.
+/// Copies the last, partial chunk into a record of the smallest size class
+/// that holds it: `bpf_ringbuf_reserve` only takes a constant size. The
+/// header's `len` says how many payload bytes are real; the agent reads only
+/// those.
 #[inline(always)]
-fn copy_chunk(
+fn copy_tail(
     ctx: &TcContext,
-    buf: &mut RecordBuffer,
-    config: &CaptureConfig,
+    header: &RecordHeader,
     offset: usize,
     len: usize,
+    wakeup: u64,
 ) -> bool {
-    // The verifier needs the length proven in [1, CHUNK_SIZE] at the call;
-    // LLVM would drop an ordinary comparison (TOOLCHAIN.md).
-    if !aya_ebpf::check_bounds_signed(len as i64, 1, CHUNK_SIZE as i64) {
+    if len <= SMALL_CLASS {
+        copy_into::<{ RECORD_HEADER_SIZE + SMALL_CLASS }>(ctx, header, offset, len, wakeup)
+    } else if len <= MTU_CLASS {
+        copy_into::<{ RECORD_HEADER_SIZE + MTU_CLASS }>(ctx, header, offset, len, wakeup)
+    } else {
+        copy_into::<{ RECORD_HEADER_SIZE + CHUNK_SIZE }>(ctx, header, offset, len, wakeup)
+    }
+}
+
+/// Payload room of the small class: requests without a body.
+const SMALL_CLASS: usize = 512;
+/// Payload room of the MTU class: a full 1500-byte-MTU segment (1448 bytes
+/// with timestamps) and then some.
+const MTU_CLASS: usize = 1536;
+
+/// Reserves a record of `SIZE` bytes in the ring and copies `len` payload
+/// bytes at `offset` straight into it: one copy, from the packet to the ring.
+#[inline(always)]
+fn copy_into<const SIZE: usize>(
+    ctx: &TcContext,
+    header: &RecordHeader,
+    offset: usize,
+    len: usize,
+    wakeup: u64,
+) -> bool {
+    let room = SIZE - RECORD_HEADER_SIZE;
+    // The verifier needs the length proven in [1, room] at the call; LLVM
+    // would drop an ordinary comparison (TOOLCHAIN.md).
+    if !aya_ebpf::check_bounds_signed(len as i64, 1, room as i64) {
         return false;
     }
-    // SAFETY: `payload` has CHUNK_SIZE bytes and len <= CHUNK_SIZE.
+    let Some(mut record) = MIRROR_EVENTS.reserve_bytes(SIZE, 0) else {
+        return false;
+    };
+    // SAFETY: the reservation holds SIZE >= RECORD_HEADER_SIZE bytes, 8-byte
+    // aligned by the kernel; `len` <= room is proven above.
     let loaded = unsafe {
+        let base = record.as_mut_ptr();
+        core::ptr::write_unaligned(base.cast::<RecordHeader>(), *header);
         bpf_skb_load_bytes(
             ctx.as_ptr(),
             offset as u32,
-            buf.payload.as_mut_ptr().cast(),
+            base.add(RECORD_HEADER_SIZE).cast(),
             len as u32,
         )
     };
-    loaded >= 0 && ring_output(buf, len, config)
+    if loaded < 0 {
+        record.discard(BPF_RB_NO_WAKEUP as u64);
+        return false;
+    }
+    record.submit(wakeup);
+    true
 }

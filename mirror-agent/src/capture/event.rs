@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mirror_common::{
-    FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST,
-    TCP_SYN,
+    CHUNK_SIZE, FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN,
+    TCP_RST, TCP_SYN,
 };
 
 /// The client → server direction of one TCP connection.
@@ -101,9 +101,10 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
     let body = &record[RECORD_HEADER_SIZE..];
     let kind = match RecordKind::from_u8(header.kind) {
         Some(RecordKind::Data) => {
-            // The ring hands back exactly the size the program wrote.
+            // Data records are reserved in size classes: the payload is the
+            // first `len` bytes, the rest of the record is padding.
             let len = header.len as usize;
-            if body.len() != len {
+            if len > body.len() || len > CHUNK_SIZE {
                 return Err(DecodeError::LengthMismatch {
                     said: header.len,
                     carried: body.len(),
@@ -152,4 +153,136 @@ pub trait EventSink {
     /// Called after each batch of records drained from the ring, so a sink can
     /// flush or expire state without a timer of its own.
     fn on_batch_end(&mut self, _now_ns: u64) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use mirror_common::{CaptureConfig, Counters, TCP_ACK, TCP_PSH};
+
+    use super::*;
+
+    /// The kernel program and the agent must agree on every byte.
+    #[test]
+    fn shared_layouts_are_what_both_sides_expect() {
+        assert_eq!(size_of::<RecordHeader>(), 64);
+        assert_eq!(RECORD_HEADER_SIZE, 64);
+        assert_eq!(offset_of!(RecordHeader, timestamp_ns), 0);
+        assert_eq!(offset_of!(RecordHeader, src_addr), 8);
+        assert_eq!(offset_of!(RecordHeader, dst_addr), 24);
+        assert_eq!(offset_of!(RecordHeader, seq), 40);
+        assert_eq!(offset_of!(RecordHeader, len), 44);
+        assert_eq!(offset_of!(RecordHeader, ifindex), 48);
+        assert_eq!(offset_of!(RecordHeader, src_port), 52);
+        assert_eq!(offset_of!(RecordHeader, dst_port), 54);
+        assert_eq!(offset_of!(RecordHeader, family), 56);
+        assert_eq!(offset_of!(RecordHeader, tcp_flags), 57);
+        assert_eq!(offset_of!(RecordHeader, kind), 58);
+        assert_eq!(size_of::<CaptureConfig>(), 48);
+        assert_eq!(size_of::<Counters>(), 8 * mirror_common::COUNTER_COUNT);
+    }
+
+    fn record(kind: RecordKind, family: u8, len: u32, payload: &[u8]) -> Vec<u8> {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src[..4].copy_from_slice(&[10, 200, 0, 1]);
+        dst[..4].copy_from_slice(&[10, 200, 0, 2]);
+        let header = RecordHeader {
+            timestamp_ns: 7,
+            src_addr: src,
+            dst_addr: dst,
+            seq: 1000,
+            len,
+            ifindex: 3,
+            src_port: 40000,
+            dst_port: 80,
+            family,
+            tcp_flags: TCP_ACK | TCP_PSH,
+            kind: kind as u8,
+            _pad: [0; 5],
+        };
+        // SAFETY: RecordHeader is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&header as *const RecordHeader).cast::<u8>(),
+                RECORD_HEADER_SIZE,
+            )
+        };
+        let mut out = bytes.to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_data_record_decodes_with_its_flow_and_payload() {
+        let bytes = record(RecordKind::Data, FAMILY_IPV4, 5, b"hello");
+        let event = decode(&bytes).expect("valid record");
+        assert_eq!(event.flow.to_string(), "10.200.0.1:40000 -> 10.200.0.2:80");
+        assert_eq!(
+            event.kind,
+            EventKind::Data {
+                seq: 1000,
+                payload: b"hello"
+            }
+        );
+        assert_eq!((event.timestamp_ns, event.ifindex), (7, 3));
+    }
+
+    #[test]
+    fn size_class_padding_after_the_payload_is_ignored() {
+        let mut payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        let len = payload.len() as u32;
+        payload.resize(512, 0xAA);
+        let bytes = record(RecordKind::Data, FAMILY_IPV4, len, &payload);
+        let event = decode(&bytes).expect("valid record");
+        assert_eq!(
+            event.kind,
+            EventKind::Data {
+                seq: 1000,
+                payload: b"GET / HTTP/1.1\r\n\r\n"
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_records_are_refused_with_a_reason() {
+        assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Short(10)));
+        let bytes = record(RecordKind::Data, FAMILY_IPV4, 9, b"short");
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::LengthMismatch {
+                said: 9,
+                carried: 5
+            })
+        ));
+        let mut bytes = record(RecordKind::Control, FAMILY_IPV4, 0, b"");
+        bytes[58] = 99;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
+        let bytes = record(RecordKind::Control, 5, 0, b"");
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownFamily(5)));
+    }
+
+    #[test]
+    fn control_and_truncation_records_carry_sequence_and_length() {
+        let bytes = record(RecordKind::Control, FAMILY_IPV6, 12, b"");
+        let event = decode(&bytes).expect("valid record");
+        assert!(event.flow.client.is_ipv6());
+        assert_eq!(
+            event.kind,
+            EventKind::Control {
+                seq: 1000,
+                payload_len: 12,
+                flags: TCP_ACK | TCP_PSH
+            }
+        );
+        let bytes = record(RecordKind::Truncated, FAMILY_IPV4, 4096, b"");
+        assert_eq!(
+            decode(&bytes).expect("valid record").kind,
+            EventKind::Truncated {
+                seq: 1000,
+                len: 4096
+            }
+        );
+    }
 }
