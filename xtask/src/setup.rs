@@ -20,8 +20,20 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
 ];
-/// Used by the tests: `ip`, `ethtool`, `curl`, `ab`, `python3`.
-const TEST_PACKAGES: &[&str] = &["iproute2", "ethtool", "curl", "apache2-utils", "python3"];
+/// Used by the tests, the demo and the benches: `ip`, `ethtool`, `curl`,
+/// `ab`, `python3`, `bpftool` (bpf_stats), `prometheus` and `promtool` (the
+/// metrics test), `nginx` and `wrk` (the benches).
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "ethtool",
+    "curl",
+    "apache2-utils",
+    "python3",
+    "bpftool",
+    "prometheus",
+    "nginx",
+    "wrk",
+];
 
 /// Where Debian's llvm-22 puts `llvm-config`, which bpf-linker's build looks for.
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
@@ -132,12 +144,16 @@ fn debian_packages() -> Outcome {
             ),
         );
     }
-    let command = format!("apt-get update && apt-get install -y {list}");
+    let command = format!("apt-get update && apt-get install -y --no-install-recommends {list}");
     println!("setup: installing Debian packages: {list}");
+    // nginx and prometheus are tools for the tests, not services of this
+    // machine: Debian's policy-rc.d hook keeps their postinst from starting
+    // daemons on ports 80 and 9090.
+    let _no_daemons = NoServiceStarts::install();
     let installed = run_visible(Command::new("apt-get").arg("update"))
         && run_visible(
             Command::new("apt-get")
-                .args(["install", "-y"])
+                .args(["install", "-y", "--no-install-recommends"])
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         );
@@ -156,6 +172,33 @@ fn debian_packages() -> Outcome {
             ),
             command,
         )
+    }
+}
+
+/// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it
+/// lives, unless the machine already has one of its own.
+struct NoServiceStarts(Option<&'static str>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        if std::path::Path::new(Self::PATH).exists() {
+            return Self(None);
+        }
+        let written = std::fs::write(Self::PATH, "#!/bin/sh\nexit 101\n").and_then(|()| {
+            std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))
+        });
+        Self(written.is_ok().then_some(Self::PATH))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
