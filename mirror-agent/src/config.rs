@@ -1,39 +1,72 @@
-//! Command line and configuration file → one validated configuration.
+//! Command line and configuration file → one validated [`Config`].
 //!
-//! Capture flags (`--iface`, `--port`, ...) are read from the command line.
-//! Shadow targets and routing come from flags, from a TOML file
-//! (`--config FILE`), or both: a flag replaces the key of the same name at
+//! Every flag has a key of the same meaning in a TOML file (`--config
+//! FILE`): capture (`iface`, `ports`, `sample`, ...), the agent itself
+//! (`log_level`, `metrics_addr`, ...), the limits of reassembly and framing,
+//! shadow targets and routing. A flag replaces the key of the same name at
 //! the top level of the file (`--shadow` replaces the file's `[[target]]`
 //! list), while keys inside a `[[target]]` still apply to their target.
-//! [`Cli::route_config`] gives the validated [`RouteConfig`];
-//! [`check_config`] validates a file and prints the effective configuration.
+//! [`Cli::load`] gives the validated configuration; [`check_config`]
+//! validates a file and prints the effective configuration.
+//!
+//! A file is read key by key, so that every bad key or value is reported
+//! (`FILE:LINE:COL: key `x`: message`, one line each), not only the first.
 //!
 //! The file schema, with every key: [`EXAMPLE_FILE`].
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, ValueEnum};
-use mirror_common::SAMPLE_ALL;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mirror_common::MAX_PORTS;
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::capture::AttachMode;
+use crate::capture::{AttachMode, CaptureOptions, DEFAULT_RING_BYTES};
+use crate::flow::FlowConfig;
+use crate::http::{HttpConfig, MAX_HEADERS_LIMIT};
 use crate::route::{
     HeaderLine, HeaderMatch, HeaderTest, HostHeader, PathRule, Pattern, Rewrites, RouteConfig,
     RouteTarget, Rules, Share, default_marker, header_name,
 };
 use crate::shadow::{TargetConfig, TargetSettings, TargetUrl};
 
-/// A configuration file with every key, commented (also the schema's
-/// documentation; `check-config --help` can print it).
-pub const EXAMPLE_FILE: &str = r#"dry_run = false                       # route and count, send nothing
+macro_rules! example_file {
+    () => {
+        r#"# Capture (the flags --iface, --port, --sample, --ring-size, --attach):
+iface = "eth0"                        # interface whose ingress is captured
+ports = [80, 8080]                    # service ports, 1 to 16
+sample = 100                          # percent of connections, 0 to 100
+ring_size = "64M"                     # kernel → agent ring, a power of two
+attach = "auto"                       # auto | tcx | netlink
+
+# The agent:
+log_format = "json"                   # json | text (default: text on a terminal)
+log_level = "info"                    # or a filter: "info,mirror_agent::shadow=debug"
+log_requests = 0                      # percent of requests logged at debug level
+metrics_addr = "127.0.0.1:9464"       # /metrics, /healthz, /readyz
+stats_interval = "10s"                # summary log line
+drain_timeout = "5s"                  # at SIGTERM, for the shadow queues
+
+# Limits of reassembly and framing:
+max_flows = 65536                     # connections tracked at once
+max_flow_buffer = "1M"                # held out of order, per connection
+max_buffered = "1G"                   # buffered by all connections together
+flow_idle_timeout = "60s"
+hole_timeout = "3s"                   # a hole not filled by then is a gap
+max_head_size = "64K"
+max_headers = 100
+max_body_size = "64M"
+
+dry_run = false                       # route and count, send nothing
 marker = "X-Mirrored-By: mirror"      # or false: no marker, no loop guard
 
 # Rules and rewrites for every target (all keys optional):
@@ -67,7 +100,13 @@ share = 10                            # any rule, rewrite or transport key above
 [[target.match]]
 header = "X-Canary"
 equals = "1"
-"#;
+"#
+    };
+}
+
+/// A configuration file with every key, commented (also the schema's
+/// documentation; `mirror-agent check-config --help` prints it).
+pub const EXAMPLE_FILE: &str = example_file!();
 
 const EXAMPLES: &str = "\
 Examples:
@@ -84,40 +123,65 @@ Examples:
   Only GET requests under /api that carry X-Canary: 1, Host rewritten:
     sudo mirror-agent --iface eth0 --port 8080 --shadow http://v2:8080 --method GET \\
       --path-prefix /api --match-header X-Canary:1 --host-header target
-  Everything from a file (see `mirror-agent check-config FILE`), one flag on top:
-    sudo mirror-agent --iface eth0 --port 80 --config /etc/mirror.toml --dry-run";
+  Everything from a file, one flag on top; check the file first:
+    mirror-agent check-config /etc/mirror.toml
+    sudo mirror-agent --config /etc/mirror.toml --dry-run
+  Log one request in a hundred (method, path, what each target did):
+    sudo mirror-agent --config /etc/mirror.toml --log-requests 1
+
+Signals: SIGTERM or SIGINT detach, drain the shadow queues (--drain-timeout),
+log the final counts and exit 0; a second one skips the drain. SIGHUP reads
+the --config file again and applies its targets and rules without detaching
+(a bad file is refused and the running configuration stays).";
 
 /// Mirror the HTTP requests a service receives to shadow targets.
 ///
 /// A TC ingress eBPF program copies the TCP payload arriving on the service
-/// ports; production packets pass untouched.
+/// ports; production packets pass untouched. Every flag can also be given
+/// in the --config file (flags win).
 #[derive(Debug, Parser)]
-#[command(name = "mirror-agent", version, after_help = EXAMPLES)]
+#[command(
+    name = "mirror-agent",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// Interface whose ingress traffic is captured, e.g. eth0.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Interface whose ingress traffic is captured (file: `iface`).
+    /// Example: --iface eth0
     #[arg(long, value_name = "IFACE")]
-    pub iface: String,
+    pub iface: Option<String>,
 
     /// Service port to capture (destination port of the requests); repeat
-    /// the flag for more, up to 16. Example: --port 80 --port 8080
-    #[arg(long, value_name = "PORT", required = true,
-          value_parser = clap::value_parser!(u16).range(1..))]
+    /// the flag for more, up to 16 (file: `ports`). Example: --port 80 --port 8080
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Vec<u16>,
 
     /// Share of connections to capture, in percent (0 to 100, two decimals).
-    /// A connection is captured whole or not at all. Example: --sample 12.5
-    #[arg(long, value_name = "PERCENT", default_value = "100", value_parser = parse_percent)]
-    pub sample: f64,
+    /// A connection is captured whole or not at all. Default 100.
+    /// Example: --sample 12.5
+    #[arg(long, value_name = "PERCENT")]
+    pub sample: Option<Share>,
 
     /// Ring buffer between kernel and agent, in bytes; a power of two, with
     /// an optional K, M or G suffix. Default 64M. Example: --ring-size 256M
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[arg(long, value_name = "BYTES")]
+    pub ring_size: Option<RingSize>,
 
     /// How to attach: tcx (Linux >= 6.6), netlink (clsact filter, older
-    /// kernels) or auto. Example: --attach netlink
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto, value_name = "MODE")]
-    pub attach: AttachMode,
+    /// kernels) or auto (default). Example: --attach netlink
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub attach: Option<AttachMode>,
+
+    /// TOML file with any of the settings of these flags, targets and
+    /// per-target rules (`mirror-agent check-config FILE` validates it and
+    /// `check-config --help` shows every key). Flags override the file's
+    /// top-level keys; SIGHUP reads it again. Example: --config /etc/mirror.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Log format on stderr; JSON when stderr is not a terminal unless set.
     /// Example: --log-format text
@@ -125,38 +189,257 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
 
     /// Log level or filter (RUST_LOG syntax); RUST_LOG overrides it.
-    /// Example: --log-level debug
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Default info. Example: --log-level debug
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
 
-    /// Where to serve /metrics, /healthz and /readyz. Loopback by default;
-    /// another address is an explicit choice. Example: --metrics-addr 0.0.0.0:9464
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: std::net::SocketAddr,
+    /// Log this share of the captured requests, in percent, at debug level:
+    /// method, path and what each target did with it (queued, filtered,
+    /// dropped). Off by default; costs nothing when off. Example: --log-requests 1
+    #[arg(long, value_name = "PERCENT")]
+    pub log_requests: Option<Share>,
+
+    /// Where to serve /metrics, /healthz and /readyz. Default
+    /// 127.0.0.1:9464 (loopback); another address is an explicit choice.
+    /// Example: --metrics-addr 0.0.0.0:9464
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Interval of the summary log line (rates, drops by reason).
-    /// Example: --stats-interval 30s
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub stats_interval: HumanDuration,
+    /// Default 10s. Example: --stats-interval 30s
+    #[arg(long, value_name = "DURATION")]
+    pub stats_interval: Option<HumanDuration>,
 
     /// On SIGTERM/SIGINT: after detaching, how long the shadow queues may
-    /// drain before what is left is dropped (counted). Example: --drain-timeout 2s
-    #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub drain_timeout: HumanDuration,
+    /// drain before what is left is dropped (counted). Default 5s.
+    /// Example: --drain-timeout 2s
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<HumanDuration>,
+
+    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
+    pub limits: LimitArgs,
 
     #[command(flatten, next_help_heading = "Shadow targets and routing")]
     pub mirror: MirrorArgs,
 }
 
-impl Cli {
-    pub fn sample_basis_points(&self) -> u32 {
-        (self.sample * 100.0).round() as u32
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print the effective configuration
+    /// (every default spelled out). Every error is reported with its line.
+    #[command(after_long_help = concat!("A file with every key:\n\n", example_file!()))]
+    CheckConfig {
+        /// The TOML file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Flags of the reassembly and framing limits (memory caps, timeouts).
+#[derive(Clone, Debug, Default, Args)]
+pub struct LimitArgs {
+    /// Most connections tracked at once; beyond it the oldest is evicted
+    /// (counted). Default 65536. Example: --max-flows 200000
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<FlowCount>,
+
+    /// Bytes held out of order per connection while a hole waits to be
+    /// filled. Default 1M. Example: --max-flow-buffer 4M
+    #[arg(long, value_name = "BYTES")]
+    pub max_flow_buffer: Option<ByteSize>,
+
+    /// Bytes buffered by all connections together. Default 1G.
+    /// Example: --max-buffered 256M
+    #[arg(long, value_name = "BYTES")]
+    pub max_buffered: Option<ByteSize>,
+
+    /// A connection without packets for this long ends. Default 60s.
+    /// Example: --flow-idle-timeout 5m
+    #[arg(long, value_name = "DURATION")]
+    pub flow_idle_timeout: Option<HumanDuration>,
+
+    /// A hole in a stream not filled within this is given up (a gap).
+    /// Default 3s. Example: --hole-timeout 1s
+    #[arg(long, value_name = "DURATION")]
+    pub hole_timeout: Option<HumanDuration>,
+
+    /// Largest request head (and chunked trailer section). Default 64K.
+    /// Example: --max-head-size 128K
+    #[arg(long, value_name = "BYTES")]
+    pub max_head_size: Option<ByteSize>,
+
+    /// Most header fields in a request, up to 256. Default 100.
+    /// Example: --max-headers 200
+    #[arg(long, value_name = "N")]
+    pub max_headers: Option<HeaderCount>,
+
+    /// Largest body mirrored; larger requests are skipped (counted).
+    /// Default 64M. Example: --max-body-size 8M
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_size: Option<ByteSize>,
+}
+
+/// Defaults of the agent's own settings.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The validated configuration: flags over the file over the defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `None` until given: [`Config::capture_options`] then refuses.
+    pub iface: Option<String>,
+    pub ports: Vec<u16>,
+    pub sample: Share,
+    pub ring_bytes: u32,
+    pub attach: AttachMode,
+    /// `None`: JSON unless stderr is a terminal.
+    pub log_format: Option<LogFormat>,
+    pub log_level: String,
+    pub log_requests: Share,
+    pub metrics_addr: SocketAddr,
+    pub stats_interval: Duration,
+    pub drain_timeout: Duration,
+    pub flow: FlowConfig,
+    pub route: RouteConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            iface: None,
+            ports: Vec::new(),
+            sample: Share::ALL,
+            ring_bytes: DEFAULT_RING_BYTES,
+            attach: AttachMode::Auto,
+            log_format: None,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            log_requests: Share::from_percent(0.0).unwrap_or(Share::ALL),
+            metrics_addr: DEFAULT_METRICS_ADDR.parse().expect("a valid address"),
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            flow: FlowConfig::default(),
+            route: RouteConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used: bad flags or file, or something
+/// missing. `main` exits with status 2 for it, as for a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+impl Config {
+    /// What the capture stage needs; fails when no interface or no port was
+    /// given, by flag or file.
+    pub fn capture_options(&self) -> Result<CaptureOptions, InvalidConfig> {
+        let Some(iface) = self.iface.clone() else {
+            return Err(InvalidConfig(
+                "no interface: give --iface or `iface` in the config file".into(),
+            ));
+        };
+        if self.ports.is_empty() {
+            return Err(InvalidConfig(
+                "no port: give --port or `ports` in the config file".into(),
+            ));
+        }
+        let mut options = CaptureOptions::new(iface, self.ports.clone());
+        options.sample_bp = self.sample.basis_points();
+        options.ring_bytes = self.ring_bytes;
+        options.attach = self.attach;
+        Ok(options)
     }
 
-    /// The routing configuration: the `--config` file if any, the flags
-    /// over it, validated.
+    /// The settings of `new` that differ from `self` and only take effect
+    /// after a restart (re-attaching, another listener, another table), by
+    /// their file key.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                changed.push(key);
+            }
+        };
+        check("iface", self.iface != new.iface);
+        check("ports", self.ports != new.ports);
+        check("sample", self.sample != new.sample);
+        check("ring_size", self.ring_bytes != new.ring_bytes);
+        check("attach", self.attach != new.attach);
+        check("log_format", self.log_format != new.log_format);
+        check("metrics_addr", self.metrics_addr != new.metrics_addr);
+        let (a, b) = (&self.flow, &new.flow);
+        check("max_flows", a.max_flows != b.max_flows);
+        check(
+            "max_flow_buffer",
+            a.max_ooo_bytes_per_flow != b.max_ooo_bytes_per_flow,
+        );
+        check("max_buffered", a.max_buffered_bytes != b.max_buffered_bytes);
+        check("flow_idle_timeout", a.idle_timeout_ns != b.idle_timeout_ns);
+        check("hole_timeout", a.hole_timeout_ns != b.hole_timeout_ns);
+        check(
+            "max_head_size",
+            a.http.max_head_bytes != b.http.max_head_bytes,
+        );
+        check("max_headers", a.http.max_headers != b.http.max_headers);
+        check(
+            "max_body_size",
+            a.http.max_body_bytes != b.http.max_body_bytes,
+        );
+        changed
+    }
+}
+
+impl Cli {
+    /// The configuration: the `--config` file if any, the flags over it,
+    /// validated. Every problem is reported, one line each.
+    pub fn load(&self) -> Result<Config, InvalidConfig> {
+        let mut file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        self.apply(&mut file);
+        file.resolve().map_err(|errors| file.render_errors(&errors))
+    }
+
+    /// The routing part of [`Cli::load`].
     pub fn route_config(&self) -> anyhow::Result<RouteConfig> {
-        self.mirror.route_config()
+        Ok(self.load()?.route)
+    }
+
+    /// Writes the flags that were given over the file's top-level keys.
+    fn apply(&self, file: &mut FileConfig) {
+        let a = &mut file.agent;
+        set(&mut a.iface, &self.iface);
+        if !self.port.is_empty() {
+            a.ports = Some(Ports(self.port.clone()));
+        }
+        set(&mut a.sample, &self.sample);
+        set(&mut a.ring_size, &self.ring_size);
+        set(&mut a.attach, &self.attach);
+        set(&mut a.log_format, &self.log_format);
+        set(&mut a.log_level, &self.log_level);
+        set(&mut a.log_requests, &self.log_requests);
+        set(&mut a.metrics_addr, &self.metrics_addr);
+        set(&mut a.stats_interval, &self.stats_interval);
+        set(&mut a.drain_timeout, &self.drain_timeout);
+        let (l, f) = (&mut file.limits, &self.limits);
+        set(&mut l.max_flows, &f.max_flows);
+        set(&mut l.max_flow_buffer, &f.max_flow_buffer);
+        set(&mut l.max_buffered, &f.max_buffered);
+        set(&mut l.flow_idle_timeout, &f.flow_idle_timeout);
+        set(&mut l.hole_timeout, &f.hole_timeout);
+        set(&mut l.max_head_size, &f.max_head_size);
+        set(&mut l.max_headers, &f.max_headers);
+        set(&mut l.max_body_size, &f.max_body_size);
+        self.mirror.apply(file);
+    }
+}
+
+fn set<T: Clone>(slot: &mut Option<T>, flag: &Option<T>) {
+    if flag.is_some() {
+        slot.clone_from(flag);
     }
 }
 
@@ -164,12 +447,6 @@ impl Cli {
 /// same meaning in the configuration file.
 #[derive(Clone, Debug, Default, Args)]
 pub struct MirrorArgs {
-    /// TOML file with targets, per-target rules and everything below
-    /// (`mirror-agent check-config FILE` validates it). Flags override the
-    /// file's top-level keys. Example: --config /etc/mirror.toml
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
-
     /// Shadow target, http only; a path is prepended to every request
     /// target. Repeat for more; replaces the file's targets.
     /// Example: --shadow http://myapp-v2:9000 --shadow http://10.0.0.7:9001/prefix
@@ -272,27 +549,11 @@ pub struct MirrorArgs {
 }
 
 impl MirrorArgs {
-    /// The file (if any) with these flags over it, validated.
-    pub fn route_config(&self) -> anyhow::Result<RouteConfig> {
-        let mut file = match &self.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
-        };
-        self.apply(&mut file);
-        file.resolve()
-            .map_err(|e| anyhow::anyhow!("{}", e.render(self.config.as_deref(), None)))
-    }
-
     /// Writes the flags that were given over the file's top-level keys.
     fn apply(&self, file: &mut FileConfig) {
         fn replace<T: Clone>(slot: &mut Vec<T>, flags: &[T]) {
             if !flags.is_empty() {
                 *slot = flags.to_vec();
-            }
-        }
-        fn set<T: Clone>(slot: &mut Option<T>, flag: &Option<T>) {
-            if flag.is_some() {
-                slot.clone_from(flag);
             }
         }
         if !self.shadow.is_empty() {
@@ -340,24 +601,31 @@ impl MirrorArgs {
 
 /// Validates a configuration file on its own (no flags) and returns the
 /// effective configuration, every default spelled out, as TOML that loads
-/// to the same configuration.
-pub fn check_config(path: &Path) -> anyhow::Result<String> {
+/// to the same configuration. The error lists every problem, one per line.
+pub fn check_config(path: &Path) -> Result<String, InvalidConfig> {
     let file = FileConfig::load(path)?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let config = file
         .resolve()
-        .map_err(|e| anyhow::anyhow!("{}", e.render(Some(path), Some(&text))))?;
-    Ok(format!(
-        "# {}: valid. Effective configuration:\n{}",
-        path.display(),
-        render_config(&config)?
-    ))
+        .map_err(|errors| file.render_errors(&errors))?;
+    let mut out = format!("# {}: valid. Effective configuration:\n", path.display());
+    if config.iface.is_none() {
+        out.push_str("# No `iface`: the agent needs --iface too.\n");
+    }
+    if config.ports.is_empty() {
+        out.push_str("# No `ports`: the agent needs --port too.\n");
+    }
+    out.push_str(&render_config(&config).map_err(|e| InvalidConfig(format!("{e:#}")))?);
+    Ok(out)
 }
 
-/// The configuration as a TOML file (every target with all its settings).
-pub fn render_config(config: &RouteConfig) -> anyhow::Result<String> {
-    toml::to_string(&FileConfig::from_route(config)).context("cannot render the configuration")
+/// The configuration as a TOML file (every key, every target with all its
+/// settings).
+pub fn render_config(config: &Config) -> anyhow::Result<String> {
+    toml::to_string(&FileConfig::from_config(config)).context("cannot render the configuration")
 }
+
+// ---------------------------------------------------------------------------
+// Value types of the agent's own settings.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -365,20 +633,79 @@ pub enum LogFormat {
     Text,
 }
 
-fn parse_percent(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of percent"))?;
-    if !(0.0..=100.0).contains(&value) {
-        return Err(format!("{value} is outside 0 to 100"));
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
     }
-    if ((value * 100.0).round() as u32) > SAMPLE_ALL {
-        return Err(format!("{value} is above 100"));
-    }
-    Ok(value)
 }
 
-fn parse_ring_size(text: &str) -> Result<u32, String> {
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        <LogFormat as ValueEnum>::from_str(text, false)
+            .map_err(|_| format!("`{text}` is not a log format (json or text)"))
+    }
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        <AttachMode as ValueEnum>::from_str(text, false)
+            .map_err(|_| format!("`{text}` is not an attach mode (auto, tcx or netlink)"))
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A log level (`info`) or a filter in RUST_LOG syntax
+/// (`info,mirror_agent::shadow=debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLevel(pub String);
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        // A lone word that is not a level would be read as a target name
+        // (everything of target `inof` at trace): most likely a typo.
+        let lone_word = !text.contains(['=', ',', ':', '[']);
+        if text.is_empty() || (lone_word && !LEVELS.contains(&text.to_ascii_lowercase().as_str())) {
+            return Err(format!(
+                "`{text}` is not a log level ({}) or a filter such as \
+                 info,mirror_agent::shadow=debug",
+                LEVELS.join(", ")
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(text)
+            .map_err(|e| format!("`{text}` is not a log filter: {e}"))?;
+        Ok(LogLevel(text.to_owned()))
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `64M`, `4096`, `1G`: a number of bytes with an optional K, M or G
+/// (binary) suffix.
+fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
         None => (text, ""),
@@ -393,16 +720,203 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
         "G" | "g" | "GiB" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
     };
-    let bytes = base
-        .checked_mul(multiplier)
-        .filter(|b| *b <= (1u64 << 31))
-        .ok_or_else(|| format!("{text} is larger than the 2G a ring can hold"))?;
-    if !bytes.is_power_of_two() || bytes < 4096 {
-        return Err(format!("{text} must be a power of two of at least 4K"));
-    }
-    Ok(bytes as u32)
+    base.checked_mul(multiplier)
+        .filter(|b| *b <= 1 << 40)
+        .ok_or_else(|| format!("{text} is too large"))
 }
 
+/// Bytes with the largest unit that divides them exactly.
+fn format_size(bytes: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return write!(f, "{}{unit}", bytes >> shift);
+        }
+    }
+    write!(f, "{bytes}")
+}
+
+/// A size of the ring buffer: a power of two from 4K to 2G.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSize(pub u32);
+
+impl FromStr for RingSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bytes = parse_size(text)?;
+        if bytes > 1 << 31 {
+            return Err(format!("{text} is larger than the 2G a ring can hold"));
+        }
+        if !bytes.is_power_of_two() || bytes < 4096 {
+            return Err(format!("{text} must be a power of two of at least 4K"));
+        }
+        Ok(RingSize(bytes as u32))
+    }
+}
+
+impl fmt::Display for RingSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_size(u64::from(self.0), f)
+    }
+}
+
+/// A memory limit in bytes: 1 to 1T, with an optional K, M or G suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match parse_size(text)? {
+            0 => Err("a limit of 0 bytes lets nothing through".to_owned()),
+            bytes => Ok(ByteSize(bytes)),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_size(self.0, f)
+    }
+}
+
+/// Sizes are strings (`"64M"`) or plain numbers of bytes in the file.
+macro_rules! serde_size {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a size such as \"64M\" or a number of bytes")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$ty, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$ty, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serde_size!(RingSize, ByteSize);
+
+/// Whole numbers within bounds: integers in the file, digits on the
+/// command line.
+macro_rules! bounded {
+    ($( $(#[$doc:meta])* $name:ident: $min:expr, $max:expr; )*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(pub usize);
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text.parse::<usize>() {
+                    Ok(n) if ($min..=$max).contains(&n) => Ok($name(n)),
+                    _ => Err(format!("`{text}` is not a number from {} to {}", $min, $max)),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = i64::deserialize(d)?;
+                n.to_string().parse().map_err(de::Error::custom)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u64(self.0 as u64)
+            }
+        }
+    )*};
+}
+
+bounded! {
+    /// A queue size or in-flight limit: 1 to 1 000 000.
+    Count: 1, 1_000_000;
+    /// Connections tracked at once.
+    FlowCount: 1, 1 << 24;
+    /// Header fields in one head.
+    HeaderCount: 1, MAX_HEADERS_LIMIT;
+}
+
+/// `ports = [80, 8080]`: 1 to 16 ports, each 1 to 65535.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ports(pub Vec<u16>);
+
+impl<'de> Deserialize<'de> for Ports {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ports = Vec::<i64>::deserialize(d)?;
+        if ports.is_empty() || ports.len() > MAX_PORTS {
+            return Err(de::Error::custom(format!(
+                "between 1 and {MAX_PORTS} ports are needed, got {}",
+                ports.len()
+            )));
+        }
+        ports
+            .iter()
+            .map(|p| {
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| de::Error::custom(format!("{p} is not a port (1 to 65535)")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Ports)
+    }
+}
+
+impl Serialize for Ports {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Serde through `FromStr` and `Display`: the file holds these as strings,
+/// and a bad one is an error at its place in the file.
+macro_rules! serde_as_string {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(de::Error::custom)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serde_as_string!(
+    TargetUrl, HeaderLine, HostHeader, Method, HeaderName, PathPrefix, LogFormat, LogLevel,
+    AttachMode
+);
 // ---------------------------------------------------------------------------
 // Value types shared by the flags and the file.
 
@@ -440,26 +954,6 @@ impl fmt::Display for HumanDuration {
         } else {
             write!(f, "{ms}ms")
         }
-    }
-}
-
-/// A queue size or in-flight limit: 1 to 1 000 000.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Count(pub usize);
-
-impl FromStr for Count {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.parse::<usize>() {
-            Ok(n) if (1..=1_000_000).contains(&n) => Ok(Count(n)),
-            _ => Err(format!("`{text}` is not a number from 1 to 1000000")),
-        }
-    }
-}
-
-impl fmt::Display for Count {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 
@@ -542,29 +1036,6 @@ fn parse_match_header_regex(text: &str) -> Result<HeaderMatch, String> {
     })
 }
 
-/// Serde through `FromStr` and `Display`: the file holds these as strings,
-/// and a bad one is an error at its place in the file.
-macro_rules! serde_as_string {
-    ($($ty:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                text.parse().map_err(de::Error::custom)
-            }
-        }
-
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-    )*};
-}
-
-serde_as_string!(
-    TargetUrl, HeaderLine, HostHeader, Method, HeaderName, PathPrefix
-);
-
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -596,19 +1067,6 @@ impl<'de> Deserialize<'de> for Pattern {
 impl Serialize for Pattern {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        n.to_string().parse().map_err(de::Error::custom)
-    }
-}
-
-impl Serialize for Count {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0 as u64)
     }
 }
 
@@ -752,50 +1210,89 @@ impl<T> Unset for Vec<T> {
     }
 }
 
+/// A group of optional keys: the struct, its key list, and a reader that
+/// takes one key's value (read by hand rather than with a derived
+/// `Deserialize`, so that one bad key does not hide the next).
 macro_rules! section {
-    ($( $(#[$doc:meta])* $field:ident $key:literal : $ty:ty, )*) => {
-        /// Rules, rewrites and transport settings: the keys the top level
-        /// and each `[[target]]` have in common. (Parsed by hand rather than
-        /// with `#[serde(flatten)]`, which `deny_unknown_fields` does not
-        /// support.)
+    ($(#[$meta:meta])* $name:ident { $( $(#[$doc:meta])* $field:ident $key:literal : $ty:ty, )* }) => {
+        $(#[$meta])*
         #[derive(Clone, Debug, Default, Serialize)]
-        pub struct Section {
+        pub struct $name {
             $( $(#[$doc])* #[serde(rename = $key, skip_serializing_if = "Unset::unset")] pub $field: $ty, )*
         }
 
-        impl Section {
+        impl $name {
             const KEYS: &'static [&'static str] = &[$($key),*];
 
-            /// Reads the value of `key` if it is one of the section's.
-            fn read<'de, A: de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+            /// Reads the value of `key`, one of [`Self::KEYS`]; a bad value
+            /// is recorded in `walk` under `path`.
+            fn read(&mut self, key: &str, path: &str, value: Spanned<DeValue<'_>>, walk: &mut Walk<'_>) {
                 match key {
-                    $( $key => self.$field = map.next_value()?, )*
-                    _ => return Ok(false),
+                    $( $key => {
+                        if let Some(v) = walk.value::<$ty>(path, value) {
+                            self.$field = v;
+                        }
+                    } )*
+                    _ => unreachable!("`{key}` is not a key of this section"),
                 }
-                Ok(true)
             }
         }
     };
 }
 
 section! {
-    share "share": Option<Share>,
-    methods "methods": Vec<Method>,
-    path_prefixes "path_prefixes": Vec<PathPrefix>,
-    path_regexes "path_regexes": Vec<Pattern>,
-    deny_path_prefixes "deny_path_prefixes": Vec<PathPrefix>,
-    deny_path_regexes "deny_path_regexes": Vec<Pattern>,
-    host_header "host_header": Option<HostHeader>,
-    set_headers "set_headers": Vec<HeaderLine>,
-    strip_headers "strip_headers": Vec<HeaderName>,
-    queue_size "queue_size": Option<Count>,
-    max_in_flight "max_in_flight": Option<Count>,
-    connect_timeout "connect_timeout": Option<HumanDuration>,
-    request_timeout "request_timeout": Option<HumanDuration>,
-    resolve_interval "resolve_interval": Option<HumanDuration>,
-    idle_timeout "idle_timeout": Option<HumanDuration>,
-    /// `[[match]]` tables: every one must hold.
-    matches "match": Vec<HeaderMatch>,
+    /// Capture and agent settings: top level only.
+    AgentSection {
+        iface "iface": Option<String>,
+        ports "ports": Option<Ports>,
+        sample "sample": Option<Share>,
+        ring_size "ring_size": Option<RingSize>,
+        attach "attach": Option<AttachMode>,
+        log_format "log_format": Option<LogFormat>,
+        log_level "log_level": Option<LogLevel>,
+        log_requests "log_requests": Option<Share>,
+        metrics_addr "metrics_addr": Option<SocketAddr>,
+        stats_interval "stats_interval": Option<HumanDuration>,
+        drain_timeout "drain_timeout": Option<HumanDuration>,
+    }
+}
+
+section! {
+    /// Limits of the flow and http stages: top level only.
+    LimitSection {
+        max_flows "max_flows": Option<FlowCount>,
+        max_flow_buffer "max_flow_buffer": Option<ByteSize>,
+        max_buffered "max_buffered": Option<ByteSize>,
+        flow_idle_timeout "flow_idle_timeout": Option<HumanDuration>,
+        hole_timeout "hole_timeout": Option<HumanDuration>,
+        max_head_size "max_head_size": Option<ByteSize>,
+        max_headers "max_headers": Option<HeaderCount>,
+        max_body_size "max_body_size": Option<ByteSize>,
+    }
+}
+
+section! {
+    /// Rules, rewrites and transport settings: the keys the top level and
+    /// each `[[target]]` have in common.
+    Section {
+        share "share": Option<Share>,
+        methods "methods": Vec<Method>,
+        path_prefixes "path_prefixes": Vec<PathPrefix>,
+        path_regexes "path_regexes": Vec<Pattern>,
+        deny_path_prefixes "deny_path_prefixes": Vec<PathPrefix>,
+        deny_path_regexes "deny_path_regexes": Vec<Pattern>,
+        host_header "host_header": Option<HostHeader>,
+        set_headers "set_headers": Vec<HeaderLine>,
+        strip_headers "strip_headers": Vec<HeaderName>,
+        queue_size "queue_size": Option<Count>,
+        max_in_flight "max_in_flight": Option<Count>,
+        connect_timeout "connect_timeout": Option<HumanDuration>,
+        request_timeout "request_timeout": Option<HumanDuration>,
+        resolve_interval "resolve_interval": Option<HumanDuration>,
+        idle_timeout "idle_timeout": Option<HumanDuration>,
+        /// `[[match]]` tables: every one must hold.
+        matches "match": Vec<HeaderMatch>,
+    }
 }
 
 /// The whole file.
@@ -803,7 +1300,11 @@ section! {
 pub struct FileConfig {
     /// Where it was read from, and its text (error locations).
     #[serde(skip)]
-    source: Option<(std::path::PathBuf, String)>,
+    source: Option<(PathBuf, String)>,
+    #[serde(flatten)]
+    pub agent: AgentSection,
+    #[serde(flatten)]
+    pub limits: LimitSection,
     #[serde(skip_serializing_if = "Unset::unset")]
     pub dry_run: Option<bool>,
     #[serde(skip_serializing_if = "Unset::unset")]
@@ -824,80 +1325,6 @@ pub struct TargetFile {
     pub rules: Section,
 }
 
-/// The keys of a table, for "unknown key" errors.
-fn expected_keys(own: &[&'static str]) -> Vec<&'static str> {
-    own.iter().chain(Section::KEYS).copied().collect()
-}
-
-fn unknown_key<E: de::Error>(key: &str, own: &'static [&'static str]) -> E {
-    E::custom(format!(
-        "unknown key `{key}`, expected one of: {}",
-        expected_keys(own).join(", ")
-    ))
-}
-
-impl<'de> Deserialize<'de> for FileConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = FileConfig;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table of settings")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FileConfig, A::Error> {
-                const OWN: &[&str] = &["dry_run", "marker", "target"];
-                let mut file = FileConfig::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "dry_run" => file.dry_run = map.next_value()?,
-                        "marker" => file.marker = map.next_value()?,
-                        "target" => file.targets = map.next_value()?,
-                        k => {
-                            if !file.rules.read(k, &mut map)? {
-                                return Err(unknown_key(k, OWN));
-                            }
-                        }
-                    }
-                }
-                Ok(file)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for TargetFile {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = TargetFile;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a [[target]] table")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<TargetFile, A::Error> {
-                const OWN: &[&str] = &["url", "name"];
-                let mut url = None;
-                let mut name = None;
-                let mut rules = Section::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "url" => url = Some(map.next_value()?),
-                        "name" => name = map.next_value()?,
-                        k => {
-                            if !rules.read(k, &mut map)? {
-                                return Err(unknown_key(k, OWN));
-                            }
-                        }
-                    }
-                }
-                let url = url.ok_or_else(|| de::Error::custom("a [[target]] needs a `url`"))?;
-                Ok(TargetFile { url, name, rules })
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 impl TargetFile {
     fn new(url: TargetUrl) -> Self {
         Self {
@@ -908,24 +1335,272 @@ impl TargetFile {
     }
 }
 
+/// Keys of the top level besides the sections'.
+const TOP_KEYS: &[&str] = &["dry_run", "marker", "target"];
+/// Keys of a `[[target]]` besides the rules section's.
+const TARGET_KEYS: &[&str] = &["url", "name"];
+
+/// Reads a parsed file key by key, collecting every error.
+struct Walk<'t> {
+    text: &'t str,
+    errors: Vec<ConfigError>,
+}
+
+impl Walk<'_> {
+    /// Deserializes one value; on error records it (at the value, or at
+    /// the place inside it that is wrong) and returns `None`.
+    fn value<T: de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                self.errors
+                    .push(ConfigError::from_value(&err, path, span, self.text));
+                None
+            }
+        }
+    }
+
+    fn unknown(&mut self, key: &Spanned<impl AsRef<str>>, path: &str, expected: &[&'static str]) {
+        let name = key.get_ref().as_ref();
+        let mut message = format!("unknown key `{name}`");
+        if let Some(close) = closest(name, expected) {
+            message.push_str(&format!(" (did you mean `{close}`?)"));
+        }
+        message.push_str(&format!(", expected one of: {}", expected.join(", ")));
+        self.errors.push(ConfigError::at(key.span(), path, message));
+    }
+
+    fn targets(&mut self, value: Spanned<DeValue<'_>>) -> Vec<TargetFile> {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.errors.push(ConfigError::at(
+                span,
+                "target",
+                "targets are [[target]] tables",
+            ));
+            return Vec::new();
+        };
+        let mut targets = Vec::new();
+        for item in items {
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(table) => {
+                    if let Some(target) = self.target(table, span) {
+                        targets.push(target);
+                    }
+                }
+                _ => self.errors.push(ConfigError::at(
+                    span,
+                    "target",
+                    "targets are [[target]] tables",
+                )),
+            }
+        }
+        targets
+    }
+
+    fn target(&mut self, table: DeTable<'_>, span: Range<usize>) -> Option<TargetFile> {
+        let mut url = None;
+        let mut url_given = false;
+        let mut name = None;
+        let mut rules = Section::default();
+        for (key, value) in table {
+            let path = format!("target.{}", key.get_ref());
+            match key.get_ref().as_ref() {
+                "url" => {
+                    url_given = true;
+                    let span = value.span();
+                    url = self
+                        .value::<TargetUrl>(&path, value)
+                        .map(|u| Spanned::new(span, u));
+                }
+                "name" => {
+                    let span = value.span();
+                    name = self
+                        .value::<String>(&path, value)
+                        .map(|n| Spanned::new(span, n));
+                }
+                k if Section::KEYS.contains(&k) => rules.read(k, &path, value, self),
+                _ => {
+                    let expected: Vec<_> =
+                        TARGET_KEYS.iter().chain(Section::KEYS).copied().collect();
+                    self.unknown(&key, &path, &expected);
+                }
+            }
+        }
+        if !url_given {
+            self.errors.push(ConfigError::at(
+                span.start..span.start,
+                "target",
+                "a [[target]] needs a `url`",
+            ));
+        }
+        Some(TargetFile {
+            url: url?,
+            name,
+            rules,
+        })
+    }
+}
+
+/// The expected key closest to a mistyped one, if it is close at all.
+fn closest<'a>(key: &str, expected: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = previous + usize::from(ca != *cb);
+                previous = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+            }
+        }
+        row[b.len()]
+    }
+    expected
+        .iter()
+        .map(|candidate| (distance(key, candidate), *candidate))
+        .filter(|(d, candidate)| *d <= 2.max(candidate.len() / 4) && *d < candidate.len())
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
 impl FileConfig {
-    /// Reads and parses a file; errors read `FILE:LINE:COL: key `x`: message`.
-    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    /// Reads and parses a file; every error reads
+    /// `FILE:LINE:COL: key `x`: message`, one per line.
+    pub fn load(path: &Path) -> Result<FileConfig, InvalidConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            InvalidConfig(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ))
+        })?;
         let mut file = FileConfig::parse(&text)
-            .map_err(|e| anyhow::anyhow!("{}", e.render(Some(path), Some(&text))))?;
+            .map_err(|errors| InvalidConfig(render_all(&errors, Some(path), Some(&text))))?;
         file.source = Some((path.to_path_buf(), text));
         Ok(file)
     }
 
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, text))
+    /// Parses TOML text; the errors are in the order of the file.
+    pub fn parse(text: &str) -> Result<FileConfig, Vec<ConfigError>> {
+        let root = DeTable::parse(text).map_err(|e| vec![ConfigError::from_toml(&e, text)])?;
+        let mut walk = Walk {
+            text,
+            errors: Vec::new(),
+        };
+        let mut file = FileConfig::default();
+        for (key, value) in root.into_inner() {
+            let name: &str = key.get_ref().as_ref();
+            match name {
+                "dry_run" => {
+                    if let Some(v) = walk.value(name, value) {
+                        file.dry_run = Some(v);
+                    }
+                }
+                "marker" => {
+                    if let Some(v) = walk.value(name, value) {
+                        file.marker = Some(v);
+                    }
+                }
+                "target" => file.targets = walk.targets(value),
+                k if AgentSection::KEYS.contains(&k) => file.agent.read(k, k, value, &mut walk),
+                k if LimitSection::KEYS.contains(&k) => file.limits.read(k, k, value, &mut walk),
+                k if Section::KEYS.contains(&k) => file.rules.read(k, k, value, &mut walk),
+                k => {
+                    let expected: Vec<_> = TOP_KEYS
+                        .iter()
+                        .chain(AgentSection::KEYS)
+                        .chain(LimitSection::KEYS)
+                        .chain(Section::KEYS)
+                        .copied()
+                        .collect();
+                    walk.unknown(&key, k, &expected);
+                }
+            }
+        }
+        if walk.errors.is_empty() {
+            Ok(file)
+        } else {
+            walk.errors
+                .sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
+            Err(walk.errors)
+        }
     }
 
-    /// Validates and builds the routing configuration.
-    pub fn resolve(&self) -> Result<RouteConfig, ConfigError> {
+    /// The errors as lines naming this file (if it was read from one).
+    fn render_errors(&self, errors: &[ConfigError]) -> InvalidConfig {
+        let (path, text) = match &self.source {
+            Some((path, text)) => (Some(path.as_path()), Some(text.as_str())),
+            None => (None, None),
+        };
+        InvalidConfig(render_all(errors, path, text))
+    }
+
+    /// Validates and builds the configuration; every error found.
+    pub fn resolve(&self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let route = self.resolve_route(&mut errors);
+        let a = &self.agent;
+        let ports = a.ports.clone().map(|p| p.0).unwrap_or_default();
+        // The file's list was checked as it was read: a list this long came
+        // from the flags.
+        if ports.len() > MAX_PORTS {
+            errors.push(ConfigError::flag(
+                "--port",
+                format!(
+                    "at most {MAX_PORTS} ports can be captured, got {}",
+                    ports.len()
+                ),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let defaults = Config::default();
+        let l = &self.limits;
+        let d = &defaults.flow;
+        let nanos = |d: HumanDuration| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX);
+        let bytes = |b: ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
+        Ok(Config {
+            iface: a.iface.clone(),
+            ports,
+            sample: a.sample.unwrap_or(defaults.sample),
+            ring_bytes: a.ring_size.map_or(defaults.ring_bytes, |r| r.0),
+            attach: a.attach.unwrap_or(defaults.attach),
+            log_format: a.log_format,
+            log_level: a
+                .log_level
+                .clone()
+                .map_or(defaults.log_level, |level| level.0),
+            log_requests: a.log_requests.unwrap_or(defaults.log_requests),
+            metrics_addr: a.metrics_addr.unwrap_or(defaults.metrics_addr),
+            stats_interval: a.stats_interval.map_or(defaults.stats_interval, |d| d.0),
+            drain_timeout: a.drain_timeout.map_or(defaults.drain_timeout, |d| d.0),
+            flow: FlowConfig {
+                max_flows: l.max_flows.map_or(d.max_flows, |n| n.0),
+                max_ooo_bytes_per_flow: l.max_flow_buffer.map_or(d.max_ooo_bytes_per_flow, bytes),
+                max_buffered_bytes: l.max_buffered.map_or(d.max_buffered_bytes, bytes),
+                idle_timeout_ns: l.flow_idle_timeout.map_or(d.idle_timeout_ns, nanos),
+                hole_timeout_ns: l.hole_timeout.map_or(d.hole_timeout_ns, nanos),
+                http: HttpConfig {
+                    max_head_bytes: l.max_head_size.map_or(d.http.max_head_bytes, bytes),
+                    max_headers: l.max_headers.map_or(d.http.max_headers, |n| n.0),
+                    max_body_bytes: l.max_body_size.map_or(d.http.max_body_bytes, |b| b.0),
+                },
+            },
+            route,
+        })
+    }
+
+    /// The routing configuration; its errors go to `errors`.
+    fn resolve_route(&self, errors: &mut Vec<ConfigError>) -> RouteConfig {
         let defaults = TargetSettings::default();
         let mut targets: Vec<RouteTarget> = Vec::with_capacity(self.targets.len());
         for t in &self.targets {
@@ -939,16 +1614,18 @@ impl FileConfig {
                 None => (t.url.span(), "target.url"),
             };
             if name.trim().is_empty() {
-                return Err(ConfigError::at(span, key, "a target name cannot be empty"));
+                errors.push(ConfigError::at(span, key, "a target name cannot be empty"));
+                continue;
             }
             if targets.iter().any(|other| other.shadow.name == name) {
                 let message =
                     format!("two targets are named `{name}` (give each a distinct `name`)");
-                return Err(if span.is_empty() {
+                errors.push(if span.is_empty() {
                     ConfigError::flag("--shadow", format!("`{name}` is given twice"))
                 } else {
                     ConfigError::at(span, key, message)
                 });
+                continue;
             }
             let pick = |own: Option<HumanDuration>, top: Option<HumanDuration>, default| {
                 own.or(top).map_or(default, |d| d.0)
@@ -990,7 +1667,7 @@ impl FileConfig {
                 rewrites: t.rules.rewrites(),
             });
         }
-        Ok(RouteConfig {
+        RouteConfig {
             dry_run: self.dry_run.unwrap_or(false),
             marker: match &self.marker {
                 None => Some(default_marker()),
@@ -1007,22 +1684,48 @@ impl FileConfig {
                 global
             },
             targets,
-        })
+        }
     }
 
-    /// The file that gives `config`, every target spelled out in full.
-    pub fn from_route(config: &RouteConfig) -> FileConfig {
-        let mut top = Section::from_rules(&config.rules, &config.rewrites);
-        top.host_header = Some(config.rewrites.host.clone().unwrap_or_default());
+    /// The file that gives `config`, every key and target spelled out.
+    pub fn from_config(config: &Config) -> FileConfig {
+        let route = &config.route;
+        let mut top = Section::from_rules(&route.rules, &route.rewrites);
+        top.host_header = Some(route.rewrites.host.clone().unwrap_or_default());
+        let flow = &config.flow;
+        let duration = |ns: u64| Some(HumanDuration(Duration::from_nanos(ns)));
         FileConfig {
             source: None,
-            dry_run: Some(config.dry_run),
-            marker: Some(match &config.marker {
+            agent: AgentSection {
+                iface: config.iface.clone(),
+                ports: (!config.ports.is_empty()).then(|| Ports(config.ports.clone())),
+                sample: Some(config.sample),
+                ring_size: Some(RingSize(config.ring_bytes)),
+                attach: Some(config.attach),
+                log_format: config.log_format,
+                log_level: Some(LogLevel(config.log_level.clone())),
+                log_requests: Some(config.log_requests),
+                metrics_addr: Some(config.metrics_addr),
+                stats_interval: Some(HumanDuration(config.stats_interval)),
+                drain_timeout: Some(HumanDuration(config.drain_timeout)),
+            },
+            limits: LimitSection {
+                max_flows: Some(FlowCount(flow.max_flows)),
+                max_flow_buffer: Some(ByteSize(flow.max_ooo_bytes_per_flow as u64)),
+                max_buffered: Some(ByteSize(flow.max_buffered_bytes as u64)),
+                flow_idle_timeout: duration(flow.idle_timeout_ns),
+                hole_timeout: duration(flow.hole_timeout_ns),
+                max_head_size: Some(ByteSize(flow.http.max_head_bytes as u64)),
+                max_headers: Some(HeaderCount(flow.http.max_headers)),
+                max_body_size: Some(ByteSize(flow.http.max_body_bytes)),
+            },
+            dry_run: Some(route.dry_run),
+            marker: Some(match &route.marker {
                 None => Marker::Off,
                 Some(h) => Marker::Header(h.clone()),
             }),
             rules: top,
-            targets: config
+            targets: route
                 .targets
                 .iter()
                 .map(|t| {
@@ -1105,6 +1808,15 @@ impl Section {
     }
 }
 
+/// Every error on a line of its own, in file order.
+fn render_all(errors: &[ConfigError], path: Option<&Path>, text: Option<&str>) -> String {
+    errors
+        .iter()
+        .map(|e| e.render(path, text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A configuration error: where (a place in the file, or a flag), which
 /// key, what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1135,6 +1847,46 @@ impl ConfigError {
         }
     }
 
+    /// An error of one value read by [`Walk::value`]: at the place inside
+    /// the value that is wrong if the error knows it, else at the value.
+    fn from_value(err: &toml::de::Error, path: &str, span: Range<usize>, text: &str) -> Self {
+        let mut e = Self::from_toml(err, text);
+        e.key = Some(match e.key.take() {
+            Some(inner) => format!("{path}.{inner}"),
+            None => path.to_owned(),
+        });
+        let span = e.span.take().unwrap_or(span);
+        e.span = Some(Self::narrow_to_element(span, &e.message, text));
+        e
+    }
+
+    /// An error about one element of an array is reported at the array;
+    /// when the message quotes the bad value (`` `value` ``), point at that
+    /// element instead.
+    fn narrow_to_element(span: Range<usize>, message: &str, text: &str) -> Range<usize> {
+        let Some(value) = text.get(span.clone()) else {
+            return span;
+        };
+        if !value.starts_with('[') {
+            return span;
+        }
+        let quoted = message.split('`').nth(1).filter(|q| !q.is_empty());
+        match quoted.and_then(|q| value.find(q)) {
+            // Back up over the quote that opens the element.
+            Some(at) => {
+                let start = span.start + at;
+                let start =
+                    if start > span.start && matches!(text.as_bytes()[start - 1], b'"' | b'\'') {
+                        start - 1
+                    } else {
+                        start
+                    };
+                start..start + quoted.map_or(0, str::len)
+            }
+            None => span,
+        }
+    }
+
     fn from_toml(err: &toml::de::Error, text: &str) -> Self {
         // The key path is only printed, and only without the input.
         let mut bare = err.clone();
@@ -1155,6 +1907,7 @@ impl ConfigError {
         // An unknown key: point at the key itself, name it in the path.
         if let Some(unknown) = message
             .strip_prefix("unknown key `")
+            .or_else(|| message.strip_prefix("unknown field `"))
             .and_then(|rest| rest.split('`').next())
         {
             if let Some(at) = span.clone().and_then(|s| find_key(text, s.start, unknown)) {
@@ -1240,12 +1993,16 @@ mod tests {
 
     #[test]
     fn ring_sizes_take_units_and_need_powers_of_two() {
-        assert_eq!(parse_ring_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_ring_size("4096"), Ok(4096));
-        assert!(parse_ring_size("3M").is_err());
-        assert!(parse_ring_size("1K").is_err());
-        assert!(parse_ring_size("4T").is_err());
-        assert!(parse_ring_size("4G").is_err());
+        let ring = |text: &str| text.parse::<RingSize>().map(|r| r.0);
+        assert_eq!(ring("64M"), Ok(64 << 20));
+        assert_eq!(ring("4096"), Ok(4096));
+        assert!(ring("3M").is_err());
+        assert!(ring("1K").is_err());
+        assert!(ring("4T").is_err());
+        assert!(ring("4G").is_err());
+        assert_eq!(RingSize(64 << 20).to_string(), "64M");
+        assert_eq!("1536K".parse::<ByteSize>().unwrap().to_string(), "1536K");
+        assert!("0".parse::<ByteSize>().is_err());
     }
 
     #[test]
@@ -1259,16 +2016,30 @@ mod tests {
             "--sample",
             "12.5",
         ]);
-        assert_eq!(cli.sample_basis_points(), 1250);
-        assert!(parse_percent("101").is_err());
-        assert!(parse_percent("-1").is_err());
+        assert_eq!(cli.load().unwrap().sample.basis_points(), 1250);
+        assert!("101".parse::<Share>().is_err());
+        assert!("-1".parse::<Share>().is_err());
     }
 
     #[test]
-    fn port_zero_and_missing_port_are_rejected() {
+    fn port_zero_is_rejected_and_a_missing_port_or_interface_named() {
         assert!(Cli::try_parse_from(["mirror-agent", "--iface", "lo", "--port", "0"]).is_err());
-        assert!(Cli::try_parse_from(["mirror-agent", "--iface", "lo"]).is_err());
         assert!(Cli::try_parse_from(["mirror-agent", "--iface", "lo", "--port", "70000"]).is_err());
+        let config = Cli::try_parse_from(["mirror-agent", "--iface", "lo"])
+            .unwrap()
+            .load()
+            .unwrap();
+        let err = config.capture_options().unwrap_err().to_string();
+        assert_eq!(err, "no port: give --port or `ports` in the config file");
+        let config = Cli::try_parse_from(["mirror-agent", "--port", "80"])
+            .unwrap()
+            .load()
+            .unwrap();
+        let err = config.capture_options().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no interface: give --iface or `iface` in the config file"
+        );
     }
 
     const EXAMPLE: &str = r#"
@@ -1319,13 +2090,15 @@ url = "http://10.0.0.7:9001/prefix"
     #[test]
     fn the_documented_example_file_is_valid() {
         let config = FileConfig::parse(EXAMPLE_FILE).unwrap().resolve().unwrap();
-        assert_eq!(config.targets.len(), 1);
-        assert_eq!(config.targets[0].shadow.name, "v2");
+        assert_eq!(config.route.targets.len(), 1);
+        assert_eq!(config.route.targets[0].shadow.name, "v2");
+        assert_eq!(config.iface.as_deref(), Some("eth0"));
+        assert_eq!(config.ports, [80, 8080]);
     }
 
     #[test]
     fn a_file_gives_global_and_per_target_rules_and_settings() {
-        let config = FileConfig::parse(EXAMPLE).unwrap().resolve().unwrap();
+        let config = FileConfig::parse(EXAMPLE).unwrap().resolve().unwrap().route;
         assert_eq!(
             config.marker.as_ref().unwrap().to_string(),
             "X-Shadow-Copy: 1"
@@ -1373,7 +2146,7 @@ url = "http://10.0.0.7:9001/prefix"
         let config = FileConfig::parse(EXAMPLE).unwrap().resolve().unwrap();
         let text = render_config(&config).unwrap();
         let again = FileConfig::parse(&text)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
             .resolve()
             .unwrap();
         assert_eq!(again, config, "{text}");
@@ -1402,7 +2175,7 @@ url = "http://10.0.0.7:9001/prefix"
             ),
             (
                 "[[target]]\nurl = \"http://a\"\n  shar = 2\n",
-                ":3:3: key `target.shar`: unknown key `shar`, expected one of: url, name, share,",
+                ":3:3: key `target.shar`: unknown key `shar` (did you mean `share`?), expected one of: url, name, share,",
             ),
             (
                 "[[match]]\nheader = \"X\"\nregex = \"a(\"\n",
@@ -1414,7 +2187,7 @@ url = "http://10.0.0.7:9001/prefix"
             ),
             (
                 "strip_headers = [\"Cookie\", \"Bad:Name\"]\n",
-                ":1:17: key `strip_headers`: `Bad:Name` is not a header name",
+                ":1:28: key `strip_headers`: `Bad:Name` is not a header name",
             ),
             (
                 "connect_timeout = 5\n",
@@ -1439,6 +2212,211 @@ url = "http://10.0.0.7:9001/prefix"
             );
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_with_its_line() {
+        let text = "\
+ifcae = \"eth0\"
+ports = [8080]
+path_regexes = ['^/ok', '^/v[0-9+/']
+
+[[target]]
+url = \"https://v2:9000\"
+
+[[target]]
+url = \"http://v3:9000\"
+queue_sise = 10
+";
+        let path = write_temp("three.toml", text);
+        let err = check_config(&path).unwrap_err().to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        let p = path.display();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{p}:1:1: key `ifcae`: unknown key `ifcae` (did you mean `iface`?)"
+            )),
+            "{err}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("{p}:3:25: key `path_regexes`: bad regex")),
+            "{err}"
+        );
+        assert!(
+            lines[2].starts_with(&format!(
+                "{p}:6:7: key `target.url`: `https://v2:9000`: https targets are not supported"
+            )),
+            "{err}"
+        );
+        assert!(
+            lines[3].starts_with(&format!(
+                "{p}:10:1: key `target.queue_sise`: unknown key `queue_sise` (did you mean `queue_size`?)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn capture_agent_and_limit_keys_come_from_the_file_and_flags_win() {
+        let text = "\
+iface = \"veth0\"
+ports = [80, 8080]
+sample = 12.5
+ring_size = \"8M\"
+attach = \"netlink\"
+log_format = \"text\"
+log_level = \"debug\"
+log_requests = 1
+metrics_addr = \"127.0.0.1:9999\"
+stats_interval = \"2s\"
+drain_timeout = \"500ms\"
+max_flows = 1000
+max_flow_buffer = \"2M\"
+max_buffered = 1048576
+flow_idle_timeout = \"5m\"
+hole_timeout = \"1s\"
+max_head_size = \"16K\"
+max_headers = 50
+max_body_size = \"1M\"
+";
+        let config = FileConfig::parse(text).unwrap().resolve().unwrap();
+        assert_eq!(config.iface.as_deref(), Some("veth0"));
+        assert_eq!(config.ports, [80, 8080]);
+        assert_eq!(config.sample.basis_points(), 1250);
+        assert_eq!(config.ring_bytes, 8 << 20);
+        assert_eq!(config.attach, AttachMode::Netlink);
+        assert_eq!(config.log_format, Some(LogFormat::Text));
+        assert_eq!(config.log_level, "debug");
+        assert_eq!(config.log_requests.basis_points(), 100);
+        assert_eq!(config.metrics_addr.port(), 9999);
+        assert_eq!(config.stats_interval, Duration::from_secs(2));
+        assert_eq!(config.drain_timeout, Duration::from_millis(500));
+        let f = &config.flow;
+        assert_eq!(f.max_flows, 1000);
+        assert_eq!(f.max_ooo_bytes_per_flow, 2 << 20);
+        assert_eq!(f.max_buffered_bytes, 1 << 20);
+        assert_eq!(f.idle_timeout_ns, 300_000_000_000);
+        assert_eq!(f.hole_timeout_ns, 1_000_000_000);
+        assert_eq!(f.http.max_head_bytes, 16 << 10);
+        assert_eq!(f.http.max_headers, 50);
+        assert_eq!(f.http.max_body_bytes, 1 << 20);
+        let options = config.capture_options().unwrap();
+        assert_eq!((options.iface.as_str(), options.sample_bp), ("veth0", 1250));
+
+        // The effective configuration loads back to the same.
+        let rendered = render_config(&config).unwrap();
+        let again = FileConfig::parse(&rendered).unwrap().resolve().unwrap();
+        assert_eq!(again, config, "{rendered}");
+
+        let path = write_temp("agent.toml", text);
+        let path = path.to_str().unwrap();
+        let flags = Cli::try_parse_from([
+            "mirror-agent",
+            "--config",
+            path,
+            "--iface",
+            "eth1",
+            "--port",
+            "9000",
+            "--max-flows",
+            "7",
+            "--log-level",
+            "warn,mirror_agent=info",
+            "--stats-interval",
+            "1s",
+        ])
+        .unwrap()
+        .load()
+        .unwrap();
+        assert_eq!(flags.iface.as_deref(), Some("eth1"));
+        assert_eq!(flags.ports, [9000]);
+        assert_eq!(flags.flow.max_flows, 7);
+        assert_eq!(flags.log_level, "warn,mirror_agent=info");
+        assert_eq!(flags.stats_interval, Duration::from_secs(1));
+        assert_eq!(flags.ring_bytes, 8 << 20, "from the file");
+        assert_eq!(
+            config.restart_needed(&flags),
+            ["iface", "ports", "max_flows"],
+            "what SIGHUP cannot apply"
+        );
+    }
+
+    #[test]
+    fn bad_agent_values_are_errors_at_their_place() {
+        let cases = [
+            ("ports = []\n", ":1:9: key `ports`: between 1 and 16 ports"),
+            ("ports = [80, 0]\n", ":1:9: key `ports`: 0 is not a port"),
+            (
+                "ring_size = \"3M\"\n",
+                ":1:13: key `ring_size`: 3M must be a power of two",
+            ),
+            (
+                "attach = \"xdp\"\n",
+                ":1:10: key `attach`: `xdp` is not an attach mode",
+            ),
+            (
+                "log_level = \"inof\"\n",
+                ":1:13: key `log_level`: `inof` is not a log level",
+            ),
+            (
+                "log_format = \"yaml\"\n",
+                ":1:14: key `log_format`: `yaml` is not a log format",
+            ),
+            (
+                "metrics_addr = \"localhost\"\n",
+                ":1:16: key `metrics_addr`: invalid socket address",
+            ),
+            (
+                "max_headers = 1000\n",
+                ":1:15: key `max_headers`: `1000` is not a number from 1 to 256",
+            ),
+            (
+                "sample = 120\n",
+                ":1:10: key `sample`: 120 is outside 0 to 100",
+            ),
+        ];
+        for (text, expected) in cases {
+            let path = write_temp("agent-bad.toml", text);
+            let err = check_config(&path).unwrap_err().to_string();
+            let expected = format!("{}{expected}", path.display());
+            assert!(
+                err.starts_with(&expected),
+                "\n got: {err}\nwant: {expected}"
+            );
+        }
+        let err = |args: &[&str]| cli(args).unwrap_err().to_string();
+        assert!(err(&["--log-level", "verbose"]).contains("not a log level"));
+        assert!(err(&["--max-headers", "300"]).contains("--max-headers"));
+        assert!(err(&["--max-body-size", "12X"]).contains("unknown size unit"));
+        let many: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
+        let mut args = vec!["mirror-agent", "--iface", "lo"];
+        for p in &many {
+            args.extend(["--port", p]);
+        }
+        let err = Cli::try_parse_from(args)
+            .unwrap()
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--port: at most 16 ports can be captured, got 17");
+    }
+
+    #[test]
+    fn check_config_says_what_the_agent_still_needs() {
+        let path = write_temp("routing-only.toml", "[[target]]\nurl = \"http://v2:1\"\n");
+        let printed = check_config(&path).unwrap();
+        assert!(printed.contains("# No `iface`"), "{printed}");
+        assert!(printed.contains("# No `ports`"), "{printed}");
+        assert!(
+            printed.contains("metrics_addr = \"127.0.0.1:9464\""),
+            "{printed}"
+        );
+        assert!(printed.contains("max_body_size = \"64M\""), "{printed}");
+        let err = check_config(Path::new("/nonexistent/mirror.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot read the configuration file /nonexistent/mirror.toml"));
     }
 
     #[test]

@@ -4,33 +4,60 @@
 //! Start-up order: configuration (fails before touching the kernel), the
 //! capture, the metrics endpoint, the shadow targets. Shutdown order: detach first
 //! (production never waits on us), drain the ring, drain the shadow queues up
-//! to `--drain-timeout`, log the final counts, exit 0.
+//! to `--drain-timeout`, log the final counts, exit 0. SIGHUP reloads the
+//! configuration file without detaching.
+//!
+//! Exit status: 0 after a signal, 2 for a bad or incomplete configuration
+//! (as for a bad flag), 1 for anything else.
 
 use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
     process::ExitCode,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
 };
 
 use anyhow::Context as _;
 use clap::Parser;
 use mirror_agent::{
-    capture::{Capture, CaptureOptions, DEFAULT_RING_BYTES, DRAIN_INTERVAL},
-    config::Cli,
-    flow::{FlowConfig, FlowTable},
-    logging,
-    metrics::{
-        self, BuildInfo, HistogramSnapshot, PipelineStats, Readiness, Sources, TargetSnapshot,
-    },
-    pipeline::Pipeline,
+    capture::{Capture, DRAIN_INTERVAL},
+    config::{self, Cli, Command, Config, HumanDuration, InvalidConfig},
+    flow::FlowTable,
+    logging::{self, Logging},
+    metrics::{self, BuildInfo, PipelineStats, Readiness, ReloadStats, Sources},
+    pipeline::{LoggedRouter, Pipeline},
     route::RouterHandle,
-    shadow::{DropReason, FilterReason, StatusClass},
     summary,
+};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    task::JoinHandle,
 };
 use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, &cli.log_level);
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let config = match cli.load() {
+        Ok(config) => config,
+        Err(err) => {
+            // The configuration says how to log; without one, the flags do.
+            let level = cli.log_level.as_ref().map_or("info", |l| l.0.as_str());
+            logging::init(cli.log_format, level, false);
+            return fail(&err.into());
+        }
+    };
+    let logging = logging::init(
+        config.log_format,
+        &config.log_level,
+        config.log_requests.basis_points() > 0,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mirror-shadow")
@@ -43,41 +70,98 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli, config, logging));
+    // Everything was drained or given up on: do not wait for stragglers
+    // (a name resolution in progress, a reload's background drain).
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// One error line per problem for the operator, causes chained on it.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    if let Some(invalid) = err.downcast_ref::<InvalidConfig>() {
+        for line in invalid.0.lines() {
+            error!("{line}");
+        }
+        return ExitCode::from(2);
+    }
+    error!("{err:#}");
+    ExitCode::FAILURE
+}
+
+/// `mirror-agent check-config FILE`: the effective configuration on
+/// stdout, or every error on stderr (status 1).
+fn check_config(file: &Path) -> ExitCode {
+    match config::check_config(file) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
-            // One clear line for the operator, causes chained on it.
-            error!("{err:#}");
+            for line in err.0.lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let routing = cli.mirror.route_config()?;
+/// SIGTERM and SIGINT. Registered (with SIGHUP) before anything is
+/// attached: from then on no signal ends the process without a detach.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+fn listen(kind: SignalKind) -> anyhow::Result<Signal> {
+    signal(kind).context("cannot listen for signals")
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: listen(SignalKind::terminate())?,
+            int: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT; returns its name.
+    async fn stop(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+async fn run(cli: Cli, config: Config, logging: Logging) -> anyhow::Result<()> {
+    let options = config.capture_options()?;
+    let mut signals = Signals::new()?;
+    let hup = listen(SignalKind::hangup())?;
     let readiness = Arc::new(Readiness::default());
     let stats = Arc::new(PipelineStats::default());
-
-    let mut options = CaptureOptions::new(cli.iface.clone(), cli.port.clone());
-    options.sample_bp = cli.sample_basis_points();
-    options.ring_bytes = cli.ring_size.unwrap_or(DEFAULT_RING_BYTES);
-    options.attach = cli.attach;
+    let reloads = Arc::new(ReloadStats::default());
 
     // Privileges, interface and kernel are checked first: the commonest
     // mistakes fail fast with one line. Until the pipeline drains it, the
     // ring holds what arrives.
     let mut capture = Capture::start(&options)?;
     readiness.attached.store(true, Ordering::Relaxed);
-    let listener = metrics::bind(cli.metrics_addr)
+    let listener = metrics::bind(config.metrics_addr)
         .await
-        .with_context(|| format!("cannot serve metrics on {}", cli.metrics_addr))?;
-    let shadows = RouterHandle::start(routing).await;
+        .with_context(|| format!("cannot serve metrics on {}", config.metrics_addr))?;
+    let shadows = RouterHandle::start(config.route.clone()).await;
+    check_self_mirroring(&shadows, &config)?;
     readiness.config_loaded.store(true, Ordering::Relaxed);
 
     let sources = Sources {
         kernel: Some(capture.counter_reader()),
         pipeline: Arc::clone(&stats),
-        targets: target_source(shadows.clone()),
+        targets: metrics::target_source(shadows.clone()),
+        reloads: Arc::clone(&reloads),
         build: BuildInfo {
             version: env!("CARGO_PKG_VERSION"),
             kernel: kernel_release(),
@@ -89,14 +173,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sources.clone(),
         Arc::clone(&readiness),
     ));
-    let summary_task = tokio::spawn(summary::run(sources, cli.stats_interval.0));
+    let summary_task = tokio::spawn(summary::run(sources.clone(), config.stats_interval));
 
-    let table = FlowTable::new(FlowConfig::default(), shadows.router());
+    let log_share = Arc::new(AtomicU32::new(config.log_requests.basis_points()));
+    let router = LoggedRouter::new(shadows.clone(), Arc::clone(&log_share));
+    let table = FlowTable::new(config.flow.clone(), router);
     let mut pipeline = Pipeline::new(table, Arc::clone(&stats), Arc::clone(&readiness));
-    capture
-        .run(&mut pipeline, shutdown_signal(), DRAIN_INTERVAL)
-        .await?;
+
+    let reloader = Arc::new(Reloader {
+        cli,
+        running: Mutex::new(config),
+        shadows: shadows.clone(),
+        logging,
+        log_share,
+        reloads,
+        sources,
+        summary: Mutex::new(summary_task),
+    });
+    let reload_task = tokio::spawn(Arc::clone(&reloader).listen(hup));
+
+    let stop = async {
+        let name = signals.stop().await;
+        info!("{name} received, detaching");
+    };
+    capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await?;
     readiness.attached.store(false, Ordering::Relaxed);
+    reload_task.abort();
 
     // Connections still open: requests in progress are counted, not lost
     // silently.
@@ -105,8 +207,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kernel = capture.kernel_counters()?;
     drop(capture);
 
-    let targets = shadows.shutdown(cli.drain_timeout.0).await;
-    summary_task.abort();
+    let drain = reloader.running().drain_timeout;
+    info!(
+        drain_timeout = %HumanDuration(drain),
+        "draining the shadow queues (a second signal stops now)"
+    );
+    let targets = tokio::select! {
+        targets = shadows.shutdown(drain) => targets,
+        name = signals.stop() => {
+            warn!("{name} received again: not waiting for the shadow queues");
+            shadows.stats()
+        }
+    };
+    reloader.summary_task().abort();
     metrics_task.abort();
 
     let pipeline_stats = stats.get();
@@ -127,60 +240,179 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the targets' atomics into the shape the metrics module exports.
-fn target_source(shadows: RouterHandle) -> metrics::TargetSource {
-    Arc::new(move || {
-        shadows
-            .targets()
-            .iter()
-            .map(|target| {
-                let s = target.stats().snapshot();
-                let mut outcomes = Vec::with_capacity(
-                    StatusClass::COUNT + FilterReason::COUNT + DropReason::COUNT,
+/// Applies a new configuration on SIGHUP.
+struct Reloader {
+    cli: Cli,
+    /// What runs now (settings that need a restart keep their start value).
+    running: Mutex<Config>,
+    shadows: RouterHandle,
+    logging: Logging,
+    log_share: Arc<AtomicU32>,
+    reloads: Arc<ReloadStats>,
+    sources: Sources,
+    summary: Mutex<JoinHandle<()>>,
+}
+
+impl Reloader {
+    fn running(&self) -> Config {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn summary_task(&self) -> std::sync::MutexGuard<'_, JoinHandle<()>> {
+        self.summary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn listen(self: Arc<Self>, mut hup: Signal) {
+        while hup.recv().await.is_some() {
+            self.reload().await;
+        }
+    }
+
+    async fn reload(&self) {
+        let Some(file) = &self.cli.config else {
+            warn!("SIGHUP received, but there is no --config file to read again");
+            return;
+        };
+        info!(file = %file.display(), "SIGHUP received, reading the configuration again");
+        let new = match self.cli.load().and_then(|c| c.capture_options().map(|_| c)) {
+            Ok(new) => new,
+            Err(err) => {
+                for line in err.0.lines() {
+                    error!("{line}");
+                }
+                self.reloads.rejected.fetch_add(1, Ordering::Relaxed);
+                error!(
+                    file = %file.display(),
+                    "configuration rejected; the running configuration stays"
                 );
-                for class in StatusClass::ALL {
-                    outcomes.push((class.as_str(), s.sent_by(*class)));
+                return;
+            }
+        };
+        let old = self.running();
+        let restart = old.restart_needed(&new);
+        if !restart.is_empty() {
+            warn!(
+                keys = %restart.join(", "),
+                "these settings changed but need a restart (the capture stays attached \
+                 as it is): {}",
+                restart.join(", ")
+            );
+        }
+        if new.route != old.route {
+            self.shadows.reload(new.route.clone()).await;
+        }
+        let requests = new.log_requests.basis_points();
+        let level_changed = new.log_level != old.log_level
+            || (requests > 0) != (old.log_requests.basis_points() > 0);
+        if level_changed && let Err(err) = self.logging.set_level(&new.log_level, requests > 0) {
+            warn!("the log level cannot change: {err}");
+        }
+        self.log_share.store(requests, Ordering::Relaxed);
+        if new.stats_interval != old.stats_interval {
+            let mut task = self.summary_task();
+            task.abort();
+            *task = tokio::spawn(summary::run(self.sources.clone(), new.stats_interval));
+        }
+        let mut running = new;
+        // What needs a restart keeps running as it started.
+        running.iface = old.iface;
+        running.ports = old.ports;
+        running.sample = old.sample;
+        running.ring_bytes = old.ring_bytes;
+        running.attach = old.attach;
+        running.log_format = old.log_format;
+        running.metrics_addr = old.metrics_addr;
+        running.flow = old.flow;
+        let targets = running.route.targets.len();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = running;
+        self.reloads.applied.fetch_add(1, Ordering::Relaxed);
+        info!(
+            file = %file.display(),
+            targets,
+            "configuration reloaded"
+        );
+    }
+}
+
+/// A target that is the captured service itself would receive its own
+/// mirrored requests back through the capture. The marker header stops
+/// that loop; without it the agent refuses to start.
+fn check_self_mirroring(shadows: &RouterHandle, config: &Config) -> anyhow::Result<()> {
+    let Some(iface) = &config.iface else {
+        return Ok(());
+    };
+    let services: Vec<SocketAddr> = interface_addresses(iface)
+        .into_iter()
+        .flat_map(|ip| {
+            config
+                .ports
+                .iter()
+                .map(move |port| SocketAddr::new(ip, *port))
+        })
+        .collect();
+    let looping = shadows.targets_pointing_at(&services);
+    if looping.is_empty() {
+        return Ok(());
+    }
+    if config.route.marker.is_none() {
+        return Err(InvalidConfig(format!(
+            "shadow target {} is the captured service itself ({iface}, port {:?}): without a \
+             marker header its mirrored requests would be mirrored again forever",
+            looping.join(", "),
+            config.ports
+        ))
+        .into());
+    }
+    warn!(
+        targets = %looping.join(", "),
+        "a shadow target is the captured service itself: the marker header keeps its \
+         mirrored requests from being mirrored again"
+    );
+    Ok(())
+}
+
+/// The IP addresses of an interface (getifaddrs).
+fn interface_addresses(iface: &str) -> Vec<IpAddr> {
+    let mut addresses = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs; every
+    // pointer read is checked for null and belongs to that list.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return addresses;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let ifa = &*entry;
+            entry = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != iface.as_bytes() {
+                continue;
+            }
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    addresses.push(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()));
                 }
-                for reason in FilterReason::ALL {
-                    outcomes.push((reason.as_str(), s.filtered_by(*reason)));
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    addresses.push(IpAddr::from(sin6.sin6_addr.s6_addr));
                 }
-                for reason in DropReason::ALL {
-                    outcomes.push((reason.as_str(), s.dropped_by(*reason)));
-                }
-                TargetSnapshot {
-                    name: target.name().to_string(),
-                    outcomes,
-                    queue_depth: s.queue_depth as i64,
-                    latency: HistogramSnapshot {
-                        sum_seconds: s.latency.sum_seconds,
-                        count: s.latency.count,
-                        buckets: s.latency.cumulative().collect(),
-                    },
-                }
-            })
-            .collect()
-    })
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(list);
+    }
+    addresses
 }
 
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(err) => {
-            error!("cannot listen for SIGTERM: {err}");
-            std::future::pending::<()>().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, detaching"),
-        _ = term.recv() => info!("SIGTERM received, detaching"),
-    }
 }

@@ -36,6 +36,8 @@ use crate::{
     capture::CounterReader,
     flow::{FlowEndReason, Stats},
     http::DropReason,
+    route::RouterHandle,
+    shadow::{self, FilterReason, LATENCY_BUCKETS, StatusClass},
 };
 
 /// The flow and http stages' counters, published by the capture task (it
@@ -85,29 +87,73 @@ impl Readiness {
     }
 }
 
-/// One latency histogram as exported: cumulative counts per upper bound.
+/// One latency histogram as exported.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HistogramSnapshot {
     pub sum_seconds: f64,
     pub count: u64,
-    /// `(upper bound in seconds, cumulative count)`, ascending; +Inf last.
+    /// `(upper bound in seconds, count of that bucket alone)`, ascending;
+    /// +Inf last. The exposition makes them cumulative.
     pub buckets: Vec<(f64, u64)>,
 }
 
 /// One shadow target's numbers at scrape time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TargetSnapshot {
-    /// The target's label value (its URL as configured).
+    /// The target's label value (its name: the URL unless configured).
     pub name: String,
+    /// Requests the router looked at for this target since it started:
+    /// `captured = sent + filtered + dropped + queued + in flight`.
+    pub captured: u64,
     /// `(outcome, count)`: response status classes (`2xx`, ...) for sent
     /// requests, filter and drop reasons otherwise.
     pub outcomes: Vec<(&'static str, u64)>,
     pub queue_depth: i64,
+    pub in_flight: i64,
     pub latency: HistogramSnapshot,
 }
 
 /// Supplies the targets' snapshots at scrape time.
 pub type TargetSource = Arc<dyn Fn() -> Vec<TargetSnapshot> + Send + Sync>;
+
+/// Reads the running targets' atomics at scrape time.
+pub fn target_source(shadows: RouterHandle) -> TargetSource {
+    Arc::new(move || {
+        shadows
+            .targets()
+            .iter()
+            .map(|target| target_snapshot(target.name(), &target.stats().snapshot()))
+            .collect()
+    })
+}
+
+/// One target's counters in the shape of the exposition.
+pub fn target_snapshot(name: &str, s: &shadow::StatsSnapshot) -> TargetSnapshot {
+    let mut outcomes =
+        Vec::with_capacity(StatusClass::COUNT + FilterReason::COUNT + shadow::DropReason::COUNT);
+    for class in StatusClass::ALL {
+        outcomes.push((class.as_str(), s.sent_by(*class)));
+    }
+    for reason in FilterReason::ALL {
+        outcomes.push((reason.as_str(), s.filtered_by(*reason)));
+    }
+    for reason in shadow::DropReason::ALL {
+        outcomes.push((reason.as_str(), s.dropped_by(*reason)));
+    }
+    let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+    TargetSnapshot {
+        name: name.to_owned(),
+        captured: s.captured,
+        outcomes,
+        queue_depth: i64::try_from(s.queue_depth).unwrap_or(i64::MAX),
+        in_flight: i64::try_from(s.in_flight).unwrap_or(i64::MAX),
+        latency: HistogramSnapshot {
+            sum_seconds: s.latency.sum_seconds,
+            count: s.latency.count,
+            buckets: bounds.zip(s.latency.buckets.iter().copied()).collect(),
+        },
+    }
+}
 
 /// `mirror_build_info` labels.
 #[derive(Clone, Debug)]
@@ -117,12 +163,20 @@ pub struct BuildInfo {
     pub attach_mode: &'static str,
 }
 
+/// Configuration reloads (SIGHUP), by outcome.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub applied: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
 /// Everything a scrape reads.
 #[derive(Clone)]
 pub struct Sources {
     pub kernel: Option<Arc<CounterReader>>,
     pub pipeline: Arc<PipelineStats>,
     pub targets: TargetSource,
+    pub reloads: Arc<ReloadStats>,
     pub build: BuildInfo,
 }
 
@@ -134,9 +188,10 @@ impl std::fmt::Debug for Sources {
     }
 }
 
-/// Kernel packet outcomes exported as `mirror_kernel_packets_total{outcome}`.
-const PACKET_OUTCOMES: [Counter; 7] = [
-    Counter::Seen,
+/// Kernel packet outcomes exported as `mirror_kernel_packets_total{outcome}`:
+/// every packet the program ran on has exactly one (`seen` is their sum, so
+/// it is not one of them).
+const PACKET_OUTCOMES: [Counter; 6] = [
     Counter::NotIp,
     Counter::NotTcp,
     Counter::Malformed,
@@ -150,6 +205,21 @@ impl Collector for Sources {
         self.encode_kernel(&mut encoder)?;
         self.encode_pipeline(&mut encoder)?;
         self.encode_targets(&mut encoder)?;
+        let mut reloads = encoder.encode_descriptor(
+            "mirror_config_reloads",
+            "Configuration reloads (SIGHUP) by outcome: applied, or rejected (bad file; \
+             the running configuration stays).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in [
+            ("applied", &self.reloads.applied),
+            ("rejected", &self.reloads.rejected),
+        ] {
+            let labels = [("outcome", outcome)];
+            ConstCounter::new(count.load(Ordering::Relaxed))
+                .encode(reloads.encode_family(&labels)?)?;
+        }
         let mut info = encoder.encode_descriptor(
             "mirror_build_info",
             "Version of the agent, kernel release and how the program is attached.",
@@ -180,7 +250,7 @@ impl Sources {
         };
         let mut packets = encoder.encode_descriptor(
             "mirror_kernel_packets",
-            "Packets the kernel program ran on, by outcome (seen = the sum of the others).",
+            "Packets the kernel program ran on, by outcome (one each).",
             None,
             MetricType::Counter,
         )?;
@@ -278,6 +348,27 @@ impl Sources {
                 let labels = [("target", target.name.as_str()), ("outcome", outcome)];
                 ConstCounter::new(*count).encode(requests.encode_family(&labels)?)?;
             }
+        }
+        let mut captured = encoder.encode_descriptor(
+            "mirror_shadow_captured",
+            "Requests the router looked at for a target since the target started: \
+             captured = sent + filtered + dropped + queued + in flight.",
+            None,
+            MetricType::Counter,
+        )?;
+        for target in &targets {
+            let labels = [("target", target.name.as_str())];
+            ConstCounter::new(target.captured).encode(captured.encode_family(&labels)?)?;
+        }
+        let mut in_flight = encoder.encode_descriptor(
+            "mirror_shadow_in_flight",
+            "Requests being sent to a shadow target or waiting for its response.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for target in &targets {
+            let labels = [("target", target.name.as_str())];
+            ConstGauge::new(target.in_flight).encode(in_flight.encode_family(&labels)?)?;
         }
         let mut depth = encoder.encode_descriptor(
             "mirror_shadow_queue_depth",
@@ -453,6 +544,7 @@ mod tests {
             kernel: None,
             pipeline,
             targets: Arc::new(move || targets.clone()),
+            reloads: Arc::new(ReloadStats::default()),
             build: BuildInfo {
                 version: "0.1.0",
                 kernel: "6.18.0".into(),
@@ -465,12 +557,14 @@ mod tests {
     fn the_exposition_names_every_family_with_its_labels() {
         let target = TargetSnapshot {
             name: "http://v2:9000".into(),
+            captured: 48,
             outcomes: vec![("2xx", 40), ("queue_full", 2)],
             queue_depth: 5,
+            in_flight: 1,
             latency: HistogramSnapshot {
                 sum_seconds: 0.5,
                 count: 40,
-                buckets: vec![(0.01, 30), (0.1, 40), (f64::INFINITY, 40)],
+                buckets: vec![(0.01, 30), (0.1, 10), (f64::INFINITY, 0)],
             },
         };
         let mut registry = Registry::default();
@@ -485,12 +579,44 @@ mod tests {
             "mirror_shadow_requests_total{target=\"http://v2:9000\",outcome=\"queue_full\"} 2",
             "mirror_shadow_queue_depth{target=\"http://v2:9000\"} 5",
             "mirror_shadow_request_duration_seconds_count{target=\"http://v2:9000\"} 40",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"0.01\",target=\"http://v2:9000\"} 30",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"0.1\",target=\"http://v2:9000\"} 40",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"+Inf\",target=\"http://v2:9000\"} 40",
+            "mirror_shadow_captured_total{target=\"http://v2:9000\"} 48",
+            "mirror_shadow_in_flight{target=\"http://v2:9000\"} 1",
+            "mirror_config_reloads_total{outcome=\"rejected\"} 0",
             "mirror_build_info{version=\"0.1.0\",kernel=\"6.18.0\",attach_mode=\"tcx\"} 1",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
         assert!(text.contains("# TYPE mirror_requests_captured_total counter\n"));
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulated_once() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = shadow::TargetStats::default();
+        for ms in [1, 1, 30, 30, 30] {
+            stats.captured.fetch_add(1, Relaxed);
+            stats.sent_one(StatusClass::Success, Duration::from_millis(ms));
+        }
+        let target = target_snapshot("v2", &stats.snapshot());
+        assert_eq!(target.captured, 5);
+        assert!(target.outcomes.contains(&("2xx", 5)));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(sources(vec![target])));
+        let text = render(&registry);
+        for line in [
+            "mirror_shadow_request_duration_seconds_bucket{le=\"0.001\",target=\"v2\"} 2",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"0.025\",target=\"v2\"} 2",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"0.05\",target=\"v2\"} 5",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"10.0\",target=\"v2\"} 5",
+            "mirror_shadow_request_duration_seconds_bucket{le=\"+Inf\",target=\"v2\"} 5",
+            "mirror_shadow_request_duration_seconds_count{target=\"v2\"} 5",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
     }
 
     #[test]

@@ -1,28 +1,31 @@
 //! The periodic summary line and the "drops started / stopped" events that
 //! an SRE tailing the log relies on. Nothing is logged per request here: one
 //! line per interval, and one event each time a kind of loss starts or stops.
+//!
+//! [`LossTracker`] is the logic (pure: totals in, events out); [`run`] is
+//! the loop that reads the totals from the metrics sources and logs.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::metrics::{Sources, TargetSnapshot};
-
-/// Outcomes of a target that mean "sent": response status classes.
-fn is_sent(outcome: &str) -> bool {
-    matches!(outcome, "1xx" | "2xx" | "3xx" | "4xx" | "5xx")
-}
+use crate::shadow::{FilterReason, StatusClass};
 
 /// Everything compared from one interval to the next.
-#[derive(Default)]
-struct Totals {
-    captured: u64,
-    /// Losses by `stage/reason` (capture skips and per-target drops).
-    losses: BTreeMap<String, u64>,
-    sent: BTreeMap<String, u64>,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests reassembled from the capture.
+    pub captured: u64,
+    /// Losses by `stage/reason` (kernel, capture skips, per-target drops).
+    pub losses: BTreeMap<String, u64>,
+    /// Requests answered, by target.
+    pub sent: BTreeMap<String, u64>,
 }
 
-fn totals(sources: &Sources) -> Totals {
+/// Reads the totals from where the metrics read them.
+pub fn totals(sources: &Sources) -> Totals {
     let stats = sources.pipeline.get();
     let mut totals = Totals {
         captured: stats.http.requests,
@@ -45,71 +48,282 @@ fn totals(sources: &Sources) -> Totals {
                 .insert(format!("capture/{}", reason.as_str()), count);
         }
     }
-    for TargetSnapshot { name, outcomes, .. } in (sources.targets)() {
-        let mut sent = 0;
-        for (outcome, count) in outcomes {
-            if is_sent(outcome) {
-                sent += count;
-            } else if is_drop(outcome) && count > 0 {
-                totals.losses.insert(format!("{name}/{outcome}"), count);
-            }
-        }
-        totals.sent.insert(name, sent);
+    for target in (sources.targets)() {
+        add_target(&mut totals, target);
     }
     totals
 }
 
-/// Filter outcomes are choices, not losses; everything else that is not a
-/// status class is a drop.
-fn is_drop(outcome: &str) -> bool {
-    !is_sent(outcome) && !matches!(outcome, "share" | "header" | "method" | "path" | "loop")
+fn add_target(totals: &mut Totals, target: TargetSnapshot) {
+    let mut sent = 0;
+    for (outcome, count) in target.outcomes {
+        if is_sent(outcome) {
+            sent += count;
+        } else if !is_filter(outcome) && count > 0 {
+            totals
+                .losses
+                .insert(format!("{}/{outcome}", target.name), count);
+        }
+    }
+    totals.sent.insert(target.name, sent);
+}
+
+/// Outcomes of a target that mean "sent": response status classes.
+fn is_sent(outcome: &str) -> bool {
+    StatusClass::ALL.iter().any(|c| c.as_str() == outcome)
+}
+
+/// Filter outcomes are choices of the configuration, not losses.
+fn is_filter(outcome: &str) -> bool {
+    FilterReason::ALL.iter().any(|r| r.as_str() == outcome)
+}
+
+/// A kind of loss began or ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LossEvent {
+    /// `what` lost `count` requests in an interval after one without.
+    Started { what: String, count: u64 },
+    /// `what` lost nothing for a whole interval; `lost` requests in all
+    /// since it started.
+    Stopped { what: String, lost: u64 },
+}
+
+/// One interval, compared with the one before.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Interval {
+    /// Requests captured in the interval.
+    pub captured: u64,
+    pub captured_total: u64,
+    /// Requests sent per target in the interval.
+    pub sent: Vec<(String, u64)>,
+    /// Losses in the interval, by kind (only those with some).
+    pub dropped: Vec<(String, u64)>,
+    pub events: Vec<LossEvent>,
+}
+
+/// Follows the totals from interval to interval and says when a kind of
+/// loss starts (it lost something in an interval after one without) and
+/// stops (an interval without loss after one with). Counters that go back
+/// (a target replaced by a reload starts from zero) count as no loss.
+#[derive(Debug)]
+pub struct LossTracker {
+    previous: Totals,
+    /// Kinds of loss now losing, with their total when they started.
+    losing: BTreeMap<String, u64>,
+}
+
+impl LossTracker {
+    /// Starts from `first`: what was lost before does not count.
+    pub fn new(first: Totals) -> Self {
+        Self {
+            previous: first,
+            losing: BTreeMap::new(),
+        }
+    }
+
+    pub fn observe(&mut self, now: Totals) -> Interval {
+        let previous = std::mem::replace(&mut self.previous, now);
+        let now = &self.previous;
+        let delta = |total: u64, before: Option<&u64>| total.saturating_sub(*before.unwrap_or(&0));
+        let mut interval = Interval {
+            captured: delta(now.captured, Some(&previous.captured)),
+            captured_total: now.captured,
+            ..Interval::default()
+        };
+        for (target, total) in &now.sent {
+            interval
+                .sent
+                .push((target.clone(), delta(*total, previous.sent.get(target))));
+        }
+        for (what, total) in &now.losses {
+            let lost = delta(*total, previous.losses.get(what));
+            if lost > 0 {
+                interval.dropped.push((what.clone(), lost));
+                if !self.losing.contains_key(what) {
+                    let before = total - lost;
+                    self.losing.insert(what.clone(), before);
+                    interval.events.push(LossEvent::Started {
+                        what: what.clone(),
+                        count: lost,
+                    });
+                }
+            }
+        }
+        // Losing before, and nothing in this interval (or gone altogether:
+        // a target removed by a reload).
+        let stopped: Vec<String> = self
+            .losing
+            .keys()
+            .filter(|what| !interval.dropped.iter().any(|(w, _)| w == *what))
+            .cloned()
+            .collect();
+        for what in stopped {
+            let at_start = self.losing.remove(&what).unwrap_or(0);
+            let total = now.losses.get(&what).copied().unwrap_or(at_start);
+            interval.events.push(LossEvent::Stopped {
+                what,
+                lost: total.saturating_sub(at_start),
+            });
+        }
+        interval
+    }
 }
 
 /// Logs a summary every `interval` until the task is dropped.
-pub async fn run(sources: Sources, interval: std::time::Duration) {
+pub async fn run(sources: Sources, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     ticker.tick().await;
-    let mut previous = totals(&sources);
-    let mut losing: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tracker = LossTracker::new(totals(&sources));
+    let seconds = interval.as_secs_f64().max(0.001);
     loop {
         ticker.tick().await;
-        let now = totals(&sources);
-        let seconds = interval.as_secs_f64().max(0.001);
-        let captured = now.captured.saturating_sub(previous.captured);
-        let sent: Vec<String> = now
-            .sent
-            .iter()
-            .map(|(target, total)| {
-                let delta = total.saturating_sub(*previous.sent.get(target).unwrap_or(&0));
-                format!("{target}={:.1}/s", delta as f64 / seconds)
-            })
-            .collect();
-        let mut dropped = Vec::new();
-        for (what, total) in &now.losses {
-            let delta = total.saturating_sub(*previous.losses.get(what).unwrap_or(&0));
-            let was_losing = losing.get(what).copied().unwrap_or(false);
-            if delta > 0 {
-                dropped.push(format!("{what}={delta}"));
-                if !was_losing {
-                    warn!(loss = %what, count = delta, "requests dropped: {what}");
+        let summary = tracker.observe(totals(&sources));
+        for event in &summary.events {
+            match event {
+                LossEvent::Started { what, count } => {
+                    warn!(loss = %what, count, "drops started: {what}");
                 }
-            } else if was_losing {
-                info!(loss = %what, "drops stopped: {what}");
+                LossEvent::Stopped { what, lost } => {
+                    info!(loss = %what, lost, "drops stopped: {what}");
+                }
             }
-            losing.insert(what.clone(), delta > 0);
         }
+        let rate = |n: u64| format!("{:.1}", n as f64 / seconds);
+        let list = |items: &[(String, u64)], per_second: bool| -> String {
+            if items.is_empty() {
+                return "none".to_owned();
+            }
+            items
+                .iter()
+                .map(|(what, n)| {
+                    if per_second {
+                        format!("{what}={}/s", rate(*n))
+                    } else {
+                        format!("{what}={n}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         info!(
-            captured_per_s = format!("{:.1}", captured as f64 / seconds),
-            captured_total = now.captured,
-            sent = sent.join(" "),
-            dropped = if dropped.is_empty() {
-                "none".to_owned()
-            } else {
-                dropped.join(" ")
-            },
+            captured_per_s = rate(summary.captured),
+            captured_total = summary.captured_total,
+            sent = list(&summary.sent, true),
+            dropped = list(&summary.dropped, false),
             "summary"
         );
-        previous = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(captured: u64, losses: &[(&str, u64)]) -> Totals {
+        Totals {
+            captured,
+            losses: losses.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            sent: BTreeMap::new(),
+        }
+    }
+
+    fn started(what: &str, count: u64) -> LossEvent {
+        LossEvent::Started {
+            what: what.into(),
+            count,
+        }
+    }
+
+    fn stopped(what: &str, lost: u64) -> LossEvent {
+        LossEvent::Stopped {
+            what: what.into(),
+            lost,
+        }
+    }
+
+    #[test]
+    fn a_loss_starts_once_and_stops_after_a_quiet_interval() {
+        let mut t = LossTracker::new(totals(0, &[]));
+        assert_eq!(t.observe(totals(10, &[])).events, []);
+        let i = t.observe(totals(20, &[("v2/queue_full", 3)]));
+        assert_eq!(i.events, [started("v2/queue_full", 3)]);
+        assert_eq!(i.dropped, [("v2/queue_full".to_owned(), 3)]);
+        assert_eq!(i.captured, 10);
+        // Still losing: no new event.
+        let i = t.observe(totals(30, &[("v2/queue_full", 10)]));
+        assert_eq!(i.events, []);
+        assert_eq!(i.dropped, [("v2/queue_full".to_owned(), 7)]);
+        // A quiet interval ends it, with what it lost in all.
+        let i = t.observe(totals(40, &[("v2/queue_full", 10)]));
+        assert_eq!(i.events, [stopped("v2/queue_full", 10)]);
+        assert!(i.dropped.is_empty());
+        assert_eq!(t.observe(totals(50, &[("v2/queue_full", 10)])).events, []);
+        // And it can start again.
+        let i = t.observe(totals(60, &[("v2/queue_full", 11)]));
+        assert_eq!(i.events, [started("v2/queue_full", 1)]);
+    }
+
+    #[test]
+    fn losses_before_the_start_do_not_count() {
+        let mut t = LossTracker::new(totals(5, &[("kernel/ring_full", 100)]));
+        assert_eq!(
+            t.observe(totals(6, &[("kernel/ring_full", 100)])).events,
+            []
+        );
+    }
+
+    #[test]
+    fn kinds_of_loss_are_followed_apart() {
+        let mut t = LossTracker::new(totals(0, &[]));
+        let i = t.observe(totals(0, &[("v2/connect_refused", 4), ("v3/timeout", 1)]));
+        assert_eq!(
+            i.events,
+            [started("v2/connect_refused", 4), started("v3/timeout", 1)]
+        );
+        let i = t.observe(totals(0, &[("v2/connect_refused", 9), ("v3/timeout", 1)]));
+        assert_eq!(i.events, [stopped("v3/timeout", 1)]);
+        let i = t.observe(totals(0, &[("v2/connect_refused", 9), ("v3/timeout", 1)]));
+        assert_eq!(i.events, [stopped("v2/connect_refused", 9)]);
+    }
+
+    #[test]
+    fn a_target_gone_or_restarted_ends_its_losses_without_a_false_start() {
+        let mut t = LossTracker::new(totals(0, &[]));
+        t.observe(totals(0, &[("v2/timeout", 5)]));
+        // Removed by a reload: its counters are gone.
+        let i = t.observe(totals(0, &[]));
+        assert_eq!(i.events, [stopped("v2/timeout", 0)]);
+        // Back with fresh counters, lower than before: a delta of the new
+        // total against nothing.
+        let i = t.observe(totals(0, &[("v2/timeout", 2)]));
+        assert_eq!(i.events, [started("v2/timeout", 2)]);
+        let i = t.observe(totals(0, &[("v2/timeout", 2)]));
+        assert_eq!(i.events, [stopped("v2/timeout", 2)]);
+    }
+
+    #[test]
+    fn sent_outcomes_and_filters_are_not_losses() {
+        let mut totals = Totals::default();
+        add_target(
+            &mut totals,
+            TargetSnapshot {
+                name: "v2".into(),
+                outcomes: vec![
+                    ("2xx", 5),
+                    ("5xx", 1),
+                    ("share", 7),
+                    ("dry_run", 3),
+                    ("queue_full", 2),
+                    ("timeout", 0),
+                ],
+                ..TargetSnapshot::default()
+            },
+        );
+        assert_eq!(totals.sent["v2"], 6);
+        assert_eq!(
+            totals.losses.into_iter().collect::<Vec<_>>(),
+            [("v2/queue_full".to_owned(), 2)]
+        );
     }
 }
