@@ -8,15 +8,28 @@
 //! are unique per process and test, so tests run in parallel; everything
 //! is removed in Drop guards, also when a test fails.
 //!
+//! Replay to shadows: [`ShadowNet`] adds shadow hosts behind the primary,
+//! [`SlowServer`] is a shadow that cannot keep up, [`EtcHosts`] gives the
+//! agent host names, [`Metrics`] scrapes it, [`agent_output`] reads its
+//! final counts and [`mirrored`] compares what shadows and primary got.
+//!
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
+pub mod ab;
 pub mod agent;
+pub mod agent_output;
 pub mod capture;
+pub mod etc_hosts;
+pub mod http_client;
 pub mod http_compare;
 pub mod http_server;
+pub mod metrics;
+pub mod mirrored;
 pub mod netns;
 pub mod packet;
 pub mod scratch;
+pub mod shadow_net;
+pub mod slow_server;
 pub mod tcp;
 pub mod topology;
 
@@ -27,9 +40,14 @@ use std::{
 
 pub use agent::{Agent, AgentExit, agent_binary};
 pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCapture, Stream, Tee};
+pub use etc_hosts::EtcHosts;
+pub use http_client::HttpClient;
 pub use http_server::{HttpServer, Received, ReceivedRequest};
+pub use metrics::Metrics;
 pub use netns::{Link, Netns};
 pub use scratch::ScratchDir;
+pub use shadow_net::ShadowNet;
+pub use slow_server::SlowServer;
 pub use topology::{Family, Topology};
 
 /// Set to 1 to skip the kernel tests on a machine that cannot run them
