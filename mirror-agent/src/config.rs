@@ -1367,11 +1367,13 @@ impl Walk<'_> {
 
     fn unknown(&mut self, key: &Spanned<impl AsRef<str>>, path: &str, expected: &[&'static str]) {
         let name = key.get_ref().as_ref();
-        let mut message = format!("unknown key `{name}`");
-        if let Some(close) = closest(name, expected) {
-            message.push_str(&format!(" (did you mean `{close}`?)"));
-        }
-        message.push_str(&format!(", expected one of: {}", expected.join(", ")));
+        let message = match closest(name, expected) {
+            Some(close) => format!("unknown key `{name}`: did you mean `{close}`?"),
+            None => format!(
+                "unknown key `{name}`, expected one of: {}",
+                expected.join(", ")
+            ),
+        };
         self.errors.push(ConfigError::at(key.span(), path, message));
     }
 
@@ -2175,7 +2177,11 @@ url = "http://10.0.0.7:9001/prefix"
             ),
             (
                 "[[target]]\nurl = \"http://a\"\n  shar = 2\n",
-                ":3:3: key `target.shar`: unknown key `shar` (did you mean `share`?), expected one of: url, name, share,",
+                ":3:3: key `target.shar`: unknown key `shar`: did you mean `share`?",
+            ),
+            (
+                "[[target]]\nurl = \"http://a\"\n  colour = 2\n",
+                ":3:3: key `target.colour`: unknown key `colour`, expected one of: url, name, share,",
             ),
             (
                 "[[match]]\nheader = \"X\"\nregex = \"a(\"\n",
@@ -2235,7 +2241,7 @@ queue_sise = 10
         assert_eq!(lines.len(), 4, "{err}");
         assert!(
             lines[0].starts_with(&format!(
-                "{p}:1:1: key `ifcae`: unknown key `ifcae` (did you mean `iface`?)"
+                "{p}:1:1: key `ifcae`: unknown key `ifcae`: did you mean `iface`?"
             )),
             "{err}"
         );
@@ -2251,7 +2257,7 @@ queue_sise = 10
         );
         assert!(
             lines[3].starts_with(&format!(
-                "{p}:10:1: key `target.queue_sise`: unknown key `queue_sise` (did you mean `queue_size`?)"
+                "{p}:10:1: key `target.queue_sise`: unknown key `queue_sise`: did you mean `queue_size`?"
             )),
             "{err}"
         );

@@ -13,6 +13,10 @@
 //! agent host names, [`Metrics`] scrapes it, [`agent_output`] reads its
 //! final counts and [`mirrored`] compares what shadows and primary got.
 //!
+//! Operating the agent: [`ops`] checks its accounting identities on a
+//! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
+//! scrapes it like production would; [`Load`] is steady client traffic.
+//!
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
 pub mod ab;
@@ -23,10 +27,13 @@ pub mod etc_hosts;
 pub mod http_client;
 pub mod http_compare;
 pub mod http_server;
+pub mod load;
 pub mod metrics;
 pub mod mirrored;
 pub mod netns;
+pub mod ops;
 pub mod packet;
+pub mod prometheus;
 pub mod scratch;
 pub mod shadow_net;
 pub mod slow_server;
@@ -43,8 +50,10 @@ pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCaptu
 pub use etc_hosts::EtcHosts;
 pub use http_client::HttpClient;
 pub use http_server::{HttpServer, Received, ReceivedRequest};
+pub use load::Load;
 pub use metrics::Metrics;
 pub use netns::{Link, Netns};
+pub use prometheus::Prometheus;
 pub use scratch::ScratchDir;
 pub use shadow_net::ShadowNet;
 pub use slow_server::SlowServer;
