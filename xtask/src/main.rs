@@ -1,7 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 
 mod bench;
+mod demo;
 mod fuzz;
+mod netns;
 mod setup;
 mod test;
 mod toolchain;
@@ -86,10 +88,7 @@ fn run(task: Task) -> Result<()> {
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Demo => {
             setup::run()?;
-            bail!(
-                "`cargo xtask demo` is not yet available: it comes with the replay issue \
-                 (mirror-agent captures but does not replay yet). The machine is set up."
-            )
+            demo::run(&root)
         }
         Task::Bench { what, quick } => match what.as_str() {
             "capture" => bench::capture(&root, quick),
