@@ -116,14 +116,7 @@ impl LoggedRouter {
     }
 
     fn route_logged(&mut self, request: Request) {
-        let targets = self.handle.targets();
-        let before: Vec<Counts> = targets.iter().map(|t| Counts::of(t)).collect();
-        self.router.route(&request);
-        let outcomes: Vec<String> = targets
-            .iter()
-            .zip(before)
-            .filter_map(|(t, before)| Some(format!("{}={}", t.name(), before.outcome(t)?)))
-            .collect();
+        let outcomes = self.route_with_outcomes(&request);
         debug!(
             target: REQUEST_TARGET,
             method = %String::from_utf8_lossy(request.method()),
@@ -131,6 +124,19 @@ impl LoggedRouter {
             targets = %outcomes.join(" "),
             "request"
         );
+    }
+
+    /// Routes `request`; returns `target=outcome` for every target it
+    /// reached.
+    fn route_with_outcomes(&mut self, request: &Request) -> Vec<String> {
+        let targets = self.handle.targets();
+        let before: Vec<Counts> = targets.iter().map(|t| Counts::of(t)).collect();
+        self.router.route(request);
+        targets
+            .iter()
+            .zip(before)
+            .filter_map(|(t, before)| Some(format!("{}={}", t.name(), before.outcome(t)?)))
+            .collect()
     }
 }
 
@@ -179,5 +185,87 @@ impl Counts {
             return Some(format!("dropped:{}", DropReason::Shutdown));
         }
         Some("queued".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::capture::FlowKey;
+    use crate::flow::FlowId;
+    use crate::http::{Budget, FramerCtx, HttpConfig, HttpStats, RequestFramer};
+    use crate::route::{RouteConfig, RouteTarget};
+    use crate::shadow::{TargetConfig, TargetUrl};
+
+    fn request(stream: &[u8]) -> Request {
+        let flow = FlowId {
+            key: FlowKey {
+                client: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), 40000)),
+                server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
+            },
+            generation: 1,
+        };
+        let mut out = Vec::new();
+        RequestFramer::new(flow).feed(
+            stream,
+            0,
+            &mut FramerCtx {
+                config: &HttpConfig::default(),
+                stats: &mut HttpStats::default(),
+                budget: &mut Budget::new(usize::MAX),
+                sink: &mut out,
+            },
+        );
+        out.pop().expect("one request")
+    }
+
+    fn target(name: &str, url: &str) -> RouteTarget {
+        let mut config = TargetConfig::new(TargetUrl::parse(url).unwrap());
+        config.name = name.to_owned();
+        RouteTarget::new(config)
+    }
+
+    #[tokio::test]
+    async fn a_sampled_request_says_what_each_target_did_with_it() {
+        let mut posts_only = target("b", "http://127.0.0.1:2");
+        posts_only.rules.methods = vec!["POST".to_owned()];
+        let config = RouteConfig {
+            targets: vec![target("a", "http://127.0.0.1:1"), posts_only],
+            ..RouteConfig::default()
+        };
+        let handle = RouterHandle::start(config).await;
+        let share = Arc::new(AtomicU32::new(0));
+        let mut router = LoggedRouter::new(handle.clone(), Arc::clone(&share));
+        let get = request(b"GET /x?secret=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            router.route_with_outcomes(&get),
+            ["a=queued", "b=filtered:method"]
+        );
+        let looped = request(b"GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n");
+        assert_eq!(
+            router.route_with_outcomes(&looped),
+            ["a=filtered:loop", "b=filtered:loop"]
+        );
+        handle.shutdown(Duration::ZERO).await;
+        assert_eq!(
+            router.route_with_outcomes(&get),
+            ["a=dropped:shutdown", "b=filtered:method"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_share_of_sampled_requests_is_exact_and_zero_is_off() {
+        let handle = RouterHandle::start(RouteConfig::default()).await;
+        let share = Arc::new(AtomicU32::new(2500));
+        let mut router = LoggedRouter::new(handle, Arc::clone(&share));
+        let sampled = (0..100).filter(|_| router.sampled()).count();
+        assert_eq!(sampled, 25);
+        share.store(0, Ordering::Relaxed);
+        assert_eq!((0..100).filter(|_| router.sampled()).count(), 0);
+        share.store(SAMPLE_ALL, Ordering::Relaxed);
+        assert_eq!((0..100).filter(|_| router.sampled()).count(), 100);
     }
 }
