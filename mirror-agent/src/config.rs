@@ -83,7 +83,7 @@ strip_headers = ["Authorization", "Cookie"]
 # Transport defaults for every target:
 queue_size = 1024
 max_in_flight = 32
-connect_timeout = "1s"
+connect_timeout = "3s"
 request_timeout = "5s"
 resolve_interval = "10s"
 idle_timeout = "30s"
@@ -525,7 +525,8 @@ pub struct MirrorArgs {
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<Count>,
 
-    /// Connect timeout (ms, s or m). Default 1s. Example: --connect-timeout 500ms
+    /// Connect timeout (ms, s or m). Default 3s (a lost SYN is resent after
+    /// 1 s). Example: --connect-timeout 500ms
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<HumanDuration>,
 

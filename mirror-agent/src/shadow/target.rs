@@ -32,7 +32,8 @@ pub struct TargetSettings {
     /// Requests sent at once (workers, and so at most this many open
     /// connections per address). Default 32.
     pub max_in_flight: usize,
-    /// Default 1 s.
+    /// Default 3 s: Linux retransmits a lost SYN after 1 s, so a 1 s timeout
+    /// would turn one lost SYN into a dropped copy.
     pub connect_timeout: Duration,
     /// From the first byte written to the last byte of the response read.
     /// Default 5 s.
@@ -48,7 +49,7 @@ impl Default for TargetSettings {
         Self {
             queue_size: 1024,
             max_in_flight: 32,
-            connect_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
