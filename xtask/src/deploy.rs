@@ -12,7 +12,9 @@
 //! 3. the provisioning script's phases that need no VM, into the real system
 //!    paths (idempotent): packages, toolchain, build (the debug build, which
 //!    `cargo xtask test` has made already), install, demo;
-//! 4. `systemd-analyze verify` of the installed units;
+//! 4. `systemd-analyze verify` of the installed units, and `mirror-agent
+//!    check-config` of the configurations shipped for the VM and for
+//!    Kubernetes (the ConfigMap's file);
 //! 5. the demo, started the way the script starts it without systemd, inside
 //!    a network namespace of its own: v1, v2 and v3 answer with their
 //!    version, a request to v1 reaches v2 and v3 through the agent (as user
@@ -77,8 +79,9 @@ pub fn check(root: &Path) -> Result<()> {
         .args(["--profile", "debug", "--force-config"])
         .args(["packages", "toolchain", "build", "install", "demo"])
         .current_dir(root))?;
-    step("[4/5] systemd-analyze verify");
+    step("[4/5] systemd-analyze verify, mirror-agent check-config");
     verify_units(&work)?;
+    check_configs(root, &work)?;
     step("[5/5] the demo in a network namespace");
     demo(root, &work)?;
 
@@ -383,6 +386,60 @@ fn verify_units(work: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The installed agent validates the VM's configuration and the one the
+/// Kubernetes ConfigMap carries.
+fn check_configs(root: &Path, work: &Path) -> Result<()> {
+    let agent = Path::new("/usr/local/bin/mirror-agent");
+    let configmap = read(root, "deploy/k8s/mirror-config.yaml")?;
+    let k8s_config = work.join("k8s-mirror.toml");
+    fs::write(&k8s_config, block_scalar(&configmap, "mirror.toml")?)?;
+    for config in [root.join("deploy/config/mirror.toml"), k8s_config] {
+        let output = Command::new(agent)
+            .arg("check-config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", agent.display()))?;
+        ensure!(
+            output.status.success(),
+            "mirror-agent check-config {}: {}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    println!("    ok: deploy/config/mirror.toml and the ConfigMap's mirror.toml");
+    Ok(())
+}
+
+/// The text of the block scalar `KEY: |` in a YAML document, unindented:
+/// the lines after it that are indented deeper than the key, or blank.
+fn block_scalar(yaml: &str, key: &str) -> Result<String> {
+    let mut lines = yaml.lines();
+    let indent = lines
+        .by_ref()
+        .find_map(|line| {
+            let trimmed = line.trim_start();
+            (trimmed == format!("{key}: |")).then(|| line.len() - trimmed.len())
+        })
+        .with_context(|| format!("no `{key}: |` block"))?;
+    let block: Vec<&str> = lines
+        .take_while(|line| line.trim().is_empty() || line.len() - line.trim_start().len() > indent)
+        .collect();
+    let depth = block
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut text: String = block
+        .iter()
+        .map(|line| line.get(depth..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.push('\n');
+    Ok(text)
+}
+
 // ---------------------------------------------------------------------------
 // 5. the demo
 // ---------------------------------------------------------------------------
@@ -517,4 +574,19 @@ fn run(command: &mut Command) -> Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_scalar;
+
+    #[test]
+    fn a_block_scalar_is_read_unindented_up_to_the_next_key() {
+        let yaml = "data:\n  mirror.toml: |\n    a = 1\n\n    [t]\n      b = 2\n  other: x\n";
+        assert_eq!(
+            block_scalar(yaml, "mirror.toml").unwrap(),
+            "a = 1\n\n[t]\n  b = 2\n"
+        );
+        assert!(block_scalar(yaml, "missing").is_err());
+    }
 }
