@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod deploy;
 mod fuzz;
 mod netns;
 mod setup;
@@ -50,6 +51,10 @@ enum Task {
     },
     /// Setup, then a client talking to v1 while v2 and v3 get a copy.
     Demo,
+    /// What CI checks of the deployment (root; installs into this machine):
+    /// provisioning script's non-VM phases, systemd-analyze verify, demo
+    /// services, ruby -c Vagrantfile, YAML lint and Kubernetes schemas.
+    DeployCheck,
     /// Benchmarks; results under target/bench/.
     Bench {
         /// What to measure: `capture` (kernel program cost and capture rate).
@@ -90,6 +95,7 @@ fn run(task: Task) -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
+        Task::DeployCheck => deploy::check(&root),
         Task::Bench { what, quick } => match what.as_str() {
             "capture" => bench::capture(&root, quick),
             other => bail!("unknown bench `{other}`; available: capture"),
