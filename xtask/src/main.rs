@@ -55,14 +55,46 @@ enum Task {
     /// provisioning script's non-VM phases, systemd-analyze verify, demo
     /// services, ruby -c Vagrantfile, YAML lint and Kubernetes schemas.
     DeployCheck,
-    /// Benchmarks; results under target/bench/.
+    /// Benchmarks (root); reports under target/bench/.
     Bench {
-        /// What to measure: `capture` (kernel program cost and capture rate).
-        #[arg(default_value = "capture")]
+        /// `all` (default): the capture sub-bench, then every mode of
+        /// mirroring under every scenario (bench.md, bench.json);
+        /// `capture`: only the kernel program's cost and the capture rate.
+        #[arg(default_value = "all")]
         what: String,
-        /// A short run (CI uses it so the harness never rots).
+        /// A short run (under 90 s) that checks the harness, not the speed
+        /// (CI runs it so the harness never rots).
         #[arg(long)]
         quick: bool,
+        /// A goreplay (gor) binary: adds the goreplay modes.
+        #[arg(long, value_name = "PATH")]
+        goreplay: Option<std::path::PathBuf>,
+        /// Seconds of load per run (default 8 at saturation, 10 at fixed
+        /// rates).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Only the scenarios whose name contains this (repeatable), e.g.
+        /// `--only saturation --only 'conns=10 '`.
+        #[arg(long, value_name = "TEXT")]
+        only: Vec<String>,
+        /// Only these modes besides the baseline (repeatable): capture-only,
+        /// replay-1, replay-2, nginx-mirror, goreplay, goreplay-null.
+        #[arg(long = "mode", value_name = "MODE")]
+        modes: Vec<String>,
+        /// The agent's --ring-size (default: the agent's own default).
+        #[arg(long, value_name = "BYTES")]
+        ring_size: Option<String>,
+        /// Runs of each saturation scenario, modes interleaved, median
+        /// reported (default 3 for small requests on 10 connections, else 1).
+        #[arg(long)]
+        repeat: Option<usize>,
+        /// Skip the capture sub-bench in `all`.
+        #[arg(long)]
+        no_capture: bool,
+        /// Measure this mirror-agent binary instead of building one (to
+        /// compare builds).
+        #[arg(long, value_name = "PATH")]
+        agent: Option<std::path::PathBuf>,
     },
 }
 
@@ -96,9 +128,34 @@ fn run(task: Task) -> Result<()> {
             demo::run(&root)
         }
         Task::DeployCheck => deploy::check(&root),
-        Task::Bench { what, quick } => match what.as_str() {
+        Task::Bench {
+            what,
+            quick,
+            goreplay,
+            seconds,
+            only,
+            modes,
+            ring_size,
+            repeat,
+            no_capture,
+            agent,
+        } => match what.as_str() {
             "capture" => bench::capture(&root, quick),
-            other => bail!("unknown bench `{other}`; available: capture"),
+            "all" => bench::run(
+                &root,
+                &bench::Options {
+                    quick,
+                    goreplay,
+                    seconds,
+                    only,
+                    modes,
+                    ring_size,
+                    no_capture,
+                    repeat,
+                    agent,
+                },
+            ),
+            other => bail!("unknown bench `{other}`; available: all (default), capture"),
         },
     }
 }

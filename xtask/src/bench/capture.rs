@@ -1,6 +1,7 @@
-//! `cargo xtask bench capture`: the kernel program's cost per packet, from
-//! the kernel's own accounting (bpf_stats), and the capture rate reached
-//! without ring losses. Runs in two throw-away network namespaces.
+//! `cargo xtask bench capture` (also part of `cargo xtask bench`): the
+//! kernel program's cost per packet, from the kernel's own accounting
+//! (bpf_stats), and the capture rate reached without ring losses. Runs in
+//! two throw-away network namespaces.
 //!
 //! Method:
 //! * the client side of the veth has TSO/GSO off and the server side GRO
@@ -11,7 +12,9 @@
 //!   the machine goes, GRO on (the normal setting), ring losses read back.
 //!
 //! `run_time_ns / run_cnt` of the classifier includes its tail call to the
-//! copier (tail calls do not leave the entry program's accounting).
+//! copier (tail calls do not leave the entry program's accounting). The
+//! figures are read from the agent's own program fds (fdinfo), so other
+//! agents running meanwhile (tests) do not mix in.
 
 use std::{
     fs,
@@ -22,6 +25,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
+
+use super::probe::{self, BpfStats};
+use crate::netns::effective_uid;
 
 const CLIENT_NS: &str = "mirror-bench-c";
 const SERVER_NS: &str = "mirror-bench-s";
@@ -77,20 +83,107 @@ impl Drop for Namespaces {
     }
 }
 
-struct Stats {
-    run_time_ns: u64,
-    run_cnt: u64,
+/// What the capture bench measured.
+#[derive(Clone, Debug)]
+pub struct CaptureFigures {
+    pub ns_per_unmatched: f64,
+    pub unmatched_packets: u64,
+    pub ns_per_matched: f64,
+    pub matched_segments: u64,
+    pub streams: u64,
+    pub rate_mib_per_stream: u64,
+    pub rate_mb_per_s: f64,
+    pub payload_bytes: u64,
+    pub records_lost: u64,
+    /// The agent's `kernel counters:` line at exit.
+    pub counters: String,
 }
 
+impl CaptureFigures {
+    pub fn markdown(&self, quick: bool) -> String {
+        format!(
+            "| measure | value | goal |\n|---|---|---|\n\
+             | kernel ns per packet to another port (bpf_stats, {} packets) | {:.1} | ≤ 50 |\n\
+             | kernel ns per matched MTU-sized segment (bpf_stats, {} segments, 1448 B copied) | {:.1} | ≤ 300 |\n\
+             | capture rate, {} streams x {} MiB, GRO on | {:.0} MB/s | |\n\
+             | payload bytes captured (all phases) | {} | |\n\
+             | ring records lost (all phases) | {} | 0 |\n\n\
+             Command: `cargo xtask bench capture{}`. Kernel counters at exit: `{}`\n",
+            self.unmatched_packets,
+            self.ns_per_unmatched,
+            self.matched_segments,
+            self.ns_per_matched,
+            self.streams,
+            self.rate_mib_per_stream,
+            self.rate_mb_per_s,
+            self.payload_bytes,
+            self.records_lost,
+            if quick { " --quick" } else { "" },
+            self.counters.trim(),
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ns_per_unmatched_packet": round1(self.ns_per_unmatched),
+            "unmatched_packets": self.unmatched_packets,
+            "ns_per_matched_segment": round1(self.ns_per_matched),
+            "matched_segments": self.matched_segments,
+            "capture_rate_mb_per_s": self.rate_mb_per_s.round(),
+            "payload_bytes": self.payload_bytes,
+            "records_lost": self.records_lost,
+            "kernel_counters": self.counters.trim(),
+        })
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `cargo xtask bench capture`: measures, writes target/bench/capture.md
+/// and capture.json.
 pub fn capture(root: &Path, quick: bool) -> Result<()> {
+    let agent = build_agent(root)?;
+    let figures = measure(&agent, quick)?;
+    let report = format!("# mirror capture bench\n\n{}", figures.markdown(quick));
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out)?;
+    fs::write(out.join("capture.md"), &report)?;
+    fs::write(out.join("capture.json"), format!("{}\n", figures.json()))?;
+    println!("{report}");
+    println!("written to {}", out.join("capture.md").display());
+    ensure!(
+        figures.records_lost == 0,
+        "{} ring records were lost during the bench",
+        figures.records_lost
+    );
+    Ok(())
+}
+
+/// Runs the three phases with the agent at `agent`.
+pub fn measure(agent: &Path, quick: bool) -> Result<CaptureFigures> {
     ensure!(
         effective_uid() == 0,
         "the capture bench needs root (network namespaces, BPF)"
     );
-    let agent = build_agent(root)?;
     let _namespaces = topology()?;
+    let stats_before =
+        fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
     sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
+    let result = phases(agent, quick);
+    let _ = sh(
+        "sysctl",
+        &[
+            "-q",
+            "-w",
+            &format!("kernel.bpf_stats_enabled={}", stats_before.trim()),
+        ],
+    );
+    result
+}
 
+fn phases(agent: &Path, quick: bool) -> Result<CaptureFigures> {
     let _sinks = [
         spawn_in(
             SERVER_NS,
@@ -103,20 +196,22 @@ pub fn capture(root: &Path, quick: bool) -> Result<()> {
             &["-c", SINK, SERVER_ADDR, &OTHER_PORT.to_string()],
         )?,
     ];
-    let mut agent = Agent::start(&agent)?;
-    // Attached once the kernel lists the program (loading takes ~0.5 s).
+    let mut agent = Agent::start(agent)?;
+    let pid = agent.pid();
+    // Attached once the agent holds its programs (loading takes ~0.5 s).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while prog_stats().is_err() {
+    while probe::bpf_stats(pid).is_err() || !holds_program(pid) {
         ensure!(
             Instant::now() < deadline,
             "mirror-agent did not attach within 20 s"
         );
         thread::sleep(Duration::from_millis(100));
     }
+    thread::sleep(Duration::from_millis(300));
 
     let mib = if quick { 64 } else { 512 };
-    let unmatched = measure(|| send(OTHER_PORT, mib, 1))?;
-    let matched = measure(|| send(SERVICE_PORT, mib, 1))?;
+    let unmatched = measure_load(pid, || send(OTHER_PORT, mib, 1))?;
+    let matched = measure_load(pid, || send(SERVICE_PORT, mib, 1))?;
 
     // Rate: GRO back on, as in production; several streams at once.
     sh_in(SERVER_NS, "ethtool", &["-K", SERVER_IF, "gro", "on"])?;
@@ -132,56 +227,35 @@ pub fn capture(root: &Path, quick: bool) -> Result<()> {
     let elapsed = started.elapsed();
     thread::sleep(Duration::from_millis(500));
     let counters = agent.stop()?;
-    sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=0"])?;
 
-    let per_unmatched = unmatched.run_time_ns as f64 / unmatched.run_cnt.max(1) as f64;
-    let per_matched = matched.run_time_ns as f64 / matched.run_cnt.max(1) as f64;
-    let total_bytes = (rate_mib * streams) as f64 * 1048576.0;
-    let rate = total_bytes / elapsed.as_secs_f64() / 1e6;
-    let lost = counter(&counters, "records_lost")?;
-    let captured = counter(&counters, "payload_bytes")?;
-
-    let report = format!(
-        "# mirror capture bench\n\n\
-         Command: `cargo xtask bench capture{}`\n\n\
-         | measure | value |\n|---|---|\n\
-         | kernel ns per unmatched packet (bpf_stats, {} packets) | {:.1} |\n\
-         | kernel ns per matched MTU-sized segment (bpf_stats, {} segments, 1448 B payload) | {:.1} |\n\
-         | capture rate, {} streams x {} MiB, GRO on | {:.0} MB/s |\n\
-         | payload bytes captured (all phases) | {} |\n\
-         | ring records lost (all phases) | {} |\n\n\
-         Goals: <= 50 ns per unmatched packet, <= 300 ns per matched MTU-sized segment.\n\n\
-         Kernel counters at exit: `{}`\n",
-        if quick { " --quick" } else { "" },
-        unmatched.run_cnt,
-        per_unmatched,
-        matched.run_cnt,
-        per_matched,
-        streams,
-        rate_mib,
-        rate,
-        captured,
-        lost,
-        counters.trim(),
-    );
-    let json = format!(
-        "{{\"ns_per_unmatched_packet\":{per_unmatched:.1},\"unmatched_packets\":{},\
-         \"ns_per_matched_segment\":{per_matched:.1},\"matched_segments\":{},\
-         \"capture_rate_mb_per_s\":{rate:.0},\"payload_bytes\":{captured},\"records_lost\":{lost}}}\n",
-        unmatched.run_cnt, matched.run_cnt
-    );
-    let out = root.join("target/bench");
-    fs::create_dir_all(&out)?;
-    fs::write(out.join("capture.md"), &report)?;
-    fs::write(out.join("capture.json"), json)?;
-    println!("{report}");
-    println!("written to {}", out.join("capture.md").display());
     ensure!(
         matched.run_cnt > 0 && unmatched.run_cnt > 0,
         "the program saw no packets"
     );
-    ensure!(lost == 0, "{lost} ring records were lost during the bench");
-    Ok(())
+    let total_bytes = (rate_mib * streams) as f64 * 1048576.0;
+    Ok(CaptureFigures {
+        ns_per_unmatched: unmatched.run_time_ns as f64 / unmatched.run_cnt.max(1) as f64,
+        unmatched_packets: unmatched.run_cnt,
+        ns_per_matched: matched.run_time_ns as f64 / matched.run_cnt.max(1) as f64,
+        matched_segments: matched.run_cnt,
+        streams,
+        rate_mib_per_stream: rate_mib,
+        rate_mb_per_s: total_bytes / elapsed.as_secs_f64() / 1e6,
+        payload_bytes: counter(&counters, "payload_bytes")?,
+        records_lost: counter(&counters, "records_lost")?,
+        counters,
+    })
+}
+
+/// The agent has its classifier loaded (a prog fd with bpf_stats).
+fn holds_program(pid: u32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains("link_type:")))
+        })
+        .unwrap_or(false)
 }
 
 fn build_agent(root: &Path) -> Result<PathBuf> {
@@ -234,6 +308,10 @@ struct Agent {
 }
 
 impl Agent {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     fn start(path: &Path) -> Result<Self> {
         let child = Command::new("ip")
             .args(["netns", "exec", SERVER_NS])
@@ -274,42 +352,12 @@ impl Drop for Agent {
     }
 }
 
-/// Runs `load` and returns the classifier's bpf_stats delta over it.
-fn measure(load: impl FnOnce() -> Result<()>) -> Result<Stats> {
-    let before = prog_stats()?;
+/// Runs `load` and returns the bpf_stats delta of the agent's programs
+/// over it (its own fds: other agents loaded meanwhile do not count).
+fn measure_load(pid: u32, load: impl FnOnce() -> Result<()>) -> Result<BpfStats> {
+    let before = probe::bpf_stats(pid)?;
     load()?;
-    let after = prog_stats()?;
-    Ok(Stats {
-        run_time_ns: after.run_time_ns - before.run_time_ns,
-        run_cnt: after.run_cnt - before.run_cnt,
-    })
-}
-
-/// run_time_ns and run_cnt of the attached classifier, from bpftool.
-fn prog_stats() -> Result<Stats> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "name", "mirror_ingress"])
-        .output()
-        .context("running bpftool (Debian package bpftool)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> Result<u64> {
-        let mut words = text.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == name {
-                return Ok(words.next().context("bpftool output cut short")?.parse()?);
-            }
-        }
-        // bpftool leaves the run statistics out while they are zero.
-        ensure!(
-            text.contains("mirror_ingress"),
-            "bpftool shows no mirror_ingress program: {text}"
-        );
-        Ok(0)
-    };
-    Ok(Stats {
-        run_time_ns: field("run_time_ns")?,
-        run_cnt: field("run_cnt")?,
-    })
+    Ok(probe::bpf_stats(pid)?.since(before))
 }
 
 fn send(port: u16, mib: u64, streams: u64) -> Result<()> {
@@ -368,17 +416,4 @@ fn sh_in(ns: &str, program: &str, args: &[&str]) -> Result<()> {
     let mut all = vec!["netns", "exec", ns, program];
     all.extend_from_slice(args);
     sh("ip", &all)
-}
-
-fn effective_uid() -> u32 {
-    // Read from /proc to avoid a libc dependency in xtask.
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|uid| uid.parse().ok())
-        .unwrap_or(u32::MAX)
 }

@@ -1,0 +1,481 @@
+//! `cargo xtask bench`: what mirroring costs the primary and what reaches
+//! the shadows, for every way of mirroring, in throw-away network
+//! namespaces; report in target/bench/bench.md and bench.json.
+//!
+//! Hosts (see [`hosts`]): a client, the primary v1 (Debian nginx, a small
+//! fixed response, in its own namespace) and two nginx shadows that count
+//! what they receive in their access logs. Load: wrk at saturation, and
+//! the fixed-rate open-loop generator of [`loadgen`] for latency
+//! percentiles. Modes ([`modes`]): baseline, mirror-agent capture-only,
+//! mirror-agent replaying to 1 and 2 shadows, nginx `mirror` as an inline
+//! proxy, goreplay with `--goreplay PATH`. Each run starts its mode fresh
+//! and measures the primary (rate, percentiles), the shadows (requests
+//! received), the mirroring process (CPU, peak RSS), the kernel program
+//! (bpf_stats) and the agent's own counts (ring losses, drops by reason,
+//! capture → send delay).
+//!
+//! `cargo xtask bench capture` is the kernel program's sub-bench
+//! ([`capture`]), also run first by the full bench.
+
+mod capture;
+mod hosts;
+mod loadgen;
+mod modes;
+mod probe;
+mod report;
+
+pub mod wrk;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use capture::CaptureFigures;
+pub use capture::capture;
+use hosts::{CLIENT_NS, Hosts, Logged, Nginx, PRIMARY_ADDR};
+use modes::{AgentSettings, Mirror, MirrorStats, Mode};
+use probe::CpuTimes;
+
+/// `cargo xtask bench` options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The CI run: a few seconds per mode, asserts the harness worked.
+    pub quick: bool,
+    /// A goreplay binary: adds the goreplay modes.
+    pub goreplay: Option<PathBuf>,
+    /// Seconds of load per run (default 8, quick 1.5).
+    pub seconds: Option<f64>,
+    /// Only scenarios whose name contains one of these.
+    pub only: Vec<String>,
+    /// Only these modes (by name).
+    pub modes: Vec<String>,
+    /// The agent's `--ring-size` (default: the agent's default).
+    pub ring_size: Option<String>,
+    /// Skip the capture sub-bench.
+    pub no_capture: bool,
+    /// A mirror-agent binary to measure instead of building one.
+    pub agent: Option<PathBuf>,
+    /// Runs of each saturation scenario (modes interleaved; the median
+    /// rate is reported). Default 3 for the small-request saturation
+    /// scenario, 1 elsewhere.
+    pub repeat: Option<usize>,
+}
+
+/// What load a scenario puts on the primary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// wrk, closed loop, as fast as the primary answers.
+    Saturation,
+    /// The open-loop generator at this many requests per second.
+    Rate(u32),
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub load: Load,
+    /// Request body bytes (POST); 0 is a GET.
+    pub body: usize,
+    pub connections: usize,
+    pub seconds: f64,
+    pub repeat: usize,
+}
+
+impl Scenario {
+    pub fn name(&self) -> String {
+        let load = match self.load {
+            Load::Saturation => "saturation".to_owned(),
+            Load::Rate(r) => format!("{}k-rps", r as f64 / 1000.0),
+        };
+        format!(
+            "{load} body={} conns={}",
+            size_label(self.body),
+            self.connections
+        )
+    }
+}
+
+pub fn size_label(bytes: usize) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b >= 1 << 20 => format!("{}MB", b >> 20),
+        b if b >= 1 << 10 => format!("{}KB", b >> 10),
+        b => format!("{b}B"),
+    }
+}
+
+/// One mode under one scenario.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub scenario: Scenario,
+    pub mode: Mode,
+    pub repetition: usize,
+    /// Requests per second the client got answered.
+    pub rate: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// Requests answered (warm-up included).
+    pub completed: u64,
+    /// Client-side errors (no answer, or >= 400).
+    pub errors: u64,
+    /// Connections the server closed that the generator opened again.
+    pub reconnects: u64,
+    /// Requests the primary logged over the run.
+    pub served: Logged,
+    /// Requests each shadow logged over the run.
+    pub received: Vec<Logged>,
+    pub mirror: MirrorStats,
+    /// Busy share of each CPU during the load, percent.
+    pub cpu_busy: Vec<f64>,
+    /// Fixed rate only: the largest backlog of requests waiting for a free
+    /// connection (0 when the primary kept up).
+    pub max_backlog: usize,
+}
+
+/// The scenarios of a full run and of the quick one.
+fn scenarios(options: &Options) -> Vec<Scenario> {
+    let quick = options.quick;
+    let seconds = options.seconds.unwrap_or(if quick { 1.5 } else { 8.0 });
+    let mut out = Vec::new();
+    let saturation: &[(usize, usize)] = if quick {
+        &[(0, 10)]
+    } else {
+        &[
+            (0, 10),
+            (1 << 10, 10),
+            (100 << 10, 10),
+            (10 << 20, 10),
+            (0, 10_000),
+            (1 << 10, 10_000),
+            (100 << 10, 10_000),
+        ]
+    };
+    for &(body, connections) in saturation {
+        out.push(Scenario {
+            load: Load::Saturation,
+            body,
+            connections,
+            seconds,
+            repeat: options
+                .repeat
+                .unwrap_or(if !quick && body == 0 && connections == 10 {
+                    3
+                } else {
+                    1
+                }),
+        });
+    }
+    let rated: &[(u32, usize, usize)] = if quick {
+        &[(2_000, 1 << 10, 100)]
+    } else {
+        &[
+            (5_000, 0, 10),
+            (20_000, 0, 10),
+            (5_000, 1 << 10, 10),
+            (20_000, 1 << 10, 10),
+            (5_000, 0, 10_000),
+            (20_000, 0, 10_000),
+            (5_000, 1 << 10, 10_000),
+            (20_000, 1 << 10, 10_000),
+        ]
+    };
+    for &(rate, body, connections) in rated {
+        out.push(Scenario {
+            load: Load::Rate(rate),
+            body,
+            connections,
+            seconds: seconds.max(if quick { 1.5 } else { 10.0 }),
+            repeat: options.repeat.unwrap_or(1),
+        });
+    }
+    out.retain(|s| {
+        // A trailing space in a pattern pins the end of the name:
+        // `conns=10 ` is not `conns=10000`.
+        let name = format!("{} ", s.name());
+        options.only.is_empty() || options.only.iter().any(|o| name.contains(o.as_str()))
+    });
+    out
+}
+
+fn modes(options: &Options) -> Vec<Mode> {
+    let mut modes = vec![
+        Mode::Baseline,
+        Mode::CaptureOnly,
+        Mode::Replay(1),
+        Mode::Replay(2),
+        Mode::NginxMirror,
+    ];
+    if let Some(gor) = &options.goreplay {
+        modes.push(Mode::Goreplay(gor.clone()));
+        modes.push(Mode::GoreplayNull(gor.clone()));
+    }
+    if !options.modes.is_empty() {
+        modes.retain(|m| m == &Mode::Baseline || options.modes.contains(&m.to_string()));
+    }
+    modes
+}
+
+/// `cargo xtask bench --quick`, for CI: every mode runs a few seconds
+/// under saturation and at a fixed rate; fails unless every mode produced
+/// numbers and the shadows received copies in the replaying modes. The
+/// speed is not judged. Needs root, nginx, wrk and bpftool (`cargo xtask
+/// setup`); builds the agent in the debug profile (which `cargo xtask
+/// test` has built already). Writes target/bench/bench-quick.{md,json}.
+#[allow(dead_code)] // called by `cargo xtask test` in CI
+pub fn run_quick(root: &Path) -> Result<()> {
+    run(
+        root,
+        &Options {
+            quick: true,
+            ..Options::default()
+        },
+    )
+}
+
+/// `cargo xtask bench` with `options`.
+pub fn run(root: &Path, options: &Options) -> Result<()> {
+    ensure!(
+        crate::netns::effective_uid() == 0,
+        "cargo xtask bench needs root (network namespaces, BPF): run it with sudo, \
+         e.g. `sudo -E env \"PATH=$PATH\" cargo xtask bench`"
+    );
+    hosts::check_tools(options.goreplay.as_deref())?;
+    let nofile = hosts::raise_nofile()?;
+    if nofile < 25_000 {
+        println!(
+            "note: open files limited to {nofile} (hard limit): the nginx mirror proxy holds two per connection"
+        );
+    }
+    let started = Instant::now();
+    let agent = AgentSettings {
+        binary: match &options.agent {
+            Some(path) => path.clone(),
+            None => modes::build_agent(root, !options.quick)?,
+        },
+        ring_size: options.ring_size.clone(),
+    };
+    let capture = if options.quick || options.no_capture {
+        None
+    } else {
+        println!("==> bench capture: the kernel program per packet, capture rate");
+        Some(capture::measure(&agent.binary, false)?)
+    };
+
+    let bpf_stats_before =
+        fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
+    set_bpf_stats(true)?;
+    let result = scenarios_run(options, &agent);
+    let _ = set_bpf_stats(bpf_stats_before.trim() == "1");
+    let runs = result?;
+
+    let elapsed = started.elapsed();
+    let meta = report::Meta::collect(options, elapsed, &agent);
+    let md = report::markdown(&meta, &runs, capture.as_ref());
+    let json = report::json(&meta, &runs, capture.as_ref());
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out)?;
+    let stem = if options.quick {
+        "bench-quick"
+    } else {
+        "bench"
+    };
+    fs::write(out.join(format!("{stem}.md")), &md)?;
+    fs::write(
+        out.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    println!("\n{md}");
+    println!(
+        "written to {} and {stem}.json in {:.0} s",
+        out.join(format!("{stem}.md")).display(),
+        elapsed.as_secs_f64()
+    );
+    if options.quick {
+        check_harness(&runs)?;
+        println!("==> bench --quick: every mode produced numbers; the shadows received copies");
+    }
+    Ok(())
+}
+
+fn set_bpf_stats(on: bool) -> Result<()> {
+    crate::netns::run(std::process::Command::new("sysctl").args([
+        "-q",
+        "-w",
+        if on {
+            "kernel.bpf_stats_enabled=1"
+        } else {
+            "kernel.bpf_stats_enabled=0"
+        },
+    ]))
+    .map(drop)
+}
+
+fn scenarios_run(options: &Options, agent: &AgentSettings) -> Result<Vec<Run>> {
+    let scenarios = scenarios(options);
+    let modes = modes(options);
+    ensure!(!scenarios.is_empty(), "no scenario matches --only");
+    let hosts = Hosts::build()?;
+    let mut primary = Nginx::primary(&hosts)?;
+    let mut shadows = [Nginx::shadow(&hosts, 0)?, Nginx::shadow(&hosts, 1)?];
+    let total: usize = scenarios.iter().map(|s| s.repeat * modes.len()).sum();
+    let mut runs = Vec::new();
+    for scenario in &scenarios {
+        println!("==> {}", scenario.name());
+        for repetition in 0..scenario.repeat {
+            for mode in &modes {
+                let run = run_one(
+                    &hosts,
+                    &mut primary,
+                    &mut shadows,
+                    agent,
+                    scenario,
+                    mode,
+                    repetition,
+                )
+                .with_context(|| format!("{} under {}", mode, scenario.name()))?;
+                println!(
+                    "  [{}/{total}] {}",
+                    runs.len() + 1,
+                    report::one_line(&run, &runs)
+                );
+                runs.push(run);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Requests logged by nginx are flushed every 200 ms.
+const LOG_FLUSH: Duration = Duration::from_millis(450);
+
+fn run_one(
+    hosts: &Hosts,
+    primary: &mut Nginx,
+    shadows: &mut [Nginx; 2],
+    agent: &AgentSettings,
+    scenario: &Scenario,
+    mode: &Mode,
+    repetition: usize,
+) -> Result<Run> {
+    let mut mirror = Mirror::start(mode, hosts, agent)?;
+    std::thread::sleep(LOG_FLUSH);
+    primary.log.mark()?;
+    for shadow in shadows.iter_mut() {
+        shadow.log.mark()?;
+    }
+    mirror.begin()?;
+    let cpu_before = CpuTimes::now();
+    let duration = Duration::from_secs_f64(scenario.seconds);
+    let (rate, p50_us, p99_us, p999_us, errors, max_backlog, completed, reconnects) =
+        match scenario.load {
+            Load::Saturation => {
+                let o = wrk::run(
+                    hosts,
+                    &mirror.url(),
+                    scenario.connections,
+                    scenario.body,
+                    duration,
+                )?;
+                (
+                    o.rate(),
+                    o.p50_us,
+                    o.p99_us,
+                    o.p999_us,
+                    o.errors,
+                    0,
+                    o.requests,
+                    0,
+                )
+            }
+            Load::Rate(rate) => {
+                let plan = loadgen::Plan {
+                    netns: format!("/run/netns/{CLIENT_NS}"),
+                    cpu: hosts::CLIENT_CPU,
+                    addr: format!("{PRIMARY_ADDR}:{}", mirror.port()).parse()?,
+                    rate,
+                    duration: duration + warmup(scenario),
+                    warmup: warmup(scenario),
+                    connections: scenario.connections,
+                    request: loadgen::request(PRIMARY_ADDR, "/bench", scenario.body),
+                };
+                let o = loadgen::run(&plan)?;
+                let q = |p: f64| o.latency.value_at_quantile(p) as f64 / 1000.0;
+                (
+                    o.rate,
+                    q(0.5),
+                    q(0.99),
+                    q(0.999),
+                    o.errors,
+                    o.max_backlog,
+                    o.completed,
+                    o.reconnects,
+                )
+            }
+        };
+    let cpu_busy = CpuTimes::now().busy_since(&cpu_before);
+    mirror.settle(hosts)?;
+    std::thread::sleep(LOG_FLUSH);
+    let served = primary.log.take()?;
+    let received = shadows
+        .iter_mut()
+        .map(|s| s.log.take())
+        .collect::<Result<Vec<_>>>()?;
+    let mirror = mirror.finish(hosts)?;
+    Ok(Run {
+        scenario: scenario.clone(),
+        mode: mode.clone(),
+        repetition,
+        rate,
+        p50_us,
+        p99_us,
+        p999_us,
+        completed,
+        errors,
+        reconnects,
+        served,
+        received,
+        mirror,
+        cpu_busy,
+        max_backlog,
+    })
+}
+
+fn warmup(scenario: &Scenario) -> Duration {
+    Duration::from_secs_f64((scenario.seconds / 10.0).min(1.0))
+}
+
+/// The quick run's verdict: the harness works, whatever the speed.
+fn check_harness(runs: &[Run]) -> Result<()> {
+    let mut problems = Vec::new();
+    for run in runs {
+        let what = format!("{} under {}", run.mode, run.scenario.name());
+        if !(run.rate > 0.0 && run.served.requests > 0 && run.p99_us > 0.0) {
+            problems.push(format!("{what}: no requests answered"));
+        }
+        for (i, got) in run.received.iter().enumerate().take(run.mode.shadows()) {
+            if got.requests == 0 {
+                problems.push(format!("{what}: shadow {} received nothing", i + 1));
+            }
+        }
+        if run.mode.is_agent() {
+            match &run.mirror.agent {
+                Some(a) if a.requests_captured > 0 => {}
+                _ => problems.push(format!("{what}: the agent captured nothing")),
+            }
+            if run.mirror.bpf.run_cnt == 0 {
+                problems.push(format!("{what}: no bpf_stats for the kernel program"));
+            }
+            if run.mirror.cpu_seconds <= 0.0 && run.mirror.peak_rss == 0 {
+                problems.push(format!("{what}: no CPU or RSS figures for the agent"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("the bench harness is broken:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! The ways of mirroring compared, each started fresh for a run and
+//! measured over it: nothing (baseline), mirror-agent capture-only,
+//! mirror-agent replaying to 1 or 2 shadows, nginx `mirror` as an inline
+//! proxy, and goreplay (to the shadows, or to `--output-null`).
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+
+use super::{
+    hosts::{
+        Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT,
+        shadow_url, spawn_pinned,
+    },
+    probe::{self, BpfStats, Sample},
+};
+use crate::netns::{self, Process};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The client talks to v1, nothing attached.
+    Baseline,
+    /// mirror-agent attached, `--dry-run` with one shadow configured: every
+    /// request is captured, reassembled, routed and counted as `dry_run`.
+    CaptureOnly,
+    /// mirror-agent replaying to this many shadows.
+    Replay(usize),
+    /// The client talks to an nginx proxy beside v1 whose `mirror`
+    /// subrequests copy each request to one shadow.
+    NginxMirror,
+    /// `gor --input-raw :80 --output-http SHADOW` (one shadow).
+    Goreplay(PathBuf),
+    /// `gor --input-raw :80 --output-null`: capture and parse only.
+    GoreplayNull(PathBuf),
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Baseline => f.write_str("baseline"),
+            Mode::CaptureOnly => f.write_str("capture-only"),
+            Mode::Replay(n) => write!(f, "replay-{n}"),
+            Mode::NginxMirror => f.write_str("nginx-mirror"),
+            Mode::Goreplay(_) => f.write_str("goreplay"),
+            Mode::GoreplayNull(_) => f.write_str("goreplay-null"),
+        }
+    }
+}
+
+impl Mode {
+    /// Shadows that should receive a copy of every request.
+    pub fn shadows(&self) -> usize {
+        match self {
+            Mode::Replay(n) => *n,
+            Mode::NginxMirror | Mode::Goreplay(_) => 1,
+            _ => 0,
+        }
+    }
+
+    pub fn is_agent(&self) -> bool {
+        matches!(self, Mode::CaptureOnly | Mode::Replay(_))
+    }
+}
+
+/// Settings of the agent under test.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub binary: PathBuf,
+    /// `--ring-size`, when not the agent's default.
+    pub ring_size: Option<String>,
+}
+
+/// A mirroring mode up and running.
+pub struct Mirror {
+    pub mode: Mode,
+    process: Option<Process>,
+    _proxy: Option<Nginx>,
+    cpu_start: (f64, f64),
+    bpf_start: BpfStats,
+}
+
+/// What the mirroring process did over one run.
+#[derive(Clone, Debug, Default)]
+pub struct MirrorStats {
+    /// CPU seconds (user + system) of the mirroring process: the agent,
+    /// the nginx proxy or goreplay.
+    pub cpu_seconds: f64,
+    /// Of which in the kernel (system time: syscalls, and on a veth the
+    /// receiving side's softirq work for what it sends).
+    pub cpu_system_seconds: f64,
+    /// Peak RSS (VmHWM) of that process since it started.
+    pub peak_rss: u64,
+    /// The kernel program's bpf_stats over the run (agent modes).
+    pub bpf: BpfStats,
+    pub agent: Option<AgentCounts>,
+}
+
+/// The agent's own counts at the end of a run (it started fresh).
+#[derive(Clone, Debug, Default)]
+pub struct AgentCounts {
+    pub requests_captured: u64,
+    /// Requests the framer lost, by reason (non-zero ones).
+    pub skipped: BTreeMap<String, u64>,
+    pub records_matched: u64,
+    pub records_lost: u64,
+    pub packets_matched: u64,
+    pub targets: Vec<TargetCounts>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TargetCounts {
+    pub name: String,
+    pub captured: u64,
+    /// Non-zero outcomes: status classes of sent requests, filter and drop
+    /// reasons.
+    pub outcomes: BTreeMap<String, u64>,
+    /// `(le seconds, cumulative count)` of the capture → shadow send delay.
+    pub send_delay: Vec<(f64, f64)>,
+}
+
+impl TargetCounts {
+    /// Drops by reason (not filters, not sent).
+    pub fn dropped(&self) -> BTreeMap<String, u64> {
+        self.outcomes
+            .iter()
+            .filter(|(k, _)| !k.ends_with("xx") && k.as_str() != "dry_run")
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+impl Mirror {
+    pub fn start(mode: &Mode, hosts: &Hosts, agent: &AgentSettings) -> Result<Mirror> {
+        let (process, proxy) = match mode {
+            Mode::Baseline => (None, None),
+            Mode::CaptureOnly => (Some(start_agent(hosts, agent, 1, true)?), None),
+            Mode::Replay(n) => (Some(start_agent(hosts, agent, *n, false)?), None),
+            Mode::NginxMirror => (None, Some(Nginx::mirror_proxy(hosts, 1)?)),
+            Mode::Goreplay(gor) | Mode::GoreplayNull(gor) => {
+                let input = format!(":{PRIMARY_PORT}");
+                let output = shadow_url(0);
+                let mut args = vec!["--input-raw", input.as_str()];
+                if matches!(mode, Mode::GoreplayNull(_)) {
+                    args.push("--output-null");
+                } else {
+                    args.extend(["--output-http", output.as_str()]);
+                }
+                let gor = gor.display().to_string();
+                let process = spawn_pinned(&hosts.primary, PRIMARY_CPU, "goreplay", &gor, &args)?;
+                // gor says nothing when its capture is ready.
+                std::thread::sleep(Duration::from_secs(2));
+                (Some(process), None)
+            }
+        };
+        let mut mirror = Mirror {
+            mode: mode.clone(),
+            process,
+            _proxy: proxy,
+            cpu_start: (0.0, 0.0),
+            bpf_start: BpfStats::default(),
+        };
+        mirror.begin()?;
+        Ok(mirror)
+    }
+
+    /// The pid of the process doing the mirroring, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.process
+            .as_ref()
+            .map(Process::pid)
+            .or_else(|| self._proxy.as_ref().map(|n| n.process.pid()))
+    }
+
+    /// Where the client sends its requests.
+    pub fn url(&self) -> String {
+        let port = if self.mode == Mode::NginxMirror {
+            PROXY_PORT
+        } else {
+            PRIMARY_PORT
+        };
+        format!("http://{PRIMARY_ADDR}:{port}")
+    }
+
+    pub fn port(&self) -> u16 {
+        if self.mode == Mode::NginxMirror {
+            PROXY_PORT
+        } else {
+            PRIMARY_PORT
+        }
+    }
+
+    /// Marks the start of the measured run.
+    pub fn begin(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            self.cpu_start = probe::cpu_split(pid)?;
+            self.bpf_start = probe::bpf_stats(pid)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the mirror has sent what it will send: the agent's
+    /// queues empty and its counts still; others a fixed second.
+    pub fn settle(&self, hosts: &Hosts) -> Result<()> {
+        if !self.mode.is_agent() {
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let samples = scrape(hosts)?;
+            let busy: f64 = samples
+                .iter()
+                .filter(|s| {
+                    s.name == "mirror_shadow_queue_depth" || s.name == "mirror_shadow_in_flight"
+                })
+                .map(|s| s.value)
+                .sum();
+            let captured = samples
+                .iter()
+                .find(|s| s.name == "mirror_requests_captured_total")
+                .map(|s| s.value);
+            if busy == 0.0 && captured == last {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                eprintln!("warning: the agent's queues did not drain within 30 s");
+                return Ok(());
+            }
+            last = captured;
+        }
+    }
+
+    /// The mirroring process's figures since [`begin`](Self::begin), then
+    /// stops it.
+    pub fn finish(mut self, hosts: &Hosts) -> Result<MirrorStats> {
+        let Some(pid) = self.pid() else {
+            return Ok(MirrorStats::default());
+        };
+        let (user, system) = probe::cpu_split(pid)?;
+        let mut stats = MirrorStats {
+            cpu_seconds: user + system - self.cpu_start.0 - self.cpu_start.1,
+            cpu_system_seconds: system - self.cpu_start.1,
+            peak_rss: probe::peak_rss(pid)?,
+            bpf: probe::bpf_stats(pid)?.since(self.bpf_start),
+            agent: None,
+        };
+        if self.mode.is_agent() {
+            stats.agent = Some(agent_counts(&scrape(hosts)?));
+        }
+        if let Some(mut process) = self.process.take() {
+            let status = process.stop("INT", Duration::from_secs(15))?;
+            if self.mode.is_agent() {
+                ensure!(
+                    status.success(),
+                    "mirror-agent ended with {status}: {}",
+                    process.stderr_lines().join("\n")
+                );
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn start_agent(hosts: &Hosts, agent: &AgentSettings, shadows: usize, dry: bool) -> Result<Process> {
+    let port = PRIMARY_PORT.to_string();
+    let urls: Vec<String> = (0..shadows).map(shadow_url).collect();
+    let mut args = vec!["--iface", PRIMARY_IFACE, "--port", &port];
+    for url in &urls {
+        args.extend(["--shadow", url]);
+    }
+    if dry {
+        args.push("--dry-run");
+    }
+    if let Some(ring) = &agent.ring_size {
+        args.extend(["--ring-size", ring]);
+    }
+    args.extend([
+        "--log-format",
+        "json",
+        "--stats-interval",
+        "60m",
+        "--drain-timeout",
+        "2s",
+    ]);
+    let binary = agent.binary.display().to_string();
+    let process = spawn_pinned(&hosts.primary, PRIMARY_CPU, "mirror-agent", &binary, &args)?;
+    process.wait_for("capture attached", true, Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("shadow target started"))
+        .count()
+        < shadows
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "mirror-agent did not start its shadow targets: {}",
+            process.stderr_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(process)
+}
+
+/// The agent's metrics, from inside the primary's namespace.
+pub fn scrape(hosts: &Hosts) -> Result<Vec<Sample>> {
+    let text = netns::run(hosts.primary.command("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        "http://127.0.0.1:9464/metrics",
+    ]))
+    .context("scraping the agent's metrics")?;
+    Ok(probe::parse_metrics(&text))
+}
+
+fn agent_counts(samples: &[Sample]) -> AgentCounts {
+    let one = |name: &str, label: Option<(&str, &str)>| -> u64 {
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| label.is_none_or(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value as u64)
+            .sum()
+    };
+    let mut counts = AgentCounts {
+        requests_captured: one("mirror_requests_captured_total", None),
+        records_matched: one("mirror_kernel_records_total", Some(("outcome", "matched"))),
+        records_lost: one("mirror_kernel_records_total", Some(("outcome", "lost"))),
+        packets_matched: one("mirror_kernel_packets_total", Some(("outcome", "matched"))),
+        ..AgentCounts::default()
+    };
+    for s in samples
+        .iter()
+        .filter(|s| s.name == "mirror_requests_skipped_total")
+    {
+        if s.value > 0.0
+            && let Some(reason) = s.label("reason")
+        {
+            counts.skipped.insert(reason.to_owned(), s.value as u64);
+        }
+    }
+    let mut targets: BTreeMap<String, TargetCounts> = BTreeMap::new();
+    for s in samples {
+        let Some(target) = s.label("target") else {
+            continue;
+        };
+        let entry = targets
+            .entry(target.to_owned())
+            .or_insert_with(|| TargetCounts {
+                name: target.to_owned(),
+                ..TargetCounts::default()
+            });
+        match s.name.as_str() {
+            "mirror_shadow_captured_total" => entry.captured = s.value as u64,
+            "mirror_shadow_requests_total" if s.value > 0.0 => {
+                if let Some(outcome) = s.label("outcome") {
+                    entry.outcomes.insert(outcome.to_owned(), s.value as u64);
+                }
+            }
+            "mirror_shadow_send_delay_seconds_bucket" => {
+                if let Some(le) = s.label("le").and_then(|le| {
+                    if le == "+Inf" {
+                        Some(f64::INFINITY)
+                    } else {
+                        le.parse().ok()
+                    }
+                }) {
+                    entry.send_delay.push((le, s.value));
+                }
+            }
+            _ => {}
+        }
+    }
+    counts.targets = targets
+        .into_values()
+        .map(|mut t| {
+            t.send_delay.sort_by(|a, b| a.0.total_cmp(&b.0));
+            t
+        })
+        .collect();
+    counts
+}
+
+/// The agent binary: release for measurements, the debug build (which CI
+/// has built already) for the quick run.
+pub fn build_agent(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut args = vec!["build", "-p", "mirror-agent", "--bin", "mirror-agent"];
+    if release {
+        args.push("--release");
+    }
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "building mirror-agent failed");
+    Ok(root
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("mirror-agent"))
+}

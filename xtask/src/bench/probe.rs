@@ -1,0 +1,232 @@
+//! What the bench reads from /proc and from the agent: CPU time and peak
+//! RSS of a process, the run time of its BPF programs (bpf_stats, from the
+//! program fds' fdinfo, so other agents loaded at the same time do not
+//! count), CPU busy time, and the Prometheus exposition.
+
+use std::{collections::BTreeMap, fs};
+
+use anyhow::{Context as _, Result};
+
+/// Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// (utime, stime) of every thread of `pid`, in seconds.
+pub fn cpu_split(pid: u32) -> Result<(f64, f64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .context("bad /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let field = |n: usize| -> Result<f64> {
+        Ok(rest
+            .get(n - 3)
+            .context("short /proc/PID/stat")?
+            .parse::<f64>()?)
+    };
+    let hz = ticks_per_second();
+    Ok((field(14)? / hz, field(15)? / hz))
+}
+
+/// Peak resident set (VmHWM) of `pid`, in bytes.
+pub fn peak_rss(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("no VmHWM")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// bpf_stats of the programs a process holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfStats {
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+impl BpfStats {
+    pub fn since(self, before: BpfStats) -> BpfStats {
+        BpfStats {
+            run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
+            run_cnt: self.run_cnt.saturating_sub(before.run_cnt),
+        }
+    }
+}
+
+/// Sums run_time_ns and run_cnt over the distinct BPF programs `pid` has
+/// open. A tail-called program's time is in its caller's figures (its own
+/// stay at zero), so this is the classifier with its copier.
+pub fn bpf_stats(pid: u32) -> Result<BpfStats> {
+    let mut seen = BTreeMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(text) = fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(id), Some(time), Some(cnt)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            seen.insert(id, (time, cnt));
+        }
+    }
+    Ok(seen
+        .values()
+        .fold(BpfStats::default(), |s, (t, c)| BpfStats {
+            run_time_ns: s.run_time_ns + t,
+            run_cnt: s.run_cnt + c,
+        }))
+}
+
+/// Busy and total jiffies per CPU (/proc/stat).
+#[derive(Clone, Debug, Default)]
+pub struct CpuTimes(Vec<(u64, u64)>);
+
+impl CpuTimes {
+    pub fn now() -> Self {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        CpuTimes(
+            stat.lines()
+                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                .map(|l| {
+                    let v: Vec<u64> = l
+                        .split_whitespace()
+                        .skip(1)
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    let total: u64 = v.iter().take(8).sum();
+                    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+                    (total - idle, total)
+                })
+                .collect(),
+        )
+    }
+
+    /// Busy share of each CPU since `before`, in percent.
+    pub fn busy_since(&self, before: &CpuTimes) -> Vec<f64> {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .map(|((b1, t1), (b0, t0))| {
+                let t = t1.saturating_sub(*t0).max(1) as f64;
+                100.0 * b1.saturating_sub(*b0) as f64 / t
+            })
+            .collect()
+    }
+}
+
+/// One Prometheus sample: name, labels, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the text exposition (label values without escaped quotes, as
+/// the agent writes them).
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().ok()?,
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}')?;
+                    let labels = rest
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .filter_map(|kv| {
+                            let (k, v) = kv.split_once("=\"")?;
+                            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, Vec::new()),
+            };
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// A quantile of a cumulative Prometheus histogram (`(le, count)` sorted),
+/// interpolated linearly inside its bucket as Prometheus does.
+pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = (rank - lower.1) / (count - lower.1).max(1e-9);
+            return Some(lower.0 + (le - lower.0) * within);
+        }
+        lower = (le, count);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_and_labels_are_read() {
+        let text = "# HELP x\nmirror_requests_captured_total 42\n\
+                    mirror_shadow_requests_total{target=\"http://a:1\",outcome=\"2xx\"} 40\n\
+                    h_bucket{le=\"+Inf\",target=\"t\"} 3\n";
+        let s = parse_metrics(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].value, 42.0);
+        assert_eq!(s[1].label("target"), Some("http://a:1"));
+        assert_eq!(s[1].label("outcome"), Some("2xx"));
+        assert_eq!(s[2].label("le"), Some("+Inf"));
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_a_bucket() {
+        let b = [(0.001, 50.0), (0.002, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(histogram_quantile(&b, 0.5), Some(0.001));
+        let p75 = histogram_quantile(&b, 0.75).unwrap();
+        assert!((p75 - 0.0015).abs() < 1e-9);
+        assert_eq!(histogram_quantile(&[(f64::INFINITY, 0.0)], 0.5), None);
+    }
+}

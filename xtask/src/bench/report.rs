@@ -1,0 +1,782 @@
+//! The bench report: Markdown for people, JSON for tools, both from the
+//! same runs. Ratios are to the baseline of the same scenario in the same
+//! invocation; with repetitions, each mode's median-rate run stands for it.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use serde_json::{Value, json};
+
+use super::{
+    CaptureFigures, Load, Options, Run, Scenario,
+    hosts::{CLIENT_CPU, PRIMARY_CPU, SHADOW_CPU},
+    modes::{AgentSettings, Mode},
+    probe::histogram_quantile,
+    size_label,
+};
+
+/// Where and how the bench ran.
+pub struct Meta {
+    pub command: String,
+    pub quick: bool,
+    pub host: String,
+    pub commit: String,
+    pub elapsed: Duration,
+    pub ring_size: String,
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+impl Meta {
+    pub fn collect(options: &Options, elapsed: Duration, _agent: &AgentSettings) -> Self {
+        let mut command = "cargo xtask bench".to_owned();
+        if options.quick {
+            command += " --quick";
+        }
+        if let Some(s) = options.seconds {
+            command += &format!(" --seconds {s}");
+        }
+        if let Some(r) = &options.ring_size {
+            command += &format!(" --ring-size {r}");
+        }
+        if let Some(n) = options.repeat {
+            command += &format!(" --repeat {n}");
+        }
+        for o in &options.only {
+            command += &format!(" --only '{o}'");
+        }
+        for m in &options.modes {
+            command += &format!(" --mode {m}");
+        }
+        if let Some(a) = &options.agent {
+            command += &format!(" --agent {}", a.display());
+        }
+        if options.goreplay.is_some() {
+            command += " --goreplay PATH";
+        }
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let host = format!(
+            "Linux {}, {cpus} CPUs ({cpu}), {}, {}",
+            first_line("uname", &["-r"]),
+            first_line("nginx", &["-v"]).trim_start_matches("nginx version: "),
+            first_line("wrk", &["-v"])
+                .split(" [")
+                .next()
+                .unwrap_or_default()
+        );
+        Meta {
+            command,
+            quick: options.quick,
+            host,
+            commit: first_line("git", &["rev-parse", "--short", "HEAD"]),
+            elapsed,
+            ring_size: options
+                .ring_size
+                .clone()
+                .unwrap_or_else(|| "agent default".into()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// per-run figures
+// ---------------------------------------------------------------------------
+
+impl Run {
+    /// Share of the primary's requests each expected shadow logged.
+    pub fn shadow_shares(&self) -> Vec<f64> {
+        self.received
+            .iter()
+            .take(self.mode.shadows())
+            .map(|r| share(r.requests, self.served.requests))
+            .collect()
+    }
+
+    /// Requests the primary served that a shadow did not receive, the
+    /// largest over the expected shadows.
+    pub fn missed(&self) -> u64 {
+        self.received
+            .iter()
+            .take(self.mode.shadows())
+            .map(|r| self.served.requests.saturating_sub(r.requests))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Capture-only: share of the requests counted as would-be-mirrored.
+    pub fn dry_run_share(&self) -> Option<f64> {
+        let agent = self.mirror.agent.as_ref()?;
+        let target = agent.targets.first()?;
+        let dry = *target.outcomes.get("dry_run")?;
+        Some(share(dry, self.served.requests))
+    }
+
+    /// The mirroring process's CPU per request served, µs.
+    pub fn mirror_cpu_us(&self) -> Option<f64> {
+        (self.mode != Mode::Baseline && self.served.requests > 0)
+            .then(|| self.mirror.cpu_seconds * 1e6 / self.served.requests as f64)
+    }
+
+    /// The kernel program's run time per request served, µs.
+    pub fn kernel_us(&self) -> Option<f64> {
+        (self.mode.is_agent() && self.served.requests > 0)
+            .then(|| self.mirror.bpf.run_time_ns as f64 / 1e3 / self.served.requests as f64)
+    }
+
+    pub fn kernel_ns_per_packet(&self) -> Option<f64> {
+        (self.mode.is_agent() && self.mirror.bpf.run_cnt > 0)
+            .then(|| self.mirror.bpf.run_time_ns as f64 / self.mirror.bpf.run_cnt as f64)
+    }
+
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        (self.mode != Mode::Baseline).then(|| self.mirror.peak_rss as f64 / 1048576.0)
+    }
+
+    /// Capture → send delay quantile over the targets, seconds (the worst
+    /// target).
+    pub fn send_delay(&self, q: f64) -> Option<f64> {
+        let agent = self.mirror.agent.as_ref()?;
+        agent
+            .targets
+            .iter()
+            .filter_map(|t| histogram_quantile(&t.send_delay, q))
+            .reduce(f64::max)
+    }
+
+    /// Share of the sent requests whose delay was at most `le` seconds
+    /// (a bucket bound), the worst target.
+    pub fn send_delay_within(&self, le: f64) -> Option<f64> {
+        let agent = self.mirror.agent.as_ref()?;
+        agent
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let total = t.send_delay.last()?.1;
+                let within = t
+                    .send_delay
+                    .iter()
+                    .find(|(b, _)| (*b - le).abs() < 1e-12)?
+                    .1;
+                (total > 0.0).then(|| within / total)
+            })
+            .reduce(f64::min)
+    }
+
+    /// Every reason the agent counted for a request that did not reach a
+    /// shadow: framer skips, target drops, ring losses.
+    pub fn reasons(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        let Some(agent) = &self.mirror.agent else {
+            return out;
+        };
+        for (k, v) in &agent.skipped {
+            *out.entry(k.clone()).or_default() += v;
+        }
+        for t in &agent.targets {
+            for (k, v) in t.dropped() {
+                let e = out.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+        }
+        if agent.records_lost > 0 {
+            out.insert("ring_records_lost".into(), agent.records_lost);
+        }
+        out
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn median_run<'a>(runs: &[&'a Run]) -> Option<&'a Run> {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// The run standing for `mode` under `scenario` (median rate over the
+/// repetitions).
+fn pick<'a>(runs: &'a [Run], scenario: &Scenario, mode: &Mode) -> Option<&'a Run> {
+    let same: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.scenario.name() == scenario.name() && &r.mode == mode)
+        .collect();
+    median_run(&same)
+}
+
+fn baseline_of<'a>(runs: &'a [Run], scenario: &Scenario) -> Option<&'a Run> {
+    pick(runs, scenario, &Mode::Baseline)
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map_or("—".into(), f)
+}
+
+fn reasons_text(reasons: &BTreeMap<String, u64>) -> String {
+    if reasons.is_empty() {
+        return "none".into();
+    }
+    reasons
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The progress line printed after each run.
+pub fn one_line(run: &Run, before: &[Run]) -> String {
+    let base = before
+        .iter()
+        .rev()
+        .find(|r| r.mode == Mode::Baseline && r.scenario.name() == run.scenario.name());
+    let ratio = base.map_or(String::new(), |b| {
+        format!(" ({:.3}x)", run.rate / b.rate.max(1e-9))
+    });
+    let mut line = format!(
+        "{:<13} {:>9.0} req/s{ratio}  p50 {} p99 {} p99.9 {} ms",
+        run.mode.to_string(),
+        run.rate,
+        ms(run.p50_us),
+        ms(run.p99_us),
+        ms(run.p999_us)
+    );
+    if run.mode.shadows() > 0 {
+        let shares: Vec<String> = run.shadow_shares().into_iter().map(pct).collect();
+        let _ = write!(line, "  shadows {}", shares.join(" / "));
+    }
+    if let Some(d) = run.dry_run_share() {
+        let _ = write!(line, "  counted {}", pct(d));
+    }
+    if let Some(cpu) = run.mirror_cpu_us() {
+        let _ = write!(line, "  cpu {cpu:.2} µs/req");
+    }
+    if let Some(k) = run.kernel_us() {
+        let _ = write!(line, " + kernel {k:.2} µs/req");
+    }
+    if let Some(rss) = run.peak_rss_mb() {
+        let _ = write!(line, "  rss {rss:.0} MB");
+    }
+    if let Some(d) = run.send_delay(0.99) {
+        let _ = write!(line, "  delay p99 {:.2} ms", d * 1e3);
+    }
+    let reasons = run.reasons();
+    if !reasons.is_empty() {
+        let _ = write!(line, "  [{}]", reasons_text(&reasons));
+    }
+    if run.errors > 0 {
+        let _ = write!(line, "  errors {}", run.errors);
+    }
+    line
+}
+
+// ---------------------------------------------------------------------------
+// goals
+// ---------------------------------------------------------------------------
+
+/// One goal's verdict.
+pub struct Goal {
+    pub id: &'static str,
+    pub text: &'static str,
+    pub measured: String,
+    /// None: not measured in this run.
+    pub met: Option<bool>,
+}
+
+fn scenario_runs(runs: &[Run], f: impl Fn(&Scenario) -> bool) -> Vec<&Scenario> {
+    let mut out: Vec<&Scenario> = Vec::new();
+    for r in runs {
+        if f(&r.scenario) && !out.iter().any(|s| s.name() == r.scenario.name()) {
+            out.push(&r.scenario);
+        }
+    }
+    out
+}
+
+fn small_rate(s: &Scenario, rate: u32) -> bool {
+    s.load == Load::Rate(rate) && s.body == 0 && s.connections == 10
+}
+
+pub fn goals(runs: &[Run], capture: Option<&CaptureFigures>) -> Vec<Goal> {
+    let mut goals = Vec::new();
+
+    // P1: saturation throughput with capture-only.
+    let mut p1 = Vec::new();
+    let mut p1_met = None;
+    for s in scenario_runs(runs, |s| s.load == Load::Saturation) {
+        if let (Some(b), Some(c)) = (baseline_of(runs, s), pick(runs, s, &Mode::CaptureOnly)) {
+            let ratio = c.rate / b.rate.max(1e-9);
+            p1.push(format!("{}: {ratio:.3}", s.name()));
+            if s.body == 0 && s.connections == 10 {
+                p1_met = Some(ratio >= 0.95);
+            }
+        }
+    }
+    goals.push(Goal {
+        id: "P1",
+        text: "saturation throughput with capture-only ≥ 0.95 × baseline (small requests, 10 connections)",
+        measured: p1.join("; "),
+        met: p1_met,
+    });
+
+    // P2: everything mirrored at fixed rates; misses counted beyond.
+    let mut p2 = Vec::new();
+    let mut p2_met: Option<bool> = None;
+    for s in scenario_runs(runs, |s| matches!(s.load, Load::Rate(_))) {
+        for mode in [Mode::Replay(1), Mode::Replay(2)] {
+            if let Some(r) = pick(runs, s, &mode) {
+                let worst = r.shadow_shares().into_iter().fold(1.0, f64::min);
+                let all = r.missed() == 0;
+                p2.push(format!("{} {mode}: {}", s.name(), pct(worst)));
+                p2_met = Some(p2_met.unwrap_or(true) && all);
+            }
+        }
+    }
+    let mut unexplained = Vec::new();
+    for r in runs.iter().filter(|r| matches!(r.mode, Mode::Replay(_))) {
+        let counted: u64 = r.reasons().values().sum();
+        if r.missed() > 0 && counted == 0 {
+            unexplained.push(format!("{} {}", r.scenario.name(), r.mode));
+        }
+    }
+    goals.push(Goal {
+        id: "P2",
+        text: "100.00 % of requests mirrored at 5k and 20k rps (replay-1, replay-2); beyond capacity every miss counted by reason",
+        measured: format!(
+            "{}; misses without a counted reason: {}",
+            p2.join("; "),
+            if unexplained.is_empty() {
+                "none".into()
+            } else {
+                unexplained.join(", ")
+            }
+        ),
+        met: p2_met.map(|m| m && unexplained.is_empty()),
+    });
+
+    // P3: p99 at 5k rps while replaying.
+    let mut p3 = Vec::new();
+    let mut p3_met = None;
+    for s in scenario_runs(runs, |s| small_rate(s, 5_000)) {
+        if let Some(b) = baseline_of(runs, s) {
+            for mode in [Mode::Replay(1), Mode::Replay(2), Mode::NginxMirror] {
+                if let Some(r) = pick(runs, s, &mode) {
+                    let ratio = r.p99_us / b.p99_us.max(1e-9);
+                    p3.push(format!(
+                        "{mode}: {} vs {} ms = {ratio:.2}x",
+                        ms(r.p99_us),
+                        ms(b.p99_us)
+                    ));
+                    if mode == Mode::Replay(1) {
+                        p3_met = Some(ratio <= 1.1);
+                    }
+                }
+            }
+        }
+    }
+    goals.push(Goal {
+        id: "P3",
+        text: "primary p99 at 5k rps with mirror-agent replaying ≤ 1.1 × baseline",
+        measured: p3.join("; "),
+        met: p3_met,
+    });
+
+    // P4: the kernel program per packet.
+    goals.push(match capture {
+        Some(c) => Goal {
+            id: "P4",
+            text: "kernel program ≤ 300 ns per matched MTU-sized segment, ≤ 50 ns per other packet",
+            measured: format!(
+                "{:.0} ns per matched segment, {:.1} ns per other packet",
+                c.ns_per_matched, c.ns_per_unmatched
+            ),
+            met: Some(c.ns_per_matched <= 300.0 && c.ns_per_unmatched <= 50.0),
+        },
+        None => Goal {
+            id: "P4",
+            text: "kernel program ≤ 300 ns per matched MTU-sized segment, ≤ 50 ns per other packet",
+            measured: "not measured (capture sub-bench skipped)".into(),
+            met: None,
+        },
+    });
+
+    // P5: CPU per mirrored small request.
+    let mut p5 = Vec::new();
+    let mut p5_met: Option<bool> = None;
+    for s in scenario_runs(runs, |s| small_rate(s, 5_000) || small_rate(s, 20_000)) {
+        for mode in [Mode::Replay(1), Mode::Replay(2)] {
+            if let Some(r) = pick(runs, s, &mode)
+                && let (Some(a), Some(k)) = (r.mirror_cpu_us(), r.kernel_us())
+            {
+                p5.push(format!(
+                    "{} {mode}: {:.2} µs (agent {a:.2} + kernel {k:.2})",
+                    s.name(),
+                    a + k
+                ));
+                if mode == Mode::Replay(1) {
+                    p5_met = Some(p5_met.unwrap_or(true) && a + k <= 10.0);
+                }
+            }
+        }
+    }
+    goals.push(Goal {
+        id: "P5",
+        text: "kernel + agent CPU ≤ 10 µs per mirrored small request (replay-1)",
+        measured: p5.join("; "),
+        met: p5_met,
+    });
+
+    // P6: agent RSS with 10,000 connections.
+    let worst = runs
+        .iter()
+        .filter(|r| r.mode.is_agent() && r.scenario.connections >= 10_000)
+        .max_by(|a, b| a.mirror.peak_rss.cmp(&b.mirror.peak_rss));
+    goals.push(Goal {
+        id: "P6",
+        text: "agent peak RSS ≤ 64 MB with 10,000 concurrent connections",
+        measured: worst.map_or("no run with 10,000 connections".into(), |r| {
+            format!(
+                "{:.1} MB at most ({} under {})",
+                r.mirror.peak_rss as f64 / 1048576.0,
+                r.mode,
+                r.scenario.name()
+            )
+        }),
+        met: worst.map(|r| r.mirror.peak_rss <= 64 << 20),
+    });
+
+    // P7: capture → shadow send delay.
+    let mut p7 = Vec::new();
+    let mut p7_met: Option<bool> = None;
+    for s in scenario_runs(runs, |s| matches!(s.load, Load::Rate(_))) {
+        for mode in [Mode::Replay(1), Mode::Replay(2)] {
+            if let Some(r) = pick(runs, s, &mode)
+                && let Some(d) = r.send_delay(0.99)
+            {
+                p7.push(format!("{} {mode}: {:.2} ms", s.name(), d * 1e3));
+                p7_met = Some(p7_met.unwrap_or(true) && d <= 0.002);
+            }
+        }
+    }
+    goals.push(Goal {
+        id: "P7",
+        text: "capture → shadow send delay p99 ≤ 2 ms (fixed rates)",
+        measured: p7.join("; "),
+        met: p7_met,
+    });
+    goals
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Markdown
+// ---------------------------------------------------------------------------
+
+const METHOD: &str = "\
+* Hosts are network namespaces joined by veth pairs: client → primary v1 \
+  (Debian nginx, one process, `return 200` of 6 bytes, access log) → two \
+  nginx shadows that log every request they receive. mirror-agent, the \
+  nginx mirror proxy and goreplay run in the primary's namespace (the same \
+  host as v1).
+* CPU pinning (2 CPUs): CPU {client} runs the load generator and the \
+  shadows (other hosts); CPU {primary} runs v1 and whatever mirrors beside \
+  it, so the agent's cost falls on the primary's own CPU, as on a real \
+  host. The kernel program runs in the softirq of the CPU that sends the \
+  packet over the veth (the client's): its cost is not taken from v1's CPU \
+  here, which is why it is reported apart (bpf_stats).
+* Saturation: wrk (closed loop), `-c` connections, `--timeout 10s`. Fixed \
+  rates: the open-loop generator of xtask (HDR histogram, latency from each \
+  request's due time, so a stall counts for every request it delays; \
+  warm-up excluded).
+* Each run starts its mode fresh (agent `--log-format json`, no other \
+  flags but the shadows, `--dry-run` for capture-only). Requests served \
+  and received come from the nginx access logs; CPU is utime + stime of the \
+  mirroring process (/proc/PID/stat) over the load and the drain after it; \
+  kernel time is bpf_stats `run_time_ns` of the agent's classifier \
+  (including its tail-called copier) — bpf_stats is on for every mode; \
+  peak RSS is VmHWM.
+* Body > 0 is a POST of that many bytes; 0 is a GET.";
+
+pub fn markdown(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# mirror bench{}\n\n`{}` — {} — commit {} — {:.0} s; agent ring: {}\n",
+        if meta.quick {
+            " (quick: checks the harness, not the speed)"
+        } else {
+            ""
+        },
+        meta.command,
+        meta.host,
+        meta.commit,
+        meta.elapsed.as_secs_f64(),
+        meta.ring_size
+    );
+    let _ = writeln!(
+        md,
+        "## Goals\n\n| goal | measured | verdict |\n|---|---|---|"
+    );
+    for g in goals(runs, capture) {
+        let _ = writeln!(
+            md,
+            "| {} {} | {} | {} |",
+            g.id,
+            g.text,
+            if g.measured.is_empty() {
+                "—"
+            } else {
+                &g.measured
+            },
+            verdict(g.met)
+        );
+    }
+    let _ = writeln!(md, "\n## Results by scenario\n");
+    let _ = writeln!(
+        md,
+        "Columns: answered requests/s and its ratio to baseline; primary latency \
+         percentiles (ms) and the p99 ratio; share of the primary's requests each \
+         shadow logged (capture-only: share counted as would-be-mirrored); CPU of \
+         the mirroring process and of the kernel program per request (µs); peak RSS \
+         (MB); capture → shadow send delay p99 (ms); what the agent counted for \
+         requests that did not reach a shadow.\n"
+    );
+    let mut scenarios: Vec<&Scenario> = Vec::new();
+    for r in runs {
+        if !scenarios.iter().any(|s| s.name() == r.scenario.name()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    for s in scenarios {
+        let reps = if s.repeat > 1 {
+            format!(" (median of {} runs each)", s.repeat)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "### {} — {}, {} s{reps}\n",
+            s.name(),
+            match s.load {
+                Load::Saturation => "wrk".to_owned(),
+                Load::Rate(r) => format!("{r} req/s open loop"),
+            },
+            s.seconds
+        );
+        let _ = writeln!(
+            md,
+            "| mode | req/s | × base | p50 | p99 | p99.9 | p99 × base | shadows got | \
+             mirror CPU µs/req | kernel µs/req | peak RSS MB | send delay p99 ms | \
+             ring lost | not mirrored, counted as |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let base = baseline_of(runs, s);
+        let mut modes: Vec<&Mode> = Vec::new();
+        for r in runs.iter().filter(|r| r.scenario.name() == s.name()) {
+            if !modes.contains(&&r.mode) {
+                modes.push(&r.mode);
+            }
+        }
+        for mode in modes {
+            let Some(r) = pick(runs, s, mode) else {
+                continue;
+            };
+            let ratio = |a: f64, b: Option<f64>| {
+                b.map_or("—".into(), |b| format!("{:.3}", a / b.max(1e-9)))
+            };
+            let shadows = if let Some(d) = r.dry_run_share() {
+                format!("({} counted)", pct(d))
+            } else if r.mode.shadows() == 0 {
+                "—".into()
+            } else {
+                r.shadow_shares()
+                    .into_iter()
+                    .map(pct)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            let lost = r
+                .mirror
+                .agent
+                .as_ref()
+                .map_or("—".into(), |a| a.records_lost.to_string());
+            let reasons = if r.mode.is_agent() {
+                reasons_text(&r.reasons())
+            } else if r.missed() > 0 {
+                format!("{} missed (no counts)", r.missed())
+            } else {
+                "—".into()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.mode,
+                r.rate,
+                ratio(r.rate, base.map(|b| b.rate)),
+                ms(r.p50_us),
+                ms(r.p99_us),
+                ms(r.p999_us),
+                ratio(r.p99_us, base.map(|b| b.p99_us)),
+                shadows,
+                opt(r.mirror_cpu_us(), |x| format!("{x:.2}")),
+                opt(r.kernel_us(), |x| format!("{x:.2}")),
+                opt(r.peak_rss_mb(), |x| format!("{x:.1}")),
+                opt(r.send_delay(0.99), |x| format!("{:.2}", x * 1e3)),
+                lost,
+                reasons,
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(c) = capture {
+        let _ = writeln!(
+            md,
+            "## Kernel program (`cargo xtask bench capture`)\n\n{}",
+            c.markdown(false)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "## Method\n\n{}\n",
+        METHOD
+            .replace("{client}", &CLIENT_CPU.to_string())
+            .replace("{primary}", &PRIMARY_CPU.to_string())
+            .replace("{shadow}", &SHADOW_CPU.to_string())
+    );
+    md
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+// ---------------------------------------------------------------------------
+
+fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn run_json(run: &Run, runs: &[Run]) -> Value {
+    let base = baseline_of(runs, &run.scenario);
+    let agent = run.mirror.agent.as_ref().map(|a| {
+        json!({
+            "requests_captured": a.requests_captured,
+            "requests_skipped": a.skipped,
+            "kernel_packets_matched": a.packets_matched,
+            "kernel_records_matched": a.records_matched,
+            "kernel_records_lost": a.records_lost,
+            "targets": a.targets.iter().map(|t| json!({
+                "name": t.name,
+                "captured": t.captured,
+                "outcomes": t.outcomes,
+                "send_delay_seconds_buckets": t.send_delay.iter()
+                    .map(|(le, n)| json!([if le.is_infinite() { "+Inf".to_owned() } else { le.to_string() }, n]))
+                    .collect::<Vec<_>>(),
+                "send_delay_p50_ms": histogram_quantile(&t.send_delay, 0.5).map(|d| r3(d * 1e3)),
+                "send_delay_p99_ms": histogram_quantile(&t.send_delay, 0.99).map(|d| r3(d * 1e3)),
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "scenario": run.scenario.name(),
+        "load": match run.scenario.load {
+            Load::Saturation => json!("saturation"),
+            Load::Rate(r) => json!(r),
+        },
+        "body_bytes": run.scenario.body,
+        "body": size_label(run.scenario.body),
+        "connections": run.scenario.connections,
+        "seconds": run.scenario.seconds,
+        "mode": run.mode.to_string(),
+        "repetition": run.repetition,
+        "requests_per_second": run.rate.round(),
+        "ratio_to_baseline": base.map(|b| r3(run.rate / b.rate.max(1e-9))),
+        "latency_ms": {
+            "p50": r3(run.p50_us / 1e3),
+            "p99": r3(run.p99_us / 1e3),
+            "p99_9": r3(run.p999_us / 1e3),
+        },
+        "p99_ratio_to_baseline": base.map(|b| r3(run.p99_us / b.p99_us.max(1e-9))),
+        "client_completed": run.completed,
+        "client_errors": run.errors,
+        "client_reconnects": run.reconnects,
+        "max_backlog": run.max_backlog,
+        "primary_served": run.served.requests,
+        "primary_2xx": run.served.ok,
+        "shadows_received": run.received.iter().map(|r| r.requests).collect::<Vec<_>>(),
+        "shadow_share": run.shadow_shares().iter().map(|s| (s * 1e6).round() / 1e6).collect::<Vec<_>>(),
+        "dry_run_share": run.dry_run_share(),
+        "mirror_cpu_seconds": r3(run.mirror.cpu_seconds),
+        "mirror_cpu_system_seconds": r3(run.mirror.cpu_system_seconds),
+        "mirror_cpu_us_per_request": run.mirror_cpu_us().map(r3),
+        "kernel_run_time_ns": run.mirror.bpf.run_time_ns,
+        "kernel_run_cnt": run.mirror.bpf.run_cnt,
+        "kernel_us_per_request": run.kernel_us().map(r3),
+        "kernel_ns_per_packet": run.kernel_ns_per_packet().map(|x| (x * 10.0).round() / 10.0),
+        "peak_rss_bytes": run.mirror.peak_rss,
+        "send_delay_p99_ms": run.send_delay(0.99).map(|d| r3(d * 1e3)),
+        "send_delay_within_2ms": run.send_delay_within(0.002),
+        "not_mirrored_counted": run.reasons(),
+        "cpu_busy_percent": run.cpu_busy.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        "agent": agent,
+    })
+}
+
+pub fn json(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> Value {
+    json!({
+        "command": meta.command,
+        "host": meta.host,
+        "commit": meta.commit,
+        "elapsed_seconds": meta.elapsed.as_secs_f64().round(),
+        "ring_size": meta.ring_size,
+        "pinning": {"client_cpu": CLIENT_CPU, "primary_cpu": PRIMARY_CPU, "shadow_cpu": SHADOW_CPU},
+        "goals": goals(runs, capture).iter().map(|g| json!({
+            "id": g.id, "goal": g.text, "measured": g.measured, "met": g.met,
+        })).collect::<Vec<_>>(),
+        "capture": capture.map(CaptureFigures::json),
+        "runs": runs.iter().map(|r| run_json(r, runs)).collect::<Vec<_>>(),
+    })
+}
