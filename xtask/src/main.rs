@@ -59,7 +59,8 @@ enum Task {
     Bench {
         /// `all` (default): the capture sub-bench, then every mode of
         /// mirroring under every scenario (bench.md, bench.json);
-        /// `capture`: only the kernel program's cost and the capture rate.
+        /// `capture`: only the kernel program's cost and the capture rate;
+        /// `flow`: reassembly + framing throughput (criterion, no root).
         #[arg(default_value = "all")]
         what: String,
         /// A short run (under 90 s) that checks the harness, not the speed
@@ -141,6 +142,7 @@ fn run(task: Task) -> Result<()> {
             agent,
         } => match what.as_str() {
             "capture" => bench::capture(&root, quick),
+            "flow" => bench::flow(&root, quick),
             "all" => bench::run(
                 &root,
                 &bench::Options {
@@ -155,7 +157,7 @@ fn run(task: Task) -> Result<()> {
                     agent,
                 },
             ),
-            other => bail!("unknown bench `{other}`; available: all (default), capture"),
+            other => bail!("unknown bench `{other}`; available: all (default), capture, flow"),
         },
     }
 }

@@ -18,6 +18,7 @@
 //! ([`capture`]), also run first by the full bench.
 
 mod capture;
+mod flow;
 mod hosts;
 mod loadgen;
 mod modes;
@@ -36,6 +37,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use capture::CaptureFigures;
 pub use capture::capture;
+pub use flow::run as flow;
 use hosts::{CLIENT_NS, Hosts, Logged, Nginx, PRIMARY_ADDR};
 use modes::{AgentSettings, Mirror, MirrorStats, Mode};
 use probe::CpuTimes;
