@@ -37,7 +37,7 @@ use crate::{
     flow::{FlowEndReason, Stats},
     http::DropReason,
     route::RouterHandle,
-    shadow::{self, FilterReason, LATENCY_BUCKETS, StatusClass},
+    shadow::{self, FilterReason, StatusClass},
 };
 
 /// The flow and http stages' counters, published by the capture task (it
@@ -111,6 +111,8 @@ pub struct TargetSnapshot {
     pub queue_depth: i64,
     pub in_flight: i64,
     pub latency: HistogramSnapshot,
+    /// Capture → written to the shadow socket.
+    pub send_delay: HistogramSnapshot,
 }
 
 /// Supplies the targets' snapshots at scrape time.
@@ -140,18 +142,19 @@ pub fn target_snapshot(name: &str, s: &shadow::StatsSnapshot) -> TargetSnapshot 
     for reason in shadow::DropReason::ALL {
         outcomes.push((reason.as_str(), s.dropped_by(*reason)));
     }
-    let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+    let histogram = |h: &shadow::LatencySnapshot| HistogramSnapshot {
+        sum_seconds: h.sum_seconds,
+        count: h.count,
+        buckets: h.per_bucket().collect(),
+    };
     TargetSnapshot {
         name: name.to_owned(),
         captured: s.captured,
         outcomes,
         queue_depth: i64::try_from(s.queue_depth).unwrap_or(i64::MAX),
         in_flight: i64::try_from(s.in_flight).unwrap_or(i64::MAX),
-        latency: HistogramSnapshot {
-            sum_seconds: s.latency.sum_seconds,
-            count: s.latency.count,
-            buckets: bounds.zip(s.latency.buckets.iter().copied()).collect(),
-        },
+        latency: histogram(&s.latency),
+        send_delay: histogram(&s.send_delay),
     }
 }
 
@@ -380,23 +383,32 @@ impl Sources {
             let labels = [("target", target.name.as_str())];
             ConstGauge::new(target.queue_depth).encode(depth.encode_family(&labels)?)?;
         }
-        let mut duration = encoder.encode_descriptor(
-            "mirror_shadow_request_duration_seconds",
-            "Time from sending a request to a shadow to the end of its response.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for target in &targets {
-            let labels = [("target", target.name.as_str())];
-            let h = &target.latency;
-            duration
-                .encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    h.sum_seconds,
-                    h.count,
-                    &h.buckets,
-                    None,
-                )?;
+        for (name, help, histogram) in [
+            (
+                "mirror_shadow_request_duration_seconds",
+                "Time from sending a request to a shadow to the end of its response.",
+                (|t: &TargetSnapshot| &t.latency) as fn(&TargetSnapshot) -> &HistogramSnapshot,
+            ),
+            (
+                "mirror_shadow_send_delay_seconds",
+                "Time from the capture of a request's last segment (kernel timestamp) to \
+                 the request written to the shadow's socket.",
+                |t: &TargetSnapshot| &t.send_delay,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for target in &targets {
+                let labels = [("target", target.name.as_str())];
+                let h = histogram(target);
+                family
+                    .encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        h.sum_seconds,
+                        h.count,
+                        &h.buckets,
+                        None,
+                    )?;
+            }
         }
         Ok(())
     }
@@ -566,6 +578,11 @@ mod tests {
                 count: 40,
                 buckets: vec![(0.01, 30), (0.1, 10), (f64::INFINITY, 0)],
             },
+            send_delay: HistogramSnapshot {
+                sum_seconds: 0.02,
+                count: 40,
+                buckets: vec![(0.001, 38), (0.002, 1), (f64::INFINITY, 1)],
+            },
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(sources(vec![target])));
@@ -582,6 +599,9 @@ mod tests {
             "mirror_shadow_request_duration_seconds_bucket{le=\"0.01\",target=\"http://v2:9000\"} 30",
             "mirror_shadow_request_duration_seconds_bucket{le=\"0.1\",target=\"http://v2:9000\"} 40",
             "mirror_shadow_request_duration_seconds_bucket{le=\"+Inf\",target=\"http://v2:9000\"} 40",
+            "mirror_shadow_send_delay_seconds_bucket{le=\"0.001\",target=\"http://v2:9000\"} 38",
+            "mirror_shadow_send_delay_seconds_bucket{le=\"0.002\",target=\"http://v2:9000\"} 39",
+            "mirror_shadow_send_delay_seconds_count{target=\"http://v2:9000\"} 40",
             "mirror_shadow_captured_total{target=\"http://v2:9000\"} 48",
             "mirror_shadow_in_flight{target=\"http://v2:9000\"} 1",
             "mirror_config_reloads_total{outcome=\"rejected\"} 0",

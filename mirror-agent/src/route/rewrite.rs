@@ -265,11 +265,9 @@ impl RewriteSet {
         } else {
             BodyFraming::AsIs
         };
-        PreparedRequest::new(out, request.body.clone(), framing).with_connection(
-            request.method(),
-            keeps_alive(request),
-            request.upgrade,
-        )
+        PreparedRequest::new(out, request.body.clone(), framing)
+            .with_connection(request.method(), keeps_alive(request), request.upgrade)
+            .with_captured_ns(request.complete_ns)
     }
 }
 

@@ -212,6 +212,15 @@ fn connection_reuse_follows_the_request() {
     );
 }
 
+#[test]
+fn the_prepared_request_keeps_the_capture_time_for_the_send_delay() {
+    let none = Rewrites::default();
+    let set = RewriteSet::new(&none, &none, None, &url("http://t:1"));
+    let mut request = one(b"GET / HTTP/1.1\r\n\r\n");
+    request.complete_ns = 123_456_789;
+    assert_eq!(set.apply(&request).captured_ns(), 123_456_789);
+}
+
 fn check(rules: &Rules, stream: &[u8]) -> Result<(), FilterReason> {
     let r = one(stream);
     rules.check(&r, path_of(r.target()), &mut Rng::new(1))

@@ -29,8 +29,8 @@ mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
 pub use stats::{
-    DropReason, FilterReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot, StatsSnapshot,
-    StatusClass, TargetStats,
+    DropReason, FilterReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot,
+    SEND_DELAY_BUCKETS, StatsSnapshot, StatusClass, TargetStats,
 };
 pub use target::{Target, TargetConfig, TargetSettings};
 pub use url::TargetUrl;

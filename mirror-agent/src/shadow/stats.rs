@@ -110,30 +110,42 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-const BUCKET_BOUNDS_NS: [u64; 14] = {
-    let mut out = [0u64; 14];
-    let mut i = 0;
-    while i < 14 {
-        out[i] = (LATENCY_BUCKETS[i] * 1e9) as u64;
-        i += 1;
-    }
-    out
-};
+/// Upper bounds (seconds) of the send delay histogram buckets (capture to
+/// the shadow socket): finer below 2 ms, where a healthy agent sits.
+pub const SEND_DELAY_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
-/// Response latency (first byte written to last byte read) of sent requests,
-/// in fixed buckets. Bucket counts are per bucket, not cumulative.
-#[derive(Debug, Default)]
+/// Most bounds a [`LatencyHistogram`] takes.
+const MAX_BOUNDS: usize = 24;
+
+/// Durations in fixed buckets (per bucket, not cumulative): the response
+/// latency of sent requests (first byte written to last byte read,
+/// [`LATENCY_BUCKETS`]) and their send delay ([`SEND_DELAY_BUCKETS`]).
+#[derive(Debug)]
 pub struct LatencyHistogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    bounds: &'static [f64],
+    bounds_ns: [u64; MAX_BOUNDS],
+    buckets: [AtomicU64; MAX_BOUNDS + 1],
     sum_ns: AtomicU64,
     count: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new(&LATENCY_BUCKETS)
+    }
 }
 
 /// A copy of a [`LatencyHistogram`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LatencySnapshot {
-    /// Count per bucket, the last one for everything above 10 s.
-    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Upper bounds of the buckets, seconds (+Inf implied after them).
+    pub bounds: &'static [f64],
+    /// Count per bucket, one more than `bounds`: the last one for
+    /// everything above the last bound.
+    pub buckets: Vec<u64>,
     pub sum_seconds: f64,
     pub count: u64,
 }
@@ -142,18 +154,43 @@ impl LatencySnapshot {
     /// `(upper bound in seconds, cumulative count)` as Prometheus wants
     /// them, ending with `+Inf`.
     pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
         bounds.zip(self.buckets.iter().scan(0u64, |acc, n| {
             *acc += n;
             Some(*acc)
         }))
     }
+
+    /// `(upper bound in seconds, count of that bucket alone)`, +Inf last.
+    pub fn per_bucket(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        bounds.zip(self.buckets.iter().copied())
+    }
 }
 
 impl LatencyHistogram {
+    /// A histogram with these upper bounds (ascending, at most 24).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        assert!(bounds.len() <= MAX_BOUNDS, "too many histogram bounds");
+        let mut bounds_ns = [u64::MAX; MAX_BOUNDS];
+        for (ns, bound) in bounds_ns.iter_mut().zip(bounds) {
+            *ns = (bound * 1e9) as u64;
+        }
+        Self {
+            bounds,
+            bounds_ns,
+            buckets: Default::default(),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     pub fn record(&self, latency: Duration) {
-        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BUCKET_BOUNDS_NS.partition_point(|bound| *bound < ns);
+        self.record_ns(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_ns(&self, ns: u64) {
+        let bucket = self.bounds_ns[..self.bounds.len()].partition_point(|bound| *bound < ns);
         self.buckets[bucket].fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(ns, Relaxed);
         self.count.fetch_add(1, Relaxed);
@@ -161,7 +198,11 @@ impl LatencyHistogram {
 
     pub fn snapshot(&self) -> LatencySnapshot {
         LatencySnapshot {
-            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            bounds: self.bounds,
+            buckets: self.buckets[..=self.bounds.len()]
+                .iter()
+                .map(|b| b.load(Relaxed))
+                .collect(),
             sum_seconds: self.sum_ns.load(Relaxed) as f64 / 1e9,
             count: self.count.load(Relaxed),
         }
@@ -170,7 +211,7 @@ impl LatencyHistogram {
 
 /// Counters of one target. Everything is monotonic except `in_flight` and
 /// `queue_depth`, which are gauges.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TargetStats {
     /// Requests the router looked at for this target.
     pub captured: AtomicU64,
@@ -183,6 +224,24 @@ pub struct TargetStats {
     /// Requests in the queue.
     pub queue_depth: AtomicU64,
     pub latency: LatencyHistogram,
+    /// From the capture of the segment that completed a request (its ring
+    /// record's timestamp) to the request written to the shadow socket.
+    pub send_delay: LatencyHistogram,
+}
+
+impl Default for TargetStats {
+    fn default() -> Self {
+        Self {
+            captured: AtomicU64::new(0),
+            sent: Default::default(),
+            filtered: Default::default(),
+            dropped: Default::default(),
+            in_flight: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+            latency: LatencyHistogram::new(&LATENCY_BUCKETS),
+            send_delay: LatencyHistogram::new(&SEND_DELAY_BUCKETS),
+        }
+    }
 }
 
 impl TargetStats {
@@ -220,6 +279,7 @@ impl TargetStats {
             in_flight: self.in_flight.load(Relaxed),
             queue_depth: self.queue_depth.load(Relaxed),
             latency: self.latency.snapshot(),
+            send_delay: self.send_delay.snapshot(),
         }
     }
 }
@@ -235,6 +295,7 @@ pub struct StatsSnapshot {
     pub in_flight: u64,
     pub queue_depth: u64,
     pub latency: LatencySnapshot,
+    pub send_delay: LatencySnapshot,
 }
 
 impl StatsSnapshot {
@@ -332,6 +393,24 @@ mod tests {
         assert_eq!(cumulative.last(), Some(&(f64::INFINITY, 4)));
         assert_eq!(cumulative[3], (0.005, 3));
         assert!((s.sum_seconds - 60.0036).abs() < 1e-9);
+    }
+
+    #[test]
+    fn send_delays_use_their_own_finer_buckets() {
+        let h = LatencyHistogram::new(&SEND_DELAY_BUCKETS);
+        h.record_ns(80_000);
+        h.record_ns(1_200_000);
+        h.record_ns(2_000_000);
+        h.record_ns(20_000_000_000);
+        let s = h.snapshot();
+        assert_eq!(s.buckets.len(), SEND_DELAY_BUCKETS.len() + 1);
+        assert_eq!(s.buckets[0], 1, "<= 0.1 ms");
+        assert_eq!(s.buckets[5], 1, "<= 1.5 ms");
+        assert_eq!(s.buckets[6], 1, "<= 2 ms, bound included");
+        assert_eq!(s.buckets[SEND_DELAY_BUCKETS.len()], 1, "+Inf");
+        let cumulative: Vec<_> = s.cumulative().collect();
+        assert_eq!(cumulative[6], (0.002, 3));
+        assert_eq!(cumulative.last(), Some(&(f64::INFINITY, 4)));
     }
 
     #[test]

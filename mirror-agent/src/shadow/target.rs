@@ -22,6 +22,7 @@ use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::url::TargetUrl;
 use super::wire::{PreparedRequest, read_response, write_request};
+use crate::capture::monotonic_ns;
 
 /// Transport settings of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -359,6 +360,12 @@ impl Inner {
         let start = Instant::now();
         let exchange = async {
             write_request(&mut conn.stream, request).await?;
+            let captured = request.captured_ns();
+            if captured > 0 {
+                self.stats
+                    .send_delay
+                    .record_ns(monotonic_ns().saturating_sub(captured));
+            }
             read_response(&mut conn.stream, &mut conn.buf, request).await
         };
         match tokio::time::timeout(settings.request_timeout, exchange).await {

@@ -46,6 +46,9 @@ pub struct PreparedRequest {
     keep_alive: bool,
     /// An upgrade or CONNECT: the connection is not reused after it.
     upgrade: bool,
+    /// When the request was captured (monotonic ns, the ring record's
+    /// clock), for the send delay; 0 if unknown.
+    captured_ns: u64,
 }
 
 impl PreparedRequest {
@@ -76,6 +79,7 @@ impl PreparedRequest {
             connect_method: false,
             keep_alive: true,
             upgrade: false,
+            captured_ns: 0,
         }
     }
 
@@ -89,6 +93,18 @@ impl PreparedRequest {
         self.keep_alive = keep_alive;
         self.upgrade = upgrade;
         self
+    }
+
+    /// When the request was captured (CLOCK_MONOTONIC ns, as
+    /// `Request::complete_ns`): the send delay runs from there.
+    pub fn with_captured_ns(mut self, captured_ns: u64) -> Self {
+        self.captured_ns = captured_ns;
+        self
+    }
+
+    /// See [`with_captured_ns`](Self::with_captured_ns); 0 if unknown.
+    pub fn captured_ns(&self) -> u64 {
+        self.captured_ns
     }
 
     /// The three pieces written in order: head (and chunk-size line), body,
