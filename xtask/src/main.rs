@@ -96,6 +96,10 @@ enum Task {
         /// compare builds).
         #[arg(long, value_name = "PATH")]
         agent: Option<std::path::PathBuf>,
+        /// Without the 1 ms ticker on each CPU that puts every mode,
+        /// baseline included, under the same idle behaviour of the VM.
+        #[arg(long)]
+        no_keep_awake: bool,
     },
 }
 
@@ -140,6 +144,7 @@ fn run(task: Task) -> Result<()> {
             repeat,
             no_capture,
             agent,
+            no_keep_awake,
         } => match what.as_str() {
             "capture" => bench::capture(&root, quick),
             "flow" => bench::flow(&root, quick),
@@ -155,6 +160,7 @@ fn run(task: Task) -> Result<()> {
                     no_capture,
                     repeat,
                     agent,
+                    no_keep_awake,
                 },
             ),
             other => bail!("unknown bench `{other}`; available: all (default), capture, flow"),

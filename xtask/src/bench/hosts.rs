@@ -186,7 +186,7 @@ fn nginx_conf(dir: &Path, name: &str, servers: &str) -> String {
          \x20 log_format status_only \"$status\";\n\
          \x20 access_log {d}/{name}.log status_only buffer=64k flush=200ms;\n\
          \x20 keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
-         \x20 client_max_body_size 64m;\n  client_body_buffer_size 1m;\n\
+         \x20 client_max_body_size 64m;\n  client_body_buffer_size 16m;\n\
          \x20 client_body_temp_path {d}/{name}-body;\n  proxy_temp_path {d}/{name}-proxy;\n\
          \x20 fastcgi_temp_path {d}/{name}-fcgi;\n  uwsgi_temp_path {d}/{name}-uwsgi;\n\
          \x20 scgi_temp_path {d}/{name}-scgi;\n\
@@ -215,13 +215,25 @@ impl Nginx {
         })
     }
 
-    /// v1: a small fixed response to any method, the body read and
-    /// discarded.
+    /// v1: a small fixed response to any method. A POST's body is read to
+    /// its end before the response goes out (a `mirror` subrequest with
+    /// `mirror_request_body on` waits for it): answered early, as `return`
+    /// alone would do, wrk takes the response for the end of the exchange
+    /// and, still sending the body, never sends the next request.
     pub fn primary(hosts: &Hosts) -> Result<Self> {
+        let body = PRIMARY_BODY.escape_default();
+        let www = hosts.scratch.join("www");
+        fs::create_dir_all(&www)?;
         let servers = format!(
-            "  server {{\n    listen {PRIMARY_PORT} backlog=65535;\n    \
-             location / {{ return 200 \"{}\"; }}\n  }}\n",
-            PRIMARY_BODY.escape_default()
+            "  server {{\n    listen {PRIMARY_PORT} backlog=65535;\n    root {};\n    \
+             log_not_found off;\n    \
+             if ($request_method = POST) {{ rewrite ^ /_post last; }}\n    \
+             location / {{ return 200 \"{body}\"; }}\n    \
+             location = /_post {{ internal; mirror /_read; mirror_request_body on; \
+             error_page 404 405 =200 @ok; }}\n    \
+             location = /_read {{ internal; return 204; }}\n    \
+             location @ok {{ return 200 \"{body}\"; }}\n  }}\n",
+            www.display()
         );
         let nginx = Self::start(
             &hosts.primary,

@@ -57,6 +57,9 @@ pub struct Outcome {
     /// Largest backlog of requests due while every connection was busy.
     pub max_backlog: usize,
     pub reconnects: u64,
+    /// CPU time of the generator's thread over the schedule, seconds: what
+    /// a minimal client doing the same exchange costs on this machine.
+    pub cpu_seconds: f64,
 }
 
 /// Runs `plan` on a thread of its own and returns its outcome.
@@ -97,6 +100,17 @@ fn enter(plan: &Plan) -> Result<()> {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
     Ok(())
+}
+
+/// User + system CPU time of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: a local rusage filled by the kernel.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(usage.ru_utime) + t(usage.ru_stime)
+    }
 }
 
 fn now_ns() -> u64 {
@@ -262,6 +276,7 @@ impl Generator {
         let mut next = 0u64;
         let mut armed = 0u64;
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let cpu_before = thread_cpu_seconds();
         loop {
             let now = now_ns();
             while next < total && due(next) <= now {
@@ -330,6 +345,7 @@ impl Generator {
             latency: self.latency,
             max_backlog: self.max_backlog,
             reconnects: self.reconnects,
+            cpu_seconds: thread_cpu_seconds() - cpu_before,
         })
     }
 
@@ -369,6 +385,8 @@ impl Generator {
             conn.want_out = false;
             let fd = conn.stream.as_raw_fd();
             self.ctl(libc::EPOLL_CTL_MOD, fd, c as u64, libc::EPOLLIN)?;
+            // A response may have come in full while the body went out.
+            self.on_ready(c, libc::EPOLLIN as u32, plan)?;
         }
         Ok(())
     }
@@ -396,7 +414,12 @@ impl Generator {
                 Err(_) => return self.broken(c, plan),
             }
         }
-        while let Some((status, len)) = parse_response(&self.conns[c].buf) {
+        // A response that comes while the request is still being written
+        // waits for the write to end (the next request must not start in
+        // the middle of this one's body).
+        while self.conns[c].written == plan.request.len()
+            && let Some((status, len)) = parse_response(&self.conns[c].buf)
+        {
             self.conns[c].buf.drain(..len);
             let Some(due) = self.conns[c].due.take() else {
                 // A response nobody asked for: the connection is confused.

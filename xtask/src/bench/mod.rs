@@ -59,6 +59,8 @@ pub struct Options {
     pub ring_size: Option<String>,
     /// Skip the capture sub-bench.
     pub no_capture: bool,
+    /// No 1 ms ticker on each CPU during the runs (see [`probe::KeepAwake`]).
+    pub no_keep_awake: bool,
     /// A mirror-agent binary to measure instead of building one.
     pub agent: Option<PathBuf>,
     /// Runs of each saturation scenario (modes interleaved; the median
@@ -126,6 +128,9 @@ pub struct Run {
     pub errors: u64,
     /// Connections the server closed that the generator opened again.
     pub reconnects: u64,
+    /// Fixed rate only: the generator's CPU per answered request, µs (the
+    /// cost of a minimal client's write + read per request here).
+    pub client_cpu_us: Option<f64>,
     /// Requests the primary logged over the run.
     pub served: Logged,
     /// Requests each shadow logged over the run.
@@ -267,15 +272,38 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         Some(capture::measure(&agent.binary, false)?)
     };
 
+    let wakeup_cost_us = probe::wakeup_cost_us(hosts::PRIMARY_CPU, 2000).ok();
+    if let Some(cost) = wakeup_cost_us {
+        println!(
+            "==> one wakeup from idle costs {cost:.1} µs of CPU time on CPU {}",
+            hosts::PRIMARY_CPU
+        );
+    }
     let bpf_stats_before =
         fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
     set_bpf_stats(true)?;
+    let keep_awake = (!options.no_keep_awake)
+        .then(|| probe::KeepAwake::start(&[hosts::CLIENT_CPU, hosts::PRIMARY_CPU]));
+    let awake_wakeup_cost_us = if keep_awake.is_some() {
+        probe::wakeup_cost_us(hosts::PRIMARY_CPU, 2000).ok()
+    } else {
+        None
+    };
+    if let Some(cost) = awake_wakeup_cost_us {
+        println!("==> with a 1 ms ticker on each CPU: {cost:.1} µs per wakeup");
+    }
     let result = scenarios_run(options, &agent);
+    drop(keep_awake);
     let _ = set_bpf_stats(bpf_stats_before.trim() == "1");
     let runs = result?;
 
     let elapsed = started.elapsed();
-    let meta = report::Meta::collect(options, elapsed, &agent);
+    let meta = report::Meta::collect(
+        options,
+        elapsed,
+        &agent,
+        [wakeup_cost_us, awake_wakeup_cost_us],
+    );
     let md = report::markdown(&meta, &runs, capture.as_ref());
     let json = report::json(&meta, &runs, capture.as_ref());
     let out = root.join("target/bench");
@@ -372,6 +400,7 @@ fn run_one(
     mirror.begin()?;
     let cpu_before = CpuTimes::now();
     let duration = Duration::from_secs_f64(scenario.seconds);
+    let mut client_cpu_us = None;
     let (rate, p50_us, p99_us, p999_us, errors, max_backlog, completed, reconnects) =
         match scenario.load {
             Load::Saturation => {
@@ -405,6 +434,7 @@ fn run_one(
                     request: loadgen::request(PRIMARY_ADDR, "/bench", scenario.body),
                 };
                 let o = loadgen::run(&plan)?;
+                client_cpu_us = Some(o.cpu_seconds * 1e6 / o.completed.max(1) as f64);
                 let q = |p: f64| o.latency.value_at_quantile(p) as f64 / 1000.0;
                 (
                     o.rate,
@@ -438,6 +468,7 @@ fn run_one(
         completed,
         errors,
         reconnects,
+        client_cpu_us,
         served,
         received,
         mirror,

@@ -81,6 +81,10 @@ pub struct Mirror {
     process: Option<Process>,
     _proxy: Option<Nginx>,
     cpu_start: (f64, f64),
+    wakeups_start: u64,
+    /// Where this run's agent serves its metrics (a new port each run: a
+    /// port just released may still be taken).
+    metrics_port: u16,
     bpf_start: BpfStats,
 }
 
@@ -93,6 +97,8 @@ pub struct MirrorStats {
     /// Of which in the kernel (system time: syscalls, and on a veth the
     /// receiving side's softirq work for what it sends).
     pub cpu_system_seconds: f64,
+    /// Times its threads went to sleep and were woken again.
+    pub wakeups: u64,
     /// Peak RSS (VmHWM) of that process since it started.
     pub peak_rss: u64,
     /// The kernel program's bpf_stats over the run (agent modes).
@@ -136,10 +142,18 @@ impl TargetCounts {
 
 impl Mirror {
     pub fn start(mode: &Mode, hosts: &Hosts, agent: &AgentSettings) -> Result<Mirror> {
+        static RUNS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let metrics_port = 19_400 + RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
         let (process, proxy) = match mode {
             Mode::Baseline => (None, None),
-            Mode::CaptureOnly => (Some(start_agent(hosts, agent, 1, true)?), None),
-            Mode::Replay(n) => (Some(start_agent(hosts, agent, *n, false)?), None),
+            Mode::CaptureOnly => (
+                Some(start_agent(hosts, agent, 1, true, metrics_port)?),
+                None,
+            ),
+            Mode::Replay(n) => (
+                Some(start_agent(hosts, agent, *n, false, metrics_port)?),
+                None,
+            ),
             Mode::NginxMirror => (None, Some(Nginx::mirror_proxy(hosts, 1)?)),
             Mode::Goreplay(gor) | Mode::GoreplayNull(gor) => {
                 let input = format!(":{PRIMARY_PORT}");
@@ -162,6 +176,8 @@ impl Mirror {
             process,
             _proxy: proxy,
             cpu_start: (0.0, 0.0),
+            wakeups_start: 0,
+            metrics_port,
             bpf_start: BpfStats::default(),
         };
         mirror.begin()?;
@@ -198,6 +214,7 @@ impl Mirror {
     pub fn begin(&mut self) -> Result<()> {
         if let Some(pid) = self.pid() {
             self.cpu_start = probe::cpu_split(pid)?;
+            self.wakeups_start = probe::wakeups(pid);
             self.bpf_start = probe::bpf_stats(pid)?;
         }
         Ok(())
@@ -214,7 +231,7 @@ impl Mirror {
         let mut last = None;
         loop {
             std::thread::sleep(Duration::from_millis(200));
-            let samples = scrape(hosts)?;
+            let samples = scrape(hosts, self.metrics_port)?;
             let busy: f64 = samples
                 .iter()
                 .filter(|s| {
@@ -247,12 +264,13 @@ impl Mirror {
         let mut stats = MirrorStats {
             cpu_seconds: user + system - self.cpu_start.0 - self.cpu_start.1,
             cpu_system_seconds: system - self.cpu_start.1,
+            wakeups: probe::wakeups(pid).saturating_sub(self.wakeups_start),
             peak_rss: probe::peak_rss(pid)?,
             bpf: probe::bpf_stats(pid)?.since(self.bpf_start),
             agent: None,
         };
         if self.mode.is_agent() {
-            stats.agent = Some(agent_counts(&scrape(hosts)?));
+            stats.agent = Some(agent_counts(&scrape(hosts, self.metrics_port)?));
         }
         if let Some(mut process) = self.process.take() {
             let status = process.stop("INT", Duration::from_secs(15))?;
@@ -268,8 +286,15 @@ impl Mirror {
     }
 }
 
-fn start_agent(hosts: &Hosts, agent: &AgentSettings, shadows: usize, dry: bool) -> Result<Process> {
+fn start_agent(
+    hosts: &Hosts,
+    agent: &AgentSettings,
+    shadows: usize,
+    dry: bool,
+    metrics_port: u16,
+) -> Result<Process> {
     let port = PRIMARY_PORT.to_string();
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let urls: Vec<String> = (0..shadows).map(shadow_url).collect();
     let mut args = vec!["--iface", PRIMARY_IFACE, "--port", &port];
     for url in &urls {
@@ -282,6 +307,8 @@ fn start_agent(hosts: &Hosts, agent: &AgentSettings, shadows: usize, dry: bool) 
         args.extend(["--ring-size", ring]);
     }
     args.extend([
+        "--metrics-addr",
+        &metrics,
         "--log-format",
         "json",
         "--stats-interval",
@@ -311,13 +338,14 @@ fn start_agent(hosts: &Hosts, agent: &AgentSettings, shadows: usize, dry: bool) 
 }
 
 /// The agent's metrics, from inside the primary's namespace.
-pub fn scrape(hosts: &Hosts) -> Result<Vec<Sample>> {
-    let text = netns::run(hosts.primary.command("curl").args([
-        "-sS",
-        "--max-time",
-        "5",
-        "http://127.0.0.1:9464/metrics",
-    ]))
+pub fn scrape(hosts: &Hosts, port: u16) -> Result<Vec<Sample>> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = netns::run(
+        hosts
+            .primary
+            .command("curl")
+            .args(["-sS", "--max-time", "5", &url]),
+    )
     .context("scraping the agent's metrics")?;
     Ok(probe::parse_metrics(&text))
 }
