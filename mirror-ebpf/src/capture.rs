@@ -10,7 +10,8 @@ use aya_ebpf::{
 };
 use mirror_common::{
     CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, JUMP_COPY, MAX_CHUNKS, MAX_PORTS,
-    RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
+    RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash,
+    fold_address, is_sampled,
 };
 
 use crate::parse::{Segment, parse, read_addresses};
@@ -148,17 +149,28 @@ fn sampled(config: &CaptureConfig, seg: &Segment) -> bool {
 #[inline(always)]
 pub fn output(counters: &mut Counters, header: &RecordHeader, config: &CaptureConfig) {
     counters.add(Counter::RecordsMatched, 1);
-    match MIRROR_EVENTS.output::<RecordHeader>(header, wakeup_flag(config)) {
+    let flag = wakeup_flag(config, (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE) as u64);
+    match MIRROR_EVENTS.output::<RecordHeader>(header, flag) {
         Ok(()) => counters.add(Counter::RecordsEmitted, 1),
         Err(_) => counters.add(Counter::RecordsLost, 1),
     }
 }
 
-/// Wake the agent only once enough data waits (`CaptureConfig::wakeup_bytes`).
+/// The ring's own header in front of every record.
+pub const RING_RECORD_OVERHEAD: usize = 8;
+
+/// Wakes the agent when the records about to be added (`adding` bytes) take
+/// the data waiting in the ring across a multiple of
+/// `CaptureConfig::wakeup_bytes`; otherwise the agent drains on its own
+/// timer. Once per crossing, not once per record above the mark: a
+/// wakeup is an irq_work (a self-IPI, ~7 us on a VM), and a lagging agent
+/// had every record above 1/16 of the ring pay one (6.7 us per matched
+/// segment instead of 0.45 us, measured with BPF_PROG_TEST_RUN).
 #[inline(always)]
-pub fn wakeup_flag(config: &CaptureConfig) -> u64 {
+pub fn wakeup_flag(config: &CaptureConfig, adding: u64) -> u64 {
+    let step = config.wakeup_bytes as u64;
     let waiting = MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if waiting >= config.wakeup_bytes as u64 {
+    if step > 0 && (waiting + adding) / step > waiting / step {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

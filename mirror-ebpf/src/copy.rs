@@ -9,7 +9,10 @@ use mirror_common::{
     CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind,
 };
 
-use crate::capture::{MIRROR_CONFIG, MIRROR_EVENTS, MIRROR_SCRATCH, counters, output, wakeup_flag};
+use crate::capture::{
+    MIRROR_CONFIG, MIRROR_EVENTS, MIRROR_SCRATCH, RING_RECORD_OVERHEAD, counters, output,
+    wakeup_flag,
+};
 
 #[inline(always)]
 pub fn copy_payload(ctx: &TcContext) {
@@ -32,7 +35,10 @@ pub fn copy_payload(ctx: &TcContext) {
     counters.add(Counter::RecordsMatched, chunks as u64);
 
     buf.header.kind = RecordKind::Data as u8;
-    let wakeup = wakeup_flag(config);
+    let wakeup = wakeup_flag(
+        config,
+        (copy_len + chunks * (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE)) as u64,
+    );
     // Whole chunks first, with a constant length, then the tail in the
     // smallest size class that holds it. Choosing a class inside the loop
     // made the verifier's walk grow with every iteration.
