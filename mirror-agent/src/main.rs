@@ -192,11 +192,28 @@ async fn run(cli: Cli, config: Config, logging: Logging) -> anyhow::Result<()> {
     });
     let reload_task = tokio::spawn(Arc::clone(&reloader).listen(hup));
 
-    let stop = async {
-        let name = signals.stop().await;
-        info!("{name} received, detaching");
+    // The capture loop runs as a task of the runtime, not on this thread:
+    // the worker that polls the drain timer runs it at once, so a tick
+    // wakes one thread, not that worker and then this one.
+    let (detach, detach_requested) = tokio::sync::oneshot::channel::<()>();
+    let mut capture_task = tokio::spawn(async move {
+        let stop = async {
+            let _ = detach_requested.await;
+        };
+        let result = capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await;
+        (capture, pipeline, result)
+    });
+    let ended = tokio::select! {
+        name = signals.stop() => {
+            info!("{name} received, detaching");
+            let _ = detach.send(());
+            capture_task.await
+        }
+        // The capture failed on its own (it only ends early on an error).
+        ended = &mut capture_task => ended,
     };
-    capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await?;
+    let (capture, mut pipeline, result) = ended.context("the capture task panicked")?;
+    result?;
     readiness.attached.store(false, Ordering::Relaxed);
     reload_task.abort();
 

@@ -32,9 +32,9 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB burst).
 pub const DEFAULT_RING_BYTES: u32 = 64 << 20;
 
-/// The kernel wakes the agent once 1/16 of the ring is waiting; below that
-/// the agent drains on its own timer every [`DRAIN_INTERVAL`], which bounds
-/// how long a record waits.
+/// The kernel wakes the agent each time the data waiting in the ring
+/// crosses another 1/16 of it; below that the agent drains on its own timer
+/// every [`DRAIN_INTERVAL`], which bounds how long a record waits.
 const WAKEUP_FRACTION: u32 = 16;
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -375,8 +375,11 @@ impl Capture {
         // (dropped at the end of this function, before self can be).
         let ready = unsafe { AsyncFd::register_with_interest(raw_fd, Interest::READABLE) }
             .map_err(|err| std::io::Error::other(err.to_string()))?;
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let ticker = Ticker::new(tick)?;
+        // SAFETY: the fd belongs to `ticker`, which outlives `ticks`.
+        let ticks =
+            unsafe { AsyncFd::register_with_interest(ticker.0.as_raw_fd(), Interest::READABLE) }
+                .map_err(|err| std::io::Error::other(err.to_string()))?;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -386,16 +389,68 @@ impl Capture {
                     self.drain(sink);
                     guard.clear_ready();
                 }
-                _ = ticker.tick() => {
+                guard = ticks.readable() => {
+                    let mut guard = guard?;
+                    ticker.acknowledge();
+                    guard.clear_ready();
                     self.drain(sink);
                 }
             }
         }
         drop(ready);
+        drop(ticks);
         // Production first: stop copying, then empty the ring.
         self.detach();
         self.drain(sink);
         Ok(())
+    }
+}
+
+/// The drain timer: a periodic CLOCK_MONOTONIC timerfd. tokio's timers
+/// round every wait up to a whole millisecond, so a 1 ms interval ticked
+/// 1 to 2 ms apart; the timerfd ticks every `period` (hrtimer, no slack).
+struct Ticker(std::os::fd::OwnedFd);
+
+impl Ticker {
+    fn new(period: Duration) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain syscalls; the fd is owned as soon as it exists.
+        unsafe {
+            let fd = libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            );
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ticker = Ticker(std::os::fd::OwnedFd::from_raw_fd(fd));
+            let period = libc::timespec {
+                tv_sec: period.as_secs() as libc::time_t,
+                tv_nsec: period.subsec_nanos().max(1) as libc::c_long,
+            };
+            let spec = libc::itimerspec {
+                it_interval: period,
+                it_value: period,
+            };
+            if libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(ticker)
+        }
+    }
+
+    /// Reads the expiration count, so that the next tick wakes us again.
+    fn acknowledge(&self) {
+        let mut expirations = 0u64;
+        // SAFETY: reads 8 bytes into a u64 from our own timerfd; EAGAIN
+        // (nothing expired) is fine.
+        unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                (&mut expirations as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
 }
 
