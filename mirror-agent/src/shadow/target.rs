@@ -8,12 +8,13 @@
 //!    count queue_full)                         idle conn or connect           read response to its end
 //! ```
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -86,7 +87,80 @@ enum Phase {
     Stopped,
 }
 
-type Queue = mpsc::Receiver<Arc<PreparedRequest>>;
+/// The target's bounded queue: many workers take from it, each request
+/// wakes at most one of them. (A receiver shared behind an async mutex
+/// woke a second worker per request, the next in line for the lock.)
+struct Queue {
+    items: std::sync::Mutex<VecDeque<Arc<PreparedRequest>>>,
+    capacity: usize,
+    ready: Notify,
+    closed: AtomicBool,
+}
+
+/// Why [`Queue::push`] refused a request.
+#[derive(Debug, PartialEq, Eq)]
+enum PushError {
+    Full,
+    Closed,
+}
+
+impl Queue {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: std::sync::Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PreparedRequest>>> {
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, request: Arc<PreparedRequest>) -> Result<(), PushError> {
+        {
+            let mut items = self.lock();
+            if self.closed.load(Relaxed) {
+                return Err(PushError::Closed);
+            }
+            if items.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            items.push_back(request);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn try_pop(&self) -> Option<Arc<PreparedRequest>> {
+        self.lock().pop_front()
+    }
+
+    /// The next request; `None` once the queue is closed and empty.
+    async fn pop(&self) -> Option<Arc<PreparedRequest>> {
+        loop {
+            // Registered before looking, so a push in between is not missed.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(request) = self.try_pop() {
+                return Some(request);
+            }
+            if self.closed.load(Relaxed) {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    /// No more pushes; workers take what is left, then end.
+    fn close(&self) {
+        let _items = self.lock();
+        self.closed.store(true, Relaxed);
+        self.ready.notify_waiters();
+    }
+}
 
 struct Inner {
     config: TargetConfig,
@@ -97,7 +171,6 @@ struct Inner {
 struct Control {
     workers: Vec<JoinHandle<()>>,
     resolver: Option<JoinHandle<()>>,
-    queue: Arc<tokio::sync::Mutex<Queue>>,
 }
 
 /// A running target. Created by [`Target::start`]; stopped by
@@ -105,7 +178,7 @@ struct Control {
 /// accounting of what was left).
 pub struct Target {
     inner: Arc<Inner>,
-    tx: mpsc::Sender<Arc<PreparedRequest>>,
+    queue: Arc<Queue>,
     accepting: AtomicBool,
     phase: watch::Sender<Phase>,
     control: std::sync::Mutex<Option<Control>>,
@@ -150,9 +223,8 @@ impl Target {
                 }))
             }
         };
-        let (tx, rx) = mpsc::channel(settings.queue_size.max(1));
+        let queue = Arc::new(Queue::new(settings.queue_size));
         let (phase, _) = watch::channel(Phase::Running);
-        let queue = Arc::new(tokio::sync::Mutex::new(rx));
         let workers = (0..settings.max_in_flight.max(1))
             .map(|_| tokio::spawn(worker(inner.clone(), queue.clone(), phase.subscribe())))
             .collect();
@@ -164,13 +236,12 @@ impl Target {
         );
         Arc::new(Target {
             inner,
-            tx,
+            queue,
             accepting: AtomicBool::new(true),
             phase,
             control: std::sync::Mutex::new(Some(Control {
                 workers,
                 resolver: resolver_task,
-                queue,
             })),
         })
     }
@@ -203,13 +274,13 @@ impl Target {
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
-        match self.tx.try_send(request) {
+        match self.queue.push(request) {
             Ok(()) => true,
             Err(err) => {
                 stats.queue_depth.fetch_sub(1, Relaxed);
                 stats.drop_one(match err {
-                    mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
-                    mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
+                    PushError::Full => DropReason::QueueFull,
+                    PushError::Closed => DropReason::Shutdown,
                 });
                 false
             }
@@ -230,6 +301,8 @@ impl Target {
         };
         self.accepting.store(false, Relaxed);
         self.phase.send_replace(Phase::Draining);
+        // Draining: what is queued is still taken, then the workers end.
+        self.queue.close();
         let mut workers = control.workers.into_iter();
         let mut stopped = false;
         for mut handle in workers.by_ref() {
@@ -245,9 +318,7 @@ impl Target {
         if let Some(resolver) = control.resolver {
             resolver.abort();
         }
-        let mut queue = control.queue.lock().await;
-        queue.close();
-        while let Ok(_request) = queue.try_recv() {
+        while let Some(_request) = self.queue.try_pop() {
             self.inner.stats.queue_depth.fetch_sub(1, Relaxed);
             self.inner.stats.drop_one(DropReason::Shutdown);
         }
@@ -282,39 +353,17 @@ async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
     let _ = phase.wait_for(|p| *p >= at_least).await;
 }
 
-async fn worker(
-    inner: Arc<Inner>,
-    queue: Arc<tokio::sync::Mutex<Queue>>,
-    mut phase: watch::Receiver<Phase>,
-) {
-    let mut stop = phase.clone();
-    let mut closed = false;
+async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Phase>) {
+    let mut stop = phase;
     loop {
-        let next = {
-            let mut queue = tokio::select! {
-                biased;
-                _ = reached(&mut stop, Phase::Stopped) => return,
-                q = queue.lock() => q,
-            };
-            loop {
-                let now = *phase.borrow_and_update();
-                if now == Phase::Stopped {
-                    return;
-                }
-                if now == Phase::Draining && !closed {
-                    // Draining: what is queued is still taken, then `recv`
-                    // ends with `None`.
-                    queue.close();
-                    closed = true;
-                }
-                tokio::select! {
-                    biased;
-                    changed = phase.changed() => if changed.is_err() { return },
-                    request = queue.recv() => break request,
-                }
-            }
+        let request = tokio::select! {
+            biased;
+            _ = reached(&mut stop, Phase::Stopped) => return,
+            request = queue.pop() => match request {
+                Some(request) => request,
+                None => return,
+            },
         };
-        let Some(request) = next else { return };
         let stats = &inner.stats;
         stats.queue_depth.fetch_sub(1, Relaxed);
         stats.in_flight.fetch_add(1, Relaxed);
@@ -384,5 +433,58 @@ impl Inner {
                     .ok_or(DropReason::IoError)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::shadow::BodyFraming;
+
+    fn request(n: u8) -> Arc<PreparedRequest> {
+        Arc::new(PreparedRequest::new(
+            vec![n],
+            Bytes::new(),
+            BodyFraming::AsIs,
+        ))
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_fifo_and_ends_once_closed_and_empty() {
+        let queue = Queue::new(2);
+        assert_eq!(queue.push(request(1)), Ok(()));
+        assert_eq!(queue.push(request(2)), Ok(()));
+        assert_eq!(queue.push(request(3)), Err(PushError::Full));
+        assert_eq!(queue.pop().await.unwrap().head(), [1]);
+        queue.close();
+        assert_eq!(queue.push(request(4)), Err(PushError::Closed));
+        assert_eq!(
+            queue.pop().await.unwrap().head(),
+            [2],
+            "drained after close"
+        );
+        assert!(queue.pop().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_worker_is_woken_by_a_push_and_by_close() {
+        let queue = Arc::new(Queue::new(4));
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.pop().await.map(|r| r.head().to_vec()) }
+        });
+        tokio::task::yield_now().await;
+        queue.push(request(7)).unwrap();
+        assert_eq!(waiting.await.unwrap(), Some(vec![7]));
+
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.pop().await.is_none() }
+        });
+        tokio::task::yield_now().await;
+        queue.close();
+        assert!(waiting.await.unwrap(), "close ends a waiting pop");
     }
 }
