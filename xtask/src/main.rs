@@ -146,7 +146,7 @@ fn run(task: Task) -> Result<()> {
             agent,
             no_keep_awake,
         } => match what.as_str() {
-            "capture" => bench::capture(&root, quick),
+            "capture" => bench::capture(&root, quick, agent.as_deref()),
             "flow" => bench::flow(&root, quick),
             "all" => bench::run(
                 &root,

@@ -85,10 +85,13 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
 
     // CI's machine is thrown away afterwards: there the deployment is
     // installed for real (a developer runs `cargo xtask deploy-check` by
-    // choice), and fuzzing gets its time.
+    // choice), the bench harness runs once so that it never rots (it
+    // asserts the harness worked, not the speed), and fuzzing gets its time.
     if env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
         println!("==> cargo xtask deploy-check (CI)");
         crate::deploy::check(root).context("the deployment check failed")?;
+        println!("==> cargo xtask bench --quick (CI)");
+        crate::bench::run_quick(root).context("the quick bench failed")?;
         println!("==> cargo xtask fuzz: {CI_FUZZ_SECONDS} s per target (CI)");
         crate::fuzz::run(CI_FUZZ_SECONDS).context("fuzzing failed")?;
     }

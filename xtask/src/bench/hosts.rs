@@ -75,6 +75,17 @@ impl Hosts {
             primary.address(&link, &format!("10.200.{}.1/24", 21 + i))?;
             shadow.address("eth0", &format!("{}/24", SHADOW_ADDR[i]))?;
         }
+        // Each host receives on its own CPU (RPS): a veth delivers a packet
+        // in the sender's softirq, which would charge v1's receive work and
+        // the capture program to the client's CPU, and the shadows' receive
+        // work to the agent. Steered, v1's CPU pays for what v1's host
+        // receives, as with a NIC.
+        rps(&client, "eth0", CLIENT_CPU)?;
+        rps(&primary, PRIMARY_IFACE, PRIMARY_CPU)?;
+        for (i, shadow) in shadows.iter().enumerate() {
+            rps(&primary, &format!("to-s{}", i + 1), PRIMARY_CPU)?;
+            rps(shadow, "eth0", SHADOW_CPU)?;
+        }
         // 10,000 connections: listen backlogs, SYN backlog, ports on the
         // client side (and the ports of the previous runs in TIME_WAIT).
         for ns in [&client, &primary, &shadows[0], &shadows[1]] {
@@ -91,6 +102,17 @@ impl Hosts {
             _scratch: scratch_guard,
         })
     }
+}
+
+/// Receive Packet Steering of `iface`'s queue to `cpu` (`ip netns exec`
+/// mounts the namespace's own /sys).
+fn rps(ns: &Netns, iface: &str, cpu: usize) -> Result<()> {
+    let mask = format!("{:x}", 1u64 << cpu);
+    netns::run(ns.command("sh").args([
+        "-c",
+        &format!("echo {mask} > /sys/class/net/{iface}/queues/rx-0/rps_cpus"),
+    ]))
+    .map(drop)
 }
 
 fn sysctl(ns: &Netns, key: &str, value: &str) -> Result<()> {

@@ -17,6 +17,7 @@
 //! `cargo xtask bench capture` is the kernel program's sub-bench
 //! ([`capture`]), also run first by the full bench.
 
+mod bpf;
 mod capture;
 mod flow;
 mod hosts;
@@ -232,7 +233,6 @@ fn modes(options: &Options) -> Vec<Mode> {
 /// speed is not judged. Needs root, nginx, wrk and bpftool (`cargo xtask
 /// setup`); builds the agent in the debug profile (which `cargo xtask
 /// test` has built already). Writes target/bench/bench-quick.{md,json}.
-#[allow(dead_code)] // called by `cargo xtask test` in CI
 pub fn run_quick(root: &Path) -> Result<()> {
     run(
         root,

@@ -487,11 +487,26 @@ pub fn goals(runs: &[Run], capture: Option<&CaptureFigures>) -> Vec<Goal> {
         Some(c) => Goal {
             id: "P4",
             text: "kernel program ≤ 300 ns per matched MTU-sized segment, ≤ 50 ns per other packet",
-            measured: format!(
-                "{:.0} ns per matched segment, {:.1} ns per other packet",
-                c.ns_per_matched, c.ns_per_unmatched
-            ),
-            met: Some(c.ns_per_matched <= 300.0 && c.ns_per_unmatched <= 50.0),
+            measured: match c.test_run {
+                Some(t) => format!(
+                    "{:.0} ns per matched segment, {:.1} ns per other packet (bpf_stats under \
+                     traffic, its own {:.0} ns per run taken off); BPF_PROG_TEST_RUN: {:.0} ns \
+                     per matched 1448 B segment, of which {:.0} ns for a bare ring record, \
+                     {:.1} ns per other packet",
+                    c.net_matched(),
+                    c.net_unmatched(),
+                    t.stats_floor_ns,
+                    t.matched_mtu_ns,
+                    t.ring_record_ns,
+                    t.unmatched_ns
+                ),
+                None => format!(
+                    "{:.0} ns per matched segment, {:.1} ns per other packet (bpf_stats, its \
+                     own cost included)",
+                    c.ns_per_matched, c.ns_per_unmatched
+                ),
+            },
+            met: Some(c.net_matched() <= 300.0 && c.net_unmatched() <= 50.0),
         },
         None => Goal {
             id: "P4",
@@ -586,12 +601,14 @@ const METHOD: &str = "\
   nginx shadows that log every request they receive. mirror-agent, the \
   nginx mirror proxy and goreplay run in the primary's namespace (the same \
   host as v1).
-* CPU pinning (2 CPUs): CPU {client} runs the load generator and the \
-  shadows (other hosts); CPU {primary} runs v1 and whatever mirrors beside \
-  it, so the agent's cost falls on the primary's own CPU, as on a real \
-  host. The kernel program runs in the softirq of the CPU that sends the \
-  packet over the veth (the client's): its cost is not taken from v1's CPU \
-  here, which is why it is reported apart (bpf_stats).
+* CPU pinning (2 CPUs): CPU {client} is the client's and the shadows' \
+  (other hosts), CPU {primary} the primary host's: v1, whatever mirrors \
+  beside it, and what that host receives — each veth's receive queue is \
+  steered (RPS) to its host's CPU, so the capture program and v1's \
+  receive work run on CPU {primary} as they would on a NIC's CPU, and the \
+  shadows' receive work is not charged to the agent. The agent's cost thus \
+  comes out of the primary's own CPU, as on a real host; the kernel \
+  program's run time is also reported apart (bpf_stats).
 * This VM serves the wakeup of a halted vCPU slowly unless the CPU wakes \
   regularly (a process sleeping 1 ms in a loop on v1's CPU raised nginx \
   alone from ~77k to ~118k req/s). The agent wakes every 1 ms itself, so \

@@ -1,0 +1,210 @@
+//! The kernel program's cost without bpf_stats' own: `BPF_PROG_TEST_RUN`
+//! runs a program `repeat` times on a crafted packet and reports the mean
+//! time per run. Run on the agent's classifier (found by id, from the
+//! agent's fdinfo) and on a 2-instruction program (the loop's own cost and,
+//! with bpf_stats on, bpf_stats' cost per run), plus a program that only
+//! reserves and submits a 512-byte ring record (the ring's own cost).
+//!
+//! Raw bpf(2) calls: xtask needs no BPF library for three commands.
+
+use std::{
+    fs,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const BPF_MAP_CREATE: i64 = 0;
+const BPF_PROG_LOAD: i64 = 5;
+const BPF_PROG_TEST_RUN: i64 = 10;
+const BPF_PROG_GET_FD_BY_ID: i64 = 13;
+const PROG_TYPE_SCHED_CLS: u32 = 3;
+const MAP_TYPE_RINGBUF: u32 = 27;
+const ATTR_SIZE: usize = 128;
+
+fn bpf(cmd: i64, attr: &mut [u8; ATTR_SIZE]) -> Result<i64> {
+    // SAFETY: `attr` is a zero-padded bpf_attr of ATTR_SIZE bytes whose
+    // pointers (if any) point to buffers that outlive the call.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), ATTR_SIZE) };
+    if ret < 0 {
+        bail!("bpf({cmd}): {}", std::io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
+fn put<const N: usize>(attr: &mut [u8; ATTR_SIZE], at: usize, bytes: [u8; N]) {
+    attr[at..at + N].copy_from_slice(&bytes);
+}
+
+fn fd(ret: i64) -> OwnedFd {
+    // SAFETY: a new fd returned by bpf(2), owned from here on.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+/// One BPF instruction.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0] = code;
+    b[1] = dst | (src << 4);
+    b[2..4].copy_from_slice(&off.to_le_bytes());
+    b[4..8].copy_from_slice(&imm.to_le_bytes());
+    b
+}
+
+fn load(insns: &[[u8; 8]]) -> Result<OwnedFd> {
+    let code: Vec<u8> = insns.concat();
+    let license = b"GPL\0";
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, PROG_TYPE_SCHED_CLS.to_le_bytes());
+    put(&mut attr, 4, (insns.len() as u32).to_le_bytes());
+    put(&mut attr, 8, (code.as_ptr() as u64).to_le_bytes());
+    put(&mut attr, 16, (license.as_ptr() as u64).to_le_bytes());
+    Ok(fd(bpf(BPF_PROG_LOAD, &mut attr)?))
+}
+
+/// `r0 = TC_ACT_PIPE; exit`.
+fn empty_program() -> Result<OwnedFd> {
+    load(&[insn(0xb7, 0, 0, 0, 3), insn(0x95, 0, 0, 0, 0)])
+}
+
+/// Reserves a 512-byte record in `ring` and submits it (no wakeup).
+fn ring_program(ring: &OwnedFd) -> Result<OwnedFd> {
+    let map = ring.as_raw_fd();
+    load(&[
+        insn(0x18, 1, 1, 0, map), // r1 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
+        insn(0, 0, 0, 0, 0),
+        insn(0xb7, 2, 0, 0, 512), // r2 = size
+        insn(0xb7, 3, 0, 0, 0),   // r3 = flags
+        insn(0x85, 0, 0, 0, 131), // call bpf_ringbuf_reserve
+        insn(0x55, 0, 0, 2, 0),   // if r0 != 0 goto +2
+        insn(0xb7, 0, 0, 0, 3),
+        insn(0x95, 0, 0, 0, 0),
+        insn(0xbf, 1, 0, 0, 0),   // r1 = r0
+        insn(0xb7, 2, 0, 0, 1),   // r2 = BPF_RB_NO_WAKEUP
+        insn(0x85, 0, 0, 0, 132), // call bpf_ringbuf_submit
+        insn(0xb7, 0, 0, 0, 3),
+        insn(0x95, 0, 0, 0, 0),
+    ])
+}
+
+fn ring(bytes: u32) -> Result<OwnedFd> {
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, MAP_TYPE_RINGBUF.to_le_bytes());
+    put(&mut attr, 12, bytes.to_le_bytes());
+    Ok(fd(bpf(BPF_MAP_CREATE, &mut attr)?))
+}
+
+fn prog_by_id(id: u32) -> Result<OwnedFd> {
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, id.to_le_bytes());
+    Ok(fd(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?))
+}
+
+/// Mean ns per run of `prog` on `packet` over `repeat` runs.
+fn test_run(prog: &OwnedFd, packet: &[u8], repeat: u32) -> Result<f64> {
+    let mut out = vec![0u8; packet.len() + 256];
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, (prog.as_raw_fd() as u32).to_le_bytes());
+    put(&mut attr, 8, (packet.len() as u32).to_le_bytes());
+    put(&mut attr, 12, (out.len() as u32).to_le_bytes());
+    put(&mut attr, 16, (packet.as_ptr() as u64).to_le_bytes());
+    put(&mut attr, 24, (out.as_mut_ptr() as u64).to_le_bytes());
+    put(&mut attr, 32, repeat.to_le_bytes());
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let duration = u32::from_le_bytes(attr[36..40].try_into().expect("4 bytes"));
+    Ok(duration as f64)
+}
+
+/// run_time_ns and run_cnt of one of our own fds.
+fn own_stats(prog: &OwnedFd) -> (u64, u64) {
+    let text =
+        fs::read_to_string(format!("/proc/self/fdinfo/{}", prog.as_raw_fd())).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("run_time_ns:"), field("run_cnt:"))
+}
+
+/// An Ethernet + IPv4 + TCP (with timestamps) segment, ACK|PSH, to `port`.
+pub fn segment(port: u16, payload: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(66 + payload);
+    p.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total = (20 + 32 + payload) as u16;
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0, 10, 200, 0, 1, 10, 200, 0, 2]);
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    p.extend_from_slice(&1000u32.to_be_bytes());
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(&[8 << 4, 0x18, 0x03, 0xe8, 0, 0, 0, 0]);
+    p.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    p.resize(p.len() + payload, b'x');
+    p
+}
+
+/// What `BPF_PROG_TEST_RUN` measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestRun {
+    /// bpf_stats' own cost per run: run_time_ns / run_cnt of the empty
+    /// program (only meaningful with bpf_stats on).
+    pub stats_floor_ns: f64,
+    /// Net ns per run of the classifier (minus the empty program's run).
+    pub unmatched_ns: f64,
+    pub matched_mtu_ns: f64,
+    pub matched_small_ns: f64,
+    /// Reserve + submit of a 512-byte record, net.
+    pub ring_record_ns: f64,
+}
+
+/// The classifier with id `prog_id` (the agent's, capturing `port`) under
+/// test runs. bpf_stats must be on (for the floor); the test runs
+/// themselves are timed by the kernel's test loop.
+pub fn measure(prog_id: u32, port: u16) -> Result<TestRun> {
+    let classifier = prog_by_id(prog_id).context("the agent's classifier by id")?;
+    let empty = empty_program().context("loading an empty program")?;
+    let ring_fd = ring(64 << 20)?;
+    let ring_prog = ring_program(&ring_fd).context("loading a ring program")?;
+    let other = segment(port.wrapping_add(1), 0);
+    let mtu = segment(port, 1448);
+    let small = segment(port, 100);
+    // Warm up, then take the median of 5 rounds of each.
+    let median = |f: &mut dyn FnMut() -> Result<f64>| -> Result<f64> {
+        let mut v = (0..5).map(|_| f()).collect::<Result<Vec<_>>>()?;
+        v.sort_by(f64::total_cmp);
+        Ok(v[2])
+    };
+    let (t0, c0) = own_stats(&empty);
+    let base = median(&mut || test_run(&empty, &other, 100_000))?;
+    let (t1, c1) = own_stats(&empty);
+    let stats_floor_ns = (t1 - t0) as f64 / (c1 - c0).max(1) as f64;
+    let unmatched = median(&mut || test_run(&classifier, &other, 100_000))?;
+    // 8000 records of ~1.5 KB stay well inside the agent's ring per round.
+    let matched_mtu = median(&mut || test_run(&classifier, &mtu, 8_000))?;
+    let matched_small = median(&mut || test_run(&classifier, &small, 8_000))?;
+    // 20,000 records of 520 bytes per round: 5 rounds fill 52 MB of 64.
+    let ring_record = median(&mut || test_run(&ring_prog, &other, 20_000))?;
+    Ok(TestRun {
+        stats_floor_ns,
+        unmatched_ns: unmatched - base,
+        matched_mtu_ns: matched_mtu - base,
+        matched_small_ns: matched_small - base,
+        ring_record_ns: ring_record - base,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crafted_segments_have_consistent_lengths() {
+        let s = segment(9000, 1448);
+        assert_eq!(s.len(), 14 + 20 + 32 + 1448);
+        assert_eq!(u16::from_be_bytes([s[16], s[17]]) as usize, s.len() - 14);
+        assert_eq!(u16::from_be_bytes([s[36], s[37]]), 9000);
+    }
+}
