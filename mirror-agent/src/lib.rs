@@ -3,9 +3,11 @@
 //!
 //! The modules follow the data: `capture` (load, attach, drain the ring) →
 //! `flow` (TCP reassembly) → `http` (request framing) → `route` → `shadow`;
-//! `config` and `logging` set the agent up.
+//! `config` and `logging` set the agent up; `clock` is the one periodic
+//! wakeup the capture and the shadow connections share.
 
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod flow;
 pub mod http;

@@ -380,6 +380,9 @@ impl Capture {
         let ticks =
             unsafe { AsyncFd::register_with_interest(ticker.0.as_raw_fd(), Interest::READABLE) }
                 .map_err(|err| std::io::Error::other(err.to_string()))?;
+        // The shadow connections are serviced on the same wakeup (see
+        // `crate::clock`), after the requests of the tick are queued.
+        let clock = crate::clock::Driver::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -396,7 +399,9 @@ impl Capture {
                     self.drain(sink);
                 }
             }
+            crate::clock::tick();
         }
+        drop(clock);
         drop(ready);
         drop(ticks);
         // Production first: stop copying, then empty the ring.

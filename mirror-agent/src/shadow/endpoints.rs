@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::stats::DropReason;
+use super::stream::ShadowStream;
 
 /// A boxed future, as [`Resolve`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -53,7 +54,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An open connection to one address, with its read buffer.
 pub(crate) struct Conn {
-    pub stream: TcpStream,
+    pub stream: ShadowStream,
     pub buf: Vec<u8>,
     idle_since: Instant,
 }
@@ -311,6 +312,7 @@ pub(crate) async fn connect(
         Ok(Ok(stream)) => {
             // Requests go out in one vectored write; never wait for an ack.
             let _ = stream.set_nodelay(true);
+            let stream = ShadowStream::new(stream).map_err(|err| (DropReason::IoError, err))?;
             Ok(Conn {
                 stream,
                 buf: Vec::new(),

@@ -23,6 +23,7 @@
 
 mod endpoints;
 mod stats;
+mod stream;
 mod target;
 mod url;
 mod wire;
