@@ -39,8 +39,8 @@ const SETTLE: Duration = Duration::from_secs(20);
 /// Peak resident memory allowed to the agent under a slow shadow, with a
 /// ring of [`SLOW_RING`]. The ring's pages count in the agent's RSS as soon
 /// as it maps them, twice (the data area is mapped twice in a row for
-/// wrap-around reads): with the default 64 MiB ring the agent starts at
-/// about 145 MiB resident, whatever the traffic.
+/// wrap-around reads): with the default 16 MiB ring the agent starts at
+/// about 40 MiB resident, whatever the traffic.
 const RSS_BOUND_KIB: u64 = 64 << 10;
 const SLOW_RING: &str = "4M";
 

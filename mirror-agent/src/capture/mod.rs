@@ -28,9 +28,12 @@ use tracing::{debug, info, warn};
 /// The kernel program, built by build.rs for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror"));
 
-/// Default ring size: room for a burst of 64 MiB of payload while the agent
-/// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB burst).
-pub const DEFAULT_RING_BYTES: u32 = 64 << 20;
+/// Default ring size: room for a burst of 16 MiB of payload while the agent
+/// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB
+/// burst). The ring's pages count twice in the agent's RSS (the data area is
+/// mapped twice for wrap-around reads): 64 MiB made a 140 MB agent; 16 MiB
+/// lost nothing in `cargo xtask bench` (1 GB/s capture, 10 MB bodies).
+pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
 
 /// The kernel wakes the agent each time the data waiting in the ring
 /// crosses another 1/16 of it; below that the agent drains on its own timer
