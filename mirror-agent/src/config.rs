@@ -45,10 +45,11 @@ macro_rules! example_file {
 iface = "eth0"                        # interface whose ingress is captured
 ports = [80, 8080]                    # service ports, 1 to 16
 sample = 100                          # percent of connections, 0 to 100
-ring_size = "64M"                     # kernel → agent ring, a power of two
+ring_size = "16M"                     # kernel → agent ring, a power of two
 attach = "auto"                       # auto | tcx | netlink
 
 # The agent:
+nice = 10                             # CPU priority below the service's, 0 to 19
 log_format = "json"                   # json | text (default: text on a terminal)
 log_level = "info"                    # or a filter: "info,mirror_agent::shadow=debug"
 log_requests = 0                      # percent of requests logged at debug level
@@ -167,9 +168,17 @@ pub struct Cli {
     pub sample: Option<Share>,
 
     /// Ring buffer between kernel and agent, in bytes; a power of two, with
-    /// an optional K, M or G suffix. Default 64M. Example: --ring-size 256M
+    /// an optional K, M or G suffix. Default 16M. Example: --ring-size 256M
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<RingSize>,
+
+    /// CPU priority of the agent as a nice value, from 0 (the service's
+    /// own) to 19 (the lowest). Default 10: when the host's CPUs are short,
+    /// the service keeps its share and the agent falls behind — counted as
+    /// ring losses — instead of slowing production. A higher niceness the
+    /// agent was started with is kept. Example: --nice 0
+    #[arg(long, value_name = "NICE")]
+    pub nice: Option<Niceness>,
 
     /// How to attach: tcx (Linux >= 6.6), netlink (clsact filter, older
     /// kernels) or auto (default). Example: --attach netlink
@@ -284,6 +293,8 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// The agent's default nice value (see `--nice`).
+pub const DEFAULT_NICE: i32 = 10;
 
 /// The validated configuration: flags over the file over the defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -294,6 +305,8 @@ pub struct Config {
     pub sample: Share,
     pub ring_bytes: u32,
     pub attach: AttachMode,
+    /// The nice value the agent runs at (at least).
+    pub nice: i32,
     /// `None`: JSON unless stderr is a terminal.
     pub log_format: Option<LogFormat>,
     pub log_level: String,
@@ -313,6 +326,7 @@ impl Default for Config {
             sample: Share::ALL,
             ring_bytes: DEFAULT_RING_BYTES,
             attach: AttachMode::Auto,
+            nice: DEFAULT_NICE,
             log_format: None,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_requests: Share::from_percent(0.0).unwrap_or(Share::ALL),
@@ -367,6 +381,7 @@ impl Config {
         check("sample", self.sample != new.sample);
         check("ring_size", self.ring_bytes != new.ring_bytes);
         check("attach", self.attach != new.attach);
+        check("nice", self.nice != new.nice);
         check("log_format", self.log_format != new.log_format);
         check("metrics_addr", self.metrics_addr != new.metrics_addr);
         let (a, b) = (&self.flow, &new.flow);
@@ -418,6 +433,7 @@ impl Cli {
         set(&mut a.sample, &self.sample);
         set(&mut a.ring_size, &self.ring_size);
         set(&mut a.attach, &self.attach);
+        set(&mut a.nice, &self.nice);
         set(&mut a.log_format, &self.log_format);
         set(&mut a.log_level, &self.log_level);
         set(&mut a.log_requests, &self.log_requests);
@@ -861,6 +877,9 @@ bounded! {
     FlowCount: 1, 1 << 24;
     /// Header fields in one head.
     HeaderCount: 1, MAX_HEADERS_LIMIT;
+    /// A nice value the agent may take: 0 to 19 (never above the
+    /// service's priority).
+    Niceness: 0, 19;
 }
 
 /// `ports = [80, 8080]`: 1 to 16 ports, each 1 to 65535.
@@ -1249,6 +1268,7 @@ section! {
         sample "sample": Option<Share>,
         ring_size "ring_size": Option<RingSize>,
         attach "attach": Option<AttachMode>,
+        nice "nice": Option<Niceness>,
         log_format "log_format": Option<LogFormat>,
         log_level "log_level": Option<LogLevel>,
         log_requests "log_requests": Option<Share>,
@@ -1577,6 +1597,7 @@ impl FileConfig {
             sample: a.sample.unwrap_or(defaults.sample),
             ring_bytes: a.ring_size.map_or(defaults.ring_bytes, |r| r.0),
             attach: a.attach.unwrap_or(defaults.attach),
+            nice: a.nice.map_or(defaults.nice, |n| n.0 as i32),
             log_format: a.log_format,
             log_level: a
                 .log_level
@@ -1705,6 +1726,7 @@ impl FileConfig {
                 sample: Some(config.sample),
                 ring_size: Some(RingSize(config.ring_bytes)),
                 attach: Some(config.attach),
+                nice: Some(Niceness(config.nice as usize)),
                 log_format: config.log_format,
                 log_level: Some(LogLevel(config.log_level.clone())),
                 log_requests: Some(config.log_requests),

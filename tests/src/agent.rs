@@ -116,9 +116,26 @@ pub struct AgentExit {
     pub stderr: String,
 }
 
+/// The tests load both CPUs with their own clients and servers and check
+/// what is mirrored, not who yields the CPU: their agents run at the
+/// service's priority unless a test gives `--nice` (the default, 10, has a
+/// test of its own).
+const TEST_NICE: [&str; 2] = ["--nice", "0"];
+
 impl Agent {
-    /// Starts `mirror-agent ARGS...` inside `netns`.
+    /// Starts `mirror-agent ARGS...` inside `netns`, at nice 0 unless ARGS
+    /// say otherwise (see [`TEST_NICE`]).
     pub fn spawn(netns: &Netns, args: &[&str]) -> Result<Self> {
+        let mut full = Vec::with_capacity(args.len() + 2);
+        if !args.contains(&"--nice") && args.first().is_some_and(|a| a.starts_with("--")) {
+            full.extend(TEST_NICE);
+        }
+        full.extend_from_slice(args);
+        Self::spawn_exact(netns, &full)
+    }
+
+    /// Starts `mirror-agent ARGS...` inside `netns`, nothing added.
+    pub fn spawn_exact(netns: &Netns, args: &[&str]) -> Result<Self> {
         let binary = agent_binary()?;
         let mut child = netns
             .command(&binary)
@@ -156,7 +173,15 @@ impl Agent {
 
     /// Starts the agent and waits until it logged `capture attached`.
     pub fn start_attached(netns: &Netns, args: &[&str]) -> Result<Self> {
-        let mut agent = Self::spawn(netns, args)?;
+        Self::attached(Self::spawn(netns, args)?)
+    }
+
+    /// [`Agent::start_attached`] with nothing added to ARGS.
+    pub fn start_attached_exact(netns: &Netns, args: &[&str]) -> Result<Self> {
+        Self::attached(Self::spawn_exact(netns, args)?)
+    }
+
+    fn attached(mut agent: Self) -> Result<Self> {
         if let Err(err) = agent.wait_for_log("capture attached", Duration::from_secs(30)) {
             let _ = agent.child.kill();
             let exit = agent.wait()?;

@@ -18,6 +18,48 @@ use mirror_tests::{
 const PORT: u16 = 8080;
 
 // ---------------------------------------------------------------------------
+// The agent yields the CPU to the service
+// ---------------------------------------------------------------------------
+
+/// The nice value of `pid` (field 19 of /proc/PID/stat, after the command
+/// name in parentheses).
+fn nice_of(pid: u32) -> Result<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    // Fields from 3 on; nice is field 19.
+    Ok(after_name
+        .split_whitespace()
+        .nth(19 - 3)
+        .ok_or_else(|| anyhow::anyhow!("short stat: {stat}"))?
+        .parse()?)
+}
+
+#[test]
+fn the_agent_runs_at_nice_10_by_default_and_at_the_nice_it_is_given() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let topology = Topology::new()?;
+    let args = agent_args("auto");
+    let agent = Agent::start_attached_exact(&topology.server, &as_strs(&args))?;
+    let default = nice_of(agent.pid())?;
+    drop(agent);
+    ensure!(default == 10, "default nice {default}, expected 10");
+
+    let agent = Agent::start_attached_exact(
+        &topology.server,
+        &["--nice", "0"]
+            .into_iter()
+            .chain(as_strs(&args))
+            .collect::<Vec<_>>(),
+    )?;
+    let zero = nice_of(agent.pid())?;
+    drop(agent);
+    ensure!(zero == 0, "--nice 0 ran at {zero}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // f: the agent process dies; production does not notice
 // ---------------------------------------------------------------------------
 

@@ -92,6 +92,13 @@ impl Hosts {
             sysctl(ns, "net.core.somaxconn", "65535")?;
             sysctl(ns, "net.ipv4.tcp_max_syn_backlog", "65535")?;
             sysctl(ns, "net.ipv4.ip_local_port_range", "1024 65535")?;
+            // The agents' metrics ports: never handed out to a connection
+            // (an nginx-mirror run's 10,000 upstream connections took one).
+            sysctl(
+                ns,
+                "net.ipv4.ip_local_reserved_ports",
+                &format!("{}-{}", METRICS_PORTS.start, METRICS_PORTS.end - 1),
+            )?;
             sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")?;
         }
         Ok(Self {
@@ -114,6 +121,9 @@ fn rps(ns: &Netns, iface: &str, cpu: usize) -> Result<()> {
     ]))
     .map(drop)
 }
+
+/// Ports the agents' metrics listeners take, one per run.
+pub const METRICS_PORTS: std::ops::Range<u16> = 19_400..19_900;
 
 fn sysctl(ns: &Netns, key: &str, value: &str) -> Result<()> {
     netns::run(

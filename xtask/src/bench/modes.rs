@@ -143,7 +143,9 @@ impl TargetCounts {
 impl Mirror {
     pub fn start(mode: &Mode, hosts: &Hosts, agent: &AgentSettings) -> Result<Mirror> {
         static RUNS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-        let metrics_port = 19_400 + RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
+        let ports = super::hosts::METRICS_PORTS;
+        let metrics_port = ports.start
+            + RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (ports.end - ports.start);
         let (process, proxy) = match mode {
             Mode::Baseline => (None, None),
             Mode::CaptureOnly => (
