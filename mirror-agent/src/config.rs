@@ -60,7 +60,7 @@ drain_timeout = "5s"                  # at SIGTERM, for the shadow queues
 # Limits of reassembly and framing:
 max_flows = 65536                     # connections tracked at once
 max_flow_buffer = "1M"                # held out of order, per connection
-max_buffered = "1G"                   # buffered by all connections together
+max_buffered = "256M"                 # buffered by all connections together
 flow_idle_timeout = "60s"
 hole_timeout = "3s"                   # a hole not filled by then is a gap
 max_head_size = "64K"
@@ -257,8 +257,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_flow_buffer: Option<ByteSize>,
 
-    /// Bytes buffered by all connections together. Default 1G.
-    /// Example: --max-buffered 256M
+    /// Bytes buffered by all connections together. Default 256M.
+    /// Example: --max-buffered 1G
     #[arg(long, value_name = "BYTES")]
     pub max_buffered: Option<ByteSize>,
 

@@ -31,8 +31,9 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Default ring size: room for a burst of 16 MiB of payload while the agent
 /// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB
 /// burst). The ring's pages count twice in the agent's RSS (the data area is
-/// mapped twice for wrap-around reads): 64 MiB made a 140 MB agent; 16 MiB
-/// lost nothing in `cargo xtask bench` (1 GB/s capture, 10 MB bodies).
+/// mapped twice for wrap-around reads): 64 MiB made a 140 MB agent. In
+/// `cargo xtask bench capture` 16 and 64 MiB lose the same share at 2.3 GB/s
+/// sustained: there the agent's drain rate is the limit, not the ring.
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
 
 /// The kernel wakes the agent each time the data waiting in the ring

@@ -91,7 +91,7 @@ enum Phase {
 /// wakes at most one of them. (A receiver shared behind an async mutex
 /// woke a second worker per request, the next in line for the lock.)
 struct Queue {
-    items: std::sync::Mutex<VecDeque<Arc<PreparedRequest>>>,
+    items: std::sync::Mutex<Queued>,
     capacity: usize,
     ready: Notify,
     closed: AtomicBool,
@@ -104,17 +104,29 @@ enum PushError {
     Closed,
 }
 
+/// What a queue holds, and how many bytes of requests that is.
+#[derive(Default)]
+struct Queued {
+    requests: VecDeque<Arc<PreparedRequest>>,
+    bytes: usize,
+}
+
+/// Bytes of requests one target's queue holds at most, beside its count
+/// (`queue_size`): 1024 queued 10 MB bodies would be 10 GB. One request
+/// larger than this is still taken when the queue is empty.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+
 impl Queue {
     fn new(capacity: usize) -> Self {
         Self {
-            items: std::sync::Mutex::new(VecDeque::new()),
+            items: std::sync::Mutex::new(Queued::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PreparedRequest>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -124,17 +136,24 @@ impl Queue {
             if self.closed.load(Relaxed) {
                 return Err(PushError::Closed);
             }
-            if items.len() >= self.capacity {
+            let len = request.len();
+            if items.requests.len() >= self.capacity
+                || (!items.requests.is_empty() && items.bytes + len > MAX_QUEUED_BYTES)
+            {
                 return Err(PushError::Full);
             }
-            items.push_back(request);
+            items.bytes += len;
+            items.requests.push_back(request);
         }
         self.ready.notify_one();
         Ok(())
     }
 
     fn try_pop(&self) -> Option<Arc<PreparedRequest>> {
-        self.lock().pop_front()
+        let mut items = self.lock();
+        let request = items.requests.pop_front()?;
+        items.bytes -= request.len();
+        Some(request)
     }
 
     /// The next request; `None` once the queue is closed and empty.
@@ -466,6 +485,31 @@ mod tests {
             "drained after close"
         );
         assert!(queue.pop().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_but_takes_one_large_request_when_empty() {
+        let big = |n: u8| {
+            Arc::new(PreparedRequest::new(
+                vec![n],
+                Bytes::from(vec![0u8; MAX_QUEUED_BYTES / 2]),
+                BodyFraming::AsIs,
+            ))
+        };
+        let queue = Queue::new(100);
+        assert_eq!(queue.push(big(1)), Ok(()));
+        assert_eq!(queue.push(request(2)), Ok(()), "small ones still fit");
+        assert_eq!(queue.push(big(3)), Err(PushError::Full), "over the bytes");
+        assert_eq!(queue.pop().await.unwrap().head(), [1]);
+        assert_eq!(queue.push(big(4)), Ok(()), "room again");
+        assert_eq!(queue.pop().await.unwrap().head(), [2]);
+        assert_eq!(queue.pop().await.unwrap().head(), [4]);
+        let huge = Arc::new(PreparedRequest::new(
+            vec![5],
+            Bytes::from(vec![0u8; MAX_QUEUED_BYTES + 1]),
+            BodyFraming::AsIs,
+        ));
+        assert_eq!(queue.push(huge), Ok(()), "alone, a larger one is taken");
     }
 
     #[tokio::test]
