@@ -386,7 +386,8 @@ impl Sources {
         for (name, help, histogram) in [
             (
                 "mirror_shadow_request_duration_seconds",
-                "Time from sending a request to a shadow to the end of its response.",
+                "Time from sending a request to a shadow to the end of its response (responses \
+                 are read on the agent's 1 ms tick).",
                 (|t: &TargetSnapshot| &t.latency) as fn(&TargetSnapshot) -> &HistogramSnapshot,
             ),
             (

@@ -6,6 +6,12 @@
 //! itself, and the first read after a request is not even tried before the
 //! tick (the response cannot be there yet). Without a driver the socket
 //! moves to the runtime's reactor and behaves as a plain tokio stream.
+//!
+//! A tick-driven connection carries one request per tick: under a backlog
+//! (more requests queued than the target has connections) the worker asks
+//! for prompt reads ([`ShadowStream::set_prompt`]) and the socket joins the
+//! reactor until the backlog is gone. The agent is busy then anyway, so the
+//! wakeups the ticks save would cost little.
 
 use std::io::{self, IoSlice, Write as _};
 use std::net::Shutdown;
@@ -53,6 +59,22 @@ impl ShadowStream {
             Io::Ticked(s) => io::Read::read(&mut &*s, buf),
             Io::Reactor(s) => s.try_read(buf),
             Io::Broken => Err(broken()),
+        }
+    }
+
+    /// Prompt: readiness from the reactor; otherwise (when the clock is
+    /// driven) reads wait for the next tick. Switching costs one
+    /// epoll_ctl(2); it happens only when the backlog starts or ends.
+    pub fn set_prompt(&mut self, prompt: bool) -> io::Result<()> {
+        match (&self.io, prompt) {
+            (Io::Ticked(_), true) => self.move_to_reactor(),
+            (Io::Reactor(_), false) if clock::is_driven() => {
+                if let Io::Reactor(s) = std::mem::replace(&mut self.io, Io::Broken) {
+                    self.io = Io::Ticked(s.into_std()?);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 

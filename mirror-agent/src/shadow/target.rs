@@ -425,6 +425,13 @@ impl Inner {
                 }
             }
         };
+        // More waiting than connections can take on one tick: read this
+        // response as soon as it arrives (see `stream`).
+        let backlog = self.stats.queue_depth.load(Relaxed) >= settings.max_in_flight as u64;
+        if let Err(error) = conn.stream.set_prompt(backlog) {
+            debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow connection lost");
+            return Err(DropReason::IoError);
+        }
         let start = Instant::now();
         let exchange = async {
             write_request(&mut conn.stream, request).await?;
