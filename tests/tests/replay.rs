@@ -610,8 +610,11 @@ fn e_ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
     let scratch = ScratchDir::new("share")?;
     let config = config_file(
         &scratch,
+        // The share is under test, not the drain rate: the whole burst of
+        // 2000 fits in each queue however fast this (debug) agent sends.
         &format!(
-            "[[target]]\nurl = \"{}\"\nname = \"v2\"\nshare = 10\n\n\
+            "queue_size = 4096\n\n\
+             [[target]]\nurl = \"{}\"\nname = \"v2\"\nshare = 10\n\n\
              [[target]]\nurl = \"{}\"\nname = \"v3\"\n",
             net.shadow_url(0, PORT),
             net.shadow_url(1, PORT)
