@@ -8,6 +8,13 @@ use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=MIRROR_EBPF_TOOLCHAIN");
+    // Test-only (`cargo xtask vm-test --broken-bounds-check`): a program the
+    // verifier must reject.
+    let features: &[&str] = if std::env::var_os("CARGO_FEATURE_BROKEN_BOUNDS_CHECK").is_some() {
+        &["broken-bounds-check"]
+    } else {
+        &[]
+    };
     let toolchain = toolchain::ebpf_toolchain();
     // The eBPF crate sits beside this one in the workspace.
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
@@ -19,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package {
             name: "mirror-ebpf",
             root_dir,
+            features,
             ..Default::default()
         }],
         aya_build::Toolchain::Custom(&toolchain),

@@ -124,9 +124,13 @@ pub struct CaptureScratch {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureConfig {
-    /// Destination ports to capture, host byte order; only the first
-    /// `port_count` entries are used.
+    /// Destination ports to capture, host byte order. Every slot holds a
+    /// service port: [`CaptureConfig::set_ports`] repeats the first port in
+    /// the unused ones, so the program scans all of them (see
+    /// [`CaptureConfig::has_port`]).
     pub ports: [u16; MAX_PORTS],
+    /// How many distinct ports the agent gave (for readers of the map;
+    /// the program does not use it).
     pub port_count: u32,
     /// Share of connections captured, in basis points (0..=10_000).
     pub sample_bp: u32,
@@ -150,6 +154,35 @@ impl CaptureConfig {
             sample_seed: 0,
             wakeup_bytes: 0,
         }
+    }
+
+    /// Fills every slot: `ports` in order, then the first one repeated.
+    /// At most [`MAX_PORTS`] are taken; an empty list matches nothing but
+    /// port 0, which no TCP segment is addressed to.
+    pub fn set_ports(&mut self, ports: &[u16]) {
+        let count = ports.len().min(MAX_PORTS);
+        let first = ports.first().copied().unwrap_or(0);
+        for (i, slot) in self.ports.iter_mut().enumerate() {
+            *slot = if i < count { ports[i] } else { first };
+        }
+        self.port_count = count as u32;
+    }
+
+    /// Is `port` a service port? A scan of every slot, with no bound that
+    /// depends on the map's contents: with a `port_count` bound, LLVM made
+    /// a count-down loop that Debian 12's 6.1 verifier could not bound (the
+    /// index went negative: "invalid access to map value ... off=48"). A
+    /// constant trip count is walked with a known index at each step.
+    #[inline(always)]
+    pub fn has_port(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < MAX_PORTS {
+            if self.ports[i] == port {
+                return true;
+            }
+            i += 1;
+        }
+        false
     }
 }
 
@@ -300,4 +333,25 @@ mod user {
     unsafe impl aya::Pod for super::RecordHeader {}
     unsafe impl aya::Pod for super::CaptureConfig {}
     unsafe impl aya::Pod for super::Counters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_slot_holds_a_service_port() {
+        let mut config = CaptureConfig::empty();
+        config.set_ports(&[8080, 80]);
+        assert_eq!(config.port_count, 2);
+        assert_eq!(&config.ports[..3], &[8080, 80, 8080]);
+        assert!(config.ports[2..].iter().all(|&p| p == 8080));
+        assert!(config.has_port(80) && config.has_port(8080));
+        assert!(!config.has_port(0) && !config.has_port(443));
+
+        let all: [u16; MAX_PORTS] = core::array::from_fn(|i| 1000 + i as u16);
+        config.set_ports(&all);
+        assert!(all.iter().all(|&p| config.has_port(p)));
+        assert!(!config.has_port(999));
+    }
 }

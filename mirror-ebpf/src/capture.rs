@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use mirror_common::{
-    CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, JUMP_COPY, MAX_CHUNKS, MAX_PORTS,
+    CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, JUMP_COPY, MAX_CHUNKS,
     RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash,
     fold_address, is_sampled,
 };
@@ -56,7 +56,7 @@ pub fn on_packet(ctx: &TcContext) {
         return;
     };
     let seg = match parse(ctx).and_then(|mut seg| {
-        if !port_matches(config, seg.dst_port) {
+        if !config.has_port(seg.dst_port) {
             return Err(Counter::PortNotMatched);
         }
         read_addresses(ctx, &mut seg)?;
@@ -115,20 +115,6 @@ pub fn on_packet(ctx: &TcContext) {
         .div_ceil(CHUNK_SIZE) as u64;
     counters.add(Counter::RecordsMatched, records);
     counters.add(Counter::RecordsLost, records);
-}
-
-/// Is `port` one of the service ports?
-#[inline(always)]
-fn port_matches(config: &CaptureConfig, port: u16) -> bool {
-    for i in 0..MAX_PORTS {
-        if i as u32 >= config.port_count {
-            return false;
-        }
-        if config.ports[i] == port {
-            return true;
-        }
-    }
-    false
 }
 
 /// Is the segment's connection inside the sampled share?

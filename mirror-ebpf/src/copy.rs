@@ -2,9 +2,9 @@
 //! it writes the segment's payload to the ring in chunks of CHUNK_SIZE, then
 //! a truncation record for whatever exceeds CHUNK_SIZE * MAX_CHUNKS.
 
-use aya_ebpf::{
-    EbpfContext as _, bindings::BPF_RB_NO_WAKEUP, helpers::bpf_skb_load_bytes, programs::TcContext,
-};
+#[cfg(feature = "broken-bounds-check")]
+use aya_ebpf::helpers::bpf_skb_load_bytes;
+use aya_ebpf::{EbpfContext as _, bindings::BPF_RB_NO_WAKEUP, programs::TcContext};
 use mirror_common::{
     CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind,
 };
@@ -133,26 +133,16 @@ fn copy_into<const SIZE: usize>(
     len: usize,
     wakeup: u64,
 ) -> bool {
-    let room = SIZE - RECORD_HEADER_SIZE;
-    // The verifier needs the length proven in [1, room] at the call; LLVM
-    // would drop an ordinary comparison (TOOLCHAIN.md).
-    if !aya_ebpf::check_bounds_signed(len as i64, 1, room as i64) {
-        return false;
-    }
     let Some(mut record) = MIRROR_EVENTS.reserve_bytes(SIZE, 0) else {
         return false;
     };
     // SAFETY: the reservation holds SIZE >= RECORD_HEADER_SIZE bytes, 8-byte
-    // aligned by the kernel; `len` <= room is proven above.
+    // aligned by the kernel; `load_payload` copies at most SIZE -
+    // RECORD_HEADER_SIZE bytes after the header.
     let loaded = unsafe {
         let base = record.as_mut_ptr();
         core::ptr::write_unaligned(base.cast::<RecordHeader>(), *header);
-        bpf_skb_load_bytes(
-            ctx.as_ptr(),
-            offset as u32,
-            base.add(RECORD_HEADER_SIZE).cast(),
-            len as u32,
-        )
+        load_payload::<SIZE>(ctx, offset as u32, base.add(RECORD_HEADER_SIZE), len as u64)
     };
     if loaded < 0 {
         record.discard(BPF_RB_NO_WAKEUP as u64);
@@ -161,3 +151,62 @@ fn copy_into<const SIZE: usize>(
     record.submit(wakeup);
     true
 }
+
+/// `bpf_skb_load_bytes(ctx, offset, to, len)` with `len` proven to be in
+/// `[1, SIZE - RECORD_HEADER_SIZE]` in the very register the helper reads,
+/// right before the call; -EINVAL (nothing copied) when it is not.
+///
+/// Why assembly: the verifier must see the range check and the call on the
+/// same register. In Rust, LLVM spilled the length to the stack before its
+/// check and reloaded the unchecked copy for the call; 6.6+ verifiers carry
+/// the check over to the spilled slot, Debian 12's 6.1 does not ("invalid
+/// access to memory ... size=0 / R3 min value is outside of the allowed
+/// memory range"). Nothing between the check and the call leaves room for
+/// that here.
+///
+/// # Safety
+/// `to` must point into a ring reservation of `SIZE` bytes at offset
+/// `RECORD_HEADER_SIZE`, and `ctx` be the program's context.
+#[inline(always)]
+unsafe fn load_payload<const SIZE: usize>(
+    ctx: &TcContext,
+    offset: u32,
+    to: *mut u8,
+    len: u64,
+) -> i64 {
+    #[cfg(not(feature = "broken-bounds-check"))]
+    {
+        let ret: i64;
+        // SAFETY: the caller's contract, and the range check below.
+        unsafe {
+            core::arch::asm!(
+                "if r4 s< 1 goto +3",
+                "if r4 > {room} goto +2",
+                "call {helper}",
+                "goto +1",
+                "r0 = -22",
+                room = const SIZE - RECORD_HEADER_SIZE,
+                helper = const BPF_FUNC_SKB_LOAD_BYTES,
+                inout("r1") ctx.as_ptr() => _,
+                inout("r2") offset as u64 => _,
+                inout("r3") to => _,
+                inout("r4") len => _,
+                out("r5") _,
+                out("r0") ret,
+            );
+        }
+        ret
+    }
+    // Test-only (`cargo xtask vm-test --broken-bounds-check`): the length
+    // reaches the helper unchecked, which every verifier must reject; it
+    // proves that the kernel matrix can fail.
+    #[cfg(feature = "broken-bounds-check")]
+    {
+        let _ = SIZE;
+        // SAFETY: none: this build exists to be rejected by the verifier.
+        unsafe { bpf_skb_load_bytes(ctx.as_ptr(), offset, to.cast(), len as u32) }
+    }
+}
+
+/// The helper's number in the kernel's UAPI (`BPF_FUNC_skb_load_bytes`).
+const BPF_FUNC_SKB_LOAD_BYTES: u32 = 26;

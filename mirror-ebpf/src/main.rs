@@ -5,6 +5,9 @@
 //! the next program / normal processing". It never drops, delays or rewrites.
 #![no_std]
 #![no_main]
+// Inline BPF assembly for the checked helper call (copy.rs); the eBPF crate
+// builds with nightly only.
+#![feature(asm_experimental_arch)]
 
 mod capture;
 mod copy;

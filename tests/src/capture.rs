@@ -92,7 +92,7 @@ impl<S: EventSink + Send + 'static> CaptureRunner<S> {
             let mut capture = match Capture::start(&options) {
                 Ok(capture) => capture,
                 Err(err) => {
-                    let message = format!("{err:#}");
+                    let message = format!("{:#}", anyhow::Error::from(err));
                     let _ = ready_tx.send(Err(message.clone()));
                     bail!(message);
                 }

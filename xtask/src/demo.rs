@@ -149,21 +149,23 @@ fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool
 // the demo
 // ---------------------------------------------------------------------------
 
-pub fn run(root: &Path) -> Result<()> {
+pub fn run(root: &Path, verbose: bool) -> Result<()> {
     ensure!(
         effective_uid() == 0,
         "cargo xtask demo needs root (network namespaces, loading a BPF program): \
          run it with sudo, e.g. `sudo -E env \"PATH=$PATH\" cargo xtask demo`"
     );
     catch_interrupts();
-    println!("==> demo: building mirror-agent (release)");
-    let status = Command::new(env!("CARGO"))
+    let mut build = Command::new(env!("CARGO"));
+    build
         .args(["build", "--release", "-p", "mirror-agent"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
+        .current_dir(root);
+    crate::steps::quiet_cargo(
+        "building mirror-agent (release; a first build takes a few minutes)",
+        &mut build,
+        verbose,
+    )?;
     check_interrupt()?;
-    ensure!(status.success(), "building mirror-agent failed");
     let agent = root.join("target/release/mirror-agent");
 
     let started = Instant::now();

@@ -6,8 +6,10 @@ mod deploy;
 mod fuzz;
 mod netns;
 mod setup;
+mod steps;
 mod test;
 mod toolchain;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -50,7 +52,36 @@ enum Task {
         seconds: u64,
     },
     /// Setup, then a client talking to v1 while v2 and v3 get a copy.
-    Demo,
+    Demo {
+        /// Show the build's own output (otherwise one line per step).
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Setup, then the kernel matrix: boots Debian's 6.1 and 6.12 kernels
+    /// in QEMU (fetched once, cached under target/vm-test) and, in each,
+    /// loads and attaches the program in every attach mode the kernel has
+    /// and mirrors real HTTP through a veth pair. No root needed.
+    VmTest {
+        /// 6.1, 6.12 or all (default all); repeatable.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
+        /// Test the test: build the program without the copy length's
+        /// bounds check; the 6.1 verifier must reject it (vm-test fails).
+        #[arg(long)]
+        broken_bounds_check: bool,
+        /// tcg (default: software emulation, works everywhere) or kvm.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// Show the build output and every line of the guests' consoles.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Inside a vm-test guest (run by its /init).
+    #[command(hide = true)]
+    VmGuest {
+        #[command(subcommand)]
+        what: VmGuest,
+    },
     /// What CI checks of the deployment (root; installs into this machine):
     /// provisioning script's non-VM phases, systemd-analyze verify, demo
     /// services, ruby -c Vagrantfile, YAML lint and Kubernetes schemas.
@@ -103,6 +134,14 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum VmGuest {
+    /// The whole guest test against this agent binary.
+    Test { agent: PathBuf },
+    /// An HTTP server that logs each request on a line.
+    Serve { name: String, addr: String },
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse().task) {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,10 +167,31 @@ fn run(task: Task) -> Result<()> {
             },
         ),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Demo => {
+        Task::Demo { verbose } => {
             setup::run()?;
-            demo::run(&root)
+            demo::run(&root, verbose)
         }
+        Task::VmTest {
+            kernel,
+            broken_bounds_check,
+            accel,
+            verbose,
+        } => {
+            setup::run()?;
+            vm::run(
+                &root,
+                &vm::Options {
+                    kernels: kernel,
+                    broken_bounds_check,
+                    accel,
+                    verbose,
+                },
+            )
+        }
+        Task::VmGuest { what } => vm::guest::run(match &what {
+            VmGuest::Test { agent } => vm::guest::Guest::Test { agent },
+            VmGuest::Serve { name, addr } => vm::guest::Guest::Serve { name, addr },
+        }),
         Task::DeployCheck => deploy::check(&root),
         Task::Bench {
             what,

@@ -205,6 +205,12 @@ impl Process {
         if self.child.try_wait()?.is_none() {
             run(Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]))?;
         }
+        self.wait(timeout)
+    }
+
+    /// Waits up to `timeout` for the program to end on its own (killed
+    /// after that), and for its output to be read.
+    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
@@ -212,10 +218,7 @@ impl Process {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                bail!(
-                    "{} did not end within {timeout:?} of SIG{signal}",
-                    self.label
-                );
+                bail!("{} did not end within {timeout:?}", self.label);
             }
             thread::sleep(Duration::from_millis(10));
         };

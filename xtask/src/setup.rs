@@ -22,7 +22,8 @@ const BUILD_PACKAGES: &[&str] = &[
 ];
 /// Used by the tests, the demo and the benches: `ip`, `ethtool`, `curl`,
 /// `ab`, `python3`, `bpftool` (bpf_stats), `prometheus` and `promtool` (the
-/// metrics test), `nginx` and `wrk` (the benches).
+/// metrics test), `nginx` and `wrk` (the benches); QEMU, a static busybox
+/// and xz for the kernel matrix (`cargo xtask vm-test`).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -33,6 +34,9 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "nginx",
     "wrk",
+    "qemu-system-x86",
+    "busybox-static",
+    "xz-utils",
 ];
 
 /// Where Debian's llvm-22 puts `llvm-config`, which bpf-linker's build looks for.

@@ -83,11 +83,23 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
         }
     }
 
-    // CI's machine is thrown away afterwards: there the deployment is
-    // installed for real (a developer runs `cargo xtask deploy-check` by
+    // CI's machine is thrown away afterwards: there the program is loaded
+    // on the kernel matrix (Debian's 6.1 and 6.12 in QEMU), the deployment
+    // is installed for real (a developer runs `cargo xtask deploy-check` by
     // choice), the bench harness runs once so that it never rots (it
     // asserts the harness worked, not the speed), and fuzzing gets its time.
     if env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
+        println!("==> cargo xtask vm-test --kernel all (CI)");
+        crate::vm::run(
+            root,
+            &crate::vm::Options {
+                kernels: vec!["all".to_owned()],
+                broken_bounds_check: false,
+                accel: "tcg".to_owned(),
+                verbose: false,
+            },
+        )
+        .context("the kernel matrix failed")?;
         println!("==> cargo xtask deploy-check (CI)");
         crate::deploy::check(root).context("the deployment check failed")?;
         println!("==> cargo xtask bench --quick (CI)");

@@ -92,33 +92,82 @@ impl CaptureOptions {
     }
 }
 
+/// Why the capture could not start. Each message names what failed; the
+/// cause follows in the error's source chain (`{err:#}` with anyhow), never
+/// twice.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error(transparent)]
     Preflight(#[from] PreflightError),
     #[error("invalid capture options: {0}")]
     Options(String),
-    #[error("loading the eBPF object failed: {0}")]
+    #[error("loading the eBPF object failed")]
     Load(#[source] aya::EbpfError),
-    #[error("the kernel rejected the capture program: {0}")]
-    Verify(#[source] aya::programs::ProgramError),
-    #[error("attaching to {iface} ingress via {mode} failed: {source}")]
+    /// The verifier refused a program: its log, once, after the reason.
+    #[error(
+        "the kernel's verifier rejected the program {program} (Linux {kernel}): {reason}\n\
+         verifier log:\n{log}"
+    )]
+    Rejected {
+        program: &'static str,
+        kernel: String,
+        reason: std::io::Error,
+        log: String,
+    },
+    #[error("loading the program {program} failed")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("attaching to {iface} ingress via {mode} failed{hint}")]
     Attach {
         iface: String,
         mode: &'static str,
+        /// What to do about it, when we know (TCX below 6.6).
+        hint: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("the eBPF object lacks {0}")]
     MissingItem(&'static str),
-    #[error("eBPF map {name}: {source}")]
+    #[error("eBPF map {name}")]
     Map {
         name: &'static str,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("waiting on the ring buffer failed: {0}")]
+    #[error("waiting on the ring buffer failed")]
     Io(#[from] std::io::Error),
+}
+
+impl CaptureError {
+    /// A failed `load()` of `program`: the verifier's refusal with its log,
+    /// or whatever else went wrong.
+    fn program(program: &'static str, source: aya::programs::ProgramError) -> Self {
+        match source {
+            aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => Self::Rejected {
+                program,
+                kernel: kernel_release(),
+                reason: io_error,
+                log: verifier_log.to_string().trim_end().to_owned(),
+            },
+            source => Self::Program {
+                program,
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// `uname -r`, for error messages.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// Statistics of the agent's side of the ring.
@@ -193,11 +242,13 @@ impl Capture {
             .program_mut(COPY_PROGRAM_NAME)
             .ok_or(CaptureError::MissingItem(COPY_PROGRAM_NAME))?
             .try_into()
-            .map_err(CaptureError::Verify)?;
-        copier.load().map_err(CaptureError::Verify)?;
+            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
+        copier
+            .load()
+            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
         let copier_fd = copier
             .fd()
-            .map_err(CaptureError::Verify)?
+            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?
             .try_clone()
             .map_err(CaptureError::Io)?;
         let mut jump: ProgramArray<_> = ebpf
@@ -218,8 +269,10 @@ impl Capture {
             .program_mut(PROGRAM_NAME)
             .ok_or(CaptureError::MissingItem(PROGRAM_NAME))?
             .try_into()
-            .map_err(CaptureError::Verify)?;
-        program.load().map_err(CaptureError::Verify)?;
+            .map_err(|err| CaptureError::program(PROGRAM_NAME, err))?;
+        program
+            .load()
+            .map_err(|err| CaptureError::program(PROGRAM_NAME, err))?;
 
         let mode = resolve_mode(options.attach);
         // A netlink filter survives its process (even SIGKILL): remove what a
@@ -241,7 +294,8 @@ impl Capture {
             .map_err(|source| CaptureError::Attach {
                 iface: options.iface.clone(),
                 mode: mode.as_str(),
-                source,
+                hint: attach_hint(mode),
+                source: Box::new(source),
             })?;
         info!(
             iface = %options.iface,
@@ -497,10 +551,7 @@ fn validate(options: &CaptureOptions) -> Result<(), CaptureError> {
 
 fn capture_config(options: &CaptureOptions) -> CaptureConfig {
     let mut config = CaptureConfig::empty();
-    for (slot, port) in config.ports.iter_mut().zip(&options.ports) {
-        *slot = *port;
-    }
-    config.port_count = options.ports.len() as u32;
+    config.set_ports(&options.ports);
     config.sample_bp = options.sample_bp;
     config.sample_seed = options.sample_seed;
     config.wakeup_bytes = options.ring_bytes / WAKEUP_FRACTION;
@@ -516,6 +567,19 @@ fn resolve_mode(requested: AttachMode) -> AttachMode {
 }
 
 /// TCX arrived in Linux 6.6.
+/// Below 6.6 a TCX attach fails with a bare EINVAL: say why.
+fn attach_hint(mode: AttachMode) -> String {
+    if mode == AttachMode::Tcx && !kernel_has_tcx() {
+        format!(
+            " (TCX needs Linux 6.6 or later and this is {}: use --attach netlink, \
+             or auto, which picks netlink here)",
+            kernel_release()
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn kernel_has_tcx() -> bool {
     aya::util::KernelVersion::current()
         .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
