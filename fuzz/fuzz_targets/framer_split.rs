@@ -6,12 +6,9 @@
 //! (high bit); the rest is the stream.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddr};
-
 use libfuzzer_sys::fuzz_target;
-use mirror_agent::capture::FlowKey;
-use mirror_agent::flow::FlowId;
-use mirror_agent::http::{Budget, FramerCtx, HttpConfig, HttpStats, Request, RequestFramer};
+use mirror_agent::http::testing::Harness;
+use mirror_agent::http::{HttpConfig, HttpStats, Request};
 
 fn frame(stream: &[u8], step: usize, midstream: bool) -> (Vec<Request>, HttpStats) {
     let config = HttpConfig {
@@ -19,31 +16,15 @@ fn frame(stream: &[u8], step: usize, midstream: bool) -> (Vec<Request>, HttpStat
         max_headers: 8,
         max_body_bytes: 100,
     };
-    let flow = FlowId {
-        key: FlowKey {
-            client: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
-            server: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
-        },
-        generation: 0,
-    };
-    let mut framer = if midstream {
-        RequestFramer::new_midstream(flow)
+    let mut harness = if midstream {
+        Harness::midstream(config)
     } else {
-        RequestFramer::new(flow)
-    };
-    let mut requests = Vec::new();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut cx = FramerCtx {
-        config: &config,
-        stats: &mut stats,
-        budget: &mut budget,
-        sink: &mut requests,
+        Harness::new(config)
     };
     for slice in stream.chunks(step) {
-        framer.feed(slice, 0, &mut cx);
+        harness.feed(slice, 0);
     }
-    (requests, stats)
+    (harness.requests, harness.stats)
 }
 
 fuzz_target!(|input: &[u8]| {

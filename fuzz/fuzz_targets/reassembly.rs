@@ -12,7 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use libfuzzer_sys::fuzz_target;
 use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
 use mirror_agent::flow::{FlowConfig, FlowTable};
-use mirror_agent::http::{HttpConfig, Request};
+use mirror_agent::http::testing::table_stats;
+use mirror_agent::http::{Framing, HttpConfig, Request};
 use mirror_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 const FLOWS: usize = 4;
@@ -24,13 +25,13 @@ fuzz_target!(|input: &[u8]| {
         max_buffered_bytes: 1500,
         idle_timeout_ns: 50_000,
         hole_timeout_ns: 5_000,
-        http: HttpConfig {
-            max_head_bytes: 256,
-            max_headers: 8,
-            max_body_bytes: 512,
-        },
     };
-    let mut table = FlowTable::new(config.clone(), Vec::<Request>::new());
+    let http = HttpConfig {
+        max_head_bytes: 256,
+        max_headers: 8,
+        max_body_bytes: 512,
+    };
+    let mut table = FlowTable::new(config.clone(), Framing::new(http, Vec::<Request>::new()));
     // Per connection: the next sequence number a well-behaved sender uses.
     let mut next = [u32::MAX - 100; FLOWS];
     let mut ts = 0u64;
@@ -98,16 +99,16 @@ fuzz_target!(|input: &[u8]| {
             tcp_flags: flags,
             kind,
         });
-        let stats = table.stats();
+        let stats = table_stats(&table);
         assert!(stats.flow.flows_tracked <= config.max_flows as u64);
         assert!(stats.flow.flows_active <= stats.flow.flows_tracked);
         assert!(stats.flow.buffered_bytes <= config.max_buffered_bytes as u64);
         assert_eq!(stats.flow.buffered_bytes, table.recount_buffered() as u64);
     }
     table.end_all();
-    let stats = table.stats();
+    let stats = table_stats(&table);
     assert_eq!(stats.flow.flows_tracked, 0);
     assert_eq!(stats.flow.flows_active, 0);
     assert_eq!(stats.flow.buffered_bytes, 0);
-    assert_eq!(stats.http.requests, table.sink().len() as u64);
+    assert_eq!(stats.http.requests, table.consumer().sink().len() as u64);
 });

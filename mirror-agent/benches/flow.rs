@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
-use mirror_agent::flow::{FlowConfig, FlowTable};
+use mirror_agent::flow::FlowConfig;
+use mirror_agent::http::testing::{FramedTable, framed_table};
 use mirror_agent::http::{Request, RequestSink};
 use mirror_common::{CHUNK_SIZE, TCP_ACK, TCP_PSH, TCP_SYN};
 
@@ -66,14 +67,14 @@ fn post_1mb() -> Vec<u8> {
 /// Feeds `stream` cut into `segment`-byte records, continuing the sequence
 /// space across iterations.
 struct Feeder {
-    table: FlowTable<Count>,
+    table: FramedTable<Count>,
     seq: u32,
     ts: u64,
 }
 
 impl Feeder {
     fn new() -> Self {
-        let mut table = FlowTable::new(FlowConfig::default(), Count::default());
+        let mut table = framed_table(FlowConfig::default(), Count::default());
         let isn = 1_000;
         table.on_event(&Event {
             flow: key(),
@@ -122,14 +123,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("one_per_segment", |b| {
         let mut f = Feeder::new();
         b.iter(|| f.feed(&pipelined, get.len()));
-        assert!(f.table.sink().requests > 0);
-        assert_eq!(f.table.stats().http.dropped.total(), 0);
+        assert!(f.table.consumer().sink().requests > 0);
+        assert_eq!(f.table.consumer().stats().dropped.total(), 0);
     });
     // Pipelined: full 4 KiB ring records, requests straddling records.
     g.bench_function("pipelined_4k_records", |b| {
         let mut f = Feeder::new();
         b.iter(|| f.feed(&pipelined, CHUNK_SIZE));
-        assert_eq!(f.table.stats().http.dropped.total(), 0);
+        assert_eq!(f.table.consumer().stats().dropped.total(), 0);
     });
     g.finish();
 
@@ -140,7 +141,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("4k_records", |b| {
         let mut f = Feeder::new();
         b.iter(|| f.feed(&post, CHUNK_SIZE));
-        assert_eq!(f.table.stats().http.dropped.total(), 0);
+        assert_eq!(f.table.consumer().stats().dropped.total(), 0);
     });
     g.finish();
 }

@@ -1,4 +1,5 @@
-//! The agent's one periodic wakeup. The capture loop drains the ring on
+//! The agent's clock ([`monotonic_ns`], the kernel program's clock) and its
+//! one periodic wakeup. The capture loop drains the ring on
 //! every tick (`capture::DRAIN_INTERVAL`) and then calls [`tick`], which
 //! also services the shadow connections waiting for a response
 //! (`shadow::stream`): responses that arrived during the last period are
@@ -55,6 +56,17 @@ pub fn tick() {
     for waker in state.waiters.drain(..) {
         waker.wake();
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Held by whoever calls [`tick`] periodically.

@@ -6,8 +6,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
-use mirror_agent::flow::{FlowConfig, FlowTable};
-use mirror_agent::http::{DropReason, Request};
+use mirror_agent::flow::FlowConfig;
+use mirror_agent::http::testing::{framed_table, table_stats};
+use mirror_agent::http::{Request, SkipReason};
 use mirror_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN};
 use proptest::prelude::*;
 
@@ -309,7 +310,7 @@ proptest! {
         interleave in prop::collection::vec(any::<usize>(), 0..200),
         overlap in any::<bool>(),
     ) {
-        let mut table = FlowTable::new(config(), Vec::new());
+        let mut table = framed_table(config(), Vec::new());
         let streams: Vec<Vec<u8>> = conns
             .iter()
             .map(|c| c.specs.iter().flat_map(|s| s.wire.iter().copied()).collect())
@@ -348,12 +349,13 @@ proptest! {
         }
         table.on_batch_end(ts);
 
-        let stats = table.stats();
+        let stats = table_stats(&table);
         prop_assert_eq!(stats.http.dropped.total(), 0, "{:?}", stats);
         prop_assert_eq!(stats.flow.buffered_bytes, 0);
         prop_assert_eq!(stats.flow.flows_active, 0, "every connection ended by FIN");
         for (i, c) in conns.iter().enumerate() {
             let got: Vec<&Request> = table
+                .consumer()
                 .sink()
                 .iter()
                 .filter(|r| r.flow.key == key(i as u16))
@@ -398,7 +400,7 @@ proptest! {
         }
         evs.push(Ev::Fin);
 
-        let mut table = FlowTable::new(config(), Vec::new());
+        let mut table = framed_table(config(), Vec::new());
         let mut ts = SEC;
         for ev in &evs {
             table.on_event(&event(key(0), c.isn, &stream, ev, ts));
@@ -420,16 +422,16 @@ proptest! {
             }
         }
         prop_assert!(touched >= 1);
-        let stats = table.stats();
-        let got = table.sink();
+        let stats = table_stats(&table);
+        let got = table.consumer().sink();
         prop_assert_eq!(got.len(), expected.len(), "{:?}", stats);
         for (g, want) in got.iter().zip(&expected) {
             assert_same(g, want);
         }
-        prop_assert!(stats.http.dropped.get(DropReason::Gap) >= 1);
+        prop_assert!(stats.http.dropped.get(SkipReason::Gap) >= 1);
         prop_assert_eq!(
             stats.http.dropped.total(),
-            stats.http.dropped.get(DropReason::Gap),
+            stats.http.dropped.get(SkipReason::Gap),
             "only gaps: {:?}", stats.http.dropped
         );
         prop_assert_eq!(stats.flow.buffered_bytes, 0);

@@ -9,18 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mirror_agent::capture::FlowKey;
-use mirror_agent::flow::FlowId;
-use mirror_agent::http::{
-    Budget, FramerCtx, HttpConfig, HttpStats, Request, RequestFramer, RequestSink,
-};
+use mirror_agent::http::testing::frame;
+use mirror_agent::http::{Request, RequestSink};
 use mirror_agent::route::{
-    HeaderLine, HeaderMatch, HeaderTest, HostHeader, PathRule, RouteConfig, RouteTarget,
-    RouterHandle, Share,
+    FilterReason, HeaderLine, HeaderMatch, HeaderTest, HostHeader, PathRule, Rewrites, RouteConfig,
+    RouteTarget, Rules, Share, TargetUrl,
 };
 use mirror_agent::shadow::{
-    BoxFuture, DropReason, FilterReason, Resolve, StatsSnapshot, StatusClass, Target, TargetConfig,
-    TargetUrl,
+    BoxFuture, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass, Target,
+    TargetConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -230,54 +227,62 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // Helpers: framing client bytes, configurations, waiting.
 
-fn frame(stream: &[u8]) -> Vec<Request> {
-    let flow = FlowId {
-        key: FlowKey {
-            client: "10.200.0.1:40000".parse().unwrap(),
-            server: "10.200.0.2:80".parse().unwrap(),
-        },
-        generation: 1,
-    };
-    let config = HttpConfig::default();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut out = Vec::new();
-    RequestFramer::new(flow).feed(
-        stream,
-        0,
-        &mut FramerCtx {
-            config: &config,
-            stats: &mut stats,
-            budget: &mut budget,
-            sink: &mut out,
-        },
-    );
-    out
+/// A target as these tests write it: where and how to send (name, URL,
+/// transport settings), with its own rules and rewrites.
+#[derive(Clone)]
+struct Spec {
+    shadow: TargetConfig,
+    rules: Rules,
+    rewrites: Rewrites,
 }
 
-fn target(url: &str) -> RouteTarget {
-    RouteTarget::new(TargetConfig::new(TargetUrl::parse(url).unwrap()))
+fn target(url: &str) -> Spec {
+    let url = TargetUrl::parse(url).unwrap();
+    Spec {
+        shadow: TargetConfig {
+            name: url.to_string(),
+            url,
+            settings: Default::default(),
+        },
+        rules: Rules::default(),
+        rewrites: Rewrites::default(),
+    }
 }
 
-fn named(name: &str, url: &str) -> RouteTarget {
+fn named(name: &str, url: &str) -> Spec {
     let mut t = target(url);
     t.shadow.name = name.to_string();
     t
 }
 
-fn config(targets: Vec<RouteTarget>) -> RouteConfig {
-    RouteConfig {
-        targets,
-        ..RouteConfig::default()
+/// With the default marker header.
+fn config(targets: Vec<Spec>) -> ShadowConfig {
+    let (route, settings) = targets
+        .into_iter()
+        .map(|t| {
+            let route = RouteTarget {
+                name: t.shadow.name,
+                url: t.shadow.url,
+                rules: t.rules,
+                rewrites: t.rewrites,
+            };
+            (route, t.shadow.settings)
+        })
+        .unzip();
+    ShadowConfig {
+        route: RouteConfig {
+            targets: route,
+            ..RouteConfig::default()
+        },
+        settings,
     }
 }
 
-fn unmarked(targets: Vec<RouteTarget>) -> RouteConfig {
-    RouteConfig {
-        marker: None,
-        targets,
-        ..RouteConfig::default()
-    }
+/// Without a marker header: the bytes a shadow receives are the client's.
+fn unmarked(targets: Vec<Spec>) -> ShadowConfig {
+    let mut config = config(targets);
+    config.route.marker = None;
+    config
 }
 
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -290,7 +295,7 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 /// Waits until every target has nothing queued or in flight, then returns
 /// the counters (which must balance).
-async fn settled(handle: &RouterHandle) -> Vec<(String, StatsSnapshot)> {
+async fn settled(handle: &Shadows) -> Vec<(String, StatsSnapshot)> {
     wait_for("the queues to drain", Duration::from_secs(10), || {
         handle
             .stats()
@@ -347,8 +352,8 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
     // each other).
     let mut t = target(&server.url());
     t.shadow.settings.max_in_flight = 1;
-    let handle = RouterHandle::start(unmarked(vec![t])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![t])).await;
+    let mut router = handle.dispatcher();
 
     let get = b"GET /a/b?c=d&e HTTP/1.1\r\nhost: Example.COM:8080\r\nX-MiXeD-Case:  spaced value \r\nAccept: */*\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n";
     let post = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"k\": [1, 2, 3]}\n";
@@ -379,8 +384,8 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_arrives_whole() {
     let server = Server::start(Behavior::default()).await;
-    let handle = RouterHandle::start(unmarked(vec![target(&server.url())])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![target(&server.url())])).await;
+    let mut router = handle.dispatcher();
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut stream = format!(
         "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -407,13 +412,13 @@ async fn the_marker_is_added_and_host_is_kept_replaced_or_set() {
     by_target.rewrites.host = Some(HostHeader::Target);
     let mut literal = named("literal", &c.url());
     literal.rewrites.host = Some(HostHeader::Value("shadow.internal".into()));
-    let handle = RouterHandle::start(config(vec![
+    let handle = Shadows::start(config(vec![
         named("original", &a.url()),
         by_target,
         literal,
     ]))
     .await;
-    let mut router = handle.router();
+    let mut router = handle.dispatcher();
     for r in gets(1) {
         router.on_request(r);
     }
@@ -445,11 +450,11 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
     let a = Server::start(Behavior::default()).await;
     let b = Server::start(Behavior::default()).await;
     let mut cfg = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
-    cfg.rewrites.strip = vec!["Authorization".into(), "cookie".into()];
-    cfg.rewrites.set = vec!["X-Env: shadow".parse::<HeaderLine>().unwrap()];
-    cfg.targets[1].rewrites.set = vec!["X-Env: b".parse().unwrap()];
-    let handle = RouterHandle::start(cfg).await;
-    let mut router = handle.router();
+    cfg.route.rewrites.strip = vec!["Authorization".into(), "cookie".into()];
+    cfg.route.rewrites.set = vec!["X-Env: shadow".parse::<HeaderLine>().unwrap()];
+    cfg.route.targets[1].rewrites.set = vec!["X-Env: b".parse().unwrap()];
+    let handle = Shadows::start(cfg).await;
+    let mut router = handle.dispatcher();
     let stream = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\nX-Env: prod\r\nCookie: a=1\r\nAccept: */*\r\nCookie: b=2\r\n\r\n";
     for r in frame(stream) {
         router.on_request(r);
@@ -475,8 +480,8 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_carrying_the_marker_is_never_replayed() {
     let server = Server::start(Behavior::default()).await;
-    let handle = RouterHandle::start(config(vec![named("t", &server.url())])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(config(vec![named("t", &server.url())])).await;
+    let mut router = handle.dispatcher();
     let looped = b"GET / HTTP/1.1\r\nHost: x\r\nx-mirrored-by: mirror\r\n\r\n";
     let mut stream = looped.repeat(3);
     stream.extend_from_slice(GET);
@@ -499,7 +504,7 @@ async fn a_request_carrying_the_marker_is_never_replayed() {
 async fn a_target_that_is_the_captured_service_itself_is_reported() {
     let service = Server::start(Behavior::default()).await;
     let other = Server::start(Behavior::default()).await;
-    let handle = RouterHandle::start(config(vec![
+    let handle = Shadows::start(config(vec![
         named("self", &service.url()),
         named("other", &other.url()),
     ]))
@@ -526,14 +531,14 @@ async fn each_rule_kind_filters_with_its_reason() {
             test: HeaderTest::Regex("^curl/".parse().unwrap()),
         },
     ];
-    let handle = RouterHandle::start(unmarked(vec![
+    let handle = Shadows::start(unmarked(vec![
         methods,
         paths,
         headers,
         named("all", &server.url()),
     ]))
     .await;
-    let mut router = handle.router();
+    let mut router = handle.dispatcher();
     let stream = [
         &b"GET /api/x HTTP/1.1\r\nX-Canary: 1\r\nUser-Agent: curl/1\r\n\r\n"[..],
         b"POST /api/admin/y HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
@@ -574,8 +579,8 @@ async fn a_ten_percent_share_sends_about_two_hundred_of_two_thousand() {
     let server = Server::start(Behavior::default()).await;
     let mut tenth = named("tenth", &server.url());
     tenth.rules.share = Some(Share::from_percent(10.0).unwrap());
-    let handle = RouterHandle::start(unmarked(vec![tenth])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![tenth])).await;
+    let mut router = handle.dispatcher();
     for r in gets(2000) {
         router.on_request(r);
     }
@@ -592,9 +597,9 @@ async fn a_global_share_draws_once_for_all_targets() {
     let a = Server::start(Behavior::default()).await;
     let b = Server::start(Behavior::default()).await;
     let mut cfg = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
-    cfg.rules.share = Some(Share::from_percent(30.0).unwrap());
-    let handle = RouterHandle::start(cfg).await;
-    let mut router = handle.router();
+    cfg.route.rules.share = Some(Share::from_percent(30.0).unwrap());
+    let handle = Shadows::start(cfg).await;
+    let mut router = handle.dispatcher();
     let stream: Vec<u8> = (0..300)
         .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes())
         .collect();
@@ -613,10 +618,10 @@ async fn a_global_share_draws_once_for_all_targets() {
 async fn a_dry_run_routes_and_counts_but_sends_nothing() {
     let server = Server::start(Behavior::default()).await;
     let mut cfg = config(vec![named("t", &server.url())]);
-    cfg.dry_run = true;
-    cfg.rules.methods = vec!["POST".into()];
-    let handle = RouterHandle::start(cfg).await;
-    let mut router = handle.router();
+    cfg.route.dry_run = true;
+    cfg.route.rules.methods = vec!["POST".into()];
+    let handle = Shadows::start(cfg).await;
+    let mut router = handle.dispatcher();
     for r in frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()) {
         router.on_request(r);
     }
@@ -644,8 +649,8 @@ async fn a_slow_target_drops_on_a_full_queue_while_the_other_gets_everything() {
     slow_target.shadow.settings.max_in_flight = 1;
     let mut fast_target = named("fast", &fast.url());
     fast_target.shadow.settings.queue_size = 1000;
-    let handle = RouterHandle::start(unmarked(vec![slow_target, fast_target])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![slow_target, fast_target])).await;
+    let mut router = handle.dispatcher();
 
     let requests = gets(500);
     let mut took = Vec::with_capacity(requests.len());
@@ -689,8 +694,8 @@ async fn connections_are_kept_alive_and_reused() {
     let server = Server::start(Behavior::default()).await;
     let mut one = named("one", &server.url());
     one.shadow.settings.max_in_flight = 1;
-    let handle = RouterHandle::start(unmarked(vec![one])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![one])).await;
+    let mut router = handle.dispatcher();
     for r in gets(200) {
         router.on_request(r);
     }
@@ -704,8 +709,8 @@ async fn connections_are_kept_alive_and_reused() {
         ..Behavior::default()
     })
     .await;
-    let handle = RouterHandle::start(unmarked(vec![named("c", &closing.url())])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![named("c", &closing.url())])).await;
+    let mut router = handle.dispatcher();
     for r in gets(20) {
         router.on_request(r);
     }
@@ -725,8 +730,8 @@ async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted()
     .await;
     let mut t = named("t", &interim.url());
     t.shadow.settings.max_in_flight = 1;
-    let handle = RouterHandle::start(unmarked(vec![t])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![t])).await;
+    let mut router = handle.dispatcher();
     let stream = [
         GET,
         b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -755,12 +760,12 @@ async fn a_dead_target_is_counted_and_set_aside() {
         l.local_addr().unwrap().port()
     };
     let live = Server::start(Behavior::default()).await;
-    let handle = RouterHandle::start(unmarked(vec![
+    let handle = Shadows::start(unmarked(vec![
         named("dead", &format!("http://127.0.0.1:{port}")),
         named("live", &live.url()),
     ]))
     .await;
-    let mut router = handle.router();
+    let mut router = handle.dispatcher();
     for r in gets(50) {
         router.on_request(r);
     }
@@ -780,8 +785,8 @@ async fn a_name_with_two_addresses_spreads_requests_and_follows_changes() {
     names.set("shadow.test", vec![a.addr, b.addr]);
     let mut t = named("replicas", "http://shadow.test:1");
     t.shadow.settings.resolve_interval = Duration::from_millis(50);
-    let handle = RouterHandle::start_with_resolver(unmarked(vec![t]), names.clone()).await;
-    let mut router = handle.router();
+    let handle = Shadows::start_with_resolver(unmarked(vec![t]), names.clone()).await;
+    let mut router = handle.dispatcher();
     for r in gets(100) {
         router.on_request(r);
     }
@@ -823,12 +828,10 @@ async fn a_refusing_replica_is_skipped_without_losing_requests() {
     };
     let names = Arc::new(Names::default());
     names.set("pair.test", vec![dead, live.addr]);
-    let handle = RouterHandle::start_with_resolver(
-        unmarked(vec![named("pair", "http://pair.test:1")]),
-        names,
-    )
-    .await;
-    let mut router = handle.router();
+    let handle =
+        Shadows::start_with_resolver(unmarked(vec![named("pair", "http://pair.test:1")]), names)
+            .await;
+    let mut router = handle.dispatcher();
     for r in gets(40) {
         router.on_request(r);
     }
@@ -844,9 +847,8 @@ async fn a_refusing_replica_is_skipped_without_losing_requests() {
 async fn an_unresolvable_name_drops_with_no_address() {
     let names = Arc::new(Names::default());
     let handle =
-        RouterHandle::start_with_resolver(unmarked(vec![named("nx", "http://nx.test:1")]), names)
-            .await;
-    let mut router = handle.router();
+        Shadows::start_with_resolver(unmarked(vec![named("nx", "http://nx.test:1")]), names).await;
+    let mut router = handle.dispatcher();
     for r in gets(5) {
         router.on_request(r);
     }
@@ -863,8 +865,8 @@ async fn a_silent_target_times_out() {
     .await;
     let mut t = named("silent", &silent.url());
     t.shadow.settings.request_timeout = Duration::from_millis(200);
-    let handle = RouterHandle::start(unmarked(vec![t])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![t])).await;
+    let mut router = handle.dispatcher();
     for r in gets(3) {
         router.on_request(r);
     }
@@ -896,8 +898,8 @@ async fn a_connect_that_never_completes_times_out() {
     }
     let mut t = named("hang", &format!("http://{addr}"));
     t.shadow.settings.connect_timeout = Duration::from_millis(150);
-    let handle = RouterHandle::start(unmarked(vec![t])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![t])).await;
+    let mut router = handle.dispatcher();
     for r in gets(2) {
         router.on_request(r);
     }
@@ -921,8 +923,8 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
     let mut t = named("slow", &slow.url());
     t.shadow.settings.max_in_flight = 1;
     t.shadow.settings.queue_size = 100;
-    let handle = RouterHandle::start(unmarked(vec![t])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![t])).await;
+    let mut router = handle.dispatcher();
     for r in gets(40) {
         router.on_request(r);
     }
@@ -953,8 +955,8 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
 async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     let a = Server::start(Behavior::default()).await;
     let b = Server::start(Behavior::default()).await;
-    let handle = RouterHandle::start(unmarked(vec![named("a", &a.url())])).await;
-    let mut router = handle.router();
+    let handle = Shadows::start(unmarked(vec![named("a", &a.url())])).await;
+    let mut router = handle.dispatcher();
     for r in gets(3) {
         router.on_request(r);
     }
@@ -962,7 +964,7 @@ async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     let before = handle.targets()[0].clone();
 
     let mut next = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
-    next.rules.methods = vec!["POST".into()];
+    next.route.rules.methods = vec!["POST".into()];
     handle.reload(next).await;
     for r in frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()) {
         router.on_request(r);

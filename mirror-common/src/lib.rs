@@ -5,6 +5,8 @@
 //! the agent agree on every byte; the agent checks the layout in a test.
 #![no_std]
 
+mod labelled;
+
 /// Largest number of service ports one agent captures.
 pub const MAX_PORTS: usize = 16;
 
@@ -186,58 +188,67 @@ impl CaptureConfig {
     }
 }
 
-/// Indices into the per-CPU counter array. Two identities hold at every
-/// instant the agent reads a consistent snapshot:
-///
-/// * packets: `seen = not_ip + not_tcp + malformed + port_not_matched +
-///   not_sampled + matched`
-/// * records: `records_matched = records_emitted + records_lost`
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Every packet the program ran on.
-    Seen = 0,
-    /// Not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...).
-    NotIp = 1,
-    /// IP, but not TCP (UDP, ICMP, IPv6 extension headers, fragments).
-    NotTcp = 2,
-    /// IP/TCP headers truncated or inconsistent (bad IHL, bad data offset).
-    Malformed = 3,
-    /// TCP to a port outside the service set.
-    PortNotMatched = 4,
-    /// TCP to a service port on a connection outside the sampled share.
-    NotSampled = 5,
-    /// TCP to a service port on a sampled connection: these are copied.
-    Matched = 6,
-    /// Payload bytes of matched segments handed to the ring.
-    PayloadBytes = 7,
-    /// Records the program tried to write (data, control and truncation).
-    RecordsMatched = 8,
-    /// Records written to the ring.
-    RecordsEmitted = 9,
-    /// Records lost because the ring was full (or a copy failed).
-    RecordsLost = 10,
-    /// Segments larger than `CHUNK_SIZE * MAX_CHUNKS`.
-    TruncatedSegments = 11,
-    /// Payload bytes not copied from such segments.
-    TruncatedBytes = 12,
+labelled! {
+    /// Indices into the per-CPU counter array. Two identities hold at every
+    /// instant the agent reads a consistent snapshot:
+    ///
+    /// * packets: `seen = not_ip + not_tcp + malformed + port_not_matched +
+    ///   not_sampled + matched`
+    /// * records: `records_matched = records_emitted + records_lost`
+    ///
+    /// A variant's index (`counter as usize`) is its slot in
+    /// [`Counters::values`]: the order is part of the kernel ↔ agent
+    /// contract.
+    #[repr(u32)]
+    pub enum Counter {
+        /// Every packet the program ran on.
+        Seen => "seen",
+        /// Not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...).
+        NotIp => "not_ip",
+        /// IP, but not TCP (UDP, ICMP, IPv6 extension headers, fragments).
+        NotTcp => "not_tcp",
+        /// IP/TCP headers truncated or inconsistent (bad IHL, bad data offset).
+        Malformed => "malformed",
+        /// TCP to a port outside the service set.
+        PortNotMatched => "port_not_matched",
+        /// TCP to a service port on a connection outside the sampled share.
+        NotSampled => "not_sampled",
+        /// TCP to a service port on a sampled connection: these are copied.
+        Matched => "matched",
+        /// Payload bytes of matched segments handed to the ring.
+        PayloadBytes => "payload_bytes",
+        /// Records the program tried to write (data, control and truncation).
+        RecordsMatched => "records_matched",
+        /// Records written to the ring.
+        RecordsEmitted => "records_emitted",
+        /// Records lost because the ring was full (or a copy failed).
+        RecordsLost => "records_lost",
+        /// Segments larger than `CHUNK_SIZE * MAX_CHUNKS`.
+        TruncatedSegments => "truncated_segments",
+        /// Payload bytes not copied from such segments.
+        TruncatedBytes => "truncated_bytes",
+    }
 }
 
-/// Number of counters.
-pub const COUNTER_COUNT: usize = 13;
+impl Counter {
+    /// The label (kept until the tests move to `as_str`).
+    pub const fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// The single value of the per-CPU counter map: one lookup per packet gives
 /// the program every counter of its CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
-    pub values: [u64; COUNTER_COUNT],
+    pub values: [u64; Counter::COUNT],
 }
 
 impl Counters {
     pub const fn zero() -> Self {
         Self {
-            values: [0; COUNTER_COUNT],
+            values: [0; Counter::COUNT],
         }
     }
 
@@ -248,43 +259,6 @@ impl Counters {
 
     pub const fn get(&self, counter: Counter) -> u64 {
         self.values[counter as usize]
-    }
-}
-
-impl Counter {
-    pub const ALL: [Counter; COUNTER_COUNT] = [
-        Counter::Seen,
-        Counter::NotIp,
-        Counter::NotTcp,
-        Counter::Malformed,
-        Counter::PortNotMatched,
-        Counter::NotSampled,
-        Counter::Matched,
-        Counter::PayloadBytes,
-        Counter::RecordsMatched,
-        Counter::RecordsEmitted,
-        Counter::RecordsLost,
-        Counter::TruncatedSegments,
-        Counter::TruncatedBytes,
-    ];
-
-    /// Stable snake_case name, used in logs and metric labels.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::Seen => "seen",
-            Counter::NotIp => "not_ip",
-            Counter::NotTcp => "not_tcp",
-            Counter::Malformed => "malformed",
-            Counter::PortNotMatched => "port_not_matched",
-            Counter::NotSampled => "not_sampled",
-            Counter::Matched => "matched",
-            Counter::PayloadBytes => "payload_bytes",
-            Counter::RecordsMatched => "records_matched",
-            Counter::RecordsEmitted => "records_emitted",
-            Counter::RecordsLost => "records_lost",
-            Counter::TruncatedSegments => "truncated_segments",
-            Counter::TruncatedBytes => "truncated_bytes",
-        }
     }
 }
 

@@ -14,7 +14,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{SchedClassifier, TcAttachType};
-use mirror_agent::shadow::{DropReason, FilterReason, StatusClass};
+use mirror_agent::route::FilterReason;
+use mirror_agent::shadow::{DropReason, StatusClass};
 use serde_json::Value;
 
 use crate::{agent::Agent, metrics::Metrics, netns::Netns};

@@ -19,8 +19,9 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_agent::{
     capture::{CaptureOptions, EventSink, KernelCounters},
-    flow::{FlowConfig, FlowEndReason, FlowTable, Stats},
-    http::{DropReason, Request},
+    flow::{FlowConfig, FlowEndReason},
+    http::testing::{FramedTable, TableStats as Stats, framed_table, table_stats},
+    http::{Request, SkipReason},
 };
 use mirror_common::Counter;
 use mirror_tests::{
@@ -35,10 +36,10 @@ use mirror_tests::{
 const PORT: u16 = 8080;
 const MB: usize = 1_000_000;
 
-type Table = FlowTable<Vec<Request>>;
+type Table = FramedTable;
 
 fn new_table() -> Table {
-    FlowTable::new(FlowConfig::default(), Vec::new())
+    framed_table(FlowConfig::default(), Vec::new())
 }
 
 /// Attaches the capture in the server namespace, feeding `sink`.
@@ -89,8 +90,8 @@ fn finish<S: EventSink + Send + 'static>(capture: CaptureRunner<S>) -> Result<Fi
 impl Extracted {
     fn new(table: Table, counters: KernelCounters) -> Self {
         Self {
-            stats: table.stats(),
-            requests: table.into_sink(),
+            stats: table_stats(&table),
+            requests: table.into_consumer().into_sink(),
             counters,
         }
     }
@@ -760,11 +761,11 @@ fn e_capture_joining_busy_keep_alive_connections_extracts_every_later_request() 
 
     let stats = &extracted.stats;
     let dropped = drops(stats);
-    let midstream = stats.http.dropped.get(DropReason::MidstreamJoin);
+    let midstream = stats.http.dropped.get(SkipReason::MidstreamJoin);
     ensure!(
         dropped
             .keys()
-            .all(|r| *r == DropReason::MidstreamJoin.as_str()),
+            .all(|r| *r == SkipReason::MidstreamJoin.as_str()),
         "drops other than midstream joins: {dropped:?}"
     );
     ensure!(

@@ -69,7 +69,7 @@ impl fmt::Display for KernelCounters {
                 f.write_str(" ")?;
             }
             first = false;
-            write!(f, "{}={}", counter.name(), self.get(counter))?;
+            write!(f, "{}={}", counter.as_str(), self.get(counter))?;
         }
         Ok(())
     }

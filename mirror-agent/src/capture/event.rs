@@ -21,6 +21,21 @@ impl std::fmt::Display for FlowKey {
     }
 }
 
+/// One connection: its 4-tuple and a generation number unique within the
+/// agent's lifetime (the flow stage's counter, so a reused 4-tuple never
+/// repeats an id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    pub key: FlowKey,
+    pub generation: u64,
+}
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} #{}", self.key, self.generation)
+    }
+}
+
 /// What a record tells about its segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind<'a> {
@@ -180,7 +195,7 @@ mod tests {
         assert_eq!(offset_of!(RecordHeader, tcp_flags), 57);
         assert_eq!(offset_of!(RecordHeader, kind), 58);
         assert_eq!(size_of::<CaptureConfig>(), 48);
-        assert_eq!(size_of::<Counters>(), 8 * mirror_common::COUNTER_COUNT);
+        assert_eq!(size_of::<Counters>(), 8 * mirror_common::Counter::COUNT);
     }
 
     fn record(kind: RecordKind, family: u8, len: u32, payload: &[u8]) -> Vec<u8> {

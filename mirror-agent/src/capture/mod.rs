@@ -17,7 +17,7 @@ use aya::{
     },
 };
 pub use counters::{CounterReader, KernelCounters};
-pub use event::{DecodeError, Event, EventKind, EventSink, FlowKey, decode};
+pub use event::{DecodeError, Event, EventKind, EventSink, FlowId, FlowKey, decode};
 use mirror_common::{
     COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_JUMP,
     MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
@@ -390,7 +390,7 @@ impl Capture {
             }
         }
         self.stats.records += drained as u64;
-        sink.on_batch_end(monotonic_ns());
+        sink.on_batch_end(crate::clock::monotonic_ns());
         drained
     }
 
@@ -610,15 +610,4 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 { size as usize } else { 4096 }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

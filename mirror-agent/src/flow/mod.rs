@@ -1,11 +1,11 @@
 //! Flow stage: per-connection TCP reassembly of the client → server stream,
-//! feeding one [`RequestFramer`](crate::http::RequestFramer) per connection.
+//! handed in order to the next stage, a [`StreamConsumer`] (the http
+//! stage's framing), which keeps a state of its own per connection.
 //!
 //! [`FlowTable`] is the capture stage's [`EventSink`](crate::capture::EventSink).
 //! For each event it finds the connection ([`FlowId`] = 4-tuple + a
 //! generation, so a new SYN on a reused 4-tuple starts a new flow), puts the
-//! payload in stream order and hands it to the framer, which emits complete
-//! requests to a [`RequestSink`](crate::http::RequestSink).
+//! payload in stream order and hands it to the consumer.
 //!
 //! # Rules
 //! * In order: the payload slice is framed where it lies in the ring, no
@@ -13,14 +13,14 @@
 //!   hole fills. Retransmissions and overlaps: only bytes not seen yet are
 //!   used (the first copy of a byte wins). Sequence numbers wrap at 2^32.
 //! * No SYN seen (the agent started after the connection): the flow starts
-//!   at the first byte seen and the framer looks for the next request line
-//!   (`midstream_joins`; `midstream_join` if bytes had to be skipped).
+//!   at the first byte seen, and the consumer is told it joined mid-stream
+//!   (`midstream_joins`).
 //! * Gaps: a `Truncated` record, a segment that cannot be held (then the
 //!   flow stops waiting for its oldest hole), a hole that stays open for
 //!   [`FlowConfig::hole_timeout_ns`] without progress (a lost record never
 //!   comes back; a lost packet is retransmitted well within that), or a FIN
-//!   or idle expiry beyond a hole. The request in progress is dropped (`gap`)
-//!   and framing resumes at the next request line.
+//!   or idle expiry beyond a hole. The consumer is told ([`StreamLoss`]) and
+//!   goes on after the gap.
 //! * FIN ends the flow once every byte before it has arrived; RST ends it at
 //!   once. An ended flow stays as a small tombstone (no buffers) until it is
 //!   idle for [`FlowConfig::idle_timeout_ns`], so that a retransmission after
@@ -39,22 +39,107 @@
 mod stream;
 mod table;
 
-use crate::capture::FlowKey;
-use crate::http::{HttpConfig, HttpStats};
+use crate::capture::FlowId;
 
 pub use table::FlowTable;
 
-/// One connection: its 4-tuple and a generation number unique within the
-/// agent's lifetime (a counter, so a reused 4-tuple never repeats an id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowId {
-    pub key: FlowKey,
-    pub generation: u64,
+/// The next stage: it is fed every connection's byte stream in order, and
+/// keeps a [`StreamConsumer::Stream`] of its own per connection (the http
+/// stage: a request framer), stored in the flow table beside the flow.
+///
+/// Called on the capture task: an implementation must not block.
+pub trait StreamConsumer {
+    /// What the consumer keeps per connection.
+    type Stream;
+
+    /// A new connection: seen from its SYN, or joined in the middle (no SYN
+    /// seen: the first bytes may be anywhere in the stream).
+    fn open(&mut self, id: FlowId, joined_midstream: bool) -> Self::Stream;
+
+    /// The next bytes of the stream; `ts_ns` is the timestamp of the segment
+    /// they came in. What the consumer buffers is charged to `budget`.
+    fn data(&mut self, stream: &mut Self::Stream, bytes: &[u8], ts_ns: u64, budget: &mut Budget);
+
+    /// Bytes are missing at the current position; the stream goes on after
+    /// them.
+    fn gap(&mut self, stream: &mut Self::Stream, loss: StreamLoss, budget: &mut Budget);
+
+    /// The connection ended; `loss` says how, should the consumer have
+    /// something in progress. Nothing follows.
+    fn end(&mut self, stream: &mut Self::Stream, loss: StreamLoss, budget: &mut Budget);
+
+    /// The consumer wants no more bytes of this connection.
+    fn is_done(stream: &Self::Stream) -> bool;
+
+    /// Bytes the stream holds, charged to the budget.
+    fn buffered(stream: &Self::Stream) -> usize;
 }
 
-impl std::fmt::Display for FlowId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} #{}", self.key, self.generation)
+mirror_common::labelled! {
+    /// Why the flow stage could not hand a stretch of a stream over in
+    /// order, or ended it: the consumer counts what it loses with it.
+    pub enum StreamLoss {
+        /// Bytes never captured: a truncation, or a hole given up (per-flow
+        /// cap, timeout, FIN or idle beyond it).
+        Gap => "gap",
+        /// Holding the bytes after a hole would exceed `max_buffered_bytes`.
+        BufferCap => "buffer_cap",
+        /// The client closed (FIN).
+        Incomplete => "incomplete",
+        /// The connection was reset (RST).
+        Reset => "reset",
+        /// The connection went idle.
+        IdleExpired => "idle_expired",
+        /// The connection was evicted to stay within `max_flows`.
+        FlowCap => "flow_cap",
+        /// A new SYN reused the 4-tuple.
+        Superseded => "superseded",
+    }
+}
+
+/// Bytes buffered by all connections (held segments here, and whatever the
+/// consumer keeps) against one cap: `max_buffered_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    used: usize,
+    cap: usize,
+}
+
+impl Budget {
+    pub fn new(cap: usize) -> Self {
+        Self { used: 0, cap }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Whether `n` more bytes fit.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.used.saturating_add(n) <= self.cap
+    }
+
+    /// Takes `n` bytes if they fit.
+    pub fn take(&mut self, n: usize) -> bool {
+        if self.has_room(n) {
+            self.used += n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Counts `n` bytes already held, even past the cap.
+    pub fn charge(&mut self, n: usize) {
+        self.used = self.used.saturating_add(n);
+    }
+
+    pub fn give(&mut self, n: usize) {
+        self.used = self.used.saturating_sub(n);
     }
 }
 
@@ -67,14 +152,14 @@ pub struct FlowConfig {
     /// Most bytes held ahead of a hole per connection, counting 64 bytes of
     /// overhead per held segment. Default 1 MiB.
     pub max_ooo_bytes_per_flow: usize,
-    /// Most bytes buffered by all connections together: held segments,
-    /// partial heads, trailers and bodies in progress. Default 1 GiB.
+    /// Most bytes buffered by all connections together: held segments, and
+    /// what the consumer holds (partial heads, trailers and bodies in
+    /// progress). Default 256 MiB.
     pub max_buffered_bytes: usize,
     /// A connection without events for this long ends. Default 60 s.
     pub idle_timeout_ns: u64,
     /// A hole that sees no progress for this long is given up. Default 3 s.
     pub hole_timeout_ns: u64,
-    pub http: HttpConfig,
 }
 
 impl Default for FlowConfig {
@@ -89,42 +174,21 @@ impl Default for FlowConfig {
             max_buffered_bytes: 256 << 20,
             idle_timeout_ns: 60_000_000_000,
             hole_timeout_ns: 3_000_000_000,
-            http: HttpConfig::default(),
         }
     }
 }
 
-/// Why a flow ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FlowEndReason {
-    Fin,
-    Rst,
-    /// No event for `idle_timeout_ns`.
-    Idle,
-    /// Made room for a new flow (`max_flows`).
-    Evicted,
-    /// A new SYN arrived on the same 4-tuple.
-    Superseded,
-}
-
-impl FlowEndReason {
-    pub const ALL: [FlowEndReason; 5] = [
-        FlowEndReason::Fin,
-        FlowEndReason::Rst,
-        FlowEndReason::Idle,
-        FlowEndReason::Evicted,
-        FlowEndReason::Superseded,
-    ];
-
-    /// Stable snake_case label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FlowEndReason::Fin => "fin",
-            FlowEndReason::Rst => "rst",
-            FlowEndReason::Idle => "idle",
-            FlowEndReason::Evicted => "evicted",
-            FlowEndReason::Superseded => "superseded",
-        }
+mirror_common::labelled! {
+    /// Why a flow ended: the `end` of `mirror_flows_total`.
+    pub enum FlowEndReason {
+        Fin => "fin",
+        Rst => "rst",
+        /// No event for `idle_timeout_ns`.
+        Idle => "idle",
+        /// Made room for a new flow (`max_flows`).
+        Evicted => "evicted",
+        /// A new SYN arrived on the same 4-tuple.
+        Superseded => "superseded",
     }
 }
 
@@ -141,7 +205,7 @@ pub struct FlowStats {
     /// Flows that started without a SYN.
     pub midstream_joins: u64,
     /// Flows ended, by [`FlowEndReason`] (index = `reason as usize`).
-    pub flows_ended: [u64; 5],
+    pub flows_ended: [u64; FlowEndReason::COUNT],
     /// Segments held ahead of a hole.
     pub out_of_order_segments: u64,
     /// Bytes that arrived again (retransmissions, overlaps, after the end).
@@ -160,13 +224,6 @@ impl FlowStats {
     pub fn ended(&self, reason: FlowEndReason) -> u64 {
         self.flows_ended[reason as usize]
     }
-}
-
-/// Everything the flow and http stages count, for the metrics module.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub flow: FlowStats,
-    pub http: HttpStats,
 }
 
 #[cfg(test)]

@@ -6,18 +6,18 @@
 //! sequence number from the expected one, so wraparound at 2^32 needs no
 //! special case and everything below works on plain `u64`s.
 //!
-//! In-order bytes go straight from the event to the framer. Segments ahead
+//! In-order bytes go straight from the event to the consumer. Segments ahead
 //! of a hole are held (only their bytes not held already) until the hole
 //! fills; held bytes and a per-segment overhead count against the per-flow
 //! cap and the shared budget. When a segment cannot be held, the flow stops
-//! waiting for its oldest hole: the framer is told about the gap and the
+//! waiting for its oldest hole: the consumer is told about the gap and the
 //! held bytes after it are delivered. A `Truncated` record is such a hole
 //! known in advance, held as a marker.
 
 use std::collections::BTreeMap;
 
-use super::{FlowConfig, FlowId, FlowStats};
-use crate::http::{DropReason, FramerCtx, RequestFramer, RequestSink};
+use super::{Budget, FlowConfig, FlowStats, StreamConsumer, StreamLoss};
+use crate::capture::FlowId;
 
 /// Bytes charged per held segment on top of its payload (allocation and
 /// map node), so that many tiny segments cannot dodge the cap.
@@ -51,14 +51,16 @@ impl Held {
 }
 
 /// What a flow needs from the table for one call.
-pub(super) struct FlowCtx<'a, S> {
+pub(super) struct FlowCtx<'a, C> {
     pub config: &'a FlowConfig,
     pub stats: &'a mut FlowStats,
-    pub framer: FramerCtx<'a, S>,
+    pub budget: &'a mut Budget,
+    pub consumer: &'a mut C,
 }
 
+/// One connection; `T` is what the consumer keeps for it.
 #[derive(Debug)]
-pub(super) struct Flow {
+pub(super) struct Flow<T> {
     pub id: FlowId,
     /// Ended by FIN or RST; kept a while so late retransmissions are not
     /// taken for a new connection joined in the middle.
@@ -67,38 +69,33 @@ pub(super) struct Flow {
     isn: Option<u32>,
     /// Sequence number of stream offset 0.
     base_seq: u32,
-    /// Offset of the next byte the framer expects.
+    /// Offset of the next byte the consumer expects.
     pub next_off: u64,
     held: BTreeMap<u64, Held>,
     /// Cost of `held`, charged to the per-flow cap and the budget.
     held_cost: usize,
     /// Offset of the FIN, once seen.
     fin_off: Option<u64>,
-    pub framer: RequestFramer,
+    /// The consumer's state of this connection.
+    pub stream: T,
     pub last_seen: u64,
     /// Since when the flow waits for a hole without progress.
     pub blocked_since: Option<u64>,
     pub in_hole_queue: bool,
 }
 
-impl Flow {
+impl<T> Flow<T> {
     /// A connection seen from its SYN.
-    pub fn from_syn(id: FlowId, isn: u32, ts_ns: u64) -> Self {
-        Self::new(
-            id,
-            Some(isn),
-            isn.wrapping_add(1),
-            RequestFramer::new(id),
-            ts_ns,
-        )
+    pub fn from_syn(id: FlowId, isn: u32, ts_ns: u64, stream: T) -> Self {
+        Self::new(id, Some(isn), isn.wrapping_add(1), stream, ts_ns)
     }
 
     /// A connection joined in the middle, at the first byte seen.
-    pub fn joined(id: FlowId, seq: u32, ts_ns: u64) -> Self {
-        Self::new(id, None, seq, RequestFramer::new_midstream(id), ts_ns)
+    pub fn joined(id: FlowId, seq: u32, ts_ns: u64, stream: T) -> Self {
+        Self::new(id, None, seq, stream, ts_ns)
     }
 
-    fn new(id: FlowId, isn: Option<u32>, base_seq: u32, framer: RequestFramer, ts_ns: u64) -> Self {
+    fn new(id: FlowId, isn: Option<u32>, base_seq: u32, stream: T, ts_ns: u64) -> Self {
         Self {
             id,
             closed: false,
@@ -108,7 +105,7 @@ impl Flow {
             held: BTreeMap::new(),
             held_cost: 0,
             fin_off: None,
-            framer,
+            stream,
             last_seen: ts_ns,
             blocked_since: None,
             in_hole_queue: false,
@@ -131,22 +128,23 @@ impl Flow {
         !self.held.is_empty() || self.fin_off.is_some_and(|fin| self.next_off < fin)
     }
 
-    /// Everything up to the FIN has been delivered.
-    pub fn fin_reached(&self) -> bool {
+    /// Everything up to the FIN has been delivered (or the consumer wants
+    /// no more).
+    pub fn fin_reached<C: StreamConsumer<Stream = T>>(&self) -> bool {
         self.fin_off
-            .is_some_and(|fin| self.next_off >= fin || self.framer.is_stopped())
+            .is_some_and(|fin| self.next_off >= fin || C::is_done(&self.stream))
     }
 
     pub fn held_bytes(&self) -> usize {
         self.held_cost
     }
 
-    pub fn on_data<S: RequestSink>(
+    pub fn on_data<C: StreamConsumer<Stream = T>>(
         &mut self,
         seq: u32,
         payload: &[u8],
         ts_ns: u64,
-        cx: &mut FlowCtx<'_, S>,
+        cx: &mut FlowCtx<'_, C>,
     ) {
         if payload.is_empty() {
             return;
@@ -155,12 +153,12 @@ impl Flow {
         self.accept(off, payload.len() as u64, Some(payload), ts_ns, cx);
     }
 
-    pub fn on_truncated<S: RequestSink>(
+    pub fn on_truncated<C: StreamConsumer<Stream = T>>(
         &mut self,
         seq: u32,
         len: u32,
         ts_ns: u64,
-        cx: &mut FlowCtx<'_, S>,
+        cx: &mut FlowCtx<'_, C>,
     ) {
         if len == 0 {
             return;
@@ -178,13 +176,13 @@ impl Flow {
     }
 
     /// Takes `[off, off + len)`: bytes (`data`) or a known loss (`None`).
-    fn accept<S: RequestSink>(
+    fn accept<C: StreamConsumer<Stream = T>>(
         &mut self,
         off: i64,
         len: u64,
         data: Option<&[u8]>,
         ts_ns: u64,
-        cx: &mut FlowCtx<'_, S>,
+        cx: &mut FlowCtx<'_, C>,
     ) {
         let end = off + len as i64;
         loop {
@@ -197,7 +195,7 @@ impl Flow {
                 cx.stats.out_of_window_segments += 1;
                 return;
             }
-            if self.framer.is_stopped() {
+            if C::is_done(&self.stream) {
                 // Nothing more to parse: only track where the stream is.
                 self.release_held(cx);
                 self.next_off = end as u64;
@@ -210,7 +208,8 @@ impl Flow {
                     Some(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
                     None => {
                         cx.stats.gaps += 1;
-                        self.framer.gap(DropReason::Gap, &mut cx.framer);
+                        cx.consumer
+                            .gap(&mut self.stream, StreamLoss::Gap, cx.budget);
                         self.next_off = end as u64;
                     }
                 }
@@ -232,7 +231,7 @@ impl Flow {
                 return;
             }
             let over_flow_cap = self.held_cost + cost > cx.config.max_ooo_bytes_per_flow;
-            if !over_flow_cap && cx.framer.budget.take(cost) {
+            if !over_flow_cap && cx.budget.take(cost) {
                 for (s, e) in pieces {
                     let held = match data {
                         Some(bytes) => {
@@ -248,9 +247,9 @@ impl Flow {
             }
             // Cannot hold it: stop waiting for the oldest hole.
             let reason = if over_flow_cap {
-                DropReason::Gap
+                StreamLoss::Gap
             } else {
-                DropReason::BufferCap
+                StreamLoss::BufferCap
             };
             cx.stats.holes_abandoned += 1;
             let first_held = self.held.keys().next().copied().unwrap_or(start);
@@ -280,13 +279,18 @@ impl Flow {
         pieces
     }
 
-    fn deliver<S: RequestSink>(&mut self, bytes: &[u8], ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+    fn deliver<C: StreamConsumer<Stream = T>>(
+        &mut self,
+        bytes: &[u8],
+        ts_ns: u64,
+        cx: &mut FlowCtx<'_, C>,
+    ) {
         self.next_off += bytes.len() as u64;
-        self.framer.feed(bytes, ts_ns, &mut cx.framer);
+        cx.consumer.data(&mut self.stream, bytes, ts_ns, cx.budget);
     }
 
     /// Delivers held segments that the expected offset has reached.
-    fn drain<S: RequestSink>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+    fn drain<C: StreamConsumer<Stream = T>>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, C>) {
         while let Some(entry) = self.held.first_entry() {
             let start = *entry.key();
             if start > self.next_off {
@@ -295,7 +299,7 @@ impl Flow {
             let held = entry.remove();
             let cost = held.cost();
             self.held_cost -= cost;
-            cx.framer.budget.give(cost);
+            cx.budget.give(cost);
             let end = start + held.len();
             if end <= self.next_off {
                 continue;
@@ -305,25 +309,26 @@ impl Flow {
                 Held::Data(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
                 Held::Lost(_) => {
                     cx.stats.gaps += 1;
-                    self.framer.gap(DropReason::Gap, &mut cx.framer);
+                    cx.consumer
+                        .gap(&mut self.stream, StreamLoss::Gap, cx.budget);
                     self.next_off = end;
                 }
             }
         }
     }
 
-    /// Gives up the bytes up to `target`: the framer drops what it had in
-    /// progress (for `reason`) and goes on from the held data there.
-    fn skip_to<S: RequestSink>(
+    /// Gives up the bytes up to `target`: the consumer is told (`reason`)
+    /// and goes on from the held data there.
+    fn skip_to<C: StreamConsumer<Stream = T>>(
         &mut self,
         target: u64,
-        reason: DropReason,
+        reason: StreamLoss,
         ts_ns: u64,
-        cx: &mut FlowCtx<'_, S>,
+        cx: &mut FlowCtx<'_, C>,
     ) {
         if target > self.next_off {
             cx.stats.gaps += 1;
-            self.framer.gap(reason, &mut cx.framer);
+            cx.consumer.gap(&mut self.stream, reason, cx.budget);
             self.next_off = target;
         }
         self.drain(ts_ns, cx);
@@ -331,7 +336,7 @@ impl Flow {
 
     /// Stops waiting for holes: each one becomes a gap, held data after it
     /// is delivered, and the stream is taken up to the FIN if there is one.
-    pub fn flush<S: RequestSink>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, S>) {
+    pub fn flush<C: StreamConsumer<Stream = T>>(&mut self, ts_ns: u64, cx: &mut FlowCtx<'_, C>) {
         while self.is_blocked() {
             let target = match self.held.keys().next() {
                 Some(&first) => first,
@@ -342,7 +347,7 @@ impl Flow {
             };
             cx.stats.holes_abandoned += 1;
             let before = self.next_off;
-            self.skip_to(target, DropReason::Gap, ts_ns, cx);
+            self.skip_to(target, StreamLoss::Gap, ts_ns, cx);
             if self.next_off == before && self.held.keys().next() == Some(&target) {
                 // Cannot happen (drain removes what starts at next_off), but
                 // never loop forever.
@@ -352,9 +357,9 @@ impl Flow {
     }
 
     /// Frees held segments.
-    pub fn release_held<S>(&mut self, cx: &mut FlowCtx<'_, S>) {
+    pub fn release_held<C>(&mut self, cx: &mut FlowCtx<'_, C>) {
         self.held.clear();
-        cx.framer.budget.give(self.held_cost);
+        cx.budget.give(self.held_cost);
         self.held_cost = 0;
     }
 }

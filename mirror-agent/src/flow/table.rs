@@ -12,15 +12,14 @@ use std::collections::{HashMap, VecDeque};
 use mirror_common::{TCP_FIN, TCP_RST, TCP_SYN};
 
 use super::stream::{Flow, FlowCtx};
-use super::{FlowConfig, FlowEndReason, FlowId, FlowStats, Stats};
-use crate::capture::{Event, EventKind, EventSink, FlowKey};
-use crate::http::{Budget, DropReason, FramerCtx, HttpStats, RequestSink};
+use super::{Budget, FlowConfig, FlowEndReason, FlowStats, StreamConsumer, StreamLoss};
+use crate::capture::{Event, EventKind, EventSink, FlowId, FlowKey};
 
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug)]
-struct Slot {
-    flow: Option<Flow>,
+struct Slot<T> {
+    flow: Option<Flow<T>>,
     prev: u32,
     next: u32,
 }
@@ -32,13 +31,12 @@ struct HoleTimer {
     deadline: u64,
 }
 
-/// Reassembles every connection and frames its requests into `S`.
+/// Reassembles every connection and hands its stream to the consumer `C`.
 /// See the [module docs](super).
-#[derive(Debug)]
-pub struct FlowTable<S> {
+pub struct FlowTable<C: StreamConsumer> {
     config: FlowConfig,
     index: HashMap<FlowKey, u32>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<C::Stream>>,
     free: Vec<u32>,
     /// Least recently active flow.
     lru_head: u32,
@@ -49,12 +47,11 @@ pub struct FlowTable<S> {
     now_ns: u64,
     budget: Budget,
     stats: FlowStats,
-    http: HttpStats,
-    sink: S,
+    consumer: C,
 }
 
-impl<S: RequestSink> FlowTable<S> {
-    pub fn new(config: FlowConfig, sink: S) -> Self {
+impl<C: StreamConsumer> FlowTable<C> {
+    pub fn new(config: FlowConfig, consumer: C) -> Self {
         let budget = Budget::new(config.max_buffered_bytes);
         Self {
             config,
@@ -68,8 +65,7 @@ impl<S: RequestSink> FlowTable<S> {
             now_ns: 0,
             budget,
             stats: FlowStats::default(),
-            http: HttpStats::default(),
-            sink,
+            consumer,
         }
     }
 
@@ -77,27 +73,24 @@ impl<S: RequestSink> FlowTable<S> {
         &self.config
     }
 
-    pub fn sink(&self) -> &S {
-        &self.sink
+    pub fn consumer(&self) -> &C {
+        &self.consumer
     }
 
-    pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.sink
+    pub fn consumer_mut(&mut self) -> &mut C {
+        &mut self.consumer
     }
 
-    pub fn into_sink(self) -> S {
-        self.sink
+    pub fn into_consumer(self) -> C {
+        self.consumer
     }
 
-    /// A snapshot of every counter and gauge.
-    pub fn stats(&self) -> Stats {
+    /// A snapshot of every counter and gauge of the flow stage.
+    pub fn stats(&self) -> FlowStats {
         let mut flow = self.stats;
         flow.flows_tracked = self.index.len() as u64;
         flow.buffered_bytes = self.budget.used() as u64;
-        Stats {
-            flow,
-            http: self.http,
-        }
+        flow
     }
 
     /// Recounts the bytes every flow holds; equals `stats().flow.buffered_bytes`
@@ -107,7 +100,7 @@ impl<S: RequestSink> FlowTable<S> {
         self.slots
             .iter()
             .filter_map(|s| s.flow.as_ref())
-            .map(|f| f.held_bytes() + f.framer.buffered())
+            .map(|f| f.held_bytes() + C::buffered(&f.stream))
             .sum()
     }
 
@@ -211,7 +204,9 @@ impl<S: RequestSink> FlowTable<S> {
                 self.remove(slot);
             }
         }
-        self.create(key, ts, |id| Flow::from_syn(id, isn, ts));
+        self.create(key, ts, false, |id, stream| {
+            Flow::from_syn(id, isn, ts, stream)
+        });
     }
 
     fn on_payload(&mut self, key: FlowKey, seq: u32, payload: Option<&[u8]>, len: u32, ts: u64) {
@@ -221,44 +216,25 @@ impl<S: RequestSink> FlowTable<S> {
             None if payload.is_none() || len == 0 => return,
             None => {
                 self.stats.midstream_joins += 1;
-                match self.create(key, ts, |id| Flow::joined(id, seq, ts)) {
+                match self.create(key, ts, true, |id, stream| {
+                    Flow::joined(id, seq, ts, stream)
+                }) {
                     Some(slot) => slot,
                     None => return,
                 }
             }
         };
         self.touch(slot, ts);
-        let Self {
-            slots,
-            config,
-            budget,
-            stats,
-            http,
-            sink,
-            ..
-        } = self;
-        let Some(flow) = slots.get_mut(slot as usize).and_then(|s| s.flow.as_mut()) else {
-            return;
-        };
-        if flow.closed {
-            stats.duplicate_bytes += u64::from(len);
+        let closed = self.flow(slot).is_none_or(|f| f.closed);
+        if closed {
+            self.stats.duplicate_bytes += u64::from(len);
             return;
         }
-        let before = flow.next_off;
-        let mut cx = FlowCtx {
-            config,
-            stats,
-            framer: FramerCtx {
-                config: &config.http,
-                stats: http,
-                budget,
-                sink,
-            },
-        };
-        match payload {
-            Some(bytes) => flow.on_data(seq, bytes, ts, &mut cx),
-            None => flow.on_truncated(seq, len, ts, &mut cx),
-        }
+        let before = self.flow(slot).map_or(0, |f| f.next_off);
+        self.with_flow(slot, |flow, cx| match payload {
+            Some(bytes) => flow.on_data(seq, bytes, ts, cx),
+            None => flow.on_truncated(seq, len, ts, cx),
+        });
         self.settle(slot, before);
     }
 
@@ -268,7 +244,7 @@ impl<S: RequestSink> FlowTable<S> {
         let now = self.now_ns;
         let hole_timeout = self.config.hole_timeout_ns;
         let (fin, blocked) = match self.flow(slot) {
-            Some(flow) if !flow.closed => (flow.fin_reached(), flow.is_blocked()),
+            Some(flow) if !flow.closed => (flow.fin_reached::<C>(), flow.is_blocked()),
             _ => return,
         };
         if fin {
@@ -341,7 +317,13 @@ impl<S: RequestSink> FlowTable<S> {
 
     // --- flow lifecycle ----------------------------------------------------
 
-    fn create(&mut self, key: FlowKey, ts: u64, make: impl FnOnce(FlowId) -> Flow) -> Option<u32> {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        ts: u64,
+        joined_midstream: bool,
+        make: impl FnOnce(FlowId, C::Stream) -> Flow<C::Stream>,
+    ) -> Option<u32> {
         if self.config.max_flows == 0 {
             self.stats.flows_refused += 1;
             return None;
@@ -370,7 +352,8 @@ impl<S: RequestSink> FlowTable<S> {
             generation: self.next_generation,
         };
         self.next_generation += 1;
-        let flow = make(id);
+        let stream = self.consumer.open(id, joined_midstream);
+        let flow = make(id, stream);
         let slot = match self.free.pop() {
             Some(slot) => {
                 if let Some(s) = self.slots.get_mut(slot as usize) {
@@ -406,11 +389,11 @@ impl<S: RequestSink> FlowTable<S> {
     fn end(&mut self, slot: u32, reason: FlowEndReason) {
         let now = self.now_ns;
         let lost = match reason {
-            FlowEndReason::Fin => DropReason::Incomplete,
-            FlowEndReason::Rst => DropReason::Reset,
-            FlowEndReason::Idle => DropReason::IdleExpired,
-            FlowEndReason::Evicted => DropReason::FlowCap,
-            FlowEndReason::Superseded => DropReason::Superseded,
+            FlowEndReason::Fin => StreamLoss::Incomplete,
+            FlowEndReason::Rst => StreamLoss::Reset,
+            FlowEndReason::Idle => StreamLoss::IdleExpired,
+            FlowEndReason::Evicted => StreamLoss::FlowCap,
+            FlowEndReason::Superseded => StreamLoss::Superseded,
         };
         let ended = self.with_flow(slot, |flow, cx| {
             if flow.closed {
@@ -420,7 +403,7 @@ impl<S: RequestSink> FlowTable<S> {
                 // Held data after a hole is still worth delivering.
                 flow.flush(now, cx);
             }
-            flow.framer.finish(lost, &mut cx.framer);
+            cx.consumer.end(&mut flow.stream, lost, cx.budget);
             flow.release_held(cx);
             flow.closed = true;
             flow.in_hole_queue = false;
@@ -453,7 +436,8 @@ impl<S: RequestSink> FlowTable<S> {
             // Removed without `end` (never happens today): keep gauges right.
             self.stats.flows_active = self.stats.flows_active.saturating_sub(1);
         }
-        self.budget.give(flow.held_bytes() + flow.framer.buffered());
+        self.budget
+            .give(flow.held_bytes() + C::buffered(&flow.stream));
         self.free.push(slot);
     }
 
@@ -463,38 +447,33 @@ impl<S: RequestSink> FlowTable<S> {
         self.index.get(key).copied()
     }
 
-    fn flow(&self, slot: u32) -> Option<&Flow> {
+    fn flow(&self, slot: u32) -> Option<&Flow<C::Stream>> {
         self.slots.get(slot as usize)?.flow.as_ref()
     }
 
-    fn flow_mut(&mut self, slot: u32) -> Option<&mut Flow> {
+    fn flow_mut(&mut self, slot: u32) -> Option<&mut Flow<C::Stream>> {
         self.slots.get_mut(slot as usize)?.flow.as_mut()
     }
 
     fn with_flow<R>(
         &mut self,
         slot: u32,
-        f: impl FnOnce(&mut Flow, &mut FlowCtx<'_, S>) -> R,
+        f: impl FnOnce(&mut Flow<C::Stream>, &mut FlowCtx<'_, C>) -> R,
     ) -> Option<R> {
         let Self {
             slots,
             config,
             budget,
             stats,
-            http,
-            sink,
+            consumer,
             ..
         } = self;
         let flow = slots.get_mut(slot as usize)?.flow.as_mut()?;
         let mut cx = FlowCtx {
             config,
             stats,
-            framer: FramerCtx {
-                config: &config.http,
-                stats: http,
-                budget,
-                sink,
-            },
+            budget,
+            consumer,
         };
         Some(f(flow, &mut cx))
     }
@@ -547,7 +526,7 @@ impl<S: RequestSink> FlowTable<S> {
     }
 }
 
-impl<S: RequestSink> EventSink for FlowTable<S> {
+impl<C: StreamConsumer> EventSink for FlowTable<C> {
     fn on_event(&mut self, event: &Event<'_>) {
         let ts = event.timestamp_ns;
         self.now_ns = self.now_ns.max(ts);

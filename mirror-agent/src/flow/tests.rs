@@ -6,7 +6,8 @@ use mirror_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 use super::*;
 use crate::capture::{Event, EventKind, EventSink, FlowKey};
-use crate::http::{DropReason, Request};
+use crate::http::testing::{FramedTable, TableStats, framed_table, table_stats};
+use crate::http::{Request, SkipReason};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -59,13 +60,28 @@ fn fin(key: FlowKey, seq: u32, ts: u64) -> Event<'static> {
     control(key, seq, 0, TCP_FIN | TCP_ACK, ts)
 }
 
-fn table() -> FlowTable<Vec<Request>> {
-    FlowTable::new(FlowConfig::default(), Vec::new())
+/// The flow table with the real framing as its consumer: what reassembly
+/// delivers is checked as the requests it makes.
+type Table = FramedTable;
+
+fn table() -> Table {
+    with_config(FlowConfig::default())
 }
 
-fn targets(table: &FlowTable<Vec<Request>>) -> Vec<String> {
-    table
-        .sink()
+fn with_config(config: FlowConfig) -> Table {
+    framed_table(config, Vec::new())
+}
+
+fn requests(table: &Table) -> &[Request] {
+    table.consumer().sink()
+}
+
+fn stats(table: &Table) -> TableStats {
+    table_stats(table)
+}
+
+fn targets(table: &Table) -> Vec<String> {
+    requests(table)
         .iter()
         .map(|r| String::from_utf8_lossy(r.target()).into_owned())
         .collect()
@@ -88,14 +104,14 @@ fn a_connection_from_syn_to_fin() {
     t.on_event(&data(k, 101, &s, 2));
     t.on_event(&fin(k, 101 + s.len() as u32, 3));
     assert_eq!(targets(&t), ["/a", "/b", "/c"]);
-    assert_eq!(&t.sink()[1].body[..], b"hello world");
-    let st = t.stats();
+    assert_eq!(&requests(&t)[1].body[..], b"hello world");
+    let st = stats(&t);
     assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
     assert_eq!(st.flow.flows_active, 0);
     assert_eq!(st.flow.buffered_bytes, 0);
     assert_eq!(st.http.requests, 3);
     assert_eq!(st.http.dropped.total(), 0);
-    assert_eq!(t.sink()[0].flow, t.flow_id(&k).expect("tombstone"));
+    assert_eq!(requests(&t)[0].flow, t.flow_id(&k).expect("tombstone"));
 }
 
 #[test]
@@ -105,10 +121,10 @@ fn fin_with_data_waits_for_the_data_that_follows_its_control_record() {
     t.on_event(&syn(k, 5, 1));
     // The kernel emits the FIN segment's control record before its data.
     t.on_event(&control(k, 6, GET_A.len() as u32, TCP_FIN | TCP_ACK, 2));
-    assert_eq!(t.stats().flow.flows_active, 1);
+    assert_eq!(stats(&t).flow.flows_active, 1);
     t.on_event(&data(k, 6, GET_A, 2));
     assert_eq!(targets(&t), ["/a"]);
-    assert_eq!(t.stats().flow.ended(FlowEndReason::Fin), 1);
+    assert_eq!(stats(&t).flow.ended(FlowEndReason::Fin), 1);
 }
 
 #[test]
@@ -125,7 +141,7 @@ fn sequence_numbers_wrap_around() {
     }
     t.on_event(&fin(k, seq, 3));
     assert_eq!(targets(&t), ["/a", "/b", "/c"]);
-    assert_eq!(t.stats().flow.ended(FlowEndReason::Fin), 1);
+    assert_eq!(stats(&t).flow.ended(FlowEndReason::Fin), 1);
 }
 
 #[test]
@@ -149,7 +165,7 @@ fn reordered_and_duplicated_segments_are_reassembled() {
     t.on_event(&data(k, base, &s[..20], 2));
     t.on_event(&fin(k, base.wrapping_add(s.len() as u32), 3));
     assert_eq!(targets(&t), ["/a", "/b", "/c"]);
-    let st = t.stats();
+    let st = stats(&t);
     assert!(st.flow.out_of_order_segments > 0);
     assert!(st.flow.duplicate_bytes >= s.len() as u64);
     assert_eq!(st.flow.buffered_bytes, 0);
@@ -172,11 +188,11 @@ fn a_new_syn_on_the_same_tuple_starts_a_new_generation() {
     let second = t.flow_id(&k).expect("flow");
     assert_ne!(first.generation, second.generation);
     assert_eq!(targets(&t), ["/a", "/c"]);
-    assert_eq!(t.sink()[0].flow, first);
-    assert_eq!(t.sink()[1].flow, second);
-    let st = t.stats();
+    assert_eq!(requests(&t)[0].flow, first);
+    assert_eq!(requests(&t)[1].flow, second);
+    let st = stats(&t);
     assert_eq!(st.flow.ended(FlowEndReason::Superseded), 1);
-    assert_eq!(st.http.dropped.get(DropReason::Superseded), 1);
+    assert_eq!(st.http.dropped.get(SkipReason::Superseded), 1);
     // Reuse after a clean FIN replaces the tombstone.
     t.on_event(&fin(k, 777_778 + GET_C.len() as u32, 6));
     t.on_event(&syn(k, 5, 7));
@@ -193,9 +209,9 @@ fn joining_midstream_resyncs_at_the_next_request_line() {
     // The agent starts in the middle of /a's head.
     t.on_event(&data(k, 50_000, &s[5..], 1));
     assert_eq!(targets(&t), ["/b", "/c"]);
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(st.flow.midstream_joins, 1);
-    assert_eq!(st.http.dropped.get(DropReason::MidstreamJoin), 1);
+    assert_eq!(st.http.dropped.get(SkipReason::MidstreamJoin), 1);
     assert_eq!(st.http.resyncs, 1);
 }
 
@@ -210,8 +226,8 @@ fn a_truncated_record_drops_only_the_request_it_hits() {
     t.on_event(&truncated(k, 1 + body_at as u32 + 2, 4, 2));
     t.on_event(&data(k, 1 + body_at as u32 + 6, &s[body_at + 6..], 2));
     assert_eq!(targets(&t), ["/a", "/c"]);
-    let st = t.stats();
-    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    let st = stats(&t);
+    assert_eq!(st.http.dropped.get(SkipReason::Gap), 1);
     assert_eq!(st.flow.gaps, 1);
 }
 
@@ -229,13 +245,13 @@ fn a_lost_segment_before_fin_becomes_a_gap_after_the_hole_timeout() {
     t.on_event(&data(k, c_seq, c, SEC));
     t.on_event(&fin(k, c_seq + c.len() as u32, SEC));
     assert_eq!(targets(&t), ["/a"]);
-    assert!(t.stats().flow.buffered_bytes > 0);
+    assert!(stats(&t).flow.buffered_bytes > 0);
     t.on_batch_end(2 * SEC);
     assert_eq!(targets(&t), ["/a"], "still inside the hole timeout");
     t.on_batch_end(SEC + FlowConfig::default().hole_timeout_ns);
     assert_eq!(targets(&t), ["/a", "/c"]);
-    let st = t.stats();
-    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    let st = stats(&t);
+    assert_eq!(st.http.dropped.get(SkipReason::Gap), 1);
     assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
     assert_eq!(st.flow.buffered_bytes, 0);
 }
@@ -248,10 +264,10 @@ fn a_lost_last_segment_is_a_gap_when_the_fin_times_out() {
     t.on_event(&data(k, 1, &POST_B[..20], SEC));
     t.on_event(&fin(k, 1 + POST_B.len() as u32, SEC));
     t.on_batch_end(10 * SEC);
-    let st = t.stats();
-    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    let st = stats(&t);
+    assert_eq!(st.http.dropped.get(SkipReason::Gap), 1);
     assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
-    assert!(t.sink().is_empty());
+    assert!(requests(&t).is_empty());
 }
 
 #[test]
@@ -260,7 +276,7 @@ fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
         max_ooo_bytes_per_flow: 200,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(config, Vec::new());
+    let mut t = with_config(config);
     let k = key(1009);
     let mut s = Vec::new();
     for i in 0..20 {
@@ -270,13 +286,13 @@ fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
     // The first 10 bytes are lost; the rest arrives in 15-byte segments.
     for (i, c) in s[10..].chunks(15).enumerate() {
         t.on_event(&data(k, 11 + (i * 15) as u32, c, 2));
-        assert!(t.stats().flow.buffered_bytes <= 200);
+        assert!(stats(&t).flow.buffered_bytes <= 200);
     }
     let got = targets(&t);
     assert_eq!(got.len(), 19, "{got:?}");
     assert_eq!(got[0], "/1");
-    let st = t.stats();
-    assert_eq!(st.http.dropped.get(DropReason::Gap), 1);
+    let st = stats(&t);
+    assert_eq!(st.http.dropped.get(SkipReason::Gap), 1);
     assert_eq!(st.flow.holes_abandoned, 1);
 }
 
@@ -287,13 +303,13 @@ fn idle_flows_expire_and_count_their_request_in_progress() {
     t.on_event(&syn(k, 0, SEC));
     t.on_event(&data(k, 1, b"GET /slow HTTP/1.1\r\nHo", SEC));
     t.on_batch_end(30 * SEC);
-    assert_eq!(t.stats().flow.flows_active, 1);
+    assert_eq!(stats(&t).flow.flows_active, 1);
     t.on_batch_end(61 * SEC);
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(st.flow.flows_active, 0);
     assert_eq!(st.flow.flows_tracked, 0);
     assert_eq!(st.flow.ended(FlowEndReason::Idle), 1);
-    assert_eq!(st.http.dropped.get(DropReason::IdleExpired), 1);
+    assert_eq!(st.http.dropped.get(SkipReason::IdleExpired), 1);
     assert_eq!(st.flow.buffered_bytes, 0);
 }
 
@@ -309,9 +325,9 @@ fn rst_ends_the_flow_at_once() {
         2,
     ));
     t.on_event(&control(k, 50, 0, TCP_RST, 3));
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(st.flow.ended(FlowEndReason::Rst), 1);
-    assert_eq!(st.http.dropped.get(DropReason::Reset), 1);
+    assert_eq!(st.http.dropped.get(SkipReason::Reset), 1);
     assert_eq!(st.flow.buffered_bytes, 0);
 }
 
@@ -326,7 +342,7 @@ fn a_retransmission_after_fin_is_not_delivered_twice() {
     t.on_event(&control(k, 1, GET_A.len() as u32, TCP_FIN | TCP_ACK, 3));
     t.on_event(&data(k, 1, GET_A, 3));
     assert_eq!(targets(&t), ["/a"]);
-    assert_eq!(t.stats().flow.midstream_joins, 0);
+    assert_eq!(stats(&t).flow.midstream_joins, 0);
 }
 
 #[test]
@@ -340,11 +356,11 @@ fn an_upgraded_connection_is_ignored_until_it_ends() {
     // Even out of order, frames are not held.
     t.on_event(&data(k, 1 + up.len() as u32 + 100, &frames, 3));
     t.on_event(&data(k, 1 + up.len() as u32, &frames, 3));
-    assert_eq!(t.stats().flow.buffered_bytes, 0);
+    assert_eq!(stats(&t).flow.buffered_bytes, 0);
     t.on_event(&fin(k, 5000, 4));
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(targets(&t), ["/ws"]);
-    assert_eq!(st.http.dropped.get(DropReason::Upgraded), 1);
+    assert_eq!(st.http.dropped.get(SkipReason::Upgraded), 1);
     assert_eq!(st.flow.ended(FlowEndReason::Fin), 1);
 }
 
@@ -355,7 +371,7 @@ fn a_hundred_thousand_half_open_connections_stay_within_the_caps() {
         max_buffered_bytes: 100_000,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(config, Vec::new());
+    let mut t = with_config(config);
     for i in 0..100_000u32 {
         let k = FlowKey {
             client: SocketAddr::from((Ipv4Addr::from(0x0ac8_0000 + i), 40000)),
@@ -366,11 +382,11 @@ fn a_hundred_thousand_half_open_connections_stay_within_the_caps() {
         // A partial head and a segment after a hole on every connection.
         t.on_event(&data(k, i + 1, b"GET / HTTP/1.1\r\nHost: a", ts));
         t.on_event(&data(k, i + 100, b"0123456789", ts));
-        let st = t.stats();
+        let st = stats(&t);
         assert!(st.flow.flows_tracked <= 10_000);
         assert!(st.flow.buffered_bytes <= 100_000);
     }
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(st.flow.flows_started, 100_000);
     assert_eq!(
         st.flow.ended(FlowEndReason::Evicted) + st.flow.ended(FlowEndReason::Idle),
@@ -378,13 +394,13 @@ fn a_hundred_thousand_half_open_connections_stay_within_the_caps() {
     );
     // Each evicted connection lost its partial request: to the hole before
     // its held segment (flushed on eviction), the budget, or the eviction.
-    let lost = st.http.dropped.get(DropReason::FlowCap)
-        + st.http.dropped.get(DropReason::Gap)
-        + st.http.dropped.get(DropReason::BufferCap);
+    let lost = st.http.dropped.get(SkipReason::FlowCap)
+        + st.http.dropped.get(SkipReason::Gap)
+        + st.http.dropped.get(SkipReason::BufferCap);
     assert!(lost >= 90_000, "{:?}", st.http.dropped);
-    assert!(st.http.dropped.get(DropReason::BufferCap) > 0);
+    assert!(st.http.dropped.get(SkipReason::BufferCap) > 0);
     t.end_all();
-    let st = t.stats();
+    let st = stats(&t);
     assert_eq!(st.flow.flows_tracked, 0);
     assert_eq!(st.flow.flows_active, 0);
     assert_eq!(st.flow.buffered_bytes, 0);
@@ -396,15 +412,15 @@ fn the_shared_budget_bounds_held_segments() {
         max_buffered_bytes: 1000,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(config, Vec::new());
+    let mut t = with_config(config);
     let payload = [b'x'; 100];
     for i in 0..50u16 {
         let k = key(2000 + i);
         t.on_event(&syn(k, 0, 1));
         t.on_event(&data(k, 1000, &payload, 1));
-        assert!(t.stats().flow.buffered_bytes <= 1000);
+        assert!(stats(&t).flow.buffered_bytes <= 1000);
     }
-    assert!(t.stats().flow.holes_abandoned > 0);
+    assert!(stats(&t).flow.holes_abandoned > 0);
 }
 
 #[test]
@@ -414,5 +430,5 @@ fn events_for_unknown_flows_do_not_create_state() {
     t.on_event(&fin(k, 10, 1));
     t.on_event(&control(k, 10, 0, TCP_RST, 1));
     t.on_event(&truncated(k, 10, 100, 1));
-    assert_eq!(t.stats().flow.flows_tracked, 0);
+    assert_eq!(stats(&t).flow.flows_tracked, 0);
 }

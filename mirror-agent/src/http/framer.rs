@@ -5,15 +5,17 @@
 //! copied: the start of a head (into `pending`, then parsed from there), a
 //! candidate request line while resynchronising, and a body that is not
 //! complete in one slice (into `body`, sized from its Content-Length).
-//! Everything held is charged to a [`Budget`] shared by all connections.
+//! Everything held is charged to the flow stage's [`Budget`], shared by all
+//! connections.
 
 use bytes::Bytes;
 
 use super::chunked::{ChunkedDecoder, Step};
 use super::head::{BodyKind, ParsedHead, parse_head};
 use super::line::{Found, LineCheck, check_request_line, find_request_line, scan_head_end};
-use super::{DropReason, HttpConfig, HttpStats, Request, RequestSink};
-use crate::flow::FlowId;
+use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use crate::capture::FlowId;
+use crate::flow::Budget;
 
 /// Bytes looked at to classify the start of a head (TLS, HTTP/2, garbage).
 const START_PROBE: usize = 64;
@@ -25,47 +27,6 @@ const KEEP_CAPACITY: usize = 512;
 /// Most body bytes reserved up front from a Content-Length: a client that
 /// announces a large body and sends nothing gets no large allocation.
 const MAX_BODY_RESERVE: u64 = 1 << 20;
-
-/// Bytes buffered by all framers (and, in the flow stage, out-of-order
-/// segments) against one cap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
-    used: usize,
-    cap: usize,
-}
-
-impl Budget {
-    pub fn new(cap: usize) -> Self {
-        Self { used: 0, cap }
-    }
-
-    pub fn used(&self) -> usize {
-        self.used
-    }
-
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
-    /// Whether `n` more bytes fit.
-    pub fn has_room(&self, n: usize) -> bool {
-        self.used.saturating_add(n) <= self.cap
-    }
-
-    /// Takes `n` bytes if they fit.
-    pub fn take(&mut self, n: usize) -> bool {
-        if self.has_room(n) {
-            self.used += n;
-            true
-        } else {
-            false
-        }
-    }
-
-    pub fn give(&mut self, n: usize) {
-        self.used = self.used.saturating_sub(n);
-    }
-}
 
 /// What a framer needs from its surroundings for one call.
 pub struct FramerCtx<'a, S> {
@@ -85,7 +46,7 @@ enum State {
     /// Looking for the next request line; `pending` may hold a candidate.
     /// `lost` is counted when the first byte is actually skipped.
     Resync {
-        lost: Option<DropReason>,
+        lost: Option<SkipReason>,
     },
     /// A Content-Length body; `keep` false when it is being skipped.
     Body {
@@ -177,7 +138,7 @@ impl RequestFramer {
         Self::with_state(
             flow,
             State::Resync {
-                lost: Some(DropReason::MidstreamJoin),
+                lost: Some(SkipReason::MidstreamJoin),
             },
         )
     }
@@ -236,7 +197,7 @@ impl RequestFramer {
     /// The stream lost bytes at the current position (a capture gap): the
     /// request in progress is dropped with `reason` and the framer looks for
     /// the next request line after the gap.
-    pub fn gap<S>(&mut self, reason: DropReason, cx: &mut FramerCtx<'_, S>) {
+    pub fn gap<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         match self.state {
             State::Stopped => {}
             State::Resync { .. }
@@ -254,7 +215,7 @@ impl RequestFramer {
 
     /// The connection ends: a request in progress is dropped with `reason`,
     /// buffers are released and the framer ignores anything after.
-    pub fn finish<S>(&mut self, reason: DropReason, cx: &mut FramerCtx<'_, S>) {
+    pub fn finish<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         let in_progress = match self.state {
             State::Head => !self.pending.is_empty(),
             State::Body { keep, .. } | State::Chunked { keep } => keep,
@@ -278,7 +239,7 @@ impl RequestFramer {
     fn sync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
         let held = self.held();
         if held >= self.charged {
-            cx.budget.used += held - self.charged;
+            cx.budget.charge(held - self.charged);
         } else {
             cx.budget.give(self.charged - held);
         }
@@ -298,14 +259,14 @@ impl RequestFramer {
     }
 
     /// Drops the request in progress for `reason` and resynchronises.
-    fn lose<S>(&mut self, reason: DropReason, cx: &mut FramerCtx<'_, S>) {
+    fn lose<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
         self.clear(cx);
         self.state = State::Resync { lost: None };
     }
 
     /// Ignores the rest of the connection.
-    fn stop<S>(&mut self, reason: DropReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
+    fn stop<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
         cx.stats.skipped_bytes += (self.pending.len() + skipped) as u64;
         self.clear(cx);
@@ -357,11 +318,11 @@ impl RequestFramer {
                 Start::Ok => self.start_checked = true,
                 Start::NeedMore => {}
                 Start::Tls => {
-                    self.stop(DropReason::UnsupportedTls, data.len(), cx);
+                    self.stop(SkipReason::UnsupportedTls, data.len(), cx);
                     return data.len();
                 }
                 Start::Http2 => {
-                    self.stop(DropReason::UnsupportedHttp2, data.len(), cx);
+                    self.stop(SkipReason::UnsupportedHttp2, data.len(), cx);
                     return data.len();
                 }
                 Start::Garbage => {
@@ -369,7 +330,7 @@ impl RequestFramer {
                     // whether it is in `pending` or in `data`.
                     let held = std::mem::take(&mut self.pending);
                     cx.stats.skipped_bytes += 1;
-                    self.lose(DropReason::Garbage, cx);
+                    self.lose(SkipReason::Garbage, cx);
                     if held.is_empty() {
                         return 1;
                     }
@@ -384,12 +345,12 @@ impl RequestFramer {
             Some(end) => {
                 if self.pending.len() + end > max_head {
                     cx.stats.skipped_bytes += (self.pending.len() + end) as u64;
-                    self.lose(DropReason::HeadTooLarge, cx);
+                    self.lose(SkipReason::HeadTooLarge, cx);
                 } else if self.pending.is_empty() {
                     self.on_head_complete(&data[..end], ts_ns, cx);
                 } else if !cx.budget.has_room(end) {
                     cx.stats.skipped_bytes += (self.pending.len() + end) as u64;
-                    self.lose(DropReason::BufferCap, cx);
+                    self.lose(SkipReason::BufferCap, cx);
                 } else {
                     self.pending.extend_from_slice(&data[..end]);
                     let head = std::mem::take(&mut self.pending);
@@ -401,12 +362,12 @@ impl RequestFramer {
             None => {
                 if self.pending.len() + data.len() >= max_head {
                     cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
-                    self.lose(DropReason::HeadTooLarge, cx);
+                    self.lose(SkipReason::HeadTooLarge, cx);
                     // `head_scan` goes on where this slice ends.
                     self.state = State::SkipHead;
                 } else if !cx.budget.has_room(data.len()) {
                     cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
-                    self.lose(DropReason::BufferCap, cx);
+                    self.lose(SkipReason::BufferCap, cx);
                 } else {
                     self.pending.extend_from_slice(data);
                     self.sync(cx);
@@ -449,7 +410,7 @@ impl RequestFramer {
             BodyKind::Length(n) => {
                 let keep = n <= cx.config.max_body_bytes;
                 if !keep {
-                    cx.stats.dropped.add(DropReason::BodyTooLarge);
+                    cx.stats.dropped.add(SkipReason::BodyTooLarge);
                 }
                 self.state = State::Body { remaining: n, keep };
             }
@@ -499,7 +460,7 @@ impl RequestFramer {
                 self.body.extend_from_slice(chunk);
                 self.sync(cx);
             } else {
-                cx.stats.dropped.add(DropReason::BufferCap);
+                cx.stats.dropped.add(SkipReason::BufferCap);
                 keep = false;
                 cx.stats.skipped_bytes += self.body.len() as u64;
                 self.body = Vec::new();
@@ -538,7 +499,7 @@ impl RequestFramer {
                     && self.held() > self.charged
                     && !cx.budget.has_room(self.held() - self.charged)
                 {
-                    keep = self.drop_body(DropReason::BufferCap, cx);
+                    keep = self.drop_body(SkipReason::BufferCap, cx);
                 }
                 self.sync(cx);
                 self.state = State::Chunked { keep };
@@ -546,9 +507,9 @@ impl RequestFramer {
             Step::Data => {
                 if keep {
                     if (self.body.len() + n) as u64 > cx.config.max_body_bytes {
-                        keep = self.drop_body(DropReason::BodyTooLarge, cx);
+                        keep = self.drop_body(SkipReason::BodyTooLarge, cx);
                     } else if !cx.budget.has_room(n) {
-                        keep = self.drop_body(DropReason::BufferCap, cx);
+                        keep = self.drop_body(SkipReason::BufferCap, cx);
                     } else {
                         self.body.extend_from_slice(&data[..n]);
                         self.sync(cx);
@@ -572,9 +533,9 @@ impl RequestFramer {
             Step::Invalid | Step::TrailersTooLarge => {
                 if keep {
                     let reason = if step == Step::Invalid {
-                        DropReason::InvalidFraming
+                        SkipReason::InvalidFraming
                     } else {
-                        DropReason::TrailersTooLarge
+                        SkipReason::TrailersTooLarge
                     };
                     self.lose(reason, cx);
                 } else {
@@ -588,7 +549,7 @@ impl RequestFramer {
 
     /// Stops keeping the chunked body in progress (counted with `reason`);
     /// its remaining chunks are skipped. Returns the new `keep` (false).
-    fn drop_body<S>(&mut self, reason: DropReason, cx: &mut FramerCtx<'_, S>) -> bool {
+    fn drop_body<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) -> bool {
         cx.stats.dropped.add(reason);
         cx.stats.skipped_bytes += self.body.len() as u64;
         self.body = Vec::new();
@@ -623,7 +584,7 @@ impl RequestFramer {
             cx.stats.chunked_requests += 1;
         }
         if parsed.upgrade {
-            cx.stats.dropped.add(DropReason::Upgraded);
+            cx.stats.dropped.add(SkipReason::Upgraded);
             self.state = State::Stopped;
         } else {
             self.state = State::Head;

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{DropReason, HeaderSpan, MAX_HEADERS_LIMIT, Span, Version};
+use super::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
 
 /// How the body of a request is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,18 +73,18 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 }
 
 /// Parses `head` (exactly one head, ending with its empty line).
-pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, DropReason> {
+pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, SkipReason> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
     let limit = max_headers.min(MAX_HEADERS_LIMIT);
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, &mut storage[..limit]) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-        Ok(_) => return Err(DropReason::InvalidHead),
-        Err(httparse::Error::TooManyHeaders) => return Err(DropReason::TooManyHeaders),
-        Err(_) => return Err(DropReason::InvalidHead),
+        Ok(_) => return Err(SkipReason::InvalidHead),
+        Err(httparse::Error::TooManyHeaders) => return Err(SkipReason::TooManyHeaders),
+        Err(_) => return Err(SkipReason::InvalidHead),
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(DropReason::InvalidHead);
+        return Err(SkipReason::InvalidHead);
     };
     let version = if minor == 0 {
         Version::Http10
@@ -149,13 +149,13 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
     let te_overrides_cl = has_te && content_length.is_some();
     let body = if has_te {
         if version == Version::Http10 || !te_chunked_last || te_chunked_early {
-            return Err(DropReason::InvalidFraming);
+            return Err(SkipReason::InvalidFraming);
         }
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, even an
         // invalid one.
         BodyKind::Chunked
     } else if cl_invalid {
-        return Err(DropReason::InvalidFraming);
+        return Err(SkipReason::InvalidFraming);
     } else {
         match content_length {
             None | Some(0) => BodyKind::None,
@@ -179,7 +179,7 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
 mod tests {
     use super::*;
 
-    fn parse(head: &str) -> Result<ParsedHead, DropReason> {
+    fn parse(head: &str) -> Result<ParsedHead, SkipReason> {
         parse_head(head.as_bytes(), 100)
     }
 
@@ -203,15 +203,15 @@ mod tests {
         assert_eq!(p.body, BodyKind::Length(5));
         assert_eq!(
             parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
         assert_eq!(
             parse("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
         assert_eq!(
             parse("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
         let p = parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
             .expect("te wins");
@@ -224,15 +224,15 @@ mod tests {
         assert_eq!(p.body, BodyKind::Chunked);
         assert_eq!(
             parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
         assert_eq!(
             parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
         assert_eq!(
             parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(DropReason::InvalidFraming)
+            Err(SkipReason::InvalidFraming)
         );
     }
 
@@ -262,11 +262,11 @@ mod tests {
         assert!(parse_head(head.as_bytes(), 5).is_ok());
         assert_eq!(
             parse_head(head.as_bytes(), 4),
-            Err(DropReason::TooManyHeaders)
+            Err(SkipReason::TooManyHeaders)
         );
         assert_eq!(
             parse("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n"),
-            Err(DropReason::InvalidHead)
+            Err(SkipReason::InvalidHead)
         );
     }
 }

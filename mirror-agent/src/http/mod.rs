@@ -1,10 +1,11 @@
 //! HTTP/1.x request framing: turns the reassembled client → server byte
 //! stream of one connection into complete [`Request`]s.
 //!
-//! The flow stage owns one [`RequestFramer`] per connection and feeds it the
-//! stream in order, as slices borrowed from the ring wherever it can: the
-//! framer parses heads straight from those slices and buffers only what
-//! straddles two slices (an incomplete head, a body in progress).
+//! [`Framing`] is the flow stage's consumer: the flow table keeps one
+//! [`RequestFramer`] per connection for it and feeds it the stream in order,
+//! as slices borrowed from the ring wherever it can: the framer parses heads
+//! straight from those slices and buffers only what straddles two slices (an
+//! incomplete head, a body in progress).
 //!
 //! # Rules
 //! * Head: parsed by `httparse`, at most [`HttpConfig::max_head_bytes`] bytes
@@ -34,10 +35,11 @@
 //!   recognisable request line (see [`line`](self) docs in `line.rs`) and goes
 //!   on from there.
 //!
-//! Every request that is lost is counted once, with one [`DropReason`].
+//! Every request that is lost is counted once, with one [`SkipReason`].
 
 mod chunked;
 mod framer;
+mod framing;
 mod head;
 mod line;
 
@@ -45,9 +47,13 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::flow::FlowId;
+use crate::capture::FlowId;
 
-pub use framer::{Budget, FramerCtx, RequestFramer};
+pub use framer::{FramerCtx, RequestFramer};
+pub use framing::Framing;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 /// Limits of the framer. All of them bound memory per connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +82,8 @@ impl Default for HttpConfig {
     }
 }
 
-/// Receives every complete request, in stream order per connection. Route
-/// and shadow implement it; tests collect into a `Vec`.
+/// Receives every complete request, in stream order per connection. The
+/// stages after framing implement it; tests collect into a `Vec`.
 ///
 /// Called on the capture task: an implementation must not block.
 pub trait RequestSink {
@@ -177,96 +183,71 @@ impl Request {
     }
 }
 
-macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident => $label:literal, )*) => {
-        /// Why a request (or a stretch of a connection) was not delivered.
-        /// Labels are stable: they become metric label values.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum DropReason {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl DropReason {
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-            pub const COUNT: usize = Self::ALL.len();
-
-            /// Stable snake_case label.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $( DropReason::$variant => $label, )*
-                }
-            }
-        }
-    };
-}
-
-reasons! {
-    /// Bytes of the stream were never captured: a `Truncated` record, or a
-    /// hole that could not be filled (out-of-order cap, FIN or idle timeout
-    /// beyond it). Counted once per gap; a long gap can swallow more than
-    /// one request.
-    Gap => "gap",
-    /// The head exceeded `max_head_bytes`.
-    HeadTooLarge => "head_too_large",
-    /// The head had more than `max_headers` fields.
-    TooManyHeaders => "too_many_headers",
-    /// httparse rejected the head (bad header name, bad characters, ...).
-    InvalidHead => "invalid_head",
-    /// Conflicting or invalid Content-Length / Transfer-Encoding, or a
-    /// malformed chunked body.
-    InvalidFraming => "invalid_framing",
-    /// The chunked trailer section exceeded `max_head_bytes`.
-    TrailersTooLarge => "trailers_too_large",
-    /// The body exceeded `max_body_bytes`; it was skipped unbuffered.
-    BodyTooLarge => "body_too_large",
-    /// Bytes where a request line should start that are not one.
-    Garbage => "garbage",
-    /// The connection speaks HTTP/2 (prior-knowledge preface).
-    UnsupportedHttp2 => "unsupported_http2",
-    /// The connection speaks TLS.
-    UnsupportedTls => "unsupported_tls",
-    /// The connection was upgraded (WebSocket, h2c) or tunnelled (CONNECT)
-    /// after a delivered request; the rest of it is ignored.
-    Upgraded => "upgraded",
-    /// The capture joined an established connection (no SYN seen) inside a
-    /// request; the bytes up to the next request line were skipped.
-    MidstreamJoin => "midstream_join",
-    /// The connection was evicted to stay within `max_flows`.
-    FlowCap => "flow_cap",
-    /// Buffering would exceed `max_buffered_bytes` (all flows together).
-    BufferCap => "buffer_cap",
-    /// The connection went idle with a request in progress.
-    IdleExpired => "idle_expired",
-    /// The client closed (FIN) in the middle of a request.
-    Incomplete => "incomplete",
-    /// The connection was reset (RST) in the middle of a request.
-    Reset => "reset",
-    /// A new SYN reused the 4-tuple while a request was in progress.
-    Superseded => "superseded",
-}
-
-impl std::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+mirror_common::labelled! {
+    /// Why a request (or a stretch of a connection) was not delivered: the
+    /// `reason` of `mirror_requests_skipped_total`.
+    pub enum SkipReason {
+        /// Bytes of the stream were never captured: a `Truncated` record, or a
+        /// hole that could not be filled (out-of-order cap, FIN or idle timeout
+        /// beyond it). Counted once per gap; a long gap can swallow more than
+        /// one request.
+        Gap => "gap",
+        /// The head exceeded `max_head_bytes`.
+        HeadTooLarge => "head_too_large",
+        /// The head had more than `max_headers` fields.
+        TooManyHeaders => "too_many_headers",
+        /// httparse rejected the head (bad header name, bad characters, ...).
+        InvalidHead => "invalid_head",
+        /// Conflicting or invalid Content-Length / Transfer-Encoding, or a
+        /// malformed chunked body.
+        InvalidFraming => "invalid_framing",
+        /// The chunked trailer section exceeded `max_head_bytes`.
+        TrailersTooLarge => "trailers_too_large",
+        /// The body exceeded `max_body_bytes`; it was skipped unbuffered.
+        BodyTooLarge => "body_too_large",
+        /// Bytes where a request line should start that are not one.
+        Garbage => "garbage",
+        /// The connection speaks HTTP/2 (prior-knowledge preface).
+        UnsupportedHttp2 => "unsupported_http2",
+        /// The connection speaks TLS.
+        UnsupportedTls => "unsupported_tls",
+        /// The connection was upgraded (WebSocket, h2c) or tunnelled (CONNECT)
+        /// after a delivered request; the rest of it is ignored.
+        Upgraded => "upgraded",
+        /// The capture joined an established connection (no SYN seen) inside a
+        /// request; the bytes up to the next request line were skipped.
+        MidstreamJoin => "midstream_join",
+        /// The connection was evicted to stay within `max_flows`.
+        FlowCap => "flow_cap",
+        /// Buffering would exceed `max_buffered_bytes` (all flows together).
+        BufferCap => "buffer_cap",
+        /// The connection went idle with a request in progress.
+        IdleExpired => "idle_expired",
+        /// The client closed (FIN) in the middle of a request.
+        Incomplete => "incomplete",
+        /// The connection was reset (RST) in the middle of a request.
+        Reset => "reset",
+        /// A new SYN reused the 4-tuple while a request was in progress.
+        Superseded => "superseded",
     }
 }
 
-/// A counter per [`DropReason`].
+/// A counter per [`SkipReason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReasonCounts([u64; DropReason::COUNT]);
+pub struct ReasonCounts([u64; SkipReason::COUNT]);
 
 impl Default for ReasonCounts {
     fn default() -> Self {
-        Self([0; DropReason::COUNT])
+        Self([0; SkipReason::COUNT])
     }
 }
 
 impl ReasonCounts {
-    pub fn get(&self, reason: DropReason) -> u64 {
+    pub fn get(&self, reason: SkipReason) -> u64 {
         self.0[reason as usize]
     }
 
-    pub fn add(&mut self, reason: DropReason) {
+    pub fn add(&mut self, reason: SkipReason) {
         self.0[reason as usize] += 1;
     }
 
@@ -275,8 +256,8 @@ impl ReasonCounts {
     }
 
     /// `(reason, count)` for every reason, zeros included.
-    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|r| (*r, self.get(*r)))
+    pub fn iter(&self) -> impl Iterator<Item = (SkipReason, u64)> + '_ {
+        SkipReason::ALL.iter().map(|r| (*r, self.get(*r)))
     }
 }
 

@@ -1,52 +1,19 @@
 //! Scenario tests of the framer on its own: each feeds a byte stream in
 //! slices and checks what comes out and what is counted.
 
-use std::net::{Ipv4Addr, SocketAddr};
-
+use super::testing::Harness;
 use super::*;
-use crate::capture::FlowKey;
 
-fn flow() -> FlowId {
-    FlowId {
-        key: FlowKey {
-            client: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), 40000)),
-            server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
-        },
-        generation: 7,
-    }
-}
+type Run = Harness;
 
-struct Run {
-    requests: Vec<Request>,
-    stats: HttpStats,
-    budget: Budget,
-    framer: RequestFramer,
-}
-
-fn run_with(config: &HttpConfig, framer: RequestFramer, slices: &[&[u8]]) -> Run {
-    let mut requests = Vec::new();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut framer = framer;
-    for (i, slice) in slices.iter().enumerate() {
-        let mut cx = FramerCtx {
-            config,
-            stats: &mut stats,
-            budget: &mut budget,
-            sink: &mut requests,
-        };
-        framer.feed(slice, i as u64, &mut cx);
-    }
-    Run {
-        requests,
-        stats,
-        budget,
-        framer,
-    }
+fn run_with(harness: Harness, slices: &[&[u8]]) -> Run {
+    let mut harness = harness;
+    harness.feed_all(slices);
+    harness
 }
 
 fn run(slices: &[&[u8]]) -> Run {
-    run_with(&HttpConfig::default(), RequestFramer::new(flow()), slices)
+    run_with(Harness::default(), slices)
 }
 
 /// Every way of cutting `stream` in two, and one byte at a time.
@@ -78,7 +45,7 @@ fn a_get_is_delivered_with_its_exact_head() {
         );
         assert_eq!(req.header("x-mixed-case"), Some(&b"v1"[..]));
         assert!(req.body.is_empty());
-        assert_eq!(req.flow, flow());
+        assert_eq!(req.flow, super::testing::test_flow(1));
         assert_eq!(r.budget.used(), 0);
         assert_eq!(r.framer.buffered(), 0);
     });
@@ -141,7 +108,7 @@ fn conflicting_content_lengths_are_rejected_and_the_next_request_found() {
     all_splits(stream, |r| {
         assert_eq!(r.requests.len(), 1, "{:?}", r.stats);
         assert_eq!(r.requests[0].target(), b"/good");
-        assert_eq!(r.stats.dropped.get(DropReason::InvalidFraming), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::InvalidFraming), 1);
         assert_eq!(r.stats.resyncs, 1);
     });
 }
@@ -163,7 +130,7 @@ fn a_malformed_chunk_drops_the_request() {
     all_splits(stream, |r| {
         assert_eq!(r.requests.len(), 1);
         assert_eq!(r.requests[0].target(), b"/next");
-        assert_eq!(r.stats.dropped.get(DropReason::InvalidFraming), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::InvalidFraming), 1);
     });
 }
 
@@ -180,14 +147,13 @@ fn oversized_heads_and_header_counts_are_skipped() {
     let stream = format!("{long}{many}{ok}");
     for cut in 0..stream.len() {
         let r = run_with(
-            &config,
-            RequestFramer::new(flow()),
+            Harness::new(config.clone()),
             &[&stream.as_bytes()[..cut], &stream.as_bytes()[cut..]],
         );
         assert_eq!(r.requests.len(), 1, "cut {cut}: {:?}", r.stats);
         assert_eq!(r.requests[0].target(), b"/ok");
-        assert_eq!(r.stats.dropped.get(DropReason::TooManyHeaders), 1);
-        assert_eq!(r.stats.dropped.get(DropReason::HeadTooLarge), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::TooManyHeaders), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::HeadTooLarge), 1);
     }
 }
 
@@ -202,9 +168,9 @@ fn an_unterminated_head_never_grows_past_the_limit() {
         slices.push(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".to_vec());
     }
     let refs: Vec<&[u8]> = slices.iter().map(Vec::as_slice).collect();
-    let r = run_with(&config, RequestFramer::new(flow()), &refs);
+    let r = run_with(Harness::new(config.clone()), &refs);
     assert!(r.requests.is_empty());
-    assert_eq!(r.stats.dropped.get(DropReason::HeadTooLarge), 1);
+    assert_eq!(r.stats.dropped.get(SkipReason::HeadTooLarge), 1);
     assert!(r.framer.buffered() <= 1024);
 }
 
@@ -220,36 +186,25 @@ fn a_body_over_the_limit_is_skipped_unbuffered() {
     stream.extend_from_slice(b"POST /chunky HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
     stream.extend_from_slice(b"GET /after HTTP/1.1\r\n\r\n");
     let slices: Vec<&[u8]> = stream.chunks(7).collect();
-    let r = run_with(&config, RequestFramer::new(flow()), &slices);
+    let r = run_with(Harness::new(config.clone()), &slices);
     assert_eq!(r.requests.len(), 1);
     assert_eq!(r.requests[0].target(), b"/after");
-    assert_eq!(r.stats.dropped.get(DropReason::BodyTooLarge), 2);
+    assert_eq!(r.stats.dropped.get(SkipReason::BodyTooLarge), 2);
     assert_eq!(r.budget.used(), 0);
 }
 
 #[test]
 fn a_body_is_skipped_when_the_shared_budget_is_exhausted() {
-    let mut requests = Vec::new();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(8);
-    let config = HttpConfig::default();
-    let mut framer = RequestFramer::new(flow());
-    let mut cx = FramerCtx {
-        config: &config,
-        stats: &mut stats,
-        budget: &mut budget,
-        sink: &mut requests,
-    };
-    framer.feed(
+    let mut r = Harness::default().with_budget(8);
+    r.feed(
         b"POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n0123456789",
         0,
-        &mut cx,
-    );
-    framer.feed(b"0123456789GET /x HTTP/1.1\r\n\r\n", 1, &mut cx);
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].target(), b"/x");
-    assert_eq!(stats.dropped.get(DropReason::BufferCap), 1);
-    assert_eq!(budget.used(), 0);
+    )
+    .feed(b"0123456789GET /x HTTP/1.1\r\n\r\n", 1);
+    assert_eq!(r.requests.len(), 1);
+    assert_eq!(r.requests[0].target(), b"/x");
+    assert_eq!(r.stats.dropped.get(SkipReason::BufferCap), 1);
+    assert_eq!(r.budget.used(), 0);
 }
 
 #[test]
@@ -257,7 +212,7 @@ fn http2_preface_marks_the_connection_unsupported() {
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00GET / HTTP/1.1\r\n\r\n";
     all_splits(preface, |r| {
         assert!(r.requests.is_empty());
-        assert_eq!(r.stats.dropped.get(DropReason::UnsupportedHttp2), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedHttp2), 1);
         assert!(r.framer.is_stopped());
     });
 }
@@ -267,7 +222,7 @@ fn tls_client_hello_marks_the_connection_unsupported() {
     let hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03GET / HTTP/1.1\r\n\r\n";
     all_splits(hello, |r| {
         assert!(r.requests.is_empty());
-        assert_eq!(r.stats.dropped.get(DropReason::UnsupportedTls), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedTls), 1);
     });
 }
 
@@ -277,7 +232,7 @@ fn garbage_is_skipped_up_to_the_next_request_line() {
     all_splits(stream, |r| {
         assert_eq!(r.requests.len(), 1);
         assert_eq!(r.requests[0].target(), b"/real");
-        assert_eq!(r.stats.dropped.get(DropReason::Garbage), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::Garbage), 1);
     });
 }
 
@@ -286,7 +241,7 @@ fn invalid_heads_are_counted() {
     let stream = b"GET / HTTP/1.1\r\nBad Header\r\n\r\nGET /ok HTTP/1.1\r\n\r\n";
     all_splits(stream, |r| {
         assert_eq!(r.requests.len(), 1);
-        assert_eq!(r.stats.dropped.get(DropReason::InvalidHead), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::InvalidHead), 1);
     });
 }
 
@@ -296,7 +251,7 @@ fn websocket_upgrade_is_delivered_then_the_connection_ignored() {
     all_splits(stream, |r| {
         assert_eq!(r.requests.len(), 1);
         assert!(r.requests[0].upgrade);
-        assert_eq!(r.stats.dropped.get(DropReason::Upgraded), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::Upgraded), 1);
         assert!(r.framer.is_stopped());
     });
 }
@@ -307,8 +262,8 @@ fn h2c_upgrade_and_connect_stop_parsing() {
         b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     ]);
     assert_eq!(r.requests.len(), 1);
-    assert_eq!(r.stats.dropped.get(DropReason::Upgraded), 1);
-    assert_eq!(r.stats.dropped.get(DropReason::UnsupportedHttp2), 0);
+    assert_eq!(r.stats.dropped.get(SkipReason::Upgraded), 1);
+    assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedHttp2), 0);
     let r =
         run(&[b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"]);
     assert_eq!(r.requests.len(), 1);
@@ -330,28 +285,14 @@ fn expect_100_continue_body_follows() {
 
 #[test]
 fn a_gap_drops_the_request_in_progress_and_resyncs() {
-    let config = HttpConfig::default();
-    let mut requests = Vec::new();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut framer = RequestFramer::new(flow());
-    let mut cx = FramerCtx {
-        config: &config,
-        stats: &mut stats,
-        budget: &mut budget,
-        sink: &mut requests,
-    };
-    framer.feed(
-        b"POST /lost HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
-        0,
-        &mut cx,
-    );
-    framer.gap(DropReason::Gap, &mut cx);
-    framer.feed(b"ijGET /next HTTP/1.1\r\n\r\n", 1, &mut cx);
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].target(), b"/next");
-    assert_eq!(stats.dropped.get(DropReason::Gap), 1);
-    assert_eq!(budget.used(), 0);
+    let mut r = Harness::default();
+    r.feed(b"POST /lost HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 0)
+        .gap(SkipReason::Gap)
+        .feed(b"ijGET /next HTTP/1.1\r\n\r\n", 1);
+    assert_eq!(r.requests.len(), 1);
+    assert_eq!(r.requests[0].target(), b"/next");
+    assert_eq!(r.stats.dropped.get(SkipReason::Gap), 1);
+    assert_eq!(r.budget.used(), 0);
 }
 
 #[test]
@@ -359,18 +300,16 @@ fn midstream_join_finds_the_next_request() {
     let stream = b"der: 1\r\n\r\nbody-bytesGET /first HTTP/1.1\r\n\r\n";
     for cut in 0..stream.len() {
         let r = run_with(
-            &HttpConfig::default(),
-            RequestFramer::new_midstream(flow()),
+            Harness::midstream(HttpConfig::default()),
             &[&stream[..cut], &stream[cut..]],
         );
         assert_eq!(r.requests.len(), 1, "cut {cut}");
         assert_eq!(r.requests[0].target(), b"/first");
-        assert_eq!(r.stats.dropped.get(DropReason::MidstreamJoin), 1);
+        assert_eq!(r.stats.dropped.get(SkipReason::MidstreamJoin), 1);
     }
     // Joined exactly at a request boundary: nothing lost, nothing counted.
     let r = run_with(
-        &HttpConfig::default(),
-        RequestFramer::new_midstream(flow()),
+        Harness::midstream(HttpConfig::default()),
         &[b"GET / HTTP/1.1\r\n\r\n"],
     );
     assert_eq!(r.requests.len(), 1);
@@ -379,22 +318,12 @@ fn midstream_join_finds_the_next_request() {
 
 #[test]
 fn finishing_mid_request_counts_the_reason() {
-    let config = HttpConfig::default();
-    let mut requests = Vec::new();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut framer = RequestFramer::new(flow());
-    let mut cx = FramerCtx {
-        config: &config,
-        stats: &mut stats,
-        budget: &mut budget,
-        sink: &mut requests,
-    };
-    framer.feed(b"GET / HTTP/1.1\r\nHo", 0, &mut cx);
-    assert!(cx.budget.used() > 0);
-    framer.finish(DropReason::Incomplete, &mut cx);
-    assert_eq!(stats.dropped.get(DropReason::Incomplete), 1);
-    assert_eq!(budget.used(), 0);
+    let mut r = Harness::default();
+    r.feed(b"GET / HTTP/1.1\r\nHo", 0);
+    assert!(r.budget.used() > 0);
+    r.finish(SkipReason::Incomplete);
+    assert_eq!(r.stats.dropped.get(SkipReason::Incomplete), 1);
+    assert_eq!(r.budget.used(), 0);
 }
 
 #[test]
@@ -423,8 +352,7 @@ fn hostile_inputs_never_panic() {
             joined.extend_from_slice(b);
             for cut in 0..joined.len() {
                 let r = run_with(
-                    &config,
-                    RequestFramer::new(flow()),
+                    Harness::new(config.clone()),
                     &[&joined[..cut], &joined[cut..]],
                 );
                 assert!(r.framer.buffered() <= 2 * 256 + 64);

@@ -18,8 +18,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::{BodyFraming, PreparedRequest, TargetUrl};
 use crate::http::{Request, Version};
-use crate::shadow::{BodyFraming, PreparedRequest, TargetUrl};
 
 /// `true` for the characters of an HTTP token (RFC 9110 §5.6.2).
 fn is_tchar(b: u8) -> bool {

@@ -10,8 +10,8 @@ use std::fmt;
 
 use regex::bytes::Regex;
 
+use super::FilterReason;
 use crate::http::Request;
-use crate::shadow::FilterReason;
 
 /// A share of requests in basis points (1/100 of a percent): 0 to 10 000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,6 +19,7 @@ pub struct Share(u32);
 
 impl Share {
     pub const ALL: Share = Share(10_000);
+    pub const NONE: Share = Share(0);
 
     /// From a percentage, 0 to 100 with at most two decimals.
     pub fn from_percent(percent: f64) -> Result<Share, String> {

@@ -1,49 +1,8 @@
 //! Rewrites byte for byte and each rule kind, on requests framed by the
 //! real http stage.
 
-use std::net::{Ipv4Addr, SocketAddr};
-
 use super::*;
-use crate::capture::FlowKey;
-use crate::flow::FlowId;
-use crate::http::{Budget, FramerCtx, HttpConfig, HttpStats, RequestFramer};
-use crate::shadow::TargetUrl;
-
-fn frame(stream: &[u8]) -> Vec<Request> {
-    let flow = FlowId {
-        key: FlowKey {
-            client: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 1), 40000)),
-            server: SocketAddr::from((Ipv4Addr::new(10, 200, 0, 2), 80)),
-        },
-        generation: 1,
-    };
-    let config = HttpConfig::default();
-    let mut stats = HttpStats::default();
-    let mut budget = Budget::new(usize::MAX);
-    let mut out = Vec::new();
-    RequestFramer::new(flow).feed(
-        stream,
-        0,
-        &mut FramerCtx {
-            config: &config,
-            stats: &mut stats,
-            budget: &mut budget,
-            sink: &mut out,
-        },
-    );
-    out
-}
-
-fn one(stream: &[u8]) -> Request {
-    let mut r = frame(stream);
-    assert_eq!(
-        r.len(),
-        1,
-        "one request in {:?}",
-        String::from_utf8_lossy(stream)
-    );
-    r.remove(0)
-}
+use crate::http::testing::frame_one as one;
 
 fn url(s: &str) -> TargetUrl {
     TargetUrl::parse(s).unwrap()
@@ -373,26 +332,64 @@ fn targets_with_equal_rewrites_share_one_rewrite_set() {
         },
         targets: ["http://a:1", "http://b:2", "http://c:3/p"]
             .iter()
-            .map(|u| RouteTarget::new(crate::shadow::TargetConfig::new(url(u))))
+            .map(|u| RouteTarget::new(url(u)))
             .collect(),
         ..RouteConfig::default()
     };
-    let (sets, index) = rewrite_sets(&config(None));
+    let index = |plan: &Plan| plan.targets.iter().map(|t| t.rewrite).collect::<Vec<_>>();
+    let plan = Plan::new(config(None));
     assert_eq!(
-        (sets.len(), index),
+        (plan.rewrites.len(), index(&plan)),
         (2, vec![0, 0, 1]),
         "c has a path prefix"
     );
-    let (sets, _) = rewrite_sets(&config(Some(HostHeader::Target)));
-    assert_eq!(sets.len(), 3, "each its own Host");
-    let (_, index) = rewrite_sets(&config(Some(HostHeader::Value("x".into()))));
-    assert_eq!(index, vec![0, 0, 1]);
+    let plan = Plan::new(config(Some(HostHeader::Target)));
+    assert_eq!(plan.rewrites.len(), 3, "each its own Host");
+    let plan = Plan::new(config(Some(HostHeader::Value("x".into()))));
+    assert_eq!(index(&plan), vec![0, 0, 1]);
 }
 
 #[test]
-fn routers_and_handles_can_move_between_threads() {
+fn every_target_gets_a_verdict_and_equal_rewrites_share_the_bytes() {
+    let target = |u: &str| RouteTarget::new(url(u));
+    let mut posts_only = target("http://c:3");
+    posts_only.rules.methods = vec!["POST".to_owned()];
+    let config = RouteConfig {
+        targets: vec![target("http://a:1"), target("http://b:2"), posts_only],
+        ..RouteConfig::default()
+    };
+    let mut router = Router::new(Arc::new(Plan::new(config.clone())));
+    let mut verdicts = Vec::new();
+    router.route(&one(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"), &mut verdicts);
+    let [
+        Verdict::Send(a),
+        Verdict::Send(b),
+        Verdict::Filtered(FilterReason::Method),
+    ] = &verdicts[..]
+    else {
+        panic!("{verdicts:?}");
+    };
+    assert!(Arc::ptr_eq(a, b), "one rewrite set, one copy of the bytes");
+    assert!(a.head().ends_with(b"X-Mirrored-By: mirror\r\n\r\n"));
+
+    router.route(
+        &one(b"GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n"),
+        &mut verdicts,
+    );
+    assert_eq!(verdicts, vec![Verdict::Filtered(FilterReason::Loop); 3]);
+
+    router.set_plan(Arc::new(Plan::new(RouteConfig {
+        dry_run: true,
+        ..config
+    })));
+    router.route(&one(b"POST / HTTP/1.1\r\n\r\n"), &mut verdicts);
+    assert_eq!(verdicts, vec![Verdict::Filtered(FilterReason::DryRun); 3]);
+}
+
+#[test]
+fn routers_and_plans_can_move_between_threads() {
     fn send<T: Send>() {}
     fn send_sync<T: Send + Sync + Clone>() {}
     send::<Router>();
-    send_sync::<RouterHandle>();
+    send_sync::<Arc<Plan>>();
 }

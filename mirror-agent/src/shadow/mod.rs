@@ -2,9 +2,11 @@
 //! keep-alive connections per target, spread over the addresses the
 //! target's host name resolves to.
 //!
-//! * Requests arrive as [`PreparedRequest`]s (built by the router: the
-//!   client's exact head with the configured rewrites, and the body) through
-//!   [`Target::try_send`], which never waits: a full queue drops and counts.
+//! * [`Shadows`] runs the targets; a [`Dispatcher`] routes each request
+//!   (`route`) and queues the [`PreparedRequest`](crate::route::PreparedRequest)s
+//!   (the client's exact head with the configured rewrites, and the body)
+//!   with [`Target::try_send`], which never waits: a full queue drops and
+//!   counts.
 //! * Each response is read to its end (status and latency recorded, body
 //!   discarded) so the connection can be reused; 1xx interim responses are
 //!   skipped, HEAD/204/304 responses have no body, a `Connection: close` (or
@@ -22,17 +24,16 @@
 //! only the marker header (loop guard, see `route`) stops them.
 
 mod endpoints;
+mod set;
 mod stats;
 mod stream;
 mod target;
-mod url;
 mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
+pub use set::{Dispatcher, Outcome, ShadowConfig, Shadows};
 pub use stats::{
-    DropReason, FilterReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot,
-    SEND_DELAY_BUCKETS, StatsSnapshot, StatusClass, TargetStats,
+    DropReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot, SEND_DELAY_BUCKETS,
+    StatsSnapshot, StatusClass, TargetStats,
 };
 pub use target::{Target, TargetConfig, TargetSettings};
-pub use url::TargetUrl;
-pub use wire::{BodyFraming, PreparedRequest};

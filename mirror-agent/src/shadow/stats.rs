@@ -10,56 +10,11 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-macro_rules! labelled {
-    ($(#[$meta:meta])* $name:ident { $( $(#[$doc:meta])* $variant:ident => $label:literal, )* }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$doc])* $variant, )*
-        }
+use crate::route::FilterReason;
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub const COUNT: usize = Self::ALL.len();
-
-            /// Stable snake_case label (a metric label value).
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $label, )*
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-labelled! {
-    /// Why the routing rules kept a request from a target. Not a loss: the
-    /// configuration asked for it.
-    FilterReason {
-        /// Left out by the share (per-request sampling), global or per target.
-        Share => "share",
-        /// A header match did not hold.
-        Header => "header",
-        /// The method is not in the allow-list.
-        Method => "method",
-        /// The path is not allowed, or is denied.
-        Path => "path",
-        /// The request carries the marker header: it is itself a mirrored copy.
-        Loop => "loop",
-        /// `--dry-run`: routed, then not sent.
-        DryRun => "dry_run",
-    }
-}
-
-labelled! {
+mirror_common::labelled! {
     /// Why a request routed to a target never got a response from it.
-    DropReason {
+    pub enum DropReason {
         /// The target's queue was full when the request was captured.
         QueueFull => "queue_full",
         /// Every address of the target refused connections (or is set aside
@@ -79,9 +34,9 @@ labelled! {
     }
 }
 
-labelled! {
+mirror_common::labelled! {
     /// Response status classes of sent requests.
-    StatusClass {
+    pub enum StatusClass {
         Informational => "1xx",
         Success => "2xx",
         Redirection => "3xx",
@@ -357,11 +312,11 @@ impl std::fmt::Display for StatsSnapshot {
             Ok(())
         }
         write!(f, "captured={} sent={}", self.captured, self.sent_total())?;
-        parts(f, StatusClass::ALL, &self.sent)?;
+        parts(f, &StatusClass::ALL, &self.sent)?;
         write!(f, " filtered={}", self.filtered_total())?;
-        parts(f, FilterReason::ALL, &self.filtered)?;
+        parts(f, &FilterReason::ALL, &self.filtered)?;
         write!(f, " dropped={}", self.dropped_total())?;
-        parts(f, DropReason::ALL, &self.dropped)?;
+        parts(f, &DropReason::ALL, &self.dropped)?;
         if self.queue_depth + self.in_flight > 0 {
             write!(
                 f,

@@ -21,9 +21,9 @@ use tracing::{debug, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
 use super::stats::{DropReason, StatusClass, TargetStats};
-use super::url::TargetUrl;
-use super::wire::{PreparedRequest, read_response, write_request};
-use crate::capture::monotonic_ns;
+use super::wire::{read_response, write_request};
+use crate::clock::monotonic_ns;
+use crate::route::{PreparedRequest, TargetUrl};
 
 /// Transport settings of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,26 +284,24 @@ impl Target {
 
     /// Queues a request without waiting. A full queue drops it
     /// (`queue_full`), a target shutting down too (`shutdown`); both are
-    /// counted here. Never blocks.
-    pub fn try_send(&self, request: Arc<PreparedRequest>) -> bool {
+    /// counted here and returned. Never blocks.
+    pub fn try_send(&self, request: Arc<PreparedRequest>) -> Result<(), DropReason> {
         let stats = &self.inner.stats;
         if !self.accepting.load(Relaxed) {
             stats.drop_one(DropReason::Shutdown);
-            return false;
+            return Err(DropReason::Shutdown);
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
-        match self.queue.push(request) {
-            Ok(()) => true,
-            Err(err) => {
-                stats.queue_depth.fetch_sub(1, Relaxed);
-                stats.drop_one(match err {
-                    PushError::Full => DropReason::QueueFull,
-                    PushError::Closed => DropReason::Shutdown,
-                });
-                false
-            }
-        }
+        self.queue.push(request).map_err(|err| {
+            stats.queue_depth.fetch_sub(1, Relaxed);
+            let reason = match err {
+                PushError::Full => DropReason::QueueFull,
+                PushError::Closed => DropReason::Shutdown,
+            };
+            stats.drop_one(reason);
+            reason
+        })
     }
 
     /// Stops taking requests and sends what is queued until `deadline`;
@@ -467,7 +465,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::shadow::BodyFraming;
+    use crate::route::BodyFraming;
 
     fn request(n: u8) -> Arc<PreparedRequest> {
         Arc::new(PreparedRequest::new(

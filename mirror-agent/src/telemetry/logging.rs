@@ -12,7 +12,27 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::{EnvFilter, Registry, fmt, layer::SubscriberExt as _, reload};
 
-use crate::config::LogFormat;
+/// How log lines are written on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The tracing target of the sampled per-request events.
 pub const REQUEST_TARGET: &str = "mirror_agent::requests";

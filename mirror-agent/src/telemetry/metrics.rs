@@ -1,27 +1,8 @@
-//! Prometheus metrics and health endpoints.
-//!
-//! Nothing here is on the capture path: every value is read at scrape time
-//! from where its stage keeps it (the kernel's per-CPU map, the snapshot the
-//! capture task publishes, the shadow targets' atomics), so a scrape costs
-//! the pipeline nothing and the numbers are as fresh as the scrape.
-//!
-//! Served on `--metrics-addr` (loopback by default): `/metrics` in the
-//! Prometheus text format (via prometheus-client), `/healthz` (the process
-//! answers) and `/readyz` (program attached, ring being drained, config
-//! loaded).
+//! The Prometheus exposition: every family with its labels, read at
+//! scrape time from the [`Sources`], in the classic text format.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::sync::atomic::Ordering;
 
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use mirror_common::Counter;
 use prometheus_client::{
     collector::Collector,
@@ -29,167 +10,13 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
-use crate::{
-    capture::CounterReader,
-    flow::{FlowEndReason, Stats},
-    http::DropReason,
-    route::RouterHandle,
-    shadow::{self, FilterReason, StatusClass},
-};
-
-/// The flow and http stages' counters, published by the capture task (it
-/// owns the flow table) and read by scrapes and the periodic summary.
-#[derive(Default)]
-pub struct PipelineStats {
-    snapshot: Mutex<Stats>,
-}
-
-impl PipelineStats {
-    pub fn publish(&self, stats: Stats) {
-        if let Ok(mut snapshot) = self.snapshot.lock() {
-            *snapshot = stats;
-        }
-    }
-
-    pub fn get(&self) -> Stats {
-        self.snapshot.lock().map(|s| *s).unwrap_or_default()
-    }
-}
-
-/// What `/readyz` checks. The capture task sets `attached` after attaching
-/// and bumps `last_drain_ns` each time it drains the ring.
-#[derive(Default)]
-pub struct Readiness {
-    pub attached: AtomicBool,
-    pub config_loaded: AtomicBool,
-    pub last_drain_ns: AtomicU64,
-}
-
-impl Readiness {
-    /// Ready when attached, configured, and the ring was drained within the
-    /// last 5 s (the drain loop runs every millisecond).
-    fn check(&self) -> Result<(), &'static str> {
-        if !self.config_loaded.load(Ordering::Relaxed) {
-            return Err("config not loaded");
-        }
-        if !self.attached.load(Ordering::Relaxed) {
-            return Err("capture program not attached");
-        }
-        let last = self.last_drain_ns.load(Ordering::Relaxed);
-        let now = crate::capture::monotonic_ns();
-        if last == 0 || now.saturating_sub(last) > 5_000_000_000 {
-            return Err("ring buffer not drained in the last 5 s");
-        }
-        Ok(())
-    }
-}
-
-/// One latency histogram as exported.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HistogramSnapshot {
-    pub sum_seconds: f64,
-    pub count: u64,
-    /// `(upper bound in seconds, count of that bucket alone)`, ascending;
-    /// +Inf last. The exposition makes them cumulative.
-    pub buckets: Vec<(f64, u64)>,
-}
-
-/// One shadow target's numbers at scrape time.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TargetSnapshot {
-    /// The target's label value (its name: the URL unless configured).
-    pub name: String,
-    /// Requests the router looked at for this target since it started:
-    /// `captured = sent + filtered + dropped + queued + in flight`.
-    pub captured: u64,
-    /// `(outcome, count)`: response status classes (`2xx`, ...) for sent
-    /// requests, filter and drop reasons otherwise.
-    pub outcomes: Vec<(&'static str, u64)>,
-    pub queue_depth: i64,
-    pub in_flight: i64,
-    pub latency: HistogramSnapshot,
-    /// Capture → written to the shadow socket.
-    pub send_delay: HistogramSnapshot,
-}
-
-/// Supplies the targets' snapshots at scrape time.
-pub type TargetSource = Arc<dyn Fn() -> Vec<TargetSnapshot> + Send + Sync>;
-
-/// Reads the running targets' atomics at scrape time.
-pub fn target_source(shadows: RouterHandle) -> TargetSource {
-    Arc::new(move || {
-        shadows
-            .targets()
-            .iter()
-            .map(|target| target_snapshot(target.name(), &target.stats().snapshot()))
-            .collect()
-    })
-}
-
-/// One target's counters in the shape of the exposition.
-pub fn target_snapshot(name: &str, s: &shadow::StatsSnapshot) -> TargetSnapshot {
-    let mut outcomes =
-        Vec::with_capacity(StatusClass::COUNT + FilterReason::COUNT + shadow::DropReason::COUNT);
-    for class in StatusClass::ALL {
-        outcomes.push((class.as_str(), s.sent_by(*class)));
-    }
-    for reason in FilterReason::ALL {
-        outcomes.push((reason.as_str(), s.filtered_by(*reason)));
-    }
-    for reason in shadow::DropReason::ALL {
-        outcomes.push((reason.as_str(), s.dropped_by(*reason)));
-    }
-    let histogram = |h: &shadow::LatencySnapshot| HistogramSnapshot {
-        sum_seconds: h.sum_seconds,
-        count: h.count,
-        buckets: h.per_bucket().collect(),
-    };
-    TargetSnapshot {
-        name: name.to_owned(),
-        captured: s.captured,
-        outcomes,
-        queue_depth: i64::try_from(s.queue_depth).unwrap_or(i64::MAX),
-        in_flight: i64::try_from(s.in_flight).unwrap_or(i64::MAX),
-        latency: histogram(&s.latency),
-        send_delay: histogram(&s.send_delay),
-    }
-}
-
-/// `mirror_build_info` labels.
-#[derive(Clone, Debug)]
-pub struct BuildInfo {
-    pub version: &'static str,
-    pub kernel: String,
-    pub attach_mode: &'static str,
-}
-
-/// Configuration reloads (SIGHUP), by outcome.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub applied: AtomicU64,
-    pub rejected: AtomicU64,
-}
-
-/// Everything a scrape reads.
-#[derive(Clone)]
-pub struct Sources {
-    pub kernel: Option<Arc<CounterReader>>,
-    pub pipeline: Arc<PipelineStats>,
-    pub targets: TargetSource,
-    pub reloads: Arc<ReloadStats>,
-    pub build: BuildInfo,
-}
-
-impl std::fmt::Debug for Sources {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sources")
-            .field("build", &self.build)
-            .finish_non_exhaustive()
-    }
-}
+use super::{Sources, TargetSnapshot};
+use crate::flow::FlowEndReason;
+use crate::http::SkipReason;
+use crate::route::FilterReason;
+use crate::shadow::{DropReason, LatencySnapshot, StatusClass};
 
 /// Kernel packet outcomes exported as `mirror_kernel_packets_total{outcome}`:
 /// every packet the program ran on has exactly one (`seen` is their sum, so
@@ -258,7 +85,7 @@ impl Sources {
             MetricType::Counter,
         )?;
         for outcome in PACKET_OUTCOMES {
-            let labels = [("outcome", outcome.name())];
+            let labels = [("outcome", outcome.as_str())];
             ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
         }
         counter(
@@ -326,9 +153,9 @@ impl Sources {
             None,
             MetricType::Counter,
         )?;
-        for reason in DropReason::ALL {
+        for reason in SkipReason::ALL {
             let labels = [("reason", reason.as_str())];
-            ConstCounter::new(stats.http.dropped.get(*reason))
+            ConstCounter::new(stats.http.dropped.get(reason))
                 .encode(skipped.encode_family(&labels)?)?;
         }
         Ok(())
@@ -347,9 +174,23 @@ impl Sources {
             MetricType::Counter,
         )?;
         for target in &targets {
-            for (outcome, count) in &target.outcomes {
+            let s = &target.stats;
+            let outcomes = StatusClass::ALL
+                .iter()
+                .map(|c| (c.as_str(), s.sent_by(*c)))
+                .chain(
+                    FilterReason::ALL
+                        .iter()
+                        .map(|r| (r.as_str(), s.filtered_by(*r))),
+                )
+                .chain(
+                    DropReason::ALL
+                        .iter()
+                        .map(|r| (r.as_str(), s.dropped_by(*r))),
+                );
+            for (outcome, count) in outcomes {
                 let labels = [("target", target.name.as_str()), ("outcome", outcome)];
-                ConstCounter::new(*count).encode(requests.encode_family(&labels)?)?;
+                ConstCounter::new(count).encode(requests.encode_family(&labels)?)?;
             }
         }
         let mut captured = encoder.encode_descriptor(
@@ -361,7 +202,7 @@ impl Sources {
         )?;
         for target in &targets {
             let labels = [("target", target.name.as_str())];
-            ConstCounter::new(target.captured).encode(captured.encode_family(&labels)?)?;
+            ConstCounter::new(target.stats.captured).encode(captured.encode_family(&labels)?)?;
         }
         let mut in_flight = encoder.encode_descriptor(
             "mirror_shadow_in_flight",
@@ -371,7 +212,8 @@ impl Sources {
         )?;
         for target in &targets {
             let labels = [("target", target.name.as_str())];
-            ConstGauge::new(target.in_flight).encode(in_flight.encode_family(&labels)?)?;
+            ConstGauge::new(gauge(target.stats.in_flight))
+                .encode(in_flight.encode_family(&labels)?)?;
         }
         let mut depth = encoder.encode_descriptor(
             "mirror_shadow_queue_depth",
@@ -381,38 +223,44 @@ impl Sources {
         )?;
         for target in &targets {
             let labels = [("target", target.name.as_str())];
-            ConstGauge::new(target.queue_depth).encode(depth.encode_family(&labels)?)?;
+            ConstGauge::new(gauge(target.stats.queue_depth))
+                .encode(depth.encode_family(&labels)?)?;
         }
         for (name, help, histogram) in [
             (
                 "mirror_shadow_request_duration_seconds",
                 "Time from sending a request to a shadow to the end of its response (responses \
                  are read on the agent's 1 ms tick).",
-                (|t: &TargetSnapshot| &t.latency) as fn(&TargetSnapshot) -> &HistogramSnapshot,
+                (|t: &TargetSnapshot| &t.stats.latency) as fn(&TargetSnapshot) -> &LatencySnapshot,
             ),
             (
                 "mirror_shadow_send_delay_seconds",
                 "Time from the capture of a request's last segment (kernel timestamp) to \
                  the request written to the shadow's socket.",
-                |t: &TargetSnapshot| &t.send_delay,
+                |t: &TargetSnapshot| &t.stats.send_delay,
             ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for target in &targets {
                 let labels = [("target", target.name.as_str())];
                 let h = histogram(target);
+                let buckets: Vec<(f64, u64)> = h.per_bucket().collect();
                 family
                     .encode_family(&labels)?
                     .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                         h.sum_seconds,
                         h.count,
-                        &h.buckets,
+                        &buckets,
                         None,
                     )?;
             }
         }
         Ok(())
     }
+}
+
+fn gauge(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn counter(
@@ -468,84 +316,15 @@ fn openmetrics_to_prometheus(text: &str) -> String {
     out
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
-pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readiness>) {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(sources));
-    let registry = Arc::new(registry);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                warn!(error = %err, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let registry = Arc::clone(&registry);
-        let readiness = Arc::clone(&readiness);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(request.uri().path(), &registry, &readiness);
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %err, "metrics connection ended");
-            }
-        });
-    }
-}
-
-fn respond(path: &str, registry: &Registry, readiness: &Readiness) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(registry),
-        ),
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" => match readiness.check() {
-            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-            Err(why) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                format!("{why}\n"),
-            ),
-        },
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "try /metrics, /healthz or /readyz\n".to_owned(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
-    }
-    response
-}
-
-/// Binds the endpoint; binding a non-loopback address is the operator's
-/// explicit choice (`--metrics-addr 0.0.0.0:9464`), logged as such.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr).await?;
-    if addr.ip().is_loopback() {
-        info!(%addr, "metrics endpoint listening");
-    } else {
-        warn!(%addr, "metrics endpoint listening beyond loopback");
-    }
-    Ok(listener)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
     use super::*;
+    use crate::shadow::TargetStats;
+    use crate::telemetry::{BuildInfo, PipelineStats, ReloadStats, Stats};
 
     fn sources(targets: Vec<TargetSnapshot>) -> Sources {
         let pipeline = Arc::new(PipelineStats::default());
@@ -568,22 +347,25 @@ mod tests {
 
     #[test]
     fn the_exposition_names_every_family_with_its_labels() {
+        let stats = TargetStats::default();
+        stats.captured.fetch_add(48, Relaxed);
+        for i in 0..40 {
+            let ms = if i < 30 { 5 } else { 50 };
+            stats.sent_one(StatusClass::Success, Duration::from_millis(ms));
+            let delay_us = match i {
+                0..38 => 500,
+                38 => 1500,
+                _ => 5000,
+            };
+            stats.send_delay.record_ns(delay_us * 1000);
+        }
+        stats.drop_one(DropReason::QueueFull);
+        stats.drop_one(DropReason::QueueFull);
+        stats.queue_depth.store(5, Relaxed);
+        stats.in_flight.store(1, Relaxed);
         let target = TargetSnapshot {
             name: "http://v2:9000".into(),
-            captured: 48,
-            outcomes: vec![("2xx", 40), ("queue_full", 2)],
-            queue_depth: 5,
-            in_flight: 1,
-            latency: HistogramSnapshot {
-                sum_seconds: 0.5,
-                count: 40,
-                buckets: vec![(0.01, 30), (0.1, 10), (f64::INFINITY, 0)],
-            },
-            send_delay: HistogramSnapshot {
-                sum_seconds: 0.02,
-                count: 40,
-                buckets: vec![(0.001, 38), (0.002, 1), (f64::INFINITY, 1)],
-            },
+            stats: stats.snapshot(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(sources(vec![target])));
@@ -616,15 +398,15 @@ mod tests {
 
     #[test]
     fn latency_buckets_are_cumulated_once() {
-        use std::sync::atomic::Ordering::Relaxed;
-        let stats = shadow::TargetStats::default();
+        let stats = TargetStats::default();
         for ms in [1, 1, 30, 30, 30] {
             stats.captured.fetch_add(1, Relaxed);
             stats.sent_one(StatusClass::Success, Duration::from_millis(ms));
         }
-        let target = target_snapshot("v2", &stats.snapshot());
-        assert_eq!(target.captured, 5);
-        assert!(target.outcomes.contains(&("2xx", 5)));
+        let target = TargetSnapshot {
+            name: "v2".into(),
+            stats: stats.snapshot(),
+        };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(sources(vec![target])));
         let text = render(&registry);
@@ -638,19 +420,5 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
-    }
-
-    #[test]
-    fn readiness_needs_attach_config_and_a_recent_drain() {
-        let ready = Readiness::default();
-        assert_eq!(ready.check(), Err("config not loaded"));
-        ready.config_loaded.store(true, Ordering::Relaxed);
-        assert_eq!(ready.check(), Err("capture program not attached"));
-        ready.attached.store(true, Ordering::Relaxed);
-        assert!(ready.check().is_err());
-        ready
-            .last_drain_ns
-            .store(crate::capture::monotonic_ns(), Ordering::Relaxed);
-        assert_eq!(ready.check(), Ok(()));
     }
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::metrics::{Sources, TargetSnapshot};
-use crate::shadow::{FilterReason, StatusClass};
+use super::{Sources, TargetSnapshot};
+use crate::http::SkipReason;
+use crate::shadow::DropReason;
 
 /// Everything compared from one interval to the next.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub fn totals(sources: &Sources) -> Totals {
     for (reason, count) in stats.http.dropped.iter() {
         // A join mid-connection is expected right after start, not a loss
         // worth an alarm; it is still in the metrics.
-        if count > 0 && reason != crate::http::DropReason::MidstreamJoin {
+        if count > 0 && reason != SkipReason::MidstreamJoin {
             totals
                 .losses
                 .insert(format!("capture/{}", reason.as_str()), count);
@@ -55,27 +56,16 @@ pub fn totals(sources: &Sources) -> Totals {
 }
 
 fn add_target(totals: &mut Totals, target: TargetSnapshot) {
-    let mut sent = 0;
-    for (outcome, count) in target.outcomes {
-        if is_sent(outcome) {
-            sent += count;
-        } else if !is_filter(outcome) && count > 0 {
+    // Filters are choices of the configuration, not losses.
+    for reason in DropReason::ALL {
+        let count = target.stats.dropped_by(reason);
+        if count > 0 {
             totals
                 .losses
-                .insert(format!("{}/{outcome}", target.name), count);
+                .insert(format!("{}/{reason}", target.name), count);
         }
     }
-    totals.sent.insert(target.name, sent);
-}
-
-/// Outcomes of a target that mean "sent": response status classes.
-fn is_sent(outcome: &str) -> bool {
-    StatusClass::ALL.iter().any(|c| c.as_str() == outcome)
-}
-
-/// Filter outcomes are choices of the configuration, not losses.
-fn is_filter(outcome: &str) -> bool {
-    FilterReason::ALL.iter().any(|r| r.as_str() == outcome)
+    totals.sent.insert(target.name, target.stats.sent_total());
 }
 
 /// A kind of loss began or ended.
@@ -304,23 +294,31 @@ mod tests {
 
     #[test]
     fn sent_outcomes_and_filters_are_not_losses() {
+        use crate::route::FilterReason;
+        use crate::shadow::{StatusClass, TargetStats};
+        use std::time::Duration;
+
+        let stats = TargetStats::default();
+        for class in [
+            StatusClass::Success,
+            StatusClass::Success,
+            StatusClass::ServerError,
+        ] {
+            stats.sent_one(class, Duration::from_millis(1));
+        }
+        stats.filter(FilterReason::Share);
+        stats.filter(FilterReason::DryRun);
+        stats.drop_one(DropReason::QueueFull);
+        stats.drop_one(DropReason::QueueFull);
         let mut totals = Totals::default();
         add_target(
             &mut totals,
             TargetSnapshot {
                 name: "v2".into(),
-                outcomes: vec![
-                    ("2xx", 5),
-                    ("5xx", 1),
-                    ("share", 7),
-                    ("dry_run", 3),
-                    ("queue_full", 2),
-                    ("timeout", 0),
-                ],
-                ..TargetSnapshot::default()
+                stats: stats.snapshot(),
             },
         );
-        assert_eq!(totals.sent["v2"], 6);
+        assert_eq!(totals.sent["v2"], 3);
         assert_eq!(
             totals.losses.into_iter().collect::<Vec<_>>(),
             [("v2/queue_full".to_owned(), 2)]

@@ -1,0 +1,174 @@
+//! The command line: every section's flags, the flags that have no key of
+//! their own (`--shadow`, `--match-header`, the marker), and the flags
+//! written over the file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::file::{FileConfig, TargetFile};
+use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
+use super::values::{Marker, parse_match_header, parse_match_header_regex};
+use super::{Config, InvalidConfig};
+use crate::route::{HeaderLine, HeaderMatch, TargetUrl};
+
+const EXAMPLES: &str = "\
+Examples:
+  Capture HTTP on port 80 of eth0 (debug shows each connection):
+    sudo mirror-agent --iface eth0 --port 80 --log-level debug
+  Two service ports, a quarter of the connections, netlink attach:
+    sudo mirror-agent --iface ens5 --port 80 --port 8080 --sample 25 --attach netlink
+  A bigger ring for bursty traffic, JSON logs:
+    sudo mirror-agent --iface eth0 --port 80 --ring-size 256M --log-format json
+  Mirror port 80 to two shadows, without credentials, a tenth of the requests:
+    sudo mirror-agent --iface eth0 --port 80 --shadow http://myapp-v2:9000 \\
+      --shadow http://10.0.0.7:9001/prefix --share 10 \\
+      --strip-header Authorization --strip-header Cookie
+  Only GET requests under /api that carry X-Canary: 1, Host rewritten:
+    sudo mirror-agent --iface eth0 --port 8080 --shadow http://v2:8080 --method GET \\
+      --path-prefix /api --match-header X-Canary:1 --host-header target
+  Everything from a file, one flag on top; check the file first:
+    mirror-agent check-config /etc/mirror.toml
+    sudo mirror-agent --config /etc/mirror.toml --dry-run
+  Log one request in a hundred (method, path, what each target did):
+    sudo mirror-agent --config /etc/mirror.toml --log-requests 1
+
+Signals: SIGTERM or SIGINT detach, drain the shadow queues (--drain-timeout),
+log the final counts and exit 0; a second one skips the drain. SIGHUP reads
+the --config file again and applies its targets and rules without detaching
+(a bad file is refused and the running configuration stays).";
+
+/// Mirror the HTTP requests a service receives to shadow targets.
+///
+/// A TC ingress eBPF program copies the TCP payload arriving on the service
+/// ports; production packets pass untouched. Every flag can also be given
+/// in the --config file (flags win).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mirror-agent",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub capture: CaptureSection,
+
+    /// TOML file with any of the settings of these flags, targets and
+    /// per-target rules (`mirror-agent check-config FILE` validates it and
+    /// `check-config --help` shows every key). Flags override the file's
+    /// top-level keys; SIGHUP reads it again. Example: --config /etc/mirror.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub agent: AgentSection,
+
+    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
+    pub limits: LimitSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub targets: TargetFlags,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub rules: RuleSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub routing: RoutingFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print the effective configuration
+    /// (every default spelled out). Every error is reported with its line.
+    #[command(after_long_help = concat!("A file with every key:\n\n", include_str!("example.toml")))]
+    CheckConfig {
+        /// The TOML file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// The targets and the header matches: flags that write the file's
+/// `[[target]]` list and `[[match]]` tables.
+#[derive(Clone, Debug, Default, Args)]
+pub struct TargetFlags {
+    /// Shadow target, http only; a path is prepended to every request
+    /// target. Repeat for more; replaces the file's targets.
+    /// Example: --shadow http://myapp-v2:9000 --shadow http://10.0.0.7:9001/prefix
+    #[arg(long, value_name = "URL")]
+    pub shadow: Vec<TargetUrl>,
+
+    /// Mirror only requests with this header (any value), or with this
+    /// exact value. Repeat: all must hold. Example: --match-header X-Canary:1
+    #[arg(long, value_name = "NAME[:VALUE]", value_parser = parse_match_header)]
+    pub match_header: Vec<HeaderMatch>,
+
+    /// Mirror only requests with a value of this header matching the regex
+    /// (unanchored). Example: --match-header-regex 'User-Agent:^curl/'
+    #[arg(long, value_name = "NAME:REGEX", value_parser = parse_match_header_regex)]
+    pub match_header_regex: Vec<HeaderMatch>,
+}
+
+/// The marker header and the dry run: the file's `marker` and `dry_run`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RoutingFlags {
+    /// Header added to every mirrored request; captured requests that carry
+    /// it are never mirrored (loop guard). Default 'X-Mirrored-By: mirror'.
+    #[arg(long, value_name = "'NAME: VALUE'", conflicts_with = "no_marker")]
+    pub marker_header: Option<HeaderLine>,
+
+    /// Add no marker header (and so no loop guard by header).
+    #[arg(long)]
+    pub no_marker: bool,
+
+    /// Capture and route, count what would be sent, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Cli {
+    /// The configuration: the `--config` file if any, the flags over it,
+    /// validated. Every problem is reported, one line each.
+    pub fn load(&self) -> Result<Config, InvalidConfig> {
+        let mut file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        self.apply(&mut file);
+        file.resolve().map_err(|errors| file.render_errors(&errors))
+    }
+
+    /// Writes the flags that were given over the file's top-level keys.
+    fn apply(&self, file: &mut FileConfig) {
+        file.capture.overlay(&self.capture);
+        file.agent.overlay(&self.agent);
+        file.limits.overlay(&self.limits);
+        file.rules.overlay(&self.rules);
+        let t = &self.targets;
+        if !t.shadow.is_empty() {
+            file.targets = t.shadow.iter().cloned().map(TargetFile::new).collect();
+        }
+        if !t.match_header.is_empty() || !t.match_header_regex.is_empty() {
+            file.rules.matches = t
+                .match_header
+                .iter()
+                .chain(&t.match_header_regex)
+                .cloned()
+                .collect();
+        }
+        let r = &self.routing;
+        if let Some(marker) = &r.marker_header {
+            file.marker = Some(Marker::Header(marker.clone()));
+        }
+        if r.no_marker {
+            file.marker = Some(Marker::Off);
+        }
+        if r.dry_run {
+            file.dry_run = Some(true);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! From the file (with the flags written over it) to the typed, validated
+//! [`Config`], defaults filled in; and back, every key spelled out
+//! (`check-config`, and the reload's list of changed keys).
+
+use std::time::Duration;
+
+use mirror_common::MAX_PORTS;
+use toml::Spanned;
+
+use super::error::ConfigError;
+use super::file::{FileConfig, TargetFile};
+use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
+use super::values::{
+    ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Marker, Method,
+    Niceness, PathPrefix, RingSize,
+};
+use super::{CaptureSettings, Config, Live, Startup};
+use crate::flow::FlowConfig;
+use crate::http::HttpConfig;
+use crate::route::{
+    HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, default_marker,
+};
+use crate::shadow::{ShadowConfig, TargetSettings};
+
+fn nanos(d: HumanDuration) -> u64 {
+    u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn bytes(b: ByteSize) -> usize {
+    usize::try_from(b.0).unwrap_or(usize::MAX)
+}
+
+impl FileConfig {
+    /// Validates and builds the configuration; every error found.
+    pub fn resolve(&self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let shadows = self.resolve_shadows(&mut errors);
+        let ports = self.capture.ports.clone();
+        // The file's list was checked as it was read: a list this long came
+        // from the flags.
+        if ports.len() > MAX_PORTS {
+            errors.push(ConfigError::flag(
+                "--port",
+                format!(
+                    "at most {MAX_PORTS} ports can be captured, got {}",
+                    ports.len()
+                ),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let defaults = Config::default();
+        let (ds, dl) = (&defaults.startup, &defaults.live);
+        let (c, a, l) = (&self.capture, &self.agent, &self.limits);
+        let (df, dh) = (&ds.flow, &ds.http);
+        Ok(Config {
+            startup: Startup {
+                capture: CaptureSettings {
+                    iface: c.iface.clone(),
+                    ports,
+                    sample: c.sample.unwrap_or(ds.capture.sample),
+                    ring_bytes: c.ring_size.map_or(ds.capture.ring_bytes, |r| r.0),
+                    attach: c.attach.unwrap_or(ds.capture.attach),
+                },
+                nice: a.nice.map_or(ds.nice, |n| n.0 as i32),
+                log_format: a.log_format,
+                metrics_addr: a.metrics_addr.unwrap_or(ds.metrics_addr),
+                flow: FlowConfig {
+                    max_flows: l.max_flows.map_or(df.max_flows, |n| n.0),
+                    max_ooo_bytes_per_flow: l
+                        .max_flow_buffer
+                        .map_or(df.max_ooo_bytes_per_flow, bytes),
+                    max_buffered_bytes: l.max_buffered.map_or(df.max_buffered_bytes, bytes),
+                    idle_timeout_ns: l.flow_idle_timeout.map_or(df.idle_timeout_ns, nanos),
+                    hole_timeout_ns: l.hole_timeout.map_or(df.hole_timeout_ns, nanos),
+                },
+                http: HttpConfig {
+                    max_head_bytes: l.max_head_size.map_or(dh.max_head_bytes, bytes),
+                    max_headers: l.max_headers.map_or(dh.max_headers, |n| n.0),
+                    max_body_bytes: l.max_body_size.map_or(dh.max_body_bytes, |b| b.0),
+                },
+            },
+            live: Live {
+                log_level: a
+                    .log_level
+                    .clone()
+                    .map_or(dl.log_level.clone(), |level| level.0),
+                log_requests: a.log_requests.unwrap_or(dl.log_requests),
+                stats_interval: a.stats_interval.map_or(dl.stats_interval, |d| d.0),
+                drain_timeout: a.drain_timeout.map_or(dl.drain_timeout, |d| d.0),
+                shadows,
+            },
+        })
+    }
+
+    /// The targets, routing and transport; their errors go to `errors`.
+    fn resolve_shadows(&self, errors: &mut Vec<ConfigError>) -> ShadowConfig {
+        let mut targets: Vec<RouteTarget> = Vec::with_capacity(self.targets.len());
+        let mut settings = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            let url = t.url.get_ref().clone();
+            let name = match &t.name {
+                Some(n) => n.get_ref().clone(),
+                None => url.to_string(),
+            };
+            let (span, key) = match &t.name {
+                Some(n) => (n.span(), "target.name"),
+                None => (t.url.span(), "target.url"),
+            };
+            if name.trim().is_empty() {
+                errors.push(ConfigError::at(span, key, "a target name cannot be empty"));
+                continue;
+            }
+            if targets.iter().any(|other| other.name == name) {
+                let message =
+                    format!("two targets are named `{name}` (give each a distinct `name`)");
+                errors.push(if span.is_empty() {
+                    ConfigError::flag("--shadow", format!("`{name}` is given twice"))
+                } else {
+                    ConfigError::at(span, key, message)
+                });
+                continue;
+            }
+            settings.push(t.rules.settings(&self.rules));
+            targets.push(RouteTarget {
+                name,
+                url,
+                rules: t.rules.rules(),
+                rewrites: t.rules.rewrites(),
+            });
+        }
+        let route = RouteConfig {
+            dry_run: self.dry_run.unwrap_or(false),
+            marker: match &self.marker {
+                None => Some(default_marker()),
+                Some(Marker::Off) => None,
+                Some(Marker::Header(h)) => Some(h.clone()),
+            },
+            rules: self.rules.rules(),
+            rewrites: {
+                let mut global = self.rules.rewrites();
+                // Nothing to inherit from: `original` is the default.
+                if global.host == Some(HostHeader::Original) {
+                    global.host = None;
+                }
+                global
+            },
+            targets,
+        };
+        ShadowConfig { route, settings }
+    }
+
+    /// The file that gives `config`, every key and target spelled out.
+    pub fn from_config(config: &Config) -> FileConfig {
+        let (startup, live) = (&config.startup, &config.live);
+        let route = &live.shadows.route;
+        let mut top = RuleSection::from_rules(&route.rules, &route.rewrites);
+        top.host_header = Some(route.rewrites.host.clone().unwrap_or_default());
+        let (capture, flow, http) = (&startup.capture, &startup.flow, &startup.http);
+        let duration = |ns: u64| Some(HumanDuration(Duration::from_nanos(ns)));
+        FileConfig {
+            capture: CaptureSection {
+                iface: capture.iface.clone(),
+                ports: capture.ports.clone(),
+                sample: Some(capture.sample),
+                ring_size: Some(RingSize(capture.ring_bytes)),
+                attach: Some(capture.attach),
+            },
+            agent: AgentSection {
+                nice: Some(Niceness(startup.nice as usize)),
+                log_format: startup.log_format,
+                log_level: Some(LogLevel(live.log_level.clone())),
+                log_requests: Some(live.log_requests),
+                metrics_addr: Some(startup.metrics_addr),
+                stats_interval: Some(HumanDuration(live.stats_interval)),
+                drain_timeout: Some(HumanDuration(live.drain_timeout)),
+            },
+            limits: LimitSection {
+                max_flows: Some(FlowCount(flow.max_flows)),
+                max_flow_buffer: Some(ByteSize(flow.max_ooo_bytes_per_flow as u64)),
+                max_buffered: Some(ByteSize(flow.max_buffered_bytes as u64)),
+                flow_idle_timeout: duration(flow.idle_timeout_ns),
+                hole_timeout: duration(flow.hole_timeout_ns),
+                max_head_size: Some(ByteSize(http.max_head_bytes as u64)),
+                max_headers: Some(HeaderCount(http.max_headers)),
+                max_body_size: Some(ByteSize(http.max_body_bytes)),
+            },
+            dry_run: Some(route.dry_run),
+            marker: Some(match &route.marker {
+                None => Marker::Off,
+                Some(h) => Marker::Header(h.clone()),
+            }),
+            rules: top,
+            targets: route
+                .targets
+                .iter()
+                .zip(live.shadows.targets())
+                .map(|(t, shadow)| {
+                    let mut rules = RuleSection::from_rules(&t.rules, &t.rewrites);
+                    rules.set_settings(&shadow.settings);
+                    let mut file = TargetFile::new(t.url.clone());
+                    file.name = Some(Spanned::new(0..0, t.name.clone()));
+                    file.rules = rules;
+                    file
+                })
+                .collect(),
+            ..FileConfig::default()
+        }
+    }
+}
+
+impl RuleSection {
+    pub(super) fn rules(&self) -> Rules {
+        let paths = |prefixes: &[PathPrefix], regexes: &[Pattern]| -> Vec<PathRule> {
+            prefixes
+                .iter()
+                .map(|p| PathRule::Prefix(p.0.clone()))
+                .chain(regexes.iter().map(|r| PathRule::Regex(r.clone())))
+                .collect()
+        };
+        Rules {
+            share: self.share,
+            headers: self.matches.clone(),
+            methods: self.methods.iter().map(|m| m.0.clone()).collect(),
+            allow_paths: paths(&self.path_prefixes, &self.path_regexes),
+            deny_paths: paths(&self.deny_path_prefixes, &self.deny_path_regexes),
+        }
+    }
+
+    pub(super) fn rewrites(&self) -> Rewrites {
+        Rewrites {
+            host: self.host_header.clone(),
+            set: self.set_headers.clone(),
+            strip: self.strip_headers.iter().map(|h| h.0.clone()).collect(),
+        }
+    }
+
+    /// A target's transport settings: its own keys, else the top level's,
+    /// else the defaults.
+    fn settings(&self, top: &RuleSection) -> TargetSettings {
+        let defaults = TargetSettings::default();
+        let pick = |own: Option<HumanDuration>, top: Option<HumanDuration>, default| {
+            own.or(top).map_or(default, |d| d.0)
+        };
+        let count =
+            |own: Option<Count>, top: Option<Count>, default| own.or(top).map_or(default, |c| c.0);
+        TargetSettings {
+            queue_size: count(self.queue_size, top.queue_size, defaults.queue_size),
+            max_in_flight: count(
+                self.max_in_flight,
+                top.max_in_flight,
+                defaults.max_in_flight,
+            ),
+            connect_timeout: pick(
+                self.connect_timeout,
+                top.connect_timeout,
+                defaults.connect_timeout,
+            ),
+            request_timeout: pick(
+                self.request_timeout,
+                top.request_timeout,
+                defaults.request_timeout,
+            ),
+            resolve_interval: pick(
+                self.resolve_interval,
+                top.resolve_interval,
+                defaults.resolve_interval,
+            ),
+            idle_timeout: pick(self.idle_timeout, top.idle_timeout, defaults.idle_timeout),
+        }
+    }
+
+    fn set_settings(&mut self, s: &TargetSettings) {
+        self.queue_size = Some(Count(s.queue_size));
+        self.max_in_flight = Some(Count(s.max_in_flight));
+        self.connect_timeout = Some(HumanDuration(s.connect_timeout));
+        self.request_timeout = Some(HumanDuration(s.request_timeout));
+        self.resolve_interval = Some(HumanDuration(s.resolve_interval));
+        self.idle_timeout = Some(HumanDuration(s.idle_timeout));
+    }
+
+    fn from_rules(rules: &Rules, rewrites: &Rewrites) -> RuleSection {
+        let split = |list: &[PathRule]| {
+            let mut prefixes = Vec::new();
+            let mut regexes = Vec::new();
+            for rule in list {
+                match rule {
+                    PathRule::Prefix(p) => prefixes.push(PathPrefix(p.clone())),
+                    PathRule::Regex(r) => regexes.push(r.clone()),
+                }
+            }
+            (prefixes, regexes)
+        };
+        let (path_prefixes, path_regexes) = split(&rules.allow_paths);
+        let (deny_path_prefixes, deny_path_regexes) = split(&rules.deny_paths);
+        RuleSection {
+            share: rules.share,
+            methods: rules.methods.iter().map(|m| Method(m.clone())).collect(),
+            path_prefixes,
+            path_regexes,
+            deny_path_prefixes,
+            deny_path_regexes,
+            host_header: rewrites.host.clone(),
+            set_headers: rewrites.set.clone(),
+            strip_headers: rewrites
+                .strip
+                .iter()
+                .map(|h| HeaderName(h.clone()))
+                .collect(),
+            matches: rules.headers.clone(),
+            ..RuleSection::default()
+        }
+    }
+}

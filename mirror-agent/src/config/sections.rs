@@ -1,0 +1,310 @@
+//! The groups of settings. Each struct serves the command line (clap
+//! flags) and the file (its keys) at once: a new setting is one field with
+//! its doc line (the flag's help), its flag and its key.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::values::{
+    ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Method, Niceness,
+    PathPrefix, Ports, RingSize,
+};
+use super::walk::Walk;
+use crate::capture::AttachMode;
+use crate::route::{HeaderLine, HeaderMatch, HostHeader, Pattern, Share};
+use crate::telemetry::LogFormat;
+
+/// An optional key that was not given (`skip_serializing_if`, and "the
+/// flag was not given").
+pub(super) trait Unset {
+    fn unset(&self) -> bool;
+}
+
+impl<T> Unset for Option<T> {
+    fn unset(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl<T> Unset for Vec<T> {
+    fn unset(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// A group of optional settings: the struct (clap flags and serde keys),
+/// its key list, a reader that takes one key's value from the file (read
+/// by hand rather than with a derived `Deserialize`, so that one bad key
+/// does not hide the next), and the overlay of flags on the file.
+///
+/// `field "key": Type` reads the key as `Type`; `field "key" as FileType:
+/// Type` reads it as `FileType` (a stricter parser) and converts.
+macro_rules! section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$attr:meta])* $field:ident $key:literal $(as $file_ty:ty)? : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, clap::Args, Serialize)]
+        pub struct $name {
+            $(
+                $(#[$attr])*
+                #[serde(rename = $key, skip_serializing_if = "Unset::unset")]
+                pub $field: $ty,
+            )*
+        }
+
+        impl $name {
+            pub(super) const KEYS: &'static [&'static str] = &[$($key),*];
+
+            /// Reads the value of `key`, one of [`Self::KEYS`]; a bad value
+            /// is recorded in `walk` under `path`.
+            pub(super) fn read(
+                &mut self,
+                key: &str,
+                path: &str,
+                value: Spanned<DeValue<'_>>,
+                walk: &mut Walk<'_>,
+            ) {
+                match key {
+                    $( $key => {
+                        if let Some(v) = section!(@read walk, path, value, $ty $(, $file_ty)?) {
+                            self.$field = v;
+                        }
+                    } )*
+                    _ => unreachable!("`{key}` is not a key of this section"),
+                }
+            }
+
+            /// The settings given in `flags` replace these (a list as a
+            /// whole).
+            pub(super) fn overlay(&mut self, flags: &Self) {
+                $(
+                    if !Unset::unset(&flags.$field) {
+                        self.$field.clone_from(&flags.$field);
+                    }
+                )*
+            }
+        }
+    };
+    (@read $walk:ident, $path:ident, $value:ident, $ty:ty) => {
+        $walk.value::<$ty>($path, $value)
+    };
+    (@read $walk:ident, $path:ident, $value:ident, $ty:ty, $file_ty:ty) => {
+        $walk.value::<$file_ty>($path, $value).map(<$ty>::from)
+    };
+}
+
+section! {
+    /// What the kernel program captures.
+    pub struct CaptureSection {
+        /// Interface whose ingress traffic is captured (file: `iface`).
+        /// Example: --iface eth0
+        #[arg(long, value_name = "IFACE")]
+        iface "iface": Option<String>,
+
+        /// Service port to capture (destination port of the requests); repeat
+        /// the flag for more, up to 16 (file: `ports`). Example: --port 80 --port 8080
+        #[arg(
+            long = "port",
+            value_name = "PORT",
+            value_parser = clap::value_parser!(u16).range(1..)
+        )]
+        ports "ports" as Ports: Vec<u16>,
+
+        /// Share of connections to capture, in percent (0 to 100, two decimals).
+        /// A connection is captured whole or not at all. Default 100.
+        /// Example: --sample 12.5
+        #[arg(long, value_name = "PERCENT")]
+        sample "sample": Option<Share>,
+
+        /// Ring buffer between kernel and agent, in bytes; a power of two, with
+        /// an optional K, M or G suffix. Default 16M. Example: --ring-size 256M
+        #[arg(long, value_name = "BYTES")]
+        ring_size "ring_size": Option<RingSize>,
+
+        /// How to attach: tcx (Linux >= 6.6), netlink (clsact filter, older
+        /// kernels) or auto (default). Example: --attach netlink
+        #[arg(long, value_enum, value_name = "MODE")]
+        attach "attach": Option<AttachMode>,
+    }
+}
+
+section! {
+    /// The agent itself: priority, logs, metrics, shutdown.
+    pub struct AgentSection {
+        /// CPU priority of the agent as a nice value, from 0 (the service's
+        /// own) to 19 (the lowest). Default 10: when the host's CPUs are short,
+        /// the service keeps its share and the agent falls behind — counted as
+        /// ring losses — instead of slowing production. A higher niceness the
+        /// agent was started with is kept. Example: --nice 0
+        #[arg(long, value_name = "NICE")]
+        nice "nice": Option<Niceness>,
+
+        /// Log format on stderr; JSON when stderr is not a terminal unless set.
+        /// Example: --log-format text
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format "log_format": Option<LogFormat>,
+
+        /// Log level or filter (RUST_LOG syntax); RUST_LOG overrides it.
+        /// Default info. Example: --log-level debug
+        #[arg(long, value_name = "LEVEL")]
+        log_level "log_level": Option<LogLevel>,
+
+        /// Log this share of the captured requests, in percent, at debug level:
+        /// method, path and what each target did with it (queued, filtered,
+        /// dropped). Off by default; costs nothing when off. Example: --log-requests 1
+        #[arg(long, value_name = "PERCENT")]
+        log_requests "log_requests": Option<Share>,
+
+        /// Where to serve /metrics, /healthz and /readyz. Default
+        /// 127.0.0.1:9464 (loopback); another address is an explicit choice.
+        /// Example: --metrics-addr 0.0.0.0:9464
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_addr "metrics_addr": Option<SocketAddr>,
+
+        /// Interval of the summary log line (rates, drops by reason).
+        /// Default 10s. Example: --stats-interval 30s
+        #[arg(long, value_name = "DURATION")]
+        stats_interval "stats_interval": Option<HumanDuration>,
+
+        /// On SIGTERM/SIGINT: after detaching, how long the shadow queues may
+        /// drain before what is left is dropped (counted). Default 5s.
+        /// Example: --drain-timeout 2s
+        #[arg(long, value_name = "DURATION")]
+        drain_timeout "drain_timeout": Option<HumanDuration>,
+    }
+}
+
+section! {
+    /// Limits of reassembly and framing (memory caps, timeouts).
+    pub struct LimitSection {
+        /// Most connections tracked at once; beyond it the oldest is evicted
+        /// (counted). Default 65536. Example: --max-flows 200000
+        #[arg(long, value_name = "N")]
+        max_flows "max_flows": Option<FlowCount>,
+
+        /// Bytes held out of order per connection while a hole waits to be
+        /// filled. Default 1M. Example: --max-flow-buffer 4M
+        #[arg(long, value_name = "BYTES")]
+        max_flow_buffer "max_flow_buffer": Option<ByteSize>,
+
+        /// Bytes buffered by all connections together. Default 256M.
+        /// Example: --max-buffered 1G
+        #[arg(long, value_name = "BYTES")]
+        max_buffered "max_buffered": Option<ByteSize>,
+
+        /// A connection without packets for this long ends. Default 60s.
+        /// Example: --flow-idle-timeout 5m
+        #[arg(long, value_name = "DURATION")]
+        flow_idle_timeout "flow_idle_timeout": Option<HumanDuration>,
+
+        /// A hole in a stream not filled within this is given up (a gap).
+        /// Default 3s. Example: --hole-timeout 1s
+        #[arg(long, value_name = "DURATION")]
+        hole_timeout "hole_timeout": Option<HumanDuration>,
+
+        /// Largest request head (and chunked trailer section). Default 64K.
+        /// Example: --max-head-size 128K
+        #[arg(long, value_name = "BYTES")]
+        max_head_size "max_head_size": Option<ByteSize>,
+
+        /// Most header fields in a request, up to 256. Default 100.
+        /// Example: --max-headers 200
+        #[arg(long, value_name = "N")]
+        max_headers "max_headers": Option<HeaderCount>,
+
+        /// Largest body mirrored; larger requests are skipped (counted).
+        /// Default 64M. Example: --max-body-size 8M
+        #[arg(long, value_name = "BYTES")]
+        max_body_size "max_body_size": Option<ByteSize>,
+    }
+}
+
+section! {
+    /// Rules, rewrites and transport settings: the keys the top level (and
+    /// the flags) and each `[[target]]` have in common.
+    pub struct RuleSection {
+        /// Share of the requests to mirror, in percent (per request, on top of
+        /// --sample's per-connection sampling). Example: --share 10
+        #[arg(long, value_name = "PERCENT")]
+        share "share": Option<Share>,
+
+        /// Mirror only these methods (case-sensitive). Repeat for more.
+        /// Example: --method GET --method HEAD
+        #[arg(long = "method", value_name = "METHOD")]
+        methods "methods": Vec<Method>,
+
+        /// Mirror only paths starting with one of these (the query is not part
+        /// of the path). Example: --path-prefix /api
+        #[arg(long = "path-prefix", value_name = "PREFIX")]
+        path_prefixes "path_prefixes": Vec<PathPrefix>,
+
+        /// Mirror only paths matching one of these regexes (unanchored).
+        /// Example: --path-regex '^/v[0-9]+/'
+        #[arg(long = "path-regex", value_name = "REGEX")]
+        path_regexes "path_regexes": Vec<Pattern>,
+
+        /// Never mirror paths starting with this. Example: --deny-path-prefix /admin
+        #[arg(long = "deny-path-prefix", value_name = "PREFIX")]
+        deny_path_prefixes "deny_path_prefixes": Vec<PathPrefix>,
+
+        /// Never mirror paths matching this regex. Example: --deny-path-regex '/internal$'
+        #[arg(long = "deny-path-regex", value_name = "REGEX")]
+        deny_path_regexes "deny_path_regexes": Vec<Pattern>,
+
+        /// Host header sent: `original` (as the client sent it, default),
+        /// `target` (the target URL's host:port) or a literal value.
+        /// Example: --host-header target
+        #[arg(long, value_name = "original|target|VALUE")]
+        host_header "host_header": Option<HostHeader>,
+
+        /// Set a header on mirrored requests (replacing the client's of that
+        /// name). Example: --set-header 'X-Env: shadow'
+        #[arg(long = "set-header", value_name = "'NAME: VALUE'")]
+        set_headers "set_headers": Vec<HeaderLine>,
+
+        /// Remove a header from mirrored requests. Example: --strip-header Authorization
+        #[arg(long = "strip-header", value_name = "NAME")]
+        strip_headers "strip_headers": Vec<HeaderName>,
+
+        /// Requests queued per target; beyond it they are dropped and counted.
+        /// Default 1024. Example: --queue-size 4096
+        #[arg(long, value_name = "N")]
+        queue_size "queue_size": Option<Count>,
+
+        /// Requests in flight per target (and so connections per address).
+        /// Default 32. Example: --max-in-flight 64
+        #[arg(long, value_name = "N")]
+        max_in_flight "max_in_flight": Option<Count>,
+
+        /// Connect timeout (ms, s or m). Default 3s (a lost SYN is resent after
+        /// 1 s). Example: --connect-timeout 500ms
+        #[arg(long, value_name = "DURATION")]
+        connect_timeout "connect_timeout": Option<HumanDuration>,
+
+        /// Time for a whole request and its response. Default 5s.
+        /// Example: --request-timeout 2s
+        #[arg(long, value_name = "DURATION")]
+        request_timeout "request_timeout": Option<HumanDuration>,
+
+        /// How often target host names are resolved again. Default 10s.
+        /// Example: --resolve-interval 30s
+        #[arg(long, value_name = "DURATION")]
+        resolve_interval "resolve_interval": Option<HumanDuration>,
+
+        /// How long an idle keep-alive connection is kept. Default 30s.
+        #[arg(long, value_name = "DURATION")]
+        idle_timeout "idle_timeout": Option<HumanDuration>,
+
+        /// `[[match]]` tables: every one must hold (flags: --match-header,
+        /// --match-header-regex).
+        #[arg(skip)]
+        matches "match": Vec<HeaderMatch>,
+    }
+}

@@ -1,0 +1,100 @@
+//! The http stage as the flow stage's [`StreamConsumer`]: one
+//! [`RequestFramer`] per connection, the framing limits, the counters of
+//! all connections, and the [`RequestSink`] complete requests go to.
+
+use super::{FramerCtx, HttpConfig, HttpStats, RequestFramer, RequestSink, SkipReason};
+use crate::capture::FlowId;
+use crate::flow::{Budget, StreamConsumer, StreamLoss};
+
+/// Frames every connection's requests into `S`.
+#[derive(Debug)]
+pub struct Framing<S> {
+    config: HttpConfig,
+    stats: HttpStats,
+    sink: S,
+}
+
+impl<S> Framing<S> {
+    pub fn new(config: HttpConfig, sink: S) -> Self {
+        Self {
+            config,
+            stats: HttpStats::default(),
+            sink,
+        }
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    fn cx<'a>(&'a mut self, budget: &'a mut Budget) -> FramerCtx<'a, S> {
+        FramerCtx {
+            config: &self.config,
+            stats: &mut self.stats,
+            budget,
+            sink: &mut self.sink,
+        }
+    }
+}
+
+impl From<StreamLoss> for SkipReason {
+    fn from(loss: StreamLoss) -> Self {
+        match loss {
+            StreamLoss::Gap => SkipReason::Gap,
+            StreamLoss::BufferCap => SkipReason::BufferCap,
+            StreamLoss::Incomplete => SkipReason::Incomplete,
+            StreamLoss::Reset => SkipReason::Reset,
+            StreamLoss::IdleExpired => SkipReason::IdleExpired,
+            StreamLoss::FlowCap => SkipReason::FlowCap,
+            StreamLoss::Superseded => SkipReason::Superseded,
+        }
+    }
+}
+
+impl<S: RequestSink> StreamConsumer for Framing<S> {
+    type Stream = RequestFramer;
+
+    fn open(&mut self, id: FlowId, joined_midstream: bool) -> RequestFramer {
+        if joined_midstream {
+            RequestFramer::new_midstream(id)
+        } else {
+            RequestFramer::new(id)
+        }
+    }
+
+    fn data(&mut self, framer: &mut RequestFramer, bytes: &[u8], ts_ns: u64, budget: &mut Budget) {
+        framer.feed(bytes, ts_ns, &mut self.cx(budget));
+    }
+
+    fn gap(&mut self, framer: &mut RequestFramer, loss: StreamLoss, budget: &mut Budget) {
+        framer.gap(loss.into(), &mut self.cx(budget));
+    }
+
+    fn end(&mut self, framer: &mut RequestFramer, loss: StreamLoss, budget: &mut Budget) {
+        framer.finish(loss.into(), &mut self.cx(budget));
+    }
+
+    fn is_done(framer: &RequestFramer) -> bool {
+        framer.is_stopped()
+    }
+
+    fn buffered(framer: &RequestFramer) -> usize {
+        framer.buffered()
+    }
+}

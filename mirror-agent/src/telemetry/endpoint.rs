@@ -1,0 +1,140 @@
+//! The HTTP endpoint on `--metrics-addr` (loopback by default): `/metrics`
+//! in the Prometheus text format, `/healthz` (the process answers) and
+//! `/readyz` (program attached, ring being drained, config loaded).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use super::Sources;
+use super::metrics::render;
+
+/// What `/readyz` checks. The capture task sets `attached` after attaching
+/// and bumps `last_drain_ns` each time it drains the ring.
+#[derive(Default)]
+pub struct Readiness {
+    pub attached: AtomicBool,
+    pub config_loaded: AtomicBool,
+    pub last_drain_ns: AtomicU64,
+}
+
+impl Readiness {
+    /// Ready when attached, configured, and the ring was drained within the
+    /// last 5 s (the drain loop runs every millisecond).
+    fn check(&self) -> Result<(), &'static str> {
+        if !self.config_loaded.load(Ordering::Relaxed) {
+            return Err("config not loaded");
+        }
+        if !self.attached.load(Ordering::Relaxed) {
+            return Err("capture program not attached");
+        }
+        let last = self.last_drain_ns.load(Ordering::Relaxed);
+        let now = crate::clock::monotonic_ns();
+        if last == 0 || now.saturating_sub(last) > 5_000_000_000 {
+            return Err("ring buffer not drained in the last 5 s");
+        }
+        Ok(())
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
+pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readiness>) {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(sources));
+    let registry = Arc::new(registry);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(error = %err, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let registry = Arc::clone(&registry);
+        let readiness = Arc::clone(&readiness);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let response = respond(request.uri().path(), &registry, &readiness);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %err, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn respond(path: &str, registry: &Registry, readiness: &Readiness) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(registry),
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" => match readiness.check() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{why}\n"),
+            ),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics, /healthz or /readyz\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Binds the endpoint; binding a non-loopback address is the operator's
+/// explicit choice (`--metrics-addr 0.0.0.0:9464`), logged as such.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    if addr.ip().is_loopback() {
+        info!(%addr, "metrics endpoint listening");
+    } else {
+        warn!(%addr, "metrics endpoint listening beyond loopback");
+    }
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_attach_config_and_a_recent_drain() {
+        let ready = Readiness::default();
+        assert_eq!(ready.check(), Err("config not loaded"));
+        ready.config_loaded.store(true, Ordering::Relaxed);
+        assert_eq!(ready.check(), Err("capture program not attached"));
+        ready.attached.store(true, Ordering::Relaxed);
+        assert!(ready.check().is_err());
+        ready
+            .last_drain_ns
+            .store(crate::clock::monotonic_ns(), Ordering::Relaxed);
+        assert_eq!(ready.check(), Ok(()));
+    }
+}
