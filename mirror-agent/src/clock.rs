@@ -5,10 +5,10 @@
 //! (`shadow::stream`): responses that arrived during the last period are
 //! all read in the same pass.
 //!
-//! Why: a thread's wakeup costs ~25–40 µs of CPU on a VM. With every shadow
-//! socket in epoll, each response woke the agent once (1.02 wakeups per
-//! request at 5k req/s, 32 µs of agent CPU per request); on the tick the
-//! agent wakes 1000 times a second whatever the rate, on the primary's CPU.
+//! Why: a thread's wakeup costs tens of microseconds of CPU on a VM, and
+//! with every shadow socket in epoll each response woke the agent once; on
+//! the tick the agent wakes 1000 times a second whatever the rate (figures
+//! in docs/design-notes.md).
 //!
 //! While no [`Driver`] exists (the capture is not running: unit tests, the
 //! shutdown drain) there are no ticks, and the streams use ordinary

@@ -141,9 +141,8 @@ pub struct CaptureConfig {
     pub sample_seed: u32,
     /// The program wakes the agent each time the data waiting in the ring
     /// crosses a multiple of this many bytes; below that the agent drains
-    /// on its own short timer. A wakeup per record cost ~480 ns of the
-    /// ~960 ns per matched segment, and one per record above the mark
-    /// ~6 us on a VM once the agent lagged.
+    /// on its own short timer: a wakeup per record would cost more than the
+    /// copy itself (docs/design-notes.md).
     pub wakeup_bytes: u32,
 }
 
@@ -231,6 +230,17 @@ labelled! {
 }
 
 impl Counter {
+    /// What became of a packet: every packet the program ran on (`Seen`)
+    /// has exactly one of these.
+    pub const PACKET_OUTCOMES: [Counter; 6] = [
+        Counter::NotIp,
+        Counter::NotTcp,
+        Counter::Malformed,
+        Counter::PortNotMatched,
+        Counter::NotSampled,
+        Counter::Matched,
+    ];
+
     /// The label (kept until the tests move to `as_str`).
     pub const fn name(self) -> &'static str {
         self.as_str()

@@ -4,7 +4,7 @@
 //! paged fragments) is copied later with `bpf_skb_load_bytes`.
 
 use aya_ebpf::programs::TcContext;
-use mirror_common::{Counter, FAMILY_IPV4, FAMILY_IPV6};
+use mirror_common::{Counter, FAMILY_IPV4, FAMILY_IPV6, RecordHeader};
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -14,11 +14,10 @@ const IPV6_HDR_LEN: usize = 40;
 const TCP_MIN_HDR_LEN: usize = 20;
 const IPPROTO_TCP: u8 = 6;
 
-/// The fields of a TCP segment the capture needs.
+/// The fields of a TCP segment the capture needs (the addresses are read
+/// later, only for the service ports: [`read_addresses`]).
 pub struct Segment {
     pub family: u8,
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
@@ -46,18 +45,25 @@ fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, Counter> {
     Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
 }
 
-/// Reads the segment's addresses. Kept apart from [`parse`] so that packets
-/// for other ports (the common case) never pay for the copies.
+/// Reads the segment's addresses into the record header (an IPv4 address
+/// in the first 4 bytes, the rest zero). Kept apart from [`parse`] so that
+/// packets for other ports (the common case) never pay for the copies.
 #[inline(always)]
-pub fn read_addresses(ctx: &TcContext, seg: &mut Segment) -> Result<(), Counter> {
-    if seg.family == FAMILY_IPV4 {
+pub fn read_addresses(
+    ctx: &TcContext,
+    family: u8,
+    header: &mut RecordHeader,
+) -> Result<(), Counter> {
+    if family == FAMILY_IPV4 {
         let src: [u8; 4] = read(ctx, ETH_HDR_LEN + 12)?;
         let dst: [u8; 4] = read(ctx, ETH_HDR_LEN + 16)?;
-        seg.src_addr[..4].copy_from_slice(&src);
-        seg.dst_addr[..4].copy_from_slice(&dst);
+        header.src_addr = [0; 16];
+        header.dst_addr = [0; 16];
+        header.src_addr[..4].copy_from_slice(&src);
+        header.dst_addr[..4].copy_from_slice(&dst);
     } else {
-        seg.src_addr = read(ctx, ETH_HDR_LEN + 8)?;
-        seg.dst_addr = read(ctx, ETH_HDR_LEN + 24)?;
+        header.src_addr = read(ctx, ETH_HDR_LEN + 8)?;
+        header.dst_addr = read(ctx, ETH_HDR_LEN + 24)?;
     }
     Ok(())
 }
@@ -70,8 +76,6 @@ pub fn parse(ctx: &TcContext) -> Result<Segment, Counter> {
     let skb_len = ctx.len() as usize;
     let mut seg = Segment {
         family: 0,
-        src_addr: [0; 16],
-        dst_addr: [0; 16],
         src_port: 0,
         dst_port: 0,
         seq: 0,

@@ -1,5 +1,5 @@
-//! What the agent asks of the host it runs on: its CPU priority, the
-//! kernel release, an interface's addresses.
+//! What the agent asks of the host it runs on: its CPU priority, an
+//! interface's addresses.
 
 use std::net::IpAddr;
 
@@ -23,13 +23,6 @@ pub(super) fn lower_priority(nice: i32) -> std::io::Result<i32> {
         }
     }
     Ok(nice)
-}
-
-/// `uname -r`.
-pub(super) fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// The IP addresses of an interface (getifaddrs).

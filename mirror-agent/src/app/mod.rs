@@ -101,8 +101,8 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
         ),
     }
     // One thread: the agent shares its host's CPUs with the primary, and a
-    // second worker thread was woken (~25-40 us of CPU each time on a VM)
-    // whenever the first had more tasks than it was running.
+    // second worker thread was woken whenever the first had more tasks
+    // than it was running (docs/design-notes.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,7 +175,7 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         reloads: Arc::clone(&reloads),
         build: BuildInfo {
             version: env!("CARGO_PKG_VERSION"),
-            kernel: host::kernel_release(),
+            kernel: crate::capture::kernel_release(),
             attach_mode: capture.attach_mode().as_str(),
         },
     };

@@ -49,15 +49,8 @@ impl KernelCounters {
 
     /// `seen` = the sum of every per-packet outcome.
     pub fn packets_balance(&self) -> bool {
-        let outcomes = [
-            Counter::NotIp,
-            Counter::NotTcp,
-            Counter::Malformed,
-            Counter::PortNotMatched,
-            Counter::NotSampled,
-            Counter::Matched,
-        ];
-        self.get(Counter::Seen) == outcomes.iter().map(|c| self.get(*c)).sum::<u64>()
+        let outcomes = Counter::PACKET_OUTCOMES.iter();
+        self.get(Counter::Seen) == outcomes.map(|c| self.get(*c)).sum::<u64>()
     }
 }
 

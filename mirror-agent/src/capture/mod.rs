@@ -29,11 +29,9 @@ use tracing::{debug, info, warn};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror"));
 
 /// Default ring size: room for a burst of 16 MiB of payload while the agent
-/// is descheduled (a 4 MiB ring was seen losing records under a 4 MiB
-/// burst). The ring's pages count twice in the agent's RSS (the data area is
-/// mapped twice for wrap-around reads): 64 MiB made a 140 MB agent. In
-/// `cargo xtask bench capture` 16 and 64 MiB lose the same share at 2.3 GB/s
-/// sustained: there the agent's drain rate is the limit, not the ring.
+/// is descheduled, and no more: the ring's pages count twice in the agent's
+/// RSS (the data area is mapped twice for wrap-around reads). The figures:
+/// docs/design-notes.md.
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
 
 /// The kernel wakes the agent each time the data waiting in the ring
@@ -163,8 +161,8 @@ impl CaptureError {
     }
 }
 
-/// `uname -r`, for error messages.
-fn kernel_release() -> String {
+/// `uname -r`: error messages, `mirror_build_info`.
+pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|r| r.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())

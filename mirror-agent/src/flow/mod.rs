@@ -167,10 +167,9 @@ impl Default for FlowConfig {
         Self {
             max_flows: 65_536,
             max_ooo_bytes_per_flow: 1 << 20,
-            // With the ring (16 MiB, counted twice) and the shadow queues
-            // (64 MiB each at most) this keeps the agent well inside the
-            // 512 MiB a sidecar is given in deploy/k8s; 1 GiB let 10,000
-            // connections in the middle of 100 KB bodies take 1.1 GB.
+            // With the ring and the shadow queues, this keeps the agent
+            // inside the 512 MiB a sidecar is given in deploy/k8s
+            // (docs/design-notes.md).
             max_buffered_bytes: 256 << 20,
             idle_timeout_ns: 60_000_000_000,
             hole_timeout_ns: 3_000_000_000,

@@ -18,18 +18,6 @@ use crate::http::SkipReason;
 use crate::route::FilterReason;
 use crate::shadow::{DropReason, LatencySnapshot, StatusClass};
 
-/// Kernel packet outcomes exported as `mirror_kernel_packets_total{outcome}`:
-/// every packet the program ran on has exactly one (`seen` is their sum, so
-/// it is not one of them).
-const PACKET_OUTCOMES: [Counter; 6] = [
-    Counter::NotIp,
-    Counter::NotTcp,
-    Counter::Malformed,
-    Counter::PortNotMatched,
-    Counter::NotSampled,
-    Counter::Matched,
-];
-
 impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_kernel(&mut encoder)?;
@@ -84,7 +72,8 @@ impl Sources {
             None,
             MetricType::Counter,
         )?;
-        for outcome in PACKET_OUTCOMES {
+        // Every packet has exactly one (`seen` is their sum, not one of them).
+        for outcome in Counter::PACKET_OUTCOMES {
             let labels = [("outcome", outcome.as_str())];
             ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
         }
