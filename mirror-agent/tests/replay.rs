@@ -16,8 +16,8 @@ use mirror_agent::route::{
     RouteTarget, Rules, Share, TargetUrl,
 };
 use mirror_agent::shadow::{
-    BoxFuture, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass, Target,
-    TargetConfig,
+    BoxFuture, Dispatcher, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass,
+    Target, TargetConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -293,6 +293,19 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The targets running, and a dispatcher to hand them requests.
+fn started(handle: Shadows) -> (Shadows, Dispatcher) {
+    let dispatcher = handle.dispatcher();
+    (handle, dispatcher)
+}
+
+/// Routes and queues each request, as the capture task does.
+fn send(dispatcher: &mut Dispatcher, requests: impl IntoIterator<Item = Request>) {
+    for request in requests {
+        dispatcher.on_request(request);
+    }
+}
+
 /// Waits until every target has nothing queued or in flight, then returns
 /// the counters (which must balance).
 async fn settled(handle: &Shadows) -> Vec<(String, StatsSnapshot)> {
@@ -352,8 +365,7 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
     // each other).
     let mut t = target(&server.url());
     t.shadow.settings.max_in_flight = 1;
-    let handle = Shadows::start(unmarked(vec![t])).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
 
     let get = b"GET /a/b?c=d&e HTTP/1.1\r\nhost: Example.COM:8080\r\nX-MiXeD-Case:  spaced value \r\nAccept: */*\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n";
     let post = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"k\": [1, 2, 3]}\n";
@@ -363,9 +375,7 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
     for part in [&get[..], post, chunked, http10] {
         stream.extend_from_slice(part);
     }
-    for request in frame(&stream) {
-        router.on_request(request);
-    }
+    send(&mut router, frame(&stream));
     wait_for("4 requests", Duration::from_secs(5), || server.count() == 4).await;
     let received = server.received();
     assert_eq!(received[0], get);
@@ -384,8 +394,8 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_arrives_whole() {
     let server = Server::start(Behavior::default()).await;
-    let handle = Shadows::start(unmarked(vec![target(&server.url())])).await;
-    let mut router = handle.dispatcher();
+    let (_handle, mut router) =
+        started(Shadows::start(unmarked(vec![target(&server.url())])).await);
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut stream = format!(
         "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -412,16 +422,15 @@ async fn the_marker_is_added_and_host_is_kept_replaced_or_set() {
     by_target.rewrites.host = Some(HostHeader::Target);
     let mut literal = named("literal", &c.url());
     literal.rewrites.host = Some(HostHeader::Value("shadow.internal".into()));
-    let handle = Shadows::start(config(vec![
-        named("original", &a.url()),
-        by_target,
-        literal,
-    ]))
-    .await;
-    let mut router = handle.dispatcher();
-    for r in gets(1) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(
+        Shadows::start(config(vec![
+            named("original", &a.url()),
+            by_target,
+            literal,
+        ]))
+        .await,
+    );
+    send(&mut router, gets(1));
     wait_for("one request each", Duration::from_secs(5), || {
         a.count() == 1 && b.count() == 1 && c.count() == 1
     })
@@ -453,12 +462,9 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
     cfg.route.rewrites.strip = vec!["Authorization".into(), "cookie".into()];
     cfg.route.rewrites.set = vec!["X-Env: shadow".parse::<HeaderLine>().unwrap()];
     cfg.route.targets[1].rewrites.set = vec!["X-Env: b".parse().unwrap()];
-    let handle = Shadows::start(cfg).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) = started(Shadows::start(cfg).await);
     let stream = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\nX-Env: prod\r\nCookie: a=1\r\nAccept: */*\r\nCookie: b=2\r\n\r\n";
-    for r in frame(stream) {
-        router.on_request(r);
-    }
+    send(&mut router, frame(stream));
     wait_for("both", Duration::from_secs(5), || {
         a.count() == 1 && b.count() == 1
     })
@@ -480,14 +486,12 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_carrying_the_marker_is_never_replayed() {
     let server = Server::start(Behavior::default()).await;
-    let handle = Shadows::start(config(vec![named("t", &server.url())])).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) =
+        started(Shadows::start(config(vec![named("t", &server.url())])).await);
     let looped = b"GET / HTTP/1.1\r\nHost: x\r\nx-mirrored-by: mirror\r\n\r\n";
     let mut stream = looped.repeat(3);
     stream.extend_from_slice(GET);
-    for r in frame(&stream) {
-        router.on_request(r);
-    }
+    send(&mut router, frame(&stream));
     wait_for("the one unmarked request", Duration::from_secs(5), || {
         server.count() == 1
     })
@@ -531,14 +535,15 @@ async fn each_rule_kind_filters_with_its_reason() {
             test: HeaderTest::Regex("^curl/".parse().unwrap()),
         },
     ];
-    let handle = Shadows::start(unmarked(vec![
-        methods,
-        paths,
-        headers,
-        named("all", &server.url()),
-    ]))
-    .await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) = started(
+        Shadows::start(unmarked(vec![
+            methods,
+            paths,
+            headers,
+            named("all", &server.url()),
+        ]))
+        .await,
+    );
     let stream = [
         &b"GET /api/x HTTP/1.1\r\nX-Canary: 1\r\nUser-Agent: curl/1\r\n\r\n"[..],
         b"POST /api/admin/y HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
@@ -546,9 +551,7 @@ async fn each_rule_kind_filters_with_its_reason() {
         b"GET /api/z HTTP/1.1\r\nX-Canary: 1\r\nUser-Agent: wget\r\n\r\n",
     ]
     .concat();
-    for r in frame(&stream) {
-        router.on_request(r);
-    }
+    send(&mut router, frame(&stream));
     let stats = settled(&handle).await;
     wait_for("all sends", Duration::from_secs(5), || {
         server.count() == 1 + 2 + 1 + 4
@@ -579,11 +582,8 @@ async fn a_ten_percent_share_sends_about_two_hundred_of_two_thousand() {
     let server = Server::start(Behavior::default()).await;
     let mut tenth = named("tenth", &server.url());
     tenth.rules.share = Some(Share::from_percent(10.0).unwrap());
-    let handle = Shadows::start(unmarked(vec![tenth])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(2000) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![tenth])).await);
+    send(&mut router, gets(2000));
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "tenth");
     let sent = s.sent_total();
@@ -598,14 +598,11 @@ async fn a_global_share_draws_once_for_all_targets() {
     let b = Server::start(Behavior::default()).await;
     let mut cfg = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
     cfg.route.rules.share = Some(Share::from_percent(30.0).unwrap());
-    let handle = Shadows::start(cfg).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) = started(Shadows::start(cfg).await);
     let stream: Vec<u8> = (0..300)
         .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes())
         .collect();
-    for r in frame(&stream) {
-        router.on_request(r);
-    }
+    send(&mut router, frame(&stream));
     settled(&handle).await;
     let (mut ra, mut rb) = (a.received(), b.received());
     ra.sort();
@@ -620,11 +617,11 @@ async fn a_dry_run_routes_and_counts_but_sends_nothing() {
     let mut cfg = config(vec![named("t", &server.url())]);
     cfg.route.dry_run = true;
     cfg.route.rules.methods = vec!["POST".into()];
-    let handle = Shadows::start(cfg).await;
-    let mut router = handle.dispatcher();
-    for r in frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(cfg).await);
+    send(
+        &mut router,
+        frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()),
+    );
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "t");
     assert_eq!(s.filtered_by(FilterReason::Method), 1);
@@ -649,8 +646,8 @@ async fn a_slow_target_drops_on_a_full_queue_while_the_other_gets_everything() {
     slow_target.shadow.settings.max_in_flight = 1;
     let mut fast_target = named("fast", &fast.url());
     fast_target.shadow.settings.queue_size = 1000;
-    let handle = Shadows::start(unmarked(vec![slow_target, fast_target])).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) =
+        started(Shadows::start(unmarked(vec![slow_target, fast_target])).await);
 
     let requests = gets(500);
     let mut took = Vec::with_capacity(requests.len());
@@ -694,11 +691,8 @@ async fn connections_are_kept_alive_and_reused() {
     let server = Server::start(Behavior::default()).await;
     let mut one = named("one", &server.url());
     one.shadow.settings.max_in_flight = 1;
-    let handle = Shadows::start(unmarked(vec![one])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(200) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![one])).await);
+    send(&mut router, gets(200));
     settled(&handle).await;
     assert_eq!(server.count(), 200);
     assert_eq!(server.connections.load(SeqCst), 1, "one connection for all");
@@ -709,11 +703,9 @@ async fn connections_are_kept_alive_and_reused() {
         ..Behavior::default()
     })
     .await;
-    let handle = Shadows::start(unmarked(vec![named("c", &closing.url())])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(20) {
-        router.on_request(r);
-    }
+    let (handle, mut router) =
+        started(Shadows::start(unmarked(vec![named("c", &closing.url())])).await);
+    send(&mut router, gets(20));
     let stats = settled(&handle).await;
     assert_eq!(stats[0].1.sent_total(), 20, "{}", stats[0].1);
     assert_eq!(closing.connections.load(SeqCst), 20);
@@ -730,8 +722,7 @@ async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted()
     .await;
     let mut t = named("t", &interim.url());
     t.shadow.settings.max_in_flight = 1;
-    let handle = Shadows::start(unmarked(vec![t])).await;
-    let mut router = handle.dispatcher();
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
     let stream = [
         GET,
         b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -739,9 +730,7 @@ async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted()
         GET,
     ]
     .concat();
-    for r in frame(&stream) {
-        router.on_request(r);
-    }
+    send(&mut router, frame(&stream));
     let stats = settled(&handle).await;
     assert_eq!(
         stats[0].1.sent_by(StatusClass::ServerError),
@@ -760,15 +749,14 @@ async fn a_dead_target_is_counted_and_set_aside() {
         l.local_addr().unwrap().port()
     };
     let live = Server::start(Behavior::default()).await;
-    let handle = Shadows::start(unmarked(vec![
-        named("dead", &format!("http://127.0.0.1:{port}")),
-        named("live", &live.url()),
-    ]))
-    .await;
-    let mut router = handle.dispatcher();
-    for r in gets(50) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(
+        Shadows::start(unmarked(vec![
+            named("dead", &format!("http://127.0.0.1:{port}")),
+            named("live", &live.url()),
+        ]))
+        .await,
+    );
+    send(&mut router, gets(50));
     let stats = settled(&handle).await;
     let dead = stats_of(&stats, "dead");
     assert_eq!(dead.dropped_by(DropReason::ConnectRefused), 50, "{dead}");
@@ -785,11 +773,9 @@ async fn a_name_with_two_addresses_spreads_requests_and_follows_changes() {
     names.set("shadow.test", vec![a.addr, b.addr]);
     let mut t = named("replicas", "http://shadow.test:1");
     t.shadow.settings.resolve_interval = Duration::from_millis(50);
-    let handle = Shadows::start_with_resolver(unmarked(vec![t]), names.clone()).await;
-    let mut router = handle.dispatcher();
-    for r in gets(100) {
-        router.on_request(r);
-    }
+    let (handle, mut router) =
+        started(Shadows::start_with_resolver(unmarked(vec![t]), names.clone()).await);
+    send(&mut router, gets(100));
     settled(&handle).await;
     assert_eq!(a.count() + b.count(), 100);
     assert!(
@@ -807,9 +793,7 @@ async fn a_name_with_two_addresses_spreads_requests_and_follows_changes() {
     })
     .await;
     let before = (a.count(), b.count());
-    for r in gets(20) {
-        router.on_request(r);
-    }
+    send(&mut router, gets(20));
     settled(&handle).await;
     assert_eq!((a.count(), b.count()), (before.0, before.1 + 20));
 
@@ -828,13 +812,11 @@ async fn a_refusing_replica_is_skipped_without_losing_requests() {
     };
     let names = Arc::new(Names::default());
     names.set("pair.test", vec![dead, live.addr]);
-    let handle =
+    let (handle, mut router) = started(
         Shadows::start_with_resolver(unmarked(vec![named("pair", "http://pair.test:1")]), names)
-            .await;
-    let mut router = handle.dispatcher();
-    for r in gets(40) {
-        router.on_request(r);
-    }
+            .await,
+    );
+    send(&mut router, gets(40));
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "pair");
     assert_eq!((s.sent_total(), s.dropped_total()), (40, 0), "{s}");
@@ -846,12 +828,10 @@ async fn a_refusing_replica_is_skipped_without_losing_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolvable_name_drops_with_no_address() {
     let names = Arc::new(Names::default());
-    let handle =
-        Shadows::start_with_resolver(unmarked(vec![named("nx", "http://nx.test:1")]), names).await;
-    let mut router = handle.dispatcher();
-    for r in gets(5) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(
+        Shadows::start_with_resolver(unmarked(vec![named("nx", "http://nx.test:1")]), names).await,
+    );
+    send(&mut router, gets(5));
     let stats = settled(&handle).await;
     assert_eq!(stats[0].1.dropped_by(DropReason::NoAddress), 5);
 }
@@ -865,11 +845,8 @@ async fn a_silent_target_times_out() {
     .await;
     let mut t = named("silent", &silent.url());
     t.shadow.settings.request_timeout = Duration::from_millis(200);
-    let handle = Shadows::start(unmarked(vec![t])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(3) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
+    send(&mut router, gets(3));
     let start = Instant::now();
     let stats = settled(&handle).await;
     assert!(start.elapsed() < Duration::from_secs(3));
@@ -898,11 +875,8 @@ async fn a_connect_that_never_completes_times_out() {
     }
     let mut t = named("hang", &format!("http://{addr}"));
     t.shadow.settings.connect_timeout = Duration::from_millis(150);
-    let handle = Shadows::start(unmarked(vec![t])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(2) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
+    send(&mut router, gets(2));
     let stats = settled(&handle).await;
     let s = &stats[0].1;
     // The first request times out and sets the address aside; the second
@@ -923,11 +897,8 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
     let mut t = named("slow", &slow.url());
     t.shadow.settings.max_in_flight = 1;
     t.shadow.settings.queue_size = 100;
-    let handle = Shadows::start(unmarked(vec![t])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(40) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
+    send(&mut router, gets(40));
     let start = Instant::now();
     let stats = handle.shutdown(Duration::from_millis(275)).await;
     let took = start.elapsed();
@@ -943,9 +914,7 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
     );
 
     // After shutdown, requests are counted, not queued.
-    for r in gets(2) {
-        router.on_request(r);
-    }
+    send(&mut router, gets(2));
     let s = handle.stats()[0].1.clone();
     assert_eq!(s.captured, 42);
     assert!(s.balances(), "{s}");
@@ -955,20 +924,18 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
 async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     let a = Server::start(Behavior::default()).await;
     let b = Server::start(Behavior::default()).await;
-    let handle = Shadows::start(unmarked(vec![named("a", &a.url())])).await;
-    let mut router = handle.dispatcher();
-    for r in gets(3) {
-        router.on_request(r);
-    }
+    let (handle, mut router) = started(Shadows::start(unmarked(vec![named("a", &a.url())])).await);
+    send(&mut router, gets(3));
     settled(&handle).await;
     let before = handle.targets()[0].clone();
 
     let mut next = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
     next.route.rules.methods = vec!["POST".into()];
     handle.reload(next).await;
-    for r in frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()) {
-        router.on_request(r);
-    }
+    send(
+        &mut router,
+        frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()),
+    );
     let stats = settled(&handle).await;
     assert!(Arc::ptr_eq(&before, &handle.targets()[0]), "target a kept");
     let sa = stats_of(&stats, "a");

@@ -91,6 +91,19 @@ fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// check-config's error for a file holding `text`: it must start with the
+/// file's path and then `expected`.
+fn file_error(name: &str, text: &str, expected: &str) -> String {
+    let path = write_temp(name, text);
+    let err = check_config(&path).unwrap_err().to_string();
+    let expected = format!("{}{expected}", path.display());
+    assert!(
+        err.starts_with(&expected),
+        "\n got: {err}\nwant: {expected}"
+    );
+    err
+}
+
 fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
     let mut all = vec!["mirror-agent", "--iface", "lo", "--port", "80"];
     all.extend_from_slice(args);
@@ -220,13 +233,7 @@ fn file_errors_name_file_line_column_and_key() {
         ),
     ];
     for (text, expected) in cases {
-        let path = write_temp("bad.toml", text);
-        let err = check_config(&path).unwrap_err().to_string();
-        let expected = format!("{}{expected}", path.display());
-        assert!(
-            err.starts_with(&expected),
-            "\n got: {err}\nwant: {expected}"
-        );
+        let err = file_error("bad.toml", text, expected);
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
@@ -400,13 +407,7 @@ fn bad_agent_values_are_errors_at_their_place() {
         ),
     ];
     for (text, expected) in cases {
-        let path = write_temp("agent-bad.toml", text);
-        let err = check_config(&path).unwrap_err().to_string();
-        let expected = format!("{}{expected}", path.display());
-        assert!(
-            err.starts_with(&expected),
-            "\n got: {err}\nwant: {expected}"
-        );
+        file_error("agent-bad.toml", text, expected);
     }
     let err = |args: &[&str]| cli(args).unwrap_err().to_string();
     assert!(err(&["--log-level", "verbose"]).contains("not a log level"));

@@ -72,6 +72,15 @@ fn with_config(config: FlowConfig) -> Table {
     framed_table(config, Vec::new())
 }
 
+/// A table with one connection seen from its SYN (ISN `isn`, at `ts`),
+/// from client port `port`.
+fn opened(port: u16, isn: u32, ts: u64) -> (Table, FlowKey) {
+    let mut t = table();
+    let k = key(port);
+    t.on_event(&syn(k, isn, ts));
+    (t, k)
+}
+
 fn requests(table: &Table) -> &[Request] {
     table.consumer().sink()
 }
@@ -97,10 +106,8 @@ fn stream() -> Vec<u8> {
 
 #[test]
 fn a_connection_from_syn_to_fin() {
-    let mut t = table();
-    let k = key(1000);
+    let (mut t, k) = opened(1000, 100, 1);
     let s = stream();
-    t.on_event(&syn(k, 100, 1));
     t.on_event(&data(k, 101, &s, 2));
     t.on_event(&fin(k, 101 + s.len() as u32, 3));
     assert_eq!(targets(&t), ["/a", "/b", "/c"]);
@@ -116,9 +123,7 @@ fn a_connection_from_syn_to_fin() {
 
 #[test]
 fn fin_with_data_waits_for_the_data_that_follows_its_control_record() {
-    let mut t = table();
-    let k = key(1001);
-    t.on_event(&syn(k, 5, 1));
+    let (mut t, k) = opened(1001, 5, 1);
     // The kernel emits the FIN segment's control record before its data.
     t.on_event(&control(k, 6, GET_A.len() as u32, TCP_FIN | TCP_ACK, 2));
     assert_eq!(stats(&t).flow.flows_active, 1);
@@ -129,11 +134,9 @@ fn fin_with_data_waits_for_the_data_that_follows_its_control_record() {
 
 #[test]
 fn sequence_numbers_wrap_around() {
-    let mut t = table();
-    let k = key(1002);
-    let s = stream();
     let isn = u32::MAX - 20;
-    t.on_event(&syn(k, isn, 1));
+    let (mut t, k) = opened(1002, isn, 1);
+    let s = stream();
     let mut seq = isn.wrapping_add(1);
     for chunk in s.chunks(9) {
         t.on_event(&data(k, seq, chunk, 2));
@@ -146,11 +149,9 @@ fn sequence_numbers_wrap_around() {
 
 #[test]
 fn reordered_and_duplicated_segments_are_reassembled() {
-    let mut t = table();
-    let k = key(1003);
-    let s = stream();
     let isn = u32::MAX - 30;
-    t.on_event(&syn(k, isn, 1));
+    let (mut t, k) = opened(1003, isn, 1);
+    let s = stream();
     let base = isn.wrapping_add(1);
     let chunks: Vec<(u32, &[u8])> = s
         .chunks(7)
@@ -174,9 +175,7 @@ fn reordered_and_duplicated_segments_are_reassembled() {
 
 #[test]
 fn a_new_syn_on_the_same_tuple_starts_a_new_generation() {
-    let mut t = table();
-    let k = key(1004);
-    t.on_event(&syn(k, 1000, 1));
+    let (mut t, k) = opened(1004, 1000, 1);
     t.on_event(&data(k, 1001, GET_A, 2));
     // Retransmitted SYN: same flow.
     t.on_event(&syn(k, 1000, 2));
@@ -217,10 +216,8 @@ fn joining_midstream_resyncs_at_the_next_request_line() {
 
 #[test]
 fn a_truncated_record_drops_only_the_request_it_hits() {
-    let mut t = table();
-    let k = key(1006);
+    let (mut t, k) = opened(1006, 0, 1);
     let s = stream();
-    t.on_event(&syn(k, 0, 1));
     let body_at = GET_A.len() + POST_B.len() - 11;
     t.on_event(&data(k, 1, &s[..body_at + 2], 2));
     t.on_event(&truncated(k, 1 + body_at as u32 + 2, 4, 2));
@@ -233,10 +230,8 @@ fn a_truncated_record_drops_only_the_request_it_hits() {
 
 #[test]
 fn a_lost_segment_before_fin_becomes_a_gap_after_the_hole_timeout() {
-    let mut t = table();
-    let k = key(1007);
+    let (mut t, k) = opened(1007, 0, SEC);
     let s = stream();
-    t.on_event(&syn(k, 0, SEC));
     let (a, rest) = s.split_at(GET_A.len() + 5);
     let (_lost, c) = rest.split_at(POST_B.len() - 5);
     t.on_event(&data(k, 1, a, SEC));
@@ -258,9 +253,7 @@ fn a_lost_segment_before_fin_becomes_a_gap_after_the_hole_timeout() {
 
 #[test]
 fn a_lost_last_segment_is_a_gap_when_the_fin_times_out() {
-    let mut t = table();
-    let k = key(1008);
-    t.on_event(&syn(k, 0, SEC));
+    let (mut t, k) = opened(1008, 0, SEC);
     t.on_event(&data(k, 1, &POST_B[..20], SEC));
     t.on_event(&fin(k, 1 + POST_B.len() as u32, SEC));
     t.on_batch_end(10 * SEC);
@@ -298,9 +291,7 @@ fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
 
 #[test]
 fn idle_flows_expire_and_count_their_request_in_progress() {
-    let mut t = table();
-    let k = key(1010);
-    t.on_event(&syn(k, 0, SEC));
+    let (mut t, k) = opened(1010, 0, SEC);
     t.on_event(&data(k, 1, b"GET /slow HTTP/1.1\r\nHo", SEC));
     t.on_batch_end(30 * SEC);
     assert_eq!(stats(&t).flow.flows_active, 1);
@@ -315,9 +306,7 @@ fn idle_flows_expire_and_count_their_request_in_progress() {
 
 #[test]
 fn rst_ends_the_flow_at_once() {
-    let mut t = table();
-    let k = key(1011);
-    t.on_event(&syn(k, 0, 1));
+    let (mut t, k) = opened(1011, 0, 1);
     t.on_event(&data(
         k,
         1,
@@ -333,9 +322,7 @@ fn rst_ends_the_flow_at_once() {
 
 #[test]
 fn a_retransmission_after_fin_is_not_delivered_twice() {
-    let mut t = table();
-    let k = key(1012);
-    t.on_event(&syn(k, 0, 1));
+    let (mut t, k) = opened(1012, 0, 1);
     t.on_event(&control(k, 1, GET_A.len() as u32, TCP_FIN | TCP_ACK, 2));
     t.on_event(&data(k, 1, GET_A, 2));
     // The same FIN segment again (its ACK was lost).

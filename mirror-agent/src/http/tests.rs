@@ -16,6 +16,15 @@ fn run(slices: &[&[u8]]) -> Run {
     run_with(Harness::default(), slices)
 }
 
+/// One request came out, for `target`, after `skipped` requests lost for
+/// `reason` (and nothing else).
+fn one_request_after_skips(r: &Run, target: &[u8], reason: SkipReason, skipped: u64) {
+    assert_eq!(r.requests.len(), 1, "{:?}", r.stats);
+    assert_eq!(r.requests[0].target(), target);
+    assert_eq!(r.stats.dropped.get(reason), skipped);
+    assert_eq!(r.stats.dropped.total(), skipped, "{:?}", r.stats.dropped);
+}
+
 /// Every way of cutting `stream` in two, and one byte at a time.
 fn all_splits(stream: &[u8], check: impl Fn(&Run)) {
     for cut in 0..=stream.len() {
@@ -128,9 +137,7 @@ fn a_malformed_chunk_drops_the_request() {
     let stream =
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /next HTTP/1.1\r\n\r\n";
     all_splits(stream, |r| {
-        assert_eq!(r.requests.len(), 1);
-        assert_eq!(r.requests[0].target(), b"/next");
-        assert_eq!(r.stats.dropped.get(SkipReason::InvalidFraming), 1);
+        one_request_after_skips(r, b"/next", SkipReason::InvalidFraming, 1);
     });
 }
 
@@ -187,9 +194,7 @@ fn a_body_over_the_limit_is_skipped_unbuffered() {
     stream.extend_from_slice(b"GET /after HTTP/1.1\r\n\r\n");
     let slices: Vec<&[u8]> = stream.chunks(7).collect();
     let r = run_with(Harness::new(config.clone()), &slices);
-    assert_eq!(r.requests.len(), 1);
-    assert_eq!(r.requests[0].target(), b"/after");
-    assert_eq!(r.stats.dropped.get(SkipReason::BodyTooLarge), 2);
+    one_request_after_skips(&r, b"/after", SkipReason::BodyTooLarge, 2);
     assert_eq!(r.budget.used(), 0);
 }
 
@@ -201,9 +206,7 @@ fn a_body_is_skipped_when_the_shared_budget_is_exhausted() {
         0,
     )
     .feed(b"0123456789GET /x HTTP/1.1\r\n\r\n", 1);
-    assert_eq!(r.requests.len(), 1);
-    assert_eq!(r.requests[0].target(), b"/x");
-    assert_eq!(r.stats.dropped.get(SkipReason::BufferCap), 1);
+    one_request_after_skips(&r, b"/x", SkipReason::BufferCap, 1);
     assert_eq!(r.budget.used(), 0);
 }
 
@@ -230,9 +233,7 @@ fn tls_client_hello_marks_the_connection_unsupported() {
 fn garbage_is_skipped_up_to_the_next_request_line() {
     let stream = b"\x00\xffhello world\r\nfoo bar baz\r\nGET /real HTTP/1.1\r\n\r\n";
     all_splits(stream, |r| {
-        assert_eq!(r.requests.len(), 1);
-        assert_eq!(r.requests[0].target(), b"/real");
-        assert_eq!(r.stats.dropped.get(SkipReason::Garbage), 1);
+        one_request_after_skips(r, b"/real", SkipReason::Garbage, 1);
     });
 }
 
@@ -289,9 +290,7 @@ fn a_gap_drops_the_request_in_progress_and_resyncs() {
     r.feed(b"POST /lost HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 0)
         .gap(SkipReason::Gap)
         .feed(b"ijGET /next HTTP/1.1\r\n\r\n", 1);
-    assert_eq!(r.requests.len(), 1);
-    assert_eq!(r.requests[0].target(), b"/next");
-    assert_eq!(r.stats.dropped.get(SkipReason::Gap), 1);
+    one_request_after_skips(&r, b"/next", SkipReason::Gap, 1);
     assert_eq!(r.budget.used(), 0);
 }
 
