@@ -10,10 +10,10 @@
 //! the tick the agent wakes 1000 times a second whatever the rate (figures
 //! in docs/design-notes.md).
 //!
-//! While no [`Driver`] exists (the capture is not running: unit tests, the
-//! shutdown drain) there are no ticks, and the streams use ordinary
-//! readiness instead; dropping the last driver wakes every waiter so that
-//! none waits for a tick that will not come.
+//! While no [`Driver`] exists (the capture sleeps or is not running: unit
+//! tests, the shutdown drain) there are no ticks, and the streams use
+//! ordinary readiness instead; dropping the last driver wakes every waiter
+//! so that none waits for a tick that will not come.
 
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
@@ -35,6 +35,12 @@ fn state() -> MutexGuard<'static, State> {
 /// Whether something ticks.
 pub fn is_driven() -> bool {
     state().drivers > 0
+}
+
+/// Whether a connection waits for the next tick (the capture then keeps
+/// ticking).
+pub fn has_waiters() -> bool {
+    !state().waiters.is_empty()
 }
 
 /// Parks `waker` until the next tick; `false` (nothing parked) when no

@@ -37,6 +37,12 @@ pub const MAP_EVENTS: &str = "MIRROR_EVENTS";
 pub const MAP_CONFIG: &str = "MIRROR_CONFIG";
 pub const MAP_COUNTERS: &str = "MIRROR_COUNTERS";
 pub const MAP_SCRATCH: &str = "MIRROR_SCRATCH";
+/// One `u32`, [`AGENT_ASLEEP`] or [`AGENT_AWAKE`]: the agent says it sleeps
+/// (no timer running) before it blocks, and the program wakes it for the
+/// first record it writes then.
+pub const MAP_WAKE: &str = "MIRROR_WAKE";
+pub const AGENT_AWAKE: u32 = 0;
+pub const AGENT_ASLEEP: u32 = 1;
 
 /// Address family of a flow, as carried in [`RecordHeader::family`].
 pub const FAMILY_IPV4: u8 = 4;

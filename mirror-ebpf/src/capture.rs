@@ -9,9 +9,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use mirror_common::{
-    CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, JUMP_COPY, MAX_CHUNKS,
-    RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash,
-    fold_address, is_sampled,
+    AGENT_ASLEEP, AGENT_AWAKE, CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters,
+    JUMP_COPY, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN,
+    connection_hash, fold_address, is_sampled,
 };
 
 use crate::parse::{Segment, parse, read_addresses};
@@ -33,6 +33,11 @@ pub static MIRROR_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entrie
 /// to the copier.
 #[map]
 pub static MIRROR_SCRATCH: PerCpuArray<CaptureScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether the agent sleeps: [`AGENT_ASLEEP`] until the first record
+/// written, which wakes it (see [`wakeup_flag`]).
+#[map]
+pub static MIRROR_WAKE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Slot [`JUMP_COPY`] holds the copier program; the agent fills it.
 #[map]
@@ -152,14 +157,25 @@ pub fn output(counters: &mut Counters, header: &RecordHeader, config: &CaptureCo
 /// The ring's own header in front of every record.
 pub const RING_RECORD_OVERHEAD: usize = 8;
 
-/// Wakes the agent when the records about to be added (`adding` bytes) take
-/// the data waiting in the ring across a multiple of
-/// `CaptureConfig::wakeup_bytes`; otherwise the agent drains on its own
-/// timer. Once per crossing, not once per record above the mark: a
-/// wakeup is an irq_work (a self-IPI), and a lagging agent would have every
-/// record above the mark pay one (docs/design-notes.md).
+/// Wakes the agent when it sleeps (the first record after it said so), and
+/// when the records about to be added (`adding` bytes) take the data waiting
+/// in the ring across a multiple of `CaptureConfig::wakeup_bytes`;
+/// otherwise the awake agent drains on its own timer. Once per crossing,
+/// not once per record above the mark: a wakeup is an irq_work (a
+/// self-IPI), and a lagging agent would have every record above the mark
+/// pay one (docs/design-notes.md).
 #[inline(always)]
 pub fn wakeup_flag(config: &CaptureConfig, adding: u64) -> u64 {
+    if let Some(wake) = MIRROR_WAKE.get_ptr_mut(0) {
+        // SAFETY: a one-entry array's value; CPUs racing here at worst
+        // each wake the agent once.
+        unsafe {
+            if core::ptr::read_volatile(wake) == AGENT_ASLEEP {
+                core::ptr::write_volatile(wake, AGENT_AWAKE);
+                return BPF_RB_FORCE_WAKEUP as u64;
+            }
+        }
+    }
     let step = config.wakeup_bytes as u64;
     let waiting = MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     if step > 0 && (waiting + adding) / step > waiting / step {

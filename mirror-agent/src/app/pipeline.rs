@@ -75,4 +75,14 @@ impl<S: RequestSink> EventSink for Pipeline<S> {
             self.next_publish_ns = now_ns + PUBLISH_EVERY_NS;
         }
     }
+
+    fn next_deadline(&self) -> Option<u64> {
+        self.table.next_deadline()
+    }
+
+    fn on_sleep(&mut self, asleep: bool) {
+        // Scrapes read the numbers as they are when the capture sleeps.
+        self.publish();
+        self.readiness.asleep.store(asleep, Ordering::Relaxed);
+    }
 }

@@ -168,6 +168,17 @@ pub trait EventSink {
     /// Called after each batch of records drained from the ring, so a sink can
     /// flush or expire state without a timer of its own.
     fn on_batch_end(&mut self, _now_ns: u64) {}
+
+    /// When (CLOCK_MONOTONIC ns) `on_batch_end` must run again even if no
+    /// record comes (a timeout of the sink's); `None`: nothing pending. The
+    /// capture sleeps until then.
+    fn next_deadline(&self) -> Option<u64> {
+        None
+    }
+
+    /// The capture goes to sleep (`true`: nothing runs until a record or
+    /// the deadline) or wakes up (`false`).
+    fn on_sleep(&mut self, _asleep: bool) {}
 }
 
 #[cfg(test)]

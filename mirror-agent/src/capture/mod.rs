@@ -3,6 +3,7 @@
 //! [`Event`] for the next stage (an [`EventSink`]).
 
 mod counters;
+mod drain;
 mod event;
 mod preflight;
 
@@ -17,10 +18,11 @@ use aya::{
     },
 };
 pub use counters::{CounterReader, KernelCounters};
+pub use drain::IDLE_TICKS;
 pub use event::{DecodeError, Event, EventKind, EventSink, FlowId, FlowKey, decode};
 use mirror_common::{
     COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_JUMP,
-    MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
+    MAP_WAKE, MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
 };
 pub use preflight::{PreflightError, check_interface, check_privileges};
 use tracing::{debug, info, warn};
@@ -182,6 +184,8 @@ pub struct Capture {
     ebpf: Ebpf,
     link: Option<SchedClassifierLinkId>,
     ring: RingBuf<MapData>,
+    /// [`MAP_WAKE`]: whether the agent sleeps (see `drain`).
+    wake_flag: Array<MapData, u32>,
     counters: Arc<CounterReader>,
     iface: String,
     mode: AttachMode,
@@ -223,6 +227,14 @@ impl Capture {
         )
         .map_err(|source| CaptureError::Map {
             name: MAP_EVENTS,
+            source,
+        })?;
+        let wake_flag = Array::try_from(
+            ebpf.take_map(MAP_WAKE)
+                .ok_or(CaptureError::MissingItem(MAP_WAKE))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: MAP_WAKE,
             source,
         })?;
         let counters = PerCpuArray::try_from(
@@ -307,6 +319,7 @@ impl Capture {
             ebpf,
             link: Some(link),
             ring,
+            wake_flag,
             counters: Arc::new(CounterReader::new(counters)),
             iface: options.iface.clone(),
             mode,
@@ -414,104 +427,6 @@ impl Capture {
             }
         }
         Ok(self.drain(sink))
-    }
-
-    /// Drains the ring until `shutdown` completes, then detaches and drains
-    /// what is left: every `tick` (the kernel does not wake us per record,
-    /// see [`DRAIN_INTERVAL`]) and whenever the kernel signals a backlog.
-    pub async fn run(
-        &mut self,
-        sink: &mut impl EventSink,
-        shutdown: impl std::future::Future<Output = ()>,
-        tick: Duration,
-    ) -> Result<(), CaptureError> {
-        use tokio::io::{Interest, unix::AsyncFd};
-        let raw_fd = self.ring.as_raw_fd();
-        // SAFETY: the fd belongs to `self.ring`, which outlives `ready`
-        // (dropped at the end of this function, before self can be).
-        let ready = unsafe { AsyncFd::register_with_interest(raw_fd, Interest::READABLE) }
-            .map_err(|err| std::io::Error::other(err.to_string()))?;
-        let ticker = Ticker::new(tick)?;
-        // SAFETY: the fd belongs to `ticker`, which outlives `ticks`.
-        let ticks =
-            unsafe { AsyncFd::register_with_interest(ticker.0.as_raw_fd(), Interest::READABLE) }
-                .map_err(|err| std::io::Error::other(err.to_string()))?;
-        // The shadow connections are serviced on the same wakeup (see
-        // `crate::clock`), after the requests of the tick are queued.
-        let clock = crate::clock::Driver::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                guard = ready.readable() => {
-                    let mut guard = guard?;
-                    self.drain(sink);
-                    guard.clear_ready();
-                }
-                guard = ticks.readable() => {
-                    let mut guard = guard?;
-                    ticker.acknowledge();
-                    guard.clear_ready();
-                    self.drain(sink);
-                }
-            }
-            crate::clock::tick();
-        }
-        drop(clock);
-        drop(ready);
-        drop(ticks);
-        // Production first: stop copying, then empty the ring.
-        self.detach();
-        self.drain(sink);
-        Ok(())
-    }
-}
-
-/// The drain timer: a periodic CLOCK_MONOTONIC timerfd. tokio's timers
-/// round every wait up to a whole millisecond, so a 1 ms interval ticked
-/// 1 to 2 ms apart; the timerfd ticks every `period` (hrtimer, no slack).
-struct Ticker(std::os::fd::OwnedFd);
-
-impl Ticker {
-    fn new(period: Duration) -> std::io::Result<Self> {
-        use std::os::fd::FromRawFd as _;
-        // SAFETY: plain syscalls; the fd is owned as soon as it exists.
-        unsafe {
-            let fd = libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            );
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ticker = Ticker(std::os::fd::OwnedFd::from_raw_fd(fd));
-            let period = libc::timespec {
-                tv_sec: period.as_secs() as libc::time_t,
-                tv_nsec: period.subsec_nanos().max(1) as libc::c_long,
-            };
-            let spec = libc::itimerspec {
-                it_interval: period,
-                it_value: period,
-            };
-            if libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(ticker)
-        }
-    }
-
-    /// Reads the expiration count, so that the next tick wakes us again.
-    fn acknowledge(&self) {
-        let mut expirations = 0u64;
-        // SAFETY: reads 8 bytes into a u64 from our own timerfd; EAGAIN
-        // (nothing expired) is fine.
-        unsafe {
-            libc::read(
-                self.0.as_raw_fd(),
-                (&mut expirations as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
     }
 }
 

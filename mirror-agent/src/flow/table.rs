@@ -141,6 +141,20 @@ impl<C: StreamConsumer> FlowTable<C> {
         }
     }
 
+    /// When [`expire`](Self::expire) has something to do next: the first
+    /// hole timer (perhaps stale: waking early is harmless) or the first
+    /// idle expiry. `None` with no flow tracked.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let hole = self.holes.front().map(|t| t.deadline);
+        let idle = self
+            .flow(self.lru_head)
+            .map(|f| f.last_seen.saturating_add(self.config.idle_timeout_ns));
+        match (hole, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Ends every flow as if idle (shutdown), delivering what can be.
     pub fn end_all(&mut self) {
         while self.lru_head != NIL {
@@ -545,5 +559,9 @@ impl<C: StreamConsumer> EventSink for FlowTable<C> {
 
     fn on_batch_end(&mut self, now_ns: u64) {
         self.expire(now_ns);
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        FlowTable::next_deadline(self)
     }
 }

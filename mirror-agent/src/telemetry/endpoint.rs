@@ -24,17 +24,24 @@ pub struct Readiness {
     pub attached: AtomicBool,
     pub config_loaded: AtomicBool,
     pub last_drain_ns: AtomicU64,
+    /// The capture sleeps with an empty ring: the kernel program wakes it
+    /// for the next record.
+    pub asleep: AtomicBool,
 }
 
 impl Readiness {
     /// Ready when attached, configured, and the ring was drained within the
-    /// last 5 s (the drain loop runs every millisecond).
+    /// last 5 s (the drain loop runs every millisecond while awake) or the
+    /// capture sleeps (the ring is empty and the next record wakes it).
     fn check(&self) -> Result<(), &'static str> {
         if !self.config_loaded.load(Ordering::Relaxed) {
             return Err("config not loaded");
         }
         if !self.attached.load(Ordering::Relaxed) {
             return Err("capture program not attached");
+        }
+        if self.asleep.load(Ordering::Relaxed) {
+            return Ok(());
         }
         let last = self.last_drain_ns.load(Ordering::Relaxed);
         let now = crate::clock::monotonic_ns();
@@ -136,5 +143,9 @@ mod tests {
             .last_drain_ns
             .store(crate::clock::monotonic_ns(), Ordering::Relaxed);
         assert_eq!(ready.check(), Ok(()));
+        ready.last_drain_ns.store(1, Ordering::Relaxed);
+        assert!(ready.check().is_err(), "an old drain");
+        ready.asleep.store(true, Ordering::Relaxed);
+        assert_eq!(ready.check(), Ok(()), "asleep: nothing to drain");
     }
 }
