@@ -268,6 +268,7 @@ impl RuleSection {
                 defaults.resolve_interval,
             ),
             idle_timeout: pick(self.idle_timeout, top.idle_timeout, defaults.idle_timeout),
+            max_age: pick(self.max_queue_age, top.max_queue_age, defaults.max_age),
         }
     }
 
@@ -278,6 +279,7 @@ impl RuleSection {
         self.request_timeout = Some(HumanDuration(s.request_timeout));
         self.resolve_interval = Some(HumanDuration(s.resolve_interval));
         self.idle_timeout = Some(HumanDuration(s.idle_timeout));
+        self.max_queue_age = Some(HumanDuration(s.max_age));
     }
 
     fn from_rules(rules: &Rules, rewrites: &Rewrites) -> RuleSection {

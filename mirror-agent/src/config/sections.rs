@@ -302,6 +302,12 @@ section! {
         #[arg(long, value_name = "DURATION")]
         idle_timeout "idle_timeout": Option<HumanDuration>,
 
+        /// A request captured longer ago than this when its turn comes is
+        /// dropped (counted `expired`) instead of sent late, e.g. after the
+        /// shadow was down. Default 3s. Example: --max-queue-age 10s
+        #[arg(long, value_name = "DURATION")]
+        max_queue_age "max_queue_age": Option<HumanDuration>,
+
         /// `[[match]]` tables: every one must hold (flags: --match-header,
         /// --match-header-regex).
         #[arg(skip)]

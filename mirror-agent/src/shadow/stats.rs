@@ -31,6 +31,8 @@ mirror_common::labelled! {
         NoAddress => "no_address",
         /// Still queued, in flight or arriving when the agent shut down.
         Shutdown => "shutdown",
+        /// Waited in the queue past `max_queue_age` (after an outage).
+        Expired => "expired",
     }
 }
 
@@ -380,7 +382,8 @@ mod tests {
                 "timeout",
                 "io_error",
                 "no_address",
-                "shutdown"
+                "shutdown",
+                "expired"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();

@@ -44,6 +44,10 @@ pub struct TargetSettings {
     pub resolve_interval: Duration,
     /// How long an idle keep-alive connection is kept. Default 30 s.
     pub idle_timeout: Duration,
+    /// A request captured longer ago than this when a worker takes it is
+    /// dropped (`expired`) rather than sent late: after an outage the
+    /// shadow gets current traffic, not a replay of the past. Default 3 s.
+    pub max_age: Duration,
 }
 
 impl Default for TargetSettings {
@@ -55,6 +59,7 @@ impl Default for TargetSettings {
             request_timeout: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            max_age: Duration::from_secs(3),
         }
     }
 }
@@ -383,6 +388,10 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
         };
         let stats = &inner.stats;
         stats.queue_depth.fetch_sub(1, Relaxed);
+        if inner.expired(&request) {
+            stats.drop_one(DropReason::Expired);
+            continue;
+        }
         stats.in_flight.fetch_add(1, Relaxed);
         let outcome = tokio::select! {
             biased;
@@ -398,6 +407,14 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
 }
 
 impl Inner {
+    /// Captured longer ago than `max_age` (requests without a capture time
+    /// never expire).
+    fn expired(&self, request: &PreparedRequest) -> bool {
+        let captured = request.captured_ns();
+        let max_age = u64::try_from(self.config.settings.max_age.as_nanos()).unwrap_or(u64::MAX);
+        captured > 0 && monotonic_ns().saturating_sub(captured) > max_age
+    }
+
     /// Sends one request and reads its response: the status class and
     /// latency, or why it failed. No retries: a refused connect moves on to
     /// the next address (nothing was sent yet), nothing else is tried twice.
@@ -535,5 +552,41 @@ mod tests {
         tokio::task::yield_now().await;
         queue.close();
         assert!(waiting.await.unwrap(), "close ends a waiting pop");
+    }
+
+    #[tokio::test]
+    async fn a_copy_older_than_max_age_is_dropped_as_expired_not_sent() {
+        // A dead address: a copy that is sent ends as connect_refused.
+        let mut config = TargetConfig::new(TargetUrl::parse("http://127.0.0.1:1").unwrap());
+        config.settings.max_age = Duration::from_millis(100);
+        let target = Target::start(config, Arc::new(super::super::SystemResolver)).await;
+        let now = monotonic_ns();
+        let old = Arc::new(
+            PreparedRequest::new(
+                b"GET /old HTTP/1.1\r\n\r\n".to_vec(),
+                Bytes::new(),
+                BodyFraming::AsIs,
+            )
+            .with_captured_ns(now - 1_000_000_000),
+        );
+        let fresh = Arc::new(
+            PreparedRequest::new(
+                b"GET /new HTTP/1.1\r\n\r\n".to_vec(),
+                Bytes::new(),
+                BodyFraming::AsIs,
+            )
+            .with_captured_ns(now),
+        );
+        for request in [old, fresh] {
+            target.stats().captured.fetch_add(1, Relaxed);
+            target.try_send(request).unwrap();
+        }
+        target
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let stats = target.stats().snapshot();
+        assert_eq!(stats.dropped_by(DropReason::Expired), 1, "{stats}");
+        assert_eq!(stats.dropped_by(DropReason::ConnectRefused), 1, "{stats}");
+        assert!(stats.balances(), "{stats}");
     }
 }
