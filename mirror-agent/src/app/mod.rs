@@ -243,11 +243,16 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         drain_timeout = %HumanDuration(drain),
         "draining the shadow queues (a second signal stops now)"
     );
+    let shutdown = shadows.shutdown(drain);
+    tokio::pin!(shutdown);
     let targets = tokio::select! {
-        targets = shadows.shutdown(drain) => targets,
+        targets = &mut shutdown => targets,
         name = signals.next() => {
             warn!("{name} received again: not waiting for the shadow queues");
-            shadows.stats()
+            // What is queued or in flight is counted as dropped, so the
+            // final counts balance.
+            shadows.stop_now();
+            shutdown.await
         }
     };
     reloader.summary_task().abort();

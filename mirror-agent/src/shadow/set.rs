@@ -6,6 +6,7 @@
 //! Every target counts every request: `captured`, then exactly one of
 //! filtered (reason), dropped (reason) or, once answered, sent.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::endpoints::{Resolve, SystemResolver};
-use super::stats::{DropReason, StatsSnapshot};
+use super::stats::{DropReason, StatsSnapshot, TargetStats};
 use super::target::{Target, TargetConfig, TargetSettings};
 use crate::http::{Request, RequestSink};
 use crate::route::{FilterReason, Plan, RouteConfig, Router, Verdict};
@@ -73,6 +74,9 @@ struct Deployment {
 
 struct Shared {
     current: Mutex<Arc<Deployment>>,
+    /// The counters of targets a reload removed, by name: one added back
+    /// counts on from them.
+    retired: Mutex<HashMap<String, Arc<TargetStats>>>,
     /// Bumped on every reload; dispatchers pick the new deployment up on
     /// their next request.
     generation: AtomicU64,
@@ -125,6 +129,7 @@ impl Shadows {
         Shadows {
             shared: Arc::new(Shared {
                 current: Mutex::new(Arc::new(deployment)),
+                retired: Mutex::default(),
                 generation: AtomicU64::new(0),
                 resolver,
                 reload: tokio::sync::Mutex::new(()),
@@ -177,18 +182,31 @@ impl Shadows {
 
     /// Replaces the configuration. A target whose name and transport
     /// settings are unchanged keeps running (queue, connections, counters);
-    /// new ones start; dropped ones drain in the background for a few
-    /// seconds. Rules and rewrites apply from the dispatchers' next request.
+    /// new ones start, counting on from the counters of an earlier target
+    /// of the same name (metric series only go up); dropped ones drain in
+    /// the background for a few seconds. Rules and rewrites apply from the
+    /// dispatchers' next request.
     pub async fn reload(&self, config: ShadowConfig) {
         let _one_at_a_time = self.shared.reload.lock().await;
         let old = self.shared.current();
         let mut targets = Vec::with_capacity(config.route.targets.len());
         for wanted in config.targets() {
             let kept = old.targets.iter().find(|t| *t.config() == wanted).cloned();
-            targets.push(match kept {
+            let target = match kept {
                 Some(target) => target,
-                None => Target::start(wanted, self.shared.resolver.clone()).await,
-            });
+                None => {
+                    let earlier = old
+                        .targets
+                        .iter()
+                        .find(|t| t.name() == wanted.name)
+                        .map(|t| t.shared_stats())
+                        .or_else(|| self.retired().remove(&wanted.name))
+                        .unwrap_or_default();
+                    let resolver = self.shared.resolver.clone();
+                    Target::start_counting_into(wanted, resolver, earlier).await
+                }
+            };
+            targets.push(target);
         }
         for gone in old
             .targets
@@ -196,6 +214,10 @@ impl Shadows {
             .filter(|t| !targets.iter().any(|kept| Arc::ptr_eq(kept, t)))
         {
             let target = gone.clone();
+            if !targets.iter().any(|t| t.name() == target.name()) {
+                self.retired()
+                    .insert(target.name().to_owned(), target.shared_stats());
+            }
             info!(target_name = %target.name(), "shadow target removed by reload");
             tokio::spawn(async move {
                 target
@@ -214,6 +236,22 @@ impl Shadows {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = deployment;
         self.shared.generation.fetch_add(1, Relaxed);
+    }
+
+    fn retired(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TargetStats>>> {
+        self.shared
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops every target at once (a second stop signal): a
+    /// [`shutdown`](Self::shutdown) under way returns as soon as what was
+    /// queued and in flight is counted as dropped (`shutdown`).
+    pub fn stop_now(&self) {
+        for target in self.targets() {
+            target.stop_now();
+        }
     }
 
     /// Stops every target: nothing new is queued (late requests count as
@@ -372,5 +410,59 @@ mod tests {
         );
         assert_eq!(first.stats().snapshot().captured, 2, "a's counters go on");
         shadows.shutdown(Duration::ZERO).await;
+    }
+
+    #[tokio::test]
+    async fn a_target_removed_and_added_back_counts_on_from_where_it_was() {
+        let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
+        let mut dispatcher = shadows.dispatcher();
+        let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
+        dispatcher.dispatch(&get);
+        shadows.reload(config(Vec::new())).await;
+        dispatcher.dispatch(&get);
+        let mut back = target("a", "http://127.0.0.1:1");
+        back.rules.methods = vec!["POST".to_owned()];
+        shadows.reload(config(vec![back])).await;
+        dispatcher.dispatch(&get);
+        let stats = shadows.stats();
+        assert_eq!(stats[0].1.captured, 2, "not reset: {}", stats[0].1);
+        assert_eq!(stats[0].1.filtered_by(FilterReason::Method), 1);
+        shadows.shutdown(Duration::ZERO).await;
+    }
+
+    #[tokio::test]
+    async fn stopping_now_ends_a_long_drain_with_every_copy_counted() {
+        // A shadow that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let shadows = Shadows::start(config(vec![target("slow", &url)])).await;
+        let mut dispatcher = shadows.dispatcher();
+        let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
+        for _ in 0..100 {
+            dispatcher.dispatch(&get);
+        }
+        let started = tokio::time::Instant::now();
+        let shutdown = shadows.shutdown(Duration::from_secs(60));
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => panic!("the silent shadow answered"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => shadows.stop_now(),
+        }
+        let stats = shutdown.await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let s = &stats[0].1;
+        assert_eq!(s.captured, 100);
+        assert_eq!(s.dropped_by(DropReason::Shutdown), 100, "{s}");
+        assert!(
+            s.balances() && s.queue_depth == 0 && s.in_flight == 0,
+            "{s}"
+        );
+        silent.abort();
     }
 }

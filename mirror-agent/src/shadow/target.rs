@@ -188,7 +188,9 @@ impl Queue {
 
 struct Inner {
     config: TargetConfig,
-    stats: TargetStats,
+    /// Shared with an earlier target of the same name (a reload that
+    /// removed it, or changed its settings): a metric series only goes up.
+    stats: Arc<TargetStats>,
     endpoints: Endpoints,
 }
 
@@ -212,10 +214,20 @@ impl Target {
     /// Resolves the host once (bounded by the connect timeout), then starts
     /// the workers and the periodic resolution on the current runtime.
     pub async fn start(config: TargetConfig, resolver: Arc<dyn Resolve>) -> Arc<Target> {
+        Self::start_counting_into(config, resolver, Arc::default()).await
+    }
+
+    /// [`start`](Self::start), counting into `stats` (an earlier target's of
+    /// the same name).
+    pub async fn start_counting_into(
+        config: TargetConfig,
+        resolver: Arc<dyn Resolve>,
+        stats: Arc<TargetStats>,
+    ) -> Arc<Target> {
         let settings = config.settings.clone();
         let inner = Arc::new(Inner {
             endpoints: Endpoints::new(config.name.clone()),
-            stats: TargetStats::default(),
+            stats,
             config,
         });
         let url = &inner.config.url;
@@ -282,6 +294,11 @@ impl Target {
         &self.inner.stats
     }
 
+    /// The counters, to hand to a target that takes this one's place.
+    pub fn shared_stats(&self) -> Arc<TargetStats> {
+        Arc::clone(&self.inner.stats)
+    }
+
     /// The resolved addresses and whether each is set aside.
     pub fn addresses(&self) -> Vec<AddressState> {
         self.inner.endpoints.states()
@@ -307,6 +324,15 @@ impl Target {
             stats.drop_one(reason);
             reason
         })
+    }
+
+    /// Stops at once (a second stop signal): what is queued or in flight is
+    /// dropped (`shutdown`) by a [`shutdown`](Self::shutdown) under way or
+    /// to come.
+    pub fn stop_now(&self) {
+        self.accepting.store(false, Relaxed);
+        self.queue.close();
+        self.phase.send_replace(Phase::Stopped);
     }
 
     /// Stops taking requests and sends what is queued until `deadline`;
