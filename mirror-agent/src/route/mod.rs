@@ -26,7 +26,9 @@ use crate::http::Request;
 pub use prepared::{BodyFraming, PreparedRequest};
 pub(crate) use rewrite::RewriteSet;
 pub use rewrite::{HeaderLine, HostHeader, Rewrites, default_marker, header_name, header_value};
-pub use rules::{HeaderMatch, HeaderTest, PathRule, Pattern, Rng, Rules, Share, path_of};
+pub use rules::{
+    HeaderMatch, HeaderTest, PathRule, Pattern, Rng, Rules, Share, normalized_path, path_of,
+};
 pub use url::TargetUrl;
 
 mirror_common::labelled! {
@@ -222,15 +224,15 @@ impl Router {
         verdicts.clear();
         let plan = &*self.plan;
         let config = &plan.config;
-        let path = path_of(request.target());
+        let path = normalized_path(request.target());
 
         let global = match &config.marker {
             Some(marker) if request.header(&marker.name).is_some() => Err(FilterReason::Loop),
-            _ => config.rules.check(request, path, &mut self.global_rng),
+            _ => config.rules.check(request, &path, &mut self.global_rng),
         };
 
         for (i, t) in plan.targets.iter().enumerate() {
-            let verdict = global.and_then(|()| t.rules.check(request, path, &mut self.rngs[i]));
+            let verdict = global.and_then(|()| t.rules.check(request, &path, &mut self.rngs[i]));
             verdicts.push(match verdict {
                 Err(reason) => Verdict::Filtered(reason),
                 Ok(()) if config.dry_run => Verdict::Filtered(FilterReason::DryRun),

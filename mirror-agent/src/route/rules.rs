@@ -6,6 +6,7 @@
 //! order and the first that fails names the filter reason: method, path,
 //! header, share.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use regex::bytes::Regex;
@@ -214,6 +215,68 @@ pub fn path_of(target: &[u8]) -> &[u8] {
     }
 }
 
+/// The path as a server would match it, for the path rules: percent escapes
+/// decoded, dot segments removed, repeated slashes merged (RFC 3986 §5.2.4,
+/// and what nginx does). `//admin/x`, `/%61dmin/x`, `/./admin/x` and
+/// `/a/../admin/x` are all `/admin/x`: a deny rule cannot be walked around
+/// by spelling. Only the rules see it; the shadow gets the client's bytes.
+pub fn normalized_path(target: &[u8]) -> Cow<'_, [u8]> {
+    let path = path_of(target);
+    let plain = !path.contains(&b'%')
+        && memchr::memmem::find(path, b"//").is_none()
+        && memchr::memmem::find(path, b"/.").is_none();
+    if plain {
+        return Cow::Borrowed(path);
+    }
+    let decoded = percent_decoded(path);
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let last = decoded
+        .split(|b| *b == b'/')
+        .next_back()
+        .unwrap_or_default();
+    for segment in decoded.split(|b| *b == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for segment in &segments {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    // A directory stays one: `/a/`, `/a/.`, `/a/b/..` all end in `/`.
+    if out.is_empty() || matches!(last, b"" | b"." | b"..") {
+        out.push(b'/');
+    }
+    Cow::Owned(out)
+}
+
+/// Every `%XX` decoded; a `%` not followed by two hex digits is kept.
+fn percent_decoded(path: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                path.get(i + 1).copied().and_then(hex),
+                path.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(path[i]);
+        i += 1;
+    }
+    out
+}
+
 /// A small deterministic PRNG (splitmix64) for the shares: one per target
 /// and one for the global share, owned by the router (no sharing, no locks).
 #[derive(Clone, Debug)]
@@ -286,6 +349,38 @@ mod tests {
         assert_eq!(path_of(b"http://h"), b"/");
         assert_eq!(path_of(b"*"), b"*");
         assert_eq!(path_of(b"example.com:443"), b"example.com:443");
+    }
+
+    #[test]
+    fn paths_are_normalised_as_servers_match_them() {
+        let norm = |t: &[u8]| String::from_utf8_lossy(&normalized_path(t)).into_owned();
+        for spelled in [
+            &b"/admin/x"[..],
+            b"//admin/x",
+            b"/%61dmin/x",
+            b"/%2Fadmin/x",
+            b"/./admin/x",
+            b"/a/../admin/x",
+            b"/a/b/../../admin/./x",
+            b"/../admin/x",
+            b"http://h/%61dmin//x?q=/../y",
+        ] {
+            assert_eq!(
+                norm(spelled),
+                "/admin/x",
+                "{}",
+                String::from_utf8_lossy(spelled)
+            );
+        }
+        assert_eq!(norm(b"/a/"), "/a/");
+        assert_eq!(norm(b"/a/b/.."), "/a/");
+        assert_eq!(norm(b"/a/."), "/a/");
+        assert_eq!(norm(b"/"), "/");
+        assert_eq!(norm(b"/%zz/%4"), "/%zz/%4", "bad escapes kept");
+        assert!(matches!(
+            normalized_path(b"/plain/path?x"),
+            Cow::Borrowed(b"/plain/path")
+        ));
     }
 
     #[test]

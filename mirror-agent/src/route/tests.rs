@@ -182,7 +182,30 @@ fn the_prepared_request_keeps_the_capture_time_for_the_send_delay() {
 
 fn check(rules: &Rules, stream: &[u8]) -> Result<(), FilterReason> {
     let r = one(stream);
-    rules.check(&r, path_of(r.target()), &mut Rng::new(1))
+    rules.check(&r, &normalized_path(r.target()), &mut Rng::new(1))
+}
+
+#[test]
+fn deny_rules_hold_however_the_path_is_spelled() {
+    let rules = Rules {
+        deny_paths: vec![PathRule::Prefix("/admin".into())],
+        ..Rules::default()
+    };
+    for target in [
+        "//admin/x",
+        "/%61dmin/x",
+        "/./admin/x",
+        "/a/../admin/x",
+        "http://other/admin/x",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            check(&rules, request.as_bytes()),
+            Err(FilterReason::Path),
+            "{target}"
+        );
+    }
+    assert_eq!(check(&rules, b"GET /public HTTP/1.1\r\n\r\n"), Ok(()));
 }
 
 const GET_API: &[u8] =
