@@ -11,10 +11,12 @@
 //! * a target URL path prefix is inserted before the request target's path.
 //!
 //! The body goes out as received for Content-Length requests. A chunked
-//! request keeps its `Transfer-Encoding: chunked` head and is re-framed as a
-//! single chunk followed by the client's trailer fields (see
-//! [`BodyFraming::Chunked`]).
+//! request keeps its `Transfer-Encoding: chunked` head, loses any
+//! `Content-Length` (RFC 9112 §6.3) and is re-framed as a single chunk
+//! followed by the client's trailer fields, stripped and set headers left
+//! out (see [`BodyFraming::Chunked`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -201,6 +203,26 @@ impl RewriteSet {
             .any(|d| d.as_bytes().eq_ignore_ascii_case(name))
     }
 
+    /// The trailer lines a target receives: stripped and set headers are
+    /// left out there too.
+    fn trailers<'a>(&self, trailers: &'a [u8]) -> Cow<'a, [u8]> {
+        let dropped = |line: &[u8]| {
+            let name = line.split(|b| *b == b':').next().unwrap_or_default();
+            self.drops(name.trim_ascii())
+        };
+        if !trailers.split_inclusive(|b| *b == b'\n').any(dropped) {
+            return Cow::Borrowed(trailers);
+        }
+        Cow::Owned(
+            trailers
+                .split_inclusive(|b| *b == b'\n')
+                .filter(|line| !dropped(line))
+                .flatten()
+                .copied()
+                .collect(),
+        )
+    }
+
     /// The bytes this target receives for `request`.
     pub fn apply(&self, request: &Request) -> PreparedRequest {
         let head = &request.head[..];
@@ -230,7 +252,11 @@ impl RewriteSet {
             if line_start < cursor {
                 continue;
             }
-            if self.drops(name) {
+            // A chunked request goes out without the Content-Length it may
+            // also carry (RFC 9112 §6.3: an intermediary removes it), so no
+            // shadow sees two framings it could read differently.
+            let stale_length = request.chunked && name.eq_ignore_ascii_case(b"content-length");
+            if self.drops(name) || stale_length {
                 out.extend_from_slice(&head[cursor..line_start]);
                 cursor = line_end(head, h.name.end as usize);
             } else if let Some(host) = &self.host
@@ -258,9 +284,10 @@ impl RewriteSet {
         out.extend_from_slice(&self.append);
         out.extend_from_slice(&head[end_line..]);
 
+        let trailers = self.trailers(&request.trailers);
         let framing = if request.chunked {
             BodyFraming::Chunked {
-                trailers: &request.trailers,
+                trailers: &trailers,
             }
         } else {
             BodyFraming::AsIs

@@ -416,3 +416,29 @@ fn routers_and_plans_can_move_between_threads() {
     send::<Router>();
     send_sync::<Arc<Plan>>();
 }
+
+#[test]
+fn a_chunked_request_that_also_has_a_content_length_goes_out_without_it() {
+    let stream = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let none = Rewrites::default();
+    let sent = rewrite(&none, &none, None, "http://t:1", stream);
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+}
+
+#[test]
+fn stripped_headers_are_left_out_of_chunked_trailers_too() {
+    let stream = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nAuthorization: secret\r\nX-Sum: 1\r\n\r\n";
+    let strip = Rewrites {
+        strip: vec!["authorization".into()],
+        ..Rewrites::default()
+    };
+    let none = Rewrites::default();
+    let sent = rewrite(&strip, &none, None, "http://t:1", stream);
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n"
+    );
+}
