@@ -25,6 +25,29 @@ pub(super) fn lower_priority(nice: i32) -> std::io::Result<i32> {
     Ok(nice)
 }
 
+/// Raises the soft limit of open files to the hard one: connections to the
+/// shadows must not run out at the default 1024 (the metrics endpoint is
+/// bounded on its own). Returns the limit now in force.
+pub(super) fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// The IP addresses of an interface (getifaddrs).
 pub(super) fn interface_addresses(iface: &str) -> Vec<IpAddr> {
     let mut addresses = Vec::new();

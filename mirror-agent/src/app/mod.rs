@@ -92,6 +92,10 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
         &config.live.log_level,
         config.live.log_requests.basis_points() > 0,
     );
+    match host::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => warn!("cannot raise the open file limit: {err}"),
+    }
     // Before any thread exists, so that every thread inherits it.
     match host::lower_priority(config.startup.nice) {
         Ok(nice) => tracing::debug!(nice, "agent CPU priority set"),

@@ -189,12 +189,13 @@ impl Endpoints {
                 return Ok(e.clone());
             }
         }
+        // Every address is set aside: the request is lost for why the one
+        // it would have used failed.
         let reason = list[start % n].last_failure.load(Relaxed);
-        Err(if reason == DropReason::ConnectTimeout as u8 {
-            DropReason::ConnectTimeout
-        } else {
-            DropReason::ConnectRefused
-        })
+        Err(DropReason::ALL
+            .get(usize::from(reason))
+            .copied()
+            .unwrap_or(DropReason::ConnectRefused))
     }
 
     /// A connect to `e` succeeded.
@@ -292,6 +293,16 @@ pub(crate) fn literal_ip(host: &str) -> Option<IpAddr> {
 }
 
 /// Opens a connection, bounded by `timeout`.
+/// What a failed connect counts as.
+fn connect_error(err: &io::Error) -> DropReason {
+    match err.raw_os_error() {
+        Some(libc::ECONNREFUSED) => DropReason::ConnectRefused,
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => DropReason::Unreachable,
+        Some(libc::EMFILE | libc::ENFILE) => DropReason::FdLimit,
+        _ => DropReason::IoError,
+    }
+}
+
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
@@ -301,14 +312,7 @@ pub(crate) async fn connect(
             DropReason::ConnectTimeout,
             io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
         )),
-        Ok(Err(err)) => {
-            let reason = if err.kind() == io::ErrorKind::ConnectionRefused {
-                DropReason::ConnectRefused
-            } else {
-                DropReason::IoError
-            };
-            Err((reason, err))
-        }
+        Ok(Err(err)) => Err((connect_error(&err), err)),
         Ok(Ok(stream)) => {
             // Requests go out in one vectored write; never wait for an ack.
             let _ = stream.set_nodelay(true);

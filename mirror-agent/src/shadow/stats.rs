@@ -33,6 +33,11 @@ mirror_common::labelled! {
         Shutdown => "shutdown",
         /// Waited in the queue past `max_queue_age` (after an outage).
         Expired => "expired",
+        /// No route to the address (ENETUNREACH, EHOSTUNREACH).
+        Unreachable => "unreachable",
+        /// The agent had no file descriptor left for a connection (EMFILE,
+        /// ENFILE): a local limit, not the shadow's fault.
+        FdLimit => "fd_limit",
     }
 }
 
@@ -383,7 +388,9 @@ mod tests {
                 "io_error",
                 "no_address",
                 "shutdown",
-                "expired"
+                "expired",
+                "unreachable",
+                "fd_limit"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();

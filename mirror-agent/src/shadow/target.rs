@@ -457,6 +457,10 @@ impl Inner {
                     self.endpoints.connected(&endpoint);
                     break (endpoint, conn);
                 }
+                Err((DropReason::FdLimit, _)) => {
+                    // The agent's own limit: the address is fine.
+                    return Err(DropReason::FdLimit);
+                }
                 Err((reason, error)) => {
                     self.endpoints.connect_failed(&endpoint, reason, &error);
                     tries -= 1;

@@ -2,6 +2,7 @@
 //! in the Prometheus text format, `/healthz` (the process answers) and
 //! `/readyz` (program attached, ring being drained, config loaded).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,9 +10,10 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Sources;
@@ -53,10 +55,17 @@ impl Readiness {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
+///
+/// Bounded, so that nobody who can reach the port can starve the agent:
+/// at most [`MAX_CONNECTIONS`] at once (a new one closes the oldest: a
+/// liveness probe is always served), a head must arrive within
+/// [`HEAD_TIMEOUT`], and a connection lives at most [`CONNECTION_LIFETIME`]
+/// (a scraper reconnects). File descriptors for shadows stay free.
 pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readiness>) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(sources));
     let registry = Arc::new(registry);
+    let mut open: VecDeque<JoinHandle<()>> = VecDeque::new();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -66,22 +75,38 @@ pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readi
                 continue;
             }
         };
+        open.retain(|connection| !connection.is_finished());
+        if open.len() >= MAX_CONNECTIONS
+            && let Some(oldest) = open.pop_front()
+        {
+            oldest.abort();
+        }
         let registry = Arc::clone(&registry);
         let readiness = Arc::clone(&readiness);
-        tokio::spawn(async move {
+        open.push_back(tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let response = respond(request.uri().path(), &registry, &readiness);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %err, "metrics connection ended");
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Err(err)) => debug!(%peer, error = %err, "metrics connection ended"),
+                Err(_) => debug!(%peer, "metrics connection closed after its lifetime"),
+                Ok(Ok(())) => {}
             }
-        });
+        }));
     }
 }
+
+/// Connections served at once; a new one closes the oldest.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time for a request head to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection stays open (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 fn respond(path: &str, registry: &Registry, readiness: &Readiness) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
