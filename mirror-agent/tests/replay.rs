@@ -39,6 +39,8 @@ struct Behavior {
     silent: bool,
     /// Respond with a chunked body.
     chunked: bool,
+    /// Answer garbage and close.
+    garbage: bool,
 }
 
 impl Default for Behavior {
@@ -50,6 +52,7 @@ impl Default for Behavior {
             close: false,
             silent: false,
             chunked: false,
+            garbage: false,
         }
     }
 }
@@ -135,6 +138,10 @@ async fn serve(mut stream: TcpStream, behavior: Behavior, requests: Arc<Mutex<Ve
                     return;
                 }
             }
+            return;
+        }
+        if behavior.garbage {
+            let _ = stream.write_all(b"garbage, not HTTP\r\n\r\n").await;
             return;
         }
         if !behavior.delay.is_zero() {
@@ -950,4 +957,27 @@ async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     let sb = stats_of(&stats, "b");
     assert_eq!((sb.captured, sb.sent_total()), (2, 1));
     assert_eq!(b.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_answering_garbage_is_set_aside_not_reconnected_to_per_request() {
+    let server = Server::start(Behavior {
+        garbage: true,
+        ..Behavior::default()
+    })
+    .await;
+    let (handle, mut router) =
+        started(Shadows::start(unmarked(vec![named("bad", &server.url())])).await);
+    send(&mut router, gets(500));
+    let stats = settled(&handle).await;
+    let s = stats_of(&stats, "bad");
+    assert_eq!(s.dropped_by(DropReason::IoError), 500, "{s}");
+    // Before, every request made a connection of its own (an error storm
+    // of ~1,400 connects a second); now the first failure sets the address
+    // aside and one request a second probes it.
+    let connections = server.connections.load(SeqCst);
+    assert!(
+        connections <= 32,
+        "{connections} connections for 500 requests"
+    );
 }

@@ -206,8 +206,9 @@ impl Endpoints {
         }
     }
 
-    /// A connect to `e` failed: set it aside.
-    pub fn connect_failed(&self, e: &Endpoint, reason: DropReason, error: &io::Error) {
+    /// A connect to `e` failed, or the shadow failed on a connection just
+    /// made: set it aside (one request probes it after the backoff).
+    pub fn set_aside(&self, e: &Endpoint, reason: DropReason, error: &io::Error) {
         e.last_failure.store(reason as u8, Relaxed);
         let was_failing = e.failing.swap(true, Relaxed);
         let backoff = if was_failing {
@@ -350,7 +351,7 @@ mod tests {
 
         let a = eps.pick().unwrap();
         let err = io::Error::from(io::ErrorKind::ConnectionRefused);
-        eps.connect_failed(&a, DropReason::ConnectRefused, &err);
+        eps.set_aside(&a, DropReason::ConnectRefused, &err);
         for _ in 0..6 {
             assert_ne!(eps.pick().unwrap().addr, a.addr, "set aside");
         }
@@ -365,7 +366,7 @@ mod tests {
 
         // Both set aside: the request is dropped with the failure reason.
         for e in eps.snapshot().iter() {
-            eps.connect_failed(e, DropReason::ConnectTimeout, &err);
+            eps.set_aside(e, DropReason::ConnectTimeout, &err);
         }
         assert_eq!(eps.pick().err(), Some(DropReason::ConnectTimeout));
     }
@@ -376,7 +377,7 @@ mod tests {
         eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.2:1")]);
         let first = eps.snapshot()[0].clone();
         let err = io::Error::from(io::ErrorKind::ConnectionRefused);
-        eps.connect_failed(&first, DropReason::ConnectRefused, &err);
+        eps.set_aside(&first, DropReason::ConnectRefused, &err);
         eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.3:1")]);
         let states = eps.states();
         assert_eq!(

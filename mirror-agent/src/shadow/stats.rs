@@ -38,6 +38,8 @@ mirror_common::labelled! {
         /// The agent had no file descriptor left for a connection (EMFILE,
         /// ENFILE): a local limit, not the shadow's fault.
         FdLimit => "fd_limit",
+        /// Over the connects a target may open a second.
+        ConnectLimit => "connect_limit",
     }
 }
 
@@ -390,7 +392,8 @@ mod tests {
                 "shutdown",
                 "expired",
                 "unreachable",
-                "fd_limit"
+                "fd_limit",
+                "connect_limit"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();

@@ -188,6 +188,8 @@ impl Queue {
 
 struct Inner {
     config: TargetConfig,
+    /// Bounds the connects per second (see [`CONNECTS_PER_SECOND`]).
+    connects: ConnectBudget,
     /// Shared with an earlier target of the same name (a reload that
     /// removed it, or changed its settings): a metric series only goes up.
     stats: Arc<TargetStats>,
@@ -226,6 +228,7 @@ impl Target {
     ) -> Arc<Target> {
         let settings = config.settings.clone();
         let inner = Arc::new(Inner {
+            connects: ConnectBudget::new(CONNECTS_PER_SECOND),
             endpoints: Endpoints::new(config.name.clone()),
             stats,
             config,
@@ -396,6 +399,45 @@ impl Drop for Target {
     }
 }
 
+/// New connections per second to one target, at most: each closed one
+/// stays in TIME_WAIT for 60 s and the ~28,000 ephemeral ports of a
+/// destination last ~470 connects a second, so a shadow that closes every
+/// connection (or fails on each) cannot exhaust the host's ports. Beyond
+/// it a request is dropped (`connect_limit`).
+pub const CONNECTS_PER_SECOND: u32 = 400;
+
+/// A token bucket of connects: `rate` a second, a second's worth at once
+/// (the workers' first connections to every address come together).
+struct ConnectBudget {
+    state: std::sync::Mutex<(f64, Instant)>,
+    rate: f64,
+}
+
+impl ConnectBudget {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            state: std::sync::Mutex::new((rate, Instant::now())),
+            rate,
+        }
+    }
+
+    /// Takes one connect if there is one.
+    fn take(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *state;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Resolves when the phase reaches `at_least` (or the target is gone).
 async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
     let _ = phase.wait_for(|p| *p >= at_least).await;
@@ -447,22 +489,25 @@ impl Inner {
     async fn send(&self, request: &PreparedRequest) -> Result<(StatusClass, Duration), DropReason> {
         let settings = &self.config.settings;
         let mut tries = self.endpoints.len().max(1);
-        let (endpoint, mut conn) = loop {
+        let (endpoint, mut conn, fresh) = loop {
             let endpoint = self.endpoints.pick()?;
             if let Some(conn) = endpoint.take_idle(settings.idle_timeout) {
-                break (endpoint, conn);
+                break (endpoint, conn, false);
+            }
+            if !self.connects.take() {
+                return Err(DropReason::ConnectLimit);
             }
             match connect(endpoint.addr, settings.connect_timeout).await {
                 Ok(conn) => {
                     self.endpoints.connected(&endpoint);
-                    break (endpoint, conn);
+                    break (endpoint, conn, true);
                 }
                 Err((DropReason::FdLimit, _)) => {
                     // The agent's own limit: the address is fine.
                     return Err(DropReason::FdLimit);
                 }
                 Err((reason, error)) => {
-                    self.endpoints.connect_failed(&endpoint, reason, &error);
+                    self.endpoints.set_aside(&endpoint, reason, &error);
                     tries -= 1;
                     if reason != DropReason::ConnectRefused || tries == 0 {
                         return Err(reason);
@@ -492,6 +537,15 @@ impl Inner {
             Err(_) => Err(DropReason::Timeout),
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
+                // On a connection just made, the shadow itself failed
+                // (garbage, a reset mid-response): set the address aside as
+                // after a refusal, or every request would reconnect at once
+                // (an error storm). A pooled connection may just have been
+                // closed by the server meanwhile.
+                if fresh {
+                    self.endpoints
+                        .set_aside(&endpoint, DropReason::IoError, &error);
+                }
                 Err(DropReason::IoError)
             }
             Ok(Ok(response)) => {
