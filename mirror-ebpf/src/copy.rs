@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::bpf_skb_load_bytes;
 use aya_ebpf::{EbpfContext as _, bindings::BPF_RB_NO_WAKEUP, programs::TcContext};
 use mirror_common::{
-    CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind,
+    CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_PSH,
 };
 
 use crate::capture::{
@@ -39,15 +39,20 @@ pub fn copy_payload(ctx: &TcContext) {
         config,
         (copy_len + chunks * (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE)) as u64,
     );
-    // Whole chunks first, with a constant length, then the tail in the
-    // smallest size class that holds it. Choosing a class inside the loop
-    // made the verifier's walk grow with every iteration.
-    let full_chunks = copy_len / CHUNK_SIZE;
-    let tail = copy_len % CHUNK_SIZE;
+    // Every chunk but the last with a constant length, then the last in
+    // the smallest size class that holds it. Choosing a class (or anything
+    // else) inside the loop made the verifier's walk grow with every
+    // iteration. PSH marks the end of a client's write: only the record
+    // that ends the segment keeps it, so the agent can tell from the records
+    // alone where writes begin (where a request may start).
+    let leading = chunks.saturating_sub(1);
+    let last_len = copy_len - leading * CHUNK_SIZE;
+    let flags = buf.header.tcp_flags;
+    buf.header.tcp_flags = flags & !TCP_PSH;
     let mut copied = 0;
     let mut failed = false;
     for i in 0..MAX_CHUNKS {
-        if i >= full_chunks {
+        if i >= leading {
             break;
         }
         let offset = i * CHUNK_SIZE;
@@ -68,11 +73,14 @@ pub fn copy_payload(ctx: &TcContext) {
         }
         copied += 1;
     }
-    if !failed && tail > 0 {
-        let offset = full_chunks * CHUNK_SIZE;
+    if !failed && last_len > 0 {
+        let offset = leading * CHUNK_SIZE;
         buf.header.seq = first_seq.wrapping_add(offset as u32);
-        buf.header.len = tail as u32;
-        if copy_tail(ctx, &buf.header, payload_offset + offset, tail, wakeup) {
+        buf.header.len = last_len as u32;
+        if copy_len == payload_len {
+            buf.header.tcp_flags = flags;
+        }
+        if copy_tail(ctx, &buf.header, payload_offset + offset, last_len, wakeup) {
             copied += 1;
         }
     }
@@ -81,7 +89,7 @@ pub fn copy_payload(ctx: &TcContext) {
     let copied_bytes = if copied == chunks {
         copy_len
     } else {
-        copied.min(full_chunks) * CHUNK_SIZE
+        copied.min(leading) * CHUNK_SIZE
     };
     counters.add(Counter::PayloadBytes, copied_bytes as u64);
 
@@ -96,8 +104,9 @@ pub fn copy_payload(ctx: &TcContext) {
     }
 }
 
-/// Copies the last, partial chunk into a record of the smallest size class
-/// that holds it: `bpf_ringbuf_reserve` only takes a constant size. The
+/// Copies the last chunk (up to CHUNK_SIZE bytes) into a record of the
+/// smallest size class that holds it: `bpf_ringbuf_reserve` only takes a
+/// constant size. The
 /// header's `len` says how many payload bytes are real; the agent reads only
 /// those.
 #[inline(always)]
