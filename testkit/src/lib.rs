@@ -47,7 +47,12 @@ pub use rustix::process::Signal;
 pub use scratch::ScratchDir;
 pub use wait::wait_until;
 
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+    effective_uid() == 0
 }

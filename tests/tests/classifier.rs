@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use anyhow::{Result, ensure};
 use mirror_agent::capture::{AttachMode, Capture, CaptureOptions, Event, EventKind, EventSink};
 use mirror_common::{Counter, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN};
+use mirror_testkit::Netns;
 use mirror_tests::{
-    Netns,
     capture::counter_delta,
     packet, require_kernel,
     topology::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6},
@@ -19,7 +19,7 @@ const PORT: u16 = 8080;
 const OTHER_PORT: u16 = 9090;
 
 // ---------------------------------------------------------------------------
-// h: crafted packets through BPF_PROG_TEST_RUN
+// crafted packets through BPF_PROG_TEST_RUN
 // ---------------------------------------------------------------------------
 
 /// One crafted frame and what the program must make of it.
