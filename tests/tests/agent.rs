@@ -103,7 +103,7 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 }
 
 #[test]
-fn f_sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
+fn sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -150,7 +150,7 @@ fn f_sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Res
 }
 
 #[test]
-fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
+fn sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -211,7 +211,7 @@ fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Resu
 // ---------------------------------------------------------------------------
 
 #[test]
-fn i_without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
+fn without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -240,7 +240,7 @@ fn i_without_privileges_the_agent_names_the_missing_capabilities() -> Result<()>
 }
 
 #[test]
-fn i_an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
+fn an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -263,7 +263,7 @@ fn i_an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
 }
 
 #[test]
-fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
+fn ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -287,7 +287,7 @@ fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
 }
 
 #[test]
-fn i_help_lists_every_flag_and_examples() -> Result<()> {
+fn help_lists_every_flag_and_examples() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

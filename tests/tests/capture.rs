@@ -169,7 +169,7 @@ fn one_mebibyte_in_tso_super_packets(family: Family) -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -177,7 +177,7 @@ fn a_one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -185,7 +185,7 @@ fn a_one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -193,7 +193,7 @@ fn a_one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -201,7 +201,7 @@ fn c_one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -209,7 +209,7 @@ fn c_one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -221,7 +221,7 @@ fn c_one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
+fn hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -287,7 +287,7 @@ fn b_hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn d_traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
+fn traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -346,7 +346,7 @@ fn d_traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_small_ring_under_burst_counts_every_lost_record() -> Result<()> {
+fn small_ring_under_burst_counts_every_lost_record() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -481,7 +481,7 @@ fn sample_thousand_connections(sample_bp: u32, seed: u32) -> Result<usize> {
 }
 
 #[test]
-fn g_sampling_zero_percent_captures_no_connection() -> Result<()> {
+fn sampling_zero_percent_captures_no_connection() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -490,7 +490,7 @@ fn g_sampling_zero_percent_captures_no_connection() -> Result<()> {
 }
 
 #[test]
-fn g_sampling_hundred_percent_captures_every_connection() -> Result<()> {
+fn sampling_hundred_percent_captures_every_connection() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -499,7 +499,7 @@ fn g_sampling_hundred_percent_captures_every_connection() -> Result<()> {
 }
 
 #[test]
-fn g_sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
+fn sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

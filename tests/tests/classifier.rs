@@ -300,7 +300,7 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
-fn h_crafted_packets_always_pass_and_are_counted_by_reason() -> Result<()> {
+fn crafted_packets_always_pass_and_are_counted_by_reason() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

@@ -242,7 +242,7 @@ fn curl_upload(
 }
 
 #[test]
-fn a_ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
+fn ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -254,7 +254,7 @@ fn a_ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
 }
 
 #[test]
-fn b_a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
+fn a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -412,7 +412,7 @@ fn twenty_pipelined_requests(family: Family, offloads: bool) -> Result<()> {
 }
 
 #[test]
-fn c_twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
+fn twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -420,7 +420,7 @@ fn c_twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() 
 }
 
 #[test]
-fn c_twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
+fn twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -461,7 +461,7 @@ fn apache_bench(topology: &Topology, args: &[&str], requests: usize) -> Result<E
 }
 
 #[test]
-fn d_ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
+fn ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -476,7 +476,7 @@ fn d_ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
 }
 
 #[test]
-fn d_ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
+fn ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -584,7 +584,7 @@ fn busy_client(
 }
 
 #[test]
-fn e_capture_joining_busy_keep_alive_connections_extracts_every_later_request() -> Result<()> {
+fn capture_joining_busy_keep_alive_connections_extracts_every_later_request() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

@@ -77,7 +77,7 @@ fn captured(metrics: &Metrics) -> u64 {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> Result<()> {
+fn prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -167,7 +167,7 @@ fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() ->
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
+fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -261,7 +261,7 @@ fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
+fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -370,7 +370,7 @@ fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn d_sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
+fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -465,7 +465,7 @@ fn d_sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> Result<()> {
+fn sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

@@ -175,7 +175,7 @@ fn v2_v3_config(head: &str, v2_extra: &str, v3_extra: &str) -> String {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
+fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -225,7 +225,7 @@ fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
+fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -269,7 +269,7 @@ fn b_v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()>
 // ---------------------------------------------------------------------------
 
 #[test]
-fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
+fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
     let Some(_load) = exclusive_load() else {
         return Ok(());
     };
@@ -422,7 +422,7 @@ fn canary_mix(host: &str) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn d_header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
+fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -470,7 +470,7 @@ fn d_header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
+fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -521,7 +521,7 @@ fn e_ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn f_requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
+fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -575,7 +575,7 @@ fn f_requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn g_a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
+fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
     };
@@ -664,7 +664,7 @@ fn refused(net: &ShadowNet, args: &[&str], needles: &[&str]) -> Result<()> {
 }
 
 #[test]
-fn h_bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Result<()> {
+fn bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
