@@ -4,7 +4,6 @@ mod bench;
 mod demo;
 mod deploy;
 mod fuzz;
-mod netns;
 mod setup;
 mod steps;
 mod test;
@@ -138,8 +137,6 @@ enum Task {
 enum VmGuest {
     /// The whole guest test against this agent binary.
     Test { agent: PathBuf },
-    /// An HTTP server that logs each request on a line.
-    Serve { name: String, addr: String },
 }
 
 fn main() -> ExitCode {
@@ -188,10 +185,9 @@ fn run(task: Task) -> Result<()> {
                 },
             )
         }
-        Task::VmGuest { what } => vm::guest::run(match &what {
-            VmGuest::Test { agent } => vm::guest::Guest::Test { agent },
-            VmGuest::Serve { name, addr } => vm::guest::Guest::Serve { name, addr },
-        }),
+        Task::VmGuest {
+            what: VmGuest::Test { agent },
+        } => vm::guest::run(&agent),
         Task::DeployCheck => deploy::check(&root),
         Task::Bench {
             what,

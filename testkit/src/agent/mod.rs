@@ -14,7 +14,10 @@ use std::{
 use anyhow::{Result, bail, ensure};
 use rustix::process::Signal;
 
-pub use report::{TargetCounts, check_records_identity, final_counts, kernel_counters};
+pub use report::{
+    TargetCounts, check_records_identity, final_counts, final_counts_texts, kernel_counters,
+    kernel_counters_line,
+};
 
 use crate::{netns::Netns, process::Process};
 

@@ -8,13 +8,18 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::metrics::{Metrics, SHADOW_CAPTURED};
 
-/// `kernel counters: seen=N not_ip=N ... records_lost=N ...` from stdout,
-/// by counter name.
-pub fn kernel_counters(stdout: &str) -> Result<BTreeMap<String, u64>> {
-    let line = stdout
+/// `seen=N not_ip=N ... records_lost=N ...`: what follows `kernel
+/// counters: ` on the agent's stdout at exit.
+pub fn kernel_counters_line(stdout: &str) -> Result<&str> {
+    stdout
         .lines()
         .find_map(|l| l.strip_prefix("kernel counters: "))
-        .with_context(|| format!("mirror-agent printed no `kernel counters:` line: {stdout:?}"))?;
+        .with_context(|| format!("mirror-agent printed no `kernel counters:` line: {stdout:?}"))
+}
+
+/// The `kernel counters:` line of stdout, by counter name.
+pub fn kernel_counters(stdout: &str) -> Result<BTreeMap<String, u64>> {
+    let line = kernel_counters_line(stdout)?;
     line.split_whitespace()
         .map(|pair| {
             let (name, value) = pair
@@ -142,31 +147,37 @@ const FINAL_COUNTS: &str = "\"message\":\"final counts: ";
 /// (the first `"target":` after the message) rather than by a JSON parser,
 /// which would keep only the last.
 pub fn final_counts(stderr: &[String]) -> Result<BTreeMap<String, TargetCounts>> {
+    final_counts_texts(stderr)?
+        .into_iter()
+        .map(|(target, text)| {
+            let counts = TargetCounts::parse(text)
+                .with_context(|| format!("the final counts of {target}"))?;
+            Ok((target, counts))
+        })
+        .collect()
+}
+
+/// The `final counts` of every target as the agent wrote them
+/// (`captured=N sent=N (2xx=N) ...`), by target label; see
+/// [`final_counts`].
+pub fn final_counts_texts(stderr: &[String]) -> Result<BTreeMap<String, &str>> {
     let mut all = BTreeMap::new();
     for line in stderr {
-        let Some((text, after)) = final_counts_text(line)? else {
+        let Some(at) = line.find(FINAL_COUNTS) else {
             continue;
         };
+        let rest = &line[at + FINAL_COUNTS.len()..];
+        let (text, after) = rest.split_once('"').context("unterminated message")?;
+        if !text.starts_with("captured=") {
+            continue; // "final counts: capture", the pipeline's own line
+        }
         let target = json_string_after(after, "\"target\":\"")
             .with_context(|| format!("no target in {line:?}"))?;
-        let counts = TargetCounts::parse(text).with_context(|| format!("in {line:?}"))?;
-        if all.insert(target.clone(), counts).is_some() {
+        if all.insert(target.clone(), text).is_some() {
             bail!("two final counts for {target}");
         }
     }
     Ok(all)
-}
-
-/// The final counts text of a target's line, as the agent wrote it
-/// (`captured=N sent=N (2xx=N) ...`), and what follows the message.
-pub fn final_counts_text(line: &str) -> Result<Option<(&str, &str)>> {
-    let Some(at) = line.find(FINAL_COUNTS) else {
-        return Ok(None);
-    };
-    let rest = &line[at + FINAL_COUNTS.len()..];
-    let (text, after) = rest.split_once('"').context("unterminated message")?;
-    // "final counts: capture" is the pipeline's own line.
-    Ok(text.starts_with("captured=").then_some((text, after)))
 }
 
 /// The JSON string value that follows `key` (which ends with its opening
@@ -216,6 +227,10 @@ mod tests {
         );
         assert_eq!(all["v3"].get("loop"), 5);
         assert_eq!(all["nested"].get("sent"), 1);
+        assert_eq!(
+            final_counts_texts(&lines).unwrap()["v3"],
+            "captured=5 sent=0 filtered=5 (loop=5) dropped=0"
+        );
         let unbalanced = TargetCounts::parse("captured=3 sent=1 filtered=0 dropped=0").unwrap();
         assert!(!unbalanced.balances());
         let busy = TargetCounts::parse(
@@ -232,6 +247,7 @@ mod tests {
         let out = "something\nkernel counters: seen=10 records_matched=7 records_emitted=6 records_lost=1\n";
         let kernel = kernel_counters(out).unwrap();
         assert_eq!(kernel["seen"], 10);
+        assert!(kernel_counters_line(out).unwrap().starts_with("seen=10 "));
         check_records_identity(&kernel).unwrap();
         let mut bad = kernel.clone();
         bad.insert("records_lost".into(), 0);

@@ -39,7 +39,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use capture::CaptureFigures;
 pub use capture::capture;
 pub use flow::run as flow;
-use hosts::{CLIENT_NS, Hosts, Logged, Nginx, PRIMARY_ADDR};
+use hosts::{Hosts, Logged, Nginx, PRIMARY_ADDR};
 use modes::{AgentSettings, Mirror, MirrorStats, Mode};
 use probe::CpuTimes;
 
@@ -246,7 +246,7 @@ pub fn run_quick(root: &Path) -> Result<()> {
 /// `cargo xtask bench` with `options`.
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     ensure!(
-        crate::netns::effective_uid() == 0,
+        mirror_testkit::is_root(),
         "cargo xtask bench needs root (network namespaces, BPF): run it with sudo, \
          e.g. `sudo -E env \"PATH=$PATH\" cargo xtask bench`"
     );
@@ -332,7 +332,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 }
 
 fn set_bpf_stats(on: bool) -> Result<()> {
-    crate::netns::run(std::process::Command::new("sysctl").args([
+    mirror_testkit::command::run(std::process::Command::new("sysctl").args([
         "-q",
         "-w",
         if on {
@@ -424,7 +424,6 @@ fn run_one(
             }
             Load::Rate(rate) => {
                 let plan = loadgen::Plan {
-                    netns: format!("/run/netns/{CLIENT_NS}"),
                     cpu: hosts::CLIENT_CPU,
                     addr: format!("{PRIMARY_ADDR}:{}", mirror.port()).parse()?,
                     rate,
@@ -433,7 +432,7 @@ fn run_one(
                     connections: scenario.connections,
                     request: loadgen::request(PRIMARY_ADDR, "/bench", scenario.body),
                 };
-                let o = loadgen::run(&plan)?;
+                let o = loadgen::run(&hosts.client, &plan)?;
                 client_cpu_us = Some(o.cpu_seconds * 1e6 / o.completed.max(1) as f64);
                 let q = |p: f64| o.latency.value_at_quantile(p) as f64 / 1000.0;
                 (
