@@ -10,7 +10,8 @@
 //! log, its `kernel counters:` and `final counts` ([`agent::report`]), its
 //! Prometheus endpoint ([`Metrics`]). Traffic: plain TCP ([`tcp`]), HTTP
 //! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to a server that
-//! frames requests with code of its own ([`HttpServer`]).
+//! frames requests with code of its own ([`HttpServer`]); crafted frames
+//! through `BPF_PROG_TEST_RUN` ([`packet`]).
 //!
 //! Everything made here is removed in Drop guards, also when the caller
 //! fails: namespaces, scratch directories ([`ScratchDir`]), hosts files
@@ -28,6 +29,7 @@ pub mod http_server;
 pub mod link;
 pub mod metrics;
 pub mod netns;
+pub mod packet;
 pub mod process;
 pub mod random;
 pub mod scratch;

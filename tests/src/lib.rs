@@ -25,7 +25,6 @@ pub mod http_compare;
 pub mod load;
 pub mod mirrored;
 pub mod ops;
-pub mod packet;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
