@@ -144,6 +144,15 @@ pub fn stderr_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// The agent refused to run: it exited non-zero with one line on stderr
+/// (blank lines aside), which this returns.
+pub fn refusal(output: &Output) -> Result<String> {
+    let lines = stderr_lines(output);
+    ensure!(!output.status.success(), "the agent ran: {lines:?}");
+    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    Ok(lines[0].clone())
+}
+
 /// What a clean exit left, read.
 #[derive(Debug)]
 pub struct Stopped {
@@ -165,12 +174,7 @@ impl Stopped {
 /// = emitted + lost) and final counts that balance for every target
 /// (captured = sent + filtered + dropped).
 pub fn check_exit(exit: AgentExit) -> Result<Stopped> {
-    ensure!(
-        exit.status.success(),
-        "the agent ended with {}: {}",
-        exit.status,
-        exit.stderr
-    );
+    let exit = exit.success()?;
     let kernel = exit.kernel_counters()?;
     agent::check_records_identity(&kernel)?;
     let finals = exit.final_counts()?;

@@ -6,7 +6,7 @@
 
 use std::{io::Write as _, time::Duration};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
     Netns, Signal, pseudo_random,
     tcp::{self, TcpSink},
@@ -14,7 +14,7 @@ use mirror_testkit::{
 };
 use mirror_tests::{
     Family, Topology,
-    agent::{self, run_to_end, stderr_lines},
+    agent::{self, refusal, run_to_end},
     ops, require_kernel,
     topology::SERVER_IF,
 };
@@ -190,13 +190,7 @@ fn sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result
     );
 
     let client = tcp::finish(&mut stream, &parts[2])?;
-    let exit = next.stop(Signal::INT, Duration::from_secs(10))?;
-    ensure!(
-        exit.status.success(),
-        "SIGINT exit: {} {}",
-        exit.status,
-        exit.stderr
-    );
+    next.stop(Signal::INT, Duration::from_secs(10))?.success()?;
     let filters = netlink_filters(&topology)?;
     ensure!(filters.is_empty(), "after a clean exit: {filters:?}");
     ensure!(
@@ -227,14 +221,9 @@ fn without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
         ],
         &["--iface", "lo", "--port", "80"],
     )?;
-    let lines = stderr_lines(&output);
-    ensure!(
-        !output.status.success(),
-        "succeeded unprivileged: {lines:?}"
-    );
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    let line = refusal(&output).context("unprivileged")?;
     for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"] {
-        ensure!(lines[0].contains(cap), "{cap} not named: {}", lines[0]);
+        ensure!(line.contains(cap), "{cap} not named: {line}");
     }
     Ok(())
 }
@@ -250,14 +239,9 @@ fn an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
         &[],
         &["--iface", "doesnotexist0", "--port", "80"],
     )?;
-    let lines = stderr_lines(&output);
-    ensure!(
-        !output.status.success(),
-        "accepted a missing interface: {lines:?}"
-    );
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    let line = refusal(&output).context("a missing interface")?;
     for name in ["doesnotexist0", "lo", SERVER_IF] {
-        ensure!(lines[0].contains(name), "{name} not in: {}", lines[0]);
+        ensure!(line.contains(name), "{name} not in: {line}");
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use mirror_testkit::{Agent, HttpServer, Netns, Signal, process::status_field, wait_until};
 use mirror_tests::{
     Family, Topology,
-    agent::{ATTACH_TIMEOUT, binary as agent_binary, stderr_lines},
+    agent::{ATTACH_TIMEOUT, binary as agent_binary, refusal},
     require_kernel,
     topology::{SERVER_IF, SERVER_V4},
 };
@@ -273,25 +273,14 @@ fn without_any_one_of_the_three_the_agent_names_it_in_one_line() -> Result<()> {
     let netns = Netns::new("caps")?;
     for (missing, _) in CAPS {
         let output = run_agent_with(&netns, &caps_without(missing), Grant::Ambient)?;
-        let lines = stderr_lines(&output);
+        let line = refusal(&output).with_context(|| format!("without {}", cap_name(missing)))?;
         ensure!(
-            !output.status.success(),
-            "succeeded without {}: {lines:?}",
+            line.contains(&cap_name(missing)),
+            "{} not named: {line}",
             cap_name(missing)
-        );
-        ensure!(
-            lines.len() == 1,
-            "without {}, not one line: {lines:?}",
-            cap_name(missing)
-        );
-        ensure!(
-            lines[0].contains(&cap_name(missing)),
-            "{} not named: {}",
-            cap_name(missing),
-            lines[0]
         );
         // The line goes on with a hint that names all three.
-        let named = missing_list(&lines[0]);
+        let named = missing_list(&line);
         ensure!(
             named == [cap_name(missing)],
             "without {}, the agent says these are missing: {named:?}",
@@ -310,16 +299,13 @@ fn without_the_ambient_set_a_non_root_agent_has_none_of_them() -> Result<()> {
     // and inheritable sets, not the ambient one: execve drops them all.
     let netns = Netns::new("noamb")?;
     let output = run_agent_with(&netns, &all_caps(), Grant::NoAmbient)?;
-    let lines = stderr_lines(&output);
-    ensure!(!output.status.success(), "succeeded: {lines:?}");
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
-    let named = missing_list(&lines[0]);
+    let line = refusal(&output)?;
+    let named = missing_list(&line);
     for (cap, _) in CAPS {
         ensure!(
             named.contains(&cap_name(cap)),
-            "{} not among the missing: {}",
-            cap_name(cap),
-            lines[0]
+            "{} not among the missing: {line}",
+            cap_name(cap)
         );
     }
     Ok(())
@@ -488,13 +474,22 @@ fn probe_steps(object: &Path, iface: &str) -> Result<(), StepError> {
         .map_max_entries(MAP_EVENTS, 1 << 20)
         .load(&bytes)
         .map_err(|e| step("maps")(e.into()))?;
+    // Loads program `name` of the object (the verifier runs here).
+    let load = |ebpf: &mut aya::Ebpf, name: &str| -> Result<(), StepError> {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| step("load")(format!("no program {name}").into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
+        program.load().map_err(|e| step("load")(e.into()))
+    };
     // The copier first, as the agent does: the classifier tail-calls it.
-    let copier: &mut SchedClassifier = ebpf
-        .program_mut(COPY_PROGRAM_NAME)
-        .ok_or_else(|| step("load")("no copier program".into()))?
+    load(&mut ebpf, COPY_PROGRAM_NAME)?;
+    let copier: &SchedClassifier = ebpf
+        .program(COPY_PROGRAM_NAME)
+        .expect("loaded above")
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
-    copier.load().map_err(|e| step("load")(e.into()))?;
+        .expect("a classifier");
     let copier_fd = copier
         .fd()
         .map_err(|e| step("load")(e.into()))?
@@ -507,12 +502,12 @@ fn probe_steps(object: &Path, iface: &str) -> Result<(), StepError> {
         .map_err(|e: aya::maps::MapError| step("maps")(e.into()))?;
     jump.set(JUMP_COPY, &copier_fd, 0)
         .map_err(|e| step("maps")(e.into()))?;
+    load(&mut ebpf, PROGRAM_NAME)?;
     let classifier: &mut SchedClassifier = ebpf
         .program_mut(PROGRAM_NAME)
-        .ok_or_else(|| step("load")("no classifier program".into()))?
+        .expect("loaded above")
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
-    classifier.load().map_err(|e| step("load")(e.into()))?;
+        .expect("a classifier");
     let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let options = if tcx {
         TcAttachOptions::TcxOrder(LinkOrder::first())

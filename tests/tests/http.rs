@@ -11,7 +11,6 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpStream},
-    process::Output,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -173,24 +172,6 @@ fn url(topology: &Topology, family: Family, path: &str) -> String {
     format!("http://{}{path}", topology.server_addr(family, PORT))
 }
 
-/// Runs a client program in the client namespace; it must succeed.
-fn run_client(topology: &Topology, program: &str, args: &[&str]) -> Result<Output> {
-    let output = topology
-        .client
-        .command(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    ensure!(
-        output.status.success(),
-        "{program} {args:?} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output)
-}
-
 // ---------------------------------------------------------------------------
 // curl uploads
 // ---------------------------------------------------------------------------
@@ -214,13 +195,10 @@ fn curl_upload(
     args.extend_from_slice(extra);
     args.push(&target);
     let started = Instant::now();
-    let output = run_client(topology, "curl", &args)?;
+    // curl must succeed.
+    let output = topology.client.exec("curl", &args)?;
     let took = started.elapsed();
-    ensure!(
-        output.stdout == b"ok",
-        "curl printed {:?}",
-        show(&output.stdout)
-    );
+    ensure!(output == "ok", "curl printed {:?}", show(output.as_bytes()));
     let received = server.stop()?;
     let extracted = finish_table(capture)?;
 

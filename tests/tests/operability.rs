@@ -14,7 +14,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use mirror_testkit::{Agent, AgentExit, Metrics, Netns, ScratchDir, Signal, metrics, wait_until};
+use mirror_testkit::{
+    Agent, AgentExit, Metrics, Netns, ScratchDir, Signal, command, metrics, wait_until,
+};
 use mirror_tests::{
     Prometheus, ReplayRig, SlowServer,
     agent::{self, Stopped},
@@ -312,16 +314,15 @@ fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
         b"iface = \"veth-s\"\nports = [8080]\nlog_requests = 1\n\
           [[target]]\nurl = \"http://10.200.10.2:8080\"\nname = \"v2\"\n",
     )?;
-    let output = std::process::Command::new(&binary)
-        .arg("check-config")
-        .arg(&good)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let effective = String::from_utf8(output.stdout)?;
+    // It must exit 0; its stdout is the effective configuration.
+    let check = |path: &std::path::Path| {
+        command::run(
+            std::process::Command::new(&binary)
+                .arg("check-config")
+                .arg(path),
+        )
+    };
+    let effective = check(&good)?;
     for key in [
         "iface = \"veth-s\"",
         "ports = [8080]",
@@ -331,15 +332,7 @@ fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
         ensure!(effective.contains(key), "no {key} in:\n{effective}");
     }
     let again = scratch.write("effective.toml", effective.as_bytes())?;
-    let output = std::process::Command::new(&binary)
-        .arg("check-config")
-        .arg(&again)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "the effective configuration does not check: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    check(&again).context("the effective configuration does not check")?;
 
     // The agent without an interface, by flag or file: one line, status 2.
     let net = Netns::new("noiface")?;

@@ -339,13 +339,9 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
         || settled(&hosts.v1, &shadows, total),
     )?;
 
-    let exit = agent.stop(Signal::INT, Duration::from_secs(15))?;
-    ensure!(
-        exit.status.success(),
-        "mirror-agent ended with {}: {}",
-        exit.status,
-        exit.stderr
-    );
+    let exit = agent
+        .stop(Signal::INT, Duration::from_secs(15))?
+        .success()?;
     v1.stop(Signal::TERM, Duration::from_secs(5))?;
     v2.stop(Signal::TERM, Duration::from_secs(5))?;
 

@@ -141,6 +141,17 @@ impl Agent {
 }
 
 impl AgentExit {
+    /// Itself if the agent exited 0, else an error with its stderr.
+    pub fn success(self) -> Result<Self> {
+        ensure!(
+            self.status.success(),
+            "mirror-agent ended with {}: {}",
+            self.status,
+            self.stderr
+        );
+        Ok(self)
+    }
+
     /// stderr, line by line.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lines().map(str::to_owned).collect()

@@ -291,11 +291,7 @@ fn phases(hosts: &Hosts, agent: &Path, quick: bool) -> Result<CaptureFigures> {
     if !exit.stderr.is_empty() {
         eprintln!("{}", exit.stderr);
     }
-    ensure!(
-        exit.status.success(),
-        "mirror-agent failed: {:?}",
-        exit.status
-    );
+    let exit = exit.success()?;
     let counters = kernel_counters_line(&exit.stdout)?.to_owned();
     let kernel = kernel_counters(&exit.stdout)?;
     let counter = |name: &str| {
