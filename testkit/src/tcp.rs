@@ -105,7 +105,7 @@ fn wait_readable_within(listener: &TcpListener, timeout: Duration) -> Result<()>
 
 /// Waits at most `timeout` (a minute at most) for `listener` to have a
 /// connection to accept; false if none came (or a signal came first).
-pub fn wait_readable(listener: &TcpListener, timeout: Duration) -> Result<bool> {
+pub(crate) fn wait_readable(listener: &TcpListener, timeout: Duration) -> Result<bool> {
     let timeout = Timespec::try_from(timeout.min(Duration::from_secs(60)))?;
     let mut fds = [PollFd::new(listener, PollFlags::IN)];
     match rustix::event::poll(&mut fds, Some(&timeout)) {

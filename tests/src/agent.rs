@@ -136,7 +136,7 @@ pub fn run_to_end(netns: &Netns, wrapper: &[&str], args: &[&str]) -> Result<Outp
 }
 
 /// The non-empty lines of a finished program's stderr.
-pub fn stderr_lines(output: &Output) -> Vec<String> {
+fn stderr_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -130,11 +130,8 @@ impl Agent {
         }
     }
 
-    /// The process, for what only a process has (CPU time, bpf_stats).
-    pub fn process(&self) -> &Process {
-        &self.process
-    }
-
+    /// The process alone, for a caller that holds the agent among other
+    /// programs (the bench's mirroring modes).
     pub fn into_process(self) -> Process {
         self.process
     }
