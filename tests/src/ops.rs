@@ -15,8 +15,9 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_agent::shadow::{DropReason, FilterReason, StatusClass};
-use mirror_testkit::{Agent, Metrics, Netns, metrics::SHADOW_CAPTURED};
 use serde_json::Value;
+
+use mirror_testkit::{Agent, Metrics, Netns, metrics::SHADOW_CAPTURED};
 
 /// One target's accounting in a scrape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
