@@ -1,9 +1,9 @@
-//! A small HTTP/1.x server for the kernel tests: it frames every request it
-//! receives with framing code of its own (httparse for the head, then
-//! `Content-Length` or chunked decoding written here), independent of the
-//! agent's framer, keeps each request per connection in arrival order, and
-//! answers each with [`RESPONSE`]. What it kept is what the agent must
-//! extract from the captured packets, byte for byte.
+//! A small HTTP/1.x server for the kernel tests and the vm-test guest: it
+//! frames every request it receives with framing code of its own (httparse
+//! for the head, then `Content-Length` or chunked decoding written here),
+//! independent of the agent's framer, keeps each request per connection in
+//! arrival order, and answers each with [`RESPONSE`]. What it kept is what
+//! the agent must extract from the captured packets, byte for byte.
 //!
 //! Keep-alive and pipelining (HTTP/1.1, or HTTP/1.0 with
 //! `Connection: keep-alive`), `Connection: close` and plain HTTP/1.0, and
