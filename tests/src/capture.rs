@@ -22,7 +22,7 @@ use mirror_common::{
     Counter, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
 };
 
-use crate::netns::Netns;
+use mirror_testkit::Netns;
 
 /// How often the runner thread looks at its stop flag while the ring is idle.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);

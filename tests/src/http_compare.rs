@@ -7,10 +7,9 @@ use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 use anyhow::{Result, bail, ensure};
 use mirror_agent::http::Request;
 
-use crate::{
-    first_difference,
-    http_server::{Received, ReceivedRequest},
-};
+use mirror_testkit::{Received, ReceivedRequest};
+
+use crate::first_difference;
 
 /// A head as text for a message, cut short.
 pub fn show(bytes: &[u8]) -> String {

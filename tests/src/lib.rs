@@ -1,17 +1,17 @@
-//! Harness for the tests of mirror on the real kernel.
+//! What only the tests of mirror on the real kernel need; the rest (network
+//! namespaces, processes, the agent runner, HTTP servers and clients,
+//! Prometheus parsing) comes from the test kit, `mirror-testkit`.
 //!
-//! Every test builds its own hosts out of network namespaces
-//! ([`Topology`] for client + server, [`Netns`] and [`netns::veth`] for
-//! more), drives the capture stage in-process ([`CaptureRunner`]) or the
-//! agent binary ([`Agent`]), and sends real TCP traffic ([`tcp`]) or HTTP
-//! to a server that frames requests on its own ([`HttpServer`]). Names
-//! are unique per process and test, so tests run in parallel; everything
-//! is removed in Drop guards, also when a test fails.
+//! Every test builds its own hosts out of network namespaces ([`Topology`]
+//! for client + server, [`ShadowNet`] for a primary with shadows behind
+//! it), drives the capture stage in-process ([`CaptureRunner`]) or the
+//! agent binary ([`agent`]), and sends real TCP or HTTP traffic. Names are
+//! unique per process and test, so tests run in parallel; everything is
+//! removed in Drop guards, also when a test fails.
 //!
-//! Replay to shadows: [`ShadowNet`] adds shadow hosts behind the primary,
-//! [`SlowServer`] is a shadow that cannot keep up, [`EtcHosts`] gives the
-//! agent host names, [`Metrics`] scrapes it, [`agent_output`] reads its
-//! final counts and [`mirrored`] compares what shadows and primary got.
+//! Replay to shadows: [`ReplayRig`] is v1, its shadows and the agent with
+//! the flags a test chooses; [`SlowServer`] is a shadow that cannot keep
+//! up, [`mirrored`] compares what shadows and primary got.
 //!
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
@@ -19,42 +19,26 @@
 //!
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
-pub mod ab;
 pub mod agent;
-pub mod agent_output;
 pub mod capture;
-pub mod etc_hosts;
-pub mod http_client;
 pub mod http_compare;
-pub mod http_server;
 pub mod load;
-pub mod metrics;
 pub mod mirrored;
-pub mod netns;
 pub mod ops;
-pub mod packet;
 pub mod prometheus;
-pub mod scratch;
+pub mod rig;
 pub mod shadow_net;
 pub mod slow_server;
-pub mod tcp;
 pub mod topology;
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::sync::OnceLock;
 
-pub use agent::{Agent, AgentExit, agent_binary};
+use mirror_testkit::Netns;
+
 pub use capture::{CaptureRunner, Captured, Collector, Drain, Finished, FlowCapture, Stream, Tee};
-pub use etc_hosts::EtcHosts;
-pub use http_client::HttpClient;
-pub use http_server::{HttpServer, Received, ReceivedRequest};
 pub use load::Load;
-pub use metrics::Metrics;
-pub use netns::{Link, Netns};
 pub use prometheus::Prometheus;
-pub use scratch::ScratchDir;
+pub use rig::ReplayRig;
 pub use shadow_net::ShadowNet;
 pub use slow_server::SlowServer;
 pub use topology::{Family, Topology};
@@ -93,8 +77,7 @@ pub fn require_kernel() -> bool {
 }
 
 fn probe_kernel() -> Result<(), String> {
-    // SAFETY: no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = mirror_testkit::effective_uid();
     if euid != 0 {
         return Err(format!("not root (euid {euid})"));
     }
@@ -106,24 +89,6 @@ fn probe_kernel() -> Result<(), String> {
     Ok(())
 }
 
-/// `len` pseudo-random bytes from `seed` (xorshift64*): payloads that no
-/// offset mix-up can reproduce by accident, the same on every run.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    if state == 0 {
-        state = 1;
-    }
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 /// Where the first difference between two byte strings is, for messages
 /// that say more than "not equal" about megabytes.
 pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -133,34 +98,9 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
 }
 
-/// Polls `condition` every few milliseconds until it holds or `timeout`
-/// passed; returns whether it held. For kernel state that settles shortly
-/// after the event a test waited for (a packet still in a softirq, a link
-/// released at process exit).
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_bytes_are_repeatable_and_differ_by_seed() {
-        assert_eq!(random_bytes(1000, 1), random_bytes(1000, 1));
-        assert_ne!(random_bytes(1000, 1), random_bytes(1000, 2));
-        assert_eq!(random_bytes(13, 5).len(), 13);
-        assert_eq!(random_bytes(13, 5)[..], random_bytes(20, 5)[..13]);
-    }
 
     #[test]
     fn first_difference_finds_the_offset_or_the_shorter_end() {

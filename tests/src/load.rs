@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::{http_client::HttpClient, netns::Netns};
+use mirror_testkit::{HttpClient, Netns};
 
 /// Clients sending until [`Load::stop`]. Dropped without it (a failed
 /// test), the threads stop after their current request.

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, ensure};
 
-use crate::{
-    http_compare::show,
-    http_server::{Received, ReceivedRequest},
-};
+use mirror_testkit::{Received, ReceivedRequest};
+
+use crate::http_compare::show;
 
 /// The marker header the agent adds by default.
 pub const MARKER: &str = "X-Mirrored-By: mirror";
@@ -100,7 +99,7 @@ pub fn compare_mirrored<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http_server::ServerConnection;
+    use mirror_testkit::http_server::ServerConnection;
 
     fn request(head: &str, body: &str) -> ReceivedRequest {
         ReceivedRequest {

@@ -1,6 +1,6 @@
 //! Operating the agent from the outside, as an SRE would: its accounting
-//! identities read from a scrape, its health endpoints, its JSON log events
-//! and what it leaves attached to the interface.
+//! identities read from a scrape, its JSON log events and what it leaves
+//! attached to the interface.
 //!
 //! The identities (every test that moves traffic checks them):
 //! * per shadow target, `captured = sent + filtered + dropped` once nothing
@@ -18,7 +18,7 @@ use mirror_agent::route::FilterReason;
 use mirror_agent::shadow::{DropReason, StatusClass};
 use serde_json::Value;
 
-use crate::{agent::Agent, metrics::Metrics, netns::Netns};
+use mirror_testkit::{Agent, Metrics, Netns, metrics::SHADOW_CAPTURED};
 
 /// One target's accounting in a scrape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,8 +37,8 @@ impl TargetAccount {
     pub fn of(metrics: &Metrics, target: &str) -> Result<Self> {
         let labels = [("target", target)];
         let captured = metrics
-            .get("mirror_shadow_captured_total", &labels)
-            .with_context(|| format!("no mirror_shadow_captured_total for {target}"))?;
+            .get(SHADOW_CAPTURED, &labels)
+            .with_context(|| format!("no {SHADOW_CAPTURED} for {target}"))?;
         let mut account = Self {
             captured: captured as u64,
             queued: metrics
@@ -114,13 +114,7 @@ impl KernelAccount {
 
 /// Every target label of a scrape (from `mirror_shadow_captured_total`).
 pub fn targets(metrics: &Metrics) -> Vec<String> {
-    let mut targets: Vec<String> = metrics
-        .matching("mirror_shadow_captured_total", &[])
-        .filter_map(|s| s.labels.get("target").cloned())
-        .collect();
-    targets.sort();
-    targets.dedup();
-    targets
+    metrics.targets(SHADOW_CAPTURED)
 }
 
 /// Checks both identities, exactly, on a scrape taken once traffic
@@ -156,9 +150,7 @@ pub fn settle(netns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<Metr
         let metrics = Metrics::scrape(netns, addr)?;
         let checked = check_identities(&metrics);
         let now = (
-            metrics
-                .get("mirror_requests_captured_total", &[])
-                .unwrap_or(0.0) as u64,
+            metrics.requests_captured(),
             KernelAccount::of(&metrics).map_or(0, |k| k.matched),
         );
         if checked.is_ok() && previous == Some(now) {
@@ -172,30 +164,6 @@ pub fn settle(netns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<Metr
         previous = Some(now);
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A plain HTTP/1.0 GET from inside `netns`: status and body.
-pub fn http_get(netns: &Netns, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    netns
-        .run(|| -> Result<(u16, String)> {
-            let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer)?;
-            let text = String::from_utf8(answer).context("the answer is not UTF-8")?;
-            let (head, body) = text
-                .split_once("\r\n\r\n")
-                .context("the answer has no end of head")?;
-            let status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .with_context(|| format!("no status in {head:?}"))?;
-            Ok((status, body.to_owned()))
-        })
-        .with_context(|| format!("GET http://{addr}{path} in {}", netns.name()))
 }
 
 /// The agent's stderr, every line parsed as a JSON object with a

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{netns::Netns, ops::http_get, scratch::ScratchDir};
+use mirror_testkit::{Netns, ScratchDir, http_client::get as http_get};
 
 /// Where the server listens, inside its namespace.
 pub const LISTEN: &str = "127.0.0.1:9090";
@@ -48,7 +48,7 @@ impl Prometheus {
              scrape_configs:\n  - job_name: mirror\n    static_configs:\n      \
              - targets: ['{target}']\n"
         );
-        let config_path = dir.write("prometheus.yml", config.as_bytes())?;
+        let config_path = dir.write("prometheus.yml", config)?;
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         let child = netns

@@ -15,10 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Result, ensure};
 
-use crate::{
-    netns::{Link, Netns, veth},
-    topology::{Family, Topology},
-};
+use mirror_testkit::{Link, Netns, veth};
+
+use crate::topology::{Family, Topology};
 
 /// The shadow end of each shadow link (in the shadow's namespace).
 pub const SHADOW_IF: &str = "veth-p";

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{http_server::RESPONSE, netns::Netns};
+use mirror_testkit::{Netns, http_server::RESPONSE};
 
 const POLL: Duration = Duration::from_millis(20);
 

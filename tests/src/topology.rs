@@ -7,14 +7,14 @@
 //!         fd00:200::1/64                     fd00:200::2/64
 //! ```
 //!
-//! More hosts (shadows) are more [`Netns`] values joined with
-//! [`crate::netns::veth`] and configured through [`Link`].
+//! More hosts (shadows) are more [`Netns`] values joined with [`veth`] and
+//! configured through [`Link`] (see [`crate::ShadowNet`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{Context as _, Result};
 
-use crate::netns::{Link, Netns, veth};
+use mirror_testkit::{Link, Netns, veth};
 
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);

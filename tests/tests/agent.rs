@@ -6,13 +6,17 @@
 
 use std::{io::Write as _, time::Duration};
 
-use anyhow::{Result, ensure};
-use aya::programs::{SchedClassifier, TcAttachType};
-use mirror_tests::{
-    Agent, Family, Netns, Topology, random_bytes, require_kernel,
+use anyhow::{Context as _, Result, ensure};
+use mirror_testkit::{
+    Netns, Signal, pseudo_random,
     tcp::{self, TcpSink},
-    topology::SERVER_IF,
     wait_until,
+};
+use mirror_tests::{
+    Family, Topology,
+    agent::{self, refusal, run_to_end},
+    ops, require_kernel,
+    topology::SERVER_IF,
 };
 
 const PORT: u16 = 8080;
@@ -41,12 +45,12 @@ fn the_agent_runs_at_nice_10_by_default_and_at_the_nice_it_is_given() -> Result<
     }
     let topology = Topology::new()?;
     let args = agent_args("auto");
-    let agent = Agent::start_attached_exact(&topology.server, &as_strs(&args))?;
+    let agent = agent::start_attached_exact(&topology.server, &as_strs(&args))?;
     let default = nice_of(agent.pid())?;
     drop(agent);
     ensure!(default == 10, "default nice {default}, expected 10");
 
-    let agent = Agent::start_attached_exact(
+    let agent = agent::start_attached_exact(
         &topology.server,
         &["--nice", "0"]
             .into_iter()
@@ -60,24 +64,12 @@ fn the_agent_runs_at_nice_10_by_default_and_at_the_nice_it_is_given() -> Result<
 }
 
 // ---------------------------------------------------------------------------
-// f: the agent process dies; production does not notice
+// the agent process dies; production does not notice
 // ---------------------------------------------------------------------------
 
 /// Programs attached to the server veth's ingress via TCX, by name.
 fn tcx_programs(topology: &Topology) -> Result<Vec<String>> {
-    topology
-        .server
-        .run(|| {
-            SchedClassifier::query_tcx(SERVER_IF, TcAttachType::Ingress)
-                .map(|(_, programs)| {
-                    programs
-                        .iter()
-                        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|e| e.to_string())
-        })
-        .map_err(|e| anyhow::anyhow!("query_tcx: {e}"))
+    ops::tcx_programs(&topology.server, SERVER_IF)
 }
 
 /// BPF filters on the server veth's ingress (`tc filter show`), one line each.
@@ -111,27 +103,27 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 }
 
 #[test]
-fn f_sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
+fn sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     let topology = Topology::new()?;
     let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
-    let agent = Agent::start_attached(&topology.server, &as_strs(&agent_args("tcx")))?;
+    let agent = agent::start_attached(&topology.server, &as_strs(&agent_args("tcx")))?;
     ensure!(
         tcx_programs(&topology)? == ["mirror_ingress"],
         "attached: {:?}",
         tcx_programs(&topology)?
     );
 
-    let before = random_bytes(64 << 10, 0xf1);
-    let after = random_bytes(64 << 10, 0xf2);
+    let before = pseudo_random(64 << 10, 0xf1);
+    let after = pseudo_random(64 << 10, 0xf2);
     let mut stream = tcp::connect(&topology.client, server.addr())?;
     stream.write_all(&before)?;
 
-    let exit = agent.stop(libc::SIGKILL, Duration::from_secs(10))?;
+    let exit = agent.stop(Signal::KILL, Duration::from_secs(10))?;
     ensure!(
-        std::os::unix::process::ExitStatusExt::signal(&exit.status) == Some(libc::SIGKILL),
+        std::os::unix::process::ExitStatusExt::signal(&exit.status) == Some(Signal::KILL.as_raw()),
         "agent ended with {}",
         exit.status
     );
@@ -158,16 +150,16 @@ fn f_sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Res
 }
 
 #[test]
-fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
+fn sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     let topology = Topology::new()?;
     let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
     let args = agent_args("netlink");
-    let parts: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(64 << 10, 0xf10 + i)).collect();
+    let parts: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(64 << 10, 0xf10 + i)).collect();
 
-    let killed = Agent::start_attached(&topology.server, &as_strs(&args))?;
+    let killed = agent::start_attached(&topology.server, &as_strs(&args))?;
     let filters = netlink_filters(&topology)?;
     ensure!(
         filters.len() == 1 && filters[0].contains("mirror_ingress"),
@@ -175,7 +167,7 @@ fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Resu
     );
     let mut stream = tcp::connect(&topology.client, server.addr())?;
     stream.write_all(&parts[0])?;
-    killed.stop(libc::SIGKILL, Duration::from_secs(10))?;
+    killed.stop(Signal::KILL, Duration::from_secs(10))?;
 
     // Expected: a netlink filter outlives its process. It still only
     // observes: the connection goes on.
@@ -185,7 +177,7 @@ fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Resu
     stream.write_all(&parts[1])?;
 
     // The next agent removes the leftover before attaching its own filter.
-    let next = Agent::start_attached(&topology.server, &as_strs(&args))?;
+    let next = agent::start_attached(&topology.server, &as_strs(&args))?;
     next.wait_for_log(
         "removed a capture filter left by an earlier run",
         Duration::from_secs(1),
@@ -198,13 +190,7 @@ fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Resu
     );
 
     let client = tcp::finish(&mut stream, &parts[2])?;
-    let exit = next.stop(libc::SIGINT, Duration::from_secs(10))?;
-    ensure!(
-        exit.status.success(),
-        "SIGINT exit: {} {}",
-        exit.status,
-        exit.stderr
-    );
+    next.stop(Signal::INT, Duration::from_secs(10))?.success()?;
     let filters = netlink_filters(&topology)?;
     ensure!(filters.is_empty(), "after a clean exit: {filters:?}");
     ensure!(
@@ -215,41 +201,16 @@ fn f_sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Resu
 }
 
 // ---------------------------------------------------------------------------
-// i: the binary's answers to bad invocations
+// the binary's answers to bad invocations
 // ---------------------------------------------------------------------------
 
-/// Runs the agent to completion inside `netns` (via `ip netns exec`).
-fn run_agent(netns: &Netns, wrapper: &[&str], args: &[&str]) -> Result<std::process::Output> {
-    let binary = mirror_tests::agent_binary()?;
-    let mut command = match wrapper.split_first() {
-        Some((program, rest)) => {
-            let mut command = netns.command(program);
-            command.args(rest).arg(&binary);
-            command
-        }
-        None => netns.command(&binary),
-    };
-    Ok(command
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()?)
-}
-
-fn stderr_lines(output: &std::process::Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
-fn i_without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
+fn without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     let netns = Netns::new("np")?;
-    let output = run_agent(
+    let output = run_to_end(
         &netns,
         &[
             "setpriv",
@@ -260,43 +221,33 @@ fn i_without_privileges_the_agent_names_the_missing_capabilities() -> Result<()>
         ],
         &["--iface", "lo", "--port", "80"],
     )?;
-    let lines = stderr_lines(&output);
-    ensure!(
-        !output.status.success(),
-        "succeeded unprivileged: {lines:?}"
-    );
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    let line = refusal(&output).context("unprivileged")?;
     for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"] {
-        ensure!(lines[0].contains(cap), "{cap} not named: {}", lines[0]);
+        ensure!(line.contains(cap), "{cap} not named: {line}");
     }
     Ok(())
 }
 
 #[test]
-fn i_an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
+fn an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     let topology = Topology::new()?;
-    let output = run_agent(
+    let output = run_to_end(
         &topology.server,
         &[],
         &["--iface", "doesnotexist0", "--port", "80"],
     )?;
-    let lines = stderr_lines(&output);
-    ensure!(
-        !output.status.success(),
-        "accepted a missing interface: {lines:?}"
-    );
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
+    let line = refusal(&output).context("a missing interface")?;
     for name in ["doesnotexist0", "lo", SERVER_IF] {
-        ensure!(lines[0].contains(name), "{name} not in: {}", lines[0]);
+        ensure!(line.contains(name), "{name} not in: {line}");
     }
     Ok(())
 }
 
 #[test]
-fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
+fn ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -304,7 +255,7 @@ fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
     // attach to this lo, not the host's.
     let netns = Netns::new("cli")?;
     for port in ["0", "70000"] {
-        let output = run_agent(&netns, &[], &["--iface", "lo", "--port", port])?;
+        let output = run_to_end(&netns, &[], &["--iface", "lo", "--port", port])?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         ensure!(
             output.status.code() == Some(2),
@@ -320,13 +271,13 @@ fn i_ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
 }
 
 #[test]
-fn i_help_lists_every_flag_and_examples() -> Result<()> {
+fn help_lists_every_flag_and_examples() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     use clap::CommandFactory as _;
     let netns = Netns::new("help")?;
-    let output = run_agent(&netns, &[], &["--help"])?;
+    let output = run_to_end(&netns, &[], &["--help"])?;
     ensure!(output.status.success(), "--help: {}", output.status);
     let help = String::from_utf8_lossy(&output.stdout);
     let mut flags: Vec<String> = mirror_agent::config::Cli::command()

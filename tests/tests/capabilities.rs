@@ -20,20 +20,19 @@
 //! cargo test -p mirror-tests --test capabilities`.
 
 use std::{
-    io::{BufRead as _, BufReader},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex},
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    process::{Command, Output, Stdio},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
+use mirror_testkit::{Agent, HttpServer, Netns, Signal, process::status_field, wait_until};
 use mirror_tests::{
-    Family, HttpServer, Netns, Topology, agent_binary, require_kernel,
+    Family, Topology,
+    agent::{ATTACH_TIMEOUT, binary as agent_binary, refusal},
+    require_kernel,
     topology::{SERVER_IF, SERVER_V4},
-    wait_until,
 };
 
 /// The unit's capabilities, in setpriv's spelling, with their numbers
@@ -133,103 +132,6 @@ fn kernel_charges_memcg() -> bool {
     (major, minor) >= (5, 11)
 }
 
-/// The agent, running, with its stderr collected line by line. Killed on
-/// drop if still running.
-struct RunningAgent {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl RunningAgent {
-    fn spawn(mut command: Command) -> Result<Self> {
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the agent through setpriv")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("lock").push(line);
-            }
-        });
-        Ok(Self {
-            child,
-            lines,
-            reader: Some(reader),
-        })
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.lines.lock().expect("lock").clone()
-    }
-
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().iter().any(|line| line.contains(needle)) {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                self.join_reader();
-                bail!(
-                    "the agent exited ({status}) before logging `{needle}`: {:?}",
-                    self.stderr()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!("no `{needle}` within {timeout:?}: {:?}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM, then waits (10 s at most) for the exit status.
-    fn terminate(mut self) -> Result<std::process::ExitStatus> {
-        // SAFETY: kill(2) on our own child, not reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                self.join_reader();
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("the agent did not exit within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn join_reader(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
-}
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// One field of /proc/PID/status, e.g. `CapEff`.
-fn proc_status(pid: u32, field: &str) -> Result<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .map(|value| value.trim().to_owned())
-        .with_context(|| format!("/proc/{pid}/status has no {field}"))
-}
-
 fn cap_mask(caps: &[&str]) -> u64 {
     CAPS.iter()
         .filter(|(name, _)| caps.contains(name))
@@ -292,19 +194,18 @@ fn a_non_root_agent_with_bpf_net_admin_perfmon_attaches_and_mirrors() -> Result<
     for port in SHADOW_PORTS {
         command.args(["--shadow", &format!("http://{SERVER_V4}:{port}")]);
     }
-    let mut agent = RunningAgent::spawn(command)?;
-    agent.wait_for_log("capture attached", Duration::from_secs(30))?;
+    let agent = Agent::spawn(&mut command)?.attached(ATTACH_TIMEOUT)?;
 
     // The process is uid 65534 with exactly the three capabilities.
-    let pid = agent.child.id();
-    let uids = proc_status(pid, "Uid")?;
+    let pid = agent.pid();
+    let uids = status_field(pid, "Uid")?;
     ensure!(
         uids.split_whitespace().all(|uid| uid == UID),
         "uids: {uids}"
     );
     let expected = format!("{:016x}", cap_mask(&caps));
     for set in ["CapEff", "CapPrm", "CapAmb", "CapBnd"] {
-        let value = proc_status(pid, set)?;
+        let value = status_field(pid, set)?;
         ensure!(value == expected, "{set} {value}, expected {expected}");
     }
 
@@ -319,7 +220,7 @@ fn a_non_root_agent_with_bpf_net_admin_perfmon_attaches_and_mirrors() -> Result<
         let counts = answered_by_targets(&topology.server);
         counts.len() == SHADOW_PORTS.len() && counts.iter().all(|n| *n >= 1)
     });
-    let status = agent.terminate()?;
+    let status = agent.stop(Signal::TERM, Duration::from_secs(10))?.status;
     ensure!(
         answered,
         "the shadows did not answer the copy within 10 s; metrics: {:?}",
@@ -351,14 +252,6 @@ fn run_agent_with(netns: &Netns, caps: &[&str], grant: Grant) -> Result<Output> 
     Ok(command.output()?)
 }
 
-fn stderr_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The capabilities after "missing capabilities:" in the agent's message,
 /// up to the end of that sentence.
 fn missing_list(line: &str) -> Vec<String> {
@@ -380,25 +273,14 @@ fn without_any_one_of_the_three_the_agent_names_it_in_one_line() -> Result<()> {
     let netns = Netns::new("caps")?;
     for (missing, _) in CAPS {
         let output = run_agent_with(&netns, &caps_without(missing), Grant::Ambient)?;
-        let lines = stderr_lines(&output);
+        let line = refusal(&output).with_context(|| format!("without {}", cap_name(missing)))?;
         ensure!(
-            !output.status.success(),
-            "succeeded without {}: {lines:?}",
+            line.contains(&cap_name(missing)),
+            "{} not named: {line}",
             cap_name(missing)
-        );
-        ensure!(
-            lines.len() == 1,
-            "without {}, not one line: {lines:?}",
-            cap_name(missing)
-        );
-        ensure!(
-            lines[0].contains(&cap_name(missing)),
-            "{} not named: {}",
-            cap_name(missing),
-            lines[0]
         );
         // The line goes on with a hint that names all three.
-        let named = missing_list(&lines[0]);
+        let named = missing_list(&line);
         ensure!(
             named == [cap_name(missing)],
             "without {}, the agent says these are missing: {named:?}",
@@ -417,16 +299,13 @@ fn without_the_ambient_set_a_non_root_agent_has_none_of_them() -> Result<()> {
     // and inheritable sets, not the ambient one: execve drops them all.
     let netns = Netns::new("noamb")?;
     let output = run_agent_with(&netns, &all_caps(), Grant::NoAmbient)?;
-    let lines = stderr_lines(&output);
-    ensure!(!output.status.success(), "succeeded: {lines:?}");
-    ensure!(lines.len() == 1, "not one line: {lines:?}");
-    let named = missing_list(&lines[0]);
+    let line = refusal(&output)?;
+    let named = missing_list(&line);
     for (cap, _) in CAPS {
         ensure!(
             named.contains(&cap_name(cap)),
-            "{} not among the missing: {}",
-            cap_name(cap),
-            lines[0]
+            "{} not among the missing: {line}",
+            cap_name(cap)
         );
     }
     Ok(())
@@ -595,13 +474,22 @@ fn probe_steps(object: &Path, iface: &str) -> Result<(), StepError> {
         .map_max_entries(MAP_EVENTS, 1 << 20)
         .load(&bytes)
         .map_err(|e| step("maps")(e.into()))?;
+    // Loads program `name` of the object (the verifier runs here).
+    let load = |ebpf: &mut aya::Ebpf, name: &str| -> Result<(), StepError> {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| step("load")(format!("no program {name}").into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
+        program.load().map_err(|e| step("load")(e.into()))
+    };
     // The copier first, as the agent does: the classifier tail-calls it.
-    let copier: &mut SchedClassifier = ebpf
-        .program_mut(COPY_PROGRAM_NAME)
-        .ok_or_else(|| step("load")("no copier program".into()))?
+    load(&mut ebpf, COPY_PROGRAM_NAME)?;
+    let copier: &SchedClassifier = ebpf
+        .program(COPY_PROGRAM_NAME)
+        .expect("loaded above")
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
-    copier.load().map_err(|e| step("load")(e.into()))?;
+        .expect("a classifier");
     let copier_fd = copier
         .fd()
         .map_err(|e| step("load")(e.into()))?
@@ -614,12 +502,12 @@ fn probe_steps(object: &Path, iface: &str) -> Result<(), StepError> {
         .map_err(|e: aya::maps::MapError| step("maps")(e.into()))?;
     jump.set(JUMP_COPY, &copier_fd, 0)
         .map_err(|e| step("maps")(e.into()))?;
+    load(&mut ebpf, PROGRAM_NAME)?;
     let classifier: &mut SchedClassifier = ebpf
         .program_mut(PROGRAM_NAME)
-        .ok_or_else(|| step("load")("no classifier program".into()))?
+        .expect("loaded above")
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| step("load")(e.into()))?;
-    classifier.load().map_err(|e| step("load")(e.into()))?;
+        .expect("a classifier");
     let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let options = if tcx {
         TcAttachOptions::TcxOrder(LinkOrder::first())

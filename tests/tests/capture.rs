@@ -13,13 +13,14 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use mirror_agent::capture::CaptureOptions;
 use mirror_common::Counter;
-use mirror_tests::{
-    CaptureRunner, Captured, Drain, Family, Topology,
-    capture::predicted_sampled,
-    first_difference, random_bytes, require_kernel,
+use mirror_testkit::{
+    pseudo_random,
     tcp::{self, TcpSink},
-    topology::SERVER_IF,
     wait_until,
+};
+use mirror_tests::{
+    CaptureRunner, Captured, Drain, Family, Topology, capture::predicted_sampled, first_difference,
+    require_kernel, topology::SERVER_IF,
 };
 
 const PORT: u16 = 8080;
@@ -27,7 +28,7 @@ const OTHER_PORT: u16 = 9090;
 const MIB: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------
-// a, c: one connection, 1 MiB, byte for byte
+// one connection, 1 MiB, byte for byte, IPv4 and IPv6
 // ---------------------------------------------------------------------------
 
 /// What one 1 MiB transfer looked like from both ends.
@@ -53,7 +54,7 @@ fn send_one_mebibyte(topology: &Topology, family: Family, packets: Packets) -> R
     let capture =
         CaptureRunner::start(&topology.server, CaptureOptions::new(SERVER_IF, vec![PORT]))?;
     let server = TcpSink::start(&topology.server, topology.server_addr(family, PORT), 1)?;
-    let sent = random_bytes(MIB, 0xa);
+    let sent = pseudo_random(MIB, 0xa);
 
     let mut stream = tcp::connect(&topology.client, server.addr())?;
     let client = tcp::finish(&mut stream, &sent)?;
@@ -168,7 +169,7 @@ fn one_mebibyte_in_tso_super_packets(family: Family) -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -176,7 +177,7 @@ fn a_one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -184,7 +185,7 @@ fn a_one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn a_one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -192,7 +193,7 @@ fn a_one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -200,7 +201,7 @@ fn c_one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -208,7 +209,7 @@ fn c_one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
 }
 
 #[test]
-fn c_one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
+fn one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -216,11 +217,11 @@ fn c_one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// b: many connections at once
+// many connections at once
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
+fn hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -236,7 +237,7 @@ fn b_hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
     )?;
 
     let payloads: Vec<Vec<u8>> = (0..CONNECTIONS)
-        .map(|i| random_bytes(BYTES, 0xb00 + i as u64))
+        .map(|i| pseudo_random(BYTES, 0xb00 + i as u64))
         .collect();
     // Every connection is open before any of them sends.
     let mut streams: Vec<_> = (0..CONNECTIONS)
@@ -282,11 +283,11 @@ fn b_hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// d: other ports
+// other ports
 // ---------------------------------------------------------------------------
 
 #[test]
-fn d_traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
+fn traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -300,7 +301,7 @@ fn d_traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
         topology.server_addr(Family::V4, OTHER_PORT),
         1,
     )?;
-    let sent = random_bytes(256 << 10, 0xd);
+    let sent = pseudo_random(256 << 10, 0xd);
     let mut stream = tcp::connect(&topology.client, server.addr())?;
     let client = tcp::finish(&mut stream, &sent)?;
     ensure!(server.join()?[&client] == sent);
@@ -341,11 +342,11 @@ fn d_traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// e: a full ring loses records and says so
+// a full ring loses records and says so
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_small_ring_under_burst_counts_every_lost_record() -> Result<()> {
+fn small_ring_under_burst_counts_every_lost_record() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -356,7 +357,7 @@ fn e_small_ring_under_burst_counts_every_lost_record() -> Result<()> {
     // Nobody reads the ring until the burst is over.
     let capture = CaptureRunner::start_with(&topology.server, options, Drain::AtStop)?;
     let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
-    let sent = random_bytes(4 * MIB, 0xe);
+    let sent = pseudo_random(4 * MIB, 0xe);
     let client = tcp::send(&topology.client, server.addr(), &sent)?;
     // The program never drops a packet: the burst arrives whole.
     ensure!(
@@ -409,7 +410,7 @@ fn e_small_ring_under_burst_counts_every_lost_record() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// g: sampling keeps whole connections, the ones the hash predicts
+// sampling keeps whole connections, the ones the hash predicts
 // ---------------------------------------------------------------------------
 
 /// 1000 connections of 100 bytes each, sampled at `sample_bp`: the captured
@@ -427,7 +428,7 @@ fn sample_thousand_connections(sample_bp: u32, seed: u32) -> Result<usize> {
     let sent: BTreeMap<SocketAddr, Vec<u8>> = topology.client.run(|| {
         (0..CONNECTIONS)
             .map(|i| {
-                let payload = random_bytes(100, 0x9000 + i as u64);
+                let payload = pseudo_random(100, 0x9000 + i as u64);
                 let mut stream = std::net::TcpStream::connect(server_addr)?;
                 stream.set_read_timeout(Some(tcp::IO_TIMEOUT))?;
                 Ok((tcp::finish(&mut stream, &payload)?, payload))
@@ -480,7 +481,7 @@ fn sample_thousand_connections(sample_bp: u32, seed: u32) -> Result<usize> {
 }
 
 #[test]
-fn g_sampling_zero_percent_captures_no_connection() -> Result<()> {
+fn sampling_zero_percent_captures_no_connection() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -489,7 +490,7 @@ fn g_sampling_zero_percent_captures_no_connection() -> Result<()> {
 }
 
 #[test]
-fn g_sampling_hundred_percent_captures_every_connection() -> Result<()> {
+fn sampling_hundred_percent_captures_every_connection() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -498,7 +499,7 @@ fn g_sampling_hundred_percent_captures_every_connection() -> Result<()> {
 }
 
 #[test]
-fn g_sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
+fn sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

@@ -11,7 +11,6 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpStream},
-    process::Output,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -24,12 +23,14 @@ use mirror_agent::{
     http::{Request, SkipReason},
 };
 use mirror_common::Counter;
+use mirror_testkit::{
+    HttpServer, Received, ReceivedRequest, ScratchDir, ab, http_server::RESPONSE, pseudo_random,
+    tcp,
+};
 use mirror_tests::{
-    CaptureRunner, Collector, Drain, Family, Finished, HttpServer, Received, ScratchDir, Tee,
-    Topology,
+    CaptureRunner, Collector, Drain, Family, Finished, Tee, Topology,
     http_compare::{compare_exact, same_request, show},
-    http_server::{RESPONSE, ReceivedRequest},
-    random_bytes, require_kernel, tcp,
+    require_kernel,
     topology::SERVER_IF,
 };
 
@@ -172,26 +173,8 @@ fn url(topology: &Topology, family: Family, path: &str) -> String {
     format!("http://{}{path}", topology.server_addr(family, PORT))
 }
 
-/// Runs a client program in the client namespace; it must succeed.
-fn run_client(topology: &Topology, program: &str, args: &[&str]) -> Result<Output> {
-    let output = topology
-        .client
-        .command(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    ensure!(
-        output.status.success(),
-        "{program} {args:?} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output)
-}
-
 // ---------------------------------------------------------------------------
-// a, b: curl uploads
+// curl uploads
 // ---------------------------------------------------------------------------
 
 /// `curl --data-binary @file` of `len` random bytes, with `extra` curl
@@ -205,7 +188,7 @@ fn curl_upload(
     let capture = start_capture(topology)?;
     let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let scratch = ScratchDir::new("upload")?;
-    let content = random_bytes(len, seed);
+    let content = pseudo_random(len, seed);
     let file = scratch.write("body.bin", &content)?;
     let data = format!("@{}", file.display());
     let target = url(topology, Family::V4, "/upload");
@@ -213,13 +196,10 @@ fn curl_upload(
     args.extend_from_slice(extra);
     args.push(&target);
     let started = Instant::now();
-    let output = run_client(topology, "curl", &args)?;
+    // curl must succeed.
+    let output = topology.client.exec("curl", &args)?;
     let took = started.elapsed();
-    ensure!(
-        output.stdout == b"ok",
-        "curl printed {:?}",
-        show(&output.stdout)
-    );
+    ensure!(output == "ok", "curl printed {:?}", show(output.as_bytes()));
     let received = server.stop()?;
     let extracted = finish_table(capture)?;
 
@@ -241,7 +221,7 @@ fn curl_upload(
 }
 
 #[test]
-fn a_ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
+fn ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -253,7 +233,7 @@ fn a_ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
 }
 
 #[test]
-fn b_a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
+fn a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -274,7 +254,7 @@ fn b_a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// c: pipelining
+// pipelining
 // ---------------------------------------------------------------------------
 
 /// One request as the client writes it, and as it must be received.
@@ -296,7 +276,7 @@ fn pipelined_requests(host: &str) -> Vec<Pipelined> {
                 0 => format!("GET /pipe/{i}?q=a%20b HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n"),
                 1 => {
                     let len = if i == 11 { 200_000 } else { 100 + i as usize * 517 };
-                    body = random_bytes(len, 0xc00 + i);
+                    body = pseudo_random(len, 0xc00 + i);
                     format!(
                         "POST /pipe/{i} HTTP/1.1\r\nHost: {host}\r\n\
                          Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
@@ -330,7 +310,7 @@ fn pipelined_requests(host: &str) -> Vec<Pipelined> {
                 let mut wire = head.clone();
                 let mut body = Vec::new();
                 for (n, size) in [1usize, 4096, 17, 3000].into_iter().enumerate() {
-                    let chunk = random_bytes(size, 0xcc0 + n as u64);
+                    let chunk = pseudo_random(size, 0xcc0 + n as u64);
                     let ext = if n == 1 { ";name=value" } else { "" };
                     wire.extend_from_slice(format!("{size:x}{ext}\r\n").as_bytes());
                     wire.extend_from_slice(&chunk);
@@ -411,7 +391,7 @@ fn twenty_pipelined_requests(family: Family, offloads: bool) -> Result<()> {
 }
 
 #[test]
-fn c_twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
+fn twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -419,7 +399,7 @@ fn c_twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() 
 }
 
 #[test]
-fn c_twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
+fn twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -427,7 +407,7 @@ fn c_twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<(
 }
 
 // ---------------------------------------------------------------------------
-// d: ab
+// ab
 // ---------------------------------------------------------------------------
 
 /// `ab ARGS URL` through a capture; every request extracted exactly.
@@ -435,22 +415,13 @@ fn apache_bench(topology: &Topology, args: &[&str], requests: usize) -> Result<E
     let capture = start_capture(topology)?;
     let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let target = url(topology, Family::V4, "/");
-    let mut all_args = args.to_vec();
-    all_args.push(&target);
     let started = Instant::now();
-    let output = run_client(topology, "ab", &all_args)?;
+    let report = ab::run(&topology.client, args, &target)?;
     let took = started.elapsed();
-    let report = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_default()
-    };
     ensure!(
-        field("Complete requests:") == requests.to_string() && field("Failed requests:") == "0",
-        "ab: {report}"
+        report.complete == requests as u64 && report.failed == 0,
+        "ab: {}",
+        report.text
     );
     let received = server.stop()?;
     let extracted = finish_table(capture)?;
@@ -469,7 +440,7 @@ fn apache_bench(topology: &Topology, args: &[&str], requests: usize) -> Result<E
 }
 
 #[test]
-fn d_ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
+fn ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -484,7 +455,7 @@ fn d_ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
 }
 
 #[test]
-fn d_ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
+fn ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -502,7 +473,7 @@ fn d_ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// e: the capture joins connections that are already busy
+// the capture joins connections that are already busy
 // ---------------------------------------------------------------------------
 
 const CONNECTIONS: usize = 50;
@@ -534,7 +505,7 @@ fn busy_request(host: &str, conn: usize, n: usize) -> (String, Vec<u8>, Vec<u8>)
     }
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let len = (n * 997 + conn * 131) % 4100;
-    let body: Vec<u8> = random_bytes(len, (conn * 1_000_003 + n) as u64)
+    let body: Vec<u8> = pseudo_random(len, (conn * 1_000_003 + n) as u64)
         .into_iter()
         .map(|b| ALPHABET[b as usize % ALPHABET.len()])
         .collect();
@@ -592,7 +563,7 @@ fn busy_client(
 }
 
 #[test]
-fn e_capture_joining_busy_keep_alive_connections_extracts_every_later_request() -> Result<()> {
+fn capture_joining_busy_keep_alive_connections_extracts_every_later_request() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }

@@ -14,114 +14,81 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
+use mirror_testkit::{
+    Agent, AgentExit, Metrics, Netns, ScratchDir, Signal, command, metrics, wait_until,
+};
 use mirror_tests::{
-    Agent, AgentExit, HttpServer, Load, Prometheus, ScratchDir, ShadowNet, SlowServer, ab,
-    agent_output,
-    metrics::{self, Metrics},
+    Prometheus, ReplayRig, SlowServer,
+    agent::{self, Stopped},
     ops::{self, TargetAccount, field, message, wait_for_event},
     prometheus, require_kernel,
+    rig::{PORT, ReplayRigBuilder, SETTLE},
     topology::SERVER_IF,
-    wait_until,
 };
 
-const PORT: u16 = 8080;
-/// How long the agent may take to account for every captured request.
-const SETTLE: Duration = Duration::from_secs(20);
 /// How long a state change may take to show in the log.
 const LOG_WAIT: Duration = Duration::from_secs(20);
 
-fn port() -> String {
-    PORT.to_string()
+/// `shadow_hosts` shadow hosts, the agent logging JSON.
+fn rig(shadow_hosts: usize) -> ReplayRigBuilder {
+    ReplayRig::builder(shadow_hosts).json_logs()
 }
 
-/// `--iface veth-s --port 8080 --shadow URL... EXTRA...`, JSON logs.
-fn agent_args<'a>(shadows: &[&'a str], extra: &[&'a str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--iface",
-        SERVER_IF,
-        "--port",
-        &port(),
-        "--log-format",
-        "json",
-    ]
-    .map(String::from)
-    .to_vec();
-    for shadow in shadows {
-        args.extend(["--shadow".to_owned(), (*shadow).to_owned()]);
-    }
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
+/// SIGTERM, then [`check_exit`].
+fn stop_agent(agent: Agent, timeout: Duration) -> Result<Stopped> {
+    check_exit(agent.stop(Signal::TERM, timeout)?)
 }
 
-fn start_agent(net: &ShadowNet, args: &[String]) -> Result<Agent> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Agent::start_attached(net.primary(), &args)
-}
-
-/// SIGTERM, exit 0, every line of stderr a JSON event, the kernel's
-/// records balanced, every target's final counts balanced.
-fn stop_agent(agent: Agent, timeout: Duration) -> Result<AgentExit> {
-    let exit = agent.stop(libc::SIGTERM, timeout)?;
-    check_exit(&exit)?;
-    Ok(exit)
-}
-
-fn check_exit(exit: &AgentExit) -> Result<()> {
-    ensure!(
-        exit.status.success(),
-        "the agent ended with {}: {}",
-        exit.status,
-        exit.stderr
-    );
-    for line in exit.stderr.lines() {
+/// Exit 0, every line of stderr a JSON event, the kernel's records
+/// balanced, every target's final counts balanced, and the capture's own.
+fn check_exit(exit: AgentExit) -> Result<Stopped> {
+    let stopped = agent::check_exit(exit)?;
+    let stderr = &stopped.exit.stderr;
+    for line in stderr.lines() {
         ops::parse_event(line)?;
     }
-    let kernel = agent_output::kernel_counters(&exit.stdout)?;
-    agent_output::check_records_identity(&kernel)?;
-    let lines: Vec<String> = exit.stderr.lines().map(str::to_owned).collect();
-    for (target, counts) in agent_output::final_counts(&lines)? {
-        ensure!(
-            counts.balances(),
-            "{target}: final counts do not balance: {counts}"
-        );
-    }
     ensure!(
-        exit.stderr.contains("final counts: capture"),
-        "no final counts of the capture: {}",
-        exit.stderr
+        stderr.contains("final counts: capture"),
+        "no final counts of the capture: {stderr}"
     );
-    Ok(())
+    Ok(stopped)
 }
 
-fn settle(net: &ShadowNet) -> Result<Metrics> {
-    ops::settle(net.primary(), metrics::DEFAULT_ADDR, SETTLE)
+fn settle(rig: &ReplayRig) -> Result<Metrics> {
+    ops::settle(rig.primary(), metrics::DEFAULT_ADDR, SETTLE)
+}
+
+/// [`settle`], once the clients stopped: every one of the `sent` requests
+/// was captured.
+fn settled_after(rig: &ReplayRig, sent: u64) -> Result<Metrics> {
+    let scrape = settle(rig)?;
+    ensure!(
+        captured(&scrape) == sent,
+        "captured {} of {sent}",
+        captured(&scrape)
+    );
+    Ok(scrape)
 }
 
 fn captured(metrics: &Metrics) -> u64 {
-    metrics
-        .get("mirror_requests_captured_total", &[])
-        .unwrap_or(0.0) as u64
+    metrics.requests_captured()
 }
 
 // ---------------------------------------------------------------------------
-// a: Prometheus scrapes the agent; promtool finds nothing wrong; health
+// Prometheus scrapes the agent; promtool finds nothing wrong; health
 // ---------------------------------------------------------------------------
 
 #[test]
-fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> Result<()> {
+fn prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let (t2, t3) = (net.shadow_url(0, PORT), net.shadow_url(1, PORT));
-    let agent = start_agent(&net, &agent_args(&[&t2, &t3], &[]))?;
-    let server = Prometheus::start(net.primary(), metrics::DEFAULT_ADDR, Duration::from_secs(1))?;
+    let (mut rig, agent) = rig(2).mirror_to(&[0, 1]).start()?;
+    let (t2, t3) = (rig.url(0), rig.url(1));
+    let server = Prometheus::start(rig.primary(), metrics::DEFAULT_ADDR, Duration::from_secs(1))?;
 
     // Health: the process answers; ready once attached and draining.
-    let get = |path| ops::http_get(net.primary(), metrics::DEFAULT_ADDR, path);
+    let get = |path| mirror_testkit::http_client::get(rig.primary(), metrics::DEFAULT_ADDR, path);
     ensure!(get("/healthz")? == (200, "ok\n".to_owned()));
     let mut ready = get("/readyz")?;
     if ready.0 != 200 {
@@ -133,14 +100,8 @@ fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() ->
     ensure!(ready == (200, "ready\n".to_owned()), "/readyz: {ready:?}");
     ensure!(get("/nothing")?.0 == 404);
 
-    let url = format!("http://{}/", net.primary_addr(PORT));
-    let report = ab::run(net.client(), &["-n", "1000", "-c", "4", "-k"], &url)?;
-    ensure!(
-        report.complete == 1000 && report.failed == 0 && report.non_2xx == 0,
-        "ab: {}",
-        report.text
-    );
-    let scrape = settle(&net)?;
+    rig.ab_ok(&["-n", "1000", "-c", "4", "-k"], 1000)?;
+    let scrape = settle(&rig)?;
     ensure!(captured(&scrape) == 1000, "captured {}", captured(&scrape));
     for target in [&t2, &t3] {
         let account = TargetAccount::of(&scrape, target)?;
@@ -152,7 +113,7 @@ fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() ->
 
     // What Prometheus stored, through its query API.
     let sent = r#"sum by (target) (mirror_shadow_requests_total{outcome=~"[1-5]xx"})"#;
-    let (counted, series) = server.wait_for(net.primary(), sent, SETTLE, |series| {
+    let (counted, series) = server.wait_for(rig.primary(), sent, SETTLE, |series| {
         series.len() == 2 && series.iter().all(|s| s.value == 1000.0)
     })?;
     ensure!(counted, "Prometheus: {series:?}; its log: {}", server.log());
@@ -164,9 +125,9 @@ fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() ->
         targets.contains(&t2.as_str()) && targets.contains(&t3.as_str()),
         "{targets:?}"
     );
-    let up = server.query(net.primary(), "up")?;
+    let up = server.query(rig.primary(), "up")?;
     ensure!(up.len() == 1 && up[0].value == 1.0, "up: {up:?}");
-    let lost = server.query(net.primary(), "mirror_kernel_records_lost_total")?;
+    let lost = server.query(rig.primary(), "mirror_kernel_records_lost_total")?;
     ensure!(lost.len() == 1 && lost[0].value == 0.0, "lost: {lost:?}");
 
     // promtool on the agent's own exposition: no error, no lint.
@@ -191,40 +152,37 @@ fn a_prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() ->
     drop(server);
 
     stop_agent(agent, Duration::from_secs(10))?;
-    for (name, server) in [("v1", v1), ("v2", v2), ("v3", v3)] {
-        let received = server.stop()?.request_count();
+    let served = rig.stop_servers()?;
+    for (name, received) in [
+        ("v1", &served.v1),
+        ("v2", served.shadow(0)),
+        ("v3", served.shadow(1)),
+    ] {
+        let received = received.request_count();
         ensure!(received == 1000, "{name} received {received}");
     }
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// b: JSON logs; a shadow dies and comes back
+// JSON logs; a shadow dies and comes back
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
+fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
-    let net = ShadowNet::new(1)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let shadow_addr = net.shadow_addr(0, PORT);
-    let v2 = SlowServer::start(net.shadow(0), shadow_addr, Duration::ZERO)?;
-    let t2 = net.shadow_url(0, PORT);
-    let agent = start_agent(
-        &net,
-        &agent_args(
-            &[&t2],
-            &["--stats-interval", "1s", "--connect-timeout", "200ms"],
-        ),
-    )?;
-    let load = Load::start(
-        net.client(),
-        net.primary_addr(PORT),
-        1,
-        Duration::from_millis(5),
-    )?;
+    let mut rig = rig(1)
+        .serve(&[])
+        .mirror_to(&[0])
+        .args(&["--stats-interval", "1s", "--connect-timeout", "200ms"])
+        .build()?;
+    let shadow_addr = rig.shadow_addr(0);
+    let v2 = SlowServer::start(rig.shadow(0), shadow_addr, Duration::ZERO)?;
+    let t2 = rig.url(0);
+    let agent = rig.start_agent()?;
+    let load = rig.load(1, Duration::from_millis(5))?;
     load.wait_more(50, Duration::from_secs(10))?;
     let is = |wanted: &'static str| {
         let t2 = t2.clone();
@@ -251,7 +209,7 @@ fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     // It comes back on the same address at once, before the agent probes
     // the address again (1 s after it failed; the wait doubles with every
     // probe that fails).
-    let v2 = SlowServer::start(net.shadow(0), shadow_addr, Duration::ZERO)?;
+    let v2 = SlowServer::start(rig.shadow(0), shadow_addr, Duration::ZERO)?;
     wait_for_event(
         &agent,
         LOG_WAIT,
@@ -273,12 +231,7 @@ fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     load.wait_more(50, Duration::from_secs(10))?;
     let sent = load.stop()?;
 
-    let scrape = settle(&net)?;
-    ensure!(
-        captured(&scrape) == sent,
-        "captured {} of {sent}",
-        captured(&scrape)
-    );
+    let scrape = settled_after(&rig, sent)?;
     let account = TargetAccount::of(&scrape, &t2)?;
     ensure!(
         account.dropped > 0 && account.sent > 0,
@@ -293,28 +246,28 @@ fn b_json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
         .count();
     ensure!(per_request == 0, "{per_request} request events at info");
 
-    let exit = stop_agent(agent, Duration::from_secs(10))?;
+    let stopped = stop_agent(agent, Duration::from_secs(10))?;
     ensure!(
-        exit.stderr.contains("SIGTERM received, detaching"),
+        stopped.exit.stderr.contains("SIGTERM received, detaching"),
         "{}",
-        exit.stderr
+        stopped.exit.stderr
     );
     let (received_after, _) = v2.stop();
     ensure!(received_after > 0, "the shadow got nothing once back");
-    ensure!(v1.stop()?.request_count() as u64 == sent);
+    ensure!(rig.stop_v1()?.request_count() as u64 == sent);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// c: check-config finds every mistake of a file
+// check-config finds every mistake of a file
 // ---------------------------------------------------------------------------
 
 #[test]
-fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
+fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
-    let binary = mirror_tests::agent_binary()?;
+    let binary = agent::binary()?;
     let scratch = ScratchDir::new("check-config")?;
     let bad = scratch.write(
         "bad.toml",
@@ -361,16 +314,15 @@ fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
         b"iface = \"veth-s\"\nports = [8080]\nlog_requests = 1\n\
           [[target]]\nurl = \"http://10.200.10.2:8080\"\nname = \"v2\"\n",
     )?;
-    let output = std::process::Command::new(&binary)
-        .arg("check-config")
-        .arg(&good)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let effective = String::from_utf8(output.stdout)?;
+    // It must exit 0; its stdout is the effective configuration.
+    let check = |path: &std::path::Path| {
+        command::run(
+            std::process::Command::new(&binary)
+                .arg("check-config")
+                .arg(path),
+        )
+    };
+    let effective = check(&good)?;
     for key in [
         "iface = \"veth-s\"",
         "ports = [8080]",
@@ -380,23 +332,15 @@ fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
         ensure!(effective.contains(key), "no {key} in:\n{effective}");
     }
     let again = scratch.write("effective.toml", effective.as_bytes())?;
-    let output = std::process::Command::new(&binary)
-        .arg("check-config")
-        .arg(&again)
-        .output()?;
-    ensure!(
-        output.status.success(),
-        "the effective configuration does not check: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    check(&again).context("the effective configuration does not check")?;
 
     // The agent without an interface, by flag or file: one line, status 2.
-    let net = mirror_tests::Netns::new("noiface")?;
-    let output = net
-        .command(&binary)
-        .args(["--port", &port(), "--log-format", "json"])
-        .stdin(std::process::Stdio::null())
-        .output()?;
+    let net = Netns::new("noiface")?;
+    let output = agent::run_to_end(
+        &net,
+        &[],
+        &["--port", &PORT.to_string(), "--log-format", "json"],
+    )?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
         output.status.code() == Some(2),
@@ -415,88 +359,71 @@ fn c_check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// d: SIGTERM under load
+// SIGTERM under load
 // ---------------------------------------------------------------------------
 
 #[test]
-fn d_sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
+fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
     const DRAIN: Duration = Duration::from_secs(1);
-    let net = ShadowNet::new(1)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
+    let mut rig = rig(1)
+        .serve(&[])
+        .mirror_to(&[0])
+        .args(&[
+            "--drain-timeout",
+            "1s",
+            "--max-in-flight",
+            "4",
+            "--queue-size",
+            "32",
+        ])
+        .build()?;
     // A shadow slower than the traffic: its queue stays full.
     let v2 = SlowServer::start(
-        net.shadow(0),
-        net.shadow_addr(0, PORT),
+        rig.shadow(0),
+        rig.shadow_addr(0),
         Duration::from_millis(100),
     )?;
-    let t2 = net.shadow_url(0, PORT);
-    let agent = start_agent(
-        &net,
-        &agent_args(
-            &[&t2],
-            &[
-                "--drain-timeout",
-                "1s",
-                "--max-in-flight",
-                "4",
-                "--queue-size",
-                "32",
-            ],
-        ),
-    )?;
-    ensure!(ops::tcx_programs(net.primary(), SERVER_IF)? == ["mirror_ingress"]);
+    let t2 = rig.url(0);
+    let agent = rig.start_agent()?;
+    ensure!(ops::tcx_programs(rig.primary(), SERVER_IF)? == ["mirror_ingress"]);
 
     // A first burst, then the identities once the queue drained.
-    let load = Load::start(
-        net.client(),
-        net.primary_addr(PORT),
-        2,
-        Duration::from_millis(2),
-    )?;
+    let load = rig.load(2, Duration::from_millis(2))?;
     load.wait_more(150, Duration::from_secs(10))?;
     let first = load.stop()?;
-    let scrape = settle(&net)?;
-    ensure!(
-        captured(&scrape) == first,
-        "captured {} of {first}",
-        captured(&scrape)
-    );
+    let scrape = settled_after(&rig, first)?;
     let account = TargetAccount::of(&scrape, &t2)?;
     ensure!(account.sent > 0, "{account:?}");
 
     // Under load again, with a full queue: SIGTERM.
-    let load = Load::start(
-        net.client(),
-        net.primary_addr(PORT),
-        2,
-        Duration::from_millis(2),
-    )?;
+    let load = rig.load(2, Duration::from_millis(2))?;
     load.wait_more(150, Duration::from_secs(10))?;
-    let queued = Metrics::scrape(net.primary(), metrics::DEFAULT_ADDR)?;
+    let queued = Metrics::scrape(rig.primary(), metrics::DEFAULT_ADDR)?;
     let busy = TargetAccount::of(&queued, &t2)?;
     ensure!(
         busy.queued + busy.in_flight > 0,
         "nothing to drain: {busy:?}"
     );
     let signalled = Instant::now();
-    let exit = agent.stop(libc::SIGTERM, Duration::from_secs(10))?;
+    let exit = agent.stop(Signal::TERM, Duration::from_secs(10))?;
     let took = signalled.elapsed();
-    check_exit(&exit)?;
+    let stopped = check_exit(exit)?;
     ensure!(
         took <= DRAIN + Duration::from_secs(1),
         "exited {took:?} after SIGTERM, drain timeout {DRAIN:?}"
     );
-    let attached = ops::tcx_programs(net.primary(), SERVER_IF)?;
+    let attached = ops::tcx_programs(rig.primary(), SERVER_IF)?;
     ensure!(
         attached.is_empty(),
         "still attached after exit: {attached:?}"
     );
-    let lines: Vec<String> = exit.stderr.lines().map(str::to_owned).collect();
-    let finals = agent_output::final_counts(&lines)?;
-    let counts = finals.get(&t2).context("no final counts for the shadow")?;
+    let counts = stopped
+        .finals
+        .get(&t2)
+        .context("no final counts for the shadow")?;
     ensure!(
         counts.get("shutdown") > 0 || counts.get("queue_full") > 0,
         "a full queue at SIGTERM, yet nothing dropped: {counts}"
@@ -506,13 +433,17 @@ fn d_sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
         "capture detached",
         "draining the shadow queues",
     ] {
-        ensure!(exit.stderr.contains(event), "no `{event}`: {}", exit.stderr);
+        ensure!(
+            stopped.exit.stderr.contains(event),
+            "no `{event}`: {}",
+            stopped.exit.stderr
+        );
     }
 
     // The primary never noticed: the clients go on.
     load.wait_more(50, Duration::from_secs(10))?;
     let second = load.stop()?;
-    let served = v1.stop()?.request_count() as u64;
+    let served = rig.stop_v1()?.request_count() as u64;
     ensure!(
         served == first + second,
         "v1 served {served} of {}",
@@ -523,35 +454,24 @@ fn d_sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// e: SIGHUP
+// SIGHUP
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> Result<()> {
+fn sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let (t2, t3) = (net.shadow_url(0, PORT), net.shadow_url(1, PORT));
-    let scratch = ScratchDir::new("sighup")?;
+    let mut rig = ReplayRig::builder(2).build()?;
+    let (t2, t3) = (rig.url(0), rig.url(1));
     // Everything in the file: no capture flag at all.
     let head = format!(
         "iface = \"{SERVER_IF}\"\nports = [{PORT}]\nlog_format = \"json\"\nstats_interval = \"1s\"\n"
     );
-    let first = format!("{head}[[target]]\nurl = \"{t2}\"\n");
-    let config = scratch.write("mirror.toml", first.as_bytes())?;
-    let config_arg = config.display().to_string();
-    let agent = Agent::start_attached(net.primary(), &["--config", &config_arg])?;
+    let config = rig.write_config(&format!("{head}[[target]]\nurl = \"{t2}\"\n"))?;
+    let agent = agent::start_attached(rig.primary(), &["--config", &config])?;
 
-    let load = Load::start(
-        net.client(),
-        net.primary_addr(PORT),
-        2,
-        Duration::from_millis(2),
-    )?;
+    let load = rig.load(2, Duration::from_millis(2))?;
     load.wait_more(100, Duration::from_secs(10))?;
 
     // Add v3, sample request logs, and change what needs a restart.
@@ -559,8 +479,8 @@ fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> 
         "{head}ring_size = \"32M\"\nlog_requests = 20\n\
          [[target]]\nurl = \"{t2}\"\n[[target]]\nurl = \"{t3}\"\n"
     );
-    scratch.write("mirror.toml", second.as_bytes())?;
-    agent.signal(libc::SIGHUP)?;
+    rig.write_config(&second)?;
+    agent.signal(Signal::HUP)?;
     wait_for_event(&agent, LOG_WAIT, "the reload", |e| {
         message(e) == "configuration reloaded"
     })?;
@@ -585,10 +505,10 @@ fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> 
     // A bad file is refused; both targets go on.
     let bad = format!(
         "{head}[[target]]\nurl = \"{t2}\"\n[[target]]\nurl = \"ftp://{}\"\n",
-        net.shadow_addr(1, PORT)
+        rig.shadow_addr(1)
     );
-    scratch.write("mirror.toml", bad.as_bytes())?;
-    agent.signal(libc::SIGHUP)?;
+    rig.write_config(&bad)?;
+    agent.signal(Signal::HUP)?;
     wait_for_event(&agent, LOG_WAIT, "the rejection", |e| {
         message(e) == "configuration rejected; the running configuration stays"
     })?;
@@ -601,23 +521,18 @@ fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> 
         events.iter().map(message).collect::<Vec<_>>()
     );
     let v3_before =
-        TargetAccount::of(&Metrics::scrape(net.primary(), metrics::DEFAULT_ADDR)?, &t3)?;
+        TargetAccount::of(&Metrics::scrape(rig.primary(), metrics::DEFAULT_ADDR)?, &t3)?;
     load.wait_more(100, Duration::from_secs(10))?;
     let total = load.stop()?;
 
     // The capture missed nothing: every request v1 served was captured,
     // and the ring lost no record.
-    let served = v1.stop()?.request_count() as u64;
+    let served = rig.stop_v1()?.request_count() as u64;
     ensure!(
         served == total,
         "v1 served {served}, the clients sent {total}"
     );
-    let scrape = settle(&net)?;
-    ensure!(
-        captured(&scrape) == served,
-        "captured {} of {served}",
-        captured(&scrape)
-    );
+    let scrape = settled_after(&rig, served)?;
     let kernel = ops::KernelAccount::of(&scrape)?;
     ensure!(kernel.lost == 0, "records lost: {kernel:?}");
     let a2 = TargetAccount::of(&scrape, &t2)?;
@@ -639,7 +554,7 @@ fn e_sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> 
     );
 
     stop_agent(agent, Duration::from_secs(10))?;
-    ensure!(v2.stop()?.request_count() as u64 == served);
-    ensure!(v3.stop()?.request_count() as u64 == a3.sent);
+    ensure!(rig.stop_shadow(0)?.request_count() as u64 == served);
+    ensure!(rig.stop_shadow(1)?.request_count() as u64 == a3.sent);
     Ok(())
 }

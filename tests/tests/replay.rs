@@ -16,26 +16,24 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    process::Output,
     sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
+use mirror_testkit::{
+    Agent, EtcHosts, HttpServer, Metrics, Received, ReceivedRequest, ScratchDir, Signal,
+    TargetCounts, process::peak_rss_kib,
+};
 use mirror_tests::{
-    Agent, EtcHosts, HttpClient, HttpServer, Metrics, Received, ScratchDir, ShadowNet, SlowServer,
-    ab,
-    agent_output::{self, TargetCounts},
-    http_server::ReceivedRequest,
-    metrics,
+    ReplayRig, ShadowNet, SlowServer,
+    agent::{self, Stopped},
     mirrored::{MARKER, compare_mirrored},
     require_kernel,
+    rig::{PORT, shadow_url},
     topology::SERVER_IF,
 };
 
-const PORT: u16 = 8080;
-/// How long the agent may take to account for every captured request.
-const SETTLE: Duration = Duration::from_secs(20);
 /// Peak resident memory allowed to the agent under a slow shadow, with a
 /// ring of [`SLOW_RING`]. The ring's pages count in the agent's RSS as soon
 /// as it maps them, twice (the data area is mapped twice in a row for
@@ -44,121 +42,49 @@ const SETTLE: Duration = Duration::from_secs(20);
 const RSS_BOUND_KIB: u64 = 64 << 10;
 const SLOW_RING: &str = "4M";
 
-/// Test c times v1's requests against a bound, on a machine that may have
-/// two cores: the other tests of this file (each an agent, servers and a
-/// client busy at once) wait while it runs, so that the bound judges the
-/// agent and not the neighbours.
+/// The slow-shadow test times v1's requests against a bound, on a machine
+/// that may have two cores: the other tests of this file (each an agent,
+/// servers and a client busy at once) wait while it runs, so that the bound
+/// judges the agent and not the neighbours.
 static LOAD: RwLock<()> = RwLock::new(());
 
-fn shared_load() -> RwLockReadGuard<'static, ()> {
-    LOAD.read().unwrap_or_else(|e| e.into_inner())
+/// The kernel check, then this test's share of the machine; None where
+/// the kernel tests are skipped (see [`require_kernel`]).
+fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
+    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn exclusive_load() -> RwLockWriteGuard<'static, ()> {
-    LOAD.write().unwrap_or_else(|e| e.into_inner())
+/// The kernel check, then the whole machine.
+fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
+    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The slowest v1 request allowed while a shadow is stuck.
 const V1_LATENCY_BOUND_MS: u64 = 200;
-/// Runs of test c's load before a request over the bound fails it.
+/// Runs of the slow-shadow test's load before a request over the bound
+/// fails it.
 const LATENCY_RUNS: usize = 3;
 
 // ---------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------
 
-fn primary_url(net: &ShadowNet, path: &str) -> String {
-    format!("http://{}{path}", net.primary_addr(PORT))
-}
-
-/// `--iface veth-s --port 8080 [--shadow URL]... EXTRA...`.
-fn agent_args(shadows: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["--iface", SERVER_IF, "--port", &PORT.to_string()]
-        .map(String::from)
-        .to_vec();
-    for shadow in shadows {
-        args.extend(["--shadow".to_owned(), (*shadow).to_owned()]);
-    }
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
-}
-
-fn start_agent(net: &ShadowNet, args: &[String]) -> Result<Agent> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Agent::start_attached(net.primary(), &args)
-}
-
-/// Waits until the agent reassembled `captured` requests and each of
-/// `targets` accounted for every one of them (sent, filtered or dropped:
-/// nothing queued or in flight); returns that scrape.
-fn settle(net: &ShadowNet, targets: &[&str], captured: u64) -> Result<Metrics> {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let metrics = Metrics::scrape(net.primary(), metrics::DEFAULT_ADDR)?;
-        let got = metrics
-            .get("mirror_requests_captured_total", &[])
-            .unwrap_or(0.0) as u64;
-        let accounted: Vec<u64> = targets
-            .iter()
-            .map(|t| metrics.shadow_outcomes(t).values().sum())
-            .collect();
-        if got == captured && accounted.iter().all(|n| *n == captured) {
-            return Ok(metrics);
-        }
-        ensure!(
-            got <= captured && Instant::now() < deadline,
-            "after {SETTLE:?}: {got} requests captured ({captured} sent by the client), \
-             targets {targets:?} accounted for {accounted:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// How the agent ended, read.
-struct Stopped {
-    kernel: BTreeMap<String, u64>,
-    finals: BTreeMap<String, TargetCounts>,
-}
-
-impl Stopped {
-    fn target(&self, target: &str) -> Result<&TargetCounts> {
-        self.finals
-            .get(target)
-            .with_context(|| format!("no final counts for {target}: {:?}", self.finals))
-    }
-}
-
 /// SIGINT; the agent must exit 0, print kernel counters whose records
 /// balance (matched = emitted + lost, nothing lost) and log final counts
 /// that balance for every target (captured = sent + filtered + dropped).
 fn stop(agent: Agent) -> Result<Stopped> {
-    let exit = agent.stop(libc::SIGINT, Duration::from_secs(20))?;
+    let stopped = agent::check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)?;
     ensure!(
-        exit.status.success(),
-        "the agent ended with {}: {}",
-        exit.status,
-        exit.stderr
+        stopped.kernel["records_lost"] == 0,
+        "the ring lost records: {:?}",
+        stopped.kernel
     );
-    let kernel = agent_output::kernel_counters(&exit.stdout)?;
-    agent_output::check_records_identity(&kernel)?;
     ensure!(
-        kernel["records_lost"] == 0,
-        "the ring lost records: {kernel:?}"
-    );
-    let lines: Vec<String> = exit.stderr.lines().map(str::to_owned).collect();
-    let finals = agent_output::final_counts(&lines)?;
-    for (target, counts) in &finals {
-        ensure!(
-            counts.balances(),
-            "{target}: captured != sent + filtered + dropped: {counts}"
-        );
-    }
-    ensure!(
-        !exit.stderr.contains("accounting does not balance"),
+        !stopped.exit.stderr.contains("accounting does not balance"),
         "{}",
-        exit.stderr
+        stopped.exit.stderr
     );
-    Ok(Stopped { kernel, finals })
+    Ok(stopped)
 }
 
 /// Each `(name, n)`: a total or reason of the final counts is exactly n.
@@ -173,20 +99,29 @@ fn expect(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Resu
     Ok(())
 }
 
+/// [`expect`], and the metrics of the settled target say what its final
+/// counts say: the same non-zero outcomes with the same numbers.
+fn expect_settled(
+    stopped: &Stopped,
+    metrics: &Metrics,
+    target: &str,
+    expected: &[(&str, u64)],
+) -> Result<()> {
+    let counts = stopped.target(target)?;
+    expect(target, counts, expected)?;
+    same_as_metrics(metrics, target, counts)
+}
+
 /// The metrics of a settled target say what its final counts say: the
 /// same non-zero outcomes with the same numbers.
 fn same_as_metrics(metrics: &Metrics, target: &str, counts: &TargetCounts) -> Result<()> {
-    let scraped: BTreeMap<String, u64> = metrics
-        .shadow_outcomes(target)
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let scraped = TargetCounts::scraped(metrics, target)
+        .with_context(|| format!("{target} is not in the metrics"))?
+        .outcomes;
     let logged: BTreeMap<String, u64> = counts
-        .counts
+        .outcomes
         .iter()
-        .filter(|(name, n)| {
-            **n > 0 && !["captured", "sent", "filtered", "dropped"].contains(&name.as_str())
-        })
+        .filter(|(_, n)| **n > 0)
         .map(|(name, n)| (name.clone(), *n))
         .collect();
     ensure!(
@@ -203,41 +138,6 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// `ab ARGS URL`: every request completed with a 2xx.
-fn ab_ok(net: &ShadowNet, args: &[&str], requests: u64) -> Result<ab::AbReport> {
-    let report = ab::run(net.client(), args, &primary_url(net, "/"))?;
-    ensure!(
-        report.complete == requests && report.failed == 0 && report.non_2xx == 0,
-        "ab: {}",
-        report.text
-    );
-    Ok(report)
-}
-
-/// A TOML file for `--config`.
-fn config_file(scratch: &ScratchDir, text: &str) -> Result<String> {
-    Ok(scratch
-        .write("mirror.toml", text.as_bytes())?
-        .display()
-        .to_string())
-}
-
-/// Sends each request over `connections` keep-alive connections in turn;
-/// each must be answered 200.
-fn send_all(net: &ShadowNet, requests: &[Vec<u8>], connections: usize) -> Result<()> {
-    let mut clients = (0..connections)
-        .map(|_| HttpClient::connect(net.client(), net.primary_addr(PORT)))
-        .collect::<Result<Vec<_>>>()?;
-    for (i, request) in requests.iter().enumerate() {
-        let response = clients[i % connections].request(request)?;
-        ensure!(response.status == 200, "request {i}: {}", response.status);
-    }
-    for client in clients {
-        client.close()?;
-    }
-    Ok(())
-}
-
 /// The value of header `name` in a head, if present.
 fn header<'a>(request: &'a ReceivedRequest, name: &str) -> Option<&'a [u8]> {
     request
@@ -252,31 +152,37 @@ fn header<'a>(request: &'a ReceivedRequest, name: &str) -> Option<&'a [u8]> {
         })
 }
 
-/// The servers of one test, stopped after the agent so that the agent's
-/// pooled connections to the shadows are closed by then.
-fn stop_servers(servers: Vec<HttpServer>) -> Result<Vec<Received>> {
-    servers.into_iter().map(HttpServer::stop).collect()
+/// `shadow` received exactly the `requests` requests v1 received, bar the
+/// marker header line, and nothing else.
+fn mirrored_exactly(v1: &Received, shadow: &Received, requests: usize) -> Result<()> {
+    ensure!(compare_mirrored(v1.requests(), shadow, MARKER)? == requests);
+    Ok(())
+}
+
+/// A config file with targets named v2 and v3 (shadows 0 and 1): `head`
+/// (top-level keys) first, then each `[[target]]` with its extra lines.
+fn v2_v3_config(head: &str, v2_extra: &str, v3_extra: &str) -> String {
+    format!(
+        "{head}[[target]]\nurl = \"{}\"\nname = \"v2\"\n{v2_extra}\n\
+         [[target]]\nurl = \"{}\"\nname = \"v3\"\n{v3_extra}",
+        shadow_url(0),
+        shadow_url(1)
+    )
 }
 
 // ---------------------------------------------------------------------------
-// a: ab against v1, two shadows get every request, identical
+// ab against v1, two shadows get every request, identical
 // ---------------------------------------------------------------------------
 
 #[test]
-fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
-    if !require_kernel() {
+fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let (t2, t3) = (net.shadow_url(0, PORT), net.shadow_url(1, PORT));
-    let agent = start_agent(&net, &agent_args(&[&t2, &t3], &[]))?;
-
-    ab_ok(&net, &["-n", "1000", "-c", "10"], 1000)?;
-    let metrics = settle(&net, &[&t2, &t3], 1000)?;
+    };
+    let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
+    let (t2, t3) = (rig.url(0), rig.url(1));
+    rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
+    let metrics = rig.settle(&[&t2, &t3], 1000)?;
     let stopped = stop(agent)?;
 
     ensure!(
@@ -285,10 +191,10 @@ fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
         stopped.finals
     );
     for target in [&t2, &t3] {
-        let counts = stopped.target(target)?;
-        expect(
+        expect_settled(
+            &stopped,
+            &metrics,
             target,
-            counts,
             &[
                 ("captured", 1000),
                 ("sent", 1000),
@@ -297,17 +203,16 @@ fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
                 ("dropped", 0),
             ],
         )?;
-        same_as_metrics(&metrics, target, counts)?;
     }
     ensure!(
         stopped.kernel["records_matched"] > 0,
         "{:?}",
         stopped.kernel
     );
-    let [r1, r2, r3] = <[Received; 3]>::try_from(stop_servers(vec![v1, v2, v3])?)
-        .map_err(|_| anyhow::anyhow!("three servers"))?;
+    let served = rig.stop_servers()?;
+    let r1 = &served.v1;
     ensure!(r1.request_count() == 1000, "v1 got {}", r1.request_count());
-    for (name, shadow) in [("v2", &r2), ("v3", &r3)] {
+    for (name, shadow) in [("v2", served.shadow(0)), ("v3", served.shadow(1))] {
         let matched = compare_mirrored(r1.requests(), shadow, MARKER)
             .with_context(|| format!("{name} against v1"))?;
         ensure!(matched == 1000);
@@ -316,33 +221,34 @@ fn a_ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// b: a dead shadow costs nothing to v1 or to the other shadow
+// a dead shadow costs nothing to v1 or to the other shadow
 // ---------------------------------------------------------------------------
 
 #[test]
-fn b_v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
-    if !require_kernel() {
+fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    };
     // Nothing listens on v3: its host answers every SYN with a RST.
-    let (t2, t3) = (net.shadow_url(0, PORT), net.shadow_url(1, PORT));
-    let agent = start_agent(&net, &agent_args(&[&t2, &t3], &[]))?;
-
-    ab_ok(&net, &["-n", "1000", "-c", "10"], 1000)?;
-    let metrics = settle(&net, &[&t2, &t3], 1000)?;
+    let (mut rig, agent) = ReplayRig::builder(2)
+        .serve(&[0])
+        .mirror_to(&[0, 1])
+        .start()?;
+    let (t2, t3) = (rig.url(0), rig.url(1));
+    rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
+    let metrics = rig.settle(&[&t2, &t3], 1000)?;
     let stopped = stop(agent)?;
 
-    let v2_counts = stopped.target(&t2)?;
-    expect(&t2, v2_counts, &[("captured", 1000), ("2xx", 1000)])?;
-    same_as_metrics(&metrics, &t2, v2_counts)?;
-    let v3_counts = stopped.target(&t3)?;
-    expect(
+    expect_settled(
+        &stopped,
+        &metrics,
+        &t2,
+        &[("captured", 1000), ("2xx", 1000)],
+    )?;
+    expect_settled(
+        &stopped,
+        &metrics,
         &t3,
-        v3_counts,
         &[
             ("captured", 1000),
             ("sent", 0),
@@ -351,62 +257,38 @@ fn b_v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()>
             ("connect_refused", 1000),
         ],
     )?;
-    same_as_metrics(&metrics, &t3, v3_counts)?;
 
-    let [r1, r2] = <[Received; 2]>::try_from(stop_servers(vec![v1, v2])?)
-        .map_err(|_| anyhow::anyhow!("two servers"))?;
+    let served = rig.stop_servers()?;
+    let r1 = &served.v1;
     ensure!(r1.request_count() == 1000, "v1 got {}", r1.request_count());
-    ensure!(compare_mirrored(r1.requests(), &r2, MARKER)? == 1000);
-    Ok(())
+    mirrored_exactly(r1, served.shadow(0), 1000)
 }
 
 // ---------------------------------------------------------------------------
-// c: a slow shadow fills its queue; drops are counted, memory and v1 hold
+// a slow shadow fills its queue; drops are counted, memory and v1 hold
 // ---------------------------------------------------------------------------
 
 #[test]
-fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
-    if !require_kernel() {
+fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
+    let Some(_load) = exclusive_load() else {
         return Ok(());
-    }
-    let _load = exclusive_load();
+    };
     const QUEUE: u64 = 16;
     const IN_FLIGHT: u64 = 2;
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = SlowServer::start(
-        net.shadow(0),
-        net.shadow_addr(0, PORT),
-        Duration::from_secs(2),
-    )?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
     // Small queue and few workers for v2 only (flags would set them for
     // every target): v3 keeps the defaults.
+    let mut rig = ReplayRig::builder(2)
+        .serve(&[1])
+        .config(v2_v3_config(
+            "",
+            &format!("queue_size = {QUEUE}\nmax_in_flight = {IN_FLIGHT}\n"),
+            "",
+        ))
+        .args(&["--drain-timeout", "1s", "--ring-size", SLOW_RING])
+        .build()?;
+    let v2 = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), Duration::from_secs(2))?;
     let (t2, t3) = ("v2", "v3");
-    let scratch = ScratchDir::new("slow")?;
-    let config = config_file(
-        &scratch,
-        &format!(
-            "[[target]]\nurl = \"{}\"\nname = \"v2\"\nqueue_size = {QUEUE}\nmax_in_flight = {IN_FLIGHT}\n\n\
-             [[target]]\nurl = \"{}\"\nname = \"v3\"\n",
-            net.shadow_url(0, PORT),
-            net.shadow_url(1, PORT)
-        ),
-    )?;
-    let agent = start_agent(
-        &net,
-        &agent_args(
-            &[],
-            &[
-                "--config",
-                &config,
-                "--drain-timeout",
-                "1s",
-                "--ring-size",
-                SLOW_RING,
-            ],
-        ),
-    )?;
+    let agent = rig.start_agent()?;
 
     // 1000 requests while v2's queue is full. A request slower than the
     // bound fails the test only if every one of LATENCY_RUNS runs has one:
@@ -415,13 +297,13 @@ fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()>
     let started = Instant::now();
     let mut slowest = Vec::new();
     let report = loop {
-        let report = ab_ok(&net, &["-n", "1000", "-c", "10"], 1000)?;
+        let report = rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
         slowest.push(report.longest_ms);
         if report.longest_ms <= V1_LATENCY_BOUND_MS || slowest.len() == LATENCY_RUNS {
             break report;
         }
         eprintln!(
-            "c: the slowest v1 request took {} ms (load average {}); running again",
+            "slow v2: the slowest v1 request took {} ms (load average {}); running again",
             report.longest_ms,
             load_average()
         );
@@ -435,20 +317,23 @@ fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()>
     );
     let total = 1000 * slowest.len() as u64;
     // v3 is fast: it gets everything, whatever v2 does.
-    let metrics = settle(&net, &[t3], total)?;
+    let metrics = rig.settle(&[t3], total)?;
     let elapsed = started.elapsed();
     let v2_live = metrics.shadow_outcomes(t2);
     ensure!(
         v2_live.get("queue_full").copied().unwrap_or(0) > 0,
         "no queue_full drops on the slow target while running: {v2_live:?}"
     );
-    let peak_kib = agent_output::peak_rss_kib(agent.pid())?;
+    let peak_kib = peak_rss_kib(agent.pid())?;
     let stopped = stop(agent)?;
     let (v2_received, v2_answered) = v2.stop();
 
-    let v3_counts = stopped.target(t3)?;
-    expect(t3, v3_counts, &[("captured", total), ("2xx", total)])?;
-    same_as_metrics(&metrics, t3, v3_counts)?;
+    expect_settled(
+        &stopped,
+        &metrics,
+        t3,
+        &[("captured", total), ("2xx", total)],
+    )?;
 
     let v2_counts = stopped.target(t2)?;
     let (sent, queue_full) = (v2_counts.get("2xx"), v2_counts.get("queue_full"));
@@ -485,14 +370,14 @@ fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()>
         "the agent's peak RSS is {peak_kib} KiB (bound {RSS_BOUND_KIB} KiB)"
     );
 
-    let [r1, r3] = <[Received; 2]>::try_from(stop_servers(vec![v1, v3])?)
-        .map_err(|_| anyhow::anyhow!("two servers"))?;
+    let served = rig.stop_servers()?;
+    let r1 = &served.v1;
     ensure!(
         r1.request_count() as u64 == total,
         "v1 got {}",
         r1.request_count()
     );
-    ensure!(compare_mirrored(r1.requests(), &r3, MARKER)? as u64 == total);
+    ensure!(compare_mirrored(r1.requests(), served.shadow(1), MARKER)? as u64 == total);
     eprintln!(
         "slow v2: sent {sent}, queue_full {queue_full}, shutdown {}; v1 slowest {slowest:?} \
          ms; agent peak RSS {peak_kib} KiB",
@@ -502,7 +387,7 @@ fn c_slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()>
 }
 
 // ---------------------------------------------------------------------------
-// d: a header rule from the config file: v3 gets only the canaries
+// a header rule from the config file: v3 gets only the canaries
 // ---------------------------------------------------------------------------
 
 /// 300 requests over keep-alive connections: GET and POST, with
@@ -537,40 +422,27 @@ fn canary_mix(host: &str) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn d_header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
-    if !require_kernel() {
+fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let scratch = ScratchDir::new("canary")?;
-    let config = config_file(
-        &scratch,
-        &format!(
-            "[[target]]\nurl = \"{}\"\nname = \"v2\"\n\n\
-             [[target]]\nurl = \"{}\"\nname = \"v3\"\n\
-             [[target.match]]\nheader = \"X-Canary\"\nequals = \"1\"\n",
-            net.shadow_url(0, PORT),
-            net.shadow_url(1, PORT)
-        ),
-    )?;
-    let agent = start_agent(&net, &agent_args(&[], &["--config", &config]))?;
-
-    let requests = canary_mix(&net.primary_addr(PORT).to_string());
-    send_all(&net, &requests, 3)?;
-    let metrics = settle(&net, &["v2", "v3"], 300)?;
+    };
+    let (mut rig, agent) = ReplayRig::builder(2)
+        .config(v2_v3_config(
+            "",
+            "",
+            "[[target.match]]\nheader = \"X-Canary\"\nequals = \"1\"\n",
+        ))
+        .start()?;
+    let requests = canary_mix(&rig.primary_addr().to_string());
+    rig.send_all(&requests, 3)?;
+    let metrics = rig.settle(&["v2", "v3"], 300)?;
     let stopped = stop(agent)?;
 
-    let v2_counts = stopped.target("v2")?;
-    expect("v2", v2_counts, &[("captured", 300), ("2xx", 300)])?;
-    same_as_metrics(&metrics, "v2", v2_counts)?;
-    let v3_counts = stopped.target("v3")?;
-    expect(
+    expect_settled(&stopped, &metrics, "v2", &[("captured", 300), ("2xx", 300)])?;
+    expect_settled(
+        &stopped,
+        &metrics,
         "v3",
-        v3_counts,
         &[
             ("captured", 300),
             ("2xx", 120),
@@ -579,65 +451,50 @@ fn d_header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
             ("dropped", 0),
         ],
     )?;
-    same_as_metrics(&metrics, "v3", v3_counts)?;
 
-    let [r1, r2, r3] = <[Received; 3]>::try_from(stop_servers(vec![v1, v2, v3])?)
-        .map_err(|_| anyhow::anyhow!("three servers"))?;
+    let served = rig.stop_servers()?;
+    let r1 = &served.v1;
     ensure!(r1.request_count() == 300, "v1 got {}", r1.request_count());
-    ensure!(compare_mirrored(r1.requests(), &r2, MARKER)? == 300);
+    mirrored_exactly(r1, served.shadow(0), 300)?;
     let canaries = r1
         .requests()
         .filter(|r| header(r, "X-Canary") == Some(b"1".as_slice()));
-    let matched = compare_mirrored(canaries, &r3, MARKER).context("v3 against v1's canaries")?;
+    let matched =
+        compare_mirrored(canaries, served.shadow(1), MARKER).context("v3 against v1's canaries")?;
     ensure!(matched == 120, "{matched} canaries");
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// e: a 10 % share on v2
+// a 10 % share on v2
 // ---------------------------------------------------------------------------
 
 #[test]
-fn e_ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
-    if !require_kernel() {
+fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let scratch = ScratchDir::new("share")?;
-    let config = config_file(
-        &scratch,
-        // The share is under test, not the drain rate: the whole burst of
-        // 2000 fits in each queue however fast this (debug) agent sends.
-        &format!(
-            "queue_size = 4096\n\n\
-             [[target]]\nurl = \"{}\"\nname = \"v2\"\nshare = 10\n\n\
-             [[target]]\nurl = \"{}\"\nname = \"v3\"\n",
-            net.shadow_url(0, PORT),
-            net.shadow_url(1, PORT)
-        ),
-    )?;
-    let agent = start_agent(&net, &agent_args(&[], &["--config", &config]))?;
-
-    ab_ok(&net, &["-n", "2000", "-c", "10", "-k"], 2000)?;
-    let metrics = settle(&net, &["v2", "v3"], 2000)?;
+    };
+    // The share is under test, not the drain rate: the whole burst of 2000
+    // fits in each queue however fast this (debug) agent sends.
+    let (mut rig, agent) = ReplayRig::builder(2)
+        .config(v2_v3_config("queue_size = 4096\n\n", "share = 10\n", ""))
+        .start()?;
+    rig.ab_ok(&["-n", "2000", "-c", "10", "-k"], 2000)?;
+    let metrics = rig.settle(&["v2", "v3"], 2000)?;
     let stopped = stop(agent)?;
 
-    let [r1, r2, r3] = <[Received; 3]>::try_from(stop_servers(vec![v1, v2, v3])?)
-        .map_err(|_| anyhow::anyhow!("three servers"))?;
+    let served = rig.stop_servers()?;
+    let (r1, r2, r3) = (&served.v1, served.shadow(0), served.shadow(1));
     ensure!(r1.request_count() == 2000, "v1 got {}", r1.request_count());
     let shared = r2.request_count() as u64;
     ensure!(
         (140..=260).contains(&shared),
         "v2 received {shared} of 2000 requests at a 10 % share (200 ± 60 expected)"
     );
-    let v2_counts = stopped.target("v2")?;
-    expect(
+    expect_settled(
+        &stopped,
+        &metrics,
         "v2",
-        v2_counts,
         &[
             ("captured", 2000),
             ("2xx", shared),
@@ -646,38 +503,31 @@ fn e_ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
             ("dropped", 0),
         ],
     )?;
-    same_as_metrics(&metrics, "v2", v2_counts)?;
     expect(
         "v3",
         stopped.target("v3")?,
         &[("captured", 2000), ("2xx", 2000)],
     )?;
-    ensure!(compare_mirrored(r1.requests(), &r3, MARKER)? == 2000);
+    mirrored_exactly(r1, r3, 2000)?;
     // ab sends one request over and over: v2's are copies of it.
     let sample: Vec<&ReceivedRequest> = r1.requests().take(r2.request_count()).collect();
-    ensure!(compare_mirrored(sample, &r2, MARKER)? == r2.request_count());
+    ensure!(compare_mirrored(sample, r2, MARKER)? == r2.request_count());
     eprintln!("10 % share: v2 received {shared} of 2000");
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// f: the loop guard
+// the loop guard
 // ---------------------------------------------------------------------------
 
 #[test]
-fn f_requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
-    if !require_kernel() {
+fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(2)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
-    let (t2, t3) = (net.shadow_url(0, PORT), net.shadow_url(1, PORT));
-    let agent = start_agent(&net, &agent_args(&[&t2, &t3], &[]))?;
-
-    let host = net.primary_addr(PORT).to_string();
+    };
+    let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
+    let (t2, t3) = (rig.url(0), rig.url(1));
+    let host = rig.primary_addr().to_string();
     // 20 plain requests, 10 carrying the marker as the agent writes it, 5
     // with its name in lower case and another value: 15 mirrored copies.
     let requests: Vec<Vec<u8>> = (0..35)
@@ -690,15 +540,15 @@ fn f_requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
             format!("GET /loop/{i} HTTP/1.1\r\nHost: {host}\r\n{marker}\r\n").into_bytes()
         })
         .collect();
-    send_all(&net, &requests, 1)?;
-    let metrics = settle(&net, &[&t2, &t3], 35)?;
+    rig.send_all(&requests, 1)?;
+    let metrics = rig.settle(&[&t2, &t3], 35)?;
     let stopped = stop(agent)?;
 
     for target in [&t2, &t3] {
-        let counts = stopped.target(target)?;
-        expect(
+        expect_settled(
+            &stopped,
+            &metrics,
             target,
-            counts,
             &[
                 ("captured", 35),
                 ("2xx", 20),
@@ -707,58 +557,61 @@ fn f_requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
                 ("dropped", 0),
             ],
         )?;
-        same_as_metrics(&metrics, target, counts)?;
     }
-    let [r1, r2, r3] = <[Received; 3]>::try_from(stop_servers(vec![v1, v2, v3])?)
-        .map_err(|_| anyhow::anyhow!("three servers"))?;
+    let served = rig.stop_servers()?;
+    let r1 = &served.v1;
     ensure!(r1.request_count() == 35, "v1 got {}", r1.request_count());
     let plain = || {
         r1.requests()
             .filter(|r| header(r, "X-Mirrored-By").is_none())
     };
-    ensure!(compare_mirrored(plain(), &r2, MARKER)? == 20);
-    ensure!(compare_mirrored(plain(), &r3, MARKER)? == 20);
+    ensure!(compare_mirrored(plain(), served.shadow(0), MARKER)? == 20);
+    ensure!(compare_mirrored(plain(), served.shadow(1), MARKER)? == 20);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// g: a name with two addresses: both replicas get requests
+// a name with two addresses: both replicas get requests
 // ---------------------------------------------------------------------------
 
 #[test]
-fn g_a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
-    if !require_kernel() {
+fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
+    };
     const NAME: &str = "myapp-v2";
-    let net = ShadowNet::new(1)?;
-    let second = net.add_shadow_address(0, 3)?;
-    let first = net.shadow_addr(0, PORT);
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let replica_a = HttpServer::start(net.shadow(0), first)?;
-    let replica_b = HttpServer::start(net.shadow(0), (second, PORT).into())?;
+    let target = format!("http://{NAME}:{PORT}");
+    let mut rig = ReplayRig::builder(1)
+        .serve(&[])
+        .args(&["--shadow", &target])
+        .build()?;
+    let second = rig.net.add_shadow_address(0, 3)?;
+    let first = rig.shadow_addr(0);
+    let replica_a = HttpServer::start(rig.shadow(0), first)?;
+    let replica_b = HttpServer::start(rig.shadow(0), (second, PORT).into())?;
     let _hosts = EtcHosts::create(
-        net.primary(),
+        rig.primary(),
         &[(first.ip(), NAME), (IpAddr::V4(second), NAME)],
     )?;
-    let target = format!("http://{NAME}:{PORT}");
-    let agent = start_agent(&net, &agent_args(&[&target], &[]))?;
+    let agent = rig.start_agent()?;
     for addr in [first, (second, PORT).into()] {
         agent
             .wait_for_log(&format!("\"address\":\"{addr}\""), Duration::from_secs(5))
             .with_context(|| format!("{NAME} did not resolve to {addr}"))?;
     }
 
-    ab_ok(&net, &["-n", "400", "-c", "8"], 400)?;
-    let metrics = settle(&net, &[&target], 400)?;
+    rig.ab_ok(&["-n", "400", "-c", "8"], 400)?;
+    let metrics = rig.settle(&[&target], 400)?;
     let stopped = stop(agent)?;
-    let counts = stopped.target(&target)?;
-    expect(&target, counts, &[("captured", 400), ("2xx", 400)])?;
-    same_as_metrics(&metrics, &target, counts)?;
+    expect_settled(
+        &stopped,
+        &metrics,
+        &target,
+        &[("captured", 400), ("2xx", 400)],
+    )?;
 
-    let [r1, a, b] = <[Received; 3]>::try_from(stop_servers(vec![v1, replica_a, replica_b])?)
-        .map_err(|_| anyhow::anyhow!("three servers"))?;
+    let r1 = rig.stop_v1()?;
+    let (a, b) = (replica_a.stop()?, replica_b.stop()?);
     let (got_a, got_b) = (a.request_count(), b.request_count());
     ensure!(
         got_a >= 40 && got_b >= 40,
@@ -767,31 +620,22 @@ fn g_a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()>
     let both = Received {
         connections: a.connections.into_iter().chain(b.connections).collect(),
     };
-    ensure!(compare_mirrored(r1.requests(), &both, MARKER)? == 400);
+    mirrored_exactly(&r1, &both, 400)?;
     eprintln!("replicas: {got_a} + {got_b}");
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// h: bad rules and URLs: one clear error, non-zero exit
+// bad rules and URLs: one clear error, non-zero exit
 // ---------------------------------------------------------------------------
-
-/// Runs the agent to completion in `netns` with `args`.
-fn run_agent(net: &ShadowNet, args: &[&str]) -> Result<Output> {
-    let binary = mirror_tests::agent_binary()?;
-    Ok(net
-        .primary()
-        .command(&binary)
-        .args(["--iface", SERVER_IF, "--port", &PORT.to_string()])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()?)
-}
 
 /// The agent refused to start with one error line containing every one
 /// of `needles`. Clap's errors come with a blank line and a hint.
 fn refused(net: &ShadowNet, args: &[&str], needles: &[&str]) -> Result<()> {
-    let output = run_agent(net, args)?;
+    let port = PORT.to_string();
+    let mut all = vec!["--iface", SERVER_IF, "--port", &port];
+    all.extend_from_slice(args);
+    let output = agent::run_to_end(net.primary(), &[], &all)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr
         .lines()
@@ -820,7 +664,7 @@ fn refused(net: &ShadowNet, args: &[&str], needles: &[&str]) -> Result<()> {
 }
 
 #[test]
-fn h_bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Result<()> {
+fn bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Result<()> {
     if !require_kernel() {
         return Ok(());
     }
@@ -871,7 +715,7 @@ fn h_bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Res
         ("toplevel.toml", "shares = 5\n", &[":1:", "shares"]),
     ];
     for (name, text, needles) in cases {
-        let path = scratch.write(name, text.as_bytes())?.display().to_string();
+        let path = scratch.write(name, text)?.display().to_string();
         let mut all = vec![path.as_str()];
         all.extend_from_slice(needles);
         refused(&net, &["--config", &path], &all).with_context(|| format!("{name}:\n{text}"))?;
@@ -887,19 +731,15 @@ fn h_bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Res
 
 #[test]
 fn metrics_latency_histogram_counts_each_request_once() -> Result<()> {
-    if !require_kernel() {
+    let Some(_load) = shared_load() else {
         return Ok(());
-    }
-    let _load = shared_load();
-    let net = ShadowNet::new(1)?;
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let t2 = net.shadow_url(0, PORT);
-    let agent = start_agent(&net, &agent_args(&[&t2], &[]))?;
-    ab_ok(&net, &["-n", "100", "-c", "4"], 100)?;
-    let metrics = settle(&net, &[&t2], 100)?;
+    };
+    let (mut rig, agent) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
+    let t2 = rig.url(0);
+    rig.ab_ok(&["-n", "100", "-c", "4"], 100)?;
+    let metrics = rig.settle(&[&t2], 100)?;
     stop(agent)?;
-    stop_servers(vec![v1, v2])?;
+    rig.stop_servers()?;
     let family = "mirror_shadow_request_duration_seconds";
     let labels = [("target", t2.as_str())];
     let count = metrics.get(&format!("{family}_count"), &labels);

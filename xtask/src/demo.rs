@@ -5,10 +5,11 @@
 //! Four network namespaces stand for four hosts: a client, v1 (the primary,
 //! where mirror-agent captures on eth0), and the shadows v2 and v3, known to
 //! the agent by name (myapp-v2, myapp-v3) through v1's /etc/hosts. Each
-//! version is a tiny Python HTTP server that answers with its version and
-//! logs every request. The client sends several kinds of requests to v1;
-//! then v3 is stopped and a last batch goes out. The summary shows what v1
-//! served, what v2 and v3 received, and what the agent counted.
+//! version is the demo service the VM runs, deploy/demo/myapp.py: it
+//! answers with its version and logs every request. The client sends
+//! several kinds of requests to v1; then v3 is stopped and a last batch
+//! goes out. The summary shows what v1 served, what v2 and v3 received,
+//! and what the agent counted.
 //!
 //! Everything (processes, namespaces, the hosts file) is removed on the way
 //! out, on error and on Ctrl-C too.
@@ -16,16 +17,21 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    path::{Path, PathBuf},
+    net::IpAddr,
+    path::Path,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-
-use crate::netns::{self, Netns, Process, RemoveOnDrop, effective_uid, veth};
+use mirror_testkit::{
+    Agent, EtcHosts, Link, Metrics, Netns, Process, ScratchDir, Signal, ab,
+    agent::report::final_counts_texts,
+    command, is_root,
+    metrics::{self, REQUESTS_CAPTURED, SHADOW_REQUESTS},
+    pseudo_random, veth,
+};
 
 const CLIENT_NS: &str = "mirror-demo-client";
 const V1_NS: &str = "mirror-demo-v1";
@@ -39,64 +45,10 @@ const V3_ADDR: &str = "10.200.103.2";
 const V1_PORT: u16 = 80;
 const SHADOW_PORT: u16 = 9000;
 
-/// Where the agent serves metrics inside v1's namespace (its default).
-const METRICS_URL: &str = "http://127.0.0.1:9464/metrics";
-
-/// One version of the service: answers `VERSION\n` to any method, reads
-/// Content-Length and chunked bodies, and prints one line per request:
-/// `VERSION METHOD PATH BODY_BYTES chunked|plain`.
-const SERVER: &str = r#"
-import sys, threading
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-
-VERSION, HOST, PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
-LOG = threading.Lock()
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            data = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return data, "chunked"
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0)), "plain"
-
-    def answer(self):
-        data, framing = self.body()
-        reply = (VERSION + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(reply)))
-        self.send_header("X-Version", VERSION)
-        if self.request_version == "HTTP/1.0" and not self.close_connection:
-            self.send_header("Connection", "keep-alive")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply)
-        with LOG:
-            print(VERSION, self.command, self.path, len(data), framing, flush=True)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = answer
-
-    def log_message(self, *args):
-        pass
-
-class Server(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
-    allow_reuse_address = True
-
-server = Server((HOST, PORT), Handler)
-print("listening", flush=True)
-server.serve_forever()
-"#;
+/// The demo service's command (deploy/provision.sh installs it for the VM).
+const MYAPP: &str = "deploy/demo/myapp.py";
+/// Seed of the chunked upload's bytes.
+const UPLOAD_SEED: u64 = 0x0de0;
 
 // ---------------------------------------------------------------------------
 // Ctrl-C
@@ -108,21 +60,18 @@ extern "C" fn on_signal(_signal: i32) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-unsafe extern "C" {
-    /// signal(2) from the C library std links anyway; the handler type is
-    /// `sighandler_t`, the previous handler is returned as a plain word.
-    fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-}
-
 /// SIGHUP, SIGINT and SIGTERM only raise a flag: the demo stops at its next
 /// step and its guards remove everything. The child processes, in the same
 /// process group, get the terminal's Ctrl-C themselves and end.
 fn catch_interrupts() {
-    for signum in [1, 2, 15] {
+    for signum in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
         unsafe {
-            signal(signum, on_signal);
+            libc::signal(
+                signum,
+                on_signal as extern "C" fn(i32) as libc::sighandler_t,
+            );
         }
     }
 }
@@ -136,12 +85,11 @@ fn check_interrupt() -> Result<()> {
 
 /// Polls `condition` until it holds; fails after `timeout` or on Ctrl-C.
 fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        check_interrupt()?;
-        ensure!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let held = mirror_testkit::wait_until(timeout, || {
+        INTERRUPTED.load(Ordering::SeqCst) || condition()
+    });
+    check_interrupt()?;
+    ensure!(held, "{what}: not within {timeout:?}");
     Ok(())
 }
 
@@ -151,7 +99,7 @@ fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool
 
 pub fn run(root: &Path, verbose: bool) -> Result<()> {
     ensure!(
-        effective_uid() == 0,
+        is_root(),
         "cargo xtask demo needs root (network namespaces, loading a BPF program): \
          run it with sudo, e.g. `sudo -E env \"PATH=$PATH\" cargo xtask demo`"
     );
@@ -169,7 +117,7 @@ pub fn run(root: &Path, verbose: bool) -> Result<()> {
     let agent = root.join("target/release/mirror-agent");
 
     let started = Instant::now();
-    let result = demo(&agent);
+    let result = demo(&agent, &root.join(MYAPP));
     // Every guard of `demo` is dropped by now: processes ended, namespaces
     // and the hosts file removed.
     match result {
@@ -189,40 +137,6 @@ pub fn run(root: &Path, verbose: bool) -> Result<()> {
     }
 }
 
-/// `/etc/netns/NAME/hosts`, removed on drop with its directory, and
-/// `/etc/netns` too if this run created it.
-struct EtcHosts {
-    dir: PathBuf,
-    created_parent: bool,
-}
-
-impl EtcHosts {
-    fn create(netns: &str, text: &str) -> Result<Self> {
-        let parent = Path::new("/etc/netns");
-        let created_parent = !parent.exists();
-        let dir = parent.join(netns);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let hosts = Self {
-            dir,
-            created_parent,
-        };
-        std::fs::write(hosts.dir.join("hosts"), text)?;
-        Ok(hosts)
-    }
-}
-
-impl Drop for EtcHosts {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: cannot remove {}: {err}", self.dir.display());
-        }
-        if self.created_parent {
-            let _ = std::fs::remove_dir("/etc/netns");
-        }
-    }
-}
-
 /// Hosts and their links. Fields drop in order: namespaces last.
 struct Hosts {
     _hosts_file: EtcHosts,
@@ -233,16 +147,19 @@ struct Hosts {
 }
 
 fn build_hosts() -> Result<Hosts> {
-    let client = Netns::new(CLIENT_NS)?;
-    let v1 = Netns::new(V1_NS)?;
-    let v2 = Netns::new(V2_NS)?;
-    let v3 = Netns::new(V3_NS)?;
+    let client = Netns::named(CLIENT_NS)?;
+    let v1 = Netns::named(V1_NS)?;
+    let v2 = Netns::named(V2_NS)?;
+    let v3 = Netns::named(V3_NS)?;
     // `ip netns exec mirror-demo-v1 ...` sees this file as /etc/hosts: the
     // agent resolves the shadows' names with the system resolver, as it
     // would resolve service names in a cluster.
     let hosts_file = EtcHosts::create(
-        V1_NS,
-        &format!("127.0.0.1 localhost\n{V2_ADDR} myapp-v2\n{V3_ADDR} myapp-v3\n"),
+        &v1,
+        &[
+            (V2_ADDR.parse::<IpAddr>()?, "myapp-v2"),
+            (V3_ADDR.parse::<IpAddr>()?, "myapp-v3"),
+        ],
     )?;
     let hosts = Hosts {
         _hosts_file: hosts_file,
@@ -252,24 +169,27 @@ fn build_hosts() -> Result<Hosts> {
         v3,
     };
     veth(&hosts.client, "eth0", &hosts.v1, "eth0")?;
-    hosts.client.address("eth0", &format!("{CLIENT_ADDR}/24"))?;
-    hosts.v1.address("eth0", &format!("{V1_ADDR}/24"))?;
+    Link::new(&hosts.client, "eth0").up_with_address(&format!("{CLIENT_ADDR}/24"))?;
+    Link::new(&hosts.v1, "eth0").up_with_address(&format!("{V1_ADDR}/24"))?;
     for (shadow, link, net) in [(&hosts.v2, "to-v2", 102), (&hosts.v3, "to-v3", 103)] {
         veth(&hosts.v1, link, shadow, "eth0")?;
-        hosts.v1.address(link, &format!("10.200.{net}.1/24"))?;
-        shadow.address("eth0", &format!("10.200.{net}.2/24"))?;
+        Link::new(&hosts.v1, link).up_with_address(&format!("10.200.{net}.1/24"))?;
+        Link::new(shadow, "eth0").up_with_address(&format!("10.200.{net}.2/24"))?;
     }
     Ok(hosts)
 }
 
-fn start_server(netns: &Netns, version: &str, addr: &str, port: u16) -> Result<Process> {
+/// `myapp.py --name VERSION --port PORT` in `netns`, listening when this
+/// returns.
+fn start_server(netns: &Netns, myapp: &Path, version: &str, port: u16) -> Result<Process> {
     let server = Process::spawn(
-        netns,
         version,
-        "python3",
-        &["-c", SERVER, version, addr, &port.to_string()],
+        netns
+            .command("python3")
+            .arg(myapp)
+            .args(["--name", version, "--port", &port.to_string()]),
     )?;
-    server.wait_for("listening", false, Duration::from_secs(10))?;
+    server.wait_for_stdout("listening", Duration::from_secs(10))?;
     Ok(server)
 }
 
@@ -280,14 +200,12 @@ struct Batch {
     note: String,
 }
 
-fn demo(agent_path: &Path) -> Result<String> {
+fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
     let hosts = build_hosts()?;
-    let scratch = std::env::temp_dir().join(format!("mirror-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let _scratch = RemoveOnDrop(scratch.clone());
-    let mut v1 = start_server(&hosts.v1, "v1", V1_ADDR, V1_PORT)?;
-    let mut v2 = start_server(&hosts.v2, "v2", V2_ADDR, SHADOW_PORT)?;
-    let mut v3 = start_server(&hosts.v3, "v3", V3_ADDR, SHADOW_PORT)?;
+    let scratch = ScratchDir::new("demo")?;
+    let mut v1 = start_server(&hosts.v1, myapp, "v1", V1_PORT)?;
+    let mut v2 = start_server(&hosts.v2, myapp, "v2", SHADOW_PORT)?;
+    let mut v3 = start_server(&hosts.v3, myapp, "v3", SHADOW_PORT)?;
 
     let shadows = [
         format!("http://myapp-v2:{SHADOW_PORT}"),
@@ -299,21 +217,8 @@ fn demo(agent_path: &Path) -> Result<String> {
         args.extend(["--shadow", shadow]);
     }
     args.extend(["--log-format", "json"]);
-    let agent_bin = agent_path.display().to_string();
-    let mut agent = Process::spawn(&hosts.v1, "mirror-agent", &agent_bin, &args)?;
-    agent.wait_for("capture attached", true, Duration::from_secs(30))?;
-    wait_until(
-        "the agent starting both shadow targets",
-        Duration::from_secs(10),
-        || {
-            agent
-                .stderr_lines()
-                .iter()
-                .filter(|l| l.contains("shadow target started"))
-                .count()
-                == 2
-        },
-    )?;
+    let agent = Agent::start(&hosts.v1, agent_path, &args)?.attached(Duration::from_secs(30))?;
+    agent.wait_for_targets(shadows.len(), Duration::from_secs(10))?;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -331,8 +236,11 @@ fn demo(agent_path: &Path) -> Result<String> {
     let mut batches = Vec::new();
     let mut answers = BTreeMap::<String, u64>::new();
     for _ in 0..3 {
-        let body = netns::run(hosts.client.command("curl").args(["-sS", &url("/")]))?;
-        *answers.entry(body.trim().to_owned()).or_default() += 1;
+        let body = command::run(hosts.client.command("curl").args(["-sS", &url("/")]))?;
+        // myapp answers `myapp VERSION`: the version is what tells.
+        let body = body.trim();
+        let version = body.strip_prefix("myapp ").unwrap_or(body);
+        *answers.entry(version.to_owned()).or_default() += 1;
     }
     batches.push(Batch {
         what: "curl GET /",
@@ -361,9 +269,8 @@ fn demo(agent_path: &Path) -> Result<String> {
         &url("/catalog?page=2"),
         "keep-alive",
     )?);
-    let order = scratch.join("order.json");
-    std::fs::write(
-        &order,
+    let order = scratch.write(
+        "order.json",
         r#"{"customer":"c-1042","items":[{"sku":"book-7","qty":1},{"sku":"pen-2","qty":3}],"note":"shadow me"}"#,
     )?;
     let order_path = order.display().to_string();
@@ -383,12 +290,11 @@ fn demo(agent_path: &Path) -> Result<String> {
         &url("/orders"),
         "Content-Length",
     )?);
-    let upload = scratch.join("upload.bin");
-    std::fs::write(&upload, pseudo_random(64 << 10))?;
+    let upload = scratch.write("upload.bin", pseudo_random(64 << 10, UPLOAD_SEED))?;
     let upload_arg = format!("@{}", upload.display());
     for i in 0..10 {
         check_interrupt()?;
-        let code = netns::run(hosts.client.command("curl").args([
+        let code = command::run(hosts.client.command("curl").args([
             "-sS",
             "-o",
             "/dev/null",
@@ -411,11 +317,14 @@ fn demo(agent_path: &Path) -> Result<String> {
     wait_until(
         "v2 and v3 receiving every copy",
         Duration::from_secs(15),
-        || v2.stdout_lines().len() as u64 > phase1 && v3.stdout_lines().len() as u64 > phase1,
+        || {
+            parse_log(&v2.stdout_lines()).len() as u64 >= phase1
+                && parse_log(&v3.stdout_lines()).len() as u64 >= phase1
+        },
     )?;
 
     // Phase 2: v3 goes away; v1 and v2 do not notice.
-    v3.stop("TERM", Duration::from_secs(5))?;
+    v3.stop(Signal::TERM, Duration::from_secs(5))?;
     batches.push(ab(
         &hosts,
         "ab GET /after-v3-stopped",
@@ -430,14 +339,11 @@ fn demo(agent_path: &Path) -> Result<String> {
         || settled(&hosts.v1, &shadows, total),
     )?;
 
-    let status = agent.stop("INT", Duration::from_secs(15))?;
-    ensure!(
-        status.success(),
-        "mirror-agent ended with {status}: {}",
-        agent.stderr_lines().join("\n")
-    );
-    v1.stop("TERM", Duration::from_secs(5))?;
-    v2.stop("TERM", Duration::from_secs(5))?;
+    let exit = agent
+        .stop(Signal::INT, Duration::from_secs(15))?
+        .success()?;
+    v1.stop(Signal::TERM, Duration::from_secs(5))?;
+    v2.stop(Signal::TERM, Duration::from_secs(5))?;
 
     let _ = writeln!(out, "==> traffic: the client talks to v1 only");
     for batch in &batches {
@@ -501,9 +407,8 @@ fn demo(agent_path: &Path) -> Result<String> {
         out,
         "\n==> the last lines of each request log (`kubectl logs myapp-vN` in the exercise)"
     );
-    for (label, server) in [("v1", &v1), ("v2", &v2), ("v3", &v3)] {
-        let lines = server.stdout_lines();
-        for logged in parse_log(&lines[lines.len().saturating_sub(2)..]) {
+    for (label, (_, log)) in ["v1", "v2", "v3"].iter().zip(&logs) {
+        for logged in &log[log.len().saturating_sub(2)..] {
             let _ = writeln!(
                 out,
                 "  {label} | {} {}  ({} body bytes{})",
@@ -518,13 +423,15 @@ fn demo(agent_path: &Path) -> Result<String> {
         out,
         "\n==> what mirror-agent counted (its final counts at exit)"
     );
-    let stderr = agent.stderr_lines();
+    let stderr = exit.stderr_lines();
+    let finals = final_counts_texts(&stderr)?;
     for shadow in &shadows {
-        let counts = final_counts(&stderr, shadow)
+        let counts = finals
+            .get(shadow)
             .with_context(|| format!("no final counts for {shadow}"))?;
         let _ = writeln!(out, "  {shadow:<22} {counts}");
     }
-    let kernel = kernel_counters(&agent.stdout_lines())?;
+    let kernel = exit.kernel_counters()?;
     let get = |name: &str| kernel.get(name).copied().unwrap_or(0);
     let capture = stderr
         .iter()
@@ -554,53 +461,31 @@ fn demo(agent_path: &Path) -> Result<String> {
 /// `ab ARGS URL` from the client: every request must succeed.
 fn ab(hosts: &Hosts, what: &'static str, args: &[&str], url: &str, note: &str) -> Result<Batch> {
     check_interrupt()?;
-    let report = netns::run(hosts.client.command("ab").args(args).arg(url))?;
-    let field = |name: &str| -> Option<u64> {
-        report
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    };
-    let complete = field("Complete requests:").context("ab printed no count")?;
-    let failed = field("Failed requests:").unwrap_or(0);
-    let non_2xx = field("Non-2xx responses:").unwrap_or(0);
+    let report = ab::run(&hosts.client, args, url)?;
     ensure!(
-        failed == 0 && non_2xx == 0,
-        "{what}: {failed} failed, {non_2xx} not 2xx:\n{report}"
+        report.failed == 0 && report.non_2xx == 0,
+        "{what}: {} failed, {} not 2xx:\n{}",
+        report.failed,
+        report.non_2xx,
+        report.text
     );
-    let longest = field("100%").unwrap_or(0);
     Ok(Batch {
         what,
-        requests: complete,
-        note: format!("{note}; slowest {longest} ms"),
+        requests: report.complete,
+        note: format!("{note}; slowest {} ms", report.longest_ms),
     })
 }
 
 /// Whether the agent reassembled `total` requests and every shadow target
 /// accounted for all of them (nothing queued or in flight).
 fn settled(v1: &Netns, shadows: &[String], total: u64) -> bool {
-    let Ok(text) = netns::run(v1.command("curl").args(["-sS", METRICS_URL])) else {
+    let Ok(metrics) = Metrics::scrape(v1, metrics::DEFAULT_ADDR) else {
         return false;
     };
-    let value = |line: &str| -> u64 {
-        line.rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
-    let captured = text
-        .lines()
-        .find(|l| l.starts_with("mirror_requests_captured_total "))
-        .map(value);
-    captured == Some(total)
-        && shadows.iter().all(|shadow| {
-            let label = format!("target=\"{shadow}\"");
-            text.lines()
-                .filter(|l| l.starts_with("mirror_shadow_requests_total{") && l.contains(&label))
-                .map(value)
-                .sum::<u64>()
-                == total
-        })
+    metrics.get(REQUESTS_CAPTURED, &[]) == Some(total as f64)
+        && shadows
+            .iter()
+            .all(|shadow| metrics.sum(SHADOW_REQUESTS, &[("target", shadow)]) as u64 == total)
 }
 
 /// One request line of a server's log.
@@ -612,26 +497,30 @@ struct Logged {
     chunked: bool,
 }
 
-/// `VERSION METHOD PATH BYTES chunked|plain` lines (the `listening` line
-/// and anything else left out).
+/// myapp's request lines, `NAME: METHOD PATH host=H from=A status=S
+/// [body=N [chunked]] (ORIGIN)` (the `listening` line and anything else
+/// left out).
 fn parse_log(lines: &[String]) -> Vec<Logged> {
     lines
         .iter()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
-            let (_version, method, path, bytes, framing) = (
-                words.next()?,
-                words.next()?,
-                words.next()?,
-                words.next()?,
-                words.next()?,
-            );
-            Some(Logged {
+            let (_name, method, path) = (words.next()?, words.next()?, words.next()?);
+            let mut logged = Logged {
                 method: method.to_owned(),
                 path: path.to_owned(),
-                body_bytes: bytes.parse().ok()?,
-                chunked: framing == "chunked",
-            })
+                body_bytes: 0,
+                chunked: false,
+            };
+            let mut status = false;
+            for word in words {
+                if let Some(bytes) = word.strip_prefix("body=") {
+                    logged.body_bytes = bytes.parse().ok()?;
+                }
+                logged.chunked |= word == "chunked";
+                status |= word.starts_with("status=");
+            }
+            status.then_some(logged)
         })
         .collect()
 }
@@ -644,32 +533,6 @@ fn same_requests(a: &[Logged], b: &[Logged]) -> bool {
     a == b
 }
 
-/// `captured=N sent=N (2xx=N) filtered=N dropped=N (reason=N)` of one
-/// target, from the agent's JSON `final counts` line.
-fn final_counts(stderr: &[String], target: &str) -> Option<String> {
-    let needle = format!("\"target\":\"{target}\"");
-    stderr.iter().find_map(|line| {
-        let rest = line.split("\"message\":\"final counts: ").nth(1)?;
-        let (counts, after) = rest.split_once('"')?;
-        (counts.starts_with("captured=") && after.contains(&needle)).then(|| counts.to_owned())
-    })
-}
-
-/// `kernel counters: name=N ...` from the agent's stdout.
-fn kernel_counters(stdout: &[String]) -> Result<BTreeMap<String, u64>> {
-    let line = stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("kernel counters: "))
-        .context("mirror-agent printed no kernel counters")?;
-    Ok(line
-        .split_whitespace()
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect())
-}
-
 /// A number field of a JSON log line.
 fn json_number(line: &str, key: &str) -> Option<u64> {
     let rest = line.split(&format!("\"{key}\":")).nth(1)?;
@@ -677,47 +540,31 @@ fn json_number(line: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Bytes that do not compress into anything telling (xorshift64).
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn logs_and_counts_are_read() {
+    fn request_logs_are_read() {
         let log = parse_log(&[
-            "listening".into(),
-            "v2 POST /upload/1 65536 chunked".into(),
-            "v2 GET /catalog?page=1 0 plain".into(),
+            "v2: listening on port 9000".into(),
+            "v2: POST /upload/1 host=myapp-v2:9000 from=10.200.102.1 status=200 body=65536 \
+             chunked (mirrored by mirror)"
+                .into(),
+            "v2: GET /catalog?page=1 host=10.200.100.2 from=10.200.102.1 status=200 (direct)"
+                .into(),
         ]);
         assert_eq!(log.len(), 2);
         assert!(log[0].chunked && log[0].body_bytes == 65536);
+        assert_eq!(
+            (log[1].method.as_str(), log[1].path.as_str()),
+            ("GET", "/catalog?page=1")
+        );
+        assert!(!log[1].chunked && log[1].body_bytes == 0);
         assert!(same_requests(&log, &[log[1].clone(), log[0].clone()]));
         assert!(!same_requests(&log, &log[..1]));
 
-        let stderr = [
-            r#"{"message":"final counts: capture","requests_captured":563,"flows":41,"target":"mirror_agent"}"#.to_owned(),
-            r#"{"message":"final counts: captured=5 sent=5 (2xx=5) filtered=0 dropped=0","target":"http://myapp-v2:9000","target":"mirror_agent"}"#.to_owned(),
-        ];
-        assert_eq!(
-            final_counts(&stderr, "http://myapp-v2:9000").as_deref(),
-            Some("captured=5 sent=5 (2xx=5) filtered=0 dropped=0")
-        );
-        assert_eq!(final_counts(&stderr, "http://myapp-v3:9000"), None);
-        assert_eq!(json_number(&stderr[0], "flows"), Some(41));
-        let kernel =
-            kernel_counters(&["kernel counters: matched=3 records_lost=0".into()]).unwrap();
-        assert_eq!(kernel["matched"], 3);
+        let capture = r#"{"message":"final counts: capture","requests_captured":563,"flows":41,"target":"mirror_agent"}"#;
+        assert_eq!(json_number(capture, "flows"), Some(41));
     }
 }

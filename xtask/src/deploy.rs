@@ -60,7 +60,7 @@ pub fn check(root: &Path) -> Result<()> {
     let started = Instant::now();
     println!("==> deploy-check");
     ensure!(
-        setup::is_root(),
+        mirror_testkit::is_root(),
         "deploy-check needs root: it installs into /usr/local and /etc and \
          creates a network namespace (run it as CI does, as root)"
     );

@@ -4,7 +4,6 @@ mod bench;
 mod demo;
 mod deploy;
 mod fuzz;
-mod netns;
 mod setup;
 mod steps;
 mod test;
@@ -16,7 +15,7 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -87,59 +86,13 @@ enum Task {
     /// services, ruby -c Vagrantfile, YAML lint and Kubernetes schemas.
     DeployCheck,
     /// Benchmarks (root); reports under target/bench/.
-    Bench {
-        /// `all` (default): the capture sub-bench, then every mode of
-        /// mirroring under every scenario (bench.md, bench.json);
-        /// `capture`: only the kernel program's cost and the capture rate;
-        /// `flow`: reassembly + framing throughput (criterion, no root).
-        #[arg(default_value = "all")]
-        what: String,
-        /// A short run (under 90 s) that checks the harness, not the speed
-        /// (CI runs it so the harness never rots).
-        #[arg(long)]
-        quick: bool,
-        /// A goreplay (gor) binary: adds the goreplay modes.
-        #[arg(long, value_name = "PATH")]
-        goreplay: Option<std::path::PathBuf>,
-        /// Seconds of load per run (default 8 at saturation, 10 at fixed
-        /// rates).
-        #[arg(long)]
-        seconds: Option<f64>,
-        /// Only the scenarios whose name contains this (repeatable), e.g.
-        /// `--only saturation --only 'conns=10 '`.
-        #[arg(long, value_name = "TEXT")]
-        only: Vec<String>,
-        /// Only these modes besides the baseline (repeatable): capture-only,
-        /// replay-1, replay-2, nginx-mirror, goreplay, goreplay-null.
-        #[arg(long = "mode", value_name = "MODE")]
-        modes: Vec<String>,
-        /// The agent's --ring-size (default: the agent's own default).
-        #[arg(long, value_name = "BYTES")]
-        ring_size: Option<String>,
-        /// Runs of each saturation scenario, modes interleaved, median
-        /// reported (default 3 for small requests on 10 connections, else 1).
-        #[arg(long)]
-        repeat: Option<usize>,
-        /// Skip the capture sub-bench in `all`.
-        #[arg(long)]
-        no_capture: bool,
-        /// Measure this mirror-agent binary instead of building one (to
-        /// compare builds).
-        #[arg(long, value_name = "PATH")]
-        agent: Option<std::path::PathBuf>,
-        /// Without the 1 ms ticker on each CPU that puts every mode,
-        /// baseline included, under the same idle behaviour of the VM.
-        #[arg(long)]
-        no_keep_awake: bool,
-    },
+    Bench(bench::Options),
 }
 
 #[derive(Subcommand)]
 enum VmGuest {
     /// The whole guest test against this agent binary.
     Test { agent: PathBuf },
-    /// An HTTP server that logs each request on a line.
-    Serve { name: String, addr: String },
 }
 
 fn main() -> ExitCode {
@@ -188,43 +141,11 @@ fn run(task: Task) -> Result<()> {
                 },
             )
         }
-        Task::VmGuest { what } => vm::guest::run(match &what {
-            VmGuest::Test { agent } => vm::guest::Guest::Test { agent },
-            VmGuest::Serve { name, addr } => vm::guest::Guest::Serve { name, addr },
-        }),
+        Task::VmGuest {
+            what: VmGuest::Test { agent },
+        } => vm::guest::run(&agent),
         Task::DeployCheck => deploy::check(&root),
-        Task::Bench {
-            what,
-            quick,
-            goreplay,
-            seconds,
-            only,
-            modes,
-            ring_size,
-            repeat,
-            no_capture,
-            agent,
-            no_keep_awake,
-        } => match what.as_str() {
-            "capture" => bench::capture(&root, quick, agent.as_deref()),
-            "flow" => bench::flow(&root, quick),
-            "all" => bench::run(
-                &root,
-                &bench::Options {
-                    quick,
-                    goreplay,
-                    seconds,
-                    only,
-                    modes,
-                    ring_size,
-                    no_capture,
-                    repeat,
-                    agent,
-                    no_keep_awake,
-                },
-            ),
-            other => bail!("unknown bench `{other}`; available: all (default), capture, flow"),
-        },
+        Task::Bench(options) => bench::main(&root, &options),
     }
 }
 

@@ -140,7 +140,7 @@ fn debian_packages() -> Outcome {
         return Outcome::Ok(wanted.join(" "));
     }
     let list = missing.join(" ");
-    if !is_root() {
+    if !mirror_testkit::is_root() {
         return Outcome::todo(
             format!("not root, missing {list}"),
             format!(
@@ -522,15 +522,4 @@ fn install_root() -> PathBuf {
 
 fn cargo_bin() -> PathBuf {
     install_root().join("bin")
-}
-
-/// Effective uid 0, from /proc (std has no getuid).
-pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
 }

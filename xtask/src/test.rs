@@ -66,7 +66,7 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
     for (index, step) in steps.iter_mut().enumerate() {
         let shown = setup::show(step);
         println!("==> [{}/{count}] {shown}", index + 1);
-        if index + 1 == count && !setup::is_root() {
+        if index + 1 == count && !mirror_testkit::is_root() {
             println!(
                 "warning: not root: the kernel tests (package mirror-tests) need root \
                  or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"

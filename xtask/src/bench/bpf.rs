@@ -5,29 +5,40 @@
 //! with bpf_stats on, bpf_stats' cost per run), plus a program that only
 //! reserves and submits a 512-byte ring record (the ring's own cost).
 //!
-//! Raw bpf(2) calls: xtask needs no BPF library for three commands.
+//! Raw bpf(2) calls: xtask needs no BPF library for the three commands it
+//! makes here; the test run itself and the frames are the test kit's.
 
 use std::{
     fs,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    net::Ipv4Addr,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result, bail};
+use mirror_testkit::packet::{self, ETH_P_IP, IPPROTO_TCP};
 
-const BPF_MAP_CREATE: i64 = 0;
-const BPF_PROG_LOAD: i64 = 5;
-const BPF_PROG_TEST_RUN: i64 = 10;
-const BPF_PROG_GET_FD_BY_ID: i64 = 13;
+/// The bpf(2) commands used here (linux/bpf.h).
+#[derive(Clone, Copy, Debug)]
+#[repr(i64)]
+enum Cmd {
+    MapCreate = 0,
+    ProgLoad = 5,
+    ProgGetFdById = 13,
+}
+
+/// `BPF_PROG_TYPE_SCHED_CLS`.
 const PROG_TYPE_SCHED_CLS: u32 = 3;
+/// `BPF_MAP_TYPE_RINGBUF`.
 const MAP_TYPE_RINGBUF: u32 = 27;
+/// The part of `union bpf_attr` these commands use, zero-padded.
 const ATTR_SIZE: usize = 128;
 
-fn bpf(cmd: i64, attr: &mut [u8; ATTR_SIZE]) -> Result<i64> {
+fn bpf(cmd: Cmd, attr: &mut [u8; ATTR_SIZE]) -> Result<i64> {
     // SAFETY: `attr` is a zero-padded bpf_attr of ATTR_SIZE bytes whose
     // pointers (if any) point to buffers that outlive the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), ATTR_SIZE) };
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd as i64, attr.as_mut_ptr(), ATTR_SIZE) };
     if ret < 0 {
-        bail!("bpf({cmd}): {}", std::io::Error::last_os_error());
+        bail!("bpf({cmd:?}): {}", std::io::Error::last_os_error());
     }
     Ok(ret)
 }
@@ -59,7 +70,7 @@ fn load(insns: &[[u8; 8]]) -> Result<OwnedFd> {
     put(&mut attr, 4, (insns.len() as u32).to_le_bytes());
     put(&mut attr, 8, (code.as_ptr() as u64).to_le_bytes());
     put(&mut attr, 16, (license.as_ptr() as u64).to_le_bytes());
-    Ok(fd(bpf(BPF_PROG_LOAD, &mut attr)?))
+    Ok(fd(bpf(Cmd::ProgLoad, &mut attr)?))
 }
 
 /// `r0 = TC_ACT_PIPE; exit`.
@@ -91,28 +102,19 @@ fn ring(bytes: u32) -> Result<OwnedFd> {
     let mut attr = [0u8; ATTR_SIZE];
     put(&mut attr, 0, MAP_TYPE_RINGBUF.to_le_bytes());
     put(&mut attr, 12, bytes.to_le_bytes());
-    Ok(fd(bpf(BPF_MAP_CREATE, &mut attr)?))
+    Ok(fd(bpf(Cmd::MapCreate, &mut attr)?))
 }
 
 fn prog_by_id(id: u32) -> Result<OwnedFd> {
     let mut attr = [0u8; ATTR_SIZE];
     put(&mut attr, 0, id.to_le_bytes());
-    Ok(fd(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?))
+    Ok(fd(bpf(Cmd::ProgGetFdById, &mut attr)?))
 }
 
-/// Mean ns per run of `prog` on `packet` over `repeat` runs.
-fn test_run(prog: &OwnedFd, packet: &[u8], repeat: u32) -> Result<f64> {
-    let mut out = vec![0u8; packet.len() + 256];
-    let mut attr = [0u8; ATTR_SIZE];
-    put(&mut attr, 0, (prog.as_raw_fd() as u32).to_le_bytes());
-    put(&mut attr, 8, (packet.len() as u32).to_le_bytes());
-    put(&mut attr, 12, (out.len() as u32).to_le_bytes());
-    put(&mut attr, 16, (packet.as_ptr() as u64).to_le_bytes());
-    put(&mut attr, 24, (out.as_mut_ptr() as u64).to_le_bytes());
-    put(&mut attr, 32, repeat.to_le_bytes());
-    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-    let duration = u32::from_le_bytes(attr[36..40].try_into().expect("4 bytes"));
-    Ok(duration as f64)
+/// Mean ns per run of `prog` on `frame` over `repeat` runs.
+fn test_run(prog: &OwnedFd, frame: &[u8], repeat: u32) -> Result<f64> {
+    let run = packet::prog_test_run(prog.as_fd(), frame, repeat).context("BPF_PROG_TEST_RUN")?;
+    Ok(run.duration_ns as f64)
 }
 
 /// run_time_ns and run_cnt of one of our own fds.
@@ -128,22 +130,21 @@ fn own_stats(prog: &OwnedFd) -> (u64, u64) {
     (field("run_time_ns:"), field("run_cnt:"))
 }
 
-/// An Ethernet + IPv4 + TCP (with timestamps) segment, ACK|PSH, to `port`.
+/// An Ethernet + IPv4 + TCP segment with a header of 32 bytes (the size
+/// timestamps make), ACK|PSH, to `port`.
 pub fn segment(port: u16, payload: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(66 + payload);
-    p.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    let total = (20 + 32 + payload) as u16;
-    p.extend_from_slice(&[0x45, 0]);
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0, 10, 200, 0, 1, 10, 200, 0, 2]);
-    p.extend_from_slice(&40000u16.to_be_bytes());
-    p.extend_from_slice(&port.to_be_bytes());
-    p.extend_from_slice(&1000u32.to_be_bytes());
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(&[8 << 4, 0x18, 0x03, 0xe8, 0, 0, 0, 0]);
-    p.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
-    p.resize(p.len() + payload, b'x');
-    p
+    const ACK_PSH: u8 = 0x18;
+    let tcp = packet::tcp_with_offset(40000, port, 1000, ACK_PSH, 8, &vec![b'x'; payload]);
+    packet::ethernet(
+        ETH_P_IP,
+        &packet::ipv4(
+            Ipv4Addr::new(10, 200, 0, 1),
+            Ipv4Addr::new(10, 200, 0, 2),
+            IPPROTO_TCP,
+            &[],
+            &tcp,
+        ),
+    )
 }
 
 /// What `BPF_PROG_TEST_RUN` measured.

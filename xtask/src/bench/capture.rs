@@ -19,18 +19,22 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
+use mirror_testkit::{
+    Agent, Link, Netns, Process, Signal,
+    agent::{kernel_counters, kernel_counters_line},
+    command, is_root, veth,
+};
 
 use super::{
     bpf,
     probe::{self, BpfStats},
 };
-use crate::netns::effective_uid;
 
 const CLIENT_NS: &str = "mirror-bench-c";
 const SERVER_NS: &str = "mirror-bench-s";
@@ -65,24 +69,21 @@ ts = [threading.Thread(target=send) for _ in range(streams)]
 [t.start() for t in ts]; [t.join() for t in ts]
 "#;
 
-/// Removes the namespaces (and so the veth pair and every process's view of
-/// them) even when the bench fails half-way.
-struct Namespaces;
-
-impl Namespaces {
-    fn remove() {
-        for ns in [CLIENT_NS, SERVER_NS] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+/// The client and the server, joined by a veth pair; removed (and so the
+/// pair and every process's view of them) even when the bench fails
+/// half-way.
+struct Hosts {
+    client: Netns,
+    server: Netns,
 }
 
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        Self::remove();
+impl Hosts {
+    fn client_link(&self) -> Link<'_> {
+        Link::new(&self.client, CLIENT_IF)
+    }
+
+    fn server_link(&self) -> Link<'_> {
+        Link::new(&self.server, SERVER_IF)
     }
 }
 
@@ -214,39 +215,39 @@ pub fn capture(root: &Path, quick: bool, agent: Option<&Path>) -> Result<()> {
 /// Runs the three phases with the agent at `agent`.
 pub fn measure(agent: &Path, quick: bool) -> Result<CaptureFigures> {
     ensure!(
-        effective_uid() == 0,
+        is_root(),
         "the capture bench needs root (network namespaces, BPF)"
     );
-    let _namespaces = topology()?;
+    let hosts = topology()?;
     let stats_before =
         fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
-    sh("sysctl", &["-q", "-w", "kernel.bpf_stats_enabled=1"])?;
-    let result = phases(agent, quick);
-    let _ = sh(
-        "sysctl",
-        &[
-            "-q",
-            "-w",
-            &format!("kernel.bpf_stats_enabled={}", stats_before.trim()),
-        ],
-    );
+    sysctl("kernel.bpf_stats_enabled=1")?;
+    let result = phases(&hosts, agent, quick);
+    let _ = sysctl(&format!("kernel.bpf_stats_enabled={}", stats_before.trim()));
     result
 }
 
-fn phases(agent: &Path, quick: bool) -> Result<CaptureFigures> {
-    let _sinks = [
-        spawn_in(
-            SERVER_NS,
-            "python3",
-            &["-c", SINK, SERVER_ADDR, &SERVICE_PORT.to_string()],
-        )?,
-        spawn_in(
-            SERVER_NS,
-            "python3",
-            &["-c", SINK, SERVER_ADDR, &OTHER_PORT.to_string()],
-        )?,
-    ];
-    let mut agent = Agent::start(agent)?;
+fn sysctl(setting: &str) -> Result<()> {
+    command::run(Command::new("sysctl").args(["-q", "-w", setting])).map(drop)
+}
+
+fn phases(hosts: &Hosts, agent: &Path, quick: bool) -> Result<CaptureFigures> {
+    let _sinks = [sink(hosts, SERVICE_PORT)?, sink(hosts, OTHER_PORT)?];
+    let agent = Agent::start(
+        &hosts.server,
+        agent,
+        &[
+            "--iface",
+            SERVER_IF,
+            "--port",
+            &SERVICE_PORT.to_string(),
+            "--log-level",
+            "warn",
+            "--log-format",
+            "text",
+        ],
+    )
+    .context("starting mirror-agent")?;
     let pid = agent.pid();
     // Attached once the agent holds its programs (loading takes ~0.5 s).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -260,20 +261,18 @@ fn phases(agent: &Path, quick: bool) -> Result<CaptureFigures> {
     thread::sleep(Duration::from_millis(300));
 
     let mib = if quick { 64 } else { 512 };
-    let unmatched = measure_load(pid, || send(OTHER_PORT, mib, 1))?;
-    let matched = measure_load(pid, || send(SERVICE_PORT, mib, 1))?;
+    let unmatched = measure_load(pid, || send(hosts, OTHER_PORT, mib, 1))?;
+    let matched = measure_load(pid, || send(hosts, SERVICE_PORT, mib, 1))?;
 
     // Rate: GRO back on, as in production; several streams at once.
-    sh_in(SERVER_NS, "ethtool", &["-K", SERVER_IF, "gro", "on"])?;
-    sh_in(
-        CLIENT_NS,
-        "ethtool",
-        &["-K", CLIENT_IF, "tso", "on", "gso", "on"],
-    )?;
+    hosts.server_link().set_features(&[("gro", true)])?;
+    hosts
+        .client_link()
+        .set_features(&[("tso", true), ("gso", true)])?;
     let streams = 4;
     let rate_mib = if quick { 128 } else { 1024 };
     let started = Instant::now();
-    send(SERVICE_PORT, rate_mib, streams)?;
+    send(hosts, SERVICE_PORT, rate_mib, streams)?;
     let elapsed = started.elapsed();
     thread::sleep(Duration::from_millis(500));
     // bpf_stats are still on: the empty program's runs give their floor.
@@ -287,7 +286,20 @@ fn phases(agent: &Path, quick: bool) -> Result<CaptureFigures> {
         },
         None => None,
     };
-    let counters = agent.stop()?;
+    let exit = agent.stop(Signal::INT, Duration::from_secs(60))?;
+    // The agent logs at warn level: what it had to say, after the phases.
+    if !exit.stderr.is_empty() {
+        eprintln!("{}", exit.stderr);
+    }
+    let exit = exit.success()?;
+    let counters = kernel_counters_line(&exit.stdout)?.to_owned();
+    let kernel = kernel_counters(&exit.stdout)?;
+    let counter = |name: &str| {
+        kernel
+            .get(name)
+            .copied()
+            .with_context(|| format!("no {name} in `{counters}`"))
+    };
 
     ensure!(
         matched.run_cnt > 0 && unmatched.run_cnt > 0,
@@ -302,8 +314,8 @@ fn phases(agent: &Path, quick: bool) -> Result<CaptureFigures> {
         streams,
         rate_mib_per_stream: rate_mib,
         rate_mb_per_s: total_bytes / elapsed.as_secs_f64() / 1e6,
-        payload_bytes: counter(&counters, "payload_bytes")?,
-        records_lost: counter(&counters, "records_lost")?,
+        payload_bytes: counter("payload_bytes")?,
+        records_lost: counter("records_lost")?,
         counters,
         test_run,
     })
@@ -343,89 +355,21 @@ fn build_agent(root: &Path) -> Result<PathBuf> {
     Ok(root.join("target/release/mirror-agent"))
 }
 
-fn topology() -> Result<Namespaces> {
-    Namespaces::remove(); // leftovers of an interrupted run
-    let guard = Namespaces;
-    for ns in [CLIENT_NS, SERVER_NS] {
-        sh("ip", &["netns", "add", ns])?;
-        sh_in(ns, "ip", &["link", "set", "lo", "up"])?;
-    }
-    sh(
-        "ip",
-        &[
-            "link", "add", "name", CLIENT_IF, "netns", CLIENT_NS, "type", "veth", "peer", "name",
-            SERVER_IF, "netns", SERVER_NS,
-        ],
-    )?;
-    sh_in(
-        CLIENT_NS,
-        "ip",
-        &["addr", "add", "10.200.0.1/24", "dev", CLIENT_IF],
-    )?;
-    sh_in(
-        SERVER_NS,
-        "ip",
-        &["addr", "add", "10.200.0.2/24", "dev", SERVER_IF],
-    )?;
-    sh_in(CLIENT_NS, "ip", &["link", "set", CLIENT_IF, "up"])?;
-    sh_in(SERVER_NS, "ip", &["link", "set", SERVER_IF, "up"])?;
+fn topology() -> Result<Hosts> {
+    // Named: a namespace left by an interrupted run is removed first.
+    let hosts = Hosts {
+        client: Netns::named(CLIENT_NS)?,
+        server: Netns::named(SERVER_NS)?,
+    };
+    veth(&hosts.client, CLIENT_IF, &hosts.server, SERVER_IF)?;
+    hosts.client_link().up_with_address("10.200.0.1/24")?;
+    hosts.server_link().up_with_address("10.200.0.2/24")?;
     // MTU-sized segments for the per-packet figures.
-    sh_in(
-        CLIENT_NS,
-        "ethtool",
-        &["-K", CLIENT_IF, "tso", "off", "gso", "off"],
-    )?;
-    sh_in(SERVER_NS, "ethtool", &["-K", SERVER_IF, "gro", "off"])?;
-    Ok(guard)
-}
-
-struct Agent {
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn start(path: &Path) -> Result<Self> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", SERVER_NS])
-            .arg(path)
-            .args(["--iface", SERVER_IF, "--port", &SERVICE_PORT.to_string()])
-            .args(["--log-level", "warn", "--log-format", "text"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting mirror-agent")?;
-        Ok(Self { child: Some(child) })
-    }
-
-    /// SIGINT, then the kernel counters it prints on exit.
-    fn stop(&mut self) -> Result<String> {
-        let child = self.child.take().context("mirror-agent already stopped")?;
-        // `ip netns exec` execs the agent: the child's pid is the agent's.
-        sh("kill", &["-INT", &child.id().to_string()])?;
-        let output = child.wait_with_output()?;
-        ensure!(
-            output.status.success(),
-            "mirror-agent failed: {:?}",
-            output.status
-        );
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix("kernel counters: "))
-            .map(str::to_owned)
-            .context("mirror-agent printed no kernel counters")
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    hosts
+        .client_link()
+        .set_features(&[("tso", false), ("gso", false)])?;
+    hosts.server_link().set_features(&[("gro", false)])?;
+    Ok(hosts)
 }
 
 /// Runs `load` and returns the bpf_stats delta of the agent's programs
@@ -436,60 +380,27 @@ fn measure_load(pid: u32, load: impl FnOnce() -> Result<()>) -> Result<BpfStats>
     Ok(probe::bpf_stats(pid)?.since(before))
 }
 
-fn send(port: u16, mib: u64, streams: u64) -> Result<()> {
-    sh_in(
-        CLIENT_NS,
-        "python3",
-        &[
-            "-c",
-            SOURCE,
-            SERVER_ADDR,
-            &port.to_string(),
-            &mib.to_string(),
-            &streams.to_string(),
-        ],
-    )
+fn send(hosts: &Hosts, port: u16, mib: u64, streams: u64) -> Result<()> {
+    command::run(hosts.client.command("python3").args([
+        "-c",
+        SOURCE,
+        SERVER_ADDR,
+        &port.to_string(),
+        &mib.to_string(),
+        &streams.to_string(),
+    ]))
+    .map(drop)
 }
 
-fn counter(counters: &str, name: &str) -> Result<u64> {
-    counters
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-        .with_context(|| format!("no {name} in `{counters}`"))?
-        .parse()
-        .with_context(|| format!("bad {name} in `{counters}`"))
-}
-
-fn spawn_in(ns: &str, program: &str, args: &[&str]) -> Result<ChildGuard> {
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, program])
-        .args(args)
-        .spawn()
-        .with_context(|| format!("starting {program} in {ns}"))?;
+/// A TCP sink on `port` of the server, killed on drop.
+fn sink(hosts: &Hosts, port: u16) -> Result<Process> {
+    let sink = Process::spawn(
+        "the TCP sink",
+        hosts
+            .server
+            .command("python3")
+            .args(["-c", SINK, SERVER_ADDR, &port.to_string()]),
+    )?;
     thread::sleep(Duration::from_millis(200));
-    Ok(ChildGuard(child))
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(program: &str, args: &[&str]) -> Result<()> {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {program}"))?;
-    ensure!(status.success(), "{program} {} failed", args.join(" "));
-    Ok(())
-}
-
-fn sh_in(ns: &str, program: &str, args: &[&str]) -> Result<()> {
-    let mut all = vec!["netns", "exec", ns, program];
-    all.extend_from_slice(args);
-    sh("ip", &all)
+    Ok(sink)
 }

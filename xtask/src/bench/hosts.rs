@@ -18,8 +18,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-
-use crate::netns::{self, Netns, Process, RemoveOnDrop, veth};
+use mirror_testkit::{Link, Netns, Process, ScratchDir, command, veth};
 
 pub const CLIENT_NS: &str = "mirror-bench-client";
 pub const PRIMARY_NS: &str = "mirror-bench-primary";
@@ -49,31 +48,29 @@ pub fn shadow_url(i: usize) -> String {
     format!("http://{}:{SHADOW_PORT}", SHADOW_ADDR[i])
 }
 
-/// Namespaces and links. Fields drop in order: the namespaces last.
+/// Namespaces and links, and a scratch directory for the servers' files.
+/// Fields drop in order: the scratch directory last.
 pub struct Hosts {
-    pub scratch: PathBuf,
     pub client: Netns,
     pub primary: Netns,
     pub shadows: [Netns; 2],
-    _scratch: RemoveOnDrop,
+    pub scratch: ScratchDir,
 }
 
 impl Hosts {
     pub fn build() -> Result<Self> {
-        let scratch = std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id()));
-        fs::create_dir_all(&scratch)?;
-        let scratch_guard = RemoveOnDrop(scratch.clone());
-        let client = Netns::new(CLIENT_NS)?;
-        let primary = Netns::new(PRIMARY_NS)?;
-        let shadows = [Netns::new(SHADOW_NS[0])?, Netns::new(SHADOW_NS[1])?];
+        let scratch = ScratchDir::new("bench")?;
+        let client = Netns::named(CLIENT_NS)?;
+        let primary = Netns::named(PRIMARY_NS)?;
+        let shadows = [Netns::named(SHADOW_NS[0])?, Netns::named(SHADOW_NS[1])?];
         veth(&client, "eth0", &primary, PRIMARY_IFACE)?;
-        client.address("eth0", &format!("{CLIENT_ADDR}/24"))?;
-        primary.address(PRIMARY_IFACE, &format!("{PRIMARY_ADDR}/24"))?;
+        Link::new(&client, "eth0").up_with_address(&format!("{CLIENT_ADDR}/24"))?;
+        Link::new(&primary, PRIMARY_IFACE).up_with_address(&format!("{PRIMARY_ADDR}/24"))?;
         for (i, shadow) in shadows.iter().enumerate() {
             let link = format!("to-s{}", i + 1);
             veth(&primary, &link, shadow, "eth0")?;
-            primary.address(&link, &format!("10.200.{}.1/24", 21 + i))?;
-            shadow.address("eth0", &format!("{}/24", SHADOW_ADDR[i]))?;
+            Link::new(&primary, &link).up_with_address(&format!("10.200.{}.1/24", 21 + i))?;
+            Link::new(shadow, "eth0").up_with_address(&format!("{}/24", SHADOW_ADDR[i]))?;
         }
         // Each host receives on its own CPU (RPS): a veth delivers a packet
         // in the sender's softirq, which would charge v1's receive work and
@@ -102,11 +99,10 @@ impl Hosts {
             sysctl(ns, "net.ipv4.tcp_tw_reuse", "1")?;
         }
         Ok(Self {
-            scratch,
             client,
             primary,
             shadows,
-            _scratch: scratch_guard,
+            scratch,
         })
     }
 }
@@ -115,7 +111,7 @@ impl Hosts {
 /// mounts the namespace's own /sys).
 fn rps(ns: &Netns, iface: &str, cpu: usize) -> Result<()> {
     let mask = format!("{:x}", 1u64 << cpu);
-    netns::run(ns.command("sh").args([
+    command::run(ns.command("sh").args([
         "-c",
         &format!("echo {mask} > /sys/class/net/{iface}/queues/rx-0/rps_cpus"),
     ]))
@@ -126,7 +122,7 @@ fn rps(ns: &Netns, iface: &str, cpu: usize) -> Result<()> {
 pub const METRICS_PORTS: std::ops::Range<u16> = 19_400..19_900;
 
 fn sysctl(ns: &Netns, key: &str, value: &str) -> Result<()> {
-    netns::run(
+    command::run(
         ns.command("sysctl")
             .args(["-q", "-w"])
             .arg(format!("{key}={value}")),
@@ -190,10 +186,14 @@ pub fn spawn_pinned(
     program: &str,
     args: &[&str],
 ) -> Result<Process> {
-    let cpu = cpu.to_string();
-    let mut all = vec!["-c", cpu.as_str(), program];
-    all.extend_from_slice(args);
-    Process::spawn(ns, label, "taskset", &all)
+    Process::spawn(label, &mut pinned(ns, cpu, program, args))
+}
+
+/// `taskset -c CPU PROGRAM ARGS...` in `ns` (taskset execs the program).
+pub fn pinned(ns: &Netns, cpu: usize, program: &str, args: &[&str]) -> Command {
+    let mut command = ns.command("taskset");
+    command.args(["-c", &cpu.to_string(), program]).args(args);
+    command
 }
 
 /// One nginx (a single process: `master_process off`, so its pid is the
@@ -254,7 +254,7 @@ impl Nginx {
     /// and, still sending the body, never sends the next request.
     pub fn primary(hosts: &Hosts) -> Result<Self> {
         let body = PRIMARY_BODY.escape_default();
-        let www = hosts.scratch.join("www");
+        let www = hosts.scratch.path().join("www");
         fs::create_dir_all(&www)?;
         let servers = format!(
             "  server {{\n    listen {PRIMARY_PORT} backlog=65535;\n    root {};\n    \
@@ -270,7 +270,7 @@ impl Nginx {
         let nginx = Self::start(
             &hosts.primary,
             PRIMARY_CPU,
-            &hosts.scratch,
+            hosts.scratch.path(),
             "primary",
             &servers,
         )?;
@@ -289,7 +289,7 @@ impl Nginx {
         let nginx = Self::start(
             &hosts.shadows[i],
             SHADOW_CPU,
-            &hosts.scratch,
+            hosts.scratch.path(),
             &name,
             &servers,
         )?;
@@ -327,7 +327,7 @@ impl Nginx {
         let nginx = Self::start(
             &hosts.primary,
             PRIMARY_CPU,
-            &hosts.scratch,
+            hosts.scratch.path(),
             "mirror-proxy",
             &servers,
         )?;

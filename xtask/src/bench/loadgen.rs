@@ -17,22 +17,19 @@
 
 use std::{
     collections::VecDeque,
-    fs::File,
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::Path,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 use hdrhistogram::Histogram;
+use mirror_testkit::Netns;
 
 /// What to send, how fast, from where.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// `/run/netns/NAME` of the client.
-    pub netns: String,
     pub cpu: usize,
     pub addr: SocketAddr,
     pub rate: u32,
@@ -62,32 +59,23 @@ pub struct Outcome {
     pub cpu_seconds: f64,
 }
 
-/// Runs `plan` on a thread of its own and returns its outcome.
-pub fn run(plan: &Plan) -> Result<Outcome> {
+/// Runs `plan` on a thread of its own inside `client` (the client's
+/// network namespace) and returns its outcome.
+pub fn run(client: &Netns, plan: &Plan) -> Result<Outcome> {
     let plan = plan.clone();
-    std::thread::Builder::new()
-        .name("loadgen".into())
+    client
         .spawn(move || {
-            enter(&plan)?;
+            pin(&plan)?;
             Generator::new(&plan)?.run(&plan)
-        })?
+        })
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
 }
 
-/// This thread only: into the client's namespace, onto its CPU, precise
-/// timers.
-fn enter(plan: &Plan) -> Result<()> {
-    let ns = File::open(Path::new(&plan.netns))
-        .with_context(|| format!("cannot open {}", plan.netns))?;
-    // SAFETY: plain syscalls on a valid fd / a local cpu_set_t.
+/// This thread only: onto its CPU, precise timers.
+fn pin(plan: &Plan) -> Result<()> {
+    // SAFETY: plain syscalls on a local cpu_set_t.
     unsafe {
-        ensure!(
-            libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) == 0,
-            "setns {}: {}",
-            plan.netns,
-            io::Error::last_os_error()
-        );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(plan.cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {

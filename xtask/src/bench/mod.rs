@@ -39,35 +39,67 @@ use anyhow::{Context as _, Result, bail, ensure};
 use capture::CaptureFigures;
 pub use capture::capture;
 pub use flow::run as flow;
-use hosts::{CLIENT_NS, Hosts, Logged, Nginx, PRIMARY_ADDR};
+use hosts::{Hosts, Logged, Nginx, PRIMARY_ADDR};
 use modes::{AgentSettings, Mirror, MirrorStats, Mode};
 use probe::CpuTimes;
 
-/// `cargo xtask bench` options.
-#[derive(Clone, Debug, Default)]
+/// `cargo xtask bench` options: the command line, as is (the doc comments
+/// are its `--help`).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct Options {
-    /// The CI run: a few seconds per mode, asserts the harness worked.
+    /// `all` (default): the capture sub-bench, then every mode of
+    /// mirroring under every scenario (bench.md, bench.json);
+    /// `capture`: only the kernel program's cost and the capture rate;
+    /// `flow`: reassembly + framing throughput (criterion, no root).
+    #[arg(default_value = "all")]
+    pub what: String,
+    /// A short run (under 90 s) that checks the harness, not the speed
+    /// (CI runs it so the harness never rots).
+    #[arg(long)]
     pub quick: bool,
-    /// A goreplay binary: adds the goreplay modes.
+    /// A goreplay (gor) binary: adds the goreplay modes.
+    #[arg(long, value_name = "PATH")]
     pub goreplay: Option<PathBuf>,
-    /// Seconds of load per run (default 8, quick 1.5).
+    /// Seconds of load per run (default 8 at saturation, 10 at fixed
+    /// rates).
+    #[arg(long)]
     pub seconds: Option<f64>,
-    /// Only scenarios whose name contains one of these.
+    /// Only the scenarios whose name contains this (repeatable), e.g.
+    /// `--only saturation --only 'conns=10 '`.
+    #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
-    /// Only these modes (by name).
+    /// Only these modes besides the baseline (repeatable): capture-only,
+    /// replay-1, replay-2, nginx-mirror, goreplay, goreplay-null.
+    #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
-    /// The agent's `--ring-size` (default: the agent's default).
+    /// The agent's --ring-size (default: the agent's own default).
+    #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<String>,
-    /// Skip the capture sub-bench.
-    pub no_capture: bool,
-    /// No 1 ms ticker on each CPU during the runs (see [`probe::KeepAwake`]).
-    pub no_keep_awake: bool,
-    /// A mirror-agent binary to measure instead of building one.
-    pub agent: Option<PathBuf>,
-    /// Runs of each saturation scenario (modes interleaved; the median
-    /// rate is reported). Default 3 for the small-request saturation
-    /// scenario, 1 elsewhere.
+    /// Runs of each saturation scenario, modes interleaved, median
+    /// reported (default 3 for small requests on 10 connections, else 1).
+    #[arg(long)]
     pub repeat: Option<usize>,
+    /// Skip the capture sub-bench in `all`.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// Measure this mirror-agent binary instead of building one (to
+    /// compare builds).
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Without the 1 ms ticker on each CPU that puts every mode,
+    /// baseline included, under the same idle behaviour of the VM.
+    #[arg(long)]
+    pub no_keep_awake: bool,
+}
+
+/// `cargo xtask bench [WHAT] [OPTIONS]`.
+pub fn main(root: &Path, options: &Options) -> Result<()> {
+    match options.what.as_str() {
+        "capture" => capture(root, options.quick, options.agent.as_deref()),
+        "flow" => flow(root, options.quick),
+        "all" => run(root, options),
+        other => bail!("unknown bench `{other}`; available: all (default), capture, flow"),
+    }
 }
 
 /// What load a scenario puts on the primary.
@@ -246,7 +278,7 @@ pub fn run_quick(root: &Path) -> Result<()> {
 /// `cargo xtask bench` with `options`.
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     ensure!(
-        crate::netns::effective_uid() == 0,
+        mirror_testkit::is_root(),
         "cargo xtask bench needs root (network namespaces, BPF): run it with sudo, \
          e.g. `sudo -E env \"PATH=$PATH\" cargo xtask bench`"
     );
@@ -332,7 +364,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 }
 
 fn set_bpf_stats(on: bool) -> Result<()> {
-    crate::netns::run(std::process::Command::new("sysctl").args([
+    mirror_testkit::command::run(std::process::Command::new("sysctl").args([
         "-q",
         "-w",
         if on {
@@ -424,7 +456,6 @@ fn run_one(
             }
             Load::Rate(rate) => {
                 let plan = loadgen::Plan {
-                    netns: format!("/run/netns/{CLIENT_NS}"),
                     cpu: hosts::CLIENT_CPU,
                     addr: format!("{PRIMARY_ADDR}:{}", mirror.port()).parse()?,
                     rate,
@@ -433,7 +464,7 @@ fn run_one(
                     connections: scenario.connections,
                     request: loadgen::request(PRIMARY_ADDR, "/bench", scenario.body),
                 };
-                let o = loadgen::run(&plan)?;
+                let o = loadgen::run(&hosts.client, &plan)?;
                 client_cpu_us = Some(o.cpu_seconds * 1e6 / o.completed.max(1) as f64);
                 let q = |p: f64| o.latency.value_at_quantile(p) as f64 / 1000.0;
                 (

@@ -4,22 +4,22 @@
 //! proxy, and goreplay (to the shadows, or to `--output-null`).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
+use mirror_testkit::{Agent, Metrics, Process, Signal, TargetCounts, metrics::REQUESTS_CAPTURED};
 
 use super::{
     hosts::{
-        Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT,
+        Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT, pinned,
         shadow_url, spawn_pinned,
     },
-    probe::{self, BpfStats, Sample},
+    probe::{self, BpfStats},
 };
-use crate::netns::{self, Process};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -115,24 +115,25 @@ pub struct AgentCounts {
     pub records_matched: u64,
     pub records_lost: u64,
     pub packets_matched: u64,
-    pub targets: Vec<TargetCounts>,
+    pub targets: Vec<TargetRun>,
 }
 
+/// One target at the end of a run.
 #[derive(Clone, Debug, Default)]
-pub struct TargetCounts {
+pub struct TargetRun {
     pub name: String,
-    pub captured: u64,
-    /// Non-zero outcomes: status classes of sent requests, filter and drop
-    /// reasons.
-    pub outcomes: BTreeMap<String, u64>,
+    /// `captured`, and the non-zero outcomes: status classes of sent
+    /// requests, filter and drop reasons.
+    pub counts: TargetCounts,
     /// `(le seconds, cumulative count)` of the capture → shadow send delay.
     pub send_delay: Vec<(f64, f64)>,
 }
 
-impl TargetCounts {
+impl TargetRun {
     /// Drops by reason (not filters, not sent).
     pub fn dropped(&self) -> BTreeMap<String, u64> {
-        self.outcomes
+        self.counts
+            .outcomes
             .iter()
             .filter(|(k, _)| !k.ends_with("xx") && k.as_str() != "dry_run")
             .map(|(k, v)| (k.clone(), *v))
@@ -233,18 +234,10 @@ impl Mirror {
         let mut last = None;
         loop {
             std::thread::sleep(Duration::from_millis(200));
-            let samples = scrape(hosts, self.metrics_port)?;
-            let busy: f64 = samples
-                .iter()
-                .filter(|s| {
-                    s.name == "mirror_shadow_queue_depth" || s.name == "mirror_shadow_in_flight"
-                })
-                .map(|s| s.value)
-                .sum();
-            let captured = samples
-                .iter()
-                .find(|s| s.name == "mirror_requests_captured_total")
-                .map(|s| s.value);
+            let metrics = scrape(hosts, self.metrics_port)?;
+            let busy = metrics.sum("mirror_shadow_queue_depth", &[])
+                + metrics.sum("mirror_shadow_in_flight", &[]);
+            let captured = metrics.get(REQUESTS_CAPTURED, &[]);
             if busy == 0.0 && captured == last {
                 return Ok(());
             }
@@ -275,7 +268,7 @@ impl Mirror {
             stats.agent = Some(agent_counts(&scrape(hosts, self.metrics_port)?));
         }
         if let Some(mut process) = self.process.take() {
-            let status = process.stop("INT", Duration::from_secs(15))?;
+            let status = process.stop(Signal::INT, Duration::from_secs(15))?;
             if self.mode.is_agent() {
                 ensure!(
                     status.success(),
@@ -319,105 +312,46 @@ fn start_agent(
         "2s",
     ]);
     let binary = agent.binary.display().to_string();
-    let process = spawn_pinned(&hosts.primary, PRIMARY_CPU, "mirror-agent", &binary, &args)?;
-    process.wait_for("capture attached", true, Duration::from_secs(30))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while process
-        .stderr_lines()
-        .iter()
-        .filter(|l| l.contains("shadow target started"))
-        .count()
-        < shadows
-    {
-        ensure!(
-            Instant::now() < deadline,
-            "mirror-agent did not start its shadow targets: {}",
-            process.stderr_lines().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(process)
+    let agent = Agent::spawn(&mut pinned(&hosts.primary, PRIMARY_CPU, &binary, &args))?
+        .attached(Duration::from_secs(30))?;
+    agent.wait_for_targets(shadows, Duration::from_secs(10))?;
+    Ok(agent.into_process())
 }
 
 /// The agent's metrics, from inside the primary's namespace.
-pub fn scrape(hosts: &Hosts, port: u16) -> Result<Vec<Sample>> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = netns::run(
-        hosts
-            .primary
-            .command("curl")
-            .args(["-sS", "--max-time", "5", &url]),
-    )
-    .context("scraping the agent's metrics")?;
-    Ok(probe::parse_metrics(&text))
+pub fn scrape(hosts: &Hosts, port: u16) -> Result<Metrics> {
+    let addr = format!("127.0.0.1:{port}").parse()?;
+    Metrics::scrape(&hosts.primary, addr).context("scraping the agent's metrics")
 }
 
-fn agent_counts(samples: &[Sample]) -> AgentCounts {
-    let one = |name: &str, label: Option<(&str, &str)>| -> u64 {
-        samples
-            .iter()
-            .filter(|s| s.name == name)
-            .filter(|s| label.is_none_or(|(k, v)| s.label(k) == Some(v)))
-            .map(|s| s.value as u64)
-            .sum()
-    };
-    let mut counts = AgentCounts {
-        requests_captured: one("mirror_requests_captured_total", None),
-        records_matched: one("mirror_kernel_records_total", Some(("outcome", "matched"))),
-        records_lost: one("mirror_kernel_records_total", Some(("outcome", "lost"))),
-        packets_matched: one("mirror_kernel_packets_total", Some(("outcome", "matched"))),
-        ..AgentCounts::default()
-    };
-    for s in samples
+fn agent_counts(metrics: &Metrics) -> AgentCounts {
+    let sum = |name: &str, labels: &[(&str, &str)]| metrics.sum(name, labels) as u64;
+    let skipped = metrics
+        .matching("mirror_requests_skipped_total", &[])
+        .filter(|s| s.value > 0.0)
+        .filter_map(|s| Some((s.label("reason")?.to_owned(), s.value as u64)))
+        .collect();
+    let names: BTreeSet<&str> = metrics
+        .samples
         .iter()
-        .filter(|s| s.name == "mirror_requests_skipped_total")
-    {
-        if s.value > 0.0
-            && let Some(reason) = s.label("reason")
-        {
-            counts.skipped.insert(reason.to_owned(), s.value as u64);
-        }
-    }
-    let mut targets: BTreeMap<String, TargetCounts> = BTreeMap::new();
-    for s in samples {
-        let Some(target) = s.label("target") else {
-            continue;
-        };
-        let entry = targets
-            .entry(target.to_owned())
-            .or_insert_with(|| TargetCounts {
-                name: target.to_owned(),
-                ..TargetCounts::default()
-            });
-        match s.name.as_str() {
-            "mirror_shadow_captured_total" => entry.captured = s.value as u64,
-            "mirror_shadow_requests_total" if s.value > 0.0 => {
-                if let Some(outcome) = s.label("outcome") {
-                    entry.outcomes.insert(outcome.to_owned(), s.value as u64);
-                }
-            }
-            "mirror_shadow_send_delay_seconds_bucket" => {
-                if let Some(le) = s.label("le").and_then(|le| {
-                    if le == "+Inf" {
-                        Some(f64::INFINITY)
-                    } else {
-                        le.parse().ok()
-                    }
-                }) {
-                    entry.send_delay.push((le, s.value));
-                }
-            }
-            _ => {}
-        }
-    }
-    counts.targets = targets
-        .into_values()
-        .map(|mut t| {
-            t.send_delay.sort_by(|a, b| a.0.total_cmp(&b.0));
-            t
+        .filter_map(|s| s.label("target"))
+        .collect();
+    let targets = names
+        .into_iter()
+        .map(|name| TargetRun {
+            name: name.to_owned(),
+            counts: TargetCounts::scraped(metrics, name).unwrap_or_default(),
+            send_delay: metrics.buckets("mirror_shadow_send_delay_seconds", &[("target", name)]),
         })
         .collect();
-    counts
+    AgentCounts {
+        requests_captured: sum(REQUESTS_CAPTURED, &[]),
+        skipped,
+        records_matched: sum("mirror_kernel_records_total", &[("outcome", "matched")]),
+        records_lost: sum("mirror_kernel_records_total", &[("outcome", "lost")]),
+        packets_matched: sum("mirror_kernel_packets_total", &[("outcome", "matched")]),
+        targets,
+    }
 }
 
 /// The agent binary: release for measurements, the debug build (which CI

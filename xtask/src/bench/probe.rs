@@ -1,7 +1,7 @@
 //! What the bench reads from /proc and from the agent: CPU time and peak
 //! RSS of a process, the run time of its BPF programs (bpf_stats, from the
 //! program fds' fdinfo, so other agents loaded at the same time do not
-//! count), CPU busy time, and the Prometheus exposition.
+//! count), CPU busy time, and quantiles of the agent's histograms.
 
 use std::{collections::BTreeMap, fs};
 
@@ -129,16 +129,7 @@ impl Drop for KeepAwake {
 
 /// Peak resident set (VmHWM) of `pid`, in bytes.
 pub fn peak_rss(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kb * 1024)
+    Ok(mirror_testkit::process::peak_rss_kib(pid)? * 1024)
 }
 
 /// bpf_stats of the programs a process holds.
@@ -222,58 +213,6 @@ impl CpuTimes {
     }
 }
 
-/// One Prometheus sample: name, labels, value.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-impl Sample {
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses the text exposition (label values without escaped quotes, as
-/// the agent writes them).
-pub fn parse_metrics(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let value = match value {
-                "+Inf" => f64::INFINITY,
-                v => v.parse().ok()?,
-            };
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => {
-                    let rest = rest.strip_suffix('}')?;
-                    let labels = rest
-                        .split("\",")
-                        .filter(|kv| !kv.is_empty())
-                        .filter_map(|kv| {
-                            let (k, v) = kv.split_once("=\"")?;
-                            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
-                        })
-                        .collect();
-                    (name, labels)
-                }
-                None => (series, Vec::new()),
-            };
-            Some(Sample {
-                name: name.to_owned(),
-                labels,
-                value,
-            })
-        })
-        .collect()
-}
-
 /// A quantile of a cumulative Prometheus histogram (`(le, count)` sorted),
 /// interpolated linearly inside its bucket as Prometheus does.
 pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
@@ -299,19 +238,6 @@ pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn samples_and_labels_are_read() {
-        let text = "# HELP x\nmirror_requests_captured_total 42\n\
-                    mirror_shadow_requests_total{target=\"http://a:1\",outcome=\"2xx\"} 40\n\
-                    h_bucket{le=\"+Inf\",target=\"t\"} 3\n";
-        let s = parse_metrics(text);
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[0].value, 42.0);
-        assert_eq!(s[1].label("target"), Some("http://a:1"));
-        assert_eq!(s[1].label("outcome"), Some("2xx"));
-        assert_eq!(s[2].label("le"), Some("+Inf"));
-    }
 
     #[test]
     fn quantiles_interpolate_inside_a_bucket() {

@@ -147,7 +147,7 @@ impl Run {
     pub fn dry_run_share(&self) -> Option<f64> {
         let agent = self.mirror.agent.as_ref()?;
         let target = agent.targets.first()?;
-        let dry = *target.outcomes.get("dry_run")?;
+        let dry = *target.counts.outcomes.get("dry_run")?;
         Some(share(dry, self.served.requests))
     }
 
@@ -822,8 +822,8 @@ fn run_json(run: &Run, runs: &[Run]) -> Value {
             "kernel_records_lost": a.records_lost,
             "targets": a.targets.iter().map(|t| json!({
                 "name": t.name,
-                "captured": t.captured,
-                "outcomes": t.outcomes,
+                "captured": t.counts.get("captured"),
+                "outcomes": t.counts.outcomes,
                 "send_delay_seconds_buckets": t.send_delay.iter()
                     .map(|(le, n)| json!([if le.is_infinite() { "+Inf".to_owned() } else { le.to_string() }, n]))
                     .collect::<Vec<_>>(),

@@ -6,8 +6,9 @@ use std::{fs, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 
+use mirror_testkit::command;
+
 use super::hosts::{CLIENT_CPU, Hosts};
-use crate::netns;
 
 /// What wrk measured.
 #[derive(Clone, Debug, Default)]
@@ -52,7 +53,7 @@ pub fn run(
     body: usize,
     duration: Duration,
 ) -> Result<WrkOutcome> {
-    let script = hosts.scratch.join("bench.lua");
+    let script = hosts.scratch.path().join("bench.lua");
     if !script.exists() {
         fs::write(&script, SCRIPT)?;
     }
@@ -60,7 +61,7 @@ pub fn run(
     // other threads it shares the client CPU with.
     let threads = connections.clamp(1, 2).max(connections.div_ceil(5000));
     let seconds = duration.as_secs_f64().ceil().max(1.0) as u64;
-    let out = netns::run(
+    let out = command::run(
         hosts
             .client
             .command("taskset")

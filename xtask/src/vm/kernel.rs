@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::netns::run;
+use mirror_testkit::{ScratchDir, command::run};
 
 /// One kernel line of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,17 +164,19 @@ fn fetch(package: &str, dir: &Path) -> Result<()> {
         "    fetching {package} from Debian (once; cached in {})",
         dir.display()
     );
-    let scratch = dir.with_extension("download");
-    let _ = fs::remove_dir_all(&scratch);
     let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(&scratch)?;
-    let _cleanup = crate::netns::RemoveOnDrop(scratch.clone());
+    // Next to the cache, removed on the way out whatever happens.
+    let download = ScratchDir::new_in(
+        dir.parent().context("a kernel directory has a parent")?,
+        "download",
+    )?;
+    let scratch = download.path();
     run(Command::new("apt-get")
         // As root, apt would drop to `_apt`, which cannot write here.
         .args(["-o", "APT::Sandbox::User=root", "download", package])
-        .current_dir(&scratch))
+        .current_dir(scratch))
     .with_context(|| format!("downloading {package}"))?;
-    let deb = fs::read_dir(&scratch)?
+    let deb = fs::read_dir(scratch)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("apt-get download left no .deb")?;

@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::netns::run as run_checked;
+use mirror_testkit::command::run as run_checked;
 
 /// Where kernels, initramfs images and the test-only agent build live.
 const CACHE: &str = "target/vm-test";

@@ -1,18 +1,25 @@
-//! What the agent reports about itself: the `kernel counters:` line it
-//! prints on stdout at exit, the `final counts` it logs per target, and
-//! its memory as the kernel sees it.
+//! What the agent reports about itself, read as text: the `kernel
+//! counters:` line it prints on stdout at exit, the `final counts` it logs
+//! per target, and a target's counts in a scrape of its metrics.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-/// `kernel counters: seen=N not_ip=N ... records_lost=N ...` from stdout,
-/// by counter name.
-pub fn kernel_counters(stdout: &str) -> Result<BTreeMap<String, u64>> {
-    let line = stdout
+use crate::metrics::{Metrics, SHADOW_CAPTURED};
+
+/// `seen=N not_ip=N ... records_lost=N ...`: what follows `kernel
+/// counters: ` on the agent's stdout at exit.
+pub fn kernel_counters_line(stdout: &str) -> Result<&str> {
+    stdout
         .lines()
         .find_map(|l| l.strip_prefix("kernel counters: "))
-        .with_context(|| format!("no `kernel counters:` line in {stdout:?}"))?;
+        .with_context(|| format!("mirror-agent printed no `kernel counters:` line: {stdout:?}"))
+}
+
+/// The `kernel counters:` line of stdout, by counter name.
+pub fn kernel_counters(stdout: &str) -> Result<BTreeMap<String, u64>> {
+    let line = kernel_counters_line(stdout)?;
     line.split_whitespace()
         .map(|pair| {
             let (name, value) = pair
@@ -44,34 +51,70 @@ pub fn check_records_identity(kernel: &BTreeMap<String, u64>) -> Result<()> {
     Ok(())
 }
 
-/// One target's `final counts: captured=N sent=N (2xx=N) filtered=N
-/// (share=N) dropped=N (queue_full=N)`, flattened: totals and reasons by
-/// name (the names never collide).
+/// One target's accounting: from its `final counts: captured=N sent=N
+/// (2xx=N) filtered=N (share=N) dropped=N (queue_full=N)` line, or from a
+/// scrape.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetCounts {
-    pub counts: BTreeMap<String, u64>,
+    /// The totals outside parentheses: `captured`, `sent`, `filtered`,
+    /// `dropped` (and `queued`, `in_flight` while not zero). From a scrape,
+    /// `captured` only.
+    pub totals: BTreeMap<String, u64>,
+    /// The non-zero outcomes: status classes of what was sent, filter and
+    /// drop reasons (the names never collide).
+    pub outcomes: BTreeMap<String, u64>,
 }
 
 impl TargetCounts {
+    /// Reads a final counts line (the text after `final counts: `).
     pub fn parse(text: &str) -> Result<Self> {
-        let mut counts = BTreeMap::new();
+        let mut counts = Self::default();
+        let mut depth = 0i32;
         for token in text.split_whitespace() {
-            let token = token.trim_matches(|c| c == '(' || c == ')');
+            let opens = token.starts_with('(');
+            let closes = token.ends_with(')');
+            depth += i32::from(opens);
             let (name, value) = token
+                .trim_matches(|c| c == '(' || c == ')')
                 .split_once('=')
                 .with_context(|| format!("`{token}` in {text:?}"))?;
-            counts.insert(name.to_owned(), value.parse()?);
+            let into = if depth > 0 {
+                &mut counts.outcomes
+            } else {
+                &mut counts.totals
+            };
+            into.insert(name.to_owned(), value.parse()?);
+            depth -= i32::from(closes);
         }
         for total in ["captured", "sent", "filtered", "dropped"] {
-            ensure!(counts.contains_key(total), "no {total} in {text:?}");
+            ensure!(counts.totals.contains_key(total), "no {total} in {text:?}");
         }
-        Ok(Self { counts })
+        Ok(counts)
     }
 
-    /// A total (`captured`, `sent`, ...) or a reason (`2xx`, `share`,
-    /// `queue_full`, ...); 0 when absent (zero reasons are left out).
+    /// `target`'s counts in a scrape: `captured`
+    /// (`mirror_shadow_captured_total`) and the non-zero outcomes of
+    /// `mirror_shadow_requests_total`; None if the target is not there.
+    pub fn scraped(metrics: &Metrics, target: &str) -> Option<Self> {
+        let captured = metrics.get(SHADOW_CAPTURED, &[("target", target)])?;
+        Some(Self {
+            totals: [("captured".to_owned(), captured as u64)].into(),
+            outcomes: metrics
+                .shadow_outcomes(target)
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        })
+    }
+
+    /// A total (`captured`, `sent`, ...) or an outcome (`2xx`, `share`,
+    /// `queue_full`, ...); 0 when absent (zero outcomes are left out).
     pub fn get(&self, name: &str) -> u64 {
-        self.counts.get(name).copied().unwrap_or(0)
+        self.totals
+            .get(name)
+            .or_else(|| self.outcomes.get(name))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `captured = sent + filtered + dropped`, nothing left queued.
@@ -85,13 +128,16 @@ impl TargetCounts {
 impl std::fmt::Display for TargetCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self
-            .counts
+            .totals
             .iter()
+            .chain(&self.outcomes)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         f.write_str(&parts.join(" "))
     }
 }
+
+const FINAL_COUNTS: &str = "\"message\":\"final counts: ";
 
 /// The `final counts` of every target from the agent's JSON log lines, by
 /// target label (name or URL).
@@ -101,21 +147,33 @@ impl std::fmt::Display for TargetCounts {
 /// (the first `"target":` after the message) rather than by a JSON parser,
 /// which would keep only the last.
 pub fn final_counts(stderr: &[String]) -> Result<BTreeMap<String, TargetCounts>> {
-    const MESSAGE: &str = "\"message\":\"final counts: ";
+    final_counts_texts(stderr)?
+        .into_iter()
+        .map(|(target, text)| {
+            let counts = TargetCounts::parse(text)
+                .with_context(|| format!("the final counts of {target}"))?;
+            Ok((target, counts))
+        })
+        .collect()
+}
+
+/// The `final counts` of every target as the agent wrote them
+/// (`captured=N sent=N (2xx=N) ...`), by target label; see
+/// [`final_counts`].
+pub fn final_counts_texts(stderr: &[String]) -> Result<BTreeMap<String, &str>> {
     let mut all = BTreeMap::new();
     for line in stderr {
-        let Some(at) = line.find(MESSAGE) else {
+        let Some(at) = line.find(FINAL_COUNTS) else {
             continue;
         };
-        let rest = &line[at + MESSAGE.len()..];
+        let rest = &line[at + FINAL_COUNTS.len()..];
         let (text, after) = rest.split_once('"').context("unterminated message")?;
         if !text.starts_with("captured=") {
             continue; // "final counts: capture", the pipeline's own line
         }
         let target = json_string_after(after, "\"target\":\"")
             .with_context(|| format!("no target in {line:?}"))?;
-        let counts = TargetCounts::parse(text).with_context(|| format!("in {line:?}"))?;
-        if all.insert(target.clone(), counts).is_some() {
+        if all.insert(target.clone(), text).is_some() {
             bail!("two final counts for {target}");
         }
     }
@@ -141,30 +199,6 @@ fn json_string_after(text: &str, key: &str) -> Option<String> {
     }
 }
 
-/// `VmHWM` of a process (its peak resident set), in KiB.
-pub fn peak_rss_kib(pid: u32) -> Result<u64> {
-    status_kib(pid, "VmHWM:")
-}
-
-/// `VmRSS` of a process, in KiB.
-pub fn rss_kib(pid: u32) -> Result<u64> {
-    status_kib(pid, "VmRSS:")
-}
-
-fn status_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let value = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-    let kib = value
-        .trim()
-        .strip_suffix("kB")
-        .with_context(|| format!("{field}{value}"))?;
-    Ok(kib.trim().parse()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,20 +209,37 @@ mod tests {
             r#"{"level":"INFO","message":"final counts: capture","requests_captured":3,"target":"mirror_agent"}"#,
             r#"{"level":"INFO","message":"final counts: captured=100 sent=87 (2xx=85 5xx=2) filtered=3 (share=3) dropped=10 (connect_timeout=4 queue_full=6)","target":"http://10.200.2.2:8080","target":"mirror_agent"}"#,
             r#"{"level":"INFO","message":"final counts: captured=5 sent=0 filtered=5 (loop=5) dropped=0","target":"v3","target":"mirror_agent"}"#,
+            r#"{"level":"INFO","fields":{"message":"final counts: captured=1 sent=1 (2xx=1) filtered=0 dropped=0","target":"nested"}}"#,
             "unrelated",
         ]
         .map(String::from);
         let all = final_counts(&lines).unwrap();
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         let v2 = &all["http://10.200.2.2:8080"];
         assert_eq!(v2.get("captured"), 100);
         assert_eq!(v2.get("2xx"), 85);
         assert_eq!(v2.get("queue_full"), 6);
         assert_eq!(v2.get("io_error"), 0);
         assert!(v2.balances());
+        assert_eq!(
+            v2.outcomes.keys().collect::<Vec<_>>(),
+            ["2xx", "5xx", "connect_timeout", "queue_full", "share"]
+        );
         assert_eq!(all["v3"].get("loop"), 5);
+        assert_eq!(all["nested"].get("sent"), 1);
+        assert_eq!(
+            final_counts_texts(&lines).unwrap()["v3"],
+            "captured=5 sent=0 filtered=5 (loop=5) dropped=0"
+        );
         let unbalanced = TargetCounts::parse("captured=3 sent=1 filtered=0 dropped=0").unwrap();
         assert!(!unbalanced.balances());
+        let busy = TargetCounts::parse(
+            "captured=3 sent=1 (2xx=1) filtered=0 dropped=0 queued=1 in_flight=1",
+        )
+        .unwrap();
+        assert_eq!(busy.totals["queued"], 1);
+        assert!(!busy.balances());
+        assert!(TargetCounts::parse("captured=3 sent=1").is_err());
     }
 
     #[test]
@@ -196,6 +247,7 @@ mod tests {
         let out = "something\nkernel counters: seen=10 records_matched=7 records_emitted=6 records_lost=1\n";
         let kernel = kernel_counters(out).unwrap();
         assert_eq!(kernel["seen"], 10);
+        assert!(kernel_counters_line(out).unwrap().starts_with("seen=10 "));
         check_records_identity(&kernel).unwrap();
         let mut bad = kernel.clone();
         bad.insert("records_lost".into(), 0);
@@ -204,12 +256,20 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_peak_rss() {
-        // The current RSS first: the peak read after it can only be higher
-        // (the other way round, a test thread growing the heap in between
-        // made it fail).
-        let rss = rss_kib(std::process::id()).unwrap();
-        let peak = peak_rss_kib(std::process::id()).unwrap();
-        assert!(peak > 0 && peak >= rss);
+    fn a_scrape_gives_captured_and_the_outcomes() {
+        let metrics = Metrics::parse(
+            "mirror_shadow_captured_total{target=\"v2\"} 12\n\
+             mirror_shadow_requests_total{target=\"v2\",outcome=\"2xx\"} 10\n\
+             mirror_shadow_requests_total{target=\"v2\",outcome=\"5xx\"} 0\n\
+             mirror_shadow_requests_total{target=\"v2\",outcome=\"queue_full\"} 2\n",
+        )
+        .unwrap();
+        let v2 = TargetCounts::scraped(&metrics, "v2").unwrap();
+        assert_eq!(v2.get("captured"), 12);
+        assert_eq!(
+            v2.outcomes,
+            [("2xx".to_owned(), 10), ("queue_full".to_owned(), 2)].into()
+        );
+        assert!(TargetCounts::scraped(&metrics, "v3").is_none());
     }
 }

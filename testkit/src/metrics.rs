@@ -3,14 +3,12 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
-    time::Duration,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::netns::Netns;
+use crate::{http_client, netns::Netns};
 
 /// Where the agent serves metrics unless told otherwise (per namespace).
 pub const DEFAULT_ADDR: SocketAddr =
@@ -18,6 +16,10 @@ pub const DEFAULT_ADDR: SocketAddr =
 
 /// The per-target family: outcome = status class, filter or drop reason.
 pub const SHADOW_REQUESTS: &str = "mirror_shadow_requests_total";
+/// Requests captured for each target (whatever became of them).
+pub const SHADOW_CAPTURED: &str = "mirror_shadow_captured_total";
+/// Requests the agent reassembled, all targets together.
+pub const REQUESTS_CAPTURED: &str = "mirror_requests_captured_total";
 
 /// One sample line.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +27,13 @@ pub struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `name`, if the sample has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
 }
 
 /// Every sample of one scrape.
@@ -36,9 +45,12 @@ pub struct Metrics {
 impl Metrics {
     /// `GET /metrics` from inside `netns`.
     pub fn scrape(netns: &Netns, addr: SocketAddr) -> Result<Self> {
-        let body = netns
-            .run(|| get(addr, "/metrics"))
-            .with_context(|| format!("scraping http://{addr}/metrics in {}", netns.name()))?;
+        let (status, body) = http_client::get(netns, addr, "/metrics")?;
+        ensure!(
+            status == 200,
+            "http://{addr}/metrics in {} answered {status}: {body}",
+            netns.name()
+        );
         Self::parse(&body)
     }
 
@@ -78,6 +90,11 @@ impl Metrics {
         self.matching(name, labels).map(|s| s.value).sum()
     }
 
+    /// `mirror_requests_captured_total` (0 if absent).
+    pub fn requests_captured(&self) -> u64 {
+        self.get(REQUESTS_CAPTURED, &[]).unwrap_or(0.0) as u64
+    }
+
     /// `mirror_shadow_requests_total` of one target, by outcome (zeros
     /// included).
     pub fn shadow_outcomes(&self, target: &str) -> BTreeMap<String, u64> {
@@ -86,45 +103,41 @@ impl Metrics {
             .collect()
     }
 
-    /// The target labels present in `mirror_shadow_requests_total`.
-    pub fn shadow_targets(&self) -> Vec<String> {
+    /// The target labels present in `family`, sorted, once each.
+    pub fn targets(&self, family: &str) -> Vec<String> {
         let mut targets: Vec<String> = self
-            .matching(SHADOW_REQUESTS, &[])
+            .matching(family, &[])
             .filter_map(|s| s.labels.get("target").cloned())
             .collect();
         targets.sort();
         targets.dedup();
         targets
     }
+
+    /// `(le, cumulative count)` of the buckets of histogram `name`
+    /// (`NAME_bucket`) with these labels, by `le` (`+Inf` last).
+    pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let bucket = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, f64)> = self
+            .matching(&bucket, labels)
+            .filter_map(|s| Some((parse_value(s.label("le")?).ok()?, s.value)))
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    }
 }
 
-/// A plain HTTP/1.0 GET (the server then closes, and sends no chunks);
-/// the body of a 200 answer.
-fn get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let text = String::from_utf8(answer).context("the answer is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("the answer has no end of head")?;
-    let status = head.lines().next().unwrap_or_default();
-    ensure!(
-        status.split_whitespace().nth(1) == Some("200"),
-        "answered {status:?}"
-    );
-    Ok(body.to_owned())
+fn parse_value(text: &str) -> Result<f64> {
+    Ok(match text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().context("the value is not a number")?,
+    })
 }
 
 fn parse_sample(line: &str) -> Result<Sample> {
     let (series, value) = line.rsplit_once(' ').context("no value after the series")?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other.parse().context("the value is not a number")?,
-    };
+    let value = parse_value(value)?;
     let (name, labels) = match series.split_once('{') {
         None => (series, BTreeMap::new()),
         Some((name, rest)) => {
@@ -174,16 +187,27 @@ mod tests {
                     mirror_requests_captured_total 12\n\
                     mirror_shadow_requests_total{target=\"http://a:1/p,q\",outcome=\"2xx\"} 10\n\
                     mirror_shadow_requests_total{target=\"http://a:1/p,q\",outcome=\"share\"} 2\n\
-                    h_bucket{le=\"+Inf\",target=\"q\\\"x\"} 3\n";
+                    h_bucket{le=\"+Inf\",target=\"q\\\"x\"} 3\n\
+                    h_bucket{le=\"0.5\",target=\"q\\\"x\"} 1\n";
         let m = Metrics::parse(text).unwrap();
-        assert_eq!(m.samples.len(), 4);
+        assert_eq!(m.samples.len(), 5);
         assert_eq!(m.get("mirror_requests_captured_total", &[]), Some(12.0));
+        assert_eq!(m.requests_captured(), 12);
         let outcomes = m.shadow_outcomes("http://a:1/p,q");
         assert_eq!(outcomes["2xx"], 10);
         assert_eq!(outcomes["share"], 2);
         assert_eq!(m.sum(SHADOW_REQUESTS, &[]), 12.0);
-        assert_eq!(m.get("h_bucket", &[("target", "q\"x")]), Some(3.0));
-        assert_eq!(m.shadow_targets(), ["http://a:1/p,q"]);
+        assert_eq!(
+            m.get("h_bucket", &[("target", "q\"x"), ("le", "+Inf")]),
+            Some(3.0)
+        );
+        assert_eq!(m.targets(SHADOW_REQUESTS), ["http://a:1/p,q"]);
         assert_eq!(m.get(SHADOW_REQUESTS, &[]), None, "two samples match");
+        assert_eq!(
+            m.buckets("h", &[("target", "q\"x")]),
+            [(0.5, 1.0), (f64::INFINITY, 3.0)]
+        );
+        assert_eq!(m.samples[1].label("outcome"), Some("2xx"));
+        assert!(Metrics::parse("no_value\n").is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! ApacheBench (`ab`) as a client inside a namespace, with the figures of
-//! its report that the tests judge.
+//! its report that the tests and the demo judge.
 
 use anyhow::{Context as _, Result, ensure};
 

@@ -1,18 +1,20 @@
-//! Hand-made Ethernet frames for `BPF_PROG_TEST_RUN`, and the syscall.
+//! Hand-made Ethernet frames, and running a BPF program on one with
+//! `BPF_PROG_TEST_RUN` (the classifier's tests check its verdict, the
+//! bench times it).
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd as _, BorrowedFd},
 };
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
-
-pub const IPPROTO_HOPOPTS: u8 = 0;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
+// EtherTypes and IP protocol numbers, as the frames carry them.
+pub const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
+pub const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
+pub const ETH_P_ARP: u16 = libc::ETH_P_ARP as u16;
+pub const ETH_P_8021Q: u16 = libc::ETH_P_8021Q as u16;
+pub const IPPROTO_HOPOPTS: u8 = libc::IPPROTO_HOPOPTS as u8;
+pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
 
 /// TC verdict "continue with the next program / normal processing".
 pub const TC_ACT_PIPE: u32 = 3;
@@ -131,10 +133,19 @@ fn internet_checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Runs the program `prog` once on `frame` with `BPF_PROG_TEST_RUN` and
-/// returns its verdict. The kernel wants at least an Ethernet header and at
+/// What `BPF_PROG_TEST_RUN` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (a TC verdict for a classifier).
+    pub retval: u32,
+    /// Mean time of one run, in ns, as the kernel's test loop measured it.
+    pub duration_ns: u32,
+}
+
+/// Runs the program `prog` `repeat` times on `frame` with
+/// `BPF_PROG_TEST_RUN`. The kernel wants at least an Ethernet header and at
 /// most about a page.
-pub fn prog_test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> std::io::Result<u32> {
+pub fn prog_test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> std::io::Result<TestRun> {
     /// The `test` member of `union bpf_attr` (linux/bpf.h).
     #[repr(C)]
     #[derive(Default)]
@@ -162,7 +173,7 @@ pub fn prog_test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> std::io::Result<u32>
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
-        repeat: 1,
+        repeat,
         ..Default::default()
     };
     // SAFETY: the attribute is a valid, zero-padded bpf_attr.test that points
@@ -179,5 +190,37 @@ pub fn prog_test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> std::io::Result<u32>
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(attr.retval)
+    Ok(TestRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_carry_their_lengths_and_a_valid_checksum() {
+        let segment = tcp_with_offset(40000, 8080, 7, TCP_ACK_PSH, 8, b"hello");
+        assert_eq!(segment.len(), 32 + 5);
+        assert_eq!(segment[12] >> 4, 8);
+        let packet = ipv4(
+            Ipv4Addr::new(10, 200, 0, 1),
+            Ipv4Addr::new(10, 200, 0, 2),
+            IPPROTO_TCP,
+            &[],
+            &segment,
+        );
+        assert_eq!(
+            u16::from_be_bytes([packet[2], packet[3]]) as usize,
+            packet.len()
+        );
+        assert_eq!(internet_checksum(&packet[..20]), 0);
+        let frame = ethernet(ETH_P_IP, &packet);
+        assert_eq!(u16::from_be_bytes([frame[12], frame[13]]), 0x0800);
+        assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), 8080);
+    }
+
+    const TCP_ACK_PSH: u8 = 0x18;
 }

@@ -1,9 +1,9 @@
-//! A small HTTP/1.x server for the kernel tests: it frames every request it
-//! receives with framing code of its own (httparse for the head, then
-//! `Content-Length` or chunked decoding written here), independent of the
-//! agent's framer, keeps each request per connection in arrival order, and
-//! answers each with [`RESPONSE`]. What it kept is what the agent must
-//! extract from the captured packets, byte for byte.
+//! A small HTTP/1.x server for the kernel tests and the vm-test guest: it
+//! frames every request it receives with framing code of its own (httparse
+//! for the head, then `Content-Length` or chunked decoding written here),
+//! independent of the agent's framer, keeps each request per connection in
+//! arrival order, and answers each with [`RESPONSE`]. What it kept is what
+//! the agent must extract from the captured packets, byte for byte.
 //!
 //! Keep-alive and pipelining (HTTP/1.1, or HTTP/1.0 with
 //! `Connection: keep-alive`), `Connection: close` and plain HTTP/1.0, and
@@ -15,7 +15,7 @@ use std::{
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -23,7 +23,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use crate::{netns::Netns, tcp::IO_TIMEOUT};
+use crate::{
+    netns::Netns,
+    tcp::{IO_TIMEOUT, wait_readable},
+};
 
 /// The answer to every request on a connection that stays open (HTTP/1.1).
 pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -84,6 +87,8 @@ impl Received {
 pub struct HttpServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Requests framed so far, all connections.
+    framed: Arc<AtomicUsize>,
     thread: Option<JoinHandle<Result<Received>>>,
 }
 
@@ -96,20 +101,28 @@ impl HttpServer {
             .with_context(|| format!("cannot listen on {addr} in {}", netns.name()))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
+        let framed = Arc::new(AtomicUsize::new(0));
+        let (thread_stop, thread_framed) = (Arc::clone(&stop), Arc::clone(&framed));
         let thread = std::thread::Builder::new()
             .name(format!("http {addr}"))
-            .spawn(move || accept_loop(listener, &thread_stop))
+            .spawn(move || accept_loop(listener, &thread_stop, &thread_framed))
             .expect("spawning a thread");
         Ok(Self {
             addr,
             stop,
+            framed,
             thread: Some(thread),
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many requests the server has framed so far (to wait for traffic
+    /// to arrive; [`HttpServer::stop`] gives the requests themselves).
+    pub fn request_count(&self) -> usize {
+        self.framed.load(Ordering::Acquire)
     }
 
     /// Stops accepting (connections already queued are still served) and
@@ -134,7 +147,11 @@ impl Drop for HttpServer {
 
 type ConnectionThread = JoinHandle<Result<ServerConnection>>;
 
-fn accept_loop(listener: TcpListener, stop: &AtomicBool) -> Result<Received> {
+fn accept_loop(
+    listener: TcpListener,
+    stop: &AtomicBool,
+    framed: &Arc<AtomicUsize>,
+) -> Result<Received> {
     let mut threads: Vec<ConnectionThread> = Vec::new();
     loop {
         // Read the flag before emptying the queue: a connection the client
@@ -142,7 +159,9 @@ fn accept_loop(listener: TcpListener, stop: &AtomicBool) -> Result<Received> {
         let stopping = stop.load(Ordering::Acquire);
         loop {
             match listener.accept() {
-                Ok((stream, client)) => threads.push(spawn_connection(stream, client)?),
+                Ok((stream, client)) => {
+                    threads.push(spawn_connection(stream, client, Arc::clone(framed))?)
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => return Err(err).context("accept"),
@@ -171,25 +190,11 @@ fn accept_loop(listener: TcpListener, stop: &AtomicBool) -> Result<Received> {
     }
 }
 
-fn wait_readable(listener: &TcpListener, timeout: Duration) -> Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let mut pollfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on a live socket.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, timeout.as_millis() as i32) };
-    if ready < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(err).context("poll on the listener");
-        }
-    }
-    Ok(())
-}
-
-fn spawn_connection(stream: TcpStream, client: SocketAddr) -> Result<ConnectionThread> {
+fn spawn_connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    framed: Arc<AtomicUsize>,
+) -> Result<ConnectionThread> {
     // Accepted sockets do not inherit O_NONBLOCK on Linux; be explicit.
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -199,7 +204,7 @@ fn spawn_connection(stream: TcpStream, client: SocketAddr) -> Result<ConnectionT
         .name(format!("http {client}"))
         .spawn(move || {
             let mut requests = Vec::new();
-            serve(Conn::new(stream), &mut requests).with_context(|| {
+            serve(Conn::new(stream), &mut requests, &framed).with_context(|| {
                 format!(
                     "connection from {client}, after {} requests",
                     requests.len()
@@ -246,7 +251,11 @@ impl Socket for std::os::unix::net::UnixStream {
 
 /// Serves one connection until the client closes it (or, after a request
 /// that ends the connection, until the client's FIN).
-fn serve<T: Socket>(mut conn: Conn<T>, requests: &mut Vec<ReceivedRequest>) -> Result<()> {
+fn serve<T: Socket>(
+    mut conn: Conn<T>,
+    requests: &mut Vec<ReceivedRequest>,
+    framed: &AtomicUsize,
+) -> Result<()> {
     loop {
         let Some(head_len) = conn.head_len()? else {
             return Ok(()); // the client closed between requests
@@ -270,6 +279,7 @@ fn serve<T: Socket>(mut conn: Conn<T>, requests: &mut Vec<ReceivedRequest>) -> R
             Framing::Chunked => conn.chunked_body(&mut request)?,
         }
         requests.push(request);
+        framed.fetch_add(1, Ordering::AcqRel);
         let response = match (info.keep_alive, info.http10) {
             (false, _) => RESPONSE_CLOSE,
             (true, true) => RESPONSE_KEEP_ALIVE,
@@ -520,7 +530,7 @@ mod tests {
         let (mut client, server) = UnixStream::pair().unwrap();
         let thread = std::thread::spawn(move || {
             let mut requests = Vec::new();
-            let result = serve(Conn::new(server), &mut requests);
+            let result = serve(Conn::new(server), &mut requests, &AtomicUsize::new(0));
             result.map(|()| requests)
         });
         client.write_all(client_bytes).unwrap();

@@ -1,7 +1,8 @@
 //! Host names for programs started in a namespace: `ip netns exec NAME`
 //! bind-mounts `/etc/netns/NAME/hosts` over `/etc/hosts` when that file
-//! exists, so a program started that way (the [`crate::Agent`] helper does)
-//! resolves these names with the system resolver, and nothing else does.
+//! exists, so a program started that way (the agent, say) resolves these
+//! names with the system resolver, as it would resolve service names in a
+//! cluster, and nothing else does.
 
 use std::{
     net::IpAddr,

@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::netns::Netns;
 
@@ -56,7 +57,7 @@ fn accept_and_read(
 ) -> Result<BTreeMap<SocketAddr, Vec<u8>>> {
     let mut readers = Vec::with_capacity(connections);
     for accepted in 0..connections {
-        wait_readable(&listener, IO_TIMEOUT).with_context(|| {
+        wait_readable_within(&listener, IO_TIMEOUT).with_context(|| {
             format!("accepted {accepted} of {connections} connections, then none came")
         })?;
         let (stream, peer) = listener.accept()?;
@@ -89,29 +90,28 @@ fn read_to_end(mut stream: TcpStream) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn wait_readable(listener: &TcpListener, timeout: Duration) -> Result<()> {
+fn wait_readable_within(listener: &TcpListener, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!("timed out after {timeout:?}");
         }
-        let mut pollfd = libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on a live socket.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, left.as_millis().min(60_000) as i32) };
-        if ready > 0 {
+        if wait_readable(listener, left)? {
             return Ok(());
         }
-        if ready < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err.into());
-            }
-        }
+    }
+}
+
+/// Waits at most `timeout` (a minute at most) for `listener` to have a
+/// connection to accept; false if none came (or a signal came first).
+pub(crate) fn wait_readable(listener: &TcpListener, timeout: Duration) -> Result<bool> {
+    let timeout = Timespec::try_from(timeout.min(Duration::from_secs(60)))?;
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(ready) => Ok(ready > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(err) => Err(std::io::Error::from(err)).context("poll on the listener"),
     }
 }
 

@@ -1,6 +1,8 @@
-//! A minimal HTTP/1.1 client for the kernel tests: sends requests given as
-//! raw bytes over one keep-alive connection from inside a namespace and
-//! times each one from its first byte written to its response's last byte.
+//! HTTP clients from inside a namespace: a one-shot HTTP/1.0 GET
+//! ([`get`], for metrics and health endpoints), and a minimal HTTP/1.1
+//! client that sends requests given as raw bytes over one keep-alive
+//! connection and times each one from its first byte written to its
+//! response's last byte.
 
 use std::{
     io::{ErrorKind, Read as _, Write as _},
@@ -11,6 +13,30 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{netns::Netns, tcp};
+
+/// A plain HTTP/1.0 GET from inside `netns` (the server then closes, and
+/// sends no chunks): status and body.
+pub fn get(netns: &Netns, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    netns
+        .run(|| -> Result<(u16, String)> {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer)?;
+            let text = String::from_utf8(answer).context("the answer is not UTF-8")?;
+            let (head, body) = text
+                .split_once("\r\n\r\n")
+                .context("the answer has no end of head")?;
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("no status in {head:?}"))?;
+            Ok((status, body.to_owned()))
+        })
+        .with_context(|| format!("GET http://{addr}{path} in {}", netns.name()))
+}
 
 /// One response, without its body.
 #[derive(Clone, Debug)]

@@ -1,0 +1,60 @@
+//! What the kernel tests (`mirror-tests`), the demo, the bench and the
+//! vm-test guest (`xtask`) share, written once.
+//!
+//! Hosts are network namespaces ([`Netns`]) joined by veth pairs
+//! ([`link::veth`], settings through [`Link`]); code runs inside them on
+//! threads of its own ([`Netns::run`]), programs through `ip netns exec`
+//! ([`Netns::command`]), in the background as a [`Process`] whose output is
+//! kept line by line, or to completion ([`command::run`]). The agent is one
+//! such process ([`Agent`]), read from the outside as a script would: its
+//! log, its `kernel counters:` and `final counts` ([`agent::report`]), its
+//! Prometheus endpoint ([`Metrics`]). Traffic: plain TCP ([`tcp`]), HTTP
+//! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to a server that
+//! frames requests with code of its own ([`HttpServer`]); crafted frames
+//! through `BPF_PROG_TEST_RUN` ([`packet`]).
+//!
+//! Everything made here is removed in Drop guards, also when the caller
+//! fails: namespaces, scratch directories ([`ScratchDir`]), hosts files
+//! ([`EtcHosts`]), processes.
+//!
+//! Addresses are the caller's choice; the project's callers keep to
+//! 10.200.0.0/16 and fd00:200::/64 and never add a route out.
+
+pub mod ab;
+pub mod agent;
+pub mod command;
+pub mod etc_hosts;
+pub mod http_client;
+pub mod http_server;
+pub mod link;
+pub mod metrics;
+pub mod netns;
+pub mod packet;
+pub mod process;
+pub mod random;
+pub mod scratch;
+pub mod tcp;
+pub mod wait;
+
+pub use agent::{Agent, AgentExit, TargetCounts};
+pub use etc_hosts::EtcHosts;
+pub use http_client::HttpClient;
+pub use http_server::{HttpServer, Received, ReceivedRequest};
+pub use link::{Link, veth};
+pub use metrics::{Metrics, Sample};
+pub use netns::Netns;
+pub use process::Process;
+pub use random::pseudo_random;
+pub use rustix::process::Signal;
+pub use scratch::ScratchDir;
+pub use wait::wait_until;
+
+/// The effective uid of this process.
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    effective_uid() == 0
+}
