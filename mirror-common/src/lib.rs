@@ -246,11 +246,6 @@ impl Counter {
         Counter::NotSampled,
         Counter::Matched,
     ];
-
-    /// The label (kept until the tests move to `as_str`).
-    pub const fn name(self) -> &'static str {
-        self.as_str()
-    }
 }
 
 /// The single value of the per-CPU counter map: one lookup per packet gives

@@ -415,7 +415,7 @@ pub fn counter_delta(
 ) -> BTreeMap<&'static str, u64> {
     Counter::ALL
         .iter()
-        .map(|c| (c.name(), after.get(*c) - before.get(*c)))
+        .map(|c| (c.as_str(), after.get(*c) - before.get(*c)))
         .filter(|(_, delta)| *delta != 0)
         .collect()
 }

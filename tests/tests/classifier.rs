@@ -309,14 +309,14 @@ fn crafted_packets_always_pass_and_are_counted_by_reason() -> Result<()> {
                 })
                 .sum();
             let mut expected: BTreeMap<&str, u64> =
-                [(Counter::Seen.name(), 1), (case.outcome.name(), 1)].into();
+                [(Counter::Seen.as_str(), 1), (case.outcome.as_str(), 1)].into();
             for (counter, n) in [
                 (Counter::RecordsMatched, record_count),
                 (Counter::RecordsEmitted, record_count),
                 (Counter::PayloadBytes, payload),
             ] {
                 if n > 0 {
-                    expected.insert(counter.name(), n);
+                    expected.insert(counter.as_str(), n);
                 }
             }
             if verdict != packet::TC_ACT_PIPE {

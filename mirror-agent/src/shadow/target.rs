@@ -399,15 +399,17 @@ impl Drop for Target {
     }
 }
 
-/// New connections per second to one target, at most: each closed one
-/// stays in TIME_WAIT for 60 s and the ~28,000 ephemeral ports of a
-/// destination last ~470 connects a second, so a shadow that closes every
-/// connection (or fails on each) cannot exhaust the host's ports. Beyond
-/// it a request is dropped (`connect_limit`).
+/// Connections one target may close on its side (after an error or a
+/// timeout) and replace, per second: each such close leaves a TIME_WAIT
+/// socket for 60 s and the ~28,000 ephemeral ports of a destination last
+/// ~470 a second, so a failing shadow cannot exhaust the host's ports.
+/// Beyond it a request that needs a new connection is dropped
+/// (`connect_limit`). Connections the shadow closes (HTTP/1.0,
+/// `Connection: close`) leave their TIME_WAIT on its side and do not count.
 pub const CONNECTS_PER_SECOND: u32 = 400;
 
-/// A token bucket of connects: `rate` a second, a second's worth at once
-/// (the workers' first connections to every address come together).
+/// A token bucket of those closes: `rate` a second, a second's worth at
+/// once.
 struct ConnectBudget {
     state: std::sync::Mutex<(f64, Instant)>,
     rate: f64,
@@ -422,19 +424,24 @@ impl ConnectBudget {
         }
     }
 
-    /// Takes one connect if there is one.
-    fn take(&self) -> bool {
+    fn refill(&self) -> std::sync::MutexGuard<'_, (f64, Instant)> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = &mut *state;
         let now = Instant::now();
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
         *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        state
+    }
+
+    /// A connection may be made.
+    fn has_room(&self) -> bool {
+        self.refill().0 >= 1.0
+    }
+
+    /// A connection was closed on our side.
+    fn charge(&self) {
+        let mut state = self.refill();
+        state.0 = (state.0 - 1.0).max(-self.rate);
     }
 }
 
@@ -494,7 +501,7 @@ impl Inner {
             if let Some(conn) = endpoint.take_idle(settings.idle_timeout) {
                 break (endpoint, conn, false);
             }
-            if !self.connects.take() {
+            if !self.connects.has_room() {
                 return Err(DropReason::ConnectLimit);
             }
             match connect(endpoint.addr, settings.connect_timeout).await {
@@ -533,7 +540,12 @@ impl Inner {
             }
             read_response(&mut conn.stream, &mut conn.buf, request).await
         };
-        match tokio::time::timeout(settings.request_timeout, exchange).await {
+        let outcome = tokio::time::timeout(settings.request_timeout, exchange).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            // The connection is closed on our side and will be replaced.
+            self.connects.charge();
+        }
+        match outcome {
             Err(_) => Err(DropReason::Timeout),
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
