@@ -21,6 +21,7 @@ mod bpf;
 mod capture;
 mod flow;
 mod hosts;
+mod idle;
 mod loadgen;
 mod modes;
 mod probe;
@@ -213,6 +214,8 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         &[(2_000, 1 << 10, 100)]
     } else {
         &[
+            (200, 0, 10),
+            (2_000, 0, 10),
             (5_000, 0, 10),
             (20_000, 0, 10),
             (5_000, 1 << 10, 10),
@@ -304,6 +307,17 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         Some(capture::measure(&agent.binary, false)?)
     };
 
+    // Before the 1 ms tickers start: idle means idle.
+    let idle = if options.only.is_empty() {
+        idle::measure(
+            &agent,
+            options.goreplay.as_deref(),
+            if options.quick { 5.0 } else { 60.0 },
+        )?
+    } else {
+        Vec::new()
+    };
+
     let wakeup_cost_us = probe::wakeup_cost_us(hosts::PRIMARY_CPU, 2000).ok();
     if let Some(cost) = wakeup_cost_us {
         println!(
@@ -336,8 +350,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         &agent,
         [wakeup_cost_us, awake_wakeup_cost_us],
     );
-    let md = report::markdown(&meta, &runs, capture.as_ref());
-    let json = report::json(&meta, &runs, capture.as_ref());
+    let md = report::markdown(&meta, &runs, capture.as_ref(), &idle);
+    let json = report::json(&meta, &runs, capture.as_ref(), &idle);
     let out = root.join("target/bench");
     fs::create_dir_all(&out)?;
     let stem = if options.quick {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{
     CaptureFigures, Load, Options, Run, Scenario,
     hosts::{CLIENT_CPU, PRIMARY_CPU, SHADOW_CPU},
+    idle::{self, IdleRun},
     modes::{AgentSettings, Mode},
     probe::histogram_quantile,
     size_label,
@@ -398,8 +399,41 @@ fn small_rate(s: &Scenario, rate: u32) -> bool {
     s.load == Load::Rate(rate) && s.body == 0 && s.connections == 10
 }
 
-pub fn goals(runs: &[Run], capture: Option<&CaptureFigures>) -> Vec<Goal> {
+pub fn goals(runs: &[Run], capture: Option<&CaptureFigures>, idle: &[IdleRun]) -> Vec<Goal> {
     let mut goals = Vec::new();
+
+    // I1: an idle agent costs (almost) nothing.
+    let agent_idle = idle.iter().find(|r| r.mode.is_agent());
+    goals.push(Goal {
+        id: "I1",
+        text: "idle with two targets: ≤ 0.2 % of a core and ≤ 20 wakeups per second",
+        measured: agent_idle.map_or(String::new(), |r| {
+            format!(
+                "{:.3} % of a core, {:.1} wakeups/s over {:.0} s",
+                r.cpu_percent, r.wakeups_per_second, r.seconds
+            )
+        }),
+        met: agent_idle.map(idle::meets_goals),
+    });
+
+    // I2: CPU per mirrored request at a moderate rate.
+    let mut i2 = Vec::new();
+    let mut i2_met = None;
+    for s in scenario_runs(runs, |s| small_rate(s, 2_000)) {
+        if let Some(r) = pick(runs, s, &Mode::Replay(1))
+            && r.served.requests > 0
+        {
+            let us = r.mirror.cpu_seconds * 1e6 / r.served.requests as f64;
+            i2.push(format!("{}: {us:.1} µs", s.name()));
+            i2_met = Some(us <= 20.0);
+        }
+    }
+    goals.push(Goal {
+        id: "I2",
+        text: "mirror CPU per request at 2k req/s ≤ 20 µs (replay-1, small GETs, 10 connections)",
+        measured: i2.join("; "),
+        met: i2_met,
+    });
 
     // P1: saturation throughput with capture-only.
     let mut p1 = Vec::new();
@@ -631,7 +665,12 @@ const METHOD: &str = "\
   answering, through a `mirror` subrequest with `mirror_request_body on`); \
   0 is a GET.";
 
-pub fn markdown(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> String {
+pub fn markdown(
+    meta: &Meta,
+    runs: &[Run],
+    capture: Option<&CaptureFigures>,
+    idle: &[IdleRun],
+) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -665,7 +704,7 @@ pub fn markdown(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> 
         md,
         "## Goals\n\n| goal | measured | verdict |\n|---|---|---|"
     );
-    for g in goals(runs, capture) {
+    for g in goals(runs, capture, idle) {
         let _ = writeln!(
             md,
             "| {} {} | {} | {} |",
@@ -678,6 +717,21 @@ pub fn markdown(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> 
             },
             verdict(g.met)
         );
+    }
+    if !idle.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Idle: attached, no traffic\n\nThe mirroring process alone (no 1 ms \
+             tickers), two shadow targets for the agent; CPU time and voluntary context \
+             switches from /proc.\n\n| mode | seconds | CPU % of a core | wakeups /s |\n|---|---|---|---|"
+        );
+        for r in idle {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.3} | {:.1} |",
+                r.mode, r.seconds, r.cpu_percent, r.wakeups_per_second
+            );
+        }
     }
     let _ = writeln!(md, "\n## Results by scenario\n");
     let _ = writeln!(
@@ -883,7 +937,12 @@ fn run_json(run: &Run, runs: &[Run]) -> Value {
     })
 }
 
-pub fn json(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> Value {
+pub fn json(
+    meta: &Meta,
+    runs: &[Run],
+    capture: Option<&CaptureFigures>,
+    idle: &[IdleRun],
+) -> Value {
     json!({
         "command": meta.command,
         "host": meta.host,
@@ -894,10 +953,16 @@ pub fn json(meta: &Meta, runs: &[Run], capture: Option<&CaptureFigures>) -> Valu
         "wakeup_cost_us_with_keep_awake": meta.wakeup_cost_us[1].map(r3),
         "keep_awake": meta.keep_awake,
         "pinning": {"client_cpu": CLIENT_CPU, "primary_cpu": PRIMARY_CPU, "shadow_cpu": SHADOW_CPU},
-        "goals": goals(runs, capture).iter().map(|g| json!({
+        "goals": goals(runs, capture, idle).iter().map(|g| json!({
             "id": g.id, "goal": g.text, "measured": g.measured, "met": g.met,
         })).collect::<Vec<_>>(),
         "capture": capture.map(CaptureFigures::json),
+        "idle": idle.iter().map(|r| json!({
+            "mode": r.mode.to_string(),
+            "seconds": r.seconds.round(),
+            "cpu_percent": r3(r.cpu_percent),
+            "wakeups_per_second": r3(r.wakeups_per_second),
+        })).collect::<Vec<_>>(),
         "runs": runs.iter().map(|r| run_json(r, runs)).collect::<Vec<_>>(),
     })
 }
