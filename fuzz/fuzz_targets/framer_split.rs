@@ -1,6 +1,6 @@
-//! Differential: the framer must return the same requests whether the
-//! stream arrives in one slice or cut into slices of any size (resync,
-//! garbage and limit handling included).
+//! Differential: the framer must return the same requests whether one
+//! client write arrives in one slice or cut into slices of any size
+//! (desync, probation, garbage and limit handling included).
 //!
 //! Input: byte 0 picks the slice size (low 7 bits) and a midstream start
 //! (high bit); the rest is the stream.
@@ -21,9 +21,8 @@ fn frame(stream: &[u8], step: usize, midstream: bool) -> (Vec<Request>, HttpStat
     } else {
         Harness::new(config)
     };
-    for slice in stream.chunks(step) {
-        harness.feed(slice, 0);
-    }
+    let slices: Vec<&[u8]> = stream.chunks(step).collect();
+    harness.feed_all(&slices);
     (harness.requests, harness.stats)
 }
 

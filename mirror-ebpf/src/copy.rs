@@ -98,6 +98,8 @@ pub fn copy_payload(ctx: &TcContext) {
         counters.add(Counter::TruncatedSegments, 1);
         counters.add(Counter::TruncatedBytes, missing as u64);
         buf.header.kind = RecordKind::Truncated as u8;
+        // The truncation ends the segment: it carries the segment's PSH.
+        buf.header.tcp_flags = flags;
         buf.header.seq = first_seq.wrapping_add(copy_len as u32);
         buf.header.len = missing as u32;
         output(counters, &buf.header, config);

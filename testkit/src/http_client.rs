@@ -69,7 +69,18 @@ impl HttpClient {
     /// 204 or 304).
     pub fn request(&mut self, wire: &[u8]) -> Result<Response> {
         let started = Instant::now();
-        self.stream.write_all(wire).context("sending a request")?;
+        self.write(wire)?;
+        self.response(started)
+    }
+
+    /// Sends bytes as one write: a request, or a part of one.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).context("sending a request")
+    }
+
+    /// Reads the response to a request whose first byte went out at
+    /// `started`.
+    pub fn response(&mut self, started: Instant) -> Result<Response> {
         loop {
             let (status, head_len, body_len) = loop {
                 if let Some(head) = parse_head(&self.buf)? {

@@ -10,7 +10,8 @@
 //! log, its `kernel counters:` and `final counts` ([`agent::report`]), its
 //! Prometheus endpoint ([`Metrics`]). Traffic: plain TCP ([`tcp`]), HTTP
 //! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to a server that
-//! frames requests with code of its own ([`HttpServer`]); crafted frames
+//! frames requests with code of its own ([`HttpServer`]) or a real one
+//! ([`Nginx`]); crafted frames
 //! through `BPF_PROG_TEST_RUN` ([`packet`]).
 //!
 //! Everything made here is removed in Drop guards, also when the caller
@@ -29,6 +30,7 @@ pub mod http_server;
 pub mod link;
 pub mod metrics;
 pub mod netns;
+pub mod nginx;
 pub mod packet;
 pub mod process;
 pub mod random;
@@ -43,6 +45,7 @@ pub use http_server::{HttpServer, Received, ReceivedRequest};
 pub use link::{Link, veth};
 pub use metrics::{Metrics, Sample};
 pub use netns::Netns;
+pub use nginx::Nginx;
 pub use process::Process;
 pub use random::pseudo_random;
 pub use rustix::process::Signal;

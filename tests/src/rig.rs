@@ -47,6 +47,7 @@ pub fn shadow_url(index: usize) -> String {
 /// See the [module](self).
 pub struct ReplayRig {
     pub net: ShadowNet,
+    /// None once stopped, or where the test runs v1 itself.
     v1: Option<HttpServer>,
     /// By shadow host; None where the rig runs no server.
     servers: Vec<Option<HttpServer>>,
@@ -59,6 +60,7 @@ pub struct ReplayRig {
 #[derive(Clone, Debug)]
 pub struct ReplayRigBuilder {
     shadow_hosts: usize,
+    serve_primary: bool,
     served: Option<Vec<usize>>,
     json_logs: bool,
     mirror_to: Vec<usize>,
@@ -67,6 +69,12 @@ pub struct ReplayRigBuilder {
 }
 
 impl ReplayRigBuilder {
+    /// No rig server on the primary: the test runs v1 itself (nginx, say).
+    pub fn own_primary(mut self) -> Self {
+        self.serve_primary = false;
+        self
+    }
+
     /// HTTP servers on these shadow hosts only (default: on every one).
     pub fn serve(mut self, shadows: &[usize]) -> Self {
         self.served = Some(shadows.to_vec());
@@ -111,7 +119,10 @@ impl ReplayRigBuilder {
     /// test's own).
     pub fn build(self) -> Result<ReplayRig> {
         let net = ShadowNet::new(self.shadow_hosts)?;
-        let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
+        let v1 = self
+            .serve_primary
+            .then(|| HttpServer::start(net.primary(), net.primary_addr(PORT)))
+            .transpose()?;
         let served = self
             .served
             .unwrap_or_else(|| (0..self.shadow_hosts).collect());
@@ -140,7 +151,7 @@ impl ReplayRigBuilder {
         args.extend(self.args);
         Ok(ReplayRig {
             net,
-            v1: Some(v1),
+            v1,
             servers,
             args,
             scratch,
@@ -170,6 +181,7 @@ impl ReplayRig {
     pub fn builder(shadow_hosts: usize) -> ReplayRigBuilder {
         ReplayRigBuilder {
             shadow_hosts,
+            serve_primary: true,
             served: None,
             json_logs: false,
             mirror_to: Vec::new(),
@@ -292,7 +304,10 @@ impl ReplayRig {
 
     /// Stops v1 (its clients are done); returns what it received.
     pub fn stop_v1(&mut self) -> Result<Received> {
-        self.v1.take().expect("v1 is stopped once").stop()
+        self.v1
+            .take()
+            .expect("the rig runs v1 (not own_primary) and stops it once")
+            .stop()
     }
 
     /// Stops the rig server on shadow host `index`.

@@ -15,6 +15,11 @@
 //! * No SYN seen (the agent started after the connection): the flow starts
 //!   at the first byte seen, and the consumer is told it joined mid-stream
 //!   (`midstream_joins`).
+//! * Client writes: each slice handed on says whether it starts a write
+//!   (the stream's first byte after the SYN, or the byte after a segment
+//!   with PSH) and whether it ends one ([`WriteEdges`]). A joined
+//!   connection's first segment starts nothing known: it may be any
+//!   segment of an upload.
 //! * Gaps: a `Truncated` record, a segment that cannot be held (then the
 //!   flow stops waiting for its oldest hole), a hole that stays open for
 //!   [`FlowConfig::hole_timeout_ns`] without progress (a lost record never
@@ -56,13 +61,27 @@ pub trait StreamConsumer {
     /// seen: the first bytes may be anywhere in the stream).
     fn open(&mut self, id: FlowId, joined_midstream: bool) -> Self::Stream;
 
-    /// The next bytes of the stream; `ts_ns` is the timestamp of the segment
+    /// The next bytes of the stream; `edges` says whether they start or end
+    /// one of the client's writes, `ts_ns` is the timestamp of the segment
     /// they came in. What the consumer buffers is charged to `budget`.
-    fn data(&mut self, stream: &mut Self::Stream, bytes: &[u8], ts_ns: u64, budget: &mut Budget);
+    fn data(
+        &mut self,
+        stream: &mut Self::Stream,
+        bytes: &[u8],
+        edges: WriteEdges,
+        ts_ns: u64,
+        budget: &mut Budget,
+    );
 
-    /// Bytes are missing at the current position; the stream goes on after
-    /// them.
-    fn gap(&mut self, stream: &mut Self::Stream, loss: StreamLoss, budget: &mut Budget);
+    /// `missing` bytes are lost at the current position; the stream goes on
+    /// after them.
+    fn gap(
+        &mut self,
+        stream: &mut Self::Stream,
+        loss: StreamLoss,
+        missing: u64,
+        budget: &mut Budget,
+    );
 
     /// The connection ended; `loss` says how, should the consumer have
     /// something in progress. Nothing follows.
@@ -73,6 +92,38 @@ pub trait StreamConsumer {
 
     /// Bytes the stream holds, charged to the budget.
     fn buffered(stream: &Self::Stream) -> usize;
+}
+
+/// Where a slice of the stream sits among the client's writes, as TCP
+/// shows them: a segment with PSH ends the data of one `send`, so the byte
+/// after it starts the next one (so does the first byte of a connection).
+/// A client writes a request and then waits for its answer, so a request
+/// starts a write and ends one; bytes that merely look like a request in
+/// the middle of an upload do not. The http stage uses this as evidence
+/// when it has to find where a request starts.
+///
+/// PSH marks at least every write's end (a sender may also push in the
+/// middle of a large write), so `starts_write` may be true in the middle of
+/// a write, never false at the start of one that TCP delimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteEdges {
+    /// The first byte of the slice starts a write.
+    pub starts_write: bool,
+    /// The last byte of the slice ends a write (its segment carried PSH).
+    pub ends_write: bool,
+}
+
+impl WriteEdges {
+    /// A slice that is a whole write of its own.
+    pub const WHOLE: Self = Self {
+        starts_write: true,
+        ends_write: true,
+    };
+    /// A slice somewhere inside a write.
+    pub const INSIDE: Self = Self {
+        starts_write: false,
+        ends_write: false,
+    };
 }
 
 mirror_common::labelled! {
@@ -213,6 +264,10 @@ pub struct FlowStats {
     pub out_of_window_segments: u64,
     /// Gaps the framer was told about (truncations and abandoned holes).
     pub gaps: u64,
+    /// Stream bytes those gaps lost: where the framing survives a gap the
+    /// requests it lost are counted by the next stage, elsewhere only
+    /// these bytes tell how much was lost.
+    pub gap_bytes: u64,
     /// Holes given up (cap reached, timeout, FIN or idle beyond them).
     pub holes_abandoned: u64,
     /// Flows not created because `max_flows` is 0.

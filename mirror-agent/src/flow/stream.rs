@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Budget, FlowConfig, FlowStats, StreamConsumer, StreamLoss};
+use super::{Budget, FlowConfig, FlowStats, StreamConsumer, StreamLoss, WriteEdges};
 use crate::capture::FlowId;
 
 /// Bytes charged per held segment on top of its payload (allocation and
@@ -29,23 +29,24 @@ const MAX_AHEAD: i64 = 1 << 30;
 
 #[derive(Debug)]
 enum Held {
-    Data(Vec<u8>),
-    /// Bytes the kernel could not copy.
-    Lost(u64),
+    /// Bytes, and whether they end a client write (the segment's PSH).
+    Data(Vec<u8>, bool),
+    /// Bytes the kernel could not copy, and whether they end a write.
+    Lost(u64, bool),
 }
 
 impl Held {
     fn len(&self) -> u64 {
         match self {
-            Held::Data(bytes) => bytes.len() as u64,
-            Held::Lost(len) => *len,
+            Held::Data(bytes, _) => bytes.len() as u64,
+            Held::Lost(len, _) => *len,
         }
     }
 
     fn cost(&self) -> usize {
         match self {
-            Held::Data(bytes) => bytes.len() + SEGMENT_OVERHEAD,
-            Held::Lost(_) => SEGMENT_OVERHEAD,
+            Held::Data(bytes, _) => bytes.len() + SEGMENT_OVERHEAD,
+            Held::Lost(..) => SEGMENT_OVERHEAD,
         }
     }
 }
@@ -76,6 +77,10 @@ pub(super) struct Flow<T> {
     held_cost: usize,
     /// Offset of the FIN, once seen.
     fin_off: Option<u64>,
+    /// Where the client's latest write began, as far as TCP shows it: the
+    /// first byte after the SYN, or the byte after a segment that carried
+    /// PSH. Unknown on a joined connection until its first PSH.
+    write_start: Option<u64>,
     /// The consumer's state of this connection.
     pub stream: T,
     pub last_seen: u64,
@@ -87,10 +92,14 @@ pub(super) struct Flow<T> {
 impl<T> Flow<T> {
     /// A connection seen from its SYN.
     pub fn from_syn(id: FlowId, isn: u32, ts_ns: u64, stream: T) -> Self {
-        Self::new(id, Some(isn), isn.wrapping_add(1), stream, ts_ns)
+        let mut flow = Self::new(id, Some(isn), isn.wrapping_add(1), stream, ts_ns);
+        flow.write_start = Some(0);
+        flow
     }
 
-    /// A connection joined in the middle, at the first byte seen.
+    /// A connection joined in the middle, at the first byte seen, which may
+    /// be anywhere in a write (a segment boundary inside an upload is no
+    /// evidence of anything).
     pub fn joined(id: FlowId, seq: u32, ts_ns: u64, stream: T) -> Self {
         Self::new(id, None, seq, stream, ts_ns)
     }
@@ -105,6 +114,7 @@ impl<T> Flow<T> {
             held: BTreeMap::new(),
             held_cost: 0,
             fin_off: None,
+            write_start: None,
             stream,
             last_seen: ts_ns,
             blocked_since: None,
@@ -139,10 +149,12 @@ impl<T> Flow<T> {
         self.held_cost
     }
 
+    /// A segment's payload; `push` when it ends a client write (PSH).
     pub fn on_data<C: StreamConsumer<Stream = T>>(
         &mut self,
         seq: u32,
         payload: &[u8],
+        push: bool,
         ts_ns: u64,
         cx: &mut FlowCtx<'_, C>,
     ) {
@@ -150,13 +162,15 @@ impl<T> Flow<T> {
             return;
         }
         let off = self.offset(seq);
-        self.accept(off, payload.len() as u64, Some(payload), ts_ns, cx);
+        self.accept(off, payload.len() as u64, Some(payload), push, ts_ns, cx);
     }
 
+    /// Bytes the kernel could not copy; `push` as for [`Self::on_data`].
     pub fn on_truncated<C: StreamConsumer<Stream = T>>(
         &mut self,
         seq: u32,
         len: u32,
+        push: bool,
         ts_ns: u64,
         cx: &mut FlowCtx<'_, C>,
     ) {
@@ -164,7 +178,7 @@ impl<T> Flow<T> {
             return;
         }
         let off = self.offset(seq);
-        self.accept(off, u64::from(len), None, ts_ns, cx);
+        self.accept(off, u64::from(len), None, push, ts_ns, cx);
     }
 
     /// A FIN at `seq` (already past any payload of its segment).
@@ -175,12 +189,14 @@ impl<T> Flow<T> {
         }
     }
 
-    /// Takes `[off, off + len)`: bytes (`data`) or a known loss (`None`).
+    /// Takes `[off, off + len)`: bytes (`data`) or a known loss (`None`);
+    /// `push` when they end a write.
     fn accept<C: StreamConsumer<Stream = T>>(
         &mut self,
         off: i64,
         len: u64,
         data: Option<&[u8]>,
+        push: bool,
         ts_ns: u64,
         cx: &mut FlowCtx<'_, C>,
     ) {
@@ -205,13 +221,8 @@ impl<T> Flow<T> {
                 let skip = (next - off) as usize;
                 cx.stats.duplicate_bytes += skip as u64;
                 match data {
-                    Some(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
-                    None => {
-                        cx.stats.gaps += 1;
-                        cx.consumer
-                            .gap(&mut self.stream, StreamLoss::Gap, cx.budget);
-                        self.next_off = end as u64;
-                    }
+                    Some(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], push, ts_ns, cx),
+                    None => self.lost(end as u64, push, StreamLoss::Gap, cx),
                 }
                 self.drain(ts_ns, cx);
                 return;
@@ -233,11 +244,14 @@ impl<T> Flow<T> {
             let over_flow_cap = self.held_cost + cost > cx.config.max_ooo_bytes_per_flow;
             if !over_flow_cap && cx.budget.take(cost) {
                 for (s, e) in pieces {
+                    // Only the piece that ends the segment ends the write.
+                    let push = push && e == end;
                     let held = match data {
-                        Some(bytes) => {
-                            Held::Data(bytes[(s - start) as usize..(e - start) as usize].to_vec())
-                        }
-                        None => Held::Lost(e - s),
+                        Some(bytes) => Held::Data(
+                            bytes[(s - start) as usize..(e - start) as usize].to_vec(),
+                            push,
+                        ),
+                        None => Held::Lost(e - s, push),
                     };
                     self.held.insert(s, held);
                 }
@@ -279,14 +293,44 @@ impl<T> Flow<T> {
         pieces
     }
 
+    /// Hands the next bytes of the stream on, with where they sit among
+    /// the client's writes; `push` when they end one.
     fn deliver<C: StreamConsumer<Stream = T>>(
         &mut self,
         bytes: &[u8],
+        push: bool,
         ts_ns: u64,
         cx: &mut FlowCtx<'_, C>,
     ) {
+        let edges = WriteEdges {
+            starts_write: self.write_start == Some(self.next_off),
+            ends_write: push,
+        };
         self.next_off += bytes.len() as u64;
-        cx.consumer.data(&mut self.stream, bytes, ts_ns, cx.budget);
+        if push {
+            self.write_start = Some(self.next_off);
+        }
+        cx.consumer
+            .data(&mut self.stream, bytes, edges, ts_ns, cx.budget);
+    }
+
+    /// The bytes up to `to` are lost (`push` when they ended a write): the
+    /// consumer is told how many.
+    fn lost<C: StreamConsumer<Stream = T>>(
+        &mut self,
+        to: u64,
+        push: bool,
+        loss: StreamLoss,
+        cx: &mut FlowCtx<'_, C>,
+    ) {
+        let missing = to.saturating_sub(self.next_off);
+        cx.stats.gaps += 1;
+        cx.stats.gap_bytes += missing;
+        cx.consumer.gap(&mut self.stream, loss, missing, cx.budget);
+        self.next_off = to;
+        if push {
+            self.write_start = Some(to);
+        }
     }
 
     /// Delivers held segments that the expected offset has reached.
@@ -306,13 +350,10 @@ impl<T> Flow<T> {
             }
             let skip = (self.next_off - start) as usize;
             match held {
-                Held::Data(bytes) => self.deliver(&bytes[skip.min(bytes.len())..], ts_ns, cx),
-                Held::Lost(_) => {
-                    cx.stats.gaps += 1;
-                    cx.consumer
-                        .gap(&mut self.stream, StreamLoss::Gap, cx.budget);
-                    self.next_off = end;
+                Held::Data(bytes, push) => {
+                    self.deliver(&bytes[skip.min(bytes.len())..], push, ts_ns, cx)
                 }
+                Held::Lost(_, push) => self.lost(end, push, StreamLoss::Gap, cx),
             }
         }
     }
@@ -327,9 +368,7 @@ impl<T> Flow<T> {
         cx: &mut FlowCtx<'_, C>,
     ) {
         if target > self.next_off {
-            cx.stats.gaps += 1;
-            cx.consumer.gap(&mut self.stream, reason, cx.budget);
-            self.next_off = target;
+            self.lost(target, false, reason, cx);
         }
         self.drain(ts_ns, cx);
     }

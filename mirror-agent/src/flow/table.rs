@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use mirror_common::{TCP_FIN, TCP_RST, TCP_SYN};
+use mirror_common::{TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 use super::stream::{Flow, FlowCtx};
 use super::{Budget, FlowConfig, FlowEndReason, FlowStats, StreamConsumer, StreamLoss};
@@ -223,7 +223,16 @@ impl<C: StreamConsumer> FlowTable<C> {
         });
     }
 
-    fn on_payload(&mut self, key: FlowKey, seq: u32, payload: Option<&[u8]>, len: u32, ts: u64) {
+    /// A data or truncated record; `push` when its segment carried PSH.
+    fn on_payload(
+        &mut self,
+        key: FlowKey,
+        seq: u32,
+        payload: Option<&[u8]>,
+        len: u32,
+        push: bool,
+        ts: u64,
+    ) {
         let slot = match self.lookup(&key) {
             Some(slot) => slot,
             // A truncation alone tells nothing about where requests start.
@@ -246,8 +255,8 @@ impl<C: StreamConsumer> FlowTable<C> {
         }
         let before = self.flow(slot).map_or(0, |f| f.next_off);
         self.with_flow(slot, |flow, cx| match payload {
-            Some(bytes) => flow.on_data(seq, bytes, ts, cx),
-            None => flow.on_truncated(seq, len, ts, cx),
+            Some(bytes) => flow.on_data(seq, bytes, push, ts, cx),
+            None => flow.on_truncated(seq, len, push, ts, cx),
         });
         self.settle(slot, before);
     }
@@ -543,6 +552,7 @@ impl<C: StreamConsumer> FlowTable<C> {
 impl<C: StreamConsumer> EventSink for FlowTable<C> {
     fn on_event(&mut self, event: &Event<'_>) {
         let ts = event.timestamp_ns;
+        let push = event.tcp_flags & TCP_PSH != 0;
         self.now_ns = self.now_ns.max(ts);
         match event.kind {
             EventKind::Control {
@@ -550,10 +560,17 @@ impl<C: StreamConsumer> EventSink for FlowTable<C> {
                 payload_len,
                 flags,
             } => self.on_control(event.flow, seq, payload_len, flags, ts),
-            EventKind::Data { seq, payload } => {
-                self.on_payload(event.flow, seq, Some(payload), payload.len() as u32, ts)
+            EventKind::Data { seq, payload } => self.on_payload(
+                event.flow,
+                seq,
+                Some(payload),
+                payload.len() as u32,
+                push,
+                ts,
+            ),
+            EventKind::Truncated { seq, len } => {
+                self.on_payload(event.flow, seq, None, len, push, ts)
             }
-            EventKind::Truncated { seq, len } => self.on_payload(event.flow, seq, None, len, ts),
         }
     }
 

@@ -2,20 +2,39 @@
 //! connection's byte stream in order, one slice at a time.
 //!
 //! Slices are parsed in place. Only a unit that straddles two slices is
-//! copied: the start of a head (into `pending`, then parsed from there), a
-//! candidate request line while resynchronising, and a body that is not
-//! complete in one slice (into `body`, sized from its Content-Length).
-//! Everything held is charged to the flow stage's [`Budget`], shared by all
-//! connections.
+//! copied: the start of a head (into `pending`, then parsed from there) and
+//! a body that is not complete in one slice (into `body`, sized from its
+//! Content-Length). Everything held is charged to the flow stage's
+//! [`Budget`], shared by all connections.
+//!
+//! # Losing and finding the framing
+//!
+//! A shadow must only ever get requests v1 got, so the framer sends a
+//! request only when the byte stream proves where it starts: from the
+//! connection's first byte, it follows the framing request after request.
+//! When the framing is lost (a gap it cannot step over, a head over our
+//! limits, a join in the middle of a connection) the connection is
+//! *desynced*: its bytes are skipped, never searched for something that
+//! looks like a request line (an upload's body may be full of them). Only
+//! where a client write starts ([`WriteEdges`]) is a candidate tried, *on
+//! probation*: it must be a complete, valid request that ends exactly where
+//! a write ends (a client sends a request and then waits for the answer).
+//! If it is, it is delivered and the framing is back (`resyncs`); if
+//! anything else happens, the framer quietly goes back to skipping.
+//!
+//! A request that breaks the protocol (garbage, a head httparse rejects,
+//! invalid framing) ends the connection for us: v1 answers such a request
+//! with 400 and closes (RFC 9112 §11.2 says it must not guess the framing),
+//! so whatever the client sends after it is not requests v1 served.
 
 use bytes::Bytes;
 
 use super::chunked::{ChunkedDecoder, Step};
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::line::{Found, LineCheck, check_request_line, find_request_line, scan_head_end};
+use super::line::{LineCheck, check_request_line, scan_head_end};
 use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 use crate::capture::FlowId;
-use crate::flow::Budget;
+use crate::flow::{Budget, WriteEdges};
 
 /// Bytes looked at to classify the start of a head (TLS, HTTP/2, garbage).
 const START_PROBE: usize = 64;
@@ -40,14 +59,8 @@ pub struct FramerCtx<'a, S> {
 enum State {
     /// At a request boundary, or inside a head whose start is in `pending`.
     Head,
-    /// Skipping the rest of a head that exceeded the limit, up to its end
-    /// (so its header lines are never searched for a request line).
-    SkipHead,
-    /// Looking for the next request line; `pending` may hold a candidate.
-    /// `lost` is counted when the first byte is actually skipped.
-    Resync {
-        lost: Option<SkipReason>,
-    },
+    /// The framing is lost: bytes are skipped up to the next write start.
+    Desync,
     /// A Content-Length body; `keep` false when it is being skipped.
     Body {
         remaining: u64,
@@ -88,7 +101,7 @@ fn check_start(view: &[u8]) -> Start {
     }
     // Only the shape counts here: a line longer than the head limit is
     // `head_too_large`, found by the head scan, not garbage.
-    match check_request_line(view, usize::MAX, false) {
+    match check_request_line(view, usize::MAX) {
         LineCheck::Valid(_) => Start::Ok,
         LineCheck::Invalid => Start::Garbage,
         // A long target: the rest is httparse's to judge.
@@ -110,7 +123,7 @@ struct Current {
 pub struct RequestFramer {
     flow: FlowId,
     state: State,
-    /// Start of a head, or a candidate request line, that straddles slices.
+    /// Start of a head that straddles slices.
     pending: Vec<u8>,
     /// [`scan_head_end`] state over `pending`.
     head_scan: u8,
@@ -123,6 +136,14 @@ pub struct RequestFramer {
     chunked: ChunkedDecoder,
     /// Bytes of `pending`, `body` and `trailers` charged to the budget.
     charged: usize,
+    /// The request in progress started at a write start while desynced: it
+    /// is delivered only if it ends where a write ends, and anything wrong
+    /// with it sends the framer back to `Desync` without counting a loss.
+    probation: bool,
+    /// Counted once, when a desynced stretch actually skips a byte.
+    desync_reason: Option<SkipReason>,
+    /// The slice being fed ends a client write.
+    slice_ends_write: bool,
 }
 
 impl RequestFramer {
@@ -132,15 +153,12 @@ impl RequestFramer {
     }
 
     /// A framer for a connection joined in the middle (no SYN seen): it
-    /// starts by looking for a request line, and counts `midstream_join` if
-    /// it has to skip bytes to find one.
+    /// starts desynced, and counts `midstream_join` if it has to skip bytes
+    /// before a request proves itself.
     pub fn new_midstream(flow: FlowId) -> Self {
-        Self::with_state(
-            flow,
-            State::Resync {
-                lost: Some(SkipReason::MidstreamJoin),
-            },
-        )
+        let mut framer = Self::with_state(flow, State::Desync);
+        framer.desync_reason = Some(SkipReason::MidstreamJoin);
+        framer
     }
 
     fn with_state(flow: FlowId, state: State) -> Self {
@@ -156,6 +174,9 @@ impl RequestFramer {
             trailers: Vec::new(),
             chunked: ChunkedDecoder::default(),
             charged: 0,
+            probation: false,
+            desync_reason: None,
+            slice_ends_write: false,
         }
     }
 
@@ -173,14 +194,22 @@ impl RequestFramer {
         self.state == State::Stopped
     }
 
-    /// Feeds the next bytes of the stream; `ts_ns` is the timestamp of the
-    /// segment they came in.
-    pub fn feed<S: RequestSink>(&mut self, mut data: &[u8], ts_ns: u64, cx: &mut FramerCtx<'_, S>) {
+    /// Feeds the next bytes of the stream; `edges` says where they sit
+    /// among the client's writes, `ts_ns` is the timestamp of the segment
+    /// they came in.
+    pub fn feed<S: RequestSink>(
+        &mut self,
+        mut data: &[u8],
+        edges: WriteEdges,
+        ts_ns: u64,
+        cx: &mut FramerCtx<'_, S>,
+    ) {
+        self.slice_ends_write = edges.ends_write;
+        let mut at_write_start = edges.starts_write;
         while !data.is_empty() {
             let n = match self.state {
                 State::Head => self.on_head(data, ts_ns, cx),
-                State::Resync { .. } => self.on_resync(data, ts_ns, cx),
-                State::SkipHead => self.on_skip_head(data, cx),
+                State::Desync => self.on_desync(data, at_write_start, cx),
                 State::Body { remaining, keep } => self.on_body(data, remaining, keep, ts_ns, cx),
                 State::Chunked { keep } => self.on_chunked(data, keep, ts_ns, cx),
                 State::Stopped => {
@@ -191,22 +220,40 @@ impl RequestFramer {
             // Every handler consumes input or changes state; `min` keeps a
             // bug from ever turning into a panic.
             data = &data[n.min(data.len())..];
+            at_write_start = false;
         }
     }
 
-    /// The stream lost bytes at the current position (a capture gap): the
-    /// request in progress is dropped with `reason` and the framer looks for
-    /// the next request line after the gap.
-    pub fn gap<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
+    /// `missing` bytes of the stream are lost at the current position (a
+    /// capture gap): the request in progress is dropped with `reason`. Inside
+    /// a Content-Length body the framing survives (the gap's length is
+    /// known); anywhere else the connection is desynced.
+    pub fn gap<S>(&mut self, reason: SkipReason, missing: u64, cx: &mut FramerCtx<'_, S>) {
+        if self.probation {
+            self.back_to_desync(cx);
+            return;
+        }
         match self.state {
-            State::Stopped => {}
-            State::Resync { .. }
-            | State::SkipHead
-            | State::Body { keep: false, .. }
-            | State::Chunked { keep: false } => {
-                // Already counted as lost.
-                self.clear(cx);
-                self.state = State::Resync { lost: None };
+            State::Stopped | State::Desync => {}
+            State::Body { remaining, keep } if missing <= remaining => {
+                if keep {
+                    cx.stats.dropped.add(reason);
+                    cx.stats.skipped_bytes += self.body.len() as u64;
+                    self.body = Vec::new();
+                    self.sync(cx);
+                }
+                if missing == remaining {
+                    self.skipped_request_done(false, cx);
+                } else {
+                    self.state = State::Body {
+                        remaining: remaining - missing,
+                        keep: false,
+                    };
+                }
+            }
+            // Already counted as lost: only the framing goes.
+            State::Body { keep: false, .. } | State::Chunked { keep: false } => {
+                self.desync(cx);
             }
             // Between requests a gap still loses the request it starts.
             State::Head | State::Body { .. } | State::Chunked { .. } => self.lose(reason, cx),
@@ -216,16 +263,18 @@ impl RequestFramer {
     /// The connection ends: a request in progress is dropped with `reason`,
     /// buffers are released and the framer ignores anything after.
     pub fn finish<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
-        let in_progress = match self.state {
-            State::Head => !self.pending.is_empty(),
-            State::Body { keep, .. } | State::Chunked { keep } => keep,
-            State::Resync { .. } | State::SkipHead | State::Stopped => false,
-        };
+        let in_progress = !self.probation
+            && match self.state {
+                State::Head => !self.pending.is_empty(),
+                State::Body { keep, .. } | State::Chunked { keep } => keep,
+                State::Desync | State::Stopped => false,
+            };
         if in_progress {
             cx.stats.dropped.add(reason);
         }
         self.clear(cx);
         self.pending = Vec::new();
+        self.probation = false;
         self.state = State::Stopped;
     }
 
@@ -258,32 +307,89 @@ impl RequestFramer {
         self.sync(cx);
     }
 
-    /// Drops the request in progress for `reason` and resynchronises.
+    /// Drops the request in progress for `reason`; the framing is lost.
     fn lose<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
+        self.desync(cx);
+    }
+
+    /// The framing is lost: skip up to a write start (the loss of what is
+    /// in progress is the caller's to count).
+    fn desync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
+        cx.stats.desyncs += 1;
+        self.desync_reason = None;
         self.clear(cx);
-        self.state = State::Resync { lost: None };
+        self.state = State::Desync;
+    }
+
+    /// The candidate on probation was not a request (or not a whole one):
+    /// what it held is skipped, nothing is counted as lost but the bytes,
+    /// and the framer skips to the next write start again.
+    fn back_to_desync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
+        self.probation = false;
+        let held = self.held() + self.current.as_ref().map_or(0, |c| c.head.len());
+        self.clear(cx);
+        self.state = State::Desync;
+        self.skip(held, cx);
+    }
+
+    /// A request our limits cannot take (`reason`): v1 may well have served
+    /// it, so the connection is desynced, not given up.
+    fn over_limit<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
+        if self.probation {
+            self.back_to_desync(cx);
+            self.skip(skipped, cx);
+            return;
+        }
+        cx.stats.skipped_bytes += (self.held() + skipped) as u64;
+        self.lose(reason, cx);
+    }
+
+    /// Bytes that break the protocol (`reason`), or a protocol we do not
+    /// frame: the rest of the connection is ignored (see the module docs).
+    /// On probation they only show the candidate was not a request.
+    fn refuse<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
+        if self.probation {
+            self.back_to_desync(cx);
+            self.skip(skipped, cx);
+            return;
+        }
+        self.stop(reason, skipped, cx);
     }
 
     /// Ignores the rest of the connection.
     fn stop<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
-        cx.stats.skipped_bytes += (self.pending.len() + skipped) as u64;
+        cx.stats.skipped_bytes += (self.held() + skipped) as u64;
         self.clear(cx);
         self.state = State::Stopped;
     }
 
-    /// Skips `n` bytes while resynchronising.
+    /// Skips `n` bytes of a desynced stretch; its first skipped byte counts
+    /// the stretch's reason, if it has one.
     fn skip<S>(&mut self, n: usize, cx: &mut FramerCtx<'_, S>) {
         if n == 0 {
             return;
         }
         cx.stats.skipped_bytes += n as u64;
-        if let State::Resync { lost } = &mut self.state
-            && let Some(reason) = lost.take()
-        {
+        if let Some(reason) = self.desync_reason.take() {
             cx.stats.dropped.add(reason);
         }
+    }
+
+    /// Whether a request that ends `at_end` of the slice ends a client
+    /// write; on probation only such a request proves itself.
+    fn proven<S>(&mut self, at_end: bool, cx: &mut FramerCtx<'_, S>) -> bool {
+        if !self.probation {
+            return true;
+        }
+        if !(at_end && self.slice_ends_write) {
+            return false;
+        }
+        self.probation = false;
+        self.desync_reason = None;
+        cx.stats.resyncs += 1;
+        true
     }
 
     // --- heads -------------------------------------------------------------
@@ -302,6 +408,13 @@ impl RequestFramer {
                 .take_while(|b| matches!(b, b'\r' | b'\n'))
                 .count();
             if blank > 0 {
+                if self.probation {
+                    // A candidate starts with its request line right at
+                    // the write start: these may end a request whose
+                    // start was lost.
+                    self.back_to_desync(cx);
+                    self.skip(blank, cx);
+                }
                 return blank;
             }
             self.first_byte_ns = ts_ns;
@@ -317,57 +430,44 @@ impl RequestFramer {
             match check_start(&probe[..from_pending + from_data]) {
                 Start::Ok => self.start_checked = true,
                 Start::NeedMore => {}
-                Start::Tls => {
-                    self.stop(SkipReason::UnsupportedTls, data.len(), cx);
+                start => {
+                    let reason = match start {
+                        Start::Tls => SkipReason::UnsupportedTls,
+                        Start::Http2 => SkipReason::UnsupportedHttp2,
+                        _ => SkipReason::Garbage,
+                    };
+                    self.refuse(reason, data.len(), cx);
                     return data.len();
-                }
-                Start::Http2 => {
-                    self.stop(SkipReason::UnsupportedHttp2, data.len(), cx);
-                    return data.len();
-                }
-                Start::Garbage => {
-                    // Step past the first byte and search from the next one,
-                    // whether it is in `pending` or in `data`.
-                    let held = std::mem::take(&mut self.pending);
-                    cx.stats.skipped_bytes += 1;
-                    self.lose(SkipReason::Garbage, cx);
-                    if held.is_empty() {
-                        return 1;
-                    }
-                    // At most START_PROBE bytes: the search may find a
-                    // request line (and a head start) among them.
-                    self.feed(&held[1..], ts_ns, cx);
-                    return 0;
                 }
             }
         }
         match scan_head_end(&mut self.head_scan, data) {
             Some(end) => {
                 if self.pending.len() + end > max_head {
-                    cx.stats.skipped_bytes += (self.pending.len() + end) as u64;
-                    self.lose(SkipReason::HeadTooLarge, cx);
+                    self.over_limit(SkipReason::HeadTooLarge, end, cx);
                 } else if self.pending.is_empty() {
-                    self.on_head_complete(&data[..end], ts_ns, cx);
+                    self.on_head_complete(&data[..end], end == data.len(), ts_ns, cx);
                 } else if !cx.budget.has_room(end) {
-                    cx.stats.skipped_bytes += (self.pending.len() + end) as u64;
-                    self.lose(SkipReason::BufferCap, cx);
+                    self.over_limit(SkipReason::BufferCap, end, cx);
                 } else {
                     self.pending.extend_from_slice(&data[..end]);
                     let head = std::mem::take(&mut self.pending);
                     self.sync(cx);
-                    self.on_head_complete(&head, ts_ns, cx);
+                    self.on_head_complete(&head, end == data.len(), ts_ns, cx);
                 }
                 end
             }
             None => {
-                if self.pending.len() + data.len() >= max_head {
-                    cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
-                    self.lose(SkipReason::HeadTooLarge, cx);
-                    // `head_scan` goes on where this slice ends.
-                    self.state = State::SkipHead;
+                if self.probation && self.slice_ends_write {
+                    // A candidate's head comes in one write: bytes that end
+                    // a write before their head does may be the tail of an
+                    // upload, glued to the next request's start.
+                    self.back_to_desync(cx);
+                    self.skip(data.len(), cx);
+                } else if self.pending.len() + data.len() >= max_head {
+                    self.over_limit(SkipReason::HeadTooLarge, data.len(), cx);
                 } else if !cx.budget.has_room(data.len()) {
-                    cx.stats.skipped_bytes += (self.pending.len() + data.len()) as u64;
-                    self.lose(SkipReason::BufferCap, cx);
+                    self.over_limit(SkipReason::BufferCap, data.len(), cx);
                 } else {
                     self.pending.extend_from_slice(data);
                     self.sync(cx);
@@ -378,18 +478,23 @@ impl RequestFramer {
     }
 
     /// A complete head (its bytes are skipped by the caller whatever
-    /// happens here).
+    /// happens here); `at_end` when it ends the slice.
     fn on_head_complete<S: RequestSink>(
         &mut self,
         head: &[u8],
+        at_end: bool,
         ts_ns: u64,
         cx: &mut FramerCtx<'_, S>,
     ) {
         let parsed = match parse_head(head, cx.config.max_headers) {
             Ok(parsed) => parsed,
+            // Our limit, not the protocol's: v1 may have served it.
+            Err(reason @ SkipReason::TooManyHeaders) => {
+                self.over_limit(reason, head.len(), cx);
+                return;
+            }
             Err(reason) => {
-                cx.stats.skipped_bytes += head.len() as u64;
-                self.lose(reason, cx);
+                self.refuse(reason, head.len(), cx);
                 return;
             }
         };
@@ -406,7 +511,7 @@ impl RequestFramer {
             first_byte_ns: self.first_byte_ns,
         });
         match body {
-            BodyKind::None => self.deliver(Bytes::new(), Bytes::new(), ts_ns, cx),
+            BodyKind::None => self.deliver(Bytes::new(), Bytes::new(), at_end, ts_ns, cx),
             BodyKind::Length(n) => {
                 let keep = n <= cx.config.max_body_bytes;
                 if !keep {
@@ -419,18 +524,6 @@ impl RequestFramer {
                 self.state = State::Chunked { keep: true };
             }
         }
-    }
-
-    fn on_skip_head<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> usize {
-        let n = match scan_head_end(&mut self.head_scan, data) {
-            Some(end) => {
-                self.state = State::Resync { lost: None };
-                end
-            }
-            None => data.len(),
-        };
-        cx.stats.skipped_bytes += n as u64;
-        n
     }
 
     // --- bodies ------------------------------------------------------------
@@ -449,7 +542,8 @@ impl RequestFramer {
         if keep {
             if remaining == 0 && self.body.is_empty() {
                 // The whole body is in this slice: one copy, into the request.
-                self.deliver(Bytes::copy_from_slice(chunk), Bytes::new(), ts_ns, cx);
+                let body = Bytes::copy_from_slice(chunk);
+                self.deliver(body, Bytes::new(), n == data.len(), ts_ns, cx);
                 return n;
             }
             if cx.budget.has_room(n) {
@@ -475,9 +569,9 @@ impl RequestFramer {
         } else if keep {
             let body = Bytes::from(std::mem::take(&mut self.body));
             self.sync(cx);
-            self.deliver(body, Bytes::new(), ts_ns, cx);
+            self.deliver(body, Bytes::new(), n == data.len(), ts_ns, cx);
         } else {
-            self.skipped_request_done();
+            self.skipped_request_done(n == data.len(), cx);
         }
         n
     }
@@ -525,24 +619,16 @@ impl RequestFramer {
                     let body = Bytes::from(std::mem::take(&mut self.body));
                     let trailers = Bytes::from(std::mem::take(&mut self.trailers));
                     self.sync(cx);
-                    self.deliver(body, trailers, ts_ns, cx);
+                    self.deliver(body, trailers, n == data.len(), ts_ns, cx);
                 } else {
-                    self.skipped_request_done();
+                    self.skipped_request_done(n == data.len(), cx);
                 }
             }
-            Step::Invalid | Step::TrailersTooLarge => {
-                if keep {
-                    let reason = if step == Step::Invalid {
-                        SkipReason::InvalidFraming
-                    } else {
-                        SkipReason::TrailersTooLarge
-                    };
-                    self.lose(reason, cx);
-                } else {
-                    self.clear(cx);
-                    self.state = State::Resync { lost: None };
-                }
-            }
+            // A request already dropped: only the framing goes.
+            Step::Invalid if !keep => self.refuse_counted(n, cx),
+            Step::TrailersTooLarge if !keep => self.desync(cx),
+            Step::Invalid => self.refuse(SkipReason::InvalidFraming, n, cx),
+            Step::TrailersTooLarge => self.over_limit(SkipReason::TrailersTooLarge, n, cx),
         }
         n
     }
@@ -559,19 +645,43 @@ impl RequestFramer {
     }
 
     /// The body of a request that was already counted as dropped has gone
-    /// by: on to the next request (or nothing, after an upgrade).
-    fn skipped_request_done(&mut self) {
+    /// by (`at_end` of the slice): on to the next request (or nothing,
+    /// after an upgrade).
+    fn skipped_request_done<S>(&mut self, at_end: bool, cx: &mut FramerCtx<'_, S>) {
+        if !self.proven(at_end, cx) {
+            self.back_to_desync(cx);
+            return;
+        }
         let upgrade = self.current.take().is_some_and(|c| c.parsed.upgrade);
         self.state = if upgrade { State::Stopped } else { State::Head };
     }
 
+    /// Like [`Self::refuse`], for a request whose loss is counted already.
+    fn refuse_counted<S>(&mut self, skipped: usize, cx: &mut FramerCtx<'_, S>) {
+        if self.probation {
+            self.back_to_desync(cx);
+            self.skip(skipped, cx);
+            return;
+        }
+        cx.stats.skipped_bytes += (self.held() + skipped) as u64;
+        self.clear(cx);
+        self.state = State::Stopped;
+    }
+
+    /// A complete request (`at_end` of the slice) goes to the sink.
     fn deliver<S: RequestSink>(
         &mut self,
         body: Bytes,
         trailers: Bytes,
+        at_end: bool,
         ts_ns: u64,
         cx: &mut FramerCtx<'_, S>,
     ) {
+        if !self.proven(at_end, cx) {
+            cx.stats.skipped_bytes += (body.len() + trailers.len()) as u64;
+            self.back_to_desync(cx);
+            return;
+        }
         let Some(current) = self.current.take() else {
             self.state = State::Head;
             return;
@@ -606,78 +716,23 @@ impl RequestFramer {
         });
     }
 
-    // --- resynchronisation -------------------------------------------------
+    // --- desynchronised ---------------------------------------------------
 
-    fn on_resync<S>(&mut self, data: &[u8], ts_ns: u64, cx: &mut FramerCtx<'_, S>) -> usize {
-        let max_line = cx.config.max_head_bytes;
-        if self.pending.is_empty() {
-            return match find_request_line(data, max_line) {
-                Found::Line(0) => {
-                    self.resynced(cx);
-                    0
-                }
-                Found::Partial(0) => {
-                    if cx.budget.has_room(data.len()) {
-                        self.pending.extend_from_slice(data);
-                        self.first_byte_ns = ts_ns;
-                        self.sync(cx);
-                    } else {
-                        self.skip(data.len(), cx);
-                    }
-                    data.len()
-                }
-                Found::Line(p) | Found::Partial(p) => {
-                    self.skip(p, cx);
-                    p
-                }
-                Found::None => {
-                    self.skip(data.len(), cx);
-                    data.len()
-                }
-            };
+    /// Skips bytes up to a write start, where a candidate request is tried
+    /// on probation (see the module docs).
+    fn on_desync<S>(
+        &mut self,
+        data: &[u8],
+        at_write_start: bool,
+        cx: &mut FramerCtx<'_, S>,
+    ) -> usize {
+        if at_write_start {
+            self.probation = true;
+            self.state = State::Head;
+            return 0;
         }
-        // `pending` holds a candidate without a line end: complete its line.
-        let line_end = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
-        let take = line_end
-            .min(max_line.saturating_sub(self.pending.len()))
-            .max(1);
-        if !cx.budget.has_room(take) {
-            let n = self.pending.len();
-            self.skip(n + take, cx);
-            self.clear(cx);
-            return take;
-        }
-        self.pending.extend_from_slice(&data[..take]);
-        match find_request_line(&self.pending, max_line) {
-            Found::Line(p) => {
-                self.skip(p, cx);
-                self.pending.drain(..p);
-                self.sync(cx);
-                // The line ends with the only `\n` in `pending`.
-                self.head_scan = 1;
-                self.start_checked = true;
-                self.resynced(cx);
-            }
-            Found::Partial(p) => {
-                // Shorter than `max_line` (longer candidates are invalid).
-                self.skip(p, cx);
-                self.pending.drain(..p);
-                self.sync(cx);
-            }
-            Found::None => {
-                let n = self.pending.len();
-                self.skip(n, cx);
-                self.clear(cx);
-            }
-        }
-        take
-    }
-
-    fn resynced<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
-        if matches!(self.state, State::Resync { lost: None }) {
-            cx.stats.resyncs += 1;
-        }
-        self.state = State::Head;
+        self.skip(data.len(), cx);
+        data.len()
     }
 }
 

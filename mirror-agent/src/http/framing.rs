@@ -4,7 +4,7 @@
 
 use super::{FramerCtx, HttpConfig, HttpStats, RequestFramer, RequestSink, SkipReason};
 use crate::capture::FlowId;
-use crate::flow::{Budget, StreamConsumer, StreamLoss};
+use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
 
 /// Frames every connection's requests into `S`.
 #[derive(Debug)]
@@ -78,12 +78,25 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
         }
     }
 
-    fn data(&mut self, framer: &mut RequestFramer, bytes: &[u8], ts_ns: u64, budget: &mut Budget) {
-        framer.feed(bytes, ts_ns, &mut self.cx(budget));
+    fn data(
+        &mut self,
+        framer: &mut RequestFramer,
+        bytes: &[u8],
+        edges: WriteEdges,
+        ts_ns: u64,
+        budget: &mut Budget,
+    ) {
+        framer.feed(bytes, edges, ts_ns, &mut self.cx(budget));
     }
 
-    fn gap(&mut self, framer: &mut RequestFramer, loss: StreamLoss, budget: &mut Budget) {
-        framer.gap(loss.into(), &mut self.cx(budget));
+    fn gap(
+        &mut self,
+        framer: &mut RequestFramer,
+        loss: StreamLoss,
+        missing: u64,
+        budget: &mut Budget,
+    ) {
+        framer.gap(loss.into(), missing, &mut self.cx(budget));
     }
 
     fn end(&mut self, framer: &mut RequestFramer, loss: StreamLoss, budget: &mut Budget) {

@@ -29,11 +29,14 @@
 //!   delivered, then the rest of the connection is ignored (`upgraded`).
 //! * A connection that opens with the HTTP/2 preface or a TLS record is
 //!   ignored from there on (`unsupported_http2`, `unsupported_tls`).
-//! * Anything else that is not a request line (`garbage`), a head httparse
-//!   rejects (`invalid_head`), bad framing, a capture gap or a join in the
-//!   middle of a connection: the framer skips forward to the next
-//!   recognisable request line (see [`line`](self) docs in `line.rs`) and goes
-//!   on from there.
+//! * Anything that breaks the protocol where a request should start
+//!   (`garbage`), a head httparse rejects (`invalid_head`) or bad framing
+//!   (`invalid_framing`): the rest of the connection is ignored, as v1
+//!   closes it after its 400.
+//! * A capture gap (but one inside a Content-Length body, which is stepped
+//!   over), a head over our limits, a join in the middle of a connection:
+//!   the connection is desynced until a request proves where it starts;
+//!   bytes are never searched for request lines (see `framer.rs`).
 //!
 //! Every request that is lost is counted once, with one [`SkipReason`].
 
@@ -205,7 +208,8 @@ mirror_common::labelled! {
         TrailersTooLarge => "trailers_too_large",
         /// The body exceeded `max_body_bytes`; it was skipped unbuffered.
         BodyTooLarge => "body_too_large",
-        /// Bytes where a request line should start that are not one.
+        /// Bytes where a request line should start that are not one; the rest
+        /// of the connection is ignored.
         Garbage => "garbage",
         /// The connection speaks HTTP/2 (prior-knowledge preface).
         UnsupportedHttp2 => "unsupported_http2",
@@ -215,7 +219,8 @@ mirror_common::labelled! {
         /// after a delivered request; the rest of it is ignored.
         Upgraded => "upgraded",
         /// The capture joined an established connection (no SYN seen) inside a
-        /// request; the bytes up to the next request line were skipped.
+        /// request; its bytes were skipped until a request proved where it
+        /// starts. Counted once per join.
         MidstreamJoin => "midstream_join",
         /// The connection was evicted to stay within `max_flows`.
         FlowCap => "flow_cap",
@@ -274,10 +279,15 @@ pub struct HttpStats {
     pub te_overrides_cl: u64,
     /// Requests with `Expect: 100-continue`.
     pub expect_continue: u64,
-    /// Times the framer found a request line again after skipping bytes.
+    /// Times a connection's framing was lost (a gap it could not step
+    /// over, a request over our limits): its bytes are skipped until a
+    /// request proves where it starts. Joins in the middle of a connection
+    /// start that way too (the flow stage counts them).
+    pub desyncs: u64,
+    /// Times a desynced connection proved itself again with a request.
     pub resyncs: u64,
-    /// Stream bytes skipped while looking for a request line, or ignored
-    /// after an upgrade / on an unsupported connection, or of skipped bodies.
+    /// Stream bytes skipped while desynced, or ignored after an upgrade /
+    /// on a refused or unsupported connection, or of skipped bodies.
     pub skipped_bytes: u64,
     /// Lost requests by reason.
     pub dropped: ReasonCounts,

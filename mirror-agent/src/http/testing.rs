@@ -8,7 +8,7 @@ use super::{
     FramerCtx, Framing, HttpConfig, HttpStats, Request, RequestFramer, RequestSink, SkipReason,
 };
 use crate::capture::{FlowId, FlowKey};
-use crate::flow::{Budget, FlowConfig, FlowStats, FlowTable};
+use crate::flow::{Budget, FlowConfig, FlowStats, FlowTable, WriteEdges};
 
 /// The connection every harness frames: 10.200.0.1:40000 → 10.200.0.2:80.
 pub fn test_flow(generation: u64) -> FlowId {
@@ -74,24 +74,51 @@ impl Harness {
         )
     }
 
-    /// The next bytes of the stream, from a segment seen at `ts_ns`.
+    /// The next bytes of the stream as one whole client write, from a
+    /// segment seen at `ts_ns`.
     pub fn feed(&mut self, bytes: &[u8], ts_ns: u64) -> &mut Self {
+        self.feed_edges(bytes, WriteEdges::WHOLE, ts_ns)
+    }
+
+    /// The next bytes of the stream, placed among the writes by `edges`.
+    pub fn feed_edges(&mut self, bytes: &[u8], edges: WriteEdges, ts_ns: u64) -> &mut Self {
         let (framer, mut cx) = self.cx();
-        framer.feed(bytes, ts_ns, &mut cx);
+        framer.feed(bytes, edges, ts_ns, &mut cx);
         self
     }
 
-    /// Each slice as one segment, timestamps 0, 1, 2, ...
+    /// Each slice as one segment of a single client write, timestamps 0, 1,
+    /// 2, ...
     pub fn feed_all(&mut self, slices: &[&[u8]]) -> &mut Self {
-        for (i, slice) in slices.iter().enumerate() {
-            self.feed(slice, i as u64);
+        self.feed_write(slices, |i| i as u64)
+    }
+
+    /// The slices as the segments of one client write, all seen at `ts_ns`.
+    pub fn feed_all_at(&mut self, slices: &[&[u8]], ts_ns: u64) -> &mut Self {
+        self.feed_write(slices, |_| ts_ns)
+    }
+
+    /// Empty slices are left out, as the flow stage never hands one on.
+    fn feed_write(&mut self, slices: &[&[u8]], ts: impl Fn(usize) -> u64) -> &mut Self {
+        let segments: Vec<(usize, &[u8])> = (0..slices.len())
+            .map(|i| (i, slices[i]))
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        let last = segments.len().saturating_sub(1);
+        for (n, (i, slice)) in segments.into_iter().enumerate() {
+            let edges = WriteEdges {
+                starts_write: n == 0,
+                ends_write: n == last,
+            };
+            self.feed_edges(slice, edges, ts(i));
         }
         self
     }
 
-    pub fn gap(&mut self, reason: SkipReason) -> &mut Self {
+    /// `missing` bytes lost at the current position.
+    pub fn gap(&mut self, reason: SkipReason, missing: u64) -> &mut Self {
         let (framer, mut cx) = self.cx();
-        framer.gap(reason, &mut cx);
+        framer.gap(reason, missing, &mut cx);
         self
     }
 

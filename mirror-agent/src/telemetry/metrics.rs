@@ -132,6 +132,26 @@ impl Sources {
         }
         counter(
             encoder,
+            "mirror_stream_gap_bytes",
+            "Client stream bytes never captured (truncations, lost records, holes given up).",
+            stats.flow.gap_bytes,
+        )?;
+        counter(
+            encoder,
+            "mirror_connection_desyncs",
+            "Times a connection's request framing was lost (a gap, a head over our limits): \
+             its bytes are skipped, never searched, until a request proves where it starts.",
+            stats.http.desyncs,
+        )?;
+        counter(
+            encoder,
+            "mirror_connection_resyncs",
+            "Times a desynced or joined connection proved itself again: a valid request \
+             that starts and ends with the client's writes.",
+            stats.http.resyncs,
+        )?;
+        counter(
+            encoder,
             "mirror_requests_captured",
             "HTTP requests reassembled from captured traffic.",
             stats.http.requests,
@@ -364,6 +384,9 @@ mod tests {
             "mirror_flows_active 3",
             "mirror_flows_total{end=\"fin\"} 0",
             "mirror_requests_skipped_total{reason=\"gap\"} 0",
+            "mirror_stream_gap_bytes_total 0",
+            "mirror_connection_desyncs_total 0",
+            "mirror_connection_resyncs_total 0",
             "mirror_shadow_requests_total{target=\"http://v2:9000\",outcome=\"2xx\"} 40",
             "mirror_shadow_requests_total{target=\"http://v2:9000\",outcome=\"queue_full\"} 2",
             "mirror_shadow_queue_depth{target=\"http://v2:9000\"} 5",
