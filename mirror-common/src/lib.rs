@@ -43,6 +43,10 @@ pub const MAP_SCRATCH: &str = "MIRROR_SCRATCH";
 pub const MAP_WAKE: &str = "MIRROR_WAKE";
 pub const AGENT_AWAKE: u32 = 0;
 pub const AGENT_ASLEEP: u32 = 1;
+/// [`ConnKey`] → [`Ignore`]: connections whose payload the agent no longer
+/// needs (LRU: an entry the agent forgot to remove ages out).
+pub const MAP_IGNORE: &str = "MIRROR_IGNORE";
+pub const IGNORE_MAX_ENTRIES: u32 = 65_536;
 
 /// Address family of a flow, as carried in [`RecordHeader::family`].
 pub const FAMILY_IPV4: u8 = 4;
@@ -109,6 +113,96 @@ pub struct RecordHeader {
 }
 
 pub const RECORD_HEADER_SIZE: usize = core::mem::size_of::<RecordHeader>();
+
+/// A connection as the program sees it: the key of [`MAP_IGNORE`].
+/// Addresses and ports as in [`RecordHeader`]; the padding is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+impl ConnKey {
+    /// The connection of a record header.
+    #[inline(always)]
+    pub fn of(header: &RecordHeader) -> Self {
+        Self {
+            src_addr: header.src_addr,
+            dst_addr: header.dst_addr,
+            src_port: header.src_port,
+            dst_port: header.dst_port,
+            family: header.family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// What the agent no longer needs of a connection's payload: the bytes
+/// before `until_seq` and `beyond` more after it (the rest of a body it
+/// skips), or all of them (`forever`: TLS, HTTP/2, upgraded, refused).
+/// Control segments (SYN, FIN, RST) are still recorded; a SYN removes the
+/// entry (a new connection on the same 4-tuple).
+///
+/// Sequence numbers compare modulo 2^32, so `until_seq` stays within
+/// [`IGNORE_STEP`] of the connection's position; the program moves it on by
+/// up to a step from `beyond` when the connection reaches it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ignore {
+    /// Bytes still to leave out after `until_seq`.
+    pub beyond: u64,
+    /// Sequence number of the first byte not covered yet.
+    pub until_seq: u32,
+    /// Non-zero: every payload byte from now on.
+    pub forever: u32,
+}
+
+/// Most bytes `until_seq` moves ahead of the connection at once.
+pub const IGNORE_STEP: u64 = 1 << 30;
+
+impl Ignore {
+    /// Leaves out everything from now on.
+    pub const FOREVER: Self = Self {
+        beyond: 0,
+        until_seq: 0,
+        forever: 1,
+    };
+
+    /// Leaves out the `len` bytes from sequence number `from`.
+    pub fn bytes(from: u32, len: u64) -> Self {
+        let step = len.min(IGNORE_STEP);
+        Self {
+            beyond: len - step,
+            until_seq: from.wrapping_add(step as u32),
+            forever: 0,
+        }
+    }
+
+    /// Whether a segment whose payload ends just before `end_seq` is
+    /// wholly ignored. A segment past `until_seq` moves it on by a step from
+    /// `beyond` first (segments are far shorter than a step).
+    #[inline(always)]
+    pub fn covers(&mut self, end_seq: u32) -> bool {
+        if self.forever != 0 {
+            return true;
+        }
+        if (self.until_seq.wrapping_sub(end_seq) as i32) < 0 && self.beyond > 0 {
+            let step = if self.beyond < IGNORE_STEP {
+                self.beyond
+            } else {
+                IGNORE_STEP
+            };
+            self.beyond -= step;
+            self.until_seq = self.until_seq.wrapping_add(step as u32);
+        }
+        (self.until_seq.wrapping_sub(end_seq) as i32) >= 0
+    }
+}
 
 /// Per-CPU scratch of the kernel program: the header of the segment being
 /// captured and the copy job the classifier hands to the copier.
@@ -198,7 +292,7 @@ labelled! {
     /// instant the agent reads a consistent snapshot:
     ///
     /// * packets: `seen = not_ip + not_tcp + malformed + port_not_matched +
-    ///   not_sampled + matched`
+    ///   not_sampled + ignored + matched`
     /// * records: `records_matched = records_emitted + records_lost`
     ///
     /// A variant's index (`counter as usize`) is its slot in
@@ -232,18 +326,25 @@ labelled! {
         TruncatedSegments => "truncated_segments",
         /// Payload bytes not copied from such segments.
         TruncatedBytes => "truncated_bytes",
+        /// TCP to a service port whose payload the agent said it no longer
+        /// needs ([`MAP_IGNORE`]): not copied (a SYN, FIN or RST it carries
+        /// is still recorded).
+        Ignored => "ignored",
+        /// Payload bytes of those segments.
+        IgnoredBytes => "ignored_bytes",
     }
 }
 
 impl Counter {
     /// What became of a packet: every packet the program ran on (`Seen`)
     /// has exactly one of these.
-    pub const PACKET_OUTCOMES: [Counter; 6] = [
+    pub const PACKET_OUTCOMES: [Counter; 7] = [
         Counter::NotIp,
         Counter::NotTcp,
         Counter::Malformed,
         Counter::PortNotMatched,
         Counter::NotSampled,
+        Counter::Ignored,
         Counter::Matched,
     ];
 }
@@ -318,11 +419,43 @@ mod user {
     unsafe impl aya::Pod for super::RecordHeader {}
     unsafe impl aya::Pod for super::CaptureConfig {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::Ignore {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ignore_entry_covers_segments_ending_at_or_before_its_end() {
+        let mut ignore = Ignore::bytes(0, 1000);
+        assert!(ignore.covers(999));
+        assert!(ignore.covers(1000));
+        assert!(!ignore.covers(1001));
+        // Across the wrap of sequence numbers.
+        let mut ignore = Ignore::bytes(u32::MAX - 10, 21);
+        assert!(ignore.covers(u32::MAX - 5));
+        assert!(ignore.covers(10));
+        assert!(!ignore.covers(11));
+        let mut forever = Ignore::FOREVER;
+        assert!(forever.covers(12345));
+    }
+
+    #[test]
+    fn a_skip_longer_than_the_sequence_space_moves_on_step_by_step() {
+        // 10 GiB from sequence number 5: walk it in 64 KiB segments' ends
+        // sampled every 256 MiB, then the first byte after it.
+        let len = 10u64 << 30;
+        let mut ignore = Ignore::bytes(5, len);
+        let mut at = 0u64;
+        while at < len {
+            at = (at + (256 << 20)).min(len);
+            assert!(ignore.covers(5u32.wrapping_add(at as u32)), "at {at}");
+        }
+        assert_eq!(ignore.beyond, 0);
+        assert!(!ignore.covers(5u32.wrapping_add(len as u32 + 1)));
+    }
 
     #[test]
     fn every_port_slot_holds_a_service_port() {

@@ -5,13 +5,13 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::TcContext,
 };
 use mirror_common::{
-    AGENT_ASLEEP, AGENT_AWAKE, CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters,
-    JUMP_COPY, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN, TCP_RST, TCP_SYN,
-    connection_hash, fold_address, is_sampled,
+    AGENT_ASLEEP, AGENT_AWAKE, CHUNK_SIZE, CaptureConfig, CaptureScratch, ConnKey, Counter,
+    Counters, IGNORE_MAX_ENTRIES, Ignore, JUMP_COPY, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader,
+    RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
 };
 
 use crate::parse::{Segment, parse, read_addresses};
@@ -38,6 +38,13 @@ pub static MIRROR_SCRATCH: PerCpuArray<CaptureScratch> = PerCpuArray::with_max_e
 /// written, which wakes it (see [`wakeup_flag`]).
 #[map]
 pub static MIRROR_WAKE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Connections whose payload the agent no longer needs (a body it skips,
+/// a connection it gave up): their bytes never take room in the ring that
+/// other clients' requests need.
+#[map]
+pub static MIRROR_IGNORE: LruHashMap<ConnKey, Ignore> =
+    LruHashMap::with_max_entries(IGNORE_MAX_ENTRIES, 0);
 
 /// Slot [`JUMP_COPY`] holds the copier program; the agent fills it.
 #[map]
@@ -90,7 +97,18 @@ pub fn on_packet(ctx: &TcContext) {
         counters.add(Counter::NotSampled, 1);
         return;
     }
-    counters.add(Counter::Matched, 1);
+    buf.header.src_port = seg.src_port;
+    buf.header.dst_port = seg.dst_port;
+    buf.header.family = seg.family;
+    let ignored = ignored(&seg, &buf.header);
+    counters.add(
+        if ignored {
+            Counter::Ignored
+        } else {
+            Counter::Matched
+        },
+        1,
+    );
     let header = &mut buf.header;
     // SAFETY: helper without arguments.
     header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
@@ -98,14 +116,15 @@ pub fn on_packet(ctx: &TcContext) {
     header.len = seg.payload_len as u32;
     // SAFETY: reading a field of the context the kernel handed us.
     header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    header.src_port = seg.src_port;
-    header.dst_port = seg.dst_port;
-    header.family = seg.family;
     header.tcp_flags = seg.tcp_flags;
     header.kind = RecordKind::Control as u8;
     header._pad = [0; 5];
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         output(counters, &buf.header, config);
+    }
+    if ignored {
+        counters.add(Counter::IgnoredBytes, seg.payload_len as u64);
+        return;
     }
     if seg.payload_len == 0 {
         return;
@@ -126,6 +145,32 @@ pub fn on_packet(ctx: &TcContext) {
         .div_ceil(CHUNK_SIZE) as u64;
     counters.add(Counter::RecordsMatched, records);
     counters.add(Counter::RecordsLost, records);
+}
+
+/// Is the segment's payload one the agent no longer needs? `header` holds
+/// its addresses, ports and family. A SYN starts a new connection on the
+/// 4-tuple: whatever the agent said of the old one is forgotten.
+#[inline(always)]
+fn ignored(seg: &Segment, header: &RecordHeader) -> bool {
+    if seg.payload_len == 0 && seg.tcp_flags & TCP_SYN == 0 {
+        return false;
+    }
+    let key = ConnKey::of(header);
+    if seg.tcp_flags & TCP_SYN != 0 {
+        // Nothing to remove is the common case; either way go on.
+        let _ = MIRROR_IGNORE.remove(key);
+        return false;
+    }
+    let end_seq = seg.seq.wrapping_add(seg.payload_len as u32);
+    match MIRROR_IGNORE.get_ptr_mut(key) {
+        // SAFETY: a map value the kernel keeps alive for the program's
+        // run. A connection's segments come in order on one CPU; two CPUs
+        // racing here at worst move it on by a step twice (bytes copied
+        // that the agent then skips), never skip wanted bytes for long: the
+        // agent replaces the entry whenever it skips again.
+        Some(ignore) => unsafe { (*ignore).covers(end_seq) },
+        None => false,
+    }
 }
 
 /// Is the segment's connection inside the sampled share? `header` holds

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 pub use pipeline::Pipeline;
 
-use crate::capture::{Capture, DRAIN_INTERVAL};
+use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
 use crate::shadow::Shadows;
 use crate::telemetry::{
@@ -195,6 +195,10 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         config.startup.flow.clone(),
         config.startup.http.clone(),
         RequestLog::new(shadows.dispatcher(), Arc::clone(&log_share)),
+        match capture.take_filter() {
+            Some(filter) => Box::new(filter),
+            None => Box::new(NoFilter),
+        },
         Arc::clone(&stats),
         Arc::clone(&readiness),
     );

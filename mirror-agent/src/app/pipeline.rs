@@ -7,7 +7,7 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use crate::{
-    capture::{Event, EventSink},
+    capture::{Event, EventSink, PayloadFilter},
     flow::{FlowConfig, FlowTable},
     http::{Framing, HttpConfig, RequestSink},
     telemetry::{PipelineStats, Stats, endpoint::Readiness},
@@ -29,11 +29,12 @@ impl<S: RequestSink> Pipeline<S> {
         flow: FlowConfig,
         http: HttpConfig,
         sink: S,
+        filter: Box<dyn PayloadFilter>,
         stats: Arc<PipelineStats>,
         readiness: Arc<Readiness>,
     ) -> Self {
         Self {
-            table: FlowTable::new(flow, Framing::new(http, sink)),
+            table: FlowTable::new(flow, Framing::new(http, sink)).with_filter(filter),
             published: stats,
             readiness,
             next_publish_ns: 0,

@@ -5,13 +5,14 @@
 mod counters;
 mod drain;
 mod event;
+mod filter;
 mod preflight;
 
 use std::{os::fd::AsRawFd as _, sync::Arc, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
@@ -20,9 +21,10 @@ use aya::{
 pub use counters::{CounterReader, KernelCounters};
 pub use drain::IDLE_TICKS;
 pub use event::{DecodeError, Event, EventKind, EventSink, FlowId, FlowKey, decode};
+pub use filter::{KernelFilter, NoFilter, PayloadFilter, conn_key};
 use mirror_common::{
-    COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_JUMP,
-    MAP_WAKE, MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
+    COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_IGNORE,
+    MAP_JUMP, MAP_WAKE, MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
 };
 pub use preflight::{PreflightError, check_interface, check_privileges};
 use tracing::{debug, info, warn};
@@ -187,6 +189,8 @@ pub struct Capture {
     /// [`MAP_WAKE`]: whether the agent sleeps (see `drain`).
     wake_flag: Array<MapData, u32>,
     counters: Arc<CounterReader>,
+    /// [`MAP_IGNORE`], until the flow stage takes it ([`Capture::take_filter`]).
+    filter: Option<KernelFilter>,
     iface: String,
     mode: AttachMode,
     stats: DrainStats,
@@ -235,6 +239,14 @@ impl Capture {
         )
         .map_err(|source| CaptureError::Map {
             name: MAP_WAKE,
+            source,
+        })?;
+        let filter = HashMap::try_from(
+            ebpf.take_map(MAP_IGNORE)
+                .ok_or(CaptureError::MissingItem(MAP_IGNORE))?,
+        )
+        .map_err(|source| CaptureError::Map {
+            name: MAP_IGNORE,
             source,
         })?;
         let counters = PerCpuArray::try_from(
@@ -321,6 +333,7 @@ impl Capture {
             ring,
             wake_flag,
             counters: Arc::new(CounterReader::new(counters)),
+            filter: Some(KernelFilter::new(filter)),
             iface: options.iface.clone(),
             mode,
             stats: DrainStats::default(),
@@ -334,6 +347,11 @@ impl Capture {
 
     pub fn iface(&self) -> &str {
         &self.iface
+    }
+
+    /// The program's ignore map, for the flow stage (once; `None` after).
+    pub fn take_filter(&mut self) -> Option<KernelFilter> {
+        self.filter.take()
     }
 
     /// A handle that reads the kernel counters, usable from any thread.

@@ -90,6 +90,14 @@ pub trait StreamConsumer {
     /// The consumer wants no more bytes of this connection.
     fn is_done(stream: &Self::Stream) -> bool;
 
+    /// How many of the next bytes the consumer will skip without looking
+    /// (the rest of a body it dropped): the flow stage may leave them out,
+    /// then says so with [`StreamConsumer::skipped`].
+    fn skippable(stream: &Self::Stream) -> u64;
+
+    /// `n` bytes of [`StreamConsumer::skippable`] went by unseen.
+    fn skipped(&mut self, stream: &mut Self::Stream, n: u64, budget: &mut Budget);
+
     /// Bytes the stream holds, charged to the budget.
     fn buffered(stream: &Self::Stream) -> usize;
 }
@@ -270,6 +278,9 @@ pub struct FlowStats {
     pub gap_bytes: u64,
     /// Holes given up (cap reached, timeout, FIN or idle beyond them).
     pub holes_abandoned: u64,
+    /// Bytes the consumer said it would skip, left out without being
+    /// delivered; the kernel was told not to copy them.
+    pub left_out_bytes: u64,
     /// Flows not created because `max_flows` is 0.
     pub flows_refused: u64,
 }

@@ -16,8 +16,10 @@
 
 use std::collections::BTreeMap;
 
+use mirror_common::Ignore;
+
 use super::{Budget, FlowConfig, FlowStats, StreamConsumer, StreamLoss, WriteEdges};
-use crate::capture::FlowId;
+use crate::capture::{FlowId, PayloadFilter};
 
 /// Bytes charged per held segment on top of its payload (allocation and
 /// map node), so that many tiny segments cannot dodge the cap.
@@ -26,6 +28,10 @@ pub(super) const SEGMENT_OVERHEAD: usize = 64;
 /// Segments further ahead than this are not part of the connection's
 /// window (TCP windows stop at 1 GiB) and are ignored.
 const MAX_AHEAD: i64 = 1 << 30;
+
+/// Fewest bytes the consumer skips that are worth telling the kernel about
+/// (an update of its map is a system call).
+const MIN_SKIP: u64 = 64 << 10;
 
 #[derive(Debug)]
 enum Held {
@@ -57,6 +63,7 @@ pub(super) struct FlowCtx<'a, C> {
     pub stats: &'a mut FlowStats,
     pub budget: &'a mut Budget,
     pub consumer: &'a mut C,
+    pub filter: &'a mut dyn PayloadFilter,
 }
 
 /// One connection; `T` is what the consumer keeps for it.
@@ -81,6 +88,11 @@ pub(super) struct Flow<T> {
     /// first byte after the SYN, or the byte after a segment that carried
     /// PSH. Unknown on a joined connection until its first PSH.
     write_start: Option<u64>,
+    /// The kernel was told to leave out some of this connection's payload
+    /// (the entry goes when the flow ends).
+    pub filtered: bool,
+    /// ... all of it from now on.
+    ignores_all: bool,
     /// The consumer's state of this connection.
     pub stream: T,
     pub last_seen: u64,
@@ -115,6 +127,8 @@ impl<T> Flow<T> {
             held_cost: 0,
             fin_off: None,
             write_start: None,
+            filtered: false,
+            ignores_all: false,
             stream,
             last_seen: ts_ns,
             blocked_since: None,
@@ -312,6 +326,33 @@ impl<T> Flow<T> {
         }
         cx.consumer
             .data(&mut self.stream, bytes, edges, ts_ns, cx.budget);
+        self.leave_out_unwanted(cx);
+    }
+
+    /// Payload the consumer will not look at (the rest of a body it
+    /// dropped, or everything once it is done) is skipped here, and the
+    /// kernel is told not to copy it: a client streaming at line rate then
+    /// leaves the ring to the others. Bytes of it already in the ring come
+    /// as duplicates.
+    fn leave_out_unwanted<C: StreamConsumer<Stream = T>>(&mut self, cx: &mut FlowCtx<'_, C>) {
+        if C::is_done(&self.stream) {
+            if !self.ignores_all {
+                self.ignores_all = true;
+                self.filtered = true;
+                cx.filter.ignore(&self.id.key, Ignore::FOREVER);
+            }
+            return;
+        }
+        let n = C::skippable(&self.stream);
+        if n < MIN_SKIP {
+            return;
+        }
+        cx.consumer.skipped(&mut self.stream, n, cx.budget);
+        let from = self.base_seq.wrapping_add(self.next_off as u32);
+        self.next_off += n;
+        cx.stats.left_out_bytes += n;
+        self.filtered = true;
+        cx.filter.ignore(&self.id.key, Ignore::bytes(from, n));
     }
 
     /// The bytes up to `to` are lost (`push` when they ended a write): the

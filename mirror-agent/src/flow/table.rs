@@ -13,7 +13,7 @@ use mirror_common::{TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 use super::stream::{Flow, FlowCtx};
 use super::{Budget, FlowConfig, FlowEndReason, FlowStats, StreamConsumer, StreamLoss};
-use crate::capture::{Event, EventKind, EventSink, FlowId, FlowKey};
+use crate::capture::{Event, EventKind, EventSink, FlowId, FlowKey, NoFilter, PayloadFilter};
 
 const NIL: u32 = u32::MAX;
 
@@ -48,6 +48,7 @@ pub struct FlowTable<C: StreamConsumer> {
     budget: Budget,
     stats: FlowStats,
     consumer: C,
+    filter: Box<dyn PayloadFilter>,
 }
 
 impl<C: StreamConsumer> FlowTable<C> {
@@ -66,7 +67,15 @@ impl<C: StreamConsumer> FlowTable<C> {
             budget,
             stats: FlowStats::default(),
             consumer,
+            filter: Box::new(NoFilter),
         }
+    }
+
+    /// Where the table says what payload it no longer needs (the kernel
+    /// program's ignore map); without one, it only skips it itself.
+    pub fn with_filter(mut self, filter: Box<dyn PayloadFilter>) -> Self {
+        self.filter = filter;
+        self
     }
 
     pub fn config(&self) -> &FlowConfig {
@@ -428,6 +437,9 @@ impl<C: StreamConsumer> FlowTable<C> {
             }
             cx.consumer.end(&mut flow.stream, lost, cx.budget);
             flow.release_held(cx);
+            if flow.filtered {
+                cx.filter.forget(&flow.id.key);
+            }
             flow.closed = true;
             flow.in_hole_queue = false;
             flow.blocked_since = None;
@@ -489,6 +501,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             budget,
             stats,
             consumer,
+            filter,
             ..
         } = self;
         let flow = slots.get_mut(slot as usize)?.flow.as_mut()?;
@@ -497,6 +510,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             stats,
             budget,
             consumer,
+            filter: filter.as_mut(),
         };
         Some(f(flow, &mut cx))
     }

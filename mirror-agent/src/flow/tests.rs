@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use mirror_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
+use mirror_common::{Ignore, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 use super::*;
 use crate::capture::{Event, EventKind, EventSink, FlowKey};
@@ -427,4 +427,74 @@ fn events_for_unknown_flows_do_not_create_state() {
     t.on_event(&control(k, 10, 0, TCP_RST, 1));
     t.on_event(&truncated(k, 10, 100, 1));
     assert_eq!(stats(&t).flow.flows_tracked, 0);
+}
+
+/// One thing the table told the kernel program: an ignore entry, or
+/// `None` for "forget".
+type Told = (FlowKey, Option<Ignore>);
+
+/// What the table told the kernel program, in order.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Told>>>);
+
+impl crate::capture::PayloadFilter for Recorder {
+    fn ignore(&mut self, flow: &FlowKey, what: Ignore) {
+        self.0.lock().unwrap().push((*flow, Some(what)));
+    }
+    fn forget(&mut self, flow: &FlowKey) {
+        self.0.lock().unwrap().push((*flow, None));
+    }
+}
+
+#[test]
+fn the_rest_of_a_body_over_the_limit_is_left_out_and_the_kernel_told() {
+    let recorder = Recorder::default();
+    let mut t = table().with_filter(Box::new(recorder.clone()));
+    let k = key(1011);
+    t.on_event(&syn(k, 99, SEC));
+    let body: u64 = 100 << 20;
+    let head = format!("POST /big HTTP/1.1\r\nContent-Length: {body}\r\n\r\n");
+    t.on_event(&data(k, 100, &head.as_bytes()[..10], SEC));
+    t.on_event(&data(k, 110, &head.as_bytes()[10..], SEC));
+    let after_body = 100 + (head.len() as u64 + body) as u32;
+    assert_eq!(
+        recorder.0.lock().unwrap().clone(),
+        [(k, Some(Ignore::bytes(100 + head.len() as u32, body)))],
+        "told once: the body after its head"
+    );
+    // Body bytes already in the ring come as duplicates; the next request
+    // is framed at once, with no hole to wait for.
+    t.on_event(&data(k, 110 + head.len() as u32, b"body bytes", SEC));
+    t.on_event(&data(k, after_body, GET_C, SEC));
+    assert_eq!(targets(&t), ["/c"]);
+    let st = stats(&t);
+    assert_eq!(st.flow.left_out_bytes, body);
+    assert_eq!(st.http.dropped.get(SkipReason::BodyTooLarge), 1);
+    assert_eq!(st.flow.holes_abandoned, 0);
+    t.on_event(&fin(k, after_body + GET_C.len() as u32, SEC));
+    assert_eq!(
+        recorder.0.lock().unwrap().last(),
+        Some(&(k, None)),
+        "forgotten at the end"
+    );
+}
+
+#[test]
+fn a_connection_the_framer_gave_up_is_left_out_entirely() {
+    let recorder = Recorder::default();
+    let mut t = table().with_filter(Box::new(recorder.clone()));
+    let k = key(1012);
+    t.on_event(&syn(k, 0, SEC));
+    t.on_event(&data(
+        k,
+        1,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        SEC,
+    ));
+    t.on_event(&data(k, 12, b"more tls", SEC));
+    assert_eq!(
+        recorder.0.lock().unwrap().clone(),
+        [(k, Some(Ignore::FOREVER))]
+    );
+    assert_eq!(stats(&t).http.dropped.get(SkipReason::UnsupportedTls), 1);
 }

@@ -224,6 +224,40 @@ impl RequestFramer {
         }
     }
 
+    /// How many of the next bytes the framer will skip without looking:
+    /// the rest of a body it dropped (not while on probation, where the
+    /// body's last segment must show that it ends a write).
+    pub fn skippable(&self) -> u64 {
+        match self.state {
+            State::Body {
+                remaining,
+                keep: false,
+            } if !self.probation => remaining,
+            _ => 0,
+        }
+    }
+
+    /// `n` bytes of [`Self::skippable`] went by unseen.
+    pub fn skipped<S>(&mut self, n: u64, cx: &mut FramerCtx<'_, S>) {
+        let State::Body {
+            remaining,
+            keep: false,
+        } = self.state
+        else {
+            return;
+        };
+        let n = n.min(remaining);
+        cx.stats.skipped_bytes += n;
+        if n == remaining {
+            self.skipped_request_done(false, cx);
+        } else {
+            self.state = State::Body {
+                remaining: remaining - n,
+                keep: false,
+            };
+        }
+    }
+
     /// `missing` bytes of the stream are lost at the current position (a
     /// capture gap): the request in progress is dropped with `reason`. Inside
     /// a Content-Length body the framing survives (the gap's length is

@@ -107,6 +107,14 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
         framer.is_stopped()
     }
 
+    fn skippable(framer: &RequestFramer) -> u64 {
+        framer.skippable()
+    }
+
+    fn skipped(&mut self, framer: &mut RequestFramer, n: u64, budget: &mut Budget) {
+        framer.skipped(n, &mut self.cx(budget));
+    }
+
     fn buffered(framer: &RequestFramer) -> usize {
         framer.buffered()
     }

@@ -105,6 +105,13 @@ impl Sources {
         )?;
         counter(
             encoder,
+            "mirror_kernel_ignored_bytes",
+            "Payload bytes not copied because the agent said it no longer needs them \
+             (the rest of a body it skips, a connection it gave up).",
+            counters.get(Counter::IgnoredBytes),
+        )?;
+        counter(
+            encoder,
             "mirror_kernel_truncated_bytes",
             "Payload bytes of super-packets beyond what one program run copies.",
             counters.get(Counter::TruncatedBytes),
