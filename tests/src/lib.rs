@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod capture;
+pub mod gated_server;
 pub mod http_compare;
 pub mod load;
 pub mod mirrored;

@@ -13,17 +13,24 @@
 //! `cargo build -p mirror-agent && cargo test -p mirror-tests --test hardening`.
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
-use mirror_testkit::{Agent, HttpClient, Nginx, ReceivedRequest, Signal, tcp};
+use mirror_testkit::{
+    Agent, HttpClient, Metrics, Nginx, ReceivedRequest, Signal, metrics, tcp, wait_until,
+};
 use mirror_tests::{
-    ReplayRig,
+    ReplayRig, SlowServer,
     agent::{self, Stopped},
+    gated_server::GatedServer,
+    http_compare::show,
     mirrored::{MARKER, compare_mirrored},
+    ops::TargetAccount,
     require_kernel,
+    rig::shadow_url,
 };
 
 /// SIGTERM; the agent must exit 0 with counts that balance.
@@ -224,5 +231,732 @@ fn requests_hidden_behind_framing_v1_refuses_reach_no_shadow() -> Result<()> {
     let matched = compare_mirrored(&expected, &shadow, MARKER)
         .context("the shadow against what v1 served")?;
     ensure!(matched == controls.len());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// RFC 9112 framing for an intermediary
+// ---------------------------------------------------------------------------
+
+/// `text` (a head, or trailer lines) without its `name` fields (the name
+/// in any case).
+fn without_field(text: &[u8], name: &str) -> Vec<u8> {
+    text.split_inclusive(|b| *b == b'\n')
+        .filter(|line| !is_field(line, name))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// Whether `line` is a `name: value` field (the name in any case).
+fn is_field(line: &[u8], name: &str) -> bool {
+    line.iter().position(|b| *b == b':').is_some_and(|colon| {
+        line[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(name.as_bytes())
+    })
+}
+
+/// Whether any line of `text` is a `name` field.
+fn has_field(text: &[u8], name: &str) -> bool {
+    text.split_inclusive(|b| *b == b'\n')
+        .any(|line| is_field(line, name))
+}
+
+/// A chunked body: each of `chunks` as a chunk, the last chunk, then
+/// `trailers` (lines with their CRLF) and the empty line.
+fn chunked_body(chunks: &[&[u8]], trailers: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for chunk in chunks {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n");
+    body.extend_from_slice(trailers);
+    body.extend_from_slice(b"\r\n");
+    body
+}
+
+/// `POST path` to `host` with these header lines (each with its CRLF),
+/// then `body` as it goes on the wire.
+fn post(host: &str, path: &str, fields: &str, body: &[u8]) -> Vec<u8> {
+    let mut wire = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{fields}\r\n").into_bytes();
+    wire.extend_from_slice(body);
+    wire
+}
+
+/// A request with both `Transfer-Encoding: chunked` and `Content-Length`
+/// is chunked (RFC 9112 §6.3), and an intermediary that forwards it must
+/// remove the Content-Length: a shadow that reads the other framing would
+/// otherwise see a different request (the smuggling shape). The shadow
+/// gets the client's head without its Content-Length line, chunked, with
+/// the same body and trailers; a chunked request without Content-Length
+/// and a Content-Length request go out as they came.
+#[test]
+fn a_request_with_both_te_and_cl_reaches_the_shadow_chunked_without_content_length() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let (mut rig, agent) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
+    let host = rig.primary_addr().to_string();
+    let requests = [
+        // Content-Length first, and shorter than the body.
+        post(
+            &host,
+            "/te-cl/1",
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            &chunked_body(&[b"hello", b" world"], b""),
+        ),
+        // Content-Length after, in lower case, longer than the body, with
+        // a field after it and a trailer.
+        post(
+            &host,
+            "/te-cl/2",
+            "Transfer-Encoding: chunked\r\ncontent-length: 40\r\nX-After: 1\r\n",
+            &chunked_body(&[b"0123456789"], b"X-Sum: 10\r\n"),
+        ),
+        post(
+            &host,
+            "/chunked",
+            "Transfer-Encoding: chunked\r\n",
+            &chunked_body(&[b"abc"], b"X-Sum: 3\r\n"),
+        ),
+        post(&host, "/length", "Content-Length: 5\r\n", b"hello"),
+    ];
+    rig.send_all(&requests, 1)?;
+    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&rig.url(0))?;
+    ensure!(
+        counts.get("captured") == 4 && counts.get("2xx") == 4,
+        "final counts: {counts}"
+    );
+
+    let served = rig.stop_servers()?;
+    let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
+    ensure!(
+        v1.len() == 4
+            && v1[..2]
+                .iter()
+                .all(|r| r.chunked && has_field(&r.head, "content-length")),
+        "v1 did not get both framings: {v1:?}"
+    );
+    let shadow = served.shadow(0);
+    for request in shadow.requests() {
+        ensure!(
+            !(request.chunked && has_field(&request.head, "content-length")),
+            "the shadow got a chunked request that still has a Content-Length: {:?}",
+            show(&request.head)
+        );
+    }
+    // What v1 got, the chunked ones without their Content-Length line.
+    let expected: Vec<ReceivedRequest> = v1
+        .iter()
+        .map(|r| ReceivedRequest {
+            head: if r.chunked {
+                without_field(&r.head, "content-length")
+            } else {
+                r.head.clone()
+            },
+            ..(*r).clone()
+        })
+        .collect();
+    ensure!(expected[0].head != v1[0].head && expected[3].head == v1[3].head);
+    let matched = compare_mirrored(&expected, shadow, MARKER)
+        .context("the shadow against v1's requests, Content-Length left out of chunked ones")?;
+    ensure!(matched == 4);
+    Ok(())
+}
+
+/// `--strip-header Authorization` keeps the credential from the shadow
+/// wherever the client put it: in the head, and in the trailer section
+/// of a chunked body. The other trailer fields reach the shadow intact,
+/// in their order.
+#[test]
+fn a_stripped_header_is_left_out_of_chunked_trailers_too() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let (mut rig, agent) = ReplayRig::builder(1)
+        .mirror_to(&[0])
+        .args(&["--strip-header", "Authorization"])
+        .start()?;
+    let host = rig.primary_addr().to_string();
+    let requests = [
+        post(
+            &host,
+            "/trailer/1",
+            "Authorization: Bearer head-secret\r\nTransfer-Encoding: chunked\r\n",
+            &chunked_body(
+                &[b"part one,", b"part two"],
+                b"Authorization: Bearer trailer-secret\r\nX-Checksum: abc\r\n",
+            ),
+        ),
+        post(
+            &host,
+            "/trailer/2",
+            "Transfer-Encoding: chunked\r\nTrailer: X-A, authorization, X-B\r\n",
+            &chunked_body(
+                &[b"0123456789"],
+                b"X-A: 1\r\nauthorization: Basic dHJhaWxlci1zZWNyZXQ=\r\nX-B: 2\r\n",
+            ),
+        ),
+        post(
+            &host,
+            "/trailer/3",
+            "Transfer-Encoding: chunked\r\n",
+            &chunked_body(&[b"abc"], b"X-Sum: 3\r\nX-Auth-Note: not a credential\r\n"),
+        ),
+    ];
+    rig.send_all(&requests, 1)?;
+    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&rig.url(0))?;
+    ensure!(
+        counts.get("captured") == 3 && counts.get("2xx") == 3,
+        "final counts: {counts}"
+    );
+
+    let served = rig.stop_servers()?;
+    let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
+    ensure!(
+        v1.len() == 3
+            && v1[..2]
+                .iter()
+                .all(|r| r.chunked && has_field(&r.trailers, "authorization")),
+        "v1 did not get the trailers: {v1:?}"
+    );
+    let shadow = served.shadow(0);
+    for request in shadow.requests() {
+        ensure!(
+            !has_field(&request.head, "authorization")
+                && !has_field(&request.trailers, "authorization"),
+            "the shadow got the stripped header: head {:?}, trailers {:?}",
+            show(&request.head),
+            show(&request.trailers)
+        );
+    }
+    let expected: Vec<ReceivedRequest> = v1
+        .iter()
+        .map(|r| ReceivedRequest {
+            head: without_field(&r.head, "authorization"),
+            trailers: without_field(&r.trailers, "authorization"),
+            ..(*r).clone()
+        })
+        .collect();
+    ensure!(expected[1].trailers == b"X-A: 1\r\nX-B: 2\r\n");
+    ensure!(expected[2].trailers == v1[2].trailers);
+    let matched = compare_mirrored(&expected, shadow, MARKER)
+        .context("the shadow against v1's requests, Authorization left out")?;
+    ensure!(matched == 3);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// deny rules and unnormalised paths
+// ---------------------------------------------------------------------------
+
+/// What nginx (v1) answers under `/admin/`, and elsewhere.
+const ADMIN_AREA: &str = "admin-area";
+const ELSEWHERE: &str = "ok";
+
+/// Spellings of `/admin/x` a server serves from `/admin/`: a deny rule on
+/// `/admin` must hold for each.
+const ADMIN_SPELLINGS: [&str; 7] = [
+    "/admin/x",
+    "//admin/x",
+    "/%61dmin/x",
+    "/%61%64%6D%69%6E/x",
+    "/./admin/x",
+    "/a/../admin/x",
+    "/public/..//admin/./x?next=/public",
+];
+
+/// Paths outside `/admin` after normalisation, some of them spelled in a
+/// way the normaliser rewrites: mirrored, as the client spelled them.
+const OUTSIDE_ADMIN: [&str; 7] = [
+    "/public/x",
+    "/public/./x",
+    "/public/%61dmin",
+    "/x/admin",
+    "/admin/../public/x",
+    "/public?next=/admin",
+    "//public//x",
+];
+
+/// `--deny-path-prefix /admin` judged the path as the client spelled it:
+/// `//admin/x`, `/%61dmin/x`, `/./admin/x` or `/a/../admin/x` went through
+/// to the shadow, while a server (nginx here, as v1) serves them from
+/// `/admin/`. Every spelling is filtered (`path`) now, and the paths
+/// outside `/admin` reach the shadow byte for byte as the client sent them
+/// (the normalised path is only for the rules).
+#[test]
+fn deny_path_rules_hold_for_every_spelling_of_the_path_a_server_normalises() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let mut rig = ReplayRig::builder(1)
+        .own_primary()
+        .mirror_to(&[0])
+        .args(&["--deny-path-prefix", "/admin"])
+        .build()?;
+    let _v1 = Nginx::start(
+        rig.primary(),
+        rig.primary_addr(),
+        &format!(
+            "    location /admin/ {{ return 200 \"{ADMIN_AREA}\"; }}\n\
+             \x20   location / {{ return 200 \"{ELSEWHERE}\"; }}"
+        ),
+    )?;
+    let agent = rig.start_agent()?;
+    let target = rig.url(0);
+    let host = rig.primary_addr().to_string();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+
+    // One connection, the spellings and the others in turn; each answer
+    // says where v1 served the request from.
+    let mut client = HttpClient::connect(rig.client(), rig.primary_addr())?;
+    for (denied, outside) in ADMIN_SPELLINGS.iter().zip(OUTSIDE_ADMIN) {
+        for (path, body) in [(*denied, ADMIN_AREA), (outside, ELSEWHERE)] {
+            let response = client.request(&get(path))?;
+            ensure!(
+                response.status == 200 && response.body_len == body.len(),
+                "v1 (nginx) did not serve {path} from where it should ({body}): {response:?}"
+            );
+        }
+    }
+    client.close()?;
+    let total = (ADMIN_SPELLINGS.len() + OUTSIDE_ADMIN.len()) as u64;
+    let metrics = rig.settle(&[&target], total)?;
+    let outcomes = metrics.shadow_outcomes(&target);
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&target)?;
+    let shadow = rig.stop_shadow(0)?;
+
+    let reached: Vec<String> = shadow
+        .requests()
+        .filter_map(|r| show(&r.head).split(' ').nth(1).map(str::to_owned))
+        .filter(|path| ADMIN_SPELLINGS.contains(&path.as_str()))
+        .collect();
+    ensure!(
+        reached.is_empty(),
+        "--deny-path-prefix /admin let these through to the shadow: {reached:?} ({counts})"
+    );
+    let denied = ADMIN_SPELLINGS.len() as u64;
+    ensure!(
+        outcomes.get("path") == Some(&denied),
+        "the metrics count {:?} requests filtered by path, {denied} expected: {outcomes:?}",
+        outcomes.get("path")
+    );
+    for (name, n) in [
+        ("captured", total),
+        ("filtered", denied),
+        ("path", denied),
+        ("2xx", total - denied),
+        ("dropped", 0),
+    ] {
+        ensure!(counts.get(name) == n, "{name}: {n} expected ({counts})");
+    }
+    let expected: Vec<ReceivedRequest> =
+        OUTSIDE_ADMIN.iter().map(|p| as_received(&get(p))).collect();
+    let matched = compare_mirrored(&expected, &shadow, MARKER)
+        .context("the shadow against the client's requests outside /admin")?;
+    ensure!(matched == OUTSIDE_ADMIN.len());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// stale copies after a shadow outage
+// ---------------------------------------------------------------------------
+
+/// The agent's default `--max-queue-age` (the test sets no flag).
+const MAX_QUEUE_AGE: Duration = Duration::from_secs(3);
+/// What a copy may take from the worker that found it young enough to the
+/// shadow's read of its last byte, on a loaded machine.
+const DELIVERY_SLACK: Duration = Duration::from_secs(1);
+/// How long the shadow stops answering: well past the max age and the
+/// slack.
+const STALL: Duration = Duration::from_secs(6);
+/// Between two of the client's requests.
+const PACE: Duration = Duration::from_millis(40);
+
+/// A shadow stops answering for 6 s (longer than the 3 s max queue age)
+/// and recovers. Copies queued meanwhile were all sent once it answered
+/// again, up to 6 s late, a replay of the past; now a copy older than the
+/// max age when its turn comes is dropped as `expired`: none reaches the
+/// shadow later than the max age after the client sent it, the expired
+/// ones are counted, and the identity balances. Requests sent after the
+/// recovery all reach it.
+#[test]
+fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    // Two workers, so that nearly everything sent during the stall waits in
+    // the queue; a request timeout longer than the stall, so that the ones
+    // in flight wait for the answer rather than time out.
+    let rig = ReplayRig::builder(1)
+        .serve(&[])
+        .mirror_to(&[0])
+        .args(&["--max-in-flight", "2", "--request-timeout", "30s"])
+        .build()?;
+    let shadow = GatedServer::start(rig.shadow(0), rig.shadow_addr(0))?;
+    let agent = rig.start_agent()?;
+    let target = rig.url(0);
+    let host = rig.primary_addr().to_string();
+
+    let mut client = HttpClient::connect(rig.client(), rig.primary_addr())?;
+    let mut sent_at: Vec<Instant> = Vec::new();
+    let mut send = |client: &mut HttpClient, phase: &str| -> Result<()> {
+        let i = sent_at.len();
+        let wire = format!("GET /{phase}/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        sent_at.push(Instant::now());
+        let response = client.request(wire.as_bytes())?;
+        ensure!(response.status == 200, "v1 answered {}", response.status);
+        Ok(())
+    };
+    for _ in 0..3 {
+        send(&mut client, "before")?;
+    }
+    rig.settle(&[&target], 3)?;
+
+    shadow.close_gate();
+    let closed_at = Instant::now();
+    while closed_at.elapsed() < STALL {
+        send(&mut client, "stall")?;
+        std::thread::sleep(PACE);
+    }
+    let held = shadow.arrivals().len();
+    shadow.open_gate();
+    let opened_at = Instant::now();
+    for _ in 0..10 {
+        send(&mut client, "after")?;
+        std::thread::sleep(PACE);
+    }
+    client.close()?;
+    let total = sent_at.len() as u64;
+    let metrics = rig.settle(&[&target], total)?;
+    let stopped = stop(agent)?;
+    let arrivals = shadow.stop();
+
+    // No copy reached the shadow later than the max age after the client
+    // sent it.
+    let index = |target: &str| -> Result<usize> {
+        target
+            .rsplit('/')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .filter(|i| *i < sent_at.len())
+            .with_context(|| format!("the shadow got {target}, which the client never sent"))
+    };
+    let bound = MAX_QUEUE_AGE + DELIVERY_SLACK;
+    let mut seen = vec![false; sent_at.len()];
+    let mut oldest = Duration::ZERO;
+    for arrival in &arrivals {
+        let i = index(arrival.target())?;
+        ensure!(!seen[i], "{} reached the shadow twice", arrival.target());
+        seen[i] = true;
+        let age = arrival.at.saturating_duration_since(sent_at[i]);
+        oldest = oldest.max(age);
+        ensure!(
+            age <= bound,
+            "{} reached the shadow {:.2} s after the client sent it ({:.2} s after the \
+             shadow recovered; max queue age {MAX_QUEUE_AGE:?})",
+            arrival.target(),
+            age.as_secs_f64(),
+            arrival
+                .at
+                .saturating_duration_since(opened_at)
+                .as_secs_f64()
+        );
+    }
+    // What the shadow held during the stall was read in time; what the
+    // queue held past the max age cannot have been sent after it.
+    let stale = (0..sent_at.len())
+        .filter(|i| !seen[*i] && opened_at.saturating_duration_since(sent_at[*i]) > bound)
+        .count() as u64;
+    ensure!(
+        held <= 3 + 2,
+        "the shadow read {held} requests before it recovered: 3 before the stall and the \
+         2 in flight expected"
+    );
+    ensure!(
+        stale > 0,
+        "the stall left no copy older than {bound:?} in the queue"
+    );
+    let after = arrivals
+        .iter()
+        .filter(|a| a.target().starts_with("/after/"))
+        .count();
+    ensure!(
+        after == 10,
+        "{after} of the 10 requests sent after the recovery reached the shadow"
+    );
+
+    let counts = stopped.target(&target)?;
+    let expired = counts.get("expired");
+    ensure!(
+        expired >= stale,
+        "{stale} copies were older than {bound:?} when the shadow recovered, {expired} \
+         counted expired ({counts})"
+    );
+    for (name, n) in [
+        ("captured", total),
+        ("sent", arrivals.len() as u64),
+        ("2xx", arrivals.len() as u64),
+        ("dropped", expired),
+        ("filtered", 0),
+    ] {
+        ensure!(counts.get(name) == n, "{name}: {n} expected ({counts})");
+    }
+    let scraped = metrics.shadow_outcomes(&target).get("expired").copied();
+    ensure!(
+        scraped == Some(expired),
+        "the metrics count {scraped:?} expired, the final counts {expired}"
+    );
+    eprintln!(
+        "stale copies: {total} requests, {} reached the shadow (the oldest {oldest:?} after it \
+         was sent), {expired} expired ({stale} older than {bound:?} at the recovery)",
+        arrivals.len()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// accounting on every exit path
+// ---------------------------------------------------------------------------
+
+/// A shadow that takes requests and answers none (within the test): the
+/// agent's workers wait on it and its queue fills.
+const NEVER: Duration = Duration::from_secs(600);
+
+/// SIGTERM while a shadow answers nothing: the agent detaches and drains
+/// (a long `--drain-timeout`); a second SIGTERM ends the drain at once.
+/// The agent then exits 0 and its final counts balance: every copy that
+/// was queued or in flight is counted dropped (`shutdown`). Before, the
+/// second signal took the counters as they were, copies left queued and
+/// in flight, counted nowhere.
+#[test]
+fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_dropped() -> Result<()>
+{
+    if !require_kernel() {
+        return Ok(());
+    }
+    const REQUESTS: u64 = 100;
+    let rig = ReplayRig::builder(1)
+        .serve(&[])
+        .mirror_to(&[0])
+        .args(&[
+            "--max-in-flight",
+            "8",
+            "--request-timeout",
+            "10m",
+            "--drain-timeout",
+            "10m",
+        ])
+        .build()?;
+    let shadow = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), NEVER)?;
+    let agent = rig.start_agent()?;
+    let target = rig.url(0);
+    let host = rig.primary_addr().to_string();
+    let requests: Vec<Vec<u8>> = (0..REQUESTS)
+        .map(|i| format!("GET /drain/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes())
+        .collect();
+    rig.send_all(&requests, 2)?;
+
+    // Every copy queued or in flight, the shadow holding the ones in flight.
+    let mut account = TargetAccount::default();
+    let waiting = wait_until(rig_settle_time(), || {
+        let scraped = Metrics::scrape(rig.primary(), metrics::DEFAULT_ADDR)
+            .and_then(|m| TargetAccount::of(&m, &target));
+        if let Ok(scraped) = scraped {
+            account = scraped;
+        }
+        account.captured == REQUESTS
+            && account.queued + account.in_flight == REQUESTS
+            && shadow.received() == account.in_flight
+    });
+    ensure!(
+        waiting && account.queued > 0 && account.in_flight > 0,
+        "not every copy queued or in flight: {account:?}, the shadow read {}",
+        shadow.received()
+    );
+
+    agent.signal(Signal::TERM)?;
+    agent.wait_for_log("draining the shadow queues", rig_settle_time())?;
+    let second = Instant::now();
+    let exit = agent
+        .stop(Signal::TERM, Duration::from_secs(10))
+        .context("the agent did not end within 10 s of the second SIGTERM")?;
+    let took = second.elapsed();
+    ensure!(
+        exit.stderr.contains("received again"),
+        "the agent did not see the second signal: {}",
+        exit.stderr
+    );
+    let stopped = agent::check_exit(exit)?;
+    let counts = stopped.target(&target)?;
+    for (name, n) in [
+        ("captured", REQUESTS),
+        ("sent", 0),
+        ("filtered", 0),
+        ("dropped", REQUESTS),
+        ("shutdown", REQUESTS),
+    ] {
+        ensure!(counts.get(name) == n, "{name}: {n} expected ({counts})");
+    }
+    let (received, answered) = shadow.stop();
+    ensure!(
+        received == account.in_flight && answered == 0,
+        "the shadow read {received} requests and answered {answered}"
+    );
+    eprintln!(
+        "second SIGTERM: {} queued and {} in flight counted shutdown; exit {took:?} after it",
+        account.queued, account.in_flight
+    );
+    Ok(())
+}
+
+/// How long the agent may take to account for what a test sent.
+fn rig_settle_time() -> Duration {
+    mirror_tests::rig::SETTLE
+}
+
+/// A config file with two targets, v2 (shadow 0) and, if `with_v3`, v3
+/// (shadow 1).
+fn v2_and_maybe_v3(with_v3: bool) -> String {
+    let mut text = format!("[[target]]\nurl = \"{}\"\nname = \"v2\"\n", shadow_url(0));
+    if with_v3 {
+        text.push_str(&format!(
+            "\n[[target]]\nurl = \"{}\"\nname = \"v3\"\n",
+            shadow_url(1)
+        ));
+    }
+    text
+}
+
+/// Waits until the agent logged a line containing `needle` `count` times.
+fn wait_for_logged(agent: &Agent, needle: &str, count: usize) -> Result<()> {
+    let logged = || {
+        agent
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    ensure!(
+        wait_until(rig_settle_time(), || logged() >= count),
+        "`{needle}` logged {} times, {count} expected: {}",
+        logged(),
+        agent.stderr_lines().join("\n")
+    );
+    Ok(())
+}
+
+/// The counter series of `target` in a scrape (gauges left out), by name
+/// and labels.
+fn counter_series(metrics: &Metrics, target: &str) -> BTreeMap<String, f64> {
+    metrics
+        .samples
+        .iter()
+        .filter(|s| s.label("target") == Some(target))
+        .filter(|s| {
+            ["_total", "_count", "_sum", "_bucket"]
+                .iter()
+                .any(|suffix| s.name.ends_with(suffix))
+        })
+        .map(|s| {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            (format!("{}{{{}}}", s.name, labels.join(",")), s.value)
+        })
+        .collect()
+}
+
+/// A reload removes target v3 and a second one adds it back: v3's
+/// counters go on from where they were (Prometheus series only go up; a
+/// reset reads as a restart and breaks every rate). Before, v3 came back
+/// at zero.
+#[test]
+fn a_target_removed_by_a_reload_and_added_back_counts_on_from_its_counters() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let mut rig = ReplayRig::builder(2)
+        .config(v2_and_maybe_v3(true))
+        .build()?;
+    let agent = rig.start_agent()?;
+    let host = rig.primary_addr().to_string();
+    let batch = |phase: &str, n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("GET /{phase}/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes())
+            .collect()
+    };
+    let scrape = || Metrics::scrape(rig.primary(), metrics::DEFAULT_ADDR);
+
+    rig.send_all(&batch("first", 20), 2)?;
+    let before = rig.settle(&["v2", "v3"], 20)?;
+    let v3_before = counter_series(&before, "v3");
+    ensure!(
+        TargetAccount::of(&before, "v3")?.sent == 20,
+        "v3 before the reloads: {v3_before:?}"
+    );
+
+    rig.write_config(&v2_and_maybe_v3(false))?;
+    agent.signal(Signal::HUP)?;
+    wait_for_logged(&agent, "configuration reloaded", 1)?;
+    rig.send_all(&batch("without-v3", 10), 2)?;
+    rig.settle(&["v2"], 30)?;
+
+    rig.write_config(&v2_and_maybe_v3(true))?;
+    agent.signal(Signal::HUP)?;
+    wait_for_logged(&agent, "configuration reloaded", 2)?;
+    rig.send_all(&batch("again", 10), 2)?;
+    rig.settle(&["v2"], 40)?;
+    // v3 saw the last batch when v2 did; wait until it has sent it.
+    let mut after = scrape()?;
+    let settled = wait_until(rig_settle_time(), || {
+        if let Ok(scraped) = scrape() {
+            after = scraped;
+        }
+        TargetAccount::of(&after, "v3").is_ok_and(|a| a.settled() && a.sent >= 10)
+    });
+    ensure!(
+        settled,
+        "v3 did not settle: {:?}",
+        TargetAccount::of(&after, "v3")
+    );
+    let v3_after = counter_series(&after, "v3");
+    for (series, was) in &v3_before {
+        let now = v3_after.get(series).copied();
+        ensure!(
+            now.is_some_and(|now| now >= *was),
+            "{series} went from {was} to {now:?} across the reloads"
+        );
+    }
+    let account = TargetAccount::of(&after, "v3")?;
+    ensure!(
+        account.captured == 30 && account.sent == 30,
+        "v3 after the reloads: {account:?}, 30 captured and sent expected (20 before, 10 \
+         after)"
+    );
+    let stopped = stop(agent)?;
+    let counts = stopped.target("v3")?;
+    ensure!(
+        counts.get("captured") == 30 && counts.get("2xx") == 30,
+        "v3's final counts: {counts}"
+    );
+    let served = rig.stop_servers()?;
+    ensure!(served.v1.request_count() == 40);
+    ensure!(compare_mirrored(served.v1.requests(), served.shadow(0), MARKER)? == 40);
+    let v3_part = served
+        .v1
+        .requests()
+        .filter(|r| !show(&r.head).starts_with("GET /without-v3/"));
+    ensure!(compare_mirrored(v3_part, served.shadow(1), MARKER)? == 30);
     Ok(())
 }
