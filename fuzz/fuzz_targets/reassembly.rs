@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
+use mirror_agent::capture::{Direction, Event, EventKind, EventSink, FlowKey};
 use mirror_agent::flow::{FlowConfig, FlowTable};
 use mirror_agent::http::testing::table_stats;
 use mirror_agent::http::{Framing, HttpConfig, Request};
@@ -96,6 +96,7 @@ fuzz_target!(|input: &[u8]| {
             flow,
             timestamp_ns: ts,
             ifindex: 1,
+            direction: Direction::ToServer,
             tcp_flags: flags,
             kind,
         });

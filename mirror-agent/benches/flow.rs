@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
+use mirror_agent::capture::{Direction, Event, EventKind, EventSink, FlowKey};
 use mirror_agent::flow::FlowConfig;
 use mirror_agent::http::testing::{FramedTable, framed_table};
 use mirror_agent::http::{Request, RequestSink};
@@ -80,6 +80,7 @@ impl Feeder {
             flow: key(),
             timestamp_ns: 1,
             ifindex: 1,
+            direction: Direction::ToServer,
             tcp_flags: TCP_SYN,
             kind: EventKind::Control {
                 seq: isn,
@@ -102,6 +103,7 @@ impl Feeder {
                 flow,
                 timestamp_ns: self.ts,
                 ifindex: 1,
+                direction: Direction::ToServer,
                 tcp_flags: TCP_ACK | TCP_PSH,
                 kind: EventKind::Data {
                     seq: self.seq,

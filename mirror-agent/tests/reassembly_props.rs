@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use mirror_agent::capture::{Event, EventKind, EventSink, FlowKey};
+use mirror_agent::capture::{Direction, Event, EventKind, EventSink, FlowKey};
 use mirror_agent::flow::FlowConfig;
 use mirror_agent::http::testing::{framed_table, table_stats};
 use mirror_agent::http::{Request, SkipReason};
@@ -266,6 +266,7 @@ fn event<'a>(flow: FlowKey, isn: u32, stream: &'a [u8], ev: &Ev, ts: u64) -> Eve
         flow,
         timestamp_ns: ts,
         ifindex: 2,
+        direction: Direction::ToServer,
         tcp_flags,
         kind,
     }

@@ -27,6 +27,9 @@ pub const SAMPLE_ALL: u32 = 10_000;
 /// Name of the classifier program inside the object. The agent also uses it
 /// to find and remove its own netlink leftovers after a crash.
 pub const PROGRAM_NAME: &str = "mirror_ingress";
+/// The egress classifier: v1's responses (segments whose source port is a
+/// service port), attached only when a target compares answers.
+pub const RESPONSE_PROGRAM_NAME: &str = "mirror_egress";
 /// The payload copier, reached by tail call from [`PROGRAM_NAME`] through
 /// [`MAP_JUMP`] slot [`JUMP_COPY`].
 pub const COPY_PROGRAM_NAME: &str = "mirror_copy";
@@ -47,6 +50,11 @@ pub const AGENT_ASLEEP: u32 = 1;
 /// needs (LRU: an entry the agent forgot to remove ages out).
 pub const MAP_IGNORE: &str = "MIRROR_IGNORE";
 pub const IGNORE_MAX_ENTRIES: u32 = 65_536;
+
+/// Which way a record's segment went, as carried in
+/// [`RecordHeader::direction`] (and the index of its direction's counters).
+pub const TO_SERVER: u8 = 0;
+pub const TO_CLIENT: u8 = 1;
 
 /// Address family of a flow, as carried in [`RecordHeader::family`].
 pub const FAMILY_IPV4: u8 = 4;
@@ -89,8 +97,9 @@ impl RecordKind {
 /// Header of every ring record. A `Data` record is this header followed by
 /// exactly `len` payload bytes; other kinds are the header alone.
 ///
-/// Addresses are in network byte order; IPv4 uses the first 4 bytes and
-/// leaves the rest zero. Ports are in host byte order.
+/// Addresses and ports are the segment's own (for a response, `src` is the
+/// server). Addresses are in network byte order; IPv4 uses the first 4
+/// bytes and leaves the rest zero. Ports are in host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -109,7 +118,10 @@ pub struct RecordHeader {
     pub tcp_flags: u8,
     /// A [`RecordKind`] value.
     pub kind: u8,
-    pub _pad: [u8; 5],
+    /// [`TO_SERVER`] (a request stream, ingress) or [`TO_CLIENT`] (a
+    /// response stream, egress).
+    pub direction: u8,
+    pub _pad: [u8; 4],
 }
 
 pub const RECORD_HEADER_SIZE: usize = core::mem::size_of::<RecordHeader>();

@@ -1,5 +1,10 @@
 //! Service-port matching, connection sampling and the control record; the
 //! payload copy is handed to the copier program (`copy.rs`) by tail call.
+//!
+//! Both directions run this: requests at ingress (destination port a
+//! service port), v1's responses at egress (source port a service port),
+//! each with its own counters. A connection's hash is computed from
+//! (client, server) either way, so both directions are sampled together.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -11,7 +16,7 @@ use aya_ebpf::{
 use mirror_common::{
     AGENT_ASLEEP, AGENT_AWAKE, CHUNK_SIZE, CaptureConfig, CaptureScratch, ConnKey, Counter,
     Counters, IGNORE_MAX_ENTRIES, Ignore, JUMP_COPY, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader,
-    RecordKind, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
+    RecordKind, TCP_FIN, TCP_RST, TCP_SYN, TO_SERVER, connection_hash, fold_address, is_sampled,
 };
 
 use crate::parse::{Segment, parse, read_addresses};
@@ -25,9 +30,9 @@ pub static MIRROR_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 #[map]
 pub static MIRROR_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
-/// One [`Counters`] per CPU.
+/// One [`Counters`] per CPU and direction ([`TO_SERVER`], [`TO_CLIENT`](mirror_common::TO_CLIENT)).
 #[map]
-pub static MIRROR_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+pub static MIRROR_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(2, 0);
 
 /// Per-CPU space for the segment's record header and the copy job handed
 /// to the copier.
@@ -50,25 +55,35 @@ pub static MIRROR_IGNORE: LruHashMap<ConnKey, Ignore> =
 #[map]
 static MIRROR_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// The per-CPU counters. TC programs do not nest on one CPU, so plain
-/// increments are safe.
+/// The per-CPU counters of a direction. TC programs do not nest on one
+/// CPU, so plain increments are safe.
 #[inline(always)]
-pub fn counters() -> Option<&'static mut Counters> {
-    // SAFETY: per-CPU value of a one-entry array; see above for exclusivity.
-    MIRROR_COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+pub fn counters(direction: u8) -> Option<&'static mut Counters> {
+    // SAFETY: per-CPU value of the array; see above for exclusivity.
+    MIRROR_COUNTERS
+        .get_ptr_mut(u32::from(direction))
+        .map(|p| unsafe { &mut *p })
 }
 
+/// A segment at ingress ([`TO_SERVER`]) or egress
+/// ([`TO_CLIENT`](mirror_common::TO_CLIENT)).
 #[inline(always)]
-pub fn on_packet(ctx: &TcContext) {
-    let Some(counters) = counters() else {
+pub fn on_packet(ctx: &TcContext, direction: u8) {
+    let Some(counters) = counters(direction) else {
         return;
     };
     counters.add(Counter::Seen, 1);
     let Some(config) = MIRROR_CONFIG.get(0) else {
         return;
     };
+    let to_server = direction == TO_SERVER;
     let seg = match parse(ctx).and_then(|seg| {
-        if config.has_port(seg.dst_port) {
+        let service_port = if to_server {
+            seg.dst_port
+        } else {
+            seg.src_port
+        };
+        if config.has_port(service_port) {
             Ok(seg)
         } else {
             Err(Counter::PortNotMatched)
@@ -93,14 +108,15 @@ pub fn on_packet(ctx: &TcContext) {
         counters.add(Counter::Malformed, 1);
         return;
     }
-    if !sampled(config, &seg, &buf.header) {
+    if !sampled(config, &seg, &buf.header, to_server) {
         counters.add(Counter::NotSampled, 1);
         return;
     }
     buf.header.src_port = seg.src_port;
     buf.header.dst_port = seg.dst_port;
     buf.header.family = seg.family;
-    let ignored = ignored(&seg, &buf.header);
+    buf.header.direction = direction;
+    let ignored = ignored(&seg, &buf.header, to_server);
     counters.add(
         if ignored {
             Counter::Ignored
@@ -118,7 +134,7 @@ pub fn on_packet(ctx: &TcContext) {
     header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     header.tcp_flags = seg.tcp_flags;
     header.kind = RecordKind::Control as u8;
-    header._pad = [0; 5];
+    header._pad = [0; 4];
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         output(counters, &buf.header, config);
     }
@@ -149,17 +165,32 @@ pub fn on_packet(ctx: &TcContext) {
 
 /// Is the segment's payload one the agent no longer needs? `header` holds
 /// its addresses, ports and family. A SYN starts a new connection on the
-/// 4-tuple: whatever the agent said of the old one is forgotten.
+/// 4-tuple: whatever the agent said of the old one is forgotten. Entries
+/// are keyed client → server; a response segment honours only `forever`
+/// (the byte ranges are the request stream's).
 #[inline(always)]
-fn ignored(seg: &Segment, header: &RecordHeader) -> bool {
+fn ignored(seg: &Segment, header: &RecordHeader, to_server: bool) -> bool {
     if seg.payload_len == 0 && seg.tcp_flags & TCP_SYN == 0 {
         return false;
     }
-    let key = ConnKey::of(header);
+    let mut key = ConnKey::of(header);
+    if !to_server {
+        key = ConnKey {
+            src_addr: key.dst_addr,
+            dst_addr: key.src_addr,
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            ..key
+        };
+    }
     if seg.tcp_flags & TCP_SYN != 0 {
         // Nothing to remove is the common case; either way go on.
         let _ = MIRROR_IGNORE.remove(key);
         return false;
+    }
+    if !to_server {
+        // SAFETY: as below; only read.
+        return unsafe { MIRROR_IGNORE.get(key) }.is_some_and(|ignore| ignore.forever != 0);
     }
     let end_seq = seg.seq.wrapping_add(seg.payload_len as u32);
     match MIRROR_IGNORE.get_ptr_mut(key) {
@@ -174,16 +205,19 @@ fn ignored(seg: &Segment, header: &RecordHeader) -> bool {
 }
 
 /// Is the segment's connection inside the sampled share? `header` holds
-/// its addresses.
+/// its addresses. The hash takes (client, server) whichever way the
+/// segment goes.
 #[inline(always)]
-fn sampled(config: &CaptureConfig, seg: &Segment, header: &RecordHeader) -> bool {
-    let hash = connection_hash(
+fn sampled(config: &CaptureConfig, seg: &Segment, header: &RecordHeader, to_server: bool) -> bool {
+    let (src, dst) = (
         fold_address(&header.src_addr),
         fold_address(&header.dst_addr),
-        seg.src_port,
-        seg.dst_port,
-        config.sample_seed,
     );
+    let hash = if to_server {
+        connection_hash(src, dst, seg.src_port, seg.dst_port, config.sample_seed)
+    } else {
+        connection_hash(dst, src, seg.dst_port, seg.src_port, config.sample_seed)
+    };
     is_sampled(hash, config.sample_bp)
 }
 

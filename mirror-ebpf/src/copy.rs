@@ -16,17 +16,17 @@ use crate::capture::{
 
 #[inline(always)]
 pub fn copy_payload(ctx: &TcContext) {
-    let Some(counters) = counters() else {
-        return;
-    };
-    let Some(config) = MIRROR_CONFIG.get(0) else {
-        return;
-    };
     let Some(buf) = MIRROR_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: per-CPU value, and TC programs do not nest on one CPU.
     let buf = unsafe { &mut *buf };
+    let Some(counters) = counters(buf.header.direction) else {
+        return;
+    };
+    let Some(config) = MIRROR_CONFIG.get(0) else {
+        return;
+    };
     let payload_offset = buf.copy_offset as usize;
     let payload_len = buf.payload_len as usize;
     let first_seq = buf.first_seq;

@@ -14,10 +14,19 @@ mod copy;
 mod parse;
 
 use aya_ebpf::{bindings::TC_ACT_PIPE, macros::classifier, programs::TcContext};
+use mirror_common::{TO_CLIENT, TO_SERVER};
 
+/// Requests: attached at ingress.
 #[classifier]
 pub fn mirror_ingress(ctx: TcContext) -> i32 {
-    capture::on_packet(&ctx);
+    capture::on_packet(&ctx, TO_SERVER);
+    TC_ACT_PIPE
+}
+
+/// v1's responses: attached at egress when a target compares answers.
+#[classifier]
+pub fn mirror_egress(ctx: TcContext) -> i32 {
+    capture::on_packet(&ctx, TO_CLIENT);
     TC_ACT_PIPE
 }
 

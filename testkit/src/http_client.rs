@@ -64,6 +64,11 @@ impl HttpClient {
         })
     }
 
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(self.stream.local_addr()?)
+    }
+
     /// Sends one request (head and body, as the server must see them) and
     /// reads its response, which must carry a Content-Length (or be a 1xx,
     /// 204 or 304).

@@ -15,11 +15,11 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use mirror_agent::capture::{
-    AttachMode, Capture, CaptureOptions, CounterReader, DrainStats, Event, EventKind, EventSink,
-    FlowKey, KernelCounters,
+    AttachMode, Capture, CaptureOptions, CounterReader, Direction, DrainStats, Event, EventKind,
+    EventSink, FlowKey, KernelCounters,
 };
 use mirror_common::{
-    Counter, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
+    Counter, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
 };
 
 use mirror_testkit::Netns;
@@ -67,7 +67,9 @@ impl CaptureRunner {
         let finished = self.finish()?;
         Ok(Captured {
             flows: finished.sink.flows,
+            responses: finished.sink.responses,
             counters: finished.counters,
+            response_counters: finished.response_counters,
             drain: finished.drain,
             attach_mode: finished.attach_mode,
         })
@@ -115,6 +117,7 @@ impl<S: EventSink + Send + 'static> CaptureRunner<S> {
             Ok(Finished {
                 sink,
                 counters: capture.kernel_counters()?,
+                response_counters: capture.response_counters()?,
                 drain: capture.drain_stats(),
                 attach_mode,
             })
@@ -179,6 +182,8 @@ pub struct Finished<S> {
     pub sink: S,
     /// Read after the program was detached and the ring emptied.
     pub counters: KernelCounters,
+    /// The same for v1's responses (zeros unless captured).
+    pub response_counters: KernelCounters,
     pub drain: DrainStats,
     pub attach_mode: AttachMode,
 }
@@ -187,8 +192,12 @@ pub struct Finished<S> {
 #[derive(Debug)]
 pub struct Captured {
     pub flows: BTreeMap<FlowKey, FlowCapture>,
+    /// Server → client streams (only when responses were captured).
+    pub responses: BTreeMap<FlowKey, FlowCapture>,
     /// Read after the program was detached and the ring emptied.
     pub counters: KernelCounters,
+    /// The same for v1's responses (zeros unless captured).
+    pub response_counters: KernelCounters,
     pub drain: DrainStats,
     pub attach_mode: AttachMode,
 }
@@ -205,21 +214,28 @@ impl Captured {
     /// Every record the program wrote, drained and decoded; every packet
     /// and every record counted once with its outcome.
     pub fn check_accounting(&self) -> Result<()> {
-        let c = &self.counters;
-        ensure!(c.packets_balance(), "packet counters do not add up: {c}");
-        ensure!(c.records_balance(), "record counters do not add up: {c}");
+        for c in [&self.counters, &self.response_counters] {
+            ensure!(c.packets_balance(), "packet counters do not add up: {c}");
+            ensure!(c.records_balance(), "record counters do not add up: {c}");
+        }
         ensure!(
             self.drain.decode_errors == 0,
             "{} records did not decode",
             self.drain.decode_errors
         );
+        let emitted = self.counters.get(Counter::RecordsEmitted)
+            + self.response_counters.get(Counter::RecordsEmitted);
         ensure!(
-            self.drain.records == c.get(Counter::RecordsEmitted),
-            "drained {} records, the kernel emitted {}",
+            self.drain.records == emitted,
+            "drained {} records, the kernel emitted {emitted}",
             self.drain.records,
-            c.get(Counter::RecordsEmitted)
         );
-        let delivered: u64 = self.flows.values().map(FlowCapture::record_count).sum();
+        let delivered: u64 = self
+            .flows
+            .values()
+            .chain(self.responses.values())
+            .map(FlowCapture::record_count)
+            .sum();
         ensure!(
             delivered == self.drain.records,
             "the sink got {delivered} records of {} drained",
@@ -250,9 +266,10 @@ pub struct ControlRecord {
 }
 
 impl ControlRecord {
-    /// The client's SYN (the server's SYN-ACK is egress, never seen).
+    /// The segment that opens its direction: the client's SYN, or the
+    /// server's SYN-ACK in a response stream.
     pub fn is_syn(&self) -> bool {
-        self.flags & TCP_SYN != 0 && self.flags & TCP_ACK == 0
+        self.flags & TCP_SYN != 0
     }
     pub fn is_fin(&self) -> bool {
         self.flags & TCP_FIN != 0
@@ -262,7 +279,7 @@ impl ControlRecord {
     }
 }
 
-/// Everything captured of one client → server direction, in ring order.
+/// Everything captured of one direction of a connection, in ring order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowCapture {
     pub data: Vec<DataChunk>,
@@ -355,12 +372,19 @@ pub struct Stream {
 #[derive(Debug, Default)]
 pub struct Collector {
     flows: BTreeMap<FlowKey, FlowCapture>,
+    /// The server → client streams (egress), when captured.
+    responses: BTreeMap<FlowKey, FlowCapture>,
 }
 
 impl Collector {
-    /// Everything collected so far, per flow.
+    /// Everything collected so far, per flow (client → server).
     pub fn flows(&self) -> &BTreeMap<FlowKey, FlowCapture> {
         &self.flows
+    }
+
+    /// The server → client streams, per flow.
+    pub fn responses(&self) -> &BTreeMap<FlowKey, FlowCapture> {
+        &self.responses
     }
 
     pub fn into_flows(self) -> BTreeMap<FlowKey, FlowCapture> {
@@ -370,7 +394,11 @@ impl Collector {
 
 impl EventSink for Collector {
     fn on_event(&mut self, event: &Event<'_>) {
-        let flow = self.flows.entry(event.flow).or_default();
+        let streams = match event.direction {
+            Direction::ToServer => &mut self.flows,
+            Direction::ToClient => &mut self.responses,
+        };
+        let flow = streams.entry(event.flow).or_default();
         match event.kind {
             EventKind::Data { seq, payload } => flow.data.push(DataChunk {
                 seq,
@@ -449,6 +477,8 @@ pub fn predicted_sampled(
 
 #[cfg(test)]
 mod tests {
+    use mirror_common::TCP_ACK;
+
     use super::*;
 
     const ISN: u32 = u32::MAX - 2; // data crosses the 2^32 wrap after 2 bytes

@@ -11,9 +11,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
+use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_agent::capture::CaptureOptions;
 use mirror_common::Counter;
 use mirror_testkit::{
+    HttpClient, HttpServer,
+    http_server::RESPONSE,
     pseudo_random,
     tcp::{self, TcpSink},
     wait_until,
@@ -508,5 +511,101 @@ fn sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
         (420..=580).contains(&captured),
         "{captured} of 1000 at 50 %"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// v1's responses, at egress, only when asked
+// ---------------------------------------------------------------------------
+
+/// The programs attached to the server's veth, as `direction/name`: the
+/// kernel's own answer (a TCX query; the capture attaches with TCX here).
+fn attached_programs(topology: &Topology) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (direction, attach) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        let (_, programs) = topology
+            .server
+            .run(|| SchedClassifier::query_tcx(SERVER_IF, attach))
+            .with_context(|| format!("querying {direction}"))?;
+        for program in programs {
+            found.push(format!(
+                "{direction}/{}",
+                program.name_as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// Three exchanges on one keep-alive connection through a capture with or
+/// without responses; returns what it captured and what was attached.
+fn exchanges(responses: bool) -> Result<(Captured, Vec<String>, SocketAddr)> {
+    let topology = Topology::new()?;
+    let mut options = CaptureOptions::new(SERVER_IF, vec![PORT]);
+    options.responses = responses;
+    let capture = CaptureRunner::start(&topology.server, options)?;
+    let attached = attached_programs(&topology)?;
+    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let mut client = HttpClient::connect(&topology.client, server.addr())?;
+    for i in 0..3 {
+        let request = format!("GET /r/{i} HTTP/1.1\r\nHost: v1\r\n\r\n");
+        ensure!(client.request(request.as_bytes())?.status == 200);
+    }
+    let local = client.local_addr()?;
+    client.close()?;
+    server.stop()?;
+    // The server's FIN may still be on its way out.
+    wait_until(Duration::from_secs(2), || {
+        capture
+            .counters()
+            .is_ok_and(|c| c.get(Counter::RecordsEmitted) > 0)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    Ok((capture.stop()?, attached, local))
+}
+
+#[test]
+fn v1s_responses_are_captured_at_egress_only_when_asked() -> Result<()> {
+    if !require_kernel() {
+        return Ok(());
+    }
+    let (captured, attached, client) = exchanges(true)?;
+    ensure!(
+        attached.contains(&"egress/mirror_egress".to_owned()),
+        "no egress program attached: {attached:?}"
+    );
+    captured.check_accounting()?;
+    let flow = captured
+        .responses
+        .values()
+        .find(|f| f.syn().is_some())
+        .with_context(|| format!("no response stream: {:?}", captured.responses.keys()))?;
+    let key = captured
+        .responses
+        .keys()
+        .next()
+        .context("no response stream")?;
+    ensure!(key.client == client, "{key} is not {client}'s connection");
+    ensure!(
+        flow.stream()?.bytes == RESPONSE.repeat(3),
+        "the responses differ"
+    );
+    let requests = captured.flow_from(client).context("no request stream")?;
+    ensure!(
+        requests
+            .stream()?
+            .bytes
+            .starts_with(b"GET /r/0 HTTP/1.1\r\n")
+    );
+
+    let (captured, attached, _) = exchanges(false)?;
+    ensure!(
+        attached == ["ingress/mirror_ingress"],
+        "attached without responses: {attached:?}"
+    );
+    ensure!(captured.responses.is_empty());
     Ok(())
 }

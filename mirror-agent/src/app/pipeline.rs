@@ -7,7 +7,7 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use crate::{
-    capture::{Event, EventSink, PayloadFilter},
+    capture::{Direction, Event, EventSink, PayloadFilter},
     flow::{FlowConfig, FlowTable},
     http::{Framing, HttpConfig, RequestSink},
     telemetry::{PipelineStats, Stats, endpoint::Readiness},
@@ -63,7 +63,11 @@ impl<S: RequestSink> Pipeline<S> {
 
 impl<S: RequestSink> EventSink for Pipeline<S> {
     fn on_event(&mut self, event: &Event<'_>) {
-        self.table.on_event(event);
+        match event.direction {
+            Direction::ToServer => self.table.on_event(event),
+            // Only attached when comparing answers.
+            Direction::ToClient => {}
+        }
     }
 
     fn on_batch_end(&mut self, now_ns: u64) {

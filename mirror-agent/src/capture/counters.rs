@@ -3,7 +3,7 @@
 use std::fmt;
 
 use aya::maps::{MapData, MapError, PerCpuArray};
-use mirror_common::{Counter, Counters};
+use mirror_common::{Counter, Counters, TO_CLIENT, TO_SERVER};
 
 /// Reads the counter map; shareable between threads (each read is a
 /// syscall on the map's fd).
@@ -16,9 +16,18 @@ impl CounterReader {
         Self { map }
     }
 
-    /// Sums every CPU's counters.
+    /// Sums every CPU's counters of the requests' direction (ingress).
     pub fn read(&self) -> Result<KernelCounters, MapError> {
-        let per_cpu = self.map.get(&0, 0)?;
+        self.read_direction(TO_SERVER)
+    }
+
+    /// The same for v1's responses (egress; zeros unless captured).
+    pub fn read_responses(&self) -> Result<KernelCounters, MapError> {
+        self.read_direction(TO_CLIENT)
+    }
+
+    fn read_direction(&self, direction: u8) -> Result<KernelCounters, MapError> {
+        let per_cpu = self.map.get(&u32::from(direction), 0)?;
         let mut total = Counters::zero();
         for cpu in per_cpu.iter() {
             for (sum, value) in total.values.iter_mut().zip(cpu.values) {

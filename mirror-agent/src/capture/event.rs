@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mirror_common::{
     CHUNK_SIZE, FAMILY_IPV4, FAMILY_IPV6, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_FIN,
-    TCP_RST, TCP_SYN,
+    TCP_RST, TCP_SYN, TO_CLIENT, TO_SERVER,
 };
 
 /// The client → server direction of one TCP connection.
@@ -53,11 +53,22 @@ pub enum EventKind<'a> {
     Truncated { seq: u32, len: u32 },
 }
 
+/// Which of a connection's two byte streams a record belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → server: the requests (ingress).
+    ToServer,
+    /// Server → client: v1's responses (egress, when comparing).
+    ToClient,
+}
+
 /// One decoded ring record. `Data` borrows its payload from the ring, so the
 /// next stage can parse in place and copy only what it must keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
+    /// The connection, client → server, whichever way the segment went.
     pub flow: FlowKey,
+    pub direction: Direction,
     /// CLOCK_MONOTONIC nanoseconds when the kernel saw the segment.
     pub timestamp_ns: u64,
     pub ifindex: u32,
@@ -89,6 +100,8 @@ pub enum DecodeError {
     UnknownKind(u8),
     #[error("address family {0} is unknown")]
     UnknownFamily(u8),
+    #[error("direction {0} is unknown")]
+    UnknownDirection(u8),
     #[error("data record says {said} bytes but carries {carried}")]
     LengthMismatch { said: u32, carried: usize },
 }
@@ -141,11 +154,28 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
         },
         None => return Err(DecodeError::UnknownKind(header.kind)),
     };
+    let src = SocketAddr::new(client_ip, header.src_port);
+    let dst = SocketAddr::new(server_ip, header.dst_port);
+    let (flow, direction) = match header.direction {
+        TO_SERVER => (
+            FlowKey {
+                client: src,
+                server: dst,
+            },
+            Direction::ToServer,
+        ),
+        TO_CLIENT => (
+            FlowKey {
+                client: dst,
+                server: src,
+            },
+            Direction::ToClient,
+        ),
+        other => return Err(DecodeError::UnknownDirection(other)),
+    };
     Ok(Event {
-        flow: FlowKey {
-            client: SocketAddr::new(client_ip, header.src_port),
-            server: SocketAddr::new(server_ip, header.dst_port),
-        },
+        flow,
+        direction,
         timestamp_ns: header.timestamp_ns,
         ifindex: header.ifindex,
         tcp_flags: header.tcp_flags,
@@ -226,7 +256,8 @@ mod tests {
             family,
             tcp_flags: TCP_ACK | TCP_PSH,
             kind: kind as u8,
-            _pad: [0; 5],
+            direction: TO_SERVER,
+            _pad: [0; 4],
         };
         // SAFETY: RecordHeader is plain old data.
         let bytes = unsafe {

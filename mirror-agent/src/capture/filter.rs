@@ -119,7 +119,8 @@ mod tests {
                 family,
                 tcp_flags: 0x02,
                 kind: RecordKind::Control as u8,
-                _pad: [0; 5],
+                direction: 0,
+                _pad: [0; 4],
             };
             let n = if family == FAMILY_IPV4 { 4 } else { 16 };
             header.src_addr[..4].copy_from_slice(&src);

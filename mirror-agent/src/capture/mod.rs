@@ -20,11 +20,11 @@ use aya::{
 };
 pub use counters::{CounterReader, KernelCounters};
 pub use drain::IDLE_TICKS;
-pub use event::{DecodeError, Event, EventKind, EventSink, FlowId, FlowKey, decode};
+pub use event::{DecodeError, Direction, Event, EventKind, EventSink, FlowId, FlowKey, decode};
 pub use filter::{KernelFilter, NoFilter, PayloadFilter, conn_key};
 use mirror_common::{
     COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_IGNORE,
-    MAP_JUMP, MAP_WAKE, MAX_PORTS, PROGRAM_NAME, SAMPLE_ALL,
+    MAP_JUMP, MAP_WAKE, MAX_PORTS, PROGRAM_NAME, RESPONSE_PROGRAM_NAME, SAMPLE_ALL,
 };
 pub use preflight::{PreflightError, check_interface, check_privileges};
 use tracing::{debug, info, warn};
@@ -79,6 +79,9 @@ pub struct CaptureOptions {
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
     pub attach: AttachMode,
+    /// Also capture v1's responses (an egress program on the same
+    /// interface), for comparing answers.
+    pub responses: bool,
 }
 
 impl CaptureOptions {
@@ -90,6 +93,7 @@ impl CaptureOptions {
             sample_seed: 0,
             ring_bytes: DEFAULT_RING_BYTES,
             attach: AttachMode::Auto,
+            responses: false,
         }
     }
 }
@@ -122,9 +126,10 @@ pub enum CaptureError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("attaching to {iface} ingress via {mode} failed{hint}")]
+    #[error("attaching to {iface} {direction} via {mode} failed{hint}")]
     Attach {
         iface: String,
+        direction: &'static str,
         mode: &'static str,
         /// What to do about it, when we know (TCX below 6.6).
         hint: String,
@@ -184,7 +189,8 @@ pub struct DrainStats {
 /// A loaded and attached capture program with its ring.
 pub struct Capture {
     ebpf: Ebpf,
-    link: Option<SchedClassifierLinkId>,
+    /// The attached programs (ingress, then egress if any), by name.
+    links: Vec<(&'static str, SchedClassifierLinkId)>,
     ring: RingBuf<MapData>,
     /// [`MAP_WAKE`]: whether the agent sleeps (see `drain`).
     wake_flag: Array<MapData, u32>,
@@ -287,49 +293,51 @@ impl Capture {
                 source,
             })?;
 
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(CaptureError::MissingItem(PROGRAM_NAME))?
-            .try_into()
-            .map_err(|err| CaptureError::program(PROGRAM_NAME, err))?;
-        program
-            .load()
-            .map_err(|err| CaptureError::program(PROGRAM_NAME, err))?;
-
         let mode = resolve_mode(options.attach);
         // A netlink filter survives its process (even SIGKILL): remove what a
         // crashed run of ours left before adding our own. TCX links vanish
         // with their process, so there is nothing to clean in that mode.
         remove_netlink_leftovers(&options.iface);
-        let attach_options = match mode {
-            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
-            _ => {
-                if let Err(err) = tc::qdisc_add_clsact(&options.iface) {
-                    // Usually "already exists"; the attach below tells if not.
-                    debug!(iface = %options.iface, error = %err, "clsact qdisc not added");
-                }
-                TcAttachOptions::Netlink(NlOptions::default())
-            }
-        };
-        let link = program
-            .attach_with_options(&options.iface, TcAttachType::Ingress, attach_options)
-            .map_err(|source| CaptureError::Attach {
-                iface: options.iface.clone(),
-                mode: mode.as_str(),
-                hint: attach_hint(mode),
-                source: Box::new(source),
-            })?;
+        if mode != AttachMode::Tcx
+            && let Err(err) = tc::qdisc_add_clsact(&options.iface)
+        {
+            // Usually "already exists"; the attach below tells if not.
+            debug!(iface = %options.iface, error = %err, "clsact qdisc not added");
+        }
+        let mut links = vec![(
+            PROGRAM_NAME,
+            attach(
+                &mut ebpf,
+                PROGRAM_NAME,
+                TcAttachType::Ingress,
+                options,
+                mode,
+            )?,
+        )];
+        if options.responses {
+            links.push((
+                RESPONSE_PROGRAM_NAME,
+                attach(
+                    &mut ebpf,
+                    RESPONSE_PROGRAM_NAME,
+                    TcAttachType::Egress,
+                    options,
+                    mode,
+                )?,
+            ));
+        }
         info!(
             iface = %options.iface,
             attach_mode = mode.as_str(),
             ports = ?options.ports,
             sample_percent = options.sample_bp as f64 / 100.0,
             ring_bytes = options.ring_bytes,
+            responses = options.responses,
             "capture attached"
         );
         Ok(Self {
             ebpf,
-            link: Some(link),
+            links,
             ring,
             wake_flag,
             counters: Arc::new(CounterReader::new(counters)),
@@ -367,6 +375,16 @@ impl Capture {
         })
     }
 
+    /// The counters of v1's responses (egress): zeros unless captured.
+    pub fn response_counters(&self) -> Result<KernelCounters, CaptureError> {
+        self.counters
+            .read_responses()
+            .map_err(|source| CaptureError::Map {
+                name: MAP_COUNTERS,
+                source,
+            })
+    }
+
     pub fn drain_stats(&self) -> DrainStats {
         self.stats
     }
@@ -389,18 +407,23 @@ impl Capture {
     /// Detaches the program from the interface. Production traffic stops
     /// being copied at once; records already in the ring can still be drained.
     pub fn detach(&mut self) {
-        let Some(link) = self.link.take() else {
+        if self.links.is_empty() {
             return;
-        };
-        let program: Option<&mut SchedClassifier> = self
-            .ebpf
-            .program_mut(PROGRAM_NAME)
-            .and_then(|p| p.try_into().ok());
-        match program.map(|p| p.detach(link)) {
-            Some(Ok(())) => info!(iface = %self.iface, "capture detached"),
-            Some(Err(err)) => warn!(iface = %self.iface, error = %err, "detach failed"),
-            None => warn!(iface = %self.iface, "detach failed: program not found"),
         }
+        for (name, link) in self.links.drain(..) {
+            let program: Option<&mut SchedClassifier> =
+                self.ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+            match program.map(|p| p.detach(link)) {
+                Some(Ok(())) => {}
+                Some(Err(err)) => {
+                    warn!(iface = %self.iface, program = name, error = %err, "detach failed")
+                }
+                None => {
+                    warn!(iface = %self.iface, program = name, "detach failed: program not found")
+                }
+            }
+        }
+        info!(iface = %self.iface, "capture detached");
     }
 
     /// Hands every record now in the ring to `sink`, without waiting.
@@ -518,10 +541,54 @@ fn kernel_has_tcx() -> bool {
 }
 
 fn remove_netlink_leftovers(iface: &str) {
-    match tc::qdisc_detach_program(iface, TcAttachType::Ingress, PROGRAM_NAME) {
-        Ok(()) => warn!(iface, "removed a capture filter left by an earlier run"),
-        Err(err) => debug!(iface, error = %err, "no netlink leftovers"),
+    for (direction, name) in [
+        (TcAttachType::Ingress, PROGRAM_NAME),
+        (TcAttachType::Egress, RESPONSE_PROGRAM_NAME),
+    ] {
+        match tc::qdisc_detach_program(iface, direction, name) {
+            Ok(()) => warn!(
+                iface,
+                program = name,
+                "removed a capture filter left by an earlier run"
+            ),
+            Err(err) => debug!(iface, program = name, error = %err, "no netlink leftovers"),
+        }
     }
+}
+
+/// Loads the classifier `name` (the copier it tail-calls is in place) and
+/// attaches it to `direction` of the interface.
+fn attach(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    direction: TcAttachType,
+    options: &CaptureOptions,
+    mode: AttachMode,
+) -> Result<SchedClassifierLinkId, CaptureError> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingItem(name))?
+        .try_into()
+        .map_err(|err| CaptureError::program(name, err))?;
+    program
+        .load()
+        .map_err(|err| CaptureError::program(name, err))?;
+    let attach_options = match mode {
+        AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
+        _ => TcAttachOptions::Netlink(NlOptions::default()),
+    };
+    program
+        .attach_with_options(&options.iface, direction, attach_options)
+        .map_err(|source| CaptureError::Attach {
+            iface: options.iface.clone(),
+            direction: match direction {
+                TcAttachType::Egress => "egress",
+                _ => "ingress",
+            },
+            mode: mode.as_str(),
+            hint: attach_hint(mode),
+            source: Box::new(source),
+        })
 }
 
 fn raise_memlock_limit() {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use mirror_common::{Ignore, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 use super::*;
-use crate::capture::{Event, EventKind, EventSink, FlowKey};
+use crate::capture::{Direction, Event, EventKind, EventSink, FlowKey};
 use crate::http::testing::{FramedTable, TableStats, framed_table, table_stats};
 use crate::http::{Request, SkipReason};
 
@@ -23,6 +23,7 @@ fn control(key: FlowKey, seq: u32, payload_len: u32, flags: u8, ts: u64) -> Even
         flow: key,
         timestamp_ns: ts,
         ifindex: 1,
+        direction: Direction::ToServer,
         tcp_flags: flags,
         kind: EventKind::Control {
             seq,
@@ -37,6 +38,7 @@ fn data(key: FlowKey, seq: u32, payload: &[u8], ts: u64) -> Event<'_> {
         flow: key,
         timestamp_ns: ts,
         ifindex: 1,
+        direction: Direction::ToServer,
         tcp_flags: TCP_ACK | TCP_PSH,
         kind: EventKind::Data { seq, payload },
     }
@@ -47,6 +49,7 @@ fn truncated(key: FlowKey, seq: u32, len: u32, ts: u64) -> Event<'static> {
         flow: key,
         timestamp_ns: ts,
         ifindex: 1,
+        direction: Direction::ToServer,
         tcp_flags: TCP_ACK,
         kind: EventKind::Truncated { seq, len },
     }
