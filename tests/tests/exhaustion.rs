@@ -25,7 +25,11 @@
 //! ```
 //!
 //! The storm test measures the agent's CPU over a few seconds: it takes the
-//! whole machine (the other test of this file waits, see [`LOAD`]).
+//! whole machine (the other test of this file waits, see [`LOAD`]), and
+//! runs the agent in a session of its own, as a service runs. Its messages
+//! say how long the agent waited for a CPU: on a machine busy with other
+//! work, a starved agent drops requests from its queue (queue_full,
+//! expired), which the test accepts.
 //!
 //! Needs the binary built: run as root
 //! `cargo build -p mirror-agent && cargo test -p mirror-tests --test exhaustion`.
@@ -69,17 +73,26 @@ fn stop(agent: Agent) -> Result<Stopped> {
     agent::check_exit(agent.stop(Signal::TERM, Duration::from_secs(20))?)
 }
 
-/// `mirror-agent --nice 0 ARGS...` in `netns` under `prlimit
-/// --nofile=SOFT:HARD` (which execs it: the pid is the agent's), attached.
-fn start_with_fd_limit(netns: &Netns, soft: u64, hard: u64, args: &[&str]) -> Result<Agent> {
-    let mut command = netns.command("prlimit");
+/// `WRAPPER... mirror-agent --nice 0 ARGS...` in `netns`, attached;
+/// `WRAPPER` (prlimit, setsid) execs the agent, so the pid is the agent's.
+fn start_wrapped(netns: &Netns, wrapper: &[&str], args: &[&str]) -> Result<Agent> {
+    let (program, wrapper_args) = wrapper.split_first().context("no wrapper")?;
+    let binary = agent::binary()?;
+    let mut command = netns.command(program);
     command
-        .arg(format!("--nofile={soft}:{hard}"))
-        .arg("--")
-        .arg(agent::binary()?)
+        .args(wrapper_args)
+        .arg(&binary)
         .args(["--nice", "0"])
         .args(args);
-    Agent::spawn(&mut command)?.attached(ATTACH_TIMEOUT)
+    let agent = Agent::spawn(&mut command)?.attached(ATTACH_TIMEOUT)?;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", agent.pid()))?;
+    ensure!(
+        exe == binary.canonicalize()?,
+        "{wrapper:?} did not exec the agent: pid {} is {}",
+        agent.pid(),
+        exe.display()
+    );
+    Ok(agent)
 }
 
 /// `(soft, hard)` limit of open files of `pid` (`/proc/PID/limits`).
@@ -210,10 +223,10 @@ fn eleven_hundred_idle_metrics_connections_starve_neither_healthz_nor_the_shadow
         .mirror_to(&[0])
         .args(&["--shadow", UNREACHABLE])
         .build()?;
-    let agent = start_with_fd_limit(
+    let nofile = format!("--nofile={AGENT_SOFT_FDS}:{AGENT_HARD_FDS}");
+    let agent = start_wrapped(
         rig.primary(),
-        AGENT_SOFT_FDS,
-        AGENT_HARD_FDS,
+        &["prlimit", &nofile, "--"],
         &rig.agent_args(),
     )?;
     // The agent logs that it is attached before it binds the port.
@@ -463,7 +476,10 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         let url = rig.url(index);
         let mut args = rig.agent_args();
         args.extend(["--shadow", &url]);
-        let agent = agent::start_attached(rig.primary(), &args)?;
+        // A session of its own, as a service has: with autogroup scheduling
+        // the agent then competes for the CPU as a group of its own, not
+        // as one thread among the load's and the servers' seventy.
+        let agent = start_wrapped(rig.primary(), &["setsid"], &args)?;
         let storm = storm(&rig, &agent, &shadow, index)?;
         eprintln!("{failure:?}: {storm}");
 
