@@ -20,12 +20,14 @@
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
 pub mod agent;
+pub mod bad_shadow;
 pub mod capture;
 pub mod gated_server;
 pub mod http_compare;
 pub mod load;
 pub mod mirrored;
 pub mod ops;
+pub mod paced;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
