@@ -330,18 +330,12 @@ const MIN_RATE: f64 = 1_000.0;
 /// 15 to 19 %: within 5 s its storm shows in connections and TIME_WAIT,
 /// not yet in CPU.
 const CPU_BOUND_PERCENT: f64 = 30.0;
-/// The agent's connect budget per target (`CONNECTS_PER_SECOND` in
-/// mirror-agent's shadow/target.rs): connections it closes on its side
-/// (after an error) and replaces, per second, a second's worth at once.
-/// A shadow that fails every request gets at most this many connections a
-/// second; the old agent opened one per request.
-///
-/// The bound the test holds the agent to. The set-aside after a failure
-/// usually keeps it far lower (5 to 40 connections in 5 s here), but a
-/// connect that succeeds clears the set-aside for every worker before the
-/// exchange fails, so bursts of several hundred happen, ended by this
-/// budget.
-const CONNECTS_PER_SECOND: f64 = 400.0;
+/// What a failing shadow may cost in connections: until the first failure
+/// comes back every worker may connect at once (`--max-in-flight`, 32 by
+/// default); from then on the address is set aside, and one request probes
+/// it after a backoff that starts at 1 s and doubles with each failed
+/// probe. So at most the workers' connections plus one a second.
+const MAX_IN_FLIGHT: f64 = 32.0;
 
 /// utime + stime of every thread of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -457,8 +451,9 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Re
 /// The finding: a shadow that answers garbage (or resets in the middle of
 /// a body) made the agent reconnect for every request: ~1,400 connects a
 /// second, TIME_WAIT past 14,000 in its namespace, a core busy. Now a
-/// failure on a fresh connection sets the address aside, and a target's
-/// connects are bounded ([`CONNECTS_PER_SECOND`], counted `connect_limit`).
+/// failure on a fresh connection sets the address aside until a probe is
+/// answered (see [`MAX_IN_FLIGHT`]), and a target's connects are bounded
+/// besides (400 a second, counted `connect_limit`).
 ///
 /// Garbage: the shadow answers each request with bytes that are not HTTP
 /// and leaves the close to the agent, whose TIME_WAIT it then is (the
@@ -483,7 +478,7 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         let storm = storm(&rig, &agent, &shadow, index)?;
         eprintln!("{failure:?}: {storm}");
 
-        let budget = (CONNECTS_PER_SECOND * (storm.seconds + 1.0)) as u64;
+        let budget = (MAX_IN_FLIGHT + storm.seconds + 1.0) as u64;
         ensure!(
             storm.rate() >= MIN_RATE,
             "{failure:?}: the load reached {:.0} of {RATE} req/s ({storm})",

@@ -67,6 +67,10 @@ pub(crate) struct Endpoint {
     /// While failing: when (ms since [`Endpoints::epoch`]) it may be tried.
     retry_at_ms: AtomicU64,
     backoff_ms: AtomicU64,
+    /// When (ms since [`Endpoints::epoch`]) it was last set aside: a
+    /// failure of a request that picked it before then is one the set-aside
+    /// already answered.
+    aside_at_ms: AtomicU64,
     /// The [`DropReason`] of the last failed connect.
     last_failure: AtomicU8,
 }
@@ -79,6 +83,7 @@ impl Endpoint {
             failing: AtomicBool::new(false),
             retry_at_ms: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(0),
+            aside_at_ms: AtomicU64::new(0),
             last_failure: AtomicU8::new(DropReason::ConnectRefused as u8),
         }
     }
@@ -141,7 +146,9 @@ impl Endpoints {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the epoch of these addresses: a request notes it
+    /// before [`Endpoints::pick`], for [`Endpoints::set_aside`].
+    pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
@@ -198,8 +205,10 @@ impl Endpoints {
             .unwrap_or(DropReason::ConnectRefused))
     }
 
-    /// A connect to `e` succeeded.
-    pub fn connected(&self, e: &Endpoint) {
+    /// A request was answered on a connection just made to `e`: the address
+    /// works (a connect alone proves nothing: a shadow that accepts and
+    /// then answers garbage must stay set aside).
+    pub fn served(&self, e: &Endpoint) {
         if e.failing.swap(false, Relaxed) {
             e.backoff_ms.store(0, Relaxed);
             info!(target_name = %self.target, address = %e.addr, "shadow address recovered");
@@ -207,17 +216,25 @@ impl Endpoints {
     }
 
     /// A connect to `e` failed, or the shadow failed on a connection just
-    /// made: set it aside (one request probes it after the backoff).
-    pub fn set_aside(&self, e: &Endpoint, reason: DropReason, error: &io::Error) {
+    /// made, by a request that picked it at `picked_ms`: set it aside (one
+    /// request probes it after the backoff). Requests that picked it before
+    /// it was set aside fail the same way: they change nothing; a failed
+    /// probe doubles the backoff.
+    pub fn set_aside(&self, e: &Endpoint, reason: DropReason, error: &io::Error, picked_ms: u64) {
         e.last_failure.store(reason as u8, Relaxed);
+        let now = self.now_ms();
         let was_failing = e.failing.swap(true, Relaxed);
+        if was_failing && picked_ms < e.aside_at_ms.load(Relaxed) {
+            return;
+        }
         let backoff = if was_failing {
             (e.backoff_ms.load(Relaxed) * 2).min(MAX_BACKOFF.as_millis() as u64)
         } else {
             FIRST_BACKOFF.as_millis() as u64
         };
         e.backoff_ms.store(backoff, Relaxed);
-        e.retry_at_ms.store(self.now_ms() + backoff, Relaxed);
+        e.aside_at_ms.store(now, Relaxed);
+        e.retry_at_ms.store(now + backoff, Relaxed);
         if !was_failing {
             warn!(
                 target_name = %self.target,
@@ -351,7 +368,7 @@ mod tests {
 
         let a = eps.pick().unwrap();
         let err = io::Error::from(io::ErrorKind::ConnectionRefused);
-        eps.set_aside(&a, DropReason::ConnectRefused, &err);
+        eps.set_aside(&a, DropReason::ConnectRefused, &err, eps.now_ms());
         for _ in 0..6 {
             assert_ne!(eps.pick().unwrap().addr, a.addr, "set aside");
         }
@@ -361,12 +378,12 @@ mod tests {
             .filter(|_| eps.pick().unwrap().addr == a.addr)
             .count();
         assert_eq!(probes, 1);
-        eps.connected(&a);
+        eps.served(&a);
         assert!(!a.is_failing());
 
         // Both set aside: the request is dropped with the failure reason.
         for e in eps.snapshot().iter() {
-            eps.set_aside(e, DropReason::ConnectTimeout, &err);
+            eps.set_aside(e, DropReason::ConnectTimeout, &err, eps.now_ms());
         }
         assert_eq!(eps.pick().err(), Some(DropReason::ConnectTimeout));
     }
@@ -377,7 +394,7 @@ mod tests {
         eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.2:1")]);
         let first = eps.snapshot()[0].clone();
         let err = io::Error::from(io::ErrorKind::ConnectionRefused);
-        eps.set_aside(&first, DropReason::ConnectRefused, &err);
+        eps.set_aside(&first, DropReason::ConnectRefused, &err, eps.now_ms());
         eps.update(vec![addr("127.0.0.1:1"), addr("127.0.0.3:1")]);
         let states = eps.states();
         assert_eq!(

@@ -496,6 +496,7 @@ impl Inner {
     async fn send(&self, request: &PreparedRequest) -> Result<(StatusClass, Duration), DropReason> {
         let settings = &self.config.settings;
         let mut tries = self.endpoints.len().max(1);
+        let picked_ms = self.endpoints.now_ms();
         let (endpoint, mut conn, fresh) = loop {
             let endpoint = self.endpoints.pick()?;
             if let Some(conn) = endpoint.take_idle(settings.idle_timeout) {
@@ -505,16 +506,14 @@ impl Inner {
                 return Err(DropReason::ConnectLimit);
             }
             match connect(endpoint.addr, settings.connect_timeout).await {
-                Ok(conn) => {
-                    self.endpoints.connected(&endpoint);
-                    break (endpoint, conn, true);
-                }
+                Ok(conn) => break (endpoint, conn, true),
                 Err((DropReason::FdLimit, _)) => {
                     // The agent's own limit: the address is fine.
                     return Err(DropReason::FdLimit);
                 }
                 Err((reason, error)) => {
-                    self.endpoints.set_aside(&endpoint, reason, &error);
+                    self.endpoints
+                        .set_aside(&endpoint, reason, &error, picked_ms);
                     tries -= 1;
                     if reason != DropReason::ConnectRefused || tries == 0 {
                         return Err(reason);
@@ -556,12 +555,15 @@ impl Inner {
                 // closed by the server meanwhile.
                 if fresh {
                     self.endpoints
-                        .set_aside(&endpoint, DropReason::IoError, &error);
+                        .set_aside(&endpoint, DropReason::IoError, &error, picked_ms);
                 }
                 Err(DropReason::IoError)
             }
             Ok(Ok(response)) => {
                 let latency = start.elapsed();
+                if fresh {
+                    self.endpoints.served(&endpoint);
+                }
                 if response.reusable {
                     endpoint.put_idle(conn);
                 }
