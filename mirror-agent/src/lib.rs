@@ -13,6 +13,7 @@
 pub mod app;
 pub mod capture;
 pub mod clock;
+pub mod compare;
 pub mod config;
 pub mod flow;
 pub mod http;

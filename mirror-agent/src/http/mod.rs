@@ -40,6 +40,7 @@
 //!
 //! Every request that is lost is counted once, with one [`SkipReason`].
 
+mod answer;
 mod chunked;
 mod framer;
 mod framing;
@@ -52,6 +53,7 @@ use bytes::Bytes;
 
 use crate::capture::FlowId;
 
+pub use answer::{Answer, Body, BodyCollector};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 
