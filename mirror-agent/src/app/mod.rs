@@ -8,6 +8,7 @@
 //! queues up to `--drain-timeout`, log the final counts. SIGHUP reloads the
 //! configuration file without detaching ([`reload`]).
 
+mod compare_report;
 mod host;
 mod pipeline;
 mod reload;
@@ -25,6 +26,8 @@ use tracing::{error, info, warn};
 pub use pipeline::Pipeline;
 
 use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
+use crate::compare::{Comparing, Engine, Pairing, V1Responses};
+use crate::http::{ResponseConfig, ResponseFraming};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
 use crate::shadow::Shadows;
 use crate::telemetry::{
@@ -71,8 +74,15 @@ impl Failure {
 /// Runs what the command line asks for; every problem has been reported
 /// (logged, or printed for `check-config`) when this returns.
 pub fn main(cli: Cli) -> Result<(), Failure> {
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::CompareReport { url, json }) => {
+            return compare_report::run(url, *json).map_err(|err| {
+                eprintln!("error: {err:#}");
+                Failure::Run(err)
+            });
+        }
+        None => {}
     }
     let config = match cli.load() {
         Ok(config) => config,
@@ -152,7 +162,9 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
 
 /// Start, run until a stop signal (or a capture failure), shut down.
 async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Result<()> {
-    let options = config.startup.capture.options()?;
+    let mut options = config.startup.capture.options()?;
+    // v1's responses are captured (egress) only for the comparison.
+    options.responses = config.live.compare.enabled();
     let mut signals = StopSignals::new()?;
     let hup = signals::listen(SignalKind::hangup())?;
     let readiness = Arc::new(Readiness::default());
@@ -172,6 +184,11 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     check_self_mirroring(&shadows, &config)?;
     readiness.config_loaded.store(true, Ordering::Relaxed);
 
+    let compare = if config.live.compare.enabled() {
+        Some(Engine::start(config.live.compare.clone()).context("cannot start the comparison")?)
+    } else {
+        None
+    };
     let sources = Sources {
         kernel: Some(capture.counter_reader()),
         pipeline: Arc::clone(&stats),
@@ -182,6 +199,7 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
             kernel: crate::capture::kernel_release(),
             attach_mode: capture.attach_mode().as_str(),
         },
+        compare: compare.clone(),
     };
     let endpoint_task = tokio::spawn(endpoint::serve(
         listener,
@@ -191,10 +209,15 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let summary_task = tokio::spawn(summary::run(sources.clone(), config.live.stats_interval));
 
     let log_share = Arc::new(AtomicU32::new(config.live.log_requests.basis_points()));
+    let pairing = Pairing::shared();
+    let dispatcher = match &compare {
+        Some(engine) => Comparing::new(shadows.dispatcher(), engine.clone(), pairing.clone()),
+        None => Comparing::off(shadows.dispatcher()),
+    };
     let mut pipeline = Pipeline::new(
         config.startup.flow.clone(),
         config.startup.http.clone(),
-        RequestLog::new(shadows.dispatcher(), Arc::clone(&log_share)),
+        RequestLog::new(dispatcher, Arc::clone(&log_share)),
         match capture.take_filter() {
             Some(filter) => Box::new(filter),
             None => Box::new(NoFilter),
@@ -202,6 +225,13 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         Arc::clone(&stats),
         Arc::clone(&readiness),
     );
+    if let Some(engine) = &compare {
+        let framing = ResponseFraming::new(
+            response_config(&config),
+            V1Responses::new(engine.clone(), pairing),
+        );
+        pipeline = pipeline.with_responses(config.startup.flow.clone(), framing);
+    }
 
     let reloader = Arc::new(Reloader {
         cli,
@@ -265,6 +295,10 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     };
     reloader.summary_task().abort();
     endpoint_task.abort();
+    if let Some(engine) = &compare {
+        // What still waits is judged with what it has.
+        engine.finish();
+    }
 
     let pipeline_stats = pipeline.stats();
     info!(
@@ -280,8 +314,31 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         }
         info!(target = %name, "final counts: {snapshot}");
     }
+    if let Some(engine) = &compare {
+        for line in engine.verdict_lines() {
+            info!("final counts: comparison: {line}");
+        }
+    }
     println!("kernel counters: {kernel}");
     Ok(())
+}
+
+/// The response framing's limits: the request side's head limits, and the
+/// largest body cap of the compared targets.
+fn response_config(config: &Config) -> ResponseConfig {
+    let http = &config.startup.http;
+    ResponseConfig {
+        max_head_bytes: http.max_head_bytes,
+        max_headers: http.max_headers,
+        body_cap: config
+            .live
+            .compare
+            .targets
+            .iter()
+            .map(|t| t.body_cap)
+            .max()
+            .unwrap_or(crate::compare::DEFAULT_BODY_CAP),
+    }
 }
 
 /// A target that is the captured service itself would receive its own

@@ -113,6 +113,16 @@ impl Reloader {
         if new.shadows != old.shadows {
             self.shadows.reload(new.shadows.clone()).await;
         }
+        if new.compare != old.compare {
+            match &self.sources.compare {
+                Some(engine) => engine.reconfigure(&new.compare),
+                None if new.compare.enabled() => warn!(
+                    "the comparison cannot start on a reload: v1's responses are captured only \
+                     when it is on at start (restart the agent)"
+                ),
+                None => {}
+            }
+        }
         let requests = new.log_requests.basis_points();
         let level_changed = new.log_level != old.log_level
             || (requests > 0) != (old.log_requests.basis_points() > 0);

@@ -15,7 +15,18 @@
 //! v1's own version. A difference that v1 and the baseline also show is
 //! noise: reported as such, kept out of the candidates' verdicts.
 
+mod config;
+mod engine;
+mod pairing;
+
 use std::fmt;
+
+pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING, RequestMeta, V1Response};
+pub use pairing::{Comparing, Pairing, V1Responses};
+pub use config::{
+    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, DiffLogTo,
+    TargetCompare,
+};
 
 /// What part of a response differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,4 +157,17 @@ pub enum Verdict {
     /// included, flagged).
     Differ(Vec<Difference>),
     NotCompared(NotCompared),
+}
+
+/// TEMPORARY until the diff lands: the field path check.
+pub struct FieldPattern;
+
+impl FieldPattern {
+    pub fn parse(text: &str) -> Result<FieldPattern, String> {
+        if text.starts_with('$') {
+            Ok(FieldPattern)
+        } else {
+            Err(format!("`{text}` is not a field path such as $.items[*].id"))
+        }
+    }
 }

@@ -10,6 +10,7 @@ use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{Marker, parse_match_header, parse_match_header_regex};
 use super::{Config, InvalidConfig};
+use crate::compare::Role;
 use crate::route::{HeaderLine, HeaderMatch, TargetUrl};
 
 const EXAMPLES: &str = "\
@@ -30,6 +31,11 @@ Examples:
   Everything from a file, one flag on top; check the file first:
     mirror-agent check-config /etc/mirror.toml
     sudo mirror-agent --config /etc/mirror.toml --dry-run
+  Compare v2's and v3's answers with v1's, a baseline (another v1) to tell noise:
+    sudo mirror-agent --iface eth0 --port 80 --shadow http://myapp-v2:9000 \\
+      --shadow http://myapp-v3:9000 --baseline http://myapp-v1-b:9000 --compare \\
+      --compare-ignore-field '$.served_at' --diff-log /var/log/mirror-diff.jsonl
+    mirror-agent compare-report --url http://127.0.0.1:9464
   Log one request in a hundred (method, path, what each target did):
     sudo mirror-agent --config /etc/mirror.toml --log-requests 1
 
@@ -90,6 +96,18 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print the comparison's verdict of a running agent (its `/compare`
+    /// report) in the terminal: per target, the endpoints that differ,
+    /// how, and how often.
+    #[command(after_help = "Example:\n  mirror-agent compare-report --url http://127.0.0.1:9464")]
+    CompareReport {
+        /// The agent's metrics address (--metrics-addr), as a URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Print the JSON report as it is served.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The targets and the header matches: flags that write the file's
@@ -101,6 +119,13 @@ pub struct TargetFlags {
     /// Example: --shadow http://myapp-v2:9000 --shadow http://10.0.0.7:9001/prefix
     #[arg(long, value_name = "URL")]
     pub shadow: Vec<TargetUrl>,
+
+    /// A target running v1's own version (another replica, the same
+    /// build): it gets the same copies, and the differences it shows with
+    /// v1 are noise, kept out of the other targets' verdicts. Turns --compare
+    /// on. Example: --baseline http://myapp-v1-b:9000
+    #[arg(long, value_name = "URL")]
+    pub baseline: Vec<TargetUrl>,
 
     /// Mirror only requests with this header (any value), or with this
     /// exact value. Repeat: all must hold. Example: --match-header X-Canary:1
@@ -151,6 +176,15 @@ impl Cli {
         let t = &self.targets;
         if !t.shadow.is_empty() {
             file.targets = t.shadow.iter().cloned().map(TargetFile::new).collect();
+        }
+        if !t.baseline.is_empty() {
+            file.targets.extend(t.baseline.iter().cloned().map(|url| {
+                let mut target = TargetFile::new(url);
+                target.rules.role = Some(Role::Baseline);
+                target
+            }));
+            // A baseline is only of use to candidates that are compared.
+            file.rules.compare.get_or_insert(true);
         }
         if !t.match_header.is_empty() || !t.match_header_regex.is_empty() {
             file.rules.matches = t

@@ -43,6 +43,7 @@ pub use values::{
 };
 
 use crate::capture::{AttachMode, CaptureOptions, DEFAULT_RING_BYTES};
+use crate::compare::CompareConfig;
 use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
 use crate::route::Share;
@@ -92,6 +93,8 @@ pub struct Live {
     pub drain_timeout: Duration,
     /// Targets, routing and transport.
     pub shadows: ShadowConfig,
+    /// Which targets are compared with v1, and how.
+    pub compare: CompareConfig,
 }
 
 /// What the kernel program captures.
@@ -132,6 +135,7 @@ impl Default for Live {
             stats_interval: DEFAULT_STATS_INTERVAL,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             shadows: ShadowConfig::default(),
+            compare: CompareConfig::default(),
         }
     }
 }

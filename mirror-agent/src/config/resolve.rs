@@ -11,14 +11,18 @@ use super::error::ConfigError;
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{
-    ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Marker, Method,
-    Niceness, PathPrefix, RingSize,
+    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel,
+    Marker, Method, Niceness, PathPrefix, RingSize,
 };
 use super::{CaptureSettings, Config, Live, Startup};
+use crate::compare::{
+    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, Role, TargetCompare,
+};
 use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
 use crate::route::{
-    HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, default_marker,
+    HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, Share,
+    default_marker,
 };
 use crate::shadow::{ShadowConfig, TargetSettings};
 
@@ -34,7 +38,7 @@ impl FileConfig {
     /// Validates and builds the configuration; every error found.
     pub fn resolve(&self) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let shadows = self.resolve_shadows(&mut errors);
+        let (shadows, compare) = self.resolve_shadows(&mut errors);
         let ports = self.capture.ports.clone();
         // The file's list was checked as it was read: a list this long came
         // from the flags.
@@ -90,14 +94,25 @@ impl FileConfig {
                 stats_interval: a.stats_interval.map_or(dl.stats_interval, |d| d.0),
                 drain_timeout: a.drain_timeout.map_or(dl.drain_timeout, |d| d.0),
                 shadows,
+                compare: CompareConfig {
+                    diff_log: a.diff_log.clone(),
+                    diff_log_sample: a.diff_log_sample.map_or(100, |s| {
+                        u8::try_from(s.basis_points().div_ceil(100)).unwrap_or(100)
+                    }),
+                    diff_log_rate: a
+                        .diff_log_rate
+                        .map_or(DEFAULT_DIFF_LOG_RATE, |n| n.0 as u32),
+                    ..compare
+                },
             },
         })
     }
 
     /// The targets, routing and transport; their errors go to `errors`.
-    fn resolve_shadows(&self, errors: &mut Vec<ConfigError>) -> ShadowConfig {
+    fn resolve_shadows(&self, errors: &mut Vec<ConfigError>) -> (ShadowConfig, CompareConfig) {
         let mut targets: Vec<RouteTarget> = Vec::with_capacity(self.targets.len());
         let mut settings = Vec::with_capacity(self.targets.len());
+        let mut compare = CompareConfig::default();
         for t in &self.targets {
             let url = t.url.get_ref().clone();
             let name = match &t.name {
@@ -122,7 +137,11 @@ impl FileConfig {
                 });
                 continue;
             }
-            settings.push(t.rules.settings(&self.rules));
+            let compared = t.rules.compare(&self.rules, &name);
+            let mut transport = t.rules.settings(&self.rules);
+            transport.keep_answer = compared.as_ref().map(|c| c.body_cap);
+            compare.targets.extend(compared);
+            settings.push(transport);
             targets.push(RouteTarget {
                 name,
                 url,
@@ -148,7 +167,7 @@ impl FileConfig {
             },
             targets,
         };
-        ShadowConfig { route, settings }
+        (ShadowConfig { route, settings }, compare)
     }
 
     /// The file that gives `config`, every key and target spelled out.
@@ -175,6 +194,15 @@ impl FileConfig {
                 metrics_addr: Some(startup.metrics_addr),
                 stats_interval: Some(HumanDuration(live.stats_interval)),
                 drain_timeout: Some(HumanDuration(live.drain_timeout)),
+                diff_log: live.compare.diff_log.clone(),
+                diff_log_sample: live.compare.diff_log.as_ref().map(|_| {
+                    Share::from_percent(f64::from(live.compare.diff_log_sample)).unwrap_or(Share::ALL)
+                }),
+                diff_log_rate: live
+                    .compare
+                    .diff_log
+                    .as_ref()
+                    .map(|_| Count(live.compare.diff_log_rate as usize)),
             },
             limits: LimitSection {
                 max_flows: Some(FlowCount(flow.max_flows)),
@@ -199,6 +227,7 @@ impl FileConfig {
                 .map(|(t, shadow)| {
                     let mut rules = RuleSection::from_rules(&t.rules, &t.rewrites);
                     rules.set_settings(&shadow.settings);
+                    rules.set_compare(live.compare.target(&t.name));
                     let mut file = TargetFile::new(t.url.clone());
                     file.name = Some(Spanned::new(0..0, t.name.clone()));
                     file.rules = rules;
@@ -269,7 +298,55 @@ impl RuleSection {
             ),
             idle_timeout: pick(self.idle_timeout, top.idle_timeout, defaults.idle_timeout),
             max_age: pick(self.max_queue_age, top.max_queue_age, defaults.max_age),
+            // Set with the target's comparison.
+            keep_answer: None,
         }
+    }
+
+    /// The target's comparison, if it is compared: its own keys, else the
+    /// top level's, else the defaults. A baseline is always compared.
+    fn compare(&self, top: &RuleSection, name: &str) -> Option<TargetCompare> {
+        let role = self.role.or(top.role).unwrap_or(Role::Candidate);
+        let on = self.compare.or(top.compare).unwrap_or(false) || role == Role::Baseline;
+        if !on {
+            return None;
+        }
+        let list = |own: &[HeaderName], top: &[HeaderName]| -> Vec<String> {
+            own.iter()
+                .chain(top)
+                .map(|h| h.0.to_ascii_lowercase())
+                .collect()
+        };
+        Some(TargetCompare {
+            name: name.to_owned(),
+            role,
+            ignore_headers: list(&self.compare_ignore_headers, &top.compare_ignore_headers),
+            ignore_fields: self
+                .compare_ignore_fields
+                .iter()
+                .chain(&top.compare_ignore_fields)
+                .map(|f| f.0.clone())
+                .collect(),
+            body_cap: self
+                .compare_body_cap
+                .or(top.compare_body_cap)
+                .map_or(DEFAULT_BODY_CAP, bytes),
+            timeout: self
+                .compare_timeout
+                .or(top.compare_timeout)
+                .map_or(DEFAULT_TIMEOUT, |d| d.0),
+        })
+    }
+
+    /// Writes a target's comparison back as its own keys.
+    fn set_compare(&mut self, compare: Option<&TargetCompare>) {
+        self.compare = Some(compare.is_some());
+        let Some(c) = compare else { return };
+        self.role = Some(c.role);
+        self.compare_ignore_headers = c.ignore_headers.iter().cloned().map(HeaderName).collect();
+        self.compare_ignore_fields = c.ignore_fields.iter().cloned().map(FieldPath).collect();
+        self.compare_body_cap = Some(ByteSize(c.body_cap as u64));
+        self.compare_timeout = Some(HumanDuration(c.timeout));
     }
 
     fn set_settings(&mut self, s: &TargetSettings) {

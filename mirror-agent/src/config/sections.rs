@@ -9,11 +9,12 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::values::{
-    ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Method, Niceness,
-    PathPrefix, Ports, RingSize,
+    ByteSize, Count, FlowCount, FieldPath, HeaderCount, HeaderName, HumanDuration, LogLevel,
+    Method, Niceness, PathPrefix, Ports, RingSize,
 };
 use super::walk::Walk;
 use crate::capture::AttachMode;
+use crate::compare::{DiffLogTo, Role};
 use crate::route::{HeaderLine, HeaderMatch, HostHeader, Pattern, Share};
 use crate::telemetry::LogFormat;
 
@@ -178,6 +179,22 @@ section! {
         /// Example: --drain-timeout 2s
         #[arg(long, value_name = "DURATION")]
         drain_timeout "drain_timeout": Option<HumanDuration>,
+
+        /// Write each differing exchange of the comparison as a JSON line to
+        /// this file, or to stderr with `-` (sampled, rate limited;
+        /// credential headers never written). Example: --diff-log /var/log/mirror-diff.jsonl
+        #[arg(long, value_name = "FILE|-")]
+        diff_log "diff_log": Option<DiffLogTo>,
+
+        /// Percent of the differing exchanges the diff log writes. Default 100.
+        /// Example: --diff-log-sample 10
+        #[arg(long, value_name = "PERCENT")]
+        diff_log_sample "diff_log_sample": Option<Share>,
+
+        /// Most diff log lines a second (the rest are counted, not written).
+        /// Default 10. Example: --diff-log-rate 100
+        #[arg(long, value_name = "N")]
+        diff_log_rate "diff_log_rate": Option<Count>,
     }
 }
 
@@ -307,6 +324,39 @@ section! {
         /// shadow was down. Default 3s. Example: --max-queue-age 10s
         #[arg(long, value_name = "DURATION")]
         max_queue_age "max_queue_age": Option<HumanDuration>,
+
+        /// Compare each answer of the target with v1's own response to the same
+        /// request (v1's responses are captured at egress). Example: --compare
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        compare "compare": Option<bool>,
+
+        /// The target's part in the comparison (file only; --baseline gives a
+        /// baseline): `candidate` (default), or `baseline`, v1's own version
+        /// elsewhere, whose differences with v1 are noise.
+        #[arg(skip)]
+        role "role": Option<Role>,
+
+        /// A response header the comparison ignores, besides the default list
+        /// (Date, Server, Age, ETag, request ids ...). Repeat for more.
+        /// Example: --compare-ignore-header X-Backend
+        #[arg(long = "compare-ignore-header", value_name = "NAME")]
+        compare_ignore_headers "compare_ignore_headers": Vec<HeaderName>,
+
+        /// A JSON field the comparison ignores, by path; `[*]` for any array
+        /// index. Repeat for more. Example: --compare-ignore-field '$.items[*].id'
+        #[arg(long = "compare-ignore-field", value_name = "JSONPATH")]
+        compare_ignore_fields "compare_ignore_fields": Vec<FieldPath>,
+
+        /// Bytes of each body kept for the comparison; longer bodies are
+        /// compared by length and hash. Default 1M. Example: --compare-body-cap 4M
+        #[arg(long, value_name = "BYTES")]
+        compare_body_cap "compare_body_cap": Option<ByteSize>,
+
+        /// How long a request waits for v1's and the targets' answers before
+        /// it is counted as not compared (`timeout`). Default 10s.
+        /// Example: --compare-timeout 30s
+        #[arg(long, value_name = "DURATION")]
+        compare_timeout "compare_timeout": Option<HumanDuration>,
 
         /// `[[match]]` tables: every one must hold (flags: --match-header,
         /// --match-header-regex).

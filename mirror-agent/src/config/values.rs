@@ -13,6 +13,7 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::AttachMode;
+use crate::compare::{DiffLogTo, Role};
 use crate::http::MAX_HEADERS_LIMIT;
 use crate::route::{
     HeaderLine, HeaderMatch, HeaderTest, HostHeader, Pattern, Share, TargetUrl, default_marker,
@@ -290,7 +291,7 @@ macro_rules! serde_as_string {
 
 serde_as_string!(
     TargetUrl, HeaderLine, HostHeader, Method, HeaderName, PathPrefix, LogFormat, LogLevel,
-    AttachMode
+    AttachMode, FieldPath, Role, DiffLogTo
 );
 /// A duration such as `500ms`, `2s`, `1.5s` or `1m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,6 +361,24 @@ impl FromStr for HeaderName {
 }
 
 impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A JSON field path the comparison ignores, such as `$.served_at` or
+/// `$.items[*].id`; checked by the comparison's own parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPath(pub String);
+
+impl FromStr for FieldPath {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        crate::compare::FieldPattern::parse(text).map(|_| FieldPath(text.to_string()))
+    }
+}
+
+impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -144,9 +144,17 @@ pub struct RequestFramer {
     desync_reason: Option<SkipReason>,
     /// The slice being fed ends a client write.
     slice_ends_write: bool,
+    /// Requests lost or framing lost so far: when it moves, the requests
+    /// and responses of this connection no longer pair up one to one.
+    losses: u32,
 }
 
 impl RequestFramer {
+    /// How many times a request or the framing was lost (see `losses`).
+    pub fn losses(&self) -> u32 {
+        self.losses
+    }
+
     /// A framer for a connection seen from its start.
     pub fn new(flow: FlowId) -> Self {
         Self::with_state(flow, State::Head)
@@ -158,6 +166,8 @@ impl RequestFramer {
     pub fn new_midstream(flow: FlowId) -> Self {
         let mut framer = Self::with_state(flow, State::Desync);
         framer.desync_reason = Some(SkipReason::MidstreamJoin);
+        // Requests before the join are unknown: nothing to pair with.
+        framer.losses = 1;
         framer
     }
 
@@ -173,6 +183,7 @@ impl RequestFramer {
             body: Vec::new(),
             trailers: Vec::new(),
             chunked: ChunkedDecoder::default(),
+            losses: 0,
             charged: 0,
             probation: false,
             desync_reason: None,
@@ -272,6 +283,7 @@ impl RequestFramer {
             State::Body { remaining, keep } if missing <= remaining => {
                 if keep {
                     cx.stats.dropped.add(reason);
+                    self.losses += 1;
                     cx.stats.skipped_bytes += self.body.len() as u64;
                     self.body = Vec::new();
                     self.sync(cx);
@@ -305,6 +317,7 @@ impl RequestFramer {
             };
         if in_progress {
             cx.stats.dropped.add(reason);
+            self.losses += 1;
         }
         self.clear(cx);
         self.pending = Vec::new();
@@ -344,6 +357,7 @@ impl RequestFramer {
     /// Drops the request in progress for `reason`; the framing is lost.
     fn lose<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
+        self.losses += 1;
         self.desync(cx);
     }
 
@@ -351,6 +365,7 @@ impl RequestFramer {
     /// in progress is the caller's to count).
     fn desync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
         cx.stats.desyncs += 1;
+        self.losses += 1;
         self.desync_reason = None;
         self.clear(cx);
         self.state = State::Desync;
@@ -394,6 +409,7 @@ impl RequestFramer {
     /// Ignores the rest of the connection.
     fn stop<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
         cx.stats.dropped.add(reason);
+        self.losses += 1;
         cx.stats.skipped_bytes += (self.held() + skipped) as u64;
         self.clear(cx);
         self.state = State::Stopped;
@@ -408,6 +424,7 @@ impl RequestFramer {
         cx.stats.skipped_bytes += n as u64;
         if let Some(reason) = self.desync_reason.take() {
             cx.stats.dropped.add(reason);
+            self.losses += 1;
         }
     }
 
@@ -550,6 +567,7 @@ impl RequestFramer {
                 let keep = n <= cx.config.max_body_bytes;
                 if !keep {
                     cx.stats.dropped.add(SkipReason::BodyTooLarge);
+                    self.losses += 1;
                 }
                 self.state = State::Body { remaining: n, keep };
             }
@@ -589,6 +607,7 @@ impl RequestFramer {
                 self.sync(cx);
             } else {
                 cx.stats.dropped.add(SkipReason::BufferCap);
+                self.losses += 1;
                 keep = false;
                 cx.stats.skipped_bytes += self.body.len() as u64;
                 self.body = Vec::new();
@@ -671,6 +690,7 @@ impl RequestFramer {
     /// its remaining chunks are skipped. Returns the new `keep` (false).
     fn drop_body<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) -> bool {
         cx.stats.dropped.add(reason);
+        self.losses += 1;
         cx.stats.skipped_bytes += self.body.len() as u64;
         self.body = Vec::new();
         self.trailers = Vec::new();
@@ -729,6 +749,7 @@ impl RequestFramer {
         }
         if parsed.upgrade {
             cx.stats.dropped.add(SkipReason::Upgraded);
+            self.losses += 1;
             self.state = State::Stopped;
         } else {
             self.state = State::Head;

@@ -43,6 +43,16 @@ impl<S> Framing<S> {
         self.sink
     }
 
+    /// Tells the sink when a call lost requests of the connection.
+    fn watch_losses(&mut self, framer: &RequestFramer, before: u32)
+    where
+        S: RequestSink,
+    {
+        if framer.losses() != before {
+            self.sink.on_requests_lost(&framer.flow());
+        }
+    }
+
     fn cx<'a>(&'a mut self, budget: &'a mut Budget) -> FramerCtx<'a, S> {
         FramerCtx {
             config: &self.config,
@@ -72,6 +82,7 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
 
     fn open(&mut self, id: FlowId, joined_midstream: bool) -> RequestFramer {
         if joined_midstream {
+            self.sink.on_requests_lost(&id);
             RequestFramer::new_midstream(id)
         } else {
             RequestFramer::new(id)
@@ -86,7 +97,9 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
         ts_ns: u64,
         budget: &mut Budget,
     ) {
+        let before = framer.losses();
         framer.feed(bytes, edges, ts_ns, &mut self.cx(budget));
+        self.watch_losses(framer, before);
     }
 
     fn gap(
@@ -96,11 +109,15 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
         missing: u64,
         budget: &mut Budget,
     ) {
+        let before = framer.losses();
         framer.gap(loss.into(), missing, &mut self.cx(budget));
+        self.watch_losses(framer, before);
     }
 
     fn end(&mut self, framer: &mut RequestFramer, loss: StreamLoss, budget: &mut Budget) {
+        let before = framer.losses();
         framer.finish(loss.into(), &mut self.cx(budget));
+        self.watch_losses(framer, before);
     }
 
     fn is_done(framer: &RequestFramer) -> bool {
@@ -112,7 +129,9 @@ impl<S: RequestSink> StreamConsumer for Framing<S> {
     }
 
     fn skipped(&mut self, framer: &mut RequestFramer, n: u64, budget: &mut Budget) {
+        let before = framer.losses();
         framer.skipped(n, &mut self.cx(budget));
+        self.watch_losses(framer, before);
     }
 
     fn buffered(framer: &RequestFramer) -> usize {

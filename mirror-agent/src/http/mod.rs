@@ -93,6 +93,11 @@ impl Default for HttpConfig {
 /// Called on the capture task: an implementation must not block.
 pub trait RequestSink {
     fn on_request(&mut self, request: Request);
+
+    /// A request of `flow` was lost (or the connection was joined in the
+    /// middle): from here on its requests and v1's responses no longer
+    /// pair up one to one. For the comparison; nothing to do otherwise.
+    fn on_requests_lost(&mut self, _flow: &FlowId) {}
 }
 
 impl RequestSink for Vec<Request> {

@@ -24,6 +24,7 @@
 //! only the marker header (loop guard, see `route`) stops them.
 
 mod endpoints;
+mod reply;
 mod set;
 mod stats;
 mod stream;
@@ -31,6 +32,7 @@ mod target;
 mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
+pub use reply::{AnswerSink, Answered, Reply};
 pub use set::{Dispatcher, Outcome, ShadowConfig, Shadows};
 pub use stats::{
     DropReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot, SEND_DELAY_BUCKETS,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::endpoints::{Resolve, SystemResolver};
+use super::reply::{AnswerSink, Reply};
 use super::stats::{DropReason, StatsSnapshot, TargetStats};
 use super::target::{Target, TargetConfig, TargetSettings};
 use crate::http::{Request, RequestSink};
@@ -301,6 +302,29 @@ impl Dispatcher {
     /// target; what became of it at each, in the order of
     /// [`targets`](Self::targets).
     pub fn dispatch(&mut self, request: &Request) -> &[Outcome] {
+        self.dispatch_replying(request, None)
+    }
+
+    /// What the last dispatch did at each target.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Any target compares its answers (the comparison then gives every
+    /// request a tag before dispatching it).
+    pub fn compares(&mut self) -> bool {
+        self.refresh();
+        self.deployment.targets.iter().any(|t| t.keeps_answers())
+    }
+
+    /// [`dispatch`](Self::dispatch) of a compared request: each target that
+    /// keeps its answers and does not filter the request reports to `sink`
+    /// under `tag`, exactly once (see [`Reply`]).
+    pub fn dispatch_replying(
+        &mut self,
+        request: &Request,
+        compared: Option<(u64, &Arc<dyn AnswerSink>)>,
+    ) -> &[Outcome] {
         self.refresh();
         self.router.route(request, &mut self.verdicts);
         self.outcomes.clear();
@@ -312,10 +336,15 @@ impl Dispatcher {
                     stats.filter(reason);
                     Outcome::Filtered(reason)
                 }
-                Verdict::Send(prepared) => match target.try_send(prepared) {
-                    Ok(()) => Outcome::Queued,
-                    Err(reason) => Outcome::Dropped(reason),
-                },
+                Verdict::Send(prepared) => {
+                    let reply = compared
+                        .filter(|_| target.keeps_answers())
+                        .map(|(tag, sink)| Reply::new(tag, target.name_arc(), sink.clone()));
+                    match target.try_send_replying(prepared, reply) {
+                        Ok(()) => Outcome::Queued,
+                        Err(reason) => Outcome::Dropped(reason),
+                    }
+                }
             });
         }
         &self.outcomes

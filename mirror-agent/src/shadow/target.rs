@@ -21,7 +21,9 @@ use tracing::{debug, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
 use super::stats::{DropReason, StatusClass, TargetStats};
+use super::reply::{Answered, Reply};
 use super::wire::{read_response, write_request};
+use crate::http::Answer;
 use crate::clock::monotonic_ns;
 use crate::route::{PreparedRequest, TargetUrl};
 
@@ -48,6 +50,9 @@ pub struct TargetSettings {
     /// dropped (`expired`) rather than sent late: after an outage the
     /// shadow gets current traffic, not a replay of the past. Default 3 s.
     pub max_age: Duration,
+    /// Keep each answer (status, headers, body up to this many bytes) for
+    /// the comparison; `None`: answers are read and discarded.
+    pub keep_answer: Option<usize>,
 }
 
 impl Default for TargetSettings {
@@ -60,6 +65,7 @@ impl Default for TargetSettings {
             resolve_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_age: Duration::from_secs(3),
+            keep_answer: None,
         }
     }
 }
@@ -112,8 +118,15 @@ enum PushError {
 /// What a queue holds, and how many bytes of requests that is.
 #[derive(Default)]
 struct Queued {
-    requests: VecDeque<Arc<PreparedRequest>>,
+    requests: VecDeque<Job>,
     bytes: usize,
+}
+
+/// A copy to send, and where its answer goes if it is compared.
+#[derive(Debug)]
+struct Job {
+    request: Arc<PreparedRequest>,
+    reply: Option<Reply>,
 }
 
 /// Bytes of requests one target's queue holds at most, beside its count
@@ -135,34 +148,35 @@ impl Queue {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, request: Arc<PreparedRequest>) -> Result<(), PushError> {
+    /// Queues `job`, or gives it back with why not.
+    fn push(&self, job: Job) -> Result<(), (PushError, Job)> {
         {
             let mut items = self.lock();
             if self.closed.load(Relaxed) {
-                return Err(PushError::Closed);
+                return Err((PushError::Closed, job));
             }
-            let len = request.len();
+            let len = job.request.len();
             if items.requests.len() >= self.capacity
                 || (!items.requests.is_empty() && items.bytes + len > MAX_QUEUED_BYTES)
             {
-                return Err(PushError::Full);
+                return Err((PushError::Full, job));
             }
             items.bytes += len;
-            items.requests.push_back(request);
+            items.requests.push_back(job);
         }
         self.ready.notify_one();
         Ok(())
     }
 
-    fn try_pop(&self) -> Option<Arc<PreparedRequest>> {
+    fn try_pop(&self) -> Option<Job> {
         let mut items = self.lock();
-        let request = items.requests.pop_front()?;
-        items.bytes -= request.len();
-        Some(request)
+        let job = items.requests.pop_front()?;
+        items.bytes -= job.request.len();
+        Some(job)
     }
 
     /// The next request; `None` once the queue is closed and empty.
-    async fn pop(&self) -> Option<Arc<PreparedRequest>> {
+    async fn pop(&self) -> Option<Job> {
         loop {
             // Registered before looking, so a push in between is not missed.
             let notified = self.ready.notified();
@@ -194,6 +208,8 @@ struct Inner {
     /// removed it, or changed its settings): a metric series only goes up.
     stats: Arc<TargetStats>,
     endpoints: Endpoints,
+    /// The name, shared by the replies of compared requests.
+    label: Arc<str>,
 }
 
 struct Control {
@@ -231,6 +247,7 @@ impl Target {
             connects: ConnectBudget::new(CONNECTS_PER_SECOND),
             endpoints: Endpoints::new(config.name.clone()),
             stats,
+            label: config.name.as_str().into(),
             config,
         });
         let url = &inner.config.url;
@@ -289,6 +306,11 @@ impl Target {
         &self.inner.config.name
     }
 
+    /// The name, shared (see [`Reply`]).
+    pub fn name_arc(&self) -> Arc<str> {
+        Arc::clone(&self.inner.label)
+    }
+
     pub fn config(&self) -> &TargetConfig {
         &self.inner.config
     }
@@ -311,22 +333,45 @@ impl Target {
     /// (`queue_full`), a target shutting down too (`shutdown`); both are
     /// counted here and returned. Never blocks.
     pub fn try_send(&self, request: Arc<PreparedRequest>) -> Result<(), DropReason> {
+        self.try_send_replying(request, None)
+    }
+
+    /// [`try_send`](Self::try_send) for a compared request: the answer, or
+    /// why there is none, goes to `reply` (also when it is dropped here).
+    pub fn try_send_replying(
+        &self,
+        request: Arc<PreparedRequest>,
+        reply: Option<Reply>,
+    ) -> Result<(), DropReason> {
         let stats = &self.inner.stats;
+        let refuse = |reason: DropReason, reply: Option<Reply>| {
+            stats.drop_one(reason);
+            if let Some(reply) = reply {
+                reply.send(Err(reason));
+            }
+            Err(reason)
+        };
         if !self.accepting.load(Relaxed) {
-            stats.drop_one(DropReason::Shutdown);
-            return Err(DropReason::Shutdown);
+            return refuse(DropReason::Shutdown, reply);
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
-        self.queue.push(request).map_err(|err| {
-            stats.queue_depth.fetch_sub(1, Relaxed);
-            let reason = match err {
-                PushError::Full => DropReason::QueueFull,
-                PushError::Closed => DropReason::Shutdown,
-            };
-            stats.drop_one(reason);
-            reason
-        })
+        match self.queue.push(Job { request, reply }) {
+            Ok(()) => Ok(()),
+            Err((err, job)) => {
+                stats.queue_depth.fetch_sub(1, Relaxed);
+                let reason = match err {
+                    PushError::Full => DropReason::QueueFull,
+                    PushError::Closed => DropReason::Shutdown,
+                };
+                refuse(reason, job.reply)
+            }
+        }
+    }
+
+    /// Whether this target keeps its answers for the comparison.
+    pub fn keeps_answers(&self) -> bool {
+        self.inner.config.settings.keep_answer.is_some()
     }
 
     /// Stops at once (a second stop signal): what is queued or in flight is
@@ -369,9 +414,12 @@ impl Target {
         if let Some(resolver) = control.resolver {
             resolver.abort();
         }
-        while let Some(_request) = self.queue.try_pop() {
+        while let Some(job) = self.queue.try_pop() {
             self.inner.stats.queue_depth.fetch_sub(1, Relaxed);
             self.inner.stats.drop_one(DropReason::Shutdown);
+            if let Some(reply) = job.reply {
+                reply.send(Err(DropReason::Shutdown));
+            }
         }
         info!(
             target_name = %self.name(),
@@ -453,11 +501,11 @@ async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
 async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Phase>) {
     let mut stop = phase;
     loop {
-        let request = tokio::select! {
+        let Job { request, reply } = tokio::select! {
             biased;
             _ = reached(&mut stop, Phase::Stopped) => return,
-            request = queue.pop() => match request {
-                Some(request) => request,
+            job = queue.pop() => match job {
+                Some(job) => job,
                 None => return,
             },
         };
@@ -465,17 +513,31 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
         stats.queue_depth.fetch_sub(1, Relaxed);
         if inner.expired(&request) {
             stats.drop_one(DropReason::Expired);
+            if let Some(reply) = reply {
+                reply.send(Err(DropReason::Expired));
+            }
             continue;
         }
         stats.in_flight.fetch_add(1, Relaxed);
+        let keep = reply.as_ref().and(inner.config.settings.keep_answer);
         let outcome = tokio::select! {
             biased;
             _ = reached(&mut stop, Phase::Stopped) => Err(DropReason::Shutdown),
-            outcome = inner.send(&request) => outcome,
+            outcome = inner.send(&request, keep) => outcome,
         };
         match outcome {
-            Ok((class, latency)) => stats.sent_one(class, latency),
-            Err(reason) => stats.drop_one(reason),
+            Ok((class, latency, answer)) => {
+                stats.sent_one(class, latency);
+                if let Some(reply) = reply {
+                    reply.send(answer.map(|answer| Answered { answer, latency }).ok_or(DropReason::IoError));
+                }
+            }
+            Err(reason) => {
+                stats.drop_one(reason);
+                if let Some(reply) = reply {
+                    reply.send(Err(reason));
+                }
+            }
         }
         stats.in_flight.fetch_sub(1, Relaxed);
     }
@@ -493,7 +555,11 @@ impl Inner {
     /// Sends one request and reads its response: the status class and
     /// latency, or why it failed. No retries: a refused connect moves on to
     /// the next address (nothing was sent yet), nothing else is tried twice.
-    async fn send(&self, request: &PreparedRequest) -> Result<(StatusClass, Duration), DropReason> {
+    async fn send(
+        &self,
+        request: &PreparedRequest,
+        keep: Option<usize>,
+    ) -> Result<(StatusClass, Duration, Option<Answer>), DropReason> {
         let settings = &self.config.settings;
         let mut tries = self.endpoints.len().max(1);
         let picked_ms = self.endpoints.now_ms();
@@ -537,7 +603,7 @@ impl Inner {
                     .send_delay
                     .record_ns(monotonic_ns().saturating_sub(captured));
             }
-            read_response(&mut conn.stream, &mut conn.buf, request).await
+            read_response(&mut conn.stream, &mut conn.buf, request, keep).await
         };
         let outcome = tokio::time::timeout(settings.request_timeout, exchange).await;
         if !matches!(outcome, Ok(Ok(_))) {
@@ -568,7 +634,7 @@ impl Inner {
                     endpoint.put_idle(conn);
                 }
                 StatusClass::of(response.status)
-                    .map(|class| (class, latency))
+                    .map(|class| (class, latency, response.answer))
                     .ok_or(DropReason::IoError)
             }
         }
@@ -582,6 +648,15 @@ mod tests {
     use super::*;
     use crate::route::BodyFraming;
 
+    fn push(queue: &Queue, request: Arc<PreparedRequest>) -> Result<(), PushError> {
+        queue
+            .push(Job {
+                request,
+                reply: None,
+            })
+            .map_err(|(err, _)| err)
+    }
+
     fn request(n: u8) -> Arc<PreparedRequest> {
         Arc::new(PreparedRequest::new(
             vec![n],
@@ -593,14 +668,14 @@ mod tests {
     #[tokio::test]
     async fn the_queue_is_bounded_fifo_and_ends_once_closed_and_empty() {
         let queue = Queue::new(2);
-        assert_eq!(queue.push(request(1)), Ok(()));
-        assert_eq!(queue.push(request(2)), Ok(()));
-        assert_eq!(queue.push(request(3)), Err(PushError::Full));
-        assert_eq!(queue.pop().await.unwrap().head(), [1]);
+        assert_eq!(push(&queue, request(1)), Ok(()));
+        assert_eq!(push(&queue, request(2)), Ok(()));
+        assert_eq!(push(&queue, request(3)), Err(PushError::Full));
+        assert_eq!(queue.pop().await.unwrap().request.head(), [1]);
         queue.close();
-        assert_eq!(queue.push(request(4)), Err(PushError::Closed));
+        assert_eq!(push(&queue, request(4)), Err(PushError::Closed));
         assert_eq!(
-            queue.pop().await.unwrap().head(),
+            queue.pop().await.unwrap().request.head(),
             [2],
             "drained after close"
         );
@@ -617,19 +692,19 @@ mod tests {
             ))
         };
         let queue = Queue::new(100);
-        assert_eq!(queue.push(big(1)), Ok(()));
-        assert_eq!(queue.push(request(2)), Ok(()), "small ones still fit");
-        assert_eq!(queue.push(big(3)), Err(PushError::Full), "over the bytes");
-        assert_eq!(queue.pop().await.unwrap().head(), [1]);
-        assert_eq!(queue.push(big(4)), Ok(()), "room again");
-        assert_eq!(queue.pop().await.unwrap().head(), [2]);
-        assert_eq!(queue.pop().await.unwrap().head(), [4]);
+        assert_eq!(push(&queue, big(1)), Ok(()));
+        assert_eq!(push(&queue, request(2)), Ok(()), "small ones still fit");
+        assert_eq!(push(&queue, big(3)), Err(PushError::Full), "over the bytes");
+        assert_eq!(queue.pop().await.unwrap().request.head(), [1]);
+        assert_eq!(push(&queue, big(4)), Ok(()), "room again");
+        assert_eq!(queue.pop().await.unwrap().request.head(), [2]);
+        assert_eq!(queue.pop().await.unwrap().request.head(), [4]);
         let huge = Arc::new(PreparedRequest::new(
             vec![5],
             Bytes::from(vec![0u8; MAX_QUEUED_BYTES + 1]),
             BodyFraming::AsIs,
         ));
-        assert_eq!(queue.push(huge), Ok(()), "alone, a larger one is taken");
+        assert_eq!(push(&queue, huge), Ok(()), "alone, a larger one is taken");
     }
 
     #[tokio::test]
@@ -637,10 +712,10 @@ mod tests {
         let queue = Arc::new(Queue::new(4));
         let waiting = tokio::spawn({
             let queue = queue.clone();
-            async move { queue.pop().await.map(|r| r.head().to_vec()) }
+            async move { queue.pop().await.map(|job| job.request.head().to_vec()) }
         });
         tokio::task::yield_now().await;
-        queue.push(request(7)).unwrap();
+        push(&queue, request(7)).unwrap();
         assert_eq!(waiting.await.unwrap(), Some(vec![7]));
 
         let waiting = tokio::spawn({

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Sources;
+use crate::compare::{Engine, render_html};
 use super::metrics::render;
 
 /// What `/readyz` checks. The capture task sets `attached` after attaching
@@ -62,6 +63,7 @@ impl Readiness {
 /// [`HEAD_TIMEOUT`], and a connection lives at most [`CONNECTION_LIFETIME`]
 /// (a scraper reconnects). File descriptors for shadows stay free.
 pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readiness>) {
+    let compare = sources.compare.clone();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(sources));
     let registry = Arc::new(registry);
@@ -83,9 +85,10 @@ pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readi
         }
         let registry = Arc::clone(&registry);
         let readiness = Arc::clone(&readiness);
+        let compare = compare.clone();
         open.push_back(tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(request.uri().path(), &registry, &readiness);
+                let response = respond(request.uri().path(), &registry, &readiness, &compare);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let connection = http1::Builder::new()
@@ -108,8 +111,30 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection stays open (keep-alive included).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-fn respond(path: &str, registry: &Registry, readiness: &Readiness) -> Response<Full<Bytes>> {
+fn respond(
+    path: &str,
+    registry: &Registry,
+    readiness: &Readiness,
+    compare: &Option<Engine>,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
+        "/compare" | "/compare.html" => match compare {
+            Some(engine) if path == "/compare" => (
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string(&engine.report()).unwrap_or_default(),
+            ),
+            Some(engine) => (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                render_html(&engine.report()),
+            ),
+            None => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "the comparison is off: start the agent with --compare\n".to_owned(),
+            ),
+        },
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -127,7 +152,7 @@ fn respond(path: &str, registry: &Registry, readiness: &Readiness) -> Response<F
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "try /metrics, /healthz or /readyz\n".to_owned(),
+            "try /metrics, /healthz, /readyz, /compare or /compare.html\n".to_owned(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -13,6 +13,7 @@ use prometheus_client::{
 use tracing::warn;
 
 use super::{Sources, TargetSnapshot};
+use crate::compare::{Kind, NotCompared};
 use crate::flow::FlowEndReason;
 use crate::http::SkipReason;
 use crate::route::FilterReason;
@@ -23,6 +24,7 @@ impl Collector for Sources {
         self.encode_kernel(&mut encoder)?;
         self.encode_pipeline(&mut encoder)?;
         self.encode_targets(&mut encoder)?;
+        self.encode_compare(&mut encoder)?;
         let mut reloads = encoder.encode_descriptor(
             "mirror_config_reloads",
             "Configuration reloads (SIGHUP) by outcome: applied, or rejected (bad file; \
@@ -55,6 +57,50 @@ impl Collector for Sources {
 }
 
 impl Sources {
+    /// The comparison's verdicts per target; no per-endpoint or per-field
+    /// label (their number is the traffic's to choose).
+    fn encode_compare(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(engine) = &self.compare else {
+            return Ok(());
+        };
+        let report = engine.report();
+        let mut total = encoder.encode_descriptor(
+            "mirror_compare",
+            "Compared (request, target) pairs by result: match, differ, or why the pair \
+             could not be compared (no_v1_response, target_failed, timeout, body_over_cap, \
+             undecodable, overflow, unpaired).",
+            None,
+            MetricType::Counter,
+        )?;
+        for target in &report.targets {
+            let results = [("match", target.matched), ("differ", target.differ)]
+                .into_iter()
+                .chain(NotCompared::ALL.iter().map(|reason| {
+                    let count = target.not_compared.get(reason.as_str()).copied();
+                    (reason.as_str(), count.unwrap_or(0))
+                }));
+            for (result, count) in results {
+                let labels = [("target", target.target.as_str()), ("result", result)];
+                ConstCounter::new(count).encode(total.encode_family(&labels)?)?;
+            }
+        }
+        let mut differences = encoder.encode_descriptor(
+            "mirror_compare_differences",
+            "Differing pairs by what differs (a pair differing in status and body counts \
+             once under each kind); noise excluded.",
+            None,
+            MetricType::Counter,
+        )?;
+        for target in &report.targets {
+            for kind in Kind::ALL {
+                let labels = [("target", target.target.as_str()), ("kind", kind.as_str())];
+                ConstCounter::new(target.kinds.get(kind))
+                    .encode(differences.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn encode_kernel(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(reader) = &self.kernel else {
             return Ok(());
@@ -358,6 +404,7 @@ mod tests {
                 kernel: "6.18.0".into(),
                 attach_mode: "tcx",
             },
+            compare: None,
         }
     }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 pub use logging::{LogFormat, Logging};
 
 use crate::capture::CounterReader;
+use crate::compare::Engine;
 use crate::flow::FlowStats;
 use crate::http::HttpStats;
 use crate::shadow::{Shadows, StatsSnapshot};
@@ -97,6 +98,8 @@ pub struct Sources {
     pub targets: TargetSource,
     pub reloads: Arc<ReloadStats>,
     pub build: BuildInfo,
+    /// The comparison, when it runs.
+    pub compare: Option<Engine>,
 }
 
 impl std::fmt::Debug for Sources {

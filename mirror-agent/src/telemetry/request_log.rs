@@ -16,11 +16,12 @@ use tracing::debug;
 use super::logging::REQUEST_TARGET;
 use crate::http::{Request, RequestSink};
 use crate::route::path_of;
-use crate::shadow::Dispatcher;
+use crate::compare::Comparing;
 
-/// The dispatcher, with a share of its requests logged.
+/// The dispatcher (and the comparison), with a share of its requests
+/// logged.
 pub struct RequestLog {
-    dispatcher: Dispatcher,
+    dispatcher: Comparing,
     /// Basis points of requests logged; changed by a reload.
     share: Arc<AtomicU32>,
     /// Adds the share per request; a request is logged each time it passes
@@ -29,7 +30,7 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn new(dispatcher: Dispatcher, share: Arc<AtomicU32>) -> Self {
+    pub fn new(dispatcher: Comparing, share: Arc<AtomicU32>) -> Self {
         Self {
             dispatcher,
             share,
@@ -77,6 +78,10 @@ impl RequestSink for RequestLog {
             "request"
         );
     }
+
+    fn on_requests_lost(&mut self, flow: &crate::capture::FlowId) {
+        self.dispatcher.on_requests_lost(flow);
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +112,7 @@ mod tests {
         };
         let shadows = Shadows::start(config).await;
         let share = Arc::new(AtomicU32::new(0));
-        let mut log = RequestLog::new(shadows.dispatcher(), share);
+        let mut log = RequestLog::new(Comparing::off(shadows.dispatcher()), share);
         let get = frame_one(b"GET /x?secret=1 HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(
             log.dispatch_described(&get),
@@ -124,7 +129,7 @@ mod tests {
     async fn the_share_of_sampled_requests_is_exact_and_zero_is_off() {
         let shadows = Shadows::start(ShadowConfig::default()).await;
         let share = Arc::new(AtomicU32::new(2500));
-        let mut log = RequestLog::new(shadows.dispatcher(), Arc::clone(&share));
+        let mut log = RequestLog::new(Comparing::off(shadows.dispatcher()), Arc::clone(&share));
         assert_eq!((0..100).filter(|_| log.sampled()).count(), 25);
         share.store(0, Ordering::Relaxed);
         assert_eq!((0..100).filter(|_| log.sampled()).count(), 0);

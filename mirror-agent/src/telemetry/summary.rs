@@ -203,6 +203,11 @@ pub async fn run(sources: Sources, interval: Duration) {
             dropped = list(&summary.dropped, false),
             "summary"
         );
+        if let Some(engine) = &sources.compare {
+            for line in engine.verdict_lines() {
+                info!("comparison: {line}");
+            }
+        }
     }
 }
 

@@ -1,0 +1,648 @@
+//! The exchanges waiting for their answers, and the thread that judges
+//! them once complete.
+//!
+//! An exchange is one compared request: opened by the capture task before
+//! the request is dispatched, it collects v1's response (from the capture's
+//! response framing) and one answer, or the reason there is none, from
+//! every target that was sent a copy (see `shadow::Reply`). Complete, or
+//! past its timeout, it goes to the compare thread: the diff, the noise, the
+//! report, the diff log. The capture task and the shadows' workers only
+//! take a short lock here; decoding and diffing happen on the compare
+//! thread, which sleeps while nothing waits (no periodic wakeup).
+//!
+//! Memory is bounded twice: at most [`MAX_PENDING`] exchanges wait, and
+//! the answers they hold stay under [`MAX_HELD_BYTES`]. What does not fit
+//! is counted (`overflow`), never queued without bound.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::diff_log::{DiffLog, Exchange as LoggedExchange};
+use super::endpoint::{Endpoints, template};
+use super::report::{CompareReport, Report};
+use super::rules::{FieldPattern, Rules};
+use super::{CompareConfig, DiffLogTo, Difference, NotCompared, Role, Verdict, diff};
+use crate::clock::monotonic_ns;
+use crate::http::Answer;
+use crate::shadow::{AnswerSink, Answered, DropReason};
+
+/// Most exchanges waiting for their answers at once.
+pub const MAX_PENDING: usize = 65_536;
+/// Most bytes of answers the waiting exchanges hold together.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
+/// Most endpoints tracked; the rest are pooled under `(other)`.
+pub const MAX_ENDPOINTS: usize = 200;
+/// Endpoints whose noise (fields the baseline differs in) is remembered.
+const MAX_NOISY_ENDPOINTS: usize = 1_000;
+/// Noisy fields remembered per endpoint.
+const MAX_NOISY_FIELDS: usize = 256;
+/// Longest request target kept for the diff log.
+const MAX_PATH_CHARS: usize = 512;
+
+/// v1's response to a compared request, as the capture framed it.
+#[derive(Debug)]
+pub struct V1Response {
+    pub answer: Answer,
+    /// Monotonic ns of the segment with its first byte.
+    pub first_byte_ns: u64,
+}
+
+/// What the capture task tells about a compared request.
+#[derive(Debug)]
+pub struct RequestMeta {
+    pub method: String,
+    pub target: String,
+    /// Monotonic ns of the segment that completed the request.
+    pub complete_ns: u64,
+}
+
+/// The comparison; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The compare thread waits here for complete exchanges.
+    wake: Condvar,
+    judge: Mutex<Judge>,
+}
+
+#[derive(Default)]
+struct State {
+    next_tag: u64,
+    pending: HashMap<u64, Pending>,
+    /// (deadline, tag) in the order opened (one timeout for all).
+    deadlines: VecDeque<(u64, u64)>,
+    held_bytes: usize,
+    /// Complete exchanges for the compare thread.
+    done: Vec<Pending>,
+    timeout_ns: u64,
+    stopping: bool,
+    /// Compared requests that found no room, per target, for the compare
+    /// thread to count (the capture task never waits for the report).
+    overflowed: HashMap<Arc<str>, u64>,
+}
+
+struct Pending {
+    tag: u64,
+    meta: RequestMeta,
+    v1: Option<Result<V1Response, NotCompared>>,
+    /// `None` until the dispatch said which targets got a copy.
+    expected: Option<Vec<Arc<str>>>,
+    answers: Vec<(Arc<str>, Result<Answered, NotCompared>)>,
+    held: usize,
+}
+
+impl Pending {
+    fn complete(&self) -> bool {
+        self.v1.is_some()
+            && self
+                .expected
+                .as_ref()
+                .is_some_and(|e| e.iter().all(|t| self.answers.iter().any(|(a, _)| a == t)))
+    }
+}
+
+impl Engine {
+    /// Starts the compare thread.
+    pub fn start(config: CompareConfig) -> std::io::Result<Engine> {
+        let judge = Judge::new(&config)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                timeout_ns: timeout_ns(&config),
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+            judge: Mutex::new(judge),
+        });
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("mirror-compare".into())
+            .spawn(move || run(&thread_shared))?;
+        Ok(Engine { shared })
+    }
+
+    /// A new configuration (SIGHUP): targets, roles, rules.
+    pub fn reconfigure(&self, config: &CompareConfig) {
+        self.shared.state().timeout_ns = timeout_ns(config);
+        let mut judge = self.shared.judge();
+        if let Err(error) = judge.reconfigure(config) {
+            warn!(%error, "the diff log cannot be opened; it keeps its old destination");
+        }
+    }
+
+    /// Where the targets' answers go.
+    pub fn answer_sink(&self) -> Arc<dyn AnswerSink> {
+        self.shared.clone()
+    }
+
+    /// Opens an exchange for a request about to be dispatched; `None` when
+    /// too many wait (the caller counts it with [`Engine::overflowed`]).
+    pub fn open(&self, meta: RequestMeta) -> Option<u64> {
+        let mut state = self.shared.state();
+        if state.pending.len() >= MAX_PENDING || state.held_bytes >= MAX_HELD_BYTES {
+            return None;
+        }
+        state.next_tag += 1;
+        let tag = state.next_tag;
+        let deadline = monotonic_ns() + state.timeout_ns;
+        state.deadlines.push_back((deadline, tag));
+        state.pending.insert(
+            tag,
+            Pending {
+                tag,
+                meta,
+                v1: None,
+                expected: None,
+                answers: Vec::new(),
+                held: 0,
+            },
+        );
+        Some(tag)
+    }
+
+    /// The targets that were sent a copy of exchange `tag` (each answers
+    /// through the sink). None: nothing to compare, the exchange is closed.
+    pub fn expect(&self, tag: u64, targets: Vec<Arc<str>>) {
+        let mut state = self.shared.state();
+        if targets.is_empty() {
+            if let Some(p) = state.pending.remove(&tag) {
+                state.held_bytes -= p.held;
+            }
+            return;
+        }
+        if let Some(p) = state.pending.get_mut(&tag) {
+            p.expected = Some(targets);
+        }
+        self.shared.finish_if_complete(&mut state, tag);
+    }
+
+    /// v1's response to exchange `tag`, or why it will not come.
+    pub fn v1(&self, tag: u64, response: Result<V1Response, NotCompared>) {
+        let mut state = self.shared.state();
+        let held = response.as_ref().map_or(0, |r| r.answer.held_bytes());
+        let over = state.held_bytes + held > MAX_HELD_BYTES;
+        let Some(p) = state.pending.get_mut(&tag) else {
+            return;
+        };
+        if p.v1.is_some() {
+            return;
+        }
+        p.v1 = Some(if over {
+            Err(NotCompared::Overflow)
+        } else {
+            p.held += held;
+            response
+        });
+        if !over {
+            state.held_bytes += held;
+        }
+        self.shared.finish_if_complete(&mut state, tag);
+    }
+
+    /// A compared request that found no room: counted for each target that
+    /// was sent a copy.
+    pub fn overflowed(&self, targets: &[Arc<str>]) {
+        let mut state = self.shared.state();
+        for target in targets {
+            *state.overflowed.entry(target.clone()).or_default() += 1;
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// The report now.
+    pub fn report(&self) -> CompareReport {
+        self.shared.judge().report.snapshot()
+    }
+
+    /// One line per compared target: the verdict so far.
+    pub fn verdict_lines(&self) -> Vec<String> {
+        self.shared.judge().verdict_lines()
+    }
+
+    /// Differing exchanges the diff log left out (sampling, rate limit).
+    pub fn diff_log_suppressed(&self) -> u64 {
+        self.shared.judge().log.as_ref().map_or(0, |l| l.suppressed())
+    }
+
+    /// At exit: the exchanges still waiting are judged with what they have
+    /// (a missing answer counts as `timeout`), and the thread ends.
+    pub fn finish(&self) {
+        let mut state = self.shared.state();
+        let tags: Vec<u64> = state.pending.keys().copied().collect();
+        for tag in tags {
+            if let Some(p) = state.pending.remove(&tag) {
+                state.held_bytes -= p.held;
+                state.done.push(p);
+            }
+        }
+        state.deadlines.clear();
+        state.stopping = true;
+        drop(state);
+        self.shared.wake.notify_all();
+        // Judge what is left here, so the final counts include it.
+        let batch = {
+            let mut state = self.shared.state();
+            (
+                std::mem::take(&mut state.done),
+                std::mem::take(&mut state.overflowed),
+            )
+        };
+        judge_batch(&self.shared, batch);
+        self.shared.judge().flush();
+    }
+}
+
+fn timeout_ns(config: &CompareConfig) -> u64 {
+    let longest = config
+        .targets
+        .iter()
+        .map(|t| t.timeout)
+        .max()
+        .unwrap_or(super::DEFAULT_TIMEOUT);
+    u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn judge(&self) -> MutexGuard<'_, Judge> {
+        self.judge.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish_if_complete(&self, state: &mut State, tag: u64) {
+        if state.pending.get(&tag).is_some_and(Pending::complete) {
+            if let Some(p) = state.pending.remove(&tag) {
+                state.held_bytes -= p.held;
+                state.done.push(p);
+                self.wake.notify_one();
+            }
+        }
+    }
+}
+
+impl AnswerSink for Shared {
+    fn answered(&self, tag: u64, target: &str, result: Result<Answered, DropReason>) {
+        let mut state = self.state();
+        let held = result.as_ref().map_or(0, |a| a.answer.held_bytes());
+        let over = state.held_bytes + held > MAX_HELD_BYTES;
+        let Some(p) = state.pending.get_mut(&tag) else {
+            return;
+        };
+        let result = match result {
+            Ok(_) if over => Err(NotCompared::Overflow),
+            Ok(answered) => {
+                p.held += held;
+                Ok(answered)
+            }
+            Err(_) => Err(NotCompared::TargetFailed),
+        };
+        let added = if result.is_ok() { held } else { 0 };
+        p.answers.push((target.into(), result));
+        state.held_bytes += added;
+        self.finish_if_complete(&mut state, tag);
+    }
+}
+
+/// The compare thread: judges complete exchanges, and those past their
+/// deadline with what they have.
+fn run(shared: &Shared) {
+    loop {
+        let batch = {
+            let mut state = shared.state();
+            loop {
+                expire(&mut state);
+                if !state.done.is_empty() || !state.overflowed.is_empty() || state.stopping {
+                    break;
+                }
+                state = match state.deadlines.front() {
+                    None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    Some(&(deadline, _)) => {
+                        let wait = Duration::from_nanos(deadline.saturating_sub(monotonic_ns()));
+                        shared
+                            .wake
+                            .wait_timeout(state, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+            }
+            if state.stopping {
+                return;
+            }
+            (
+                std::mem::take(&mut state.done),
+                std::mem::take(&mut state.overflowed),
+            )
+        };
+        judge_batch(shared, batch);
+    }
+}
+
+fn judge_batch(shared: &Shared, (done, overflowed): (Vec<Pending>, HashMap<Arc<str>, u64>)) {
+    let mut judge = shared.judge();
+    for (target, count) in overflowed {
+        for _ in 0..count {
+            judge.record_unjudged(&target, NotCompared::Overflow);
+        }
+    }
+    for exchange in done {
+        judge.judge(exchange);
+    }
+}
+
+/// Moves the exchanges past their deadline to `done`.
+fn expire(state: &mut State) {
+    let now = monotonic_ns();
+    while let Some(&(deadline, tag)) = state.deadlines.front() {
+        if deadline > now {
+            break;
+        }
+        state.deadlines.pop_front();
+        if let Some(p) = state.pending.remove(&tag) {
+            state.held_bytes -= p.held;
+            state.done.push(p);
+        }
+    }
+    // Tags judged already leave stale deadlines behind; keep the queue
+    // from growing with them.
+    if state.deadlines.len() > 2 * state.pending.len() + 1024 {
+        let pending = &state.pending;
+        state.deadlines.retain(|(_, tag)| pending.contains_key(tag));
+    }
+}
+
+/// The compare thread's side: rules, noise, the report, the diff log.
+struct Judge {
+    config: CompareConfig,
+    rules: HashMap<String, Rules>,
+    targets: HashMap<String, usize>,
+    report: Report,
+    endpoints: Endpoints,
+    /// Per endpoint, the (kind, field) a baseline showed differing.
+    noise: HashMap<Arc<str>, HashSet<(super::Kind, String)>>,
+    log: Option<DiffLog>,
+}
+
+impl Judge {
+    fn new(config: &CompareConfig) -> std::io::Result<Judge> {
+        let mut judge = Judge {
+            config: CompareConfig::default(),
+            rules: HashMap::new(),
+            targets: HashMap::new(),
+            report: Report::new(Vec::new(), MAX_ENDPOINTS),
+            endpoints: Endpoints::new(MAX_ENDPOINTS),
+            noise: HashMap::new(),
+            log: None,
+        };
+        judge.reconfigure(config)?;
+        Ok(judge)
+    }
+
+    fn reconfigure(&mut self, config: &CompareConfig) -> std::io::Result<()> {
+        self.rules = config
+            .targets
+            .iter()
+            .map(|t| {
+                let fields: Vec<FieldPattern> = t
+                    .ignore_fields
+                    .iter()
+                    .filter_map(|f| FieldPattern::parse(f).ok())
+                    .collect();
+                (t.name.clone(), Rules::new(&t.ignore_headers, &fields))
+            })
+            .collect();
+        for t in &config.targets {
+            if !self.targets.contains_key(&t.name) {
+                let index = self.report.add_target(t.name.clone(), t.role);
+                self.targets.insert(t.name.clone(), index);
+            }
+        }
+        if config.diff_log != self.config.diff_log
+            || config.diff_log_sample != self.config.diff_log_sample
+            || config.diff_log_rate != self.config.diff_log_rate
+        {
+            self.log = match &config.diff_log {
+                None => None,
+                Some(to) => Some(DiffLog::new(
+                    open_log(to)?,
+                    config.diff_log_sample,
+                    config.diff_log_rate,
+                )),
+            };
+        }
+        self.config = config.clone();
+        Ok(())
+    }
+
+    fn record_unjudged(&mut self, target: &str, reason: NotCompared) {
+        if let Some(&index) = self.targets.get(target) {
+            self.report.record(
+                index,
+                super::report::UNKNOWN_ENDPOINT,
+                &Verdict::NotCompared(reason),
+                None,
+                None,
+            );
+        }
+    }
+
+    fn judge(&mut self, exchange: Pending) {
+        let Pending {
+            meta, v1, answers, ..
+        } = exchange;
+        let endpoint = self
+            .endpoints
+            .name(template(meta.method.as_bytes(), meta.target.as_bytes()));
+        let v1 = v1.unwrap_or(Err(NotCompared::NoV1Response));
+        let v1_latency = v1.as_ref().ok().and_then(|r| {
+            (r.first_byte_ns >= meta.complete_ns && meta.complete_ns > 0)
+                .then(|| Duration::from_nanos(r.first_byte_ns - meta.complete_ns))
+        });
+        // Baselines first: their differences are this exchange's noise.
+        let mut ordered: Vec<_> = answers
+            .into_iter()
+            .filter_map(|(target, answer)| {
+                let role = self.config.target(&target)?.role;
+                Some((role, target, answer))
+            })
+            .collect();
+        ordered.sort_by_key(|(role, _, _)| *role != Role::Baseline);
+        let mut noise_now: HashSet<(super::Kind, String)> = HashSet::new();
+        for (role, target, answer) in ordered {
+            let Some(&index) = self.targets.get(&*target) else {
+                continue;
+            };
+            let target_latency = answer.as_ref().ok().map(|a| a.latency);
+            let target_status = answer.as_ref().map_or(0, |a| a.answer.status);
+            let verdict = match (&v1, &answer) {
+                (Err(reason), _) => Verdict::NotCompared(*reason),
+                (_, Err(reason)) => Verdict::NotCompared(*reason),
+                (Ok(v1), Ok(answered)) => {
+                    let rules = self.rules.get(&*target);
+                    let default_rules;
+                    let rules = match rules {
+                        Some(r) => r,
+                        None => {
+                            default_rules = Rules::default();
+                            &default_rules
+                        }
+                    };
+                    let cap = self
+                        .config
+                        .target(&target)
+                        .map_or(super::DEFAULT_BODY_CAP, |t| t.body_cap);
+                    let max_decoded = cap.saturating_mul(16).min(256 << 20);
+                    match diff(&v1.answer, &answered.answer, rules, max_decoded) {
+                        Err(reason) => Verdict::NotCompared(reason),
+                        Ok(mut differences) => {
+                            if role == Role::Baseline {
+                                for d in &mut differences {
+                                    d.noise = true;
+                                    noise_now.insert(noise_key(d));
+                                }
+                                self.learn_noise(&endpoint, &differences);
+                            } else {
+                                let learned = self.noise.get(&endpoint);
+                                for d in &mut differences {
+                                    let key = noise_key(d);
+                                    d.noise = noise_now.contains(&key)
+                                        || learned.is_some_and(|l| l.contains(&key));
+                                }
+                            }
+                            if differences.iter().all(|d| d.noise) && role == Role::Candidate {
+                                Verdict::Match(differences)
+                            } else if differences.is_empty() {
+                                Verdict::Match(differences)
+                            } else {
+                                Verdict::Differ(differences)
+                            }
+                        }
+                    }
+                }
+            };
+            if let (Verdict::Differ(differences), Some(log), Ok(v1)) = (&verdict, &mut self.log, &v1)
+            {
+                let logged = LoggedExchange {
+                    target: &target,
+                    method: &meta.method,
+                    path: &meta.target,
+                    endpoint: &endpoint,
+                    v1_status: v1.answer.status,
+                    target_status,
+                };
+                log.log(&logged, differences, Instant::now());
+            }
+            self.report
+                .record(index, &endpoint, &verdict, v1_latency, target_latency);
+        }
+    }
+
+    fn learn_noise(&mut self, endpoint: &Arc<str>, differences: &[Difference]) {
+        if differences.is_empty()
+            || (!self.noise.contains_key(endpoint) && self.noise.len() >= MAX_NOISY_ENDPOINTS)
+        {
+            return;
+        }
+        let known = self.noise.entry(endpoint.clone()).or_default();
+        for d in differences {
+            if known.len() >= MAX_NOISY_FIELDS {
+                break;
+            }
+            known.insert(noise_key(d));
+        }
+    }
+
+    fn verdict_lines(&self) -> Vec<String> {
+        let report = self.report.snapshot();
+        report
+            .targets
+            .iter()
+            .map(super::report::verdict_line)
+            .collect()
+    }
+
+    fn flush(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
+    }
+}
+
+/// A difference's identity for noise: its kind and its path with array
+/// indices generalised (`$.items[3].at` and `$.items[4].at` are one field).
+fn noise_key(d: &Difference) -> (super::Kind, String) {
+    let mut path = String::with_capacity(d.path.len());
+    let mut in_index = false;
+    for c in d.path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                path.push('[');
+            }
+            ']' if in_index => {
+                in_index = false;
+                path.push_str("*]");
+            }
+            c if in_index && c.is_ascii_digit() => {}
+            c => {
+                if in_index {
+                    // A quoted key, not an index: keep it as it is.
+                    in_index = false;
+                }
+                path.push(c);
+            }
+        }
+    }
+    (d.kind, path)
+}
+
+fn open_log(to: &DiffLogTo) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match to {
+        DiffLogTo::Stderr => Box::new(std::io::stderr()),
+        DiffLogTo::File(path) => Box::new(std::io::LineWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+    })
+}
+
+/// Keeps the request target readable in the diff log.
+pub fn cut_target(target: &[u8]) -> String {
+    let text = String::from_utf8_lossy(target);
+    match text.char_indices().nth(MAX_PATH_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::Kind;
+
+    #[test]
+    fn noise_keys_generalise_array_indices_only() {
+        let d = |path: &str| Difference {
+            kind: Kind::Body,
+            path: path.into(),
+            left: String::new(),
+            right: String::new(),
+            noise: false,
+        };
+        assert_eq!(noise_key(&d("$.items[3].at")).1, "$.items[*].at");
+        assert_eq!(noise_key(&d("$.a[12][0]")).1, "$.a[*][*]");
+        assert_eq!(noise_key(&d("$['x y'].z")).1, "$['x y'].z");
+        assert_eq!(noise_key(&d("$.served_at")).1, "$.served_at");
+    }
+}
