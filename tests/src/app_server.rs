@@ -1,0 +1,788 @@
+//! A deterministic HTTP/1.1 "application" for the comparison's tests: v1,
+//! its replicas and its new versions. Its answers depend only on the
+//! request and on the [`Behaviour`] it was started with, so a test knows
+//! exactly which answers of two servers differ, how and where.
+//!
+//! Endpoints (JSON bodies are `serde_json` text, keys sorted):
+//! * `GET /items/{n}` → 200 `{"id":n,"name":"item n","price":p,"tags":[..]}`;
+//!   `HEAD /items/{n}` the same head without the body.
+//! * `POST /orders` with `{"item":n,"quantity":q}` → 201
+//!   `{"currency":"EUR","item":n,"quantity":q,"total":price(n)*q}`; a body
+//!   that is not such JSON → 400.
+//! * `GET /stream/{n}` → 200, a chunked text body of `n` lines, one chunk
+//!   each.
+//! * `GET /empty` → 204 with `X-Version`.
+//! * `GET /cached` → 200 with an `ETag`, or 304 when `If-None-Match` names
+//!   it.
+//! * anything else → 404 JSON.
+//!
+//! Every answer also carries what differs between two servers without
+//! being a regression, and that the comparison ignores by default: `Date`,
+//! `Server` (the server's name) and `X-Request-Id` (unique per answer).
+//!
+//! The server: one thread per connection, keep-alive (HTTP/1.1, or
+//! HTTP/1.0 asking for it), pipelining (requests answered strictly in
+//! order), request bodies by `Content-Length` or chunked, `100 Continue`
+//! sent before reading the body of a request with `Expect: 100-continue`.
+//! It runs inside a namespace like the other test servers and counts what
+//! it answered.
+
+use std::{
+    collections::BTreeMap,
+    io::{ErrorKind, Read as _, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use mirror_testkit::Netns;
+
+const POLL: Duration = Duration::from_millis(20);
+const MAX_HEAD: usize = 64 << 10;
+/// The `ETag` of `GET /cached`.
+pub const CACHED_ETAG: &str = "\"cached-v1\"";
+/// The `X-Version` of `GET /empty` unless a regression is planted.
+pub const VERSION: &str = "1.4.2";
+
+/// Differences planted on purpose: a new version's regressions.
+#[derive(Clone, Debug, Default)]
+pub struct Regressions {
+    /// `GET /items/{n}` with `n % k == 0` answers 500 (the same body and
+    /// headers otherwise): a status difference only.
+    pub item_500_every: Option<u64>,
+    /// `POST /orders`: `$.total` is this much larger (0: none).
+    pub order_total_plus: u64,
+    /// `GET /empty` answers this `X-Version`: a header difference only.
+    pub empty_version: Option<String>,
+}
+
+/// How a server answers, chosen at start.
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    /// Shown in `Server` (ignored by the comparison by default).
+    pub name: String,
+    /// JSON bodies gzip'd (`Content-Encoding: gzip`) when the request
+    /// accepts gzip.
+    pub gzip: bool,
+    /// JSON bodies sent chunked (in two chunks) instead of with a
+    /// `Content-Length`.
+    pub chunked: bool,
+    /// JSON objects carry `"served_at"`: nanoseconds since the epoch,
+    /// unique per answer of this server (noise).
+    pub served_at: bool,
+    /// `Set-Cookie: session=<value>` on every answer.
+    pub session_cookie: Option<String>,
+    pub regressions: Regressions,
+}
+
+impl Behaviour {
+    /// v1's behaviour: plain JSON with a `Content-Length`, no noise.
+    pub fn v1(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            gzip: false,
+            chunked: false,
+            served_at: false,
+            session_cookie: None,
+            regressions: Regressions::default(),
+        }
+    }
+}
+
+/// What a server answered, by endpoint template and by status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answered {
+    /// `"GET /items/{n}"`, `"POST /orders"`, ... → answers.
+    pub endpoints: BTreeMap<String, u64>,
+    /// Final status → answers.
+    pub statuses: BTreeMap<u16, u64>,
+    /// `100 Continue` sent.
+    pub continues: u64,
+    /// Requests the server could not frame (the connection was closed).
+    pub bad_requests: u64,
+}
+
+impl Answered {
+    /// Final answers, all endpoints.
+    pub fn total(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+}
+
+struct Shared {
+    behaviour: Behaviour,
+    stop: AtomicBool,
+    answered: Mutex<Answered>,
+    /// Last `served_at` given (strictly increasing).
+    last_served_at: AtomicU64,
+    /// Answers so far, for `X-Request-Id`.
+    answers: AtomicU64,
+}
+
+/// The server; stops accepting on [`AppServer::stop`] or drop, and its
+/// connection threads end with their connections or at once then.
+pub struct AppServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AppServer {
+    /// Listens on `addr` in `netns` (listening when this returns).
+    pub fn start(netns: &Netns, addr: SocketAddr, behaviour: Behaviour) -> Result<Self> {
+        let listener = netns
+            .run(|| TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen on {addr} in {}", netns.name()))?;
+        listener.set_nonblocking(true)?;
+        let shared = Arc::new(Shared {
+            behaviour,
+            stop: AtomicBool::new(false),
+            answered: Mutex::new(Answered::default()),
+            last_served_at: AtomicU64::new(0),
+            answers: AtomicU64::new(0),
+        });
+        let accepting = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("app {addr}"))
+            .spawn(move || {
+                while !accepting.stop.load(Ordering::Acquire) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let shared = Arc::clone(&accepting);
+                            std::thread::spawn(move || {
+                                let _ = serve(stream, &shared);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(POLL),
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Ok(Self {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it answered so far.
+    pub fn answered(&self) -> Answered {
+        self.shared.answered().clone()
+    }
+
+    /// Stops accepting and answering; returns what it answered.
+    pub fn stop(mut self) -> Answered {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.answered()
+    }
+}
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Shared {
+    fn answered(&self) -> std::sync::MutexGuard<'_, Answered> {
+        self.answered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now in ns since the epoch, but always after the last one given.
+    fn served_at(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut last = self.last_served_at.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_served_at.compare_exchange(
+                last,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+/// One request as the server framed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Decoded (chunk framing removed).
+    pub body: Vec<u8>,
+    pub http10: bool,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the connection stays open after the answer.
+    fn keep_alive(&self) -> bool {
+        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        if self.http10 {
+            connection.contains("keep-alive")
+        } else {
+            !connection.contains("close")
+        }
+    }
+}
+
+/// How a response body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` (also on HEAD answers, without the body).
+    Length,
+    /// `Transfer-Encoding: chunked`, the body cut into these many chunks.
+    Chunked(usize),
+    /// No body and no length (204, 304).
+    Bodiless,
+}
+
+/// One response before it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub framing: Framing,
+}
+
+/// The endpoint template of a request, as [`Answered`] counts it.
+pub fn endpoint(method: &str, path: &str) -> String {
+    let template = match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["", "items", n] if n.parse::<u64>().is_ok() => "/items/{n}".to_owned(),
+        ["", "stream", n] if n.parse::<u64>().is_ok() => "/stream/{n}".to_owned(),
+        _ => path.to_owned(),
+    };
+    format!("{method} {template}")
+}
+
+/// The price of item `n`, in cents.
+pub fn price(n: u64) -> u64 {
+    100 + (n * 37) % 900
+}
+
+/// The JSON of item `n`.
+pub fn item(n: u64) -> Value {
+    json!({
+        "id": n,
+        "name": format!("item {n}"),
+        "price": price(n),
+        "tags": [format!("t{}", n % 3), format!("u{}", n % 5)],
+    })
+}
+
+/// The answer to `request` under `behaviour`; `served_at` and `request_id`
+/// are this answer's unique values.
+pub fn answer(behaviour: &Behaviour, request: &Request, served_at: u64, request_id: u64) -> Response {
+    let method = request.method.as_str();
+    let segments: Vec<&str> = request.path.split('/').collect();
+    let regressions = &behaviour.regressions;
+    let json_answer = |status: u16, mut value: Value| {
+        if behaviour.served_at
+            && let Some(object) = value.as_object_mut()
+        {
+            object.insert("served_at".to_owned(), json!(served_at));
+        }
+        json_response(behaviour, request, status, &value)
+    };
+    let mut response = match (method, segments.as_slice()) {
+        ("GET" | "HEAD", ["", "items", n]) if n.parse::<u64>().is_ok() => {
+            let n: u64 = n.parse().unwrap_or(0);
+            let status = match regressions.item_500_every {
+                Some(k) if k > 0 && n % k == 0 => 500,
+                _ => 200,
+            };
+            // HEAD: the same head, the body left out when written.
+            json_answer(status, item(n))
+        }
+        ("POST", ["", "orders"]) => match order(&request.body) {
+            Some((n, quantity)) => json_answer(
+                201,
+                json!({
+                    "currency": "EUR",
+                    "item": n,
+                    "quantity": quantity,
+                    "total": price(n) * quantity + regressions.order_total_plus,
+                }),
+            ),
+            None => json_answer(400, json!({"error": "expected {\"item\":n,\"quantity\":q}"})),
+        },
+        ("GET", ["", "stream", n]) if n.parse::<u64>().is_ok() => {
+            let n: usize = n.parse().unwrap_or(0);
+            let body: String = (1..=n).map(|i| format!("line {i} of {n}\n")).collect();
+            Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/plain".into())],
+                body: body.into_bytes(),
+                framing: Framing::Chunked(n.max(1)),
+            }
+        }
+        ("GET", ["", "empty"]) => Response {
+            status: 204,
+            headers: vec![(
+                "X-Version".into(),
+                regressions
+                    .empty_version
+                    .clone()
+                    .unwrap_or_else(|| VERSION.to_owned()),
+            )],
+            body: Vec::new(),
+            framing: Framing::Bodiless,
+        },
+        ("GET", ["", "cached"]) if request.header("if-none-match") == Some(CACHED_ETAG) => {
+            Response {
+                status: 304,
+                headers: vec![("ETag".into(), CACHED_ETAG.into())],
+                body: Vec::new(),
+                framing: Framing::Bodiless,
+            }
+        }
+        ("GET", ["", "cached"]) => {
+            let mut response = json_answer(200, json!({"cached": true}));
+            response.headers.push(("ETag".into(), CACHED_ETAG.into()));
+            response
+        }
+        _ => json_answer(404, json!({"error": "not found"})),
+    };
+    let mut headers = vec![
+        ("Date".to_owned(), http_date(SystemTime::now())),
+        ("Server".to_owned(), format!("app/{}", behaviour.name)),
+        (
+            "X-Request-Id".to_owned(),
+            format!("{}-{request_id}", behaviour.name),
+        ),
+    ];
+    if let Some(session) = &behaviour.session_cookie {
+        headers.push((
+            "Set-Cookie".to_owned(),
+            format!("session={session}; Path=/; HttpOnly"),
+        ));
+    }
+    headers.append(&mut response.headers);
+    response.headers = headers;
+    response
+}
+
+/// `{"item":n,"quantity":q}` of an order.
+fn order(body: &[u8]) -> Option<(u64, u64)> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    Some((value.get("item")?.as_u64()?, value.get("quantity")?.as_u64()?))
+}
+
+fn json_response(behaviour: &Behaviour, request: &Request, status: u16, value: &Value) -> Response {
+    let mut body = value.to_string().into_bytes();
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    let accepts_gzip = request
+        .header("accept-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("gzip"));
+    if behaviour.gzip && accepts_gzip {
+        body = gzip(&body);
+        headers.push(("Content-Encoding".to_owned(), "gzip".to_owned()));
+    }
+    Response {
+        status,
+        headers,
+        body,
+        framing: if behaviour.chunked {
+            Framing::Chunked(2)
+        } else {
+            Framing::Length
+        },
+    }
+}
+
+/// `bytes` gzip'd.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// The reason phrase of the statuses the server answers.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Unknown",
+    }
+}
+
+/// The bytes of `response` to `request` (`keep_alive`: the connection
+/// stays open; HTTP/1.0 keep-alive is then said so).
+pub fn encode(response: &Response, head_only: bool, keep_alive: bool, http10: bool) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    for (name, value) in &response.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match response.framing {
+        Framing::Length => out.push_str(&format!("Content-Length: {}\r\n", response.body.len())),
+        Framing::Chunked(_) => out.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::Bodiless => {}
+    }
+    if !keep_alive {
+        out.push_str("Connection: close\r\n");
+    } else if http10 {
+        out.push_str("Connection: keep-alive\r\n");
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if head_only {
+        return out;
+    }
+    match response.framing {
+        Framing::Length => out.extend_from_slice(&response.body),
+        Framing::Chunked(pieces) => {
+            let size = response.body.len().div_ceil(pieces.max(1)).max(1);
+            for chunk in response.body.chunks(size) {
+                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Framing::Bodiless => {}
+    }
+    out
+}
+
+/// An RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (hour, minute, second) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {hour:02}:{minute:02}:{second:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize]
+    )
+}
+
+/// Serves one connection until the client closes it, a request asks to
+/// close, or the server stops.
+fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(POLL * 5))?;
+    stream.set_nodelay(true)?;
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        shared,
+    };
+    loop {
+        let request = match conn.request() {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                shared.answered().bad_requests += 1;
+                return Err(err);
+            }
+        };
+        let id = shared.answers.fetch_add(1, Ordering::Relaxed) + 1;
+        let response = answer(&shared.behaviour, &request, shared.served_at(), id);
+        let keep_alive = request.keep_alive();
+        let bytes = encode(&response, request.method == "HEAD", keep_alive, request.http10);
+        conn.stream.write_all(&bytes)?;
+        {
+            let mut answered = shared.answered();
+            *answered
+                .endpoints
+                .entry(endpoint(&request.method, &request.path))
+                .or_default() += 1;
+            *answered.statuses.entry(response.status).or_default() += 1;
+        }
+        if !keep_alive {
+            conn.stream.shutdown(Shutdown::Write)?;
+            return Ok(());
+        }
+    }
+}
+
+struct Conn<'a> {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    shared: &'a Shared,
+}
+
+impl Conn<'_> {
+    /// The next request; None when the client closed between requests
+    /// (or the server stops).
+    fn request(&mut self) -> Result<Option<Request>> {
+        let (head_len, mut request, length, chunked, expect) = loop {
+            if let Some(parsed) = parse_head(&self.buf)? {
+                break parsed;
+            }
+            ensure!(self.buf.len() <= MAX_HEAD, "a head over {MAX_HEAD} bytes");
+            if !self.fill()? {
+                ensure!(self.buf.is_empty(), "the client closed inside a head");
+                return Ok(None);
+            }
+        };
+        self.buf.drain(..head_len);
+        if expect && !request.http10 && (chunked || length > 0) {
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .context("sending 100 Continue")?;
+            self.shared.answered().continues += 1;
+        }
+        request.body = if chunked {
+            self.chunked_body()?
+        } else {
+            self.take(length)?
+        };
+        Ok(Some(request))
+    }
+
+    /// Reads more; false at EOF or once the server stops.
+    fn fill(&mut self) -> Result<bool> {
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    fn take(&mut self, len: usize) -> Result<Vec<u8>> {
+        while self.buf.len() < len {
+            ensure!(self.fill()?, "the client closed inside a body");
+        }
+        Ok(self.buf.drain(..len).collect())
+    }
+
+    /// One CRLF-terminated line, without the CRLF.
+    fn line(&mut self) -> Result<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..end].to_vec();
+                self.buf.drain(..end + 2);
+                return Ok(line);
+            }
+            ensure!(self.buf.len() <= MAX_HEAD, "a line over {MAX_HEAD} bytes");
+            ensure!(self.fill()?, "the client closed inside a chunked body");
+        }
+    }
+
+    fn chunked_body(&mut self) -> Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line()?;
+            let size = std::str::from_utf8(&line)?
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim();
+            let size = usize::from_str_radix(size, 16)
+                .with_context(|| format!("a bad chunk size {size:?}"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.line()?.is_empty() {}
+                return Ok(body);
+            }
+            body.extend(self.take(size)?);
+            ensure!(self.take(2)? == b"\r\n", "no CRLF after a chunk");
+        }
+    }
+}
+
+type ParsedHead = (usize, Request, usize, bool, bool);
+
+/// `(head length, request without body, Content-Length, chunked, expects
+/// 100-continue)` once the head is complete.
+fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = parsed.parse(buf).context("a bad request head")?
+    else {
+        return Ok(None);
+    };
+    let mut request = Request {
+        method: parsed.method.unwrap_or("").to_owned(),
+        path: parsed.path.unwrap_or("").to_owned(),
+        http10: parsed.version == Some(0),
+        ..Request::default()
+    };
+    let (mut length, mut chunked, mut expect) = (0usize, false, false);
+    for header in parsed.headers.iter() {
+        let name = header.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(header.value).trim().to_owned();
+        match name.as_str() {
+            "content-length" => {
+                length = value
+                    .parse()
+                    .with_context(|| format!("Content-Length {value:?}"))?
+            }
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().ends_with("chunked"),
+            "expect" => expect = value.eq_ignore_ascii_case("100-continue"),
+            _ => {}
+        }
+        request.headers.push((name, value));
+    }
+    if chunked && length > 0 {
+        bail!("both Content-Length and chunked");
+    }
+    Ok(Some((head_len, request, length, chunked, expect)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            ..Request::default()
+        }
+    }
+
+    fn json_of(response: &Response) -> Value {
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    #[test]
+    fn items_are_the_same_for_the_same_request_and_regressions_are_planted() {
+        let v1 = Behaviour::v1("v1");
+        let a = answer(&v1, &get("/items/20"), 1, 1);
+        let b = answer(&v1, &get("/items/20"), 2, 2);
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body, b.body);
+        assert_eq!(json_of(&a), item(20));
+        let mut v3 = Behaviour::v1("v3");
+        v3.regressions.item_500_every = Some(10);
+        let c = answer(&v3, &get("/items/20"), 3, 3);
+        assert_eq!((c.status, &c.body), (500, &a.body));
+        assert_eq!(answer(&v3, &get("/items/21"), 3, 3).status, 200);
+    }
+
+    #[test]
+    fn orders_total_the_body_and_served_at_is_unique() {
+        let mut behaviour = Behaviour::v1("v2");
+        behaviour.served_at = true;
+        behaviour.regressions.order_total_plus = 1;
+        let request = Request {
+            method: "POST".into(),
+            path: "/orders".into(),
+            body: br#"{"item":3,"quantity":2}"#.to_vec(),
+            ..Request::default()
+        };
+        let response = answer(&behaviour, &request, 77, 1);
+        assert_eq!(response.status, 201);
+        let body = json_of(&response);
+        assert_eq!(body["total"], price(3) * 2 + 1);
+        assert_eq!(body["served_at"], 77);
+        let shared = Shared {
+            behaviour,
+            stop: AtomicBool::new(false),
+            answered: Mutex::new(Answered::default()),
+            last_served_at: AtomicU64::new(u64::MAX / 2),
+            answers: AtomicU64::new(0),
+        };
+        let first = shared.served_at();
+        assert!(shared.served_at() > first);
+    }
+
+    #[test]
+    fn gzip_only_when_accepted_and_chunks_frame_the_body() {
+        let mut behaviour = Behaviour::v1("v2");
+        behaviour.gzip = true;
+        behaviour.chunked = true;
+        let mut request = get("/items/5");
+        let plain = answer(&behaviour, &request, 1, 1);
+        assert_eq!(json_of(&plain), item(5));
+        request
+            .headers
+            .push(("accept-encoding".into(), "gzip, deflate".into()));
+        let zipped = answer(&behaviour, &request, 1, 1);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(zipped.body.as_slice())
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, plain.body);
+        let wire = encode(&plain, false, true, false);
+        let text = String::from_utf8(wire).unwrap();
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+        assert!(text.ends_with("\r\n0\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn heads_are_parsed_with_their_framing() {
+        let (len, request, length, chunked, expect) = parse_head(
+            b"POST /orders HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nabcde",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((len, length, chunked, expect), (73, 5, false, true));
+        assert_eq!(request.path, "/orders");
+        assert!(parse_head(b"GET / HTTP/1.1\r\n").unwrap().is_none());
+        assert_eq!(endpoint("GET", "/items/12"), "GET /items/{n}");
+        assert_eq!(endpoint("GET", "/cached"), "GET /cached");
+    }
+
+    #[test]
+    fn dates_are_imf_fixdates() {
+        let time = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(time), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}
