@@ -537,7 +537,7 @@ impl Inner {
                     .send_delay
                     .record_ns(monotonic_ns().saturating_sub(captured));
             }
-            read_response(&mut conn.stream, &mut conn.buf, request).await
+            read_response(&mut conn.stream, &mut conn.buf, request, None).await
         };
         let outcome = tokio::time::timeout(settings.request_timeout, exchange).await;
         if !matches!(outcome, Ok(Ok(_))) {
