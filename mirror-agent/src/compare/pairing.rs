@@ -252,8 +252,27 @@ impl ResponseSink for V1Responses {
         }
     }
 
-    fn on_lost(&mut self, flow: &FlowId, _reason: ResponseLoss) {
-        lock(&self.pairing).break_connection(flow.key, &self.engine);
+    fn on_lost(&mut self, flow: &FlowId, reason: ResponseLoss) {
+        let mut pairing = lock(&self.pairing);
+        if reason.ends_stream() {
+            pairing.break_connection(flow.key, &self.engine);
+            return;
+        }
+        // One response, its body partly lost: its request is not compared,
+        // the next ones are.
+        let engine = self.engine.clone();
+        let connection = pairing.connection(flow.key, &engine);
+        if connection.broken {
+            return;
+        }
+        match connection.waiting.pop_front() {
+            Some(Waiting { tag: Some(tag), .. }) => {
+                drop(pairing);
+                engine.v1(tag, Err(NotCompared::NoV1Response));
+            }
+            Some(_) => {}
+            None => pairing.break_connection(flow.key, &engine),
+        }
     }
 
     fn on_end(&mut self, flow: &FlowId) {

@@ -46,6 +46,7 @@ mod framer;
 mod framing;
 mod head;
 mod line;
+mod response;
 
 use std::ops::Range;
 
@@ -56,6 +57,10 @@ use crate::capture::FlowId;
 pub use answer::{Answer, Body, BodyCollector};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
+pub use response::{
+    Answers, CapturedResponse, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
+    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats,
+};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

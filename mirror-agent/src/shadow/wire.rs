@@ -7,8 +7,10 @@
 
 use std::io::{self, IoSlice};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::http::{Answer, BodyCollector};
 use crate::route::PreparedRequest;
 
 /// Largest response head (and chunk-size or trailer line) accepted.
@@ -42,7 +44,7 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
 }
 
 /// What a response told about itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Response {
     /// Status of the final response (1xx interim responses are skipped; a
     /// `101 Switching Protocols` is final).
@@ -50,7 +52,15 @@ pub(crate) struct Response {
     /// The connection is clean and open after it: keep-alive on both sides,
     /// body delimited by length or chunks, nothing extra received.
     pub reusable: bool,
+    /// The final response itself, when it was asked for (`keep`): status,
+    /// header fields in order, body dechunked and capped, content coding
+    /// kept.
+    pub answer: Option<Answer>,
 }
+
+/// What [`Reader::head`] found: status, head length, body framing,
+/// keep-alive, kept header fields.
+type HeadInfo = (u16, usize, ResponseBody, bool, Option<Vec<(String, Bytes)>>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ResponseBody {
@@ -64,21 +74,33 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// Reads one response to its end, body discarded. `buf` is the
-/// connection's read buffer, reused from request to request; it must be
-/// empty on entry (a reusable connection leaves it empty).
+/// Whether a status ends the exchange: all but the 1xx interim ones
+/// (100 Continue, 102, 103 Early Hints), `101 Switching Protocols` being
+/// final.
+fn is_final(status: u16) -> bool {
+    !(100..200).contains(&status) || status == 101
+}
+
+/// Reads one response to its end. `buf` is the connection's read buffer,
+/// reused from request to request; it must be empty on entry (a reusable
+/// connection leaves it empty).
+///
+/// `keep: None` discards the body and allocates nothing. `Some(cap)` also
+/// returns the final response as an [`Answer`] (for the comparison): its
+/// header fields, and its body dechunked through a [`BodyCollector`] that
+/// keeps `cap` bytes and hashes them all.
 pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut Vec<u8>,
     request: &PreparedRequest,
+    keep: Option<usize>,
 ) -> io::Result<Response> {
     let mut reader = Reader { io, buf, pos: 0 };
     reader.buf.clear();
     loop {
-        let (status, head_len, body, keep_alive) = reader.head().await?;
+        let (status, head_len, body, keep_alive, headers) = reader.head(keep.is_some()).await?;
         reader.pos += head_len;
-        if (100..200).contains(&status) && status != 101 {
-            // 100 Continue, 102, 103 Early Hints: a final response follows.
+        if !is_final(status) {
             continue;
         }
         let body = if request.is_head()
@@ -92,20 +114,49 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
             body
         };
         let mut reusable = keep_alive && request.reusable() && status != 101;
+        let mut collector = keep.map(BodyCollector::new);
+        let sink = collector.as_mut();
         match body {
             ResponseBody::None => {}
-            ResponseBody::Length(n) => reader.skip(n).await?,
-            ResponseBody::Chunked => reader.chunked().await?,
+            ResponseBody::Length(n) => reader.skip(n, sink).await?,
+            ResponseBody::Chunked => reader.chunked(sink).await?,
             ResponseBody::UntilClose => {
                 reusable = false;
-                reader.until_close().await?;
+                reader.until_close(sink).await?;
             }
         }
         // Bytes beyond the response: the server is not speaking in turn.
         reusable &= reader.pos == reader.buf.len();
         reader.buf.clear();
-        return Ok(Response { status, reusable });
+        let answer = collector.map(|body| Answer {
+            status,
+            headers: headers.unwrap_or_default(),
+            body: body.finish(),
+        });
+        return Ok(Response {
+            status,
+            reusable,
+            answer,
+        });
     }
+}
+
+/// Header fields of a response head, in order: the head copied once, each
+/// value a slice of that copy.
+fn kept_headers(head: &[u8], fields: &[httparse::Header<'_>]) -> Vec<(String, Bytes)> {
+    let copy = Bytes::copy_from_slice(head);
+    let base = head.as_ptr() as usize;
+    fields
+        .iter()
+        .map(|h| {
+            // httparse hands out subslices of `head`.
+            let start = (h.value.as_ptr() as usize)
+                .wrapping_sub(base)
+                .min(copy.len());
+            let end = (start + h.value.len()).min(copy.len());
+            (h.name.to_string(), copy.slice(start..end))
+        })
+        .collect()
 }
 
 struct Reader<'a, R> {
@@ -147,17 +198,20 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
     }
 
     /// Parses a response head at `pos`: status, head length, body framing,
-    /// keep-alive.
-    async fn head(&mut self) -> io::Result<(u16, usize, ResponseBody, bool)> {
+    /// keep-alive, and the header fields of a final response if `keep`.
+    async fn head(&mut self, keep: bool) -> io::Result<HeadInfo> {
         loop {
             if self.available() > 0 {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
                 let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.buf[self.pos..]) {
+                let input = &self.buf[self.pos..];
+                match response.parse(input) {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = response.code.unwrap_or(0);
                         let (body, keep_alive) = framing(&response);
-                        return Ok((status, len, body, keep_alive));
+                        let kept = (keep && is_final(status))
+                            .then(|| kept_headers(&input[..len], response.headers));
+                        return Ok((status, len, body, keep_alive, kept));
                     }
                     Ok(httparse::Status::Partial) => {}
                     Err(err) => return Err(invalid(&format!("bad response head: {err}"))),
@@ -170,10 +224,13 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         }
     }
 
-    /// Consumes `n` body bytes.
-    async fn skip(&mut self, mut n: u64) -> io::Result<()> {
+    /// Consumes `n` body bytes (into `body` if given).
+    async fn skip(&mut self, mut n: u64, mut body: Option<&mut BodyCollector>) -> io::Result<()> {
         loop {
             let here = (self.available() as u64).min(n);
+            if let Some(body) = body.as_deref_mut() {
+                body.push(&self.buf[self.pos..self.pos + here as usize]);
+            }
             self.pos += here as usize;
             n -= here;
             if n == 0 {
@@ -210,7 +267,8 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         }
     }
 
-    async fn chunked(&mut self) -> io::Result<()> {
+    /// Consumes a chunked body; its data (dechunked) goes to `body` if given.
+    async fn chunked(&mut self, mut body: Option<&mut BodyCollector>) -> io::Result<()> {
         loop {
             let line = self.line().await?;
             let size =
@@ -218,7 +276,7 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
             if size == 0 {
                 break;
             }
-            self.skip(size).await?;
+            self.skip(size, body.as_deref_mut()).await?;
             let end = self.line().await?;
             if !end.is_empty() {
                 return Err(invalid("chunk data longer than its size"));
@@ -232,12 +290,18 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         }
     }
 
-    async fn until_close(&mut self) -> io::Result<()> {
-        self.pos = self.buf.len();
-        while self.fill().await? {
+    /// Consumes everything up to the end of the stream (into `body` if
+    /// given).
+    async fn until_close(&mut self, mut body: Option<&mut BodyCollector>) -> io::Result<()> {
+        loop {
+            if let Some(body) = body.as_deref_mut() {
+                body.push(&self.buf[self.pos..]);
+            }
             self.pos = self.buf.len();
+            if !self.fill().await? {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 
@@ -329,7 +393,26 @@ mod tests {
             .build()
             .unwrap();
         let mut buf = Vec::new();
-        rt.block_on(read_response(&mut stream, &mut buf, request))
+        rt.block_on(read_response(&mut stream, &mut buf, request, None))
+    }
+
+    /// Reads with the answer kept (body cap `cap`); the answer must be there.
+    fn read_keep(mut stream: &[u8], request: &PreparedRequest, cap: usize) -> (Response, Answer) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut r = rt
+            .block_on(read_response(&mut stream, &mut buf, request, Some(cap)))
+            .unwrap();
+        let answer = r.answer.take().expect("the answer is kept");
+        (r, answer)
+    }
+
+    fn hash_of(bytes: &[u8]) -> u64 {
+        let mut collector = BodyCollector::new(0);
+        collector.push(bytes);
+        collector.finish().hash
     }
 
     #[test]
@@ -354,6 +437,92 @@ mod tests {
             (200, false),
             "1.0 closes by default"
         );
+    }
+
+    #[test]
+    fn without_keep_no_answer_is_returned() {
+        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", &get()).unwrap();
+        assert_eq!(
+            r,
+            Response {
+                status: 200,
+                reusable: true,
+                answer: None
+            }
+        );
+    }
+
+    #[test]
+    fn with_keep_each_framing_gives_the_answer() {
+        let (r, a) = read_keep(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: 2\r\nx-a:  1 \r\n\r\nhello",
+            &get(),
+            1024,
+        );
+        assert_eq!((r.status, r.reusable), (200, true));
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.headers,
+            vec![
+                ("Content-Length".to_string(), Bytes::from_static(b"5")),
+                ("X-B".to_string(), Bytes::from_static(b"2")),
+                ("x-a".to_string(), Bytes::from_static(b"1")),
+            ]
+        );
+        assert_eq!(&a.body.bytes[..], b"hello");
+        assert_eq!((a.body.len, a.body.hash), (5, hash_of(b"hello")));
+
+        let chunked = b"HTTP/1.1 201 Created\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\n\x1f\x8b\x08\x00\x00\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+        let (r, a) = read_keep(chunked, &get(), 1024);
+        assert_eq!((r.status, r.reusable), (201, true));
+        assert_eq!(
+            &a.body.bytes[..],
+            b"\x1f\x8b\x08\x00\x00abc",
+            "dechunked, coding kept"
+        );
+        assert_eq!(a.header("content-encoding"), Some(&b"gzip"[..]));
+        assert_eq!(a.header("t"), None, "trailers are not headers");
+
+        let (r, a) = read_keep(
+            b"HTTP/1.0 500 Oops\r\nServer: x\r\n\r\nbody until close",
+            &get(),
+            1024,
+        );
+        assert_eq!((r.status, r.reusable), (500, false));
+        assert_eq!(&a.body.bytes[..], b"body until close");
+
+        let (_, a) = read_keep(
+            b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 204 No Content\r\nX-Final: 1\r\n\r\n",
+            &get(),
+            1024,
+        );
+        assert_eq!(a.status, 204);
+        assert_eq!(
+            a.headers,
+            vec![("X-Final".to_string(), Bytes::from_static(b"1"))],
+            "only the final response's fields"
+        );
+        assert_eq!((a.body.len, a.body.hash), (0, hash_of(b"")));
+
+        let head = get().with_connection(b"HEAD", true, false);
+        let (r, a) = read_keep(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            &head,
+            1024,
+        );
+        assert!(r.reusable);
+        assert_eq!((a.status, a.body.len), (200, 0));
+    }
+
+    #[test]
+    fn with_keep_a_body_over_the_cap_keeps_its_start_and_the_hash_of_all_of_it() {
+        let (_, a) = read_keep(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+            &get(),
+            4,
+        );
+        assert_eq!(&a.body.bytes[..], b"hell");
+        assert_eq!((a.body.len, a.body.hash), (11, hash_of(b"hello world")));
     }
 
     #[test]
@@ -429,10 +598,45 @@ mod tests {
         let mut buf = Vec::new();
         let request = get();
         let (r, _server) = rt.block_on(async {
-            tokio::join!(read_response(&mut client, &mut buf, &request), writer)
+            tokio::join!(read_response(&mut client, &mut buf, &request, None), writer)
         });
         let r = r.unwrap();
         assert_eq!((r.status, r.reusable), (200, true));
+        assert!(buf.capacity() < 256 * 1024, "the body was not accumulated");
+    }
+
+    #[test]
+    fn a_1_mb_chunked_body_with_a_1_kib_cap_keeps_1_kib_and_the_hash_of_all() {
+        let content: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
+        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in content.chunks(3000) {
+            stream.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            stream.extend_from_slice(piece);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let writer = async move {
+            server.write_all(&stream).await.unwrap();
+            server
+        };
+        let mut buf = Vec::new();
+        let request = get();
+        let (r, _server) = rt.block_on(async {
+            tokio::join!(
+                read_response(&mut client, &mut buf, &request, Some(1024)),
+                writer
+            )
+        });
+        let r = r.unwrap();
+        assert!(r.reusable);
+        let body = r.answer.expect("kept").body;
+        assert_eq!(&body.bytes[..], &content[..1024]);
+        assert_eq!(body.len, 1 << 20);
+        assert_eq!(body.hash, hash_of(&content));
         assert!(buf.capacity() < 256 * 1024, "the body was not accumulated");
     }
 }

@@ -1,0 +1,244 @@
+//! HTTP/1.x response framing: turns the reassembled server → client byte
+//! stream of one connection (v1's responses, captured at egress) into
+//! [`Answer`]s for the comparison, in stream order.
+//!
+//! [`ResponseFraming`] is the flow stage's consumer for that direction, as
+//! [`Framing`](super::Framing) is for requests: one [`ResponseFramer`] per
+//! connection, fed the stream in order. Framed responses go to a
+//! [`ResponseSink`], which also knows the requests they answer (a `HEAD` or
+//! a `CONNECT` changes how its response is framed).
+//!
+//! # Rules
+//! * Head: parsed by `httparse`, at most [`ResponseConfig::max_head_bytes`]
+//!   and [`ResponseConfig::max_headers`] fields. A stream that does not
+//!   start with `HTTP/1.` where a response should start is `garbage`.
+//! * Interim `1xx` responses (100 Continue, 103 Early Hints, ...) are
+//!   skipped; `101 Switching Protocols` is final, and the rest of the
+//!   connection is not HTTP/1: it is delivered, then `upgraded`.
+//! * Body (RFC 9112 §6.3): none for a `HEAD` request's response, for 204
+//!   and 304, and for a `CONNECT`'s 2xx (then `upgraded`); otherwise
+//!   `Transfer-Encoding` with `chunked` last → chunked (extensions and
+//!   trailers skipped); `Transfer-Encoding` otherwise → until the close;
+//!   `Content-Length` (a list of one value) → that length, an invalid one is
+//!   `invalid_framing`; none of them → until the close (HTTP/1.0 or 1.1).
+//! * A close-delimited body ends with the server's FIN
+//!   ([`StreamLoss::Incomplete`](crate::flow::StreamLoss) at
+//!   [`StreamConsumer::end`](crate::flow::StreamConsumer::end)); any other
+//!   end (reset, idle, evicted) may have cut it: lost.
+//! * The body is dechunked into a [`BodyCollector`] that keeps at most
+//!   [`ResponseConfig::body_cap`] bytes and hashes all of them; the content
+//!   coding (gzip, ...) is kept.
+//! * The request a response answers is asked for
+//!   ([`ResponseSink::next_request`]) when its final head is parsed; if the
+//!   sink does not know it yet, the response is framed as one to a plain
+//!   (non-`HEAD`, non-`CONNECT`) request.
+//!
+//! # Losses
+//! Anything that keeps the framer from knowing where the next response
+//! starts (a capture gap, garbage, a head over our limits, invalid framing,
+//! an upgrade, the end of the connection in the middle of a response, a
+//! join in the middle of a connection) is reported once with
+//! [`ResponseSink::on_lost`] and the rest of the connection is ignored:
+//! unlike requests, responses are never searched for a new start, since
+//! pairing them with requests again could not be proved.
+//!
+//! The one exception: a gap entirely inside a `Content-Length` body. The
+//! framing survives (the gap's length is known), but that response's body
+//! is not what v1 sent, so it is reported with
+//! `on_lost(ResponseLoss::BodyGap)` *instead of* `on_response`: it still
+//! answers the next request (the sink drops that request as not
+//! comparable), and framing goes on with the next response
+//! ([`ResponseLoss::ends_stream`] is false for it alone).
+
+mod framer;
+mod framing;
+mod head;
+
+use bytes::Bytes;
+
+use super::Answer;
+#[cfg(doc)]
+use super::BodyCollector;
+use crate::capture::FlowId;
+
+pub use framer::{ResponseCtx, ResponseFramer};
+pub use framing::ResponseFraming;
+
+/// Limits of the response framer; all of them bound memory per connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseConfig {
+    /// Largest response head (status line, header fields and the empty
+    /// line), and largest chunked trailer section. Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Most header fields in one head; at most
+    /// [`MAX_HEADERS_LIMIT`](super::MAX_HEADERS_LIMIT). Default 100.
+    pub max_headers: usize,
+    /// Body bytes kept per response (the hash and length cover the whole
+    /// body). Default 256 KiB.
+    pub body_cap: usize,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            body_cap: 256 * 1024,
+        }
+    }
+}
+
+/// What the request a response answers changes in its framing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answers {
+    /// The request is a `HEAD`: its response has no body.
+    pub head: bool,
+    /// The request is a `CONNECT`: a 2xx response has no body, and the
+    /// connection is a tunnel after it.
+    pub connect: bool,
+}
+
+/// One final response of v1, framed from the capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedResponse {
+    pub answer: Answer,
+    /// Timestamp (monotonic ns) of the segment with the first byte of the
+    /// final response's head (interim responses before it not counted).
+    pub first_byte_ns: u64,
+    /// Timestamp (monotonic ns) of the segment that completed it (for a
+    /// close-delimited body: the last segment before the FIN).
+    pub complete_ns: u64,
+}
+
+/// Where framed responses go, and who knows the requests they answer.
+///
+/// Called on the capture task: an implementation must not block.
+pub trait ResponseSink {
+    /// What the next response on this connection answers, if the request
+    /// is known yet (the request side registers requests in order; the
+    /// response side peeks when a final head is parsed). `None`: framed as
+    /// the answer to a plain request.
+    fn next_request(&mut self, flow: &FlowId) -> Option<Answers>;
+
+    /// One final response (1xx interim skipped).
+    fn on_response(&mut self, flow: &FlowId, response: CapturedResponse);
+
+    /// Responses are lost. For every reason but
+    /// [`ResponseLoss::BodyGap`] the stream can no longer be framed (gap,
+    /// garbage, limit, upgrade, end): this is the last call for `flow`, and
+    /// pairing of this connection must stop. `BodyGap` stands for exactly
+    /// one response (the next one to pair) whose body was partly lost;
+    /// responses after it are delivered as usual.
+    fn on_lost(&mut self, flow: &FlowId, reason: ResponseLoss);
+
+    /// The connection ended (after any `on_lost`): nothing more comes for
+    /// `flow`.
+    fn on_end(&mut self, _flow: &FlowId) {}
+}
+
+mirror_common::labelled! {
+    /// Why v1's responses on a connection (or one of them) could not be
+    /// framed.
+    pub enum ResponseLoss {
+        /// Bytes of the stream were never captured, outside a
+        /// Content-Length body.
+        Gap => "gap",
+        /// Bytes of one Content-Length body were never captured: that
+        /// response is lost, the framing goes on. The only loss that does
+        /// not end the stream.
+        BodyGap => "body_gap",
+        /// Buffering would exceed the flow stage's `max_buffered_bytes`.
+        BufferCap => "buffer_cap",
+        /// A head over `max_head_bytes`.
+        HeadTooLarge => "head_too_large",
+        /// A head with more than `max_headers` fields.
+        TooManyHeaders => "too_many_headers",
+        /// httparse rejected the head (or its status is below 100).
+        InvalidHead => "invalid_head",
+        /// An invalid Content-Length, or a malformed chunked body.
+        InvalidFraming => "invalid_framing",
+        /// A chunked trailer section over `max_head_bytes`.
+        TrailersTooLarge => "trailers_too_large",
+        /// Bytes where a response should start that are not `HTTP/1.x`.
+        Garbage => "garbage",
+        /// After a `101 Switching Protocols`, or a `CONNECT`'s 2xx (both
+        /// delivered): the rest of the connection is not HTTP/1.
+        Upgraded => "upgraded",
+        /// The capture joined the connection in the middle: where a
+        /// response starts cannot be known.
+        MidstreamJoin => "midstream_join",
+        /// The server closed (FIN) in the middle of a response.
+        Incomplete => "incomplete",
+        /// The connection was reset in the middle of a response (or of a
+        /// close-delimited body, which a reset may have cut).
+        Reset => "reset",
+        /// The connection went idle in the middle of a response.
+        IdleExpired => "idle_expired",
+        /// The connection was evicted (`max_flows`) in the middle of a
+        /// response.
+        FlowCap => "flow_cap",
+        /// A new SYN reused the 4-tuple in the middle of a response.
+        Superseded => "superseded",
+    }
+}
+
+impl ResponseLoss {
+    /// Whether nothing more of the connection is framed after this loss
+    /// (all but [`ResponseLoss::BodyGap`]).
+    pub fn ends_stream(self) -> bool {
+        self != ResponseLoss::BodyGap
+    }
+}
+
+/// A counter per [`ResponseLoss`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossCounts([u64; ResponseLoss::COUNT]);
+
+impl Default for LossCounts {
+    fn default() -> Self {
+        Self([0; ResponseLoss::COUNT])
+    }
+}
+
+impl LossCounts {
+    pub fn get(&self, reason: ResponseLoss) -> u64 {
+        self.0[reason as usize]
+    }
+
+    pub fn add(&mut self, reason: ResponseLoss) {
+        self.0[reason as usize] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (ResponseLoss, u64)> + '_ {
+        ResponseLoss::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+}
+
+/// Counters of the response framing (all connections together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseStats {
+    /// Final responses delivered to the sink.
+    pub responses: u64,
+    /// Interim (1xx) responses skipped.
+    pub interim: u64,
+    /// Body bytes of delivered responses (dechunked, all of them, kept or
+    /// not).
+    pub body_bytes: u64,
+    /// Stream bytes not framed: after a loss that ends the stream, and the
+    /// rest of a body lost to a gap.
+    pub ignored_bytes: u64,
+    /// Losses by reason (each connection's end-of-stream loss once, each
+    /// body gap once).
+    pub lost: LossCounts,
+}
+
+/// Header fields of a response, in order, for an [`Answer`].
+pub(crate) type Headers = Vec<(String, Bytes)>;
+
+#[cfg(test)]
+mod tests;
