@@ -271,11 +271,12 @@ impl AppClient {
 }
 
 /// `(head length, response without body, Content-Length, chunked)`.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, ClientResponse, Option<usize>, bool)>> {
+type ParsedHead = (usize, ClientResponse, Option<usize>, bool);
+
+fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_len) = parsed.parse(buf).context("a bad response")?
-    else {
+    let httparse::Status::Complete(head_len) = parsed.parse(buf).context("a bad response")? else {
         return Ok(None);
     };
     let mut response = ClientResponse {
@@ -325,7 +326,10 @@ mod tests {
             parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n")
                 .unwrap()
                 .unwrap();
-        assert_eq!((len, response.status, length, chunked), (47, 200, None, true));
+        assert_eq!(
+            (len, response.status, length, chunked),
+            (47, 200, None, true)
+        );
         assert!(parse_head(b"HTTP/1.1 200").unwrap().is_none());
     }
 }

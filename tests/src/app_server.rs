@@ -301,7 +301,12 @@ pub fn item(n: u64) -> Value {
 
 /// The answer to `request` under `behaviour`; `served_at` and `request_id`
 /// are this answer's unique values.
-pub fn answer(behaviour: &Behaviour, request: &Request, served_at: u64, request_id: u64) -> Response {
+pub fn answer(
+    behaviour: &Behaviour,
+    request: &Request,
+    served_at: u64,
+    request_id: u64,
+) -> Response {
     let method = request.method.as_str();
     let segments: Vec<&str> = request.path.split('/').collect();
     let regressions = &behaviour.regressions;
@@ -317,7 +322,7 @@ pub fn answer(behaviour: &Behaviour, request: &Request, served_at: u64, request_
         ("GET" | "HEAD", ["", "items", n]) if n.parse::<u64>().is_ok() => {
             let n: u64 = n.parse().unwrap_or(0);
             let status = match regressions.item_500_every {
-                Some(k) if k > 0 && n % k == 0 => 500,
+                Some(k) if k > 0 && n.is_multiple_of(k) => 500,
                 _ => 200,
             };
             // HEAD: the same head, the body left out when written.
@@ -333,7 +338,10 @@ pub fn answer(behaviour: &Behaviour, request: &Request, served_at: u64, request_
                     "total": price(n) * quantity + regressions.order_total_plus,
                 }),
             ),
-            None => json_answer(400, json!({"error": "expected {\"item\":n,\"quantity\":q}"})),
+            None => json_answer(
+                400,
+                json!({"error": "expected {\"item\":n,\"quantity\":q}"}),
+            ),
         },
         ("GET", ["", "stream", n]) if n.parse::<u64>().is_ok() => {
             let n: usize = n.parse().unwrap_or(0);
@@ -394,7 +402,10 @@ pub fn answer(behaviour: &Behaviour, request: &Request, served_at: u64, request_
 /// `{"item":n,"quantity":q}` of an order.
 fn order(body: &[u8]) -> Option<(u64, u64)> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    Some((value.get("item")?.as_u64()?, value.get("quantity")?.as_u64()?))
+    Some((
+        value.get("item")?.as_u64()?,
+        value.get("quantity")?.as_u64()?,
+    ))
 }
 
 fn json_response(behaviour: &Behaviour, request: &Request, status: u16, value: &Value) -> Response {
@@ -445,7 +456,11 @@ fn reason(status: u16) -> &'static str {
 /// The bytes of `response` to `request` (`keep_alive`: the connection
 /// stays open; HTTP/1.0 keep-alive is then said so).
 pub fn encode(response: &Response, head_only: bool, keep_alive: bool, http10: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
     for (name, value) in &response.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -529,7 +544,12 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
         let id = shared.answers.fetch_add(1, Ordering::Relaxed) + 1;
         let response = answer(&shared.behaviour, &request, shared.served_at(), id);
         let keep_alive = request.keep_alive();
-        let bytes = encode(&response, request.method == "HEAD", keep_alive, request.http10);
+        let bytes = encode(
+            &response,
+            request.method == "HEAD",
+            keep_alive,
+            request.http10,
+        );
         conn.stream.write_all(&bytes)?;
         {
             let mut answered = shared.answered();
@@ -773,7 +793,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!((len, length, chunked, expect), (73, 5, false, true));
+        assert_eq!((len, length, chunked, expect), (66, 5, false, true));
         assert_eq!(request.path, "/orders");
         assert!(parse_head(b"GET / HTTP/1.1\r\n").unwrap().is_none());
         assert_eq!(endpoint("GET", "/items/12"), "GET /items/{n}");

@@ -20,6 +20,8 @@
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
 pub mod agent;
+pub mod app_client;
+pub mod app_server;
 pub mod bad_shadow;
 pub mod capture;
 pub mod gated_server;

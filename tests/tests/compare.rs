@@ -1,0 +1,1277 @@
+//! The comparison end to end (issue 12), with known truth: v1 is an
+//! [`AppServer`] on the primary, the shadows are app servers whose
+//! differences from v1 are planted on purpose (or none), real clients (ab,
+//! curl, a raw keep-alive and pipelining client) talk to v1, and the real
+//! `mirror-agent` captures v1's requests and responses and compares each
+//! shadow's answer with v1's. Every test checks exact numbers in the
+//! agent's `/compare` report (and its metrics, its page, its diff log).
+//!
+//! ```text
+//!  client ──▶ v1 AppServer (mirror-agent on veth-s, ingress + egress)
+//!                 ├─veth-sh0──▶ shadow 0: AppServer (v2 or v3)
+//!                 └─veth-sh1──▶ shadow 1: AppServer (a baseline), or none
+//! ```
+//!
+//! Needs the binary built: run as root
+//! `cargo build -p mirror-agent && cargo test -p mirror-tests --test compare`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use aya::programs::{SchedClassifier, TcAttachType};
+use mirror_testkit::{
+    Agent, Metrics, Netns, ScratchDir, Signal, ab, http_client, metrics::DEFAULT_ADDR,
+};
+use mirror_tests::{
+    ReplayRig, SlowServer,
+    agent::{self, Stopped},
+    app_client::{AppClient, ClientRequest, ClientResponse},
+    app_server::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
+    prometheus, require_kernel,
+    rig::shadow_url,
+    topology::SERVER_IF,
+};
+use serde_json::Value;
+
+/// How long the agent may take to judge every pair once the client is done.
+const JUDGED_WITHIN: Duration = Duration::from_secs(20);
+/// Every reason a pair may not be compared (the `result` values of
+/// `mirror_compare_total` besides `match` and `differ`).
+const NOT_COMPARED: [&str; 7] = [
+    "no_v1_response",
+    "target_failed",
+    "timeout",
+    "body_over_cap",
+    "undecodable",
+    "overflow",
+    "unpaired",
+];
+
+/// One test at a time: each runs an agent, four servers and clients on a
+/// machine that may have two cores, and the slow-target test times v1.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The kernel check, then the machine to this test; None where the kernel
+/// tests are skipped.
+fn serial() -> Option<MutexGuard<'static, ()>> {
+    require_kernel().then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+// ---------------------------------------------------------------------------
+// the rig: v1 and shadows as app servers, the agent with the test's flags
+// ---------------------------------------------------------------------------
+
+/// v1 and the shadows' app servers, and the rig around them; the agent is
+/// the test's.
+struct AppRig {
+    rig: ReplayRig,
+    v1: AppServer,
+    shadows: Vec<Option<AppServer>>,
+}
+
+impl AppRig {
+    /// `shadows[i]`: the app server on shadow host `i`, or none there (a
+    /// test's own server, or a dead target). The agent is not started.
+    fn new(v1: Behaviour, shadows: Vec<Option<Behaviour>>) -> Result<Self> {
+        let rig = ReplayRig::builder(shadows.len())
+            .own_primary()
+            .serve(&[])
+            .build()?;
+        let v1 = AppServer::start(rig.primary(), rig.primary_addr(), v1)?;
+        let shadows = shadows
+            .into_iter()
+            .enumerate()
+            .map(|(i, behaviour)| {
+                behaviour
+                    .map(|b| AppServer::start(rig.shadow(i), rig.shadow_addr(i), b))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { rig, v1, shadows })
+    }
+
+    /// The agent on v1's interface with `args` after `--iface --port`,
+    /// attached, its targets started.
+    fn agent(&self, args: &[&str], targets: usize) -> Result<Agent> {
+        let mut all = self.rig.agent_args();
+        all.extend_from_slice(args);
+        let agent = agent::start_attached(self.rig.primary(), &all)?;
+        agent.wait_for_targets(targets, Duration::from_secs(10))?;
+        Ok(agent)
+    }
+
+    fn client(&self) -> Result<AppClient> {
+        AppClient::connect(self.rig.client(), self.rig.primary_addr())
+    }
+
+    /// `GET /compare` on the agent's metrics address, parsed.
+    fn report(&self) -> Result<Value> {
+        let (status, body) = http_client::get(self.rig.primary(), DEFAULT_ADDR, "/compare")?;
+        ensure!(status == 200, "GET /compare answered {status}: {body}");
+        serde_json::from_str(&body).with_context(|| format!("/compare is not JSON: {body}"))
+    }
+
+    /// Waits until each of `targets` has judged `expected` pairs (match,
+    /// differ or not compared) and nothing moves any more; returns that
+    /// report. More than `expected` fails at once.
+    fn judged(&self, targets: &[&str], expected: u64) -> Result<Value> {
+        let deadline = Instant::now() + JUDGED_WITHIN;
+        let mut previous: Option<Vec<u64>> = None;
+        loop {
+            let report = self.report()?;
+            let judged = targets
+                .iter()
+                .map(|t| Ok(judged(target(&report, t)?)))
+                .collect::<Result<Vec<u64>>>()
+                .unwrap_or_else(|_| vec![0; targets.len()]);
+            ensure!(
+                judged.iter().all(|n| *n <= expected),
+                "more pairs judged than requests sent ({expected}): {judged:?} for \
+                 {targets:?}: {report:#}"
+            );
+            if judged.iter().all(|n| *n == expected) && previous.as_ref() == Some(&judged) {
+                return Ok(report);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "after {JUDGED_WITHIN:?}, {targets:?} judged {judged:?} of {expected} pairs: \
+                     {report:#}"
+                );
+            }
+            previous = Some(judged);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// SIGINT: a clean exit whose counts balance.
+fn stop(agent: Agent) -> Result<Stopped> {
+    agent::check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)
+}
+
+// ---------------------------------------------------------------------------
+// reading the report
+// ---------------------------------------------------------------------------
+
+fn target<'a>(report: &'a Value, url: &str) -> Result<&'a Value> {
+    report["targets"]
+        .as_array()
+        .context("no `targets` array")?
+        .iter()
+        .find(|t| t["target"] == url)
+        .with_context(|| format!("no target {url} in {report:#}"))
+}
+
+fn endpoint<'a>(target: &'a Value, name: &str) -> Result<&'a Value> {
+    target["endpoints"]
+        .as_array()
+        .context("no `endpoints` array")?
+        .iter()
+        .find(|e| e["endpoint"] == name)
+        .with_context(|| format!("no endpoint `{name}` in {target:#}"))
+}
+
+/// A count; absent reads as 0, anything else that is not a count fails.
+fn count(value: &Value, key: &str) -> Result<u64> {
+    match &value[key] {
+        Value::Null => Ok(0),
+        v => v
+            .as_u64()
+            .with_context(|| format!("`{key}` is not a count: {v}")),
+    }
+}
+
+/// Pairs not compared, all reasons, of a target or an endpoint.
+fn not_compared(value: &Value) -> BTreeMap<String, u64> {
+    value["not_compared"]
+        .as_object()
+        .map(|reasons| {
+            reasons
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(u64::MAX)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// match + differ + not compared.
+fn judged(target: &Value) -> u64 {
+    count(target, "match").unwrap_or(0)
+        + count(target, "differ").unwrap_or(0)
+        + not_compared(target).values().sum::<u64>()
+}
+
+/// `(compared, match, differ)`, checked to add up.
+fn verdict(value: &Value) -> Result<(u64, u64, u64)> {
+    let (compared, matched, differ) = (
+        count(value, "compared")?,
+        count(value, "match")?,
+        count(value, "differ")?,
+    );
+    ensure!(
+        compared == matched + differ,
+        "compared {compared} != match {matched} + differ {differ}: {value:#}"
+    );
+    Ok((compared, matched, differ))
+}
+
+/// `{"status": N, "header": N, "body": N}` of a target or an endpoint.
+fn kinds(value: &Value) -> Result<[u64; 3]> {
+    let kinds = &value["kinds"];
+    ensure!(kinds.is_object(), "no `kinds` object in {value:#}");
+    Ok([
+        count(kinds, "status")?,
+        count(kinds, "header")?,
+        count(kinds, "body")?,
+    ])
+}
+
+/// An endpoint's fields: path → (count, noise).
+fn fields(endpoint: &Value) -> BTreeMap<String, (u64, bool)> {
+    endpoint["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|f| {
+                    (
+                        f["path"].as_str().unwrap_or("?").to_owned(),
+                        (
+                            f["count"].as_u64().unwrap_or(u64::MAX),
+                            f["noise"].as_bool().unwrap_or(false),
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The field `path` of an endpoint, whole.
+fn field<'a>(endpoint: &'a Value, path: &str) -> Result<&'a Value> {
+    endpoint["fields"]
+        .as_array()
+        .context("no `fields` array")?
+        .iter()
+        .find(|f| f["path"] == path)
+        .with_context(|| format!("no field `{path}` in {endpoint:#}"))
+}
+
+/// The agent's endpoint template of a path: numeric segments as `{id}`.
+fn template(method: &str, path: &str) -> String {
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|s| {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!("{method} {}", path.join("/"))
+}
+
+/// What the client sent, by endpoint template: the truth the report must
+/// show.
+#[derive(Debug, Default)]
+struct Sent(BTreeMap<String, u64>);
+
+impl Sent {
+    fn add(&mut self, method: &str, path: &str, n: u64) {
+        *self.0.entry(template(method, path)).or_default() += n;
+    }
+
+    fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// Each endpoint in `sent` compared exactly as often as it was sent, and
+/// nothing else reported.
+fn check_endpoint_counts(target: &Value, sent: &Sent) -> Result<()> {
+    let reported: BTreeMap<String, u64> = target["endpoints"]
+        .as_array()
+        .context("no `endpoints` array")?
+        .iter()
+        .map(|e| {
+            Ok((
+                e["endpoint"]
+                    .as_str()
+                    .context("no endpoint name")?
+                    .to_owned(),
+                count(e, "compared")? + not_compared(e).values().sum::<u64>(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        reported == sent.0,
+        "endpoints judged {reported:?}, sent {:?}",
+        sent.0
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// traffic
+// ---------------------------------------------------------------------------
+
+/// Request `i` of the mixed traffic, and the status v1 answers it.
+fn mixed(i: u64) -> (ClientRequest, u16) {
+    let order = |i: u64| format!("{{\"item\":{},\"quantity\":{}}}", i % 50 + 1, i % 4 + 1);
+    match i % 10 {
+        0 | 1 => (ClientRequest::new("GET", &format!("/items/{i}"), &[]), 200),
+        2 => (ClientRequest::new("HEAD", &format!("/items/{i}"), &[]), 200),
+        3 => (
+            ClientRequest::new("POST", "/orders", &["Content-Type: application/json"])
+                .body(order(i), false),
+            201,
+        ),
+        4 => (
+            ClientRequest::new("POST", "/orders", &["Content-Type: application/json"])
+                .body(order(i), true),
+            201,
+        ),
+        5 => (
+            ClientRequest::new("GET", &format!("/stream/{}", i % 5 + 1), &[]),
+            200,
+        ),
+        6 => (ClientRequest::new("GET", "/empty", &[]), 204),
+        7 => (
+            ClientRequest::new(
+                "GET",
+                "/cached",
+                &[&format!("If-None-Match: {CACHED_ETAG}")],
+            ),
+            304,
+        ),
+        8 => (ClientRequest::new("GET", "/cached", &[]), 200),
+        _ => (
+            ClientRequest::new("POST", "/orders", &["Content-Type: application/json"])
+                .body(order(i), false)
+                .expect_continue(),
+            201,
+        ),
+    }
+}
+
+fn path_of(request: &ClientRequest) -> &str {
+    request.head.split(' ').nth(1).unwrap_or("")
+}
+
+/// `requests` over `connections` keep-alive connections in turn, each
+/// answered with its expected status; counted in `sent`.
+fn send(
+    rig: &AppRig,
+    requests: &[(ClientRequest, u16)],
+    connections: usize,
+    sent: &mut Sent,
+) -> Result<Vec<ClientResponse>> {
+    let mut clients = (0..connections)
+        .map(|_| rig.client())
+        .collect::<Result<Vec<_>>>()?;
+    let mut responses = Vec::with_capacity(requests.len());
+    for (i, (request, status)) in requests.iter().enumerate() {
+        let response = clients[i % connections].exchange(request)?;
+        ensure!(
+            response.status == *status,
+            "{}: v1 answered {}, expected {status}",
+            request.head.lines().next().unwrap_or(""),
+            response.status
+        );
+        sent.add(&request.method, path_of(request), 1);
+        responses.push(response);
+    }
+    for client in clients {
+        client.close()?;
+    }
+    Ok(responses)
+}
+
+/// 20 requests written at once on one connection, answered in order.
+fn pipelined(rig: &AppRig, first: u64, sent: &mut Sent) -> Result<()> {
+    let requests: Vec<(ClientRequest, u16)> = (first..first + 20)
+        // No 100-continue in a pipeline: the client does not wait.
+        .map(|i| if i % 10 == 9 { mixed(i + 1) } else { mixed(i) })
+        .collect();
+    let mut client = rig.client()?;
+    let wire: Vec<ClientRequest> = requests.iter().map(|(r, _)| r.clone()).collect();
+    let responses = client.pipeline(&wire)?;
+    for ((request, status), response) in requests.iter().zip(&responses) {
+        ensure!(
+            response.status == *status,
+            "pipelined {}: {}",
+            request.head.lines().next().unwrap_or(""),
+            response.status
+        );
+        sent.add(&request.method, path_of(request), 1);
+    }
+    client.close()
+}
+
+/// `curl ARGS URL` from the client; its `-w %{http_code}` must be `status`.
+fn curl(rig: &AppRig, args: &[&str], path: &str, status: u16) -> Result<()> {
+    let url = rig.rig.primary_url(path);
+    let mut all = vec![
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ];
+    all.extend_from_slice(args);
+    all.push(&url);
+    let code = rig.rig.client().exec("curl", &all)?;
+    ensure!(code.trim() == status.to_string(), "curl {all:?}: {code}");
+    Ok(())
+}
+
+/// The planted regressions' workload: 100 items (every tenth a 500 on
+/// v3), 30 orders (v3's total is off), 10 empties (v3's X-Version
+/// differs), 20 cached (half 304), 10 streams.
+fn planted_traffic(rig: &AppRig, sent: &mut Sent) -> Result<()> {
+    let mut requests = Vec::new();
+    for n in 1..=100u64 {
+        requests.push((ClientRequest::new("GET", &format!("/items/{n}"), &[]), 200));
+    }
+    for i in 0..30u64 {
+        requests.push(mixed(i * 10 + 3));
+    }
+    for i in 0..10u64 {
+        requests.push(mixed(i * 10 + 6));
+        requests.push(mixed(i * 10 + 7));
+        requests.push(mixed(i * 10 + 8));
+        requests.push(mixed(i * 10 + 5));
+    }
+    send(rig, &requests, 2, sent)?;
+    ensure!(sent.total() == 170);
+    Ok(())
+}
+
+/// v3 as planted in [`planted_traffic`].
+fn v3() -> Behaviour {
+    Behaviour {
+        regressions: Regressions {
+            item_500_every: Some(10),
+            order_total_plus: 1,
+            empty_version: Some("2.0.0".to_owned()),
+        },
+        ..Behaviour::v1("v3")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// a. an identical v2 matches, whatever the client does
+// ---------------------------------------------------------------------------
+
+/// Fails if any pair is not judged a match: a framing the agent's response
+/// framer gets wrong (chunked, HEAD, 204/304, 100-continue, pipelining,
+/// HTTP/1.0 keep-alive, close), a header it does not ignore by default
+/// (Date, Server, X-Request-Id, Connection differ between the servers), a
+/// pairing error (a response paired with the wrong request), or a pair
+/// lost (not compared).
+#[test]
+fn an_identical_v2_matches_every_one_of_a_thousand_mixed_requests() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
+    let v2 = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v2, "--compare"], 1)?;
+    let mut sent = Sent::default();
+
+    // ab: HTTP/1.0 keep-alive, then HTTP/1.0 closing each connection.
+    let report = ab::run(
+        rig.rig.client(),
+        &["-k", "-n", "300", "-c", "3"],
+        &rig.rig.primary_url("/items/7"),
+    )?;
+    ensure!(
+        report.complete == 300 && report.failed == 0,
+        "{}",
+        report.text
+    );
+    sent.add("GET", "/items/7", 300);
+    let report = ab::run(
+        rig.rig.client(),
+        &["-n", "100", "-c", "2"],
+        &rig.rig.primary_url("/cached"),
+    )?;
+    ensure!(
+        report.complete == 100 && report.failed == 0,
+        "{}",
+        report.text
+    );
+    sent.add("GET", "/cached", 100);
+
+    // Every kind of exchange, over four keep-alive connections.
+    let requests: Vec<_> = (0..600).map(mixed).collect();
+    send(&rig, &requests, 4, &mut sent)?;
+    pipelined(&rig, 1000, &mut sent)?;
+
+    // curl: 100-continue (it waits for it) and chunked uploads.
+    for i in 0..5u64 {
+        let body = format!("{{\"item\":{i},\"quantity\":2}}");
+        curl(
+            &rig,
+            &[
+                "-H",
+                "Expect: 100-continue",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &body,
+            ],
+            "/orders",
+            201,
+        )?;
+        curl(
+            &rig,
+            &["-H", "Transfer-Encoding: chunked", "--data-binary", &body],
+            "/orders",
+            201,
+        )?;
+        sent.add("POST", "/orders", 2);
+    }
+    let total = sent.total();
+    ensure!(total >= 1000, "only {total} requests");
+
+    let report = rig.judged(&[&v2], total)?;
+    let v2_report = target(&report, &v2)?;
+    let (compared, matched, differ) = verdict(v2_report)?;
+    ensure!(
+        (compared, matched, differ) == (total, total, 0),
+        "v2: compared {compared}, match {matched}, differ {differ} of {total}: {report:#}"
+    );
+    ensure!(
+        v2_report["match_percent"].as_f64() == Some(100.0),
+        "match_percent {}",
+        v2_report["match_percent"]
+    );
+    ensure!(
+        not_compared(v2_report).values().all(|n| *n == 0),
+        "not compared: {:?}",
+        not_compared(v2_report)
+    );
+    ensure!(
+        v2_report["role"] == "candidate",
+        "role {}",
+        v2_report["role"]
+    );
+    ensure!(
+        kinds(v2_report)? == [0, 0, 0],
+        "kinds {}",
+        v2_report["kinds"]
+    );
+    check_endpoint_counts(v2_report, &sent)?;
+    stop(agent)?;
+
+    let v1 = rig.v1.answered();
+    ensure!(v1.total() == total, "v1 answered {v1:?}, {total} sent");
+    // 60 from the raw client, 5 from curl.
+    ensure!(v1.continues == 65, "v1 sent {} 100 Continue", v1.continues);
+    let v2_answered = rig.shadows[0].as_ref().map(AppServer::answered);
+    ensure!(
+        v2_answered.as_ref().map(|a| &a.endpoints) == Some(&v1.endpoints),
+        "v2 answered {v2_answered:?}, v1 {v1:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// b. planted differences, counted exactly, at their paths
+// ---------------------------------------------------------------------------
+
+/// Fails if a planted difference is missed or counted twice (10 statuses,
+/// 30 bodies at `$.total`, 10 headers at `header:x-version`), if a kind
+/// other than the planted one is reported (the 500s have v1's body and
+/// headers: a body or header difference there is a false one), if a
+/// field path is reported that was not planted, or if a pair that does
+/// not differ is counted as differing.
+#[test]
+fn planted_differences_are_counted_exactly_by_kind_at_their_paths() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
+    let v3_url = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
+    let mut sent = Sent::default();
+    planted_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v3_url], sent.total())?;
+    let v3_report = target(&report, &v3_url)?;
+    ensure!(
+        verdict(v3_report)? == (170, 120, 50),
+        "v3 (compared, match, differ) = {:?}, expected (170, 120, 50): {report:#}",
+        verdict(v3_report)?
+    );
+    ensure!(
+        kinds(v3_report)? == [10, 10, 30],
+        "v3 kinds [status, header, body] = {:?}, planted [10, 10, 30]",
+        kinds(v3_report)?
+    );
+    let percent = v3_report["match_percent"].as_f64().unwrap_or(-1.0);
+    ensure!(
+        (percent - 100.0 * 120.0 / 170.0).abs() < 0.1,
+        "match_percent {percent}"
+    );
+    check_endpoint_counts(v3_report, &sent)?;
+
+    // Per endpoint: (compared, differ), kinds, fields (path → count).
+    let expected: [PlantedEndpoint; 5] = [
+        ("GET /items/{id}", (100, 10), [10, 0, 0], &[("status", 10)]),
+        ("POST /orders", (30, 30), [0, 0, 30], &[("$.total", 30)]),
+        (
+            "GET /empty",
+            (10, 10),
+            [0, 10, 0],
+            &[("header:x-version", 10)],
+        ),
+        ("GET /cached", (20, 0), [0, 0, 0], &[]),
+        ("GET /stream/{id}", (10, 0), [0, 0, 0], &[]),
+    ];
+    let mut paths = BTreeSet::new();
+    for (name, (compared, differ), planted_kinds, planted_fields) in expected {
+        let e = endpoint(v3_report, name)?;
+        let (got_compared, _, got_differ) = verdict(e)?;
+        ensure!(
+            (got_compared, got_differ) == (compared, differ),
+            "{name}: compared {got_compared}, differ {got_differ}; planted {compared}, {differ}"
+        );
+        ensure!(
+            kinds(e)? == planted_kinds,
+            "{name}: kinds {:?}, planted {planted_kinds:?}",
+            kinds(e)?
+        );
+        let got: BTreeMap<String, (u64, bool)> = fields(e);
+        let want: BTreeMap<String, (u64, bool)> = planted_fields
+            .iter()
+            .map(|(p, n)| ((*p).to_owned(), (*n, false)))
+            .collect();
+        ensure!(
+            got == want,
+            "{name}: fields {got:?}, planted {want:?}: {e:#}"
+        );
+        paths.extend(got.into_keys());
+    }
+    ensure!(
+        paths == BTreeSet::from(["status".into(), "$.total".into(), "header:x-version".into()]),
+        "paths {paths:?}"
+    );
+    // One example each, with both values.
+    let status = field(endpoint(v3_report, "GET /items/{id}")?, "status")?;
+    example_has(status, "200", "500")?;
+    let total = field(endpoint(v3_report, "POST /orders")?, "$.total")?;
+    let (v1_total, v3_total) = example(total)?;
+    let (a, b): (u64, u64) = (
+        v1_total.trim().parse().context("v1's total")?,
+        v3_total.trim().parse().context("v3's total")?,
+    );
+    ensure!(b == a + 1, "the $.total example: v1 {a}, v3 {b}");
+    example_has(
+        field(endpoint(v3_report, "GET /empty")?, "header:x-version")?,
+        "1.4.2",
+        "2.0.0",
+    )?;
+    stop(agent)?;
+    Ok(())
+}
+
+/// `html` without its `<script>` elements.
+fn without_scripts(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        out.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find("</script>")
+            .map_or("", |end| &rest[start + end + "</script>".len()..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An endpoint as planted: its name, (compared, differ), kinds [status,
+/// header, body], fields (path, count).
+type PlantedEndpoint = (
+    &'static str,
+    (u64, u64),
+    [u64; 3],
+    &'static [(&'static str, u64)],
+);
+
+/// `(v1, target)` of a field's example.
+fn example(field: &Value) -> Result<(String, String)> {
+    let example = &field["example"];
+    Ok((
+        example["v1"]
+            .as_str()
+            .with_context(|| format!("no example.v1 in {field}"))?
+            .to_owned(),
+        example["target"]
+            .as_str()
+            .with_context(|| format!("no example.target in {field}"))?
+            .to_owned(),
+    ))
+}
+
+fn example_has(field: &Value, v1: &str, target: &str) -> Result<()> {
+    let (left, right) = example(field)?;
+    ensure!(
+        left.contains(v1) && right.contains(target),
+        "example {left:?} / {right:?}, expected {v1:?} / {target:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// c. content and transfer codings are undone
+// ---------------------------------------------------------------------------
+
+/// Fails if the agent compares bodies as sent rather than as meant: v1
+/// answers plain JSON chunked, v2 the same JSON gzip'd with a
+/// Content-Length (checked first, straight from both servers), so every
+/// pair differs in bytes and framing headers and matches in content.
+#[test]
+fn gzip_on_one_side_and_identity_chunked_on_the_other_match() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let v1 = Behaviour {
+        chunked: true,
+        ..Behaviour::v1("v1")
+    };
+    let v2 = Behaviour {
+        gzip: true,
+        ..Behaviour::v1("v2")
+    };
+    let rig = AppRig::new(v1, vec![Some(v2)])?;
+    // The premise: the two really differ on the wire.
+    let probe = ClientRequest::new("GET", "/items/4", &["Accept-Encoding: gzip"]);
+    let mut direct = AppClient::connect(rig.rig.primary(), rig.rig.shadow_addr(0))?;
+    let zipped = direct.exchange(&probe)?;
+    direct.close()?;
+    ensure!(
+        zipped.header("content-encoding") == Some("gzip")
+            && zipped.header("content-length").is_some(),
+        "v2 does not gzip: {zipped:?}"
+    );
+
+    let v2_url = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v2_url, "--compare"], 1)?;
+    let gzip = "Accept-Encoding: gzip, deflate";
+    let mut requests = Vec::new();
+    for n in 1..=60u64 {
+        requests.push((
+            ClientRequest::new("GET", &format!("/items/{n}"), &[gzip]),
+            200,
+        ));
+    }
+    for i in 0..20u64 {
+        let body = format!("{{\"item\":{i},\"quantity\":3}}");
+        requests.push((
+            ClientRequest::new("POST", "/orders", &[gzip]).body(body, i % 2 == 0),
+            201,
+        ));
+    }
+    for n in 1..=10u64 {
+        requests.push((
+            ClientRequest::new("GET", &format!("/stream/{n}"), &[gzip]),
+            200,
+        ));
+        requests.push((ClientRequest::new("GET", "/cached", &[gzip]), 200));
+    }
+    let mut sent = Sent::default();
+    let responses = send(&rig, &requests, 2, &mut sent)?;
+    let plain = &responses[3];
+    ensure!(
+        plain.header("transfer-encoding") == Some("chunked")
+            && plain.header("content-encoding").is_none()
+            && serde_json::from_slice::<Value>(&plain.body)? == item(4),
+        "v1 does not answer plain chunked JSON: {plain:?}"
+    );
+    let report = rig.judged(&[&v2_url], sent.total())?;
+    let v2_report = target(&report, &v2_url)?;
+    ensure!(
+        verdict(v2_report)? == (100, 100, 0),
+        "v2 (compared, match, differ) = {:?}, expected (100, 100, 0): {report:#}",
+        verdict(v2_report)?
+    );
+    ensure!(
+        not_compared(v2_report).values().all(|n| *n == 0),
+        "not compared: {:?}",
+        not_compared(v2_report)
+    );
+    stop(agent)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// d. a baseline tells noise from differences
+// ---------------------------------------------------------------------------
+
+/// Items, orders and empties (70 requests, 60 with a JSON body).
+fn noisy_traffic(rig: &AppRig, sent: &mut Sent) -> Result<()> {
+    let mut requests = Vec::new();
+    for n in 1..=40u64 {
+        requests.push((ClientRequest::new("GET", &format!("/items/{n}"), &[]), 200));
+    }
+    for i in 0..20u64 {
+        requests.push(mixed(i * 10 + 3));
+    }
+    for i in 0..10u64 {
+        requests.push(mixed(i * 10 + 6));
+    }
+    send(rig, &requests, 2, sent)?;
+    Ok(())
+}
+
+/// Fails if the per-answer `served_at` is not seen as a difference without
+/// a baseline (60 JSON answers at `$.served_at`), if with a baseline it is
+/// not marked noise, or if the noise still counts against v2 (v2 must then
+/// read 100 %). `--baseline` alone must turn the comparison on.
+#[test]
+fn a_baseline_marks_the_unique_timestamp_as_noise_and_v2_then_matches() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let noisy = |name: &str| Behaviour {
+        served_at: true,
+        ..Behaviour::v1(name)
+    };
+    let rig = AppRig::new(noisy("v1"), vec![Some(noisy("v2")), Some(noisy("v1-b"))])?;
+    let (v2, baseline) = (shadow_url(0), shadow_url(1));
+
+    // Without a baseline: every JSON answer differs at $.served_at.
+    let agent = rig.agent(&["--shadow", &v2, "--compare"], 1)?;
+    let mut sent = Sent::default();
+    noisy_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v2], 70)?;
+    let v2_report = target(&report, &v2)?;
+    ensure!(
+        verdict(v2_report)? == (70, 10, 60),
+        "without a baseline, v2 (compared, match, differ) = {:?}, expected (70, 10, 60): \
+         {report:#}",
+        verdict(v2_report)?
+    );
+    for (name, n) in [("GET /items/{id}", 40), ("POST /orders", 20)] {
+        let got = fields(endpoint(v2_report, name)?);
+        ensure!(
+            got == BTreeMap::from([("$.served_at".to_owned(), (n, false))]),
+            "without a baseline, {name}: fields {got:?}"
+        );
+    }
+    stop(agent)?;
+
+    // With one: noise, and v2 matches.
+    let agent = rig.agent(&["--shadow", &v2, "--baseline", &baseline], 2)?;
+    let mut sent = Sent::default();
+    noisy_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v2, &baseline], 70)?;
+    let v2_report = target(&report, &v2)?;
+    ensure!(
+        verdict(v2_report)? == (70, 70, 0),
+        "with a baseline, v2 (compared, match, differ) = {:?}, expected (70, 70, 0): {report:#}",
+        verdict(v2_report)?
+    );
+    ensure!(
+        v2_report["match_percent"].as_f64() == Some(100.0),
+        "v2 match_percent {}",
+        v2_report["match_percent"]
+    );
+    ensure!(
+        v2_report["role"] == "candidate",
+        "v2's role {}",
+        v2_report["role"]
+    );
+    let baseline_report = target(&report, &baseline)?;
+    ensure!(
+        baseline_report["role"] == "baseline",
+        "the baseline's role {}",
+        baseline_report["role"]
+    );
+    // The field is reported, as noise, and nowhere as a difference.
+    let mut noise_seen = false;
+    for t in report["targets"].as_array().context("no targets")? {
+        for e in t["endpoints"].as_array().into_iter().flatten() {
+            for (path, (_, noise)) in fields(e) {
+                ensure!(
+                    path != "$.served_at" || noise,
+                    "{} {}: $.served_at not marked noise: {e:#}",
+                    t["target"],
+                    e["endpoint"]
+                );
+                noise_seen |= path == "$.served_at";
+            }
+        }
+    }
+    ensure!(
+        noise_seen,
+        "$.served_at is nowhere reported as noise: {report:#}"
+    );
+    stop(agent)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// e. slow and dead targets are not compared, and v1 does not wait
+// ---------------------------------------------------------------------------
+
+/// Fails if a pair without the target's answer in time is counted as a
+/// match or a difference (the slow target's late "ok" would differ from
+/// v1's JSON), if a pair is lost instead of counted as not compared, if a
+/// reason other than target_failed or timeout is given, or if v1's
+/// clients wait for the targets (each request under 500 ms).
+#[test]
+fn slow_and_dead_targets_are_counted_as_not_compared_and_v1_does_not_wait() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    // Shadow 0 answers after 3 s, shadow 1 has nothing listening.
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![None, None])?;
+    let _slow = SlowServer::start(
+        rig.rig.shadow(0),
+        rig.rig.shadow_addr(0),
+        Duration::from_secs(3),
+    )?;
+    let (slow, dead) = (shadow_url(0), shadow_url(1));
+    let agent = rig.agent(
+        &[
+            "--shadow",
+            &slow,
+            "--shadow",
+            &dead,
+            "--compare",
+            "--compare-timeout",
+            "1s",
+        ],
+        2,
+    )?;
+    let mut client = rig.client()?;
+    for n in 1..=20u64 {
+        let started = Instant::now();
+        let response = client.exchange(&ClientRequest::new("GET", &format!("/items/{n}"), &[]))?;
+        let took = started.elapsed();
+        ensure!(
+            response.status == 200 && serde_json::from_slice::<Value>(&response.body)? == item(n),
+            "v1's answer to /items/{n}: {response:?}"
+        );
+        ensure!(
+            took < Duration::from_millis(500),
+            "v1 took {took:?} for /items/{n}"
+        );
+    }
+    client.close()?;
+    let report = rig.judged(&[&slow, &dead], 20)?;
+    for url in [&slow, &dead] {
+        let t = target(&report, url)?;
+        ensure!(
+            verdict(t)? == (0, 0, 0),
+            "{url}: (compared, match, differ) = {:?}, expected none: {report:#}",
+            verdict(t)?
+        );
+        let reasons = not_compared(t);
+        let given: u64 = reasons
+            .iter()
+            .filter(|(reason, _)| *reason == "target_failed" || *reason == "timeout")
+            .map(|(_, n)| n)
+            .sum();
+        ensure!(
+            given == 20,
+            "{url}: not compared {reasons:?}, expected 20 target_failed/timeout"
+        );
+    }
+    ensure!(
+        rig.v1.answered().total() == 20,
+        "v1 answered {:?}",
+        rig.v1.answered()
+    );
+    stop(agent)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// f. the egress program only when comparing
+// ---------------------------------------------------------------------------
+
+/// The programs attached via TCX to `direction` of the primary's veth.
+fn attached(netns: &Netns, direction: TcAttachType) -> Result<Vec<String>> {
+    netns
+        .run(|| {
+            SchedClassifier::query_tcx(SERVER_IF, direction).map(|(_, programs)| {
+                programs
+                    .iter()
+                    .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("query_tcx {direction:?} on {SERVER_IF}: {e}"))
+}
+
+/// Fails if the agent attaches at egress without `--compare` (a cost the
+/// user did not ask for), does not with it, leaves it attached at exit, or
+/// reports comparison metrics without comparing.
+#[test]
+fn the_egress_program_is_attached_only_with_compare() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
+    let v2 = shadow_url(0);
+    let primary = rig.rig.primary();
+
+    let agent = rig.agent(&["--shadow", &v2], 1)?;
+    let (ingress, egress) = (
+        attached(primary, TcAttachType::Ingress)?,
+        attached(primary, TcAttachType::Egress)?,
+    );
+    ensure!(
+        ingress == ["mirror_ingress"],
+        "ingress without --compare: {ingress:?}"
+    );
+    ensure!(egress.is_empty(), "egress without --compare: {egress:?}");
+    let metrics = Metrics::scrape(primary, DEFAULT_ADDR)?;
+    ensure!(
+        metrics
+            .matching("mirror_compare_total", &[])
+            .next()
+            .is_none(),
+        "comparison metrics without --compare"
+    );
+    stop(agent)?;
+
+    let agent = rig.agent(&["--shadow", &v2, "--compare"], 1)?;
+    let egress = attached(primary, TcAttachType::Egress)?;
+    ensure!(
+        egress == ["mirror_egress"],
+        "egress with --compare: {egress:?}"
+    );
+    stop(agent)?;
+    let (ingress, egress) = (
+        attached(primary, TcAttachType::Ingress)?,
+        attached(primary, TcAttachType::Egress)?,
+    );
+    ensure!(
+        ingress.is_empty() && egress.is_empty(),
+        "left attached after exit: ingress {ingress:?}, egress {egress:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// g. credentials never reach the diff log
+// ---------------------------------------------------------------------------
+
+const SECRETS: [&str; 4] = ["SECRET-A", "SECRET-B", "SECRET-C", "SECRET-D"];
+
+/// Fails if a credential of the request (Authorization, Cookie) or of the
+/// responses (Set-Cookie, different on each side) is written to the diff
+/// log or the agent's log, or if the diff log stays empty although every
+/// order differs (then the test proves nothing).
+#[test]
+fn credentials_never_reach_the_diff_log() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let v1 = Behaviour {
+        session_cookie: Some("SECRET-C".to_owned()),
+        ..Behaviour::v1("v1")
+    };
+    let v2 = Behaviour {
+        session_cookie: Some("SECRET-D".to_owned()),
+        regressions: Regressions {
+            order_total_plus: 5,
+            ..Regressions::default()
+        },
+        ..Behaviour::v1("v2")
+    };
+    let rig = AppRig::new(v1, vec![Some(v2)])?;
+    let scratch = ScratchDir::new("difflog")?;
+    let log = scratch.path().join("diff.jsonl");
+    let log_arg = log.display().to_string();
+    let v2_url = shadow_url(0);
+    let agent = rig.agent(
+        &["--shadow", &v2_url, "--compare", "--diff-log", &log_arg],
+        1,
+    )?;
+    let credentials = [
+        "Authorization: Bearer SECRET-A",
+        "Cookie: sid=SECRET-B; theme=dark",
+    ];
+    let mut requests = Vec::new();
+    for i in 0..20u64 {
+        let body = format!("{{\"item\":{i},\"quantity\":1}}");
+        requests.push((
+            ClientRequest::new("POST", "/orders", &credentials).body(body, false),
+            201,
+        ));
+        requests.push((
+            ClientRequest::new("GET", &format!("/items/{i}"), &credentials),
+            200,
+        ));
+    }
+    let mut sent = Sent::default();
+    let responses = send(&rig, &requests, 2, &mut sent)?;
+    ensure!(
+        responses[0]
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("SECRET-C")),
+        "v1 sets no session cookie: {:?}",
+        responses[0]
+    );
+    let report = rig.judged(&[&v2_url], 40)?;
+    let (_, _, differ) = verdict(target(&report, &v2_url)?)?;
+    ensure!(
+        differ >= 20,
+        "v2 differs in {differ} pairs, 20 orders planted: {report:#}"
+    );
+    let stopped = stop(agent)?;
+
+    let text = std::fs::read_to_string(&log)
+        .with_context(|| format!("no diff log at {}", log.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        !lines.is_empty(),
+        "the diff log is empty although 20 orders differ"
+    );
+    for line in &lines {
+        let entry: Value =
+            serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        ensure!(
+            entry.to_string().contains("$.total"),
+            "a diff log line without the differing field: {line}"
+        );
+        for secret in SECRETS {
+            ensure!(!line.contains(secret), "{secret} in the diff log: {line}");
+        }
+    }
+    for secret in SECRETS {
+        ensure!(
+            !stopped.exit.stderr.contains(secret) && !stopped.exit.stdout.contains(secret),
+            "{secret} in the agent's output"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// h. the report as JSON, as a page in a browser, as metrics
+// ---------------------------------------------------------------------------
+
+/// Fails if `/compare.html` is not one self-contained page that, rendered
+/// by a real browser, names the target, the differing endpoints and
+/// fields; if promtool rejects the metrics; or if the metrics' counts are
+/// not the planted ones (120 match, 50 differ; 10 status, 10 header, 30
+/// body; every other result present and 0).
+#[test]
+fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()> {
+    let Some(_machine) = serial() else {
+        return Ok(());
+    };
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
+    let v3_url = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
+    let mut sent = Sent::default();
+    planted_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v3_url], sent.total())?;
+    ensure!(verdict(target(&report, &v3_url)?)?.2 == 50, "{report:#}");
+    let primary = rig.rig.primary();
+
+    // The page: self-contained, and what a browser shows.
+    let (status, html) = http_client::get(primary, DEFAULT_ADDR, "/compare.html")?;
+    ensure!(status == 200, "/compare.html answered {status}");
+    ensure!(
+        html.to_ascii_lowercase().contains("<html"),
+        "not a page: {html}"
+    );
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "@import",
+        "url(http",
+    ] {
+        ensure!(
+            !html.contains(external),
+            "the page loads something from elsewhere ({external})"
+        );
+    }
+    let scratch = ScratchDir::new("chromium")?;
+    let profile = format!("--user-data-dir={}", scratch.path().display());
+    let dom = primary.exec(
+        "timeout",
+        [
+            "25",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &profile,
+            "--dump-dom",
+            &format!("http://{DEFAULT_ADDR}/compare.html"),
+        ],
+    )?;
+    // What the page shows, not what its scripts carry.
+    let dom = without_scripts(&dom);
+    for shown in [
+        v3_url.as_str(),
+        "GET /items/{id}",
+        "POST /orders",
+        "GET /empty",
+        "$.total",
+    ] {
+        ensure!(
+            dom.contains(shown),
+            "the rendered page does not show {shown:?}: {dom}"
+        );
+    }
+    ensure!(
+        dom.to_ascii_lowercase().contains("x-version"),
+        "the rendered page does not show the X-Version header: {dom}"
+    );
+
+    // The metrics.
+    let (status, exposition) = http_client::get(primary, DEFAULT_ADDR, "/metrics")?;
+    ensure!(status == 200, "/metrics answered {status}");
+    prometheus::check_metrics(&exposition)?;
+    let metrics = Metrics::parse(&exposition)?;
+    let result = |result: &str| {
+        metrics.get(
+            "mirror_compare_total",
+            &[("target", v3_url.as_str()), ("result", result)],
+        )
+    };
+    ensure!(
+        (result("match"), result("differ")) == (Some(120.0), Some(50.0)),
+        "mirror_compare_total match {:?}, differ {:?}; expected 120, 50",
+        result("match"),
+        result("differ")
+    );
+    for reason in NOT_COMPARED {
+        ensure!(
+            result(reason) == Some(0.0),
+            "result {reason}: {:?}",
+            result(reason)
+        );
+    }
+    for (kind, n) in [("status", 10.0), ("header", 10.0), ("body", 30.0)] {
+        let got = metrics.get(
+            "mirror_compare_differences_total",
+            &[("target", v3_url.as_str()), ("kind", kind)],
+        );
+        ensure!(
+            got == Some(n),
+            "mirror_compare_differences_total {kind}: {got:?}, planted {n}"
+        );
+    }
+    stop(agent)?;
+    Ok(())
+}
