@@ -17,6 +17,16 @@
 
 use std::fmt;
 
+pub mod decode;
+pub mod diff;
+pub mod endpoint;
+pub mod json;
+pub mod rules;
+
+pub use diff::diff;
+pub use endpoint::{Endpoints, template};
+pub use rules::{FieldPattern, Rules};
+
 /// What part of a response differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
