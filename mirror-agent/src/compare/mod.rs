@@ -27,6 +27,15 @@ pub use config::{
     CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, DiffLogTo,
     TargetCompare,
 };
+pub mod decode;
+pub mod diff;
+pub mod endpoint;
+pub mod json;
+pub mod rules;
+
+pub use diff::diff;
+pub use endpoint::{Endpoints, template};
+pub use rules::{FieldPattern, Rules};
 
 /// What part of a response differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,17 +166,4 @@ pub enum Verdict {
     /// included, flagged).
     Differ(Vec<Difference>),
     NotCompared(NotCompared),
-}
-
-/// TEMPORARY until the diff lands: the field path check.
-pub struct FieldPattern;
-
-impl FieldPattern {
-    pub fn parse(text: &str) -> Result<FieldPattern, String> {
-        if text.starts_with('$') {
-            Ok(FieldPattern)
-        } else {
-            Err(format!("`{text}` is not a field path such as $.items[*].id"))
-        }
-    }
 }
