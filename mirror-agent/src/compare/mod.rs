@@ -17,6 +17,16 @@
 
 use std::fmt;
 
+pub mod diff_log;
+pub mod page;
+pub mod report;
+pub mod terminal;
+
+pub use diff_log::{DiffLog, Exchange};
+pub use page::render_html;
+pub use report::{CompareReport, Report, verdict_line};
+pub use terminal::render_text;
+
 /// What part of a response differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
