@@ -302,3 +302,255 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let year = era * 400 + year_of_era + u64::from(month <= 2);
     (year, month, day)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn lines(&self) -> Vec<Value> {
+            let bytes = self.0.lock().unwrap();
+            String::from_utf8(bytes.clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const EXCHANGE: Exchange<'static> = Exchange {
+        target: "v2",
+        method: "GET",
+        path: "/orders/7?page=2&access_token=abc123&apiKey=k9&Password=hunter2&flag",
+        endpoint: "GET /orders/{id}",
+        v1_status: 200,
+        target_status: 500,
+    };
+
+    fn difference(kind: Kind, path: &str, left: &str, right: &str) -> Difference {
+        Difference {
+            kind,
+            path: path.to_owned(),
+            left: left.to_owned(),
+            right: right.to_owned(),
+            noise: false,
+        }
+    }
+
+    fn status() -> Vec<Difference> {
+        vec![difference(Kind::Status, "status", "200", "500")]
+    }
+
+    #[test]
+    fn a_line_holds_the_exchange_and_its_differences() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 100, 0);
+        let mut differences = status();
+        differences.push(Difference {
+            noise: true,
+            ..difference(Kind::Body, "$.ts", "1", "2")
+        });
+        assert!(log.log(&EXCHANGE, &differences, Instant::now()));
+        let lines = out.lines();
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(line["target"], "v2");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["endpoint"], "GET /orders/{id}");
+        assert_eq!(
+            (line["v1_status"].as_u64(), line["target_status"].as_u64()),
+            (Some(200), Some(500))
+        );
+        let ts = line["ts"].as_str().unwrap();
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
+        assert_eq!(
+            line["differences"],
+            serde_json::json!([
+                {"kind": "status", "path": "status", "v1": "200", "target": "500", "noise": false},
+                {"kind": "body", "path": "$.ts", "v1": "1", "target": "2", "noise": true},
+            ])
+        );
+        assert_eq!(log.written(), 1);
+    }
+
+    #[test]
+    fn credential_headers_and_query_secrets_are_never_written() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 100, 0);
+        let differences = vec![
+            difference(Kind::Header, "Authorization", "Bearer abc", "Bearer def"),
+            difference(Kind::Header, "cookie", "sid=1", "sid=2"),
+            difference(Kind::Header, "x-csrf-token", "csrf-one", "csrf-two"),
+            difference(Kind::Header, "etag", "\"a\"", "\"b\""),
+            // A body field named like a header is not a header.
+            difference(Kind::Body, "authorization", "x", "y"),
+        ];
+        assert!(log.log(&EXCHANGE, &differences, Instant::now()));
+        let raw = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        for secret in [
+            "Bearer", "sid=", "csrf-one", "csrf-two", "abc123", "k9", "hunter2",
+        ] {
+            assert!(!raw.contains(secret), "{secret} leaked: {raw}");
+        }
+        let line = &out.lines()[0];
+        let values: Vec<(&str, &str)> = line["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["v1"].as_str().unwrap(), d["target"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                (REDACTED, REDACTED),
+                (REDACTED, REDACTED),
+                (REDACTED, REDACTED),
+                ("\"a\"", "\"b\""),
+                ("x", "y"),
+            ]
+        );
+        assert_eq!(
+            line["path"],
+            "/orders/7?page=2&access_token=<redacted>&apiKey=<redacted>&Password=<redacted>&flag"
+        );
+    }
+
+    #[test]
+    fn credential_header_names_are_recognised_whatever_their_case() {
+        for name in [
+            "authorization",
+            "Proxy-Authorization",
+            "COOKIE",
+            "set-cookie",
+            "X-Api-Key",
+            "x-auth-token",
+            "x-client-secret",
+            "x-db-password",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["etag", "content-type", "x-request-id", "cache-control"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_path_without_query_or_secrets_is_kept_as_is() {
+        assert_eq!(redact_query("/a/b"), "/a/b");
+        assert_eq!(redact_query("/a?x=1&y=2"), "/a?x=1&y=2");
+        assert_eq!(redact_query("/a?auth=1&="), "/a?auth=<redacted>&=");
+    }
+
+    #[test]
+    fn the_sampled_share_is_exact_and_evenly_spread() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 25, 0);
+        let now = Instant::now();
+        let written: Vec<bool> = (0..100)
+            .map(|_| log.log(&EXCHANGE, &status(), now))
+            .collect();
+        assert_eq!(written.iter().filter(|w| **w).count(), 25);
+        assert_eq!(
+            &written[..8],
+            [false, false, false, true, false, false, false, true]
+        );
+        assert_eq!(
+            (log.written(), log.sampled_out(), log.suppressed()),
+            (25, 75, 0)
+        );
+        assert_eq!(out.lines().len(), 25);
+
+        let mut none = DiffLog::new(Box::new(Shared::default()), 0, 0);
+        assert!(!none.log(&EXCHANGE, &status(), now));
+        assert_eq!(none.sampled_out(), 1);
+    }
+
+    #[test]
+    fn the_rate_limit_holds_back_and_counts_what_exceeds_a_second() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 100, 3);
+        let start = Instant::now();
+        let first: usize = (0..10)
+            .filter(|_| log.log(&EXCHANGE, &status(), start))
+            .count();
+        assert_eq!((first, log.suppressed()), (3, 7));
+        // Still the same window.
+        assert!(!log.log(&EXCHANGE, &status(), start + Duration::from_millis(999)));
+        // A new one.
+        let later = start + Duration::from_secs(1);
+        let second = (0..5)
+            .filter(|_| log.log(&EXCHANGE, &status(), later))
+            .count();
+        assert_eq!((second, log.suppressed(), log.written()), (3, 10, 6));
+        assert_eq!(out.lines().len(), 6);
+    }
+
+    #[test]
+    fn an_exchange_without_differences_writes_nothing() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 100, 0);
+        assert!(!log.log(&EXCHANGE, &[], Instant::now()));
+        assert_eq!((log.written(), log.sampled_out()), (0, 0));
+        assert!(out.lines().is_empty());
+    }
+
+    #[test]
+    fn write_errors_are_counted_and_the_first_one_kept_once() {
+        let mut log = DiffLog::new(Box::new(Broken), 100, 0);
+        let now = Instant::now();
+        assert!(!log.log(&EXCHANGE, &status(), now));
+        assert!(!log.log(&EXCHANGE, &status(), now));
+        assert_eq!((log.write_errors(), log.written()), (2, 0));
+        let first = log.take_first_error().expect("the first error");
+        assert_eq!(first.to_string(), "disk full");
+        assert!(log.take_first_error().is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |seconds: u64, millis: u64| {
+            rfc3339_utc(UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_709_210_096, 500), "2024-02-29T12:34:56.500Z");
+        assert_eq!(at(1_795_982_179, 7), "2026-11-29T19:56:19.007Z");
+        assert_eq!(at(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_utc(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}
