@@ -151,6 +151,14 @@ impl DiffLog {
         }
     }
 
+    /// Flushes the destination (each line is flushed as written; this is
+    /// for the exit).
+    pub fn flush(&mut self) {
+        if self.out.flush().is_err() {
+            self.write_errors += 1;
+        }
+    }
+
     /// Lines written.
     pub fn written(&self) -> u64 {
         self.written

@@ -56,6 +56,17 @@ impl Report {
         }
     }
 
+    /// A target added after the start (a reload); its index.
+    pub fn add_target(&mut self, name: String, role: Role) -> usize {
+        self.targets.push(TargetTally {
+            name,
+            role,
+            counts: Counts::default(),
+            endpoints: HashMap::new(),
+        });
+        self.targets.len() - 1
+    }
+
     /// Counts one verdict on the pair (a request to `endpoint`, target
     /// number `target`), with the latencies that were measured. A target
     /// number the report was not built with is ignored (a caller's bug,
