@@ -30,9 +30,9 @@ pub fn run(url: &str, json: bool) -> anyhow::Result<()> {
 
 /// The body of `GET <url>/compare`.
 fn fetch(url: &str) -> anyhow::Result<String> {
-    let rest = url.strip_prefix("http://").with_context(|| {
-        format!("`{url}` is not an http:// URL such as http://127.0.0.1:9464")
-    })?;
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("`{url}` is not an http:// URL such as http://127.0.0.1:9464"))?;
     let authority = rest.split('/').next().unwrap_or(rest);
     let base = rest[authority.len()..].trim_end_matches('/');
     let address = authority
@@ -40,8 +40,9 @@ fn fetch(url: &str) -> anyhow::Result<String> {
         .with_context(|| format!("cannot resolve `{authority}` (give host:port)"))?
         .next()
         .with_context(|| format!("`{authority}` has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)
-        .with_context(|| format!("cannot connect to the agent at {address} (is it running with --compare?)"))?;
+    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT).with_context(|| {
+        format!("cannot connect to the agent at {address} (is it running with --compare?)")
+    })?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     write!(
         stream,

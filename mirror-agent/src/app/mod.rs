@@ -27,8 +27,8 @@ pub use pipeline::Pipeline;
 
 use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
 use crate::compare::{Comparing, Engine, Pairing, V1Responses};
-use crate::http::{ResponseConfig, ResponseFraming};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
+use crate::http::{ResponseConfig, ResponseFraming};
 use crate::shadow::Shadows;
 use crate::telemetry::{
     self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness, logging,

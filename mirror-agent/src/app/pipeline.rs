@@ -47,7 +47,11 @@ impl<S: RequestSink> Pipeline<S> {
     }
 
     /// Also frames v1's responses (the capture attached at egress too).
-    pub fn with_responses(mut self, flow: FlowConfig, framing: ResponseFraming<V1Responses>) -> Self {
+    pub fn with_responses(
+        mut self,
+        flow: FlowConfig,
+        framing: ResponseFraming<V1Responses>,
+    ) -> Self {
         self.responses = Some(FlowTable::new(flow, framing));
         self
     }

@@ -40,6 +40,8 @@ pub const MAX_ENDPOINTS: usize = 200;
 const MAX_NOISY_ENDPOINTS: usize = 1_000;
 /// Noisy fields remembered per endpoint.
 const MAX_NOISY_FIELDS: usize = 256;
+/// Where pairs that were never opened (no room) count in the report.
+const UNKNOWN_ENDPOINT: &str = "(not tracked: overflow)";
 /// Longest request target kept for the diff log.
 const MAX_PATH_CHARS: usize = 512;
 
@@ -90,7 +92,6 @@ struct State {
 }
 
 struct Pending {
-    tag: u64,
     meta: RequestMeta,
     v1: Option<Result<V1Response, NotCompared>>,
     /// `None` until the dispatch said which targets got a copy.
@@ -156,7 +157,6 @@ impl Engine {
         state.pending.insert(
             tag,
             Pending {
-                tag,
                 meta,
                 v1: None,
                 expected: None,
@@ -228,7 +228,11 @@ impl Engine {
 
     /// Differing exchanges the diff log left out (sampling, rate limit).
     pub fn diff_log_suppressed(&self) -> u64 {
-        self.shared.judge().log.as_ref().map_or(0, |l| l.suppressed())
+        self.shared
+            .judge()
+            .log
+            .as_ref()
+            .map_or(0, |l| l.suppressed())
     }
 
     /// At exit: the exchanges still waiting are judged with what they have
@@ -447,7 +451,7 @@ impl Judge {
         if let Some(&index) = self.targets.get(target) {
             self.report.record(
                 index,
-                super::report::UNKNOWN_ENDPOINT,
+                UNKNOWN_ENDPOINT,
                 &Verdict::NotCompared(reason),
                 None,
                 None,
@@ -529,7 +533,8 @@ impl Judge {
                     }
                 }
             };
-            if let (Verdict::Differ(differences), Some(log), Ok(v1)) = (&verdict, &mut self.log, &v1)
+            if let (Verdict::Differ(differences), Some(log), Ok(v1)) =
+                (&verdict, &mut self.log, &v1)
             {
                 let logged = LoggedExchange {
                     target: &target,

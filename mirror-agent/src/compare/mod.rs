@@ -16,17 +16,33 @@
 //! noise: reported as such, kept out of the candidates' verdicts.
 
 mod config;
+pub mod decode;
+pub mod diff;
+pub mod diff_log;
+pub mod endpoint;
 mod engine;
+pub mod json;
+pub mod page;
 mod pairing;
+pub mod report;
+pub mod rules;
+pub mod terminal;
 
 use std::fmt;
 
-pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING, RequestMeta, V1Response};
-pub use pairing::{Comparing, Pairing, V1Responses};
 pub use config::{
     CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, DiffLogTo,
     TargetCompare,
 };
+pub use diff::diff;
+pub use diff_log::{DiffLog, Exchange};
+pub use endpoint::{Endpoints, template};
+pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING, RequestMeta, V1Response};
+pub use page::render_html;
+pub use pairing::{Comparing, Pairing, V1Responses};
+pub use report::{CompareReport, Report, verdict_line};
+pub use rules::{FieldPattern, Rules};
+pub use terminal::render_text;
 
 /// What part of a response differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,17 +173,4 @@ pub enum Verdict {
     /// included, flagged).
     Differ(Vec<Difference>),
     NotCompared(NotCompared),
-}
-
-/// TEMPORARY until the diff lands: the field path check.
-pub struct FieldPattern;
-
-impl FieldPattern {
-    pub fn parse(text: &str) -> Result<FieldPattern, String> {
-        if text.starts_with('$') {
-            Ok(FieldPattern)
-        } else {
-            Err(format!("`{text}` is not a field path such as $.items[*].id"))
-        }
-    }
 }

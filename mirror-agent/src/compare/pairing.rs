@@ -168,7 +168,11 @@ impl Comparing {
         self.dispatcher
             .dispatch_replying(request, tag.map(|t| (t, &parts.sink)));
         parts.sent_to.clear();
-        let sent = self.dispatcher.targets().iter().zip(self.dispatcher.outcomes());
+        let sent = self
+            .dispatcher
+            .targets()
+            .iter()
+            .zip(self.dispatcher.outcomes());
         for (target, outcome) in sent {
             if target.keeps_answers() && !matches!(outcome, Outcome::Filtered(_)) {
                 parts.sent_to.push(target.name_arc());

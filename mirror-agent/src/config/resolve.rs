@@ -21,8 +21,7 @@ use crate::compare::{
 use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
 use crate::route::{
-    HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, Share,
-    default_marker,
+    HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, Share, default_marker,
 };
 use crate::shadow::{ShadowConfig, TargetSettings};
 
@@ -196,7 +195,8 @@ impl FileConfig {
                 drain_timeout: Some(HumanDuration(live.drain_timeout)),
                 diff_log: live.compare.diff_log.clone(),
                 diff_log_sample: live.compare.diff_log.as_ref().map(|_| {
-                    Share::from_percent(f64::from(live.compare.diff_log_sample)).unwrap_or(Share::ALL)
+                    Share::from_percent(f64::from(live.compare.diff_log_sample))
+                        .unwrap_or(Share::ALL)
                 }),
                 diff_log_rate: live
                     .compare

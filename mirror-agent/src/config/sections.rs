@@ -9,7 +9,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::values::{
-    ByteSize, Count, FlowCount, FieldPath, HeaderCount, HeaderName, HumanDuration, LogLevel,
+    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel,
     Method, Niceness, PathPrefix, Ports, RingSize,
 };
 use super::walk::Walk;

@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
-use super::stats::{DropReason, StatusClass, TargetStats};
 use super::reply::{Answered, Reply};
+use super::stats::{DropReason, StatusClass, TargetStats};
 use super::wire::{read_response, write_request};
-use crate::http::Answer;
 use crate::clock::monotonic_ns;
+use crate::http::Answer;
 use crate::route::{PreparedRequest, TargetUrl};
 
 /// Transport settings of one target.
@@ -529,7 +529,11 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
             Ok((class, latency, answer)) => {
                 stats.sent_one(class, latency);
                 if let Some(reply) = reply {
-                    reply.send(answer.map(|answer| Answered { answer, latency }).ok_or(DropReason::IoError));
+                    reply.send(
+                        answer
+                            .map(|answer| Answered { answer, latency })
+                            .ok_or(DropReason::IoError),
+                    );
                 }
             }
             Err(reason) => {

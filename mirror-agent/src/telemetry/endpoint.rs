@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Sources;
-use crate::compare::{Engine, render_html};
 use super::metrics::render;
+use crate::compare::{Engine, render_html};
 
 /// What `/readyz` checks. The capture task sets `attached` after attaching
 /// and bumps `last_drain_ns` each time it drains the ring.

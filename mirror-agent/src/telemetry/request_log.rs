@@ -14,9 +14,9 @@ use mirror_common::SAMPLE_ALL;
 use tracing::debug;
 
 use super::logging::REQUEST_TARGET;
+use crate::compare::Comparing;
 use crate::http::{Request, RequestSink};
 use crate::route::path_of;
-use crate::compare::Comparing;
 
 /// The dispatcher (and the comparison), with a share of its requests
 /// logged.

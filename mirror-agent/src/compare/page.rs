@@ -1,0 +1,291 @@
+//! `/compare.html`: the report as one page to read at a glance. Per
+//! target its verdict and match rate in large, then its endpoints, the
+//! most differing first, each with a bar of match against differ, the
+//! kinds of difference and the fields that differ, one example each.
+//!
+//! One self-contained document: inline CSS, no script, no external asset,
+//! nothing fetched (the page may be opened where nothing else is
+//! reachable). Every value comes from the network, so every value is
+//! escaped.
+
+use std::fmt::Write as _;
+
+use super::report::{
+    CompareReport, EndpointReport, FieldReport, LatencyReport, TargetReport, percent_text,
+    verdict_word,
+};
+
+/// Fields shown per endpoint (the report keeps more; the JSON has them).
+const FIELDS_SHOWN: usize = 5;
+
+/// Seconds between reloads of the live page.
+pub const REFRESH_SECONDS: u32 = 5;
+
+/// The page, reloading itself every [`REFRESH_SECONDS`].
+pub fn render_html(report: &CompareReport) -> String {
+    render_html_refreshing(report, Some(REFRESH_SECONDS))
+}
+
+/// The page, reloading itself every `refresh_seconds` if given (a saved
+/// copy reads better without).
+pub fn render_html_refreshing(report: &CompareReport, refresh_seconds: Option<u32>) -> String {
+    let mut page = String::with_capacity(16 * 1024);
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    if let Some(seconds) = refresh_seconds {
+        let _ = writeln!(page, "<meta http-equiv=\"refresh\" content=\"{seconds}\">");
+    }
+    page.push_str("<title>mirror: comparison with v1</title>\n<style>");
+    page.push_str(STYLE);
+    page.push_str("</style>\n</head>\n<body>\n<h1>mirror: each target compared with v1</h1>\n");
+    let nothing_yet = report
+        .targets
+        .iter()
+        .all(|t| t.compared == 0 && t.not_compared_total() == 0);
+    if nothing_yet {
+        page.push_str(
+            "<p class=\"empty\">Nothing compared yet: no answer from v1 and a target \
+             has been paired so far. This page reloads by itself.</p>\n",
+        );
+        if !report.targets.is_empty() {
+            page.push_str("<p class=\"waiting\">Waiting for: ");
+            let names: Vec<String> = report
+                .targets
+                .iter()
+                .map(|t| format!("{} ({})", escape(&t.target), t.role.as_str()))
+                .collect();
+            page.push_str(&names.join(", "));
+            page.push_str("</p>\n");
+        }
+    } else {
+        for target in &report.targets {
+            target_section(&mut page, target);
+        }
+    }
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+fn target_section(page: &mut String, target: &TargetReport) {
+    let word = verdict_word(target);
+    let class = match word {
+        "matches v1" => "good",
+        "differs" => "bad",
+        _ => "idle",
+    };
+    let _ = writeln!(page, "<section class=\"target {class}\">\n<header>");
+    let _ = writeln!(
+        page,
+        "<div class=\"who\"><h2>{}</h2><span class=\"role\">{}</span></div>",
+        escape(&target.target),
+        target.role.as_str()
+    );
+    let _ = writeln!(
+        page,
+        "<div class=\"rate\"><span class=\"percent\">{}</span><span class=\"unit\">% match</span></div>",
+        if target.compared == 0 {
+            "–".to_owned()
+        } else {
+            percent_text(target.matched, target.compared)
+        }
+    );
+    let _ = writeln!(page, "<div class=\"verdict\">{word}</div>\n</header>");
+
+    let mut counts = format!(
+        "{} compared · {} match · {} differ",
+        target.compared, target.matched, target.differ
+    );
+    if target.differ > 0 {
+        let _ = write!(counts, " ({})", target.kinds.describe());
+    }
+    let not_compared = target.not_compared_total();
+    if not_compared > 0 {
+        let reasons: Vec<String> = target
+            .not_compared
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(reason, n)| format!("{} {n}", escape(reason)))
+            .collect();
+        let _ = write!(
+            counts,
+            " · {not_compared} not compared ({})",
+            reasons.join(", ")
+        );
+    }
+    let _ = writeln!(page, "<p class=\"counts\">{counts}</p>");
+    if let Some(latency) = latency_text(&target.latency_ms) {
+        let _ = writeln!(page, "<p class=\"latency\">{latency}</p>");
+    }
+
+    if target.endpoints.is_empty() {
+        page.push_str("<p class=\"empty\">No endpoint seen yet.</p>\n</section>\n");
+        return;
+    }
+    page.push_str(
+        "<table>\n<thead><tr><th>endpoint</th><th>match / differ</th><th>kinds</th>\
+         <th>differing fields</th></tr></thead>\n<tbody>\n",
+    );
+    for endpoint in &target.endpoints {
+        endpoint_row(page, endpoint);
+    }
+    page.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+fn endpoint_row(page: &mut String, endpoint: &EndpointReport) {
+    let _ = write!(
+        page,
+        "<tr><td class=\"endpoint\"><code>{}</code></td><td class=\"share\">",
+        escape(&endpoint.endpoint)
+    );
+    if endpoint.compared == 0 {
+        page.push_str("<div class=\"bar\"></div><span class=\"idle\">not compared</span>");
+    } else {
+        let match_width = endpoint.matched as f64 * 100.0 / endpoint.compared as f64;
+        let _ = write!(
+            page,
+            "<div class=\"bar\"><span class=\"m\" style=\"width:{match_width:.1}%\"></span>\
+             <span class=\"d\" style=\"width:{:.1}%\"></span></div>\
+             {} % differ of {}",
+            100.0 - match_width,
+            percent_text(endpoint.differ, endpoint.compared),
+            endpoint.compared
+        );
+    }
+    let not_compared: u64 = endpoint.not_compared.values().sum();
+    if not_compared > 0 {
+        let _ = write!(
+            page,
+            "<div class=\"idle\">{not_compared} not compared</div>"
+        );
+    }
+    let _ = write!(
+        page,
+        "</td><td class=\"kinds\">{}</td><td class=\"fields\">",
+        if endpoint.differ == 0 {
+            "–".to_owned()
+        } else {
+            endpoint.kinds.describe()
+        }
+    );
+    if !endpoint.fields.is_empty() {
+        page.push_str("<ul>");
+        for field in endpoint.fields.iter().take(FIELDS_SHOWN) {
+            field_item(page, field);
+        }
+        page.push_str("</ul>");
+        let hidden = endpoint.fields.len().saturating_sub(FIELDS_SHOWN);
+        if hidden > 0 {
+            let _ = write!(
+                page,
+                "<div class=\"idle\">and {hidden} more (see /compare)</div>"
+            );
+        }
+    }
+    page.push_str("</td></tr>\n");
+}
+
+fn field_item(page: &mut String, field: &FieldReport) {
+    let _ = write!(
+        page,
+        "<li{}><code>{}</code> <span class=\"count\">×{}</span>",
+        if field.noise { " class=\"noise\"" } else { "" },
+        escape(&field.path),
+        field.count
+    );
+    if field.noise {
+        page.push_str(" <span class=\"tag\">noise</span>");
+    } else if field.noise_count > 0 {
+        let _ = write!(
+            page,
+            " <span class=\"tag\">{} noise</span>",
+            field.noise_count
+        );
+    }
+    let _ = write!(
+        page,
+        "<div class=\"example\"><span class=\"side\">v1</span> <code>{}</code> \
+         <span class=\"side\">target</span> <code>{}</code>",
+        escape(&field.example.v1),
+        escape(&field.example.target)
+    );
+    if field.example.path != field.path && !field.example.path.is_empty() {
+        let _ = write!(
+            page,
+            " <span class=\"side\">at</span> <code>{}</code>",
+            escape(&field.example.path)
+        );
+    }
+    page.push_str("</div></li>");
+}
+
+/// `latency p50 / p99: v1 1.2 / 8.0 ms · target 1.5 / 9.3 ms`, if any.
+pub(crate) fn latency_text(latency: &LatencyReport) -> Option<String> {
+    let side = |name: &str, p: &super::report::Percentiles| {
+        Some(format!(
+            "{name} {} / {} ms",
+            format_ms(p.p50?),
+            format_ms(p.p99?)
+        ))
+    };
+    let sides: Vec<String> = [side("v1", &latency.v1), side("target", &latency.target)]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!sides.is_empty()).then(|| format!("latency p50 / p99: {}", sides.join(" · ")))
+}
+
+/// Milliseconds with the precision they deserve: `0.35`, `12.4`, `340`.
+pub(crate) fn format_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.2}")
+    } else if ms < 100.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+/// Text made safe inside elements and quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+const STYLE: &str = "
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#1d2329;background:#f6f7f9}
+h1{font-size:1.3em;font-weight:600;color:#4a5560}
+section.target{background:#fff;border-radius:8px;border-left:8px solid #b8c0c8;padding:1em 1.4em;margin:1.2em 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+section.good{border-left-color:#2e9e5b}section.bad{border-left-color:#d64541}
+section header{display:flex;align-items:center;gap:2em;flex-wrap:wrap}
+.who h2{margin:0;font-size:1.4em;word-break:break-all}
+.role{display:inline-block;font-size:.8em;text-transform:uppercase;letter-spacing:.05em;color:#5b6670;border:1px solid #c4ccd3;border-radius:4px;padding:0 .4em}
+.rate .percent{font-size:2.8em;font-weight:700}.rate .unit{margin-left:.3em;color:#5b6670}
+.good .percent,.good .verdict{color:#2e9e5b}.bad .percent,.bad .verdict{color:#d64541}
+.verdict{font-size:1.5em;font-weight:600;color:#7a858f}
+.counts,.latency{margin:.4em 0;color:#3b454e}.latency{font-size:.9em;color:#5b6670}
+table{border-collapse:collapse;width:100%;margin-top:.8em}
+th{text-align:left;font-weight:600;font-size:.85em;color:#5b6670;border-bottom:2px solid #dde2e7;padding:.3em .5em}
+td{vertical-align:top;border-bottom:1px solid #eceff2;padding:.45em .5em}
+td.endpoint code{font-weight:600;word-break:break-all}
+td.share{min-width:14em;white-space:nowrap}
+.bar{display:flex;height:.8em;width:12em;background:#e3e7eb;border-radius:3px;overflow:hidden;margin-bottom:.2em}
+.bar .m{background:#2e9e5b}.bar .d{background:#d64541}
+td.fields ul{margin:0;padding-left:1em}
+td.fields li{margin-bottom:.3em;word-break:break-all}
+.count{color:#5b6670}
+.tag{font-size:.75em;border:1px solid #aab3bb;border-radius:3px;padding:0 .3em;color:#6d7780}
+li.noise{color:#9aa3ab}li.noise code{color:#9aa3ab}
+.example{font-size:.85em;color:#4a5560}.example code{background:#f0f2f4;padding:0 .25em;border-radius:3px}
+.side{color:#7a858f;font-size:.9em}
+.idle{color:#8a949d}
+.empty{font-size:1.2em;color:#5b6670;margin:2em 0}
+";

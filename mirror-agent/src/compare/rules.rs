@@ -1,0 +1,578 @@
+//! What the comparison leaves out: header fields that differ between any
+//! two healthy answers (dates, request ids, framing), and the JSON fields
+//! the user names (`$.served_at`, `$.items[*].id`). Also which headers
+//! carry credentials, whose values are compared but never shown.
+
+use std::collections::HashSet;
+use std::fmt;
+
+/// Header fields ignored by default (lowercase), each with why: they differ
+/// between two correct answers to the same request, so comparing them would
+/// report every exchange.
+pub const DEFAULT_IGNORED_HEADERS: &[(&str, &str)] = &[
+    ("date", "the second the answer was made"),
+    (
+        "server",
+        "the software and version answering: differs by design",
+    ),
+    ("age", "how long a cache held the answer"),
+    (
+        "etag",
+        "often a hash of the build or of the mtime, not of the content",
+    ),
+    ("last-modified", "file times differ between deployments"),
+    ("expires", "computed from the current time"),
+    ("via", "names the proxies on each path"),
+    ("x-request-id", "a fresh id per request"),
+    ("x-correlation-id", "a fresh id per request"),
+    ("request-id", "a fresh id per request"),
+    ("x-amzn-trace-id", "a fresh trace id per request"),
+    (
+        "traceparent",
+        "a fresh trace id per request (W3C trace context)",
+    ),
+    (
+        "tracestate",
+        "vendor trace state per request (W3C trace context)",
+    ),
+    ("x-runtime", "the time the request took"),
+    ("x-served-by", "names the host or cache node that answered"),
+    (
+        "x-cache",
+        "hit or miss in a cache in front of one side only",
+    ),
+    ("cf-ray", "a fresh Cloudflare id per request"),
+    // Framing: bodies are compared after their content coding is undone,
+    // so how each side framed and compressed them is not a difference.
+    ("content-length", "framing: bodies are compared decoded"),
+    (
+        "transfer-encoding",
+        "framing: bodies are compared dechunked",
+    ),
+    ("content-encoding", "framing: bodies are compared decoded"),
+    (
+        "connection",
+        "hop-by-hop: about the connection, not the answer",
+    ),
+    (
+        "keep-alive",
+        "hop-by-hop: about the connection, not the answer",
+    ),
+];
+
+/// Header names (lowercase) whose values are credentials.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// Pieces of a header name (lowercase) that mark its value a credential.
+const CREDENTIAL_NAME_PARTS: &[&str] = &[
+    "token", "secret", "password", "api-key", "apikey", "api_key", "cookie",
+];
+
+/// The header fields and JSON fields the comparison ignores, and the
+/// headers whose values it never shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    ignored_headers: HashSet<String>,
+    ignored_fields: Vec<FieldPattern>,
+    extra_credential_headers: HashSet<String>,
+}
+
+impl Default for Rules {
+    /// The default ignored headers, no ignored field.
+    fn default() -> Rules {
+        Rules::new(&[], &[])
+    }
+}
+
+impl Rules {
+    /// The defaults plus the user's headers (any case) and field patterns.
+    pub fn new(extra_ignored_headers: &[String], ignored_fields: &[FieldPattern]) -> Rules {
+        let ignored_headers = DEFAULT_IGNORED_HEADERS
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .chain(
+                extra_ignored_headers
+                    .iter()
+                    .map(|name| name.trim().to_ascii_lowercase()),
+            )
+            .collect();
+        Rules {
+            ignored_headers,
+            ignored_fields: ignored_fields.to_vec(),
+            extra_credential_headers: HashSet::new(),
+        }
+    }
+
+    /// Also treats these headers (any case) as credentials: compared, their
+    /// values never shown. The built-in list is always on.
+    pub fn with_credential_headers(mut self, names: &[String]) -> Rules {
+        self.extra_credential_headers
+            .extend(names.iter().map(|name| name.trim().to_ascii_lowercase()));
+        self
+    }
+
+    /// Header `name` (any case) is left out of the comparison.
+    pub fn ignores_header(&self, name: &str) -> bool {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.ignored_headers.contains(&name.to_ascii_lowercase())
+        } else {
+            self.ignored_headers.contains(name)
+        }
+    }
+
+    /// The value of header `name` (any case) is a credential: compared, but
+    /// shown as `<redacted>`.
+    pub fn is_credential_header(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        CREDENTIAL_HEADERS.contains(&name.as_str())
+            || CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
+            || self.extra_credential_headers.contains(&name)
+    }
+
+    /// Some field pattern is set (a shortcut for the JSON walk).
+    pub fn ignores_any_field(&self) -> bool {
+        !self.ignored_fields.is_empty()
+    }
+
+    /// The JSON field at `path` is left out: a pattern matches it or one of
+    /// the fields it is inside.
+    pub fn ignores_field(&self, path: &[Segment<'_>]) -> bool {
+        self.ignored_fields
+            .iter()
+            .any(|pattern| pattern.matches_within(path))
+    }
+}
+
+/// One step of a concrete path into a JSON document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// A member of an object.
+    Key(&'a str),
+    /// An element of an array.
+    Index(usize),
+}
+
+/// One step of a [`FieldPattern`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// `.name` or `['name']`: this member.
+    Key(String),
+    /// `[3]`: this element.
+    Index(usize),
+    /// `.*` or `[*]`: any member or element.
+    Any,
+}
+
+/// A JSON field (or set of fields) to ignore, written JSONPath-like:
+/// `$.served_at`, `$.items[*].id`, `$.items[2].id`, `$.a.*`,
+/// `$['weird key']`. Only names, indexes and `*`; no filters, slices or
+/// recursive descent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPattern {
+    steps: Vec<Step>,
+}
+
+impl FieldPattern {
+    /// Parses a pattern; the error names what is wrong and where.
+    pub fn parse(text: &str) -> Result<FieldPattern, String> {
+        Parser {
+            text,
+            chars: text.char_indices().peekable(),
+        }
+        .pattern()
+    }
+
+    /// Matches `path` exactly (same length, every step).
+    pub fn matches(&self, path: &[Segment<'_>]) -> bool {
+        self.steps.len() == path.len() && self.matches_within(path)
+    }
+
+    /// Matches `path` or one of the fields it is inside.
+    pub fn matches_within(&self, path: &[Segment<'_>]) -> bool {
+        self.steps.len() <= path.len()
+            && self
+                .steps
+                .iter()
+                .zip(path)
+                .all(|(step, segment)| match (step, segment) {
+                    (Step::Any, _) => true,
+                    (Step::Key(want), Segment::Key(key)) => want == key,
+                    (Step::Index(want), Segment::Index(index)) => want == index,
+                    _ => false,
+                })
+    }
+}
+
+impl fmt::Display for FieldPattern {
+    /// The canonical spelling, which [`FieldPattern::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("$")?;
+        for step in &self.steps {
+            match step {
+                Step::Key(key) => write_key(f, key)?,
+                Step::Index(index) => write!(f, "[{index}]")?,
+                Step::Any => f.write_str("[*]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for FieldPattern {
+    type Err = String;
+    fn from_str(text: &str) -> Result<FieldPattern, String> {
+        FieldPattern::parse(text)
+    }
+}
+
+/// A key is written `.key` when it is an identifier.
+pub(super) fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Writes a path step for `key`: `.key`, or `['a b']` with `\\`, `\'` and
+/// control characters escaped (the escapes the pattern parser reads).
+pub(super) fn write_key(out: &mut impl fmt::Write, key: &str) -> fmt::Result {
+    if is_identifier(key) {
+        out.write_char('.')?;
+        return out.write_str(key);
+    }
+    out.write_str("['")?;
+    for c in key.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '\'' => out.write_str("\\'")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if c.is_control() => write!(out, "\\u{{{:x}}}", u32::from(c))?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_str("']")
+}
+
+/// A recursive-descent reader of one pattern.
+struct Parser<'a> {
+    text: &'a str,
+    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+}
+
+impl Parser<'_> {
+    fn pattern(mut self) -> Result<FieldPattern, String> {
+        if self.text.trim().is_empty() {
+            return Err("an empty field pattern: write one such as `$.served_at`".into());
+        }
+        match self.chars.next() {
+            Some((_, '$')) => {}
+            _ => {
+                return Err(self.error(
+                    0,
+                    "must start with `$` (the whole document), as in `$.served_at`",
+                ));
+            }
+        }
+        let mut steps = Vec::new();
+        while let Some((at, c)) = self.chars.next() {
+            let step = match c {
+                '.' => self.dotted(at)?,
+                '[' => self.bracketed(at)?,
+                ']' => return Err(self.error(at, "`]` without a `[` before it")),
+                _ => return Err(self.error(at, "expected `.name` or `[...]` here")),
+            };
+            steps.push(step);
+        }
+        Ok(FieldPattern { steps })
+    }
+
+    /// After `.`: `*` or a name up to the next `.` or `[`.
+    fn dotted(&mut self, dot: usize) -> Result<Step, String> {
+        let mut name = String::new();
+        while let Some(&(at, c)) = self.chars.peek() {
+            match c {
+                '.' | '[' => break,
+                ']' => return Err(self.error(at, "`]` without a `[` before it")),
+                '\'' | '"' | '\\' => {
+                    return Err(self.error(at, "quotes belong in brackets: write `['a name']`"));
+                }
+                c if c.is_whitespace() || c.is_control() => {
+                    return Err(self.error(
+                        at,
+                        "a name with spaces or control characters goes in brackets: `['a b']`",
+                    ));
+                }
+                c => name.push(c),
+            }
+            self.chars.next();
+        }
+        match name.as_str() {
+            "" => match self.chars.peek() {
+                Some(&(_, '.')) => Err(self.error(
+                    dot,
+                    "`..` (recursive descent) is not supported: name each level",
+                )),
+                _ => Err(self.error(dot, "a name or `*` must follow `.`")),
+            },
+            "*" => Ok(Step::Any),
+            _ => Ok(Step::Key(name)),
+        }
+    }
+
+    /// After `[`: `*`, an index, or a quoted name, then `]`.
+    fn bracketed(&mut self, open: usize) -> Result<Step, String> {
+        let unclosed = |parser: &Self| parser.error(open, "`[` is not closed by `]`");
+        let step = match self.chars.peek().copied() {
+            None => return Err(unclosed(self)),
+            Some((_, '*')) => {
+                self.chars.next();
+                Step::Any
+            }
+            Some((_, quote @ ('\'' | '"'))) => {
+                self.chars.next();
+                Step::Key(self.quoted(open, quote)?)
+            }
+            Some((at, c)) if c.is_ascii_digit() => {
+                let mut digits = String::new();
+                while let Some(&(_, c)) = self.chars.peek() {
+                    if !c.is_ascii_digit() {
+                        break;
+                    }
+                    digits.push(c);
+                    self.chars.next();
+                }
+                let index = digits
+                    .parse()
+                    .map_err(|_| self.error(at, "the index is too large"))?;
+                Step::Index(index)
+            }
+            Some((at, _)) => {
+                return Err(self.error(
+                    at,
+                    "expected `*`, an index such as `[2]` or a quoted name such as `['a b']` \
+                     (filters, slices and negative indexes are not supported)",
+                ));
+            }
+        };
+        match self.chars.next() {
+            Some((_, ']')) => Ok(step),
+            Some((at, _)) => Err(self.error(at, "expected `]` here")),
+            None => Err(unclosed(self)),
+        }
+    }
+
+    /// A name up to the closing `quote`, with `\\`, `\'`, `\"`, `\n`, `\r`,
+    /// `\t` and `\u{hex}` escapes.
+    fn quoted(&mut self, open: usize, quote: char) -> Result<String, String> {
+        let mut name = String::new();
+        loop {
+            let Some((at, c)) = self.chars.next() else {
+                return Err(self.error(open, "the quoted name is not closed"));
+            };
+            match c {
+                c if c == quote => return Ok(name),
+                '\\' => match self.chars.next() {
+                    Some((_, c @ ('\\' | '\'' | '"'))) => name.push(c),
+                    Some((_, 'n')) => name.push('\n'),
+                    Some((_, 'r')) => name.push('\r'),
+                    Some((_, 't')) => name.push('\t'),
+                    Some((_, 'u')) => name.push(self.unicode_escape(at)?),
+                    _ => {
+                        return Err(self.error(
+                            at,
+                            "unknown escape: use \\\\, \\', \\\", \\n, \\r, \\t or \\u{hex}",
+                        ));
+                    }
+                },
+                c => name.push(c),
+            }
+        }
+    }
+
+    /// After `\u`: `{hex}`.
+    fn unicode_escape(&mut self, at: usize) -> Result<char, String> {
+        let bad =
+            |parser: &Self| parser.error(at, "a \\u escape is written \\u{hex}, as in \\u{1f}");
+        if !matches!(self.chars.next(), Some((_, '{'))) {
+            return Err(bad(self));
+        }
+        let mut hex = String::new();
+        loop {
+            match self.chars.next() {
+                Some((_, '}')) => break,
+                Some((_, c)) if c.is_ascii_hexdigit() && hex.len() < 6 => hex.push(c),
+                _ => return Err(bad(self)),
+            }
+        }
+        u32::from_str_radix(&hex, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| bad(self))
+    }
+
+    fn error(&self, at: usize, what: &str) -> String {
+        format!(
+            "field pattern `{}`, at character {}: {what}",
+            self.text,
+            at + 1
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(text: &str) -> FieldPattern {
+        FieldPattern::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn error(text: &str) -> String {
+        match FieldPattern::parse(text) {
+            Ok(p) => panic!("{text} parsed as {p:?}"),
+            Err(e) => e,
+        }
+    }
+
+    use Segment::{Index, Key};
+
+    #[test]
+    fn the_pattern_forms_parse_and_print_back_canonically() {
+        for (text, canonical) in [
+            ("$", "$"),
+            ("$.served_at", "$.served_at"),
+            ("$.items[*].id", "$.items[*].id"),
+            ("$.items[2].id", "$.items[2].id"),
+            ("$.a.*", "$.a[*]"),
+            ("$['weird key']", "$['weird key']"),
+            ("$[\"double\"]", "$.double"),
+            (
+                "$['it\\'s']['back\\\\slash']",
+                "$['it\\'s']['back\\\\slash']",
+            ),
+            ("$['tab\\there']['\\u{1}']", "$['tab\\there']['\\u{1}']"),
+            ("$['a.b'][0]", "$['a.b'][0]"),
+        ] {
+            let parsed = pattern(text);
+            assert_eq!(parsed.to_string(), canonical, "{text}");
+            assert_eq!(pattern(canonical), parsed, "{canonical} reads back");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_say_what_is_wrong() {
+        for (text, says) in [
+            ("", "empty"),
+            ("served_at", "must start with `$`"),
+            (".served_at", "must start with `$`"),
+            ("$.items[2.id", "expected `]`"),
+            ("$.items[2", "not closed"),
+            ("$.items[", "not closed"),
+            ("$.items]", "without a `[`"),
+            ("$.a..b", "recursive descent"),
+            ("$..b", "recursive descent"),
+            ("$.", "must follow `.`"),
+            ("$.items[-1]", "negative indexes"),
+            ("$.items[1:3]", "expected `]`"),
+            ("$.items[?(@.id)]", "filters"),
+            ("$['open", "not closed"),
+            ("$['bad \\q escape']", "unknown escape"),
+            ("$.a b", "brackets"),
+            ("$x", "expected `.name`"),
+            ("$.items[99999999999999999999999]", "too large"),
+        ] {
+            let message = error(text);
+            assert!(message.contains(says), "{text}: {message}");
+            assert!(
+                message.contains(text),
+                "{text}: the message quotes the pattern"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_matches_concrete_paths_step_by_step() {
+        let ids = pattern("$.items[*].id");
+        assert!(ids.matches(&[Key("items"), Index(0), Key("id")]));
+        assert!(ids.matches(&[Key("items"), Index(7), Key("id")]));
+        assert!(!ids.matches(&[Key("items"), Index(7), Key("price")]));
+        assert!(!ids.matches(&[Key("items"), Index(7)]));
+        assert!(!ids.matches(&[Key("list"), Index(7), Key("id")]));
+        let second = pattern("$.items[2].id");
+        assert!(second.matches(&[Key("items"), Index(2), Key("id")]));
+        assert!(!second.matches(&[Key("items"), Index(3), Key("id")]));
+        assert!(!second.matches(&[Key("items"), Key("2"), Key("id")]));
+        let children = pattern("$.a.*");
+        assert!(children.matches(&[Key("a"), Key("anything")]));
+        assert!(children.matches(&[Key("a"), Index(4)]));
+        assert!(!children.matches(&[Key("a")]));
+        assert!(pattern("$['weird key']").matches(&[Key("weird key")]));
+        assert!(pattern("$").matches(&[]));
+    }
+
+    #[test]
+    fn rules_ignore_a_matched_field_and_everything_inside_it() {
+        let rules = Rules::new(&[], &[pattern("$.served_at"), pattern("$.items[*].id")]);
+        assert!(rules.ignores_field(&[Key("served_at")]));
+        assert!(rules.ignores_field(&[Key("served_at"), Key("zone")]));
+        assert!(rules.ignores_field(&[Key("items"), Index(1), Key("id"), Index(0)]));
+        assert!(!rules.ignores_field(&[Key("items"), Index(1), Key("price")]));
+        assert!(!rules.ignores_field(&[Key("items")]));
+        assert!(!rules.ignores_field(&[]));
+        assert!(!Rules::default().ignores_field(&[Key("served_at")]));
+    }
+
+    #[test]
+    fn default_headers_are_ignored_in_any_case_and_the_users_are_added() {
+        let defaults = Rules::default();
+        for name in [
+            "date",
+            "Date",
+            "X-Request-Id",
+            "content-length",
+            "Content-Encoding",
+        ] {
+            assert!(defaults.ignores_header(name), "{name}");
+        }
+        for name in ["content-type", "cache-control", "x-build", "set-cookie"] {
+            assert!(!defaults.ignores_header(name), "{name}");
+        }
+        let rules = Rules::new(&[" X-Build ".to_owned()], &[]);
+        assert!(rules.ignores_header("x-build") && rules.ignores_header("X-BUILD"));
+        assert!(rules.ignores_header("date"), "the defaults stay");
+    }
+
+    #[test]
+    fn credential_headers_are_known_by_name_and_by_what_the_name_contains() {
+        let rules = Rules::default();
+        for name in [
+            "Authorization",
+            "proxy-authorization",
+            "Cookie",
+            "Set-Cookie",
+            "x-api-key",
+            "X-Auth-Token",
+            "x-csrf-token",
+            "x-client-secret",
+            "x-db-password",
+            "my-api-key",
+        ] {
+            assert!(rules.is_credential_header(name), "{name}");
+        }
+        for name in ["content-type", "x-build", "location"] {
+            assert!(!rules.is_credential_header(name), "{name}");
+        }
+        let rules = rules.with_credential_headers(&["X-Tenant".to_owned()]);
+        assert!(rules.is_credential_header("x-tenant"));
+    }
+}

@@ -1,0 +1,203 @@
+//! `mirror-agent compare-report`: the report as text for a terminal,
+//! often over ssh. Per target its verdict line, then a table of its
+//! endpoints (the most differing first) with aligned, bounded columns.
+//!
+//! Endpoint names and field paths come from the network: control
+//! characters are replaced so that nothing in them can drive the
+//! terminal. Colour only when asked (a terminal, not a pipe).
+
+use std::fmt::Write as _;
+
+use super::page::latency_text;
+use super::report::{CompareReport, EndpointReport, TargetReport, percent_text, verdict_line};
+
+/// Widest endpoint column, in characters.
+const ENDPOINT_WIDTH: usize = 48;
+/// Widest top-field column, in characters.
+const FIELD_WIDTH: usize = 40;
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The report as text; ANSI colours if `color`.
+pub fn render_text(report: &CompareReport, color: bool) -> String {
+    let paint = Paint(color);
+    let mut text = String::new();
+    if report.targets.is_empty() {
+        text.push_str("no target to compare\n");
+        return text;
+    }
+    for (i, target) in report.targets.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        target_block(&mut text, target, paint);
+    }
+    text
+}
+
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn apply(self, style: &str, text: &str) -> String {
+        if self.0 && !text.is_empty() {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+fn target_block(text: &mut String, target: &TargetReport, paint: Paint) {
+    let style = if target.compared == 0 {
+        DIM
+    } else if target.differ == 0 {
+        GREEN
+    } else {
+        RED
+    };
+    let line = sanitize(&verdict_line(target));
+    let _ = writeln!(text, "{}", paint.apply(style, &line));
+    if let Some(latency) = latency_text(&target.latency_ms) {
+        let _ = writeln!(text, "  {}", paint.apply(DIM, &latency));
+    }
+    if target.endpoints.is_empty() {
+        return;
+    }
+    let rows: Vec<Row> = target.endpoints.iter().map(Row::of).collect();
+    let header = Row {
+        endpoint: "ENDPOINT".to_owned(),
+        compared: "COMPARED".to_owned(),
+        differ: "DIFFER %".to_owned(),
+        status: "STATUS".to_owned(),
+        header: "HEADER".to_owned(),
+        body: "BODY".to_owned(),
+        field: "TOP FIELD".to_owned(),
+        differs: false,
+    };
+    let widths = Widths::of(std::iter::once(&header).chain(&rows));
+    let _ = writeln!(text, "  {}", paint.apply(BOLD, &header.format(&widths)));
+    for row in &rows {
+        let formatted = row.format(&widths);
+        let style = if row.differs { RED } else { "" };
+        let _ = writeln!(text, "  {}", paint.apply(style, &formatted));
+    }
+}
+
+/// One endpoint's cells, already cut to their bounds.
+struct Row {
+    endpoint: String,
+    compared: String,
+    differ: String,
+    status: String,
+    header: String,
+    body: String,
+    field: String,
+    differs: bool,
+}
+
+impl Row {
+    fn of(endpoint: &EndpointReport) -> Self {
+        let top_field = endpoint
+            .fields
+            .iter()
+            .find(|f| !f.noise)
+            .or(endpoint.fields.first())
+            .map(|f| {
+                let noise = if f.noise { " (noise)" } else { "" };
+                format!("{} ×{}{noise}", f.path, f.count)
+            })
+            .unwrap_or_default();
+        Self {
+            endpoint: cut(&sanitize(&endpoint.endpoint), ENDPOINT_WIDTH),
+            compared: endpoint.compared.to_string(),
+            differ: if endpoint.compared == 0 {
+                "-".to_owned()
+            } else {
+                percent_text(endpoint.differ, endpoint.compared)
+            },
+            status: endpoint.kinds.status.to_string(),
+            header: endpoint.kinds.header.to_string(),
+            body: endpoint.kinds.body.to_string(),
+            field: cut(&sanitize(&top_field), FIELD_WIDTH),
+            differs: endpoint.differ > 0,
+        }
+    }
+
+    fn format(&self, widths: &Widths) -> String {
+        let line = format!(
+            "{}  {}  {}  {}  {}  {}  {}",
+            pad_right(&self.endpoint, widths.endpoint),
+            pad_left(&self.compared, widths.compared),
+            pad_left(&self.differ, widths.differ),
+            pad_left(&self.status, widths.status),
+            pad_left(&self.header, widths.header),
+            pad_left(&self.body, widths.body),
+            self.field
+        );
+        line.trim_end().to_owned()
+    }
+}
+
+struct Widths {
+    endpoint: usize,
+    compared: usize,
+    differ: usize,
+    status: usize,
+    header: usize,
+    body: usize,
+}
+
+impl Widths {
+    fn of<'a>(rows: impl Iterator<Item = &'a Row>) -> Self {
+        let mut widths = Self {
+            endpoint: 0,
+            compared: 0,
+            differ: 0,
+            status: 0,
+            header: 0,
+            body: 0,
+        };
+        for row in rows {
+            let chars = |s: &str| s.chars().count();
+            widths.endpoint = widths.endpoint.max(chars(&row.endpoint));
+            widths.compared = widths.compared.max(chars(&row.compared));
+            widths.differ = widths.differ.max(chars(&row.differ));
+            widths.status = widths.status.max(chars(&row.status));
+            widths.header = widths.header.max(chars(&row.header));
+            widths.body = widths.body.max(chars(&row.body));
+        }
+        widths
+    }
+}
+
+fn pad_right(text: &str, width: usize) -> String {
+    let missing = width.saturating_sub(text.chars().count());
+    format!("{text}{}", " ".repeat(missing))
+}
+
+fn pad_left(text: &str, width: usize) -> String {
+    let missing = width.saturating_sub(text.chars().count());
+    format!("{}{text}", " ".repeat(missing))
+}
+
+/// At most `width` characters, the cut marked with `…`.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
+}
+
+/// Control characters (ESC and the rest) shown as `?`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
