@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! router ──try_send──▶ [queue: queue_size] ──▶ worker × max_in_flight ──▶ pooled TcpStream
-//!   (full: drop,                               pick address (round robin),    write head + body,
-//!    count queue_full)                         idle conn or connect           read response to its end
+//!   (over the rate:                            pick address (round robin),    write head + body,
+//!    rate_limited;                             idle conn or connect           read response to its end
+//!    full: queue_full)
 //! ```
 
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
+use super::rate::RateLimit;
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::wire::{read_response, write_request};
 use crate::clock::monotonic_ns;
@@ -48,6 +50,9 @@ pub struct TargetSettings {
     /// dropped (`expired`) rather than sent late: after an outage the
     /// shadow gets current traffic, not a replay of the past. Default 3 s.
     pub max_age: Duration,
+    /// At most this many requests a second are queued (`--rate-limit`);
+    /// the excess is dropped (`rate_limited`). `None`: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for TargetSettings {
@@ -60,6 +65,7 @@ impl Default for TargetSettings {
             resolve_interval: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_age: Duration::from_secs(3),
+            rate_limit: None,
         }
     }
 }
@@ -207,6 +213,8 @@ struct Control {
 pub struct Target {
     inner: Arc<Inner>,
     queue: Arc<Queue>,
+    /// `--rate-limit`, checked before the queue.
+    rate: Option<RateLimit>,
     accepting: AtomicBool,
     phase: watch::Sender<Phase>,
     control: std::sync::Mutex<Option<Control>>,
@@ -274,6 +282,7 @@ impl Target {
             "shadow target started"
         );
         Arc::new(Target {
+            rate: settings.rate_limit.map(RateLimit::new),
             inner,
             queue,
             accepting: AtomicBool::new(true),
@@ -307,14 +316,21 @@ impl Target {
         self.inner.endpoints.states()
     }
 
-    /// Queues a request without waiting. A full queue drops it
-    /// (`queue_full`), a target shutting down too (`shutdown`); both are
-    /// counted here and returned. Never blocks.
+    /// Queues a request without waiting. A request over the rate limit is
+    /// dropped (`rate_limited`), one that finds the queue full too
+    /// (`queue_full`), and one for a target shutting down (`shutdown`);
+    /// each is counted here and returned. Never blocks.
     pub fn try_send(&self, request: Arc<PreparedRequest>) -> Result<(), DropReason> {
         let stats = &self.inner.stats;
         if !self.accepting.load(Relaxed) {
             stats.drop_one(DropReason::Shutdown);
             return Err(DropReason::Shutdown);
+        }
+        if let Some(rate) = &self.rate
+            && !rate.try_take()
+        {
+            stats.drop_one(DropReason::RateLimited);
+            return Err(DropReason::RateLimited);
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
