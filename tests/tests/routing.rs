@@ -125,7 +125,11 @@ fn user_requests(run: u32) -> Vec<Vec<u8>> {
     let mut requests = Vec::new();
     for round in 0..REQUESTS_PER_USER {
         for u in 0..USERS {
-            let u = if run % 2 == 0 { USERS - 1 - u } else { u };
+            let u = if run.is_multiple_of(2) {
+                USERS - 1 - u
+            } else {
+                u
+            };
             requests.push(
                 format!(
                     "GET /cart/{round}?item={u} HTTP/1.1\r\nHost: shop\r\n\
