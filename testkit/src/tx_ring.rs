@@ -9,8 +9,9 @@
 //! driver may also hand up. Ordinary sockets never produce such frames.
 //!
 //! [`RingTcp`] speaks just enough TCP for one short connection to a real
-//! server that only reads ([`crate::tcp::TcpSink`]): handshake, segments it
-//! waits to see acknowledged, FIN both ways. It sends from an address and a
+//! server on a lossless link: handshake, segments it waits to see
+//! acknowledged, the server's data acknowledged in order and kept
+//! ([`RingTcp::received`]), FIN both ways. It sends from an address and a
 //! MAC address that no interface has: the client namespace's own stack
 //! drops the server's answers (they are for another host) instead of
 //! resetting the connection it knows nothing of. The server reaches that
@@ -116,15 +117,20 @@ pub struct RingTcp {
     local: Endpoint,
     remote: Endpoint,
     snd_nxt: u32,
+    /// Zero until the SYN-ACK came.
     rcv_nxt: u32,
+    established: bool,
+    /// What the server sent, in order.
+    received: Vec<u8>,
 }
 
 /// What the client needs of a segment from the server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Answer {
     seq: u32,
     ack: u32,
     flags: u8,
+    payload: Vec<u8>,
 }
 
 impl RingTcp {
@@ -159,6 +165,8 @@ impl RingTcp {
             remote,
             snd_nxt: isn,
             rcv_nxt: 0,
+            established: false,
+            received: Vec::new(),
         };
         let mss = MSS.to_be_bytes();
         client.send_segment(TCP_SYN, &[2, 4, mss[0], mss[1]], &[])?;
@@ -170,6 +178,7 @@ impl RingTcp {
             })
             .context("handshake")?;
         client.rcv_nxt = syn_ack.seq.wrapping_add(1);
+        client.established = true;
         client.send_segment(TCP_ACK, &[], &[])?;
         Ok(client)
     }
@@ -178,13 +187,18 @@ impl RingTcp {
         self.local.addr
     }
 
+    /// The bytes the server sent so far (acknowledged).
+    pub fn received(&self) -> &[u8] {
+        &self.received
+    }
+
     /// Frames sent so far (each one through its own ring slot).
     pub fn frames_sent(&self) -> usize {
         self.tx.next
     }
 
     /// Sends `data` in one segment (PSH, ACK) and waits until the server
-    /// acknowledged it.
+    /// acknowledged it (its data meanwhile is acknowledged and kept).
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         ensure!(
             !data.is_empty() && data.len() <= MAX_PAYLOAD,
@@ -206,7 +220,12 @@ impl RingTcp {
         self.send_segment(TCP_FIN | TCP_ACK, &[], &[])?;
         self.snd_nxt = self.snd_nxt.wrapping_add(1);
         let fin = self.wait_for("the server's FIN", |a| a.flags & TCP_FIN != 0)?;
-        self.rcv_nxt = fin.seq.wrapping_add(1);
+        // wait_for kept the FIN's data when it came in order.
+        ensure!(
+            fin.seq.wrapping_add(fin.payload.len() as u32) == self.rcv_nxt,
+            "the server's FIN came before some of its data"
+        );
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
         self.send_segment(TCP_ACK, &[], &[])
     }
 
@@ -254,8 +273,10 @@ impl RingTcp {
     }
 
     /// Reads frames until one from the server to this client satisfies
-    /// `wanted`; fails on a RST or after [`ANSWER_TIMEOUT`].
-    fn wait_for(&self, what: &str, wanted: impl Fn(&Answer) -> bool) -> Result<Answer> {
+    /// `wanted`; fails on a RST or after [`ANSWER_TIMEOUT`]. Data on the
+    /// way is acknowledged: the next expected bytes are kept, anything else
+    /// (a retransmission) gets a duplicate ACK.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Answer) -> bool) -> Result<Answer> {
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         let mut frame = vec![0u8; 65536];
         loop {
@@ -291,6 +312,13 @@ impl RingTcp {
             if answer.flags & TCP_RST != 0 {
                 bail!("the server reset the connection while the client waited for {what}");
             }
+            if self.established && !answer.payload.is_empty() {
+                if answer.seq == self.rcv_nxt {
+                    self.received.extend_from_slice(&answer.payload);
+                    self.rcv_nxt = self.rcv_nxt.wrapping_add(answer.payload.len() as u32);
+                }
+                self.send_segment(TCP_ACK, &[], &[])?;
+            }
             if wanted(&answer) {
                 return Ok(answer);
             }
@@ -301,25 +329,29 @@ impl RingTcp {
     /// client.
     fn answer(&self, frame: &[u8]) -> Option<Answer> {
         let ether_type = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+        let ip = frame.get(14..)?;
+        let length = |at: usize| Some(u16::from_be_bytes(ip.get(at..at + 2)?.try_into().ok()?));
+        // The TCP segment ends where the IP packet says (not at the end of
+        // the frame, which may carry link padding).
         let (src, dst, l4) = match ether_type {
             packet::ETH_P_IP => {
-                let ip = frame.get(14..)?;
                 let ihl = ((ip.first()? & 0x0f) as usize) * 4;
                 if *ip.get(9)? != packet::IPPROTO_TCP {
                     return None;
                 }
                 let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
                 let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-                (IpAddr::from(src), IpAddr::from(dst), ip.get(ihl..)?)
+                let end = length(2)? as usize;
+                (IpAddr::from(src), IpAddr::from(dst), ip.get(ihl..end)?)
             }
             packet::ETH_P_IPV6 => {
-                let ip = frame.get(14..)?;
                 if *ip.get(6)? != packet::IPPROTO_TCP {
                     return None;
                 }
                 let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
                 let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-                (IpAddr::from(src), IpAddr::from(dst), ip.get(40..)?)
+                let end = 40 + length(4)? as usize;
+                (IpAddr::from(src), IpAddr::from(dst), ip.get(40..end)?)
             }
             _ => return None,
         };
@@ -330,10 +362,12 @@ impl RingTcp {
         if from != self.remote.addr || to != self.local.addr {
             return None;
         }
+        let header_len = ((*l4.get(12)? >> 4) as usize) * 4;
         Some(Answer {
             seq: word(4)?,
             ack: word(8)?,
             flags: *l4.get(13)?,
+            payload: l4.get(header_len..)?.to_vec(),
         })
     }
 }
