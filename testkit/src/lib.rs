@@ -12,7 +12,8 @@
 //! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to a server that
 //! frames requests with code of its own ([`HttpServer`]) or a real one
 //! ([`Nginx`]); crafted frames
-//! through `BPF_PROG_TEST_RUN` ([`packet`]).
+//! through `BPF_PROG_TEST_RUN` ([`packet`]), or through a packet socket's
+//! TX ring, headers outside the receiver's linear skb area ([`tx_ring`]).
 //!
 //! Everything made here is removed in Drop guards, also when the caller
 //! fails: namespaces, scratch directories ([`ScratchDir`]), hosts files
@@ -36,6 +37,7 @@ pub mod process;
 pub mod random;
 pub mod scratch;
 pub mod tcp;
+pub mod tx_ring;
 pub mod wait;
 
 pub use agent::{Agent, AgentExit, TargetCounts};

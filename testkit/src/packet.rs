@@ -122,7 +122,9 @@ pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     ethernet(ETH_P_ARP, &arp)
 }
 
-fn internet_checksum(bytes: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of `bytes`, an odd last byte padded
+/// with zero.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
         .chunks(2)
         .map(|pair| u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]) as u32)

@@ -5,11 +5,14 @@
 //! Four network namespaces stand for four hosts: a client, v1 (the primary,
 //! where mirror-agent captures on eth0), and the shadows v2 and v3, known to
 //! the agent by name (myapp-v2, myapp-v3) through v1's /etc/hosts. Each
-//! version is the demo service the VM runs, deploy/demo/myapp.py: it
-//! answers with its version and logs every request. The client sends
-//! several kinds of requests to v1; then v3 is stopped and a last batch
-//! goes out. The summary shows what v1 served, what v2 and v3 received,
-//! and what the agent counted.
+//! version is the demo service the VM runs, deploy/demo/myapp.py: a small
+//! JSON API that logs every request. v3 carries planted regressions
+//! (`--regression`); every version stamps some answers with the time
+//! (`served_at`), and a second v1 (myapp-v1b, the baseline) exposes that
+//! as noise. The client sends several kinds of requests to v1; then v3 is
+//! stopped and a last batch goes out. The summary shows what v1 served,
+//! what v2 and v3 received, what the agent counted, and its verdict: how
+//! v2's and v3's answers compare with v1's, per endpoint.
 //!
 //! Everything (processes, namespaces, the hosts file) is removed on the way
 //! out, on error and on Ctrl-C too.
@@ -44,6 +47,10 @@ const V2_ADDR: &str = "10.200.102.2";
 const V3_ADDR: &str = "10.200.103.2";
 const V1_PORT: u16 = 80;
 const SHADOW_PORT: u16 = 9000;
+/// The baseline (a second v1) listens on v2's host, on this port.
+const BASELINE_PORT: u16 = 9002;
+/// Where the demo leaves the comparison's page for a browser.
+const PAGE: &str = "target/demo/compare.html";
 
 /// The demo service's command (deploy/provision.sh installs it for the VM).
 const MYAPP: &str = "deploy/demo/myapp.py";
@@ -117,7 +124,8 @@ pub fn run(root: &Path, verbose: bool) -> Result<()> {
     let agent = root.join("target/release/mirror-agent");
 
     let started = Instant::now();
-    let result = demo(&agent, &root.join(MYAPP));
+    let page = root.join(PAGE);
+    let result = demo(&agent, &root.join(MYAPP), &page);
     // Every guard of `demo` is dropped by now: processes ended, namespaces
     // and the hosts file removed.
     match result {
@@ -159,6 +167,7 @@ fn build_hosts() -> Result<Hosts> {
         &[
             (V2_ADDR.parse::<IpAddr>()?, "myapp-v2"),
             (V3_ADDR.parse::<IpAddr>()?, "myapp-v3"),
+            (V2_ADDR.parse::<IpAddr>()?, "myapp-v1b"),
         ],
     )?;
     let hosts = Hosts {
@@ -179,15 +188,22 @@ fn build_hosts() -> Result<Hosts> {
     Ok(hosts)
 }
 
-/// `myapp.py --name VERSION --port PORT` in `netns`, listening when this
-/// returns.
-fn start_server(netns: &Netns, myapp: &Path, version: &str, port: u16) -> Result<Process> {
+/// `myapp.py --name VERSION --port PORT [EXTRA]` in `netns`, listening
+/// when this returns.
+fn start_server(
+    netns: &Netns,
+    myapp: &Path,
+    version: &str,
+    port: u16,
+    extra: &[&str],
+) -> Result<Process> {
     let server = Process::spawn(
         version,
         netns
             .command("python3")
             .arg(myapp)
-            .args(["--name", version, "--port", &port.to_string()]),
+            .args(["--name", version, "--port", &port.to_string()])
+            .args(extra),
     )?;
     server.wait_for_stdout("listening", Duration::from_secs(10))?;
     Ok(server)
@@ -200,33 +216,50 @@ struct Batch {
     note: String,
 }
 
-fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
+fn demo(agent_path: &Path, myapp: &Path, page: &Path) -> Result<String> {
     let hosts = build_hosts()?;
     let scratch = ScratchDir::new("demo")?;
-    let mut v1 = start_server(&hosts.v1, myapp, "v1", V1_PORT)?;
-    let mut v2 = start_server(&hosts.v2, myapp, "v2", SHADOW_PORT)?;
-    let mut v3 = start_server(&hosts.v3, myapp, "v3", SHADOW_PORT)?;
+    let mut v1 = start_server(&hosts.v1, myapp, "v1", V1_PORT, &[])?;
+    let mut v2 = start_server(&hosts.v2, myapp, "v2", SHADOW_PORT, &[])?;
+    let mut v3 = start_server(&hosts.v3, myapp, "v3", SHADOW_PORT, &["--regression"])?;
+    let mut v1b = start_server(&hosts.v2, myapp, "v1b", BASELINE_PORT, &[])?;
 
     let shadows = [
         format!("http://myapp-v2:{SHADOW_PORT}"),
         format!("http://myapp-v3:{SHADOW_PORT}"),
     ];
+    let baseline = format!("http://myapp-v1b:{BASELINE_PORT}");
+    let diff_log = scratch.path().join("diff.jsonl");
+    let diff_log_arg = diff_log.display().to_string();
     let port = V1_PORT.to_string();
     let mut args = vec!["--iface", "eth0", "--port", &port];
     for shadow in &shadows {
         args.extend(["--shadow", shadow]);
     }
+    args.extend([
+        "--compare",
+        "--baseline",
+        &baseline,
+        "--compare-ignore-field",
+        "$.version",
+        "--compare-ignore-header",
+        "X-App-Version",
+        "--diff-log",
+        &diff_log_arg,
+    ]);
     args.extend(["--log-format", "json"]);
     let agent = Agent::start(&hosts.v1, agent_path, &args)?.attached(Duration::from_secs(30))?;
-    agent.wait_for_targets(shadows.len(), Duration::from_secs(10))?;
+    agent.wait_for_targets(shadows.len() + 1, Duration::from_secs(10))?;
 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n==> demo: v1 serves the client; mirror-agent copies every request to v2 and v3\n\n\
+        "\n==> demo: v1 serves the client; mirror-agent copies every request to v2 and v3,\n\
+         \x20   and compares their answers with v1's own (a second v1 tells noise)\n\n\
          \x20 client {CLIENT_ADDR} ──▶ v1 {V1_ADDR}:{V1_PORT}   mirror-agent captures on v1's eth0\n\
-         \x20                             ├─ copy ─▶ myapp-v2 = {V2_ADDR}:{SHADOW_PORT}\n\
-         \x20                             └─ copy ─▶ myapp-v3 = {V3_ADDR}:{SHADOW_PORT}\n\n\
+         \x20                             ├─ copy ─▶ myapp-v2  = {V2_ADDR}:{SHADOW_PORT}\n\
+         \x20                             ├─ copy ─▶ myapp-v3  = {V3_ADDR}:{SHADOW_PORT}  (planted regressions)\n\
+         \x20                             └─ copy ─▶ myapp-v1b = {V2_ADDR}:{BASELINE_PORT}  (baseline: v1 again)\n\n\
          \x20 on v1: mirror-agent {}\n",
         args[..args.len() - 2].join(" ")
     );
@@ -237,10 +270,14 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
     let mut answers = BTreeMap::<String, u64>::new();
     for _ in 0..3 {
         let body = command::run(hosts.client.command("curl").args(["-sS", &url("/")]))?;
-        // myapp answers `myapp VERSION`: the version is what tells.
-        let body = body.trim();
-        let version = body.strip_prefix("myapp ").unwrap_or(body);
-        *answers.entry(version.to_owned()).or_default() += 1;
+        // myapp answers {"app": "myapp", "version": "v1"}: the version is
+        // what tells.
+        let version = body
+            .split("\"version\": \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or(body.trim());
+        *answers.entry(format!("myapp {version}")).or_default() += 1;
     }
     batches.push(Batch {
         what: "curl GET /",
@@ -290,6 +327,26 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
         &url("/orders"),
         "Content-Length",
     )?);
+    // Items 1 to 70: v3 answers 500 for the ten multiples of 7.
+    let mut items = 0;
+    for id in 1..=70 {
+        check_interrupt()?;
+        let code = command::run(hosts.client.command("curl").args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url(&format!("/items/{id}")),
+        ]))?;
+        ensure!(code == "200", "GET /items/{id}: HTTP {code}");
+        items += 1;
+    }
+    batches.push(Batch {
+        what: "curl GET /items/1..70",
+        requests: items,
+        note: "a connection each".into(),
+    });
     let upload = scratch.write("upload.bin", pseudo_random(64 << 10, UPLOAD_SEED))?;
     let upload_arg = format!("@{}", upload.display());
     for i in 0..10 {
@@ -323,6 +380,26 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
         },
     )?;
 
+    // The verdict as an operator reads it on the host, and the page.
+    wait_until(
+        "the comparison judging every answer",
+        Duration::from_secs(20),
+        || shadows.iter().all(|s| compared(&hosts.v1, s) >= phase1),
+    )?;
+    let report = command::run(hosts.v1.command(agent_path).args([
+        "compare-report",
+        "--url",
+        &format!("http://{}", metrics::DEFAULT_ADDR),
+    ]))?;
+    let html = command::run(hosts.v1.command("curl").args([
+        "-sS",
+        &format!("http://{}/compare.html", metrics::DEFAULT_ADDR),
+    ]))?;
+    if let Some(dir) = page.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(page, html).with_context(|| format!("cannot write {}", page.display()))?;
+
     // Phase 2: v3 goes away; v1 and v2 do not notice.
     v3.stop(Signal::TERM, Duration::from_secs(5))?;
     batches.push(ab(
@@ -344,6 +421,7 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
         .success()?;
     v1.stop(Signal::TERM, Duration::from_secs(5))?;
     v2.stop(Signal::TERM, Duration::from_secs(5))?;
+    v1b.stop(Signal::TERM, Duration::from_secs(5))?;
 
     let _ = writeln!(out, "==> traffic: the client talks to v1 only");
     for batch in &batches {
@@ -455,7 +533,55 @@ fn demo(agent_path: &Path, myapp: &Path) -> Result<String> {
         out,
         "  captured = sent + filtered + dropped for each target; v1 never waited for a shadow\n"
     );
+
+    let _ = writeln!(
+        out,
+        "==> the verdict: v2's and v3's answers against v1's (`mirror-agent compare-report`,\n\
+         \x20   before v3 was stopped)\n"
+    );
+    for line in report.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    let verdicts: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("final counts: comparison: "))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n==> the final verdict at exit (v3 stopped for the last batch)"
+    );
+    for line in verdicts {
+        let text = line
+            .split("final counts: comparison: ")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or(line);
+        let _ = writeln!(out, "  {text}");
+    }
+    let logged = std::fs::read_to_string(&diff_log).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n==> the diff log ({} lines, one per differing exchange; the first):",
+        logged.lines().count()
+    );
+    if let Some(first) = logged.lines().next() {
+        let _ = writeln!(out, "  {first}");
+    }
+    let _ = writeln!(
+        out,
+        "\n  The page a person reads: {} (it was served at /compare.html on the\n  \
+         agent's metrics address)\n",
+        page.display()
+    );
     Ok(out)
+}
+
+/// Pairs the comparison has counted for `target` so far (any result).
+fn compared(v1: &Netns, target: &str) -> u64 {
+    let Ok(metrics) = Metrics::scrape(v1, metrics::DEFAULT_ADDR) else {
+        return 0;
+    };
+    metrics.sum("mirror_compare_total", &[("target", target)]) as u64
 }
 
 /// `ab ARGS URL` from the client: every request must succeed.

@@ -299,7 +299,13 @@ mod tests {
         let zstd_cut = &zstd_cut[..zstd_cut.len() - 3];
         let brotli_cut = brotli(DOCUMENT);
         let brotli_cut = &brotli_cut[..brotli_cut.len() - 3];
+        let zlib_cut = zlib(DOCUMENT);
+        let zlib_cut = &zlib_cut[..zlib_cut.len() / 2];
+        let raw_cut = raw_deflate(DOCUMENT);
+        let raw_cut = &raw_cut[..raw_cut.len() / 2];
         for (coding, body) in [
+            ("deflate", zlib_cut),
+            ("deflate", raw_cut),
             ("gzip", &b"not gzip at all"[..]),
             ("gzip", &flipped[..]),
             ("gzip", cut),

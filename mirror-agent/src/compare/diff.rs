@@ -267,7 +267,7 @@ fn previews(left: &[u8], right: &[u8]) -> (String, String) {
         .nth(PREVIEW_CONTEXT - 1)
         .map_or(0, |(at, _)| at);
     let from = |text: &str| {
-        let shown = cut(&readable(text[start..].as_bytes()));
+        let shown = cut(&readable(&text.as_bytes()[start..]));
         if start > 0 {
             format!("…{shown}")
         } else {

@@ -283,12 +283,12 @@ impl Shared {
     }
 
     fn finish_if_complete(&self, state: &mut State, tag: u64) {
-        if state.pending.get(&tag).is_some_and(Pending::complete) {
-            if let Some(p) = state.pending.remove(&tag) {
-                state.held_bytes -= p.held;
-                state.done.push(p);
-                self.wake.notify_one();
-            }
+        if state.pending.get(&tag).is_some_and(Pending::complete)
+            && let Some(p) = state.pending.remove(&tag)
+        {
+            state.held_bytes -= p.held;
+            state.done.push(p);
+            self.wake.notify_one();
         }
     }
 }
@@ -522,12 +522,16 @@ impl Judge {
                                         || learned.is_some_and(|l| l.contains(&key));
                                 }
                             }
-                            if differences.iter().all(|d| d.noise) && role == Role::Candidate {
-                                Verdict::Match(differences)
-                            } else if differences.is_empty() {
-                                Verdict::Match(differences)
-                            } else {
+                            // A baseline's differences are all noise, and
+                            // still what its row counts: how noisy v1 is.
+                            let differs = match role {
+                                Role::Candidate => differences.iter().any(|d| !d.noise),
+                                Role::Baseline => !differences.is_empty(),
+                            };
+                            if differs {
                                 Verdict::Differ(differences)
+                            } else {
+                                Verdict::Match(differences)
                             }
                         }
                     }

@@ -657,7 +657,17 @@ pub fn verdict_line(target: &TargetReport) -> String {
             percent_text(target.matched, target.compared),
             target.differ
         );
-        if target.differ > 0 {
+        if target.differ > 0 && target.role == Role::Baseline {
+            // A baseline is v1's own version: what it differs in is noise,
+            // kept out of the candidates' verdicts.
+            let mut noisy: Vec<&str> = Vec::new();
+            for field in target.endpoints.iter().flat_map(|e| &e.fields) {
+                if !noisy.contains(&field.path.as_str()) && noisy.len() < 3 {
+                    noisy.push(&field.path);
+                }
+            }
+            let _ = write!(line, " (noise, kept out of the verdicts: {})", noisy.join(", "));
+        } else if target.differ > 0 {
             let _ = write!(line, " ({})", target.kinds.describe());
         }
     }

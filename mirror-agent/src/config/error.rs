@@ -39,6 +39,17 @@ impl ConfigError {
         }
     }
 
+    /// About a key whose place is not known (given by the file or by its
+    /// flag).
+    pub(super) fn key(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            span: None,
+            key: Some(key.to_string()),
+            flag: None,
+            message: message.into(),
+        }
+    }
+
     pub(super) fn flag(flag: &'static str, message: impl Into<String>) -> Self {
         Self {
             span: None,

@@ -11,8 +11,8 @@ use super::error::ConfigError;
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{
-    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel,
-    Marker, Method, Niceness, PathPrefix, RingSize,
+    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex, HumanDuration,
+    LogLevel, Marker, Method, Niceness, PathPrefix, QueryName, RingSize,
 };
 use super::{CaptureSettings, Config, Live, Startup};
 use crate::compare::{
@@ -136,6 +136,9 @@ impl FileConfig {
                 });
                 continue;
             }
+            if let Some(message) = t.rules.share_by_without_share() {
+                errors.push(ConfigError::at(t.url.span(), "target.share_by", message));
+            }
             let compared = t.rules.compare(&self.rules, &name);
             let mut transport = t.rules.settings(&self.rules);
             transport.keep_answer = compared.as_ref().map(|c| c.body_cap);
@@ -147,6 +150,9 @@ impl FileConfig {
                 rules: t.rules.rules(),
                 rewrites: t.rules.rewrites(),
             });
+        }
+        if let Some(message) = self.rules.share_by_without_share() {
+            errors.push(ConfigError::key("share_by", message));
         }
         let route = RouteConfig {
             dry_run: self.dry_run.unwrap_or(false),
@@ -250,7 +256,13 @@ impl RuleSection {
         };
         Rules {
             share: self.share,
+            share_by: self.share_by.clone(),
             headers: self.matches.clone(),
+            deny_headers: self
+                .deny_header_regexes
+                .iter()
+                .map(|h| h.0.clone())
+                .collect(),
             methods: self.methods.iter().map(|m| m.0.clone()).collect(),
             allow_paths: paths(&self.path_prefixes, &self.path_regexes),
             deny_paths: paths(&self.deny_path_prefixes, &self.deny_path_regexes),
@@ -262,7 +274,22 @@ impl RuleSection {
             host: self.host_header.clone(),
             set: self.set_headers.clone(),
             strip: self.strip_headers.iter().map(|h| h.0.clone()).collect(),
+            paths: self.rewrite_paths.clone(),
+            headers: self.rewrite_headers.clone(),
+            remove_query: self.remove_queries.iter().map(|q| q.0.clone()).collect(),
+            set_query: self.set_queries.clone(),
+            forwarded_for: self.forwarded_for.clone(),
         }
+    }
+
+    /// A share by key needs the share it chooses: `share_by` alone at a
+    /// level would mirror everything, which is surely not what was meant.
+    fn share_by_without_share(&self) -> Option<String> {
+        (self.share_by.is_some() && self.share.is_none()).then(|| {
+            "`share_by` (--share-by) needs `share` (--share) at the same level: \
+             the percentage of keys mirrored"
+                .to_owned()
+        })
     }
 
     /// A target's transport settings: its own keys, else the top level's,
@@ -300,6 +327,10 @@ impl RuleSection {
             max_age: pick(self.max_queue_age, top.max_queue_age, defaults.max_age),
             // Set with the target's comparison.
             keep_answer: None,
+            rate_limit: self
+                .rate_limit
+                .or(top.rate_limit)
+                .map(|c| u32::try_from(c.0).unwrap_or(u32::MAX)),
         }
     }
 
@@ -357,6 +388,7 @@ impl RuleSection {
         self.resolve_interval = Some(HumanDuration(s.resolve_interval));
         self.idle_timeout = Some(HumanDuration(s.idle_timeout));
         self.max_queue_age = Some(HumanDuration(s.max_age));
+        self.rate_limit = s.rate_limit.map(|r| Count(r as usize));
     }
 
     fn from_rules(rules: &Rules, rewrites: &Rewrites) -> RuleSection {
@@ -380,8 +412,23 @@ impl RuleSection {
             path_regexes,
             deny_path_prefixes,
             deny_path_regexes,
+            share_by: rules.share_by.clone(),
+            deny_header_regexes: rules
+                .deny_headers
+                .iter()
+                .map(|h| HeaderRegex(h.clone()))
+                .collect(),
             host_header: rewrites.host.clone(),
             set_headers: rewrites.set.clone(),
+            rewrite_paths: rewrites.paths.clone(),
+            rewrite_headers: rewrites.headers.clone(),
+            set_queries: rewrites.set_query.clone(),
+            remove_queries: rewrites
+                .remove_query
+                .iter()
+                .map(|q| QueryName(q.clone()))
+                .collect(),
+            forwarded_for: rewrites.forwarded_for.clone(),
             strip_headers: rewrites
                 .strip
                 .iter()

@@ -9,13 +9,16 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::values::{
-    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel,
-    Method, Niceness, PathPrefix, Ports, RingSize,
+    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex, HumanDuration,
+    LogLevel, Method, Niceness, PathPrefix, Ports, QueryName, RingSize,
 };
 use super::walk::Walk;
 use crate::capture::AttachMode;
 use crate::compare::{DiffLogTo, Role};
-use crate::route::{HeaderLine, HeaderMatch, HostHeader, Pattern, Share};
+use crate::route::{
+    ForwardedFor, HeaderLine, HeaderMatch, HeaderRewrite, HostHeader, PathRewrite, Pattern,
+    QueryParam, Share, ShareKey,
+};
 use crate::telemetry::LogFormat;
 
 /// An optional key that was not given (`skip_serializing_if`, and "the
@@ -252,6 +255,15 @@ section! {
         #[arg(long, value_name = "PERCENT")]
         share "share": Option<Share>,
 
+        /// Choose the share by a key instead of at random, so the same users
+        /// are always mirrored, by every agent: a header's value, a query
+        /// parameter's, or the client's IP address. A request is in when
+        /// 64-bit FNV-1a of the key's bytes, modulo 10000, is below the share
+        /// × 100; one without the key is not mirrored (`no_share_key`). Needs
+        /// --share. Example: --share 25 --share-by header:X-User-Id
+        #[arg(long, value_name = "header:NAME|query:NAME|client-ip")]
+        share_by "share_by": Option<ShareKey>,
+
         /// Mirror only these methods (case-sensitive). Repeat for more.
         /// Example: --method GET --method HEAD
         #[arg(long = "method", value_name = "METHOD")]
@@ -275,6 +287,12 @@ section! {
         #[arg(long = "deny-path-regex", value_name = "REGEX")]
         deny_path_regexes "deny_path_regexes": Vec<Pattern>,
 
+        /// Never mirror requests with a value of this header matching the
+        /// regex (unanchored). Repeat for more. Example:
+        /// --deny-header-regex 'User-Agent:(?i)bot'
+        #[arg(long = "deny-header-regex", value_name = "NAME:REGEX")]
+        deny_header_regexes "deny_header_regexes": Vec<HeaderRegex>,
+
         /// Host header sent: `original` (as the client sent it, default),
         /// `target` (the target URL's host:port) or a literal value.
         /// Example: --host-header target
@@ -290,6 +308,43 @@ section! {
         #[arg(long = "strip-header", value_name = "NAME")]
         strip_headers "strip_headers": Vec<HeaderName>,
 
+        /// Rewrite the path (the query is kept) with a regex and capture
+        /// groups ($1, ${name}); the first rule that matches replaces every
+        /// match. Absolute-form request targets are always sent in origin
+        /// form. Example: --rewrite-path '^/v1/(.*)=>/v2/$1'
+        #[arg(long = "rewrite-path", value_name = "'REGEX=>REPLACEMENT'")]
+        rewrite_paths "rewrite_paths": Vec<PathRewrite>,
+
+        /// Rewrite the values of a header with a regex and capture groups;
+        /// every rule for the name applies in turn.
+        /// Example: --rewrite-header 'Host:^(.*)\.example\.com$=>$1.shadow.internal'
+        #[arg(long = "rewrite-header", value_name = "'NAME:REGEX=>REPLACEMENT'")]
+        rewrite_headers "rewrite_headers": Vec<HeaderRewrite>,
+
+        /// Set a query parameter (replacing the client's of that name,
+        /// appended last); the value goes as given (percent-encode it).
+        /// Example: --set-query shadow=1
+        #[arg(long = "set-query", value_name = "NAME=VALUE")]
+        set_queries "set_queries": Vec<QueryParam>,
+
+        /// Remove every query parameter of this name. Example: --remove-query token
+        #[arg(long = "remove-query", value_name = "NAME")]
+        remove_queries "remove_queries": Vec<QueryName>,
+
+        /// Append the client's IP address, as the capture saw it, to
+        /// X-Forwarded-For (or to the header given with =NAME), adding the
+        /// header if the request has none: the shadow otherwise sees the
+        /// agent's address. In the file: true, false or a header name.
+        /// Example: --forwarded-for, --forwarded-for=X-Real-Client
+        #[arg(
+            long,
+            value_name = "NAME",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "X-Forwarded-For"
+        )]
+        forwarded_for "forwarded_for": Option<ForwardedFor>,
+
         /// Requests queued per target; beyond it they are dropped and counted.
         /// Default 1024. Example: --queue-size 4096
         #[arg(long, value_name = "N")]
@@ -299,6 +354,12 @@ section! {
         /// Default 32. Example: --max-in-flight 64
         #[arg(long, value_name = "N")]
         max_in_flight "max_in_flight": Option<Count>,
+
+        /// At most N requests a second to each target (a token bucket with a
+        /// burst of a tenth of a second's worth); the excess is dropped and
+        /// counted `rate_limited`. Default: no limit. Example: --rate-limit 100
+        #[arg(long, value_name = "N")]
+        rate_limit "rate_limit": Option<Count>,
 
         /// Connect timeout (ms, s or m). Default 3s (a lost SYN is resent after
         /// 1 s). Example: --connect-timeout 500ms

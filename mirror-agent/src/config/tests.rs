@@ -4,7 +4,9 @@ use std::time::Duration;
 use clap::Parser as _;
 
 use super::*;
-use crate::route::{HeaderMatch, HeaderTest, HostHeader, PathRule, RouteConfig};
+use crate::route::{
+    ForwardedFor, HeaderMatch, HeaderTest, HostHeader, PathRule, RouteConfig, ShareKey,
+};
 use crate::telemetry::LogFormat;
 
 /// The routing part of a command line's configuration.
@@ -64,6 +66,13 @@ strip_headers = ["Authorization", "Cookie"]
 set_headers = ["X-Env: shadow"]
 queue_size = 100
 request_timeout = "2s"
+rate_limit = 500
+deny_header_regexes = ["User-Agent:(?i)bot"]
+rewrite_paths = ['^/v1/(.*)=>/v2/$1']
+rewrite_headers = ['X-Tenant:-prod$=>-shadow']
+set_queries = ["shadow=1"]
+remove_queries = ["token"]
+forwarded_for = true
 
 [[match]]
 header = "User-Agent"
@@ -73,8 +82,11 @@ regex = "^curl/"
 url = "http://myapp-v2:9000"
 name = "v2"
 share = 10
+share_by = "header:X-User-Id"
 host_header = "target"
 queue_size = 7
+rate_limit = 100
+forwarded_for = "X-Real-Client"
 [[target.match]]
 header = "X-Canary"
 equals = "1"
@@ -591,4 +603,147 @@ fn without_routing_flags_the_defaults_hold() {
     let c = route(cli(&[]).unwrap()).unwrap();
     assert_eq!(c, RouteConfig::default());
     assert_eq!(c.marker.unwrap().to_string(), "X-Mirrored-By: mirror");
+}
+
+#[test]
+fn routing_keys_of_the_file_give_global_and_per_target_rules_rewrites_and_rates() {
+    let shadows = FileConfig::parse(EXAMPLE)
+        .unwrap()
+        .resolve()
+        .unwrap()
+        .live
+        .shadows;
+    let c = &shadows.route;
+    assert_eq!(c.rules.share_by, None);
+    assert_eq!(c.rules.deny_headers.len(), 1);
+    assert_eq!(c.rewrites.paths[0].to_string(), "^/v1/(.*)=>/v2/$1");
+    assert_eq!(c.rewrites.headers[0].name, "X-Tenant");
+    assert_eq!(c.rewrites.set_query[0].to_string(), "shadow=1");
+    assert_eq!(c.rewrites.remove_query, ["token"]);
+    assert_eq!(
+        c.rewrites.forwarded_for,
+        Some(ForwardedFor::Header("X-Forwarded-For".into()))
+    );
+    let v2 = &c.targets[0];
+    assert_eq!(
+        v2.rules.share_by,
+        Some(ShareKey::Header("X-User-Id".into()))
+    );
+    assert_eq!(
+        v2.rewrites.forwarded_for,
+        Some(ForwardedFor::Header("X-Real-Client".into()))
+    );
+    assert_eq!(shadows.settings[0].rate_limit, Some(100), "its own");
+    assert_eq!(shadows.settings[1].rate_limit, Some(500), "the top level's");
+}
+
+#[test]
+fn every_new_routing_flag_lands_in_the_configuration() {
+    let shadows = cli(&[
+        "--shadow",
+        "http://a:1",
+        "--share",
+        "25",
+        "--share-by",
+        "query:user",
+        "--rate-limit",
+        "100",
+        "--rewrite-path",
+        "^/v1/(.*)=>/v2/$1",
+        "--rewrite-path",
+        "^/old=>/new",
+        "--rewrite-header",
+        "Host:^(.*)$=>shadow-$1",
+        "--set-query",
+        "shadow=1",
+        "--remove-query",
+        "token",
+        "--deny-header-regex",
+        "User-Agent:bot",
+        "--forwarded-for",
+    ])
+    .unwrap()
+    .load()
+    .unwrap()
+    .live
+    .shadows;
+    let c = &shadows.route;
+    assert_eq!(c.rules.share_by, Some(ShareKey::Query("user".into())));
+    assert_eq!(shadows.settings[0].rate_limit, Some(100));
+    assert_eq!(c.rewrites.paths.len(), 2);
+    assert_eq!(c.rewrites.headers[0].to_string(), "Host:^(.*)$=>shadow-$1");
+    assert_eq!(c.rewrites.set_query[0].name, "shadow");
+    assert_eq!(c.rewrites.remove_query, ["token"]);
+    assert_eq!(c.rules.deny_headers[0].name, "User-Agent");
+    assert_eq!(
+        c.rewrites.forwarded_for,
+        Some(ForwardedFor::Header("X-Forwarded-For".into()))
+    );
+    let named =
+        route(cli(&["--shadow", "http://a:1", "--forwarded-for=X-Client"]).unwrap()).unwrap();
+    assert_eq!(
+        named.rewrites.forwarded_for,
+        Some(ForwardedFor::Header("X-Client".into()))
+    );
+    // --forwarded-for takes no value but with `=`: what follows is a flag.
+    let next = route(cli(&["--forwarded-for", "--shadow", "http://a:1"]).unwrap()).unwrap();
+    assert_eq!(next.targets.len(), 1);
+    let none = route(cli(&["--shadow", "http://a:1"]).unwrap()).unwrap();
+    assert_eq!(none.rewrites.forwarded_for, None);
+}
+
+#[test]
+fn bad_routing_values_are_errors_naming_the_flag_or_the_key() {
+    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
+    assert!(err(&["--share-by", "cookie:x"]).contains("--share-by"));
+    assert!(err(&["--rate-limit", "0"]).contains("--rate-limit"));
+    assert!(err(&["--rewrite-path", "^/v1/(.*)=>/v2/$2"]).contains("group `2`"));
+    assert!(err(&["--rewrite-path", "^/v1"]).contains("REGEX=>REPLACEMENT"));
+    assert!(err(&["--rewrite-header", "Host=>x"]).contains("--rewrite-header"));
+    assert!(err(&["--set-query", "a=b c"]).contains("percent-encode"));
+    assert!(err(&["--remove-query", ""]).contains("--remove-query"));
+    assert!(err(&["--deny-header-regex", "X:("]).contains("bad regex"));
+    assert!(err(&["--forwarded-for=Bad Name"]).contains("not a header name"));
+    let alone = route(cli(&["--shadow", "http://a:1", "--share-by", "client-ip"]).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        alone.contains("key `share_by`") && alone.contains("--share"),
+        "{alone}"
+    );
+
+    let cases = [
+        (
+            "share_by = \"client-ip\"\n",
+            ": key `share_by`: `share_by` (--share-by) needs `share`",
+        ),
+        (
+            "[[target]]\nurl = \"http://a\"\nshare_by = \"header:X-User\"\n",
+            ":2:7: key `target.share_by`: `share_by` (--share-by) needs `share`",
+        ),
+        (
+            "rewrite_paths = ['^/(a)=>/$1b']\n",
+            ":1:26: key `rewrite_paths`: `/$1b` refers to group `1b`",
+        ),
+        (
+            "[[target]]\nurl = \"http://a\"\nset_queries = [\"x\"]\n",
+            ":3:16: key `target.set_queries`: `x` is not NAME=VALUE",
+        ),
+        (
+            "forwarded_for = 1\n",
+            ":1:17: key `forwarded_for`: invalid type: integer `1`, expected true, false or a header name",
+        ),
+        (
+            "deny_header_regexes = [\"NoColon\"]\n",
+            ":1:24: key `deny_header_regexes`: `NoColon` is not NAME:REGEX",
+        ),
+        (
+            "rate_limit = 0\n",
+            ":1:14: key `rate_limit`: `0` is not a number",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = file_error("routing.toml", text, expected);
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
 }

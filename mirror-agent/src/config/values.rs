@@ -16,8 +16,8 @@ use crate::capture::AttachMode;
 use crate::compare::{DiffLogTo, Role};
 use crate::http::MAX_HEADERS_LIMIT;
 use crate::route::{
-    HeaderLine, HeaderMatch, HeaderTest, HostHeader, Pattern, Share, TargetUrl, default_marker,
-    header_name,
+    ForwardedFor, HeaderLine, HeaderMatch, HeaderRewrite, HeaderTest, HostHeader, PathRewrite,
+    Pattern, QueryParam, Share, ShareKey, TargetUrl, default_marker, header_name, query_name,
 };
 use crate::telemetry::LogFormat;
 
@@ -290,9 +290,99 @@ macro_rules! serde_as_string {
 }
 
 serde_as_string!(
-    TargetUrl, HeaderLine, HostHeader, Method, HeaderName, PathPrefix, LogFormat, LogLevel,
-    AttachMode, FieldPath, Role, DiffLogTo
+    TargetUrl,
+    HeaderLine,
+    HostHeader,
+    Method,
+    HeaderName,
+    PathPrefix,
+    LogFormat,
+    LogLevel,
+    AttachMode,
+    ShareKey,
+    HeaderRegex,
+    PathRewrite,
+    HeaderRewrite,
+    QueryParam,
+    QueryName,
+    FieldPath,
+    Role,
+    DiffLogTo
 );
+
+/// `NAME:REGEX`, a header whose value matches (`--deny-header-regex`,
+/// `deny_header_regexes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRegex(pub HeaderMatch);
+
+impl FromStr for HeaderRegex {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_match_header_regex(text).map(HeaderRegex)
+    }
+}
+
+impl fmt::Display for HeaderRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.test {
+            HeaderTest::Regex(p) => write!(f, "{}:{}", self.0.name, p.as_str()),
+            // Only regexes are built by the parser; render the others as
+            // the regex that means the same.
+            HeaderTest::Present => write!(f, "{}:", self.0.name),
+            HeaderTest::Equals(v) => write!(f, "{}:^{}$", self.0.name, regex::escape(v)),
+        }
+    }
+}
+
+/// A query parameter name (`--remove-query`, `remove_queries`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryName(pub String);
+
+impl FromStr for QueryName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        query_name(text).map(QueryName)
+    }
+}
+
+impl fmt::Display for QueryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `forwarded_for = true` (X-Forwarded-For), `false`, or a header name.
+impl<'de> Deserialize<'de> for ForwardedFor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = ForwardedFor;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or a header name such as \"X-Real-Client\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ForwardedFor, E> {
+                Ok(if v {
+                    ForwardedFor::Header(crate::route::FORWARDED_FOR.into())
+                } else {
+                    ForwardedFor::Off
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ForwardedFor, E> {
+                header_name(v).map(ForwardedFor::Header).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ForwardedFor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ForwardedFor::Off => s.serialize_bool(false),
+            ForwardedFor::Header(name) => s.serialize_str(name),
+        }
+    }
+}
 /// A duration such as `500ms`, `2s`, `1.5s` or `1m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);

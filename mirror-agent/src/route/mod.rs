@@ -5,16 +5,20 @@
 //! For each request, on the capture task and without waiting:
 //! 1. loop guard: a request that carries the marker header is itself a
 //!    mirrored copy and goes nowhere (filtered `loop`);
-//! 2. the global [`Rules`] (one share draw for all targets), then each
-//!    target's own rules;
+//! 2. the global [`Rules`] (one share draw for all targets, or the stable
+//!    share by key: see `rules`), then each target's own rules;
 //! 3. `--dry-run`: routed, then filtered `dry_run`;
 //! 4. the request is rewritten once per distinct [`RewriteSet`] (targets
-//!    with equal rewrites share the bytes): a [`PreparedRequest`].
+//!    with equal rewrites share the bytes): a [`PreparedRequest`]. Its
+//!    request target is always in origin form (`/path?query`): nothing a
+//!    client sends names where the agent connects, only the configured
+//!    target URLs do.
 //!
 //! [`Plan`] is a configuration compiled for routing; a [`Router`] follows
 //! one plan at a time and keeps the per-target share generators.
 
 mod prepared;
+mod request_target;
 mod rewrite;
 mod rules;
 mod url;
@@ -24,10 +28,15 @@ use std::sync::Arc;
 use crate::http::Request;
 
 pub use prepared::{BodyFraming, PreparedRequest};
+pub use request_target::{HeaderRewrite, PathRewrite, QueryParam, query_name};
 pub(crate) use rewrite::RewriteSet;
-pub use rewrite::{HeaderLine, HostHeader, Rewrites, default_marker, header_name, header_value};
+pub use rewrite::{
+    FORWARDED_FOR, ForwardedFor, HeaderLine, HostHeader, Rewrites, default_marker, header_name,
+    header_value,
+};
 pub use rules::{
-    HeaderMatch, HeaderTest, PathRule, Pattern, Rng, Rules, Share, normalized_path, path_of,
+    HeaderMatch, HeaderTest, PathRule, Pattern, Rng, Rules, Share, ShareKey, fnv1a64, key_in_share,
+    normalized_path, path_of, query_param,
 };
 pub use url::TargetUrl;
 
@@ -47,6 +56,9 @@ mirror_common::labelled! {
         Loop => "loop",
         /// `--dry-run`: routed, then not sent.
         DryRun => "dry_run",
+        /// A share by key (`--share-by`) and the request has no such key
+        /// (the header or query parameter is absent or empty).
+        NoShareKey => "no_share_key",
     }
 }
 

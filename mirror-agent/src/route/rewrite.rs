@@ -7,8 +7,14 @@
 //! * Host (`--host-header`): `original` keeps the client's line; `target`
 //!   or a literal value replace the value in place (name case and position
 //!   kept), or append a Host line if the client sent none;
+//! * header value rewrites (`--rewrite-header`): each value of that name
+//!   goes through every rule (global ones, then the target's), in place;
+//! * forwarded-for (`--forwarded-for`): the client's IP address as the
+//!   capture saw it is appended to the last `X-Forwarded-For` line (`, `
+//!   then the address), or a line is added, before the marker;
 //! * the marker header (`X-Mirrored-By: mirror`) is appended last;
-//! * a target URL path prefix is inserted before the request target's path.
+//! * the request target: origin form, path rewrites, query edits, the target
+//!   URL's path prefix (see `request_target`).
 //!
 //! The body goes out as received for Content-Length requests. A chunked
 //! request keeps its `Transfer-Encoding: chunked` head, loses any
@@ -20,6 +26,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use super::request_target::{HeaderRewrite, PathRewrite, QueryParam, TargetRewrite};
 use super::{BodyFraming, PreparedRequest, TargetUrl};
 use crate::http::{Request, Version};
 
@@ -124,7 +131,39 @@ impl fmt::Display for HostHeader {
     }
 }
 
-/// Header rewrites of one level (global or one target).
+/// Where the client's address goes (`--forwarded-for`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ForwardedFor {
+    /// Not added (a target's `forwarded_for = false` over a global one).
+    Off,
+    /// Appended to this header (`X-Forwarded-For` for the plain flag).
+    Header(String),
+}
+
+/// The header `--forwarded-for` appends to.
+pub const FORWARDED_FOR: &str = "X-Forwarded-For";
+
+impl FromStr for ForwardedFor {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ForwardedFor, String> {
+        match text {
+            "false" | "off" => Ok(ForwardedFor::Off),
+            "true" | "on" => Ok(ForwardedFor::Header(FORWARDED_FOR.into())),
+            name => header_name(name).map(ForwardedFor::Header),
+        }
+    }
+}
+
+impl fmt::Display for ForwardedFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardedFor::Off => f.write_str("off"),
+            ForwardedFor::Header(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Rewrites of one level (global or one target).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rewrites {
     /// `None`: inherit (from the global level; `original` there).
@@ -133,6 +172,17 @@ pub struct Rewrites {
     pub set: Vec<HeaderLine>,
     /// Headers left out (case-insensitive names).
     pub strip: Vec<String>,
+    /// Path rewrites; the first that matches applies (a target's own are
+    /// tried before the global ones).
+    pub paths: Vec<PathRewrite>,
+    /// Header value rewrites, each applied in turn (global, then target).
+    pub headers: Vec<HeaderRewrite>,
+    /// Query parameters left out, by name.
+    pub remove_query: Vec<String>,
+    /// Query parameters set (replacing the client's of that name).
+    pub set_query: Vec<QueryParam>,
+    /// `None`: inherit (from the global level; off there).
+    pub forwarded_for: Option<ForwardedFor>,
 }
 
 /// The rewrites of one target, global and per-target merged and rendered
@@ -141,12 +191,17 @@ pub struct Rewrites {
 pub(crate) struct RewriteSet {
     /// Names whose lines are left out: stripped and set headers.
     drop: Vec<String>,
-    /// Rendered lines appended after the client's headers: set headers,
-    /// then the marker.
+    /// Rendered lines appended after the client's headers: set headers.
     append: Vec<u8>,
+    /// The marker line, appended last.
+    marker: Vec<u8>,
     /// Replacement Host value; `None` keeps the client's.
     host: Option<Vec<u8>>,
-    path_prefix: Vec<u8>,
+    /// Header value rewrites, in the order they apply.
+    values: Vec<HeaderRewrite>,
+    /// The header the client's address is appended to.
+    forwarded_for: Option<String>,
+    target: TargetRewrite,
 }
 
 impl RewriteSet {
@@ -177,24 +232,88 @@ impl RewriteSet {
                 drop.push(name.clone());
             }
         }
-        let mut append = Vec::new();
-        for line in set.into_iter().chain(marker) {
-            append.extend_from_slice(line.name.as_bytes());
-            append.extend_from_slice(b": ");
-            append.extend_from_slice(line.value.as_bytes());
-            append.extend_from_slice(b"\r\n");
-        }
+        let render = |lines: &mut dyn Iterator<Item = &HeaderLine>| {
+            let mut out = Vec::new();
+            for line in lines {
+                out.extend_from_slice(line.name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(line.value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out
+        };
+        let append = render(&mut set.into_iter());
+        let marker = render(&mut marker.into_iter());
         let host = match target.host.as_ref().or(global.host.as_ref()) {
             None | Some(HostHeader::Original) => None,
             Some(HostHeader::Target) => Some(url.authority.as_bytes().to_vec()),
             Some(HostHeader::Value(v)) => Some(v.as_bytes().to_vec()),
         };
+        let mut set_query: Vec<QueryParam> = Vec::new();
+        for param in global.set_query.iter().chain(&target.set_query) {
+            match set_query.iter_mut().find(|p| p.name == param.name) {
+                Some(slot) => *slot = param.clone(),
+                None => set_query.push(param.clone()),
+            }
+        }
+        let mut remove_query: Vec<String> = Vec::new();
+        for name in global.remove_query.iter().chain(&target.remove_query) {
+            if !remove_query.contains(name) {
+                remove_query.push(name.clone());
+            }
+        }
+        let forwarded_for = match target
+            .forwarded_for
+            .as_ref()
+            .or(global.forwarded_for.as_ref())
+        {
+            None | Some(ForwardedFor::Off) => None,
+            Some(ForwardedFor::Header(name)) => Some(name.clone()),
+        };
         RewriteSet {
             drop,
             append,
+            marker,
             host,
-            path_prefix: url.path_prefix.as_bytes().to_vec(),
+            values: global
+                .headers
+                .iter()
+                .chain(&target.headers)
+                .cloned()
+                .collect(),
+            forwarded_for,
+            target: TargetRewrite {
+                paths: target.paths.iter().chain(&global.paths).cloned().collect(),
+                remove_query,
+                set_query,
+                prefix: url.path_prefix.as_bytes().to_vec(),
+            },
         }
+    }
+
+    /// The value a kept header line goes out with: the Host replacement,
+    /// or the value rewrites of its name; `None` when it is the client's.
+    fn new_value(&self, name: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+        if let Some(host) = &self.host
+            && name.eq_ignore_ascii_case(b"host")
+        {
+            return Some(host.clone());
+        }
+        let mut current: Option<Vec<u8>> = None;
+        for rule in &self.values {
+            if !rule.name.as_bytes().eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let before = current.as_deref().unwrap_or(value);
+            if rule.pattern.is_match(before) {
+                current = Some(
+                    rule.pattern
+                        .replace_all(before, &rule.replacement)
+                        .into_owned(),
+                );
+            }
+        }
+        current
     }
 
     fn drops(&self, name: &[u8]) -> bool {
@@ -226,9 +345,15 @@ impl RewriteSet {
     /// The bytes this target receives for `request`.
     pub fn apply(&self, request: &Request) -> PreparedRequest {
         let head = &request.head[..];
-        let extra = self.path_prefix.len()
+        let client = self
+            .forwarded_for
+            .as_ref()
+            .map(|_| request.flow.key.client.ip().to_canonical().to_string());
+        let extra = self.target.prefix.len()
             + self.append.len()
+            + self.marker.len()
             + self.host.as_ref().map_or(0, |h| h.len() + 8)
+            + client.as_ref().map_or(0, |c| c.len() + 40)
             + if request.chunked {
                 request.trailers.len() + 32
             } else {
@@ -237,16 +362,24 @@ impl RewriteSet {
         let mut out = Vec::with_capacity(head.len() + extra);
         let mut cursor = 0;
 
-        if !self.path_prefix.is_empty()
-            && let Some(at) = prefix_position(head, request.target.range())
-        {
-            out.extend_from_slice(&head[..at]);
-            out.extend_from_slice(&self.path_prefix);
-            cursor = at;
+        let target = request.target.range();
+        if let Some(new_target) = head.get(target.clone()).and_then(|t| self.target.apply(t)) {
+            out.extend_from_slice(&head[..target.start]);
+            out.extend_from_slice(&new_target);
+            cursor = target.end;
         }
 
+        // The line the client's address is appended to: the last kept one
+        // of that name.
+        let forwarded_line = self.forwarded_for.as_ref().and_then(|name| {
+            request.headers.iter().rposition(|h| {
+                let n = &head[h.name.range()];
+                n.eq_ignore_ascii_case(name.as_bytes()) && !self.drops(n)
+            })
+        });
+
         let mut host_seen = false;
-        for h in &request.headers {
+        for (i, h) in request.headers.iter().enumerate() {
             let name = &head[h.name.range()];
             let line_start = h.name.start as usize;
             if line_start < cursor {
@@ -259,15 +392,26 @@ impl RewriteSet {
             if self.drops(name) || stale_length {
                 out.extend_from_slice(&head[cursor..line_start]);
                 cursor = line_end(head, h.name.end as usize);
-            } else if let Some(host) = &self.host
-                && name.eq_ignore_ascii_case(b"host")
+                continue;
+            }
+            host_seen |= name.eq_ignore_ascii_case(b"host");
+            let value = h.value.range();
+            let value_start = value.start.max(h.name.end as usize + 1);
+            let value_end = value.end.max(value_start);
+            let mut new_value = self.new_value(name, &head[value_start..value_end]);
+            if forwarded_line == Some(i)
+                && let Some(client) = &client
             {
-                host_seen = true;
-                let value = h.value.range();
-                let value_start = value.start.max(h.name.end as usize + 1);
-                let value_end = value.end.max(value_start);
+                let mut v = new_value.unwrap_or_else(|| head[value_start..value_end].to_vec());
+                if !v.is_empty() {
+                    v.extend_from_slice(b", ");
+                }
+                v.extend_from_slice(client.as_bytes());
+                new_value = Some(v);
+            }
+            if let Some(v) = new_value {
                 out.extend_from_slice(&head[cursor..value_start]);
-                out.extend_from_slice(host);
+                out.extend_from_slice(&v);
                 cursor = value_end;
             }
         }
@@ -282,6 +426,13 @@ impl RewriteSet {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(&self.append);
+        if let (Some(name), Some(client), None) = (&self.forwarded_for, &client, forwarded_line) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(client.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&self.marker);
         out.extend_from_slice(&head[end_line..]);
 
         let trailers = self.trailers(&request.trailers);
@@ -296,22 +447,6 @@ impl RewriteSet {
             .with_connection(request.method(), keeps_alive(request), request.upgrade)
             .with_captured_ns(request.complete_ns)
     }
-}
-
-/// Where a path prefix goes in the request line: before the path of an
-/// origin-form or absolute-form target; `None` for `*` and CONNECT's
-/// authority form.
-fn prefix_position(head: &[u8], target: std::ops::Range<usize>) -> Option<usize> {
-    let t = head.get(target.clone())?;
-    if t.first() == Some(&b'/') {
-        return Some(target.start);
-    }
-    let scheme_end = memchr::memmem::find(t, b"://")? + 3;
-    let path = t[scheme_end..]
-        .iter()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .map_or(t.len(), |p| scheme_end + p);
-    Some(target.start + path)
 }
 
 /// The position after the line end that follows `from`.

@@ -1,13 +1,35 @@
 //! Which requests a target gets: method allow-list, path allow / deny
-//! (prefix or regex), header matches, and a share of what passes.
+//! (prefix or regex), header matches and deny rules, and a share of what
+//! passes: at random per request, or by a stable key (a header, a query
+//! parameter or the client's address) so the same users are always in it.
 //!
 //! The same [`Rules`] apply globally (every target) and per target; a
 //! request goes to a target when both let it through. Checks run in a fixed
 //! order and the first that fails names the filter reason: method, path,
-//! header, share.
+//! header (matches, then deny rules), share (`no_share_key` when the key
+//! is missing).
+//!
+//! # The stable share
+//! With `share_by`, a request is in the share when
+//! `fnv1a64(key) % 10000 < share × 100` (share in percent, two decimals),
+//! where `fnv1a64` is 64-bit FNV-1a (offset basis `0xcbf29ce484222325`,
+//! prime `0x100000001b3`) over the key's bytes:
+//! * `header:NAME`: the first value of header NAME (name case-insensitive),
+//!   as sent, without surrounding whitespace;
+//! * `query:NAME`: the value of the first parameter NAME of the request
+//!   target's query (name compared byte for byte), as sent, not
+//!   percent-decoded;
+//! * `client-ip`: the client's IP address as seen by the capture, in text
+//!   (`10.1.2.3`, `fd00::1`; an IPv4-mapped IPv6 address as IPv4).
+//!
+//! The hash takes no seed nor the target's name: every agent, every run and
+//! every target choose the same keys, and a larger share only adds keys to
+//! a smaller one's. A request without the key (header or parameter absent
+//! or empty) is not mirrored: filtered `no_share_key`.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::str::FromStr;
 
 use regex::bytes::Regex;
 
@@ -74,6 +96,57 @@ impl Pattern {
 
     pub fn is_match(&self, bytes: &[u8]) -> bool {
         self.0.is_match(bytes)
+    }
+
+    /// Every match of the pattern in `haystack` replaced by `replacement`
+    /// (`$1`, `${name}`: capture groups; `$$`: a dollar sign).
+    pub fn replace_all<'h>(&self, haystack: &'h [u8], replacement: &str) -> Cow<'h, [u8]> {
+        self.0.replace_all(haystack, replacement.as_bytes())
+    }
+
+    /// Checks that every group `replacement` names exists in the pattern:
+    /// the regex crate reads an unknown one (`$2` of a one-group pattern,
+    /// `$1a` for `${1}a`) as empty, silently.
+    pub fn check_replacement(&self, replacement: &str) -> Result<(), String> {
+        let names: Vec<&str> = self.0.capture_names().flatten().collect();
+        let groups = self.0.captures_len();
+        let bytes = replacement.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            let rest = &replacement[i + 1..];
+            let (group, used) = if rest.starts_with('$') {
+                i += 2;
+                continue;
+            } else if let Some(braced) = rest.strip_prefix('{') {
+                match braced.find('}') {
+                    Some(end) => (&braced[..end], end + 2),
+                    None => return Err(format!("unclosed `${{` in `{replacement}`")),
+                }
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], end)
+            };
+            let known = match group.parse::<usize>() {
+                Ok(n) => n < groups,
+                Err(_) => names.contains(&group),
+            };
+            if group.is_empty() || !known {
+                return Err(format!(
+                    "`{replacement}` refers to group `{group}`, which `{}` does not have \
+                     (groups: $0 to ${}; write ${{1}}x for group 1 followed by x)",
+                    self.as_str(),
+                    groups - 1
+                ));
+            }
+            i += 1 + used;
+        }
+        Ok(())
     }
 }
 
@@ -149,13 +222,110 @@ impl PathRule {
     }
 }
 
+/// What a stable share hashes (see the [module](self) documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ShareKey {
+    /// `header:NAME`: the first value of this header.
+    Header(String),
+    /// `query:NAME`: the value of the first query parameter of this name.
+    Query(String),
+    /// `client-ip`: the client's address as seen by the capture.
+    ClientIp,
+}
+
+impl ShareKey {
+    /// The key of `request`; `None` when it has none (or an empty one).
+    pub fn of<'r>(&self, request: &'r Request) -> Option<Cow<'r, [u8]>> {
+        let key = match self {
+            ShareKey::Header(name) => Cow::Borrowed(request.header(name)?),
+            ShareKey::Query(name) => Cow::Borrowed(query_param(request.target(), name)?),
+            ShareKey::ClientIp => Cow::Owned(
+                request
+                    .flow
+                    .key
+                    .client
+                    .ip()
+                    .to_canonical()
+                    .to_string()
+                    .into_bytes(),
+            ),
+        };
+        (!key.is_empty()).then_some(key)
+    }
+}
+
+impl FromStr for ShareKey {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ShareKey, String> {
+        let bad = || format!("`{text}` is not header:NAME, query:NAME or client-ip");
+        match text.split_once(':') {
+            None if text == "client-ip" => Ok(ShareKey::ClientIp),
+            Some(("header", name)) => super::header_name(name).map(ShareKey::Header),
+            Some(("query", name)) => {
+                if name.is_empty() || name.bytes().any(|b| b <= b' ' || b"&#=?\x7f".contains(&b)) {
+                    return Err(format!("`{name}` is not a query parameter name"));
+                }
+                Ok(ShareKey::Query(name.to_string()))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for ShareKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShareKey::Header(name) => write!(f, "header:{name}"),
+            ShareKey::Query(name) => write!(f, "query:{name}"),
+            ShareKey::ClientIp => f.write_str("client-ip"),
+        }
+    }
+}
+
+/// 64-bit FNV-1a of `bytes`: the stable share's hash (and the seed of a
+/// target's random share, from its name).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// A key is in `share` when its hash, modulo 10 000, is below the share in
+/// basis points: the same answer on every agent and every run.
+pub fn key_in_share(key: &[u8], share: Share) -> bool {
+    fnv1a64(key) % 10_000 < u64::from(share.basis_points())
+}
+
+/// The value of the first parameter `name` in the query of a request
+/// target (after `?`, before `#`), as sent; `None` if there is none.
+pub fn query_param<'t>(target: &'t [u8], name: &str) -> Option<&'t [u8]> {
+    let target = match memchr::memchr(b'#', target) {
+        Some(end) => &target[..end],
+        None => target,
+    };
+    let query = &target[memchr::memchr(b'?', target)? + 1..];
+    query.split(|b| *b == b'&').find_map(|pair| {
+        let (k, v) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        (k == name.as_bytes()).then_some(v)
+    })
+}
+
 /// The rules of one level (global or one target). Empty lists allow all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Share of the requests that pass the other rules; `None` is all.
     pub share: Option<Share>,
+    /// The share is chosen by this key instead of at random.
+    pub share_by: Option<ShareKey>,
     /// Every one must hold.
     pub headers: Vec<HeaderMatch>,
+    /// None may hold (deny rules on headers).
+    pub deny_headers: Vec<HeaderMatch>,
     /// Allowed methods (exact, case-sensitive as HTTP methods are).
     pub methods: Vec<String>,
     /// The path must match one of them.
@@ -181,13 +351,22 @@ impl Rules {
         {
             return Err(FilterReason::Path);
         }
-        if !self.headers.iter().all(|h| h.holds(request)) {
+        if !self.headers.iter().all(|h| h.holds(request))
+            || self.deny_headers.iter().any(|h| h.holds(request))
+        {
             return Err(FilterReason::Header);
         }
-        if let Some(share) = self.share
-            && !rng.chance(share)
-        {
-            return Err(FilterReason::Share);
+        if let Some(share) = self.share {
+            let chosen = match &self.share_by {
+                None => rng.chance(share),
+                Some(key) => {
+                    let key = key.of(request).ok_or(FilterReason::NoShareKey)?;
+                    key_in_share(&key, share)
+                }
+            };
+            if !chosen {
+                return Err(FilterReason::Share);
+            }
         }
         Ok(())
     }
@@ -289,12 +468,7 @@ impl Rng {
 
     /// Seeded from a name, so a target draws the same sequence every run.
     pub fn from_name(name: &str) -> Rng {
-        // FNV-1a.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in name.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        Rng(h)
+        Rng(fnv1a64(name.as_bytes()))
     }
 
     pub fn next_u64(&mut self) -> u64 {

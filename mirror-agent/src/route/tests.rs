@@ -144,8 +144,8 @@ fn a_path_prefix_goes_before_the_path() {
         out.split(' ').nth(1).unwrap().to_string()
     };
     assert_eq!(r("/api/x?y=1"), "/v2/api/x?y=1");
-    assert_eq!(r("http://h:1/api?q"), "http://h:1/v2/api?q");
-    assert_eq!(r("http://h"), "http://h/v2");
+    assert_eq!(r("http://h:1/api?q"), "/v2/api?q", "in origin form");
+    assert_eq!(r("http://h"), "/v2/");
     assert_eq!(r("*"), "*");
 }
 
@@ -440,5 +440,278 @@ fn stripped_headers_are_left_out_of_chunked_trailers_too() {
     assert_eq!(
         String::from_utf8_lossy(&sent),
         "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// the stable share, deny rules on headers
+// ---------------------------------------------------------------------------
+
+fn share(percent: f64) -> Option<Share> {
+    Some(Share::from_percent(percent).unwrap())
+}
+
+fn user_request(user: &str, n: usize) -> crate::http::Request {
+    one(
+        format!("GET /item/{n}?user={user}&n={n} HTTP/1.1\r\nHost: x\r\nX-User-Id: {user}\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn a_share_by_header_picks_the_same_users_every_time_and_all_their_requests() {
+    let rules = Rules {
+        share: share(25.0),
+        share_by: Some("header:x-user-id".parse().unwrap()),
+        ..Rules::default()
+    };
+    let chosen = |seed: u64| -> Vec<bool> {
+        let mut rng = Rng::new(seed);
+        (0..400)
+            .map(|u| {
+                let r = user_request(&format!("user-{u}"), u);
+                rules.check(&r, &normalized_path(r.target()), &mut rng) == Ok(())
+            })
+            .collect()
+    };
+    let first = chosen(1);
+    assert_eq!(first, chosen(99), "no randomness in it");
+    let count = first.iter().filter(|c| **c).count();
+    assert!((75..=125).contains(&count), "{count} of 400 users at 25 %");
+    // Every request of a user gets the same answer.
+    for (u, chosen) in first.iter().enumerate().take(20) {
+        let user = format!("user-{u}");
+        let mut rng = Rng::new(7);
+        for n in 0..10 {
+            let r = user_request(&user, n);
+            let verdict = rules.check(&r, &normalized_path(r.target()), &mut rng);
+            assert_eq!(verdict == Ok(()), *chosen, "{user} request {n}");
+        }
+    }
+    // The hash is the documented one: FNV-1a 64 of the value's bytes.
+    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    for (u, chosen) in first.iter().enumerate() {
+        let key = format!("user-{u}");
+        assert_eq!(*chosen, fnv1a64(key.as_bytes()) % 10_000 < 2_500, "{key}");
+    }
+    // A larger share keeps the smaller one's users.
+    let half = Share::from_percent(50.0).unwrap();
+    let quarter = Share::from_percent(25.0).unwrap();
+    for u in 0..400 {
+        let key = format!("user-{u}");
+        assert!(!key_in_share(key.as_bytes(), quarter) || key_in_share(key.as_bytes(), half));
+    }
+}
+
+#[test]
+fn a_request_without_the_share_key_is_filtered_no_share_key() {
+    let rules = Rules {
+        share: share(100.0),
+        share_by: Some(ShareKey::Header("X-User-Id".into())),
+        ..Rules::default()
+    };
+    assert_eq!(
+        check(&rules, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        Err(FilterReason::NoShareKey)
+    );
+    assert_eq!(
+        check(&rules, b"GET / HTTP/1.1\r\nX-User-Id:\r\n\r\n"),
+        Err(FilterReason::NoShareKey),
+        "an empty value is no key"
+    );
+    assert_eq!(
+        check(&rules, b"GET / HTTP/1.1\r\nX-User-Id: 7\r\n\r\n"),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_share_by_query_parameter_or_client_address_hashes_that_value() {
+    let by_query = Rules {
+        share: share(50.0),
+        share_by: Some("query:user".parse().unwrap()),
+        ..Rules::default()
+    };
+    for u in 0..100 {
+        let key = format!("u{u}");
+        let r = format!("GET /p?a=1&user={key}&user=other HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            check(&by_query, r.as_bytes()) == Ok(()),
+            key_in_share(key.as_bytes(), Share::from_percent(50.0).unwrap()),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        check(&by_query, b"GET /p?users=1 HTTP/1.1\r\n\r\n"),
+        Err(FilterReason::NoShareKey)
+    );
+    assert_eq!(query_param(b"/p?a&user=x#user=y", "user"), Some(&b"x"[..]));
+    assert_eq!(query_param(b"/p#?user=y", "user"), None);
+
+    let by_ip = Rules {
+        share: share(50.0),
+        share_by: Some("client-ip".parse().unwrap()),
+        ..Rules::default()
+    };
+    let mut kept = 0;
+    for host in 1..=200u8 {
+        let mut r = one(b"GET / HTTP/1.1\r\n\r\n");
+        let ip = std::net::Ipv4Addr::new(10, 1, 0, host);
+        r.flow.key.client = std::net::SocketAddr::from((ip, 50_000 + u16::from(host)));
+        let verdict = by_ip.check(&r, b"/", &mut Rng::new(1));
+        let expected = key_in_share(
+            ip.to_string().as_bytes(),
+            Share::from_percent(50.0).unwrap(),
+        );
+        assert_eq!(verdict == Ok(()), expected, "{ip}");
+        kept += usize::from(expected);
+    }
+    assert!((70..=130).contains(&kept), "{kept} of 200 addresses");
+}
+
+#[test]
+fn share_keys_parse_and_print_back() {
+    for text in ["header:X-User-Id", "query:user", "client-ip"] {
+        assert_eq!(text.parse::<ShareKey>().unwrap().to_string(), text);
+    }
+    assert!("cookie:x".parse::<ShareKey>().is_err());
+    assert!("header:Bad Name".parse::<ShareKey>().is_err());
+    assert!("query:a&b".parse::<ShareKey>().is_err());
+    assert!("client".parse::<ShareKey>().is_err());
+}
+
+#[test]
+fn a_deny_rule_on_a_header_filters_whatever_else_allows() {
+    let rules = Rules {
+        deny_headers: vec![HeaderMatch {
+            name: "User-Agent".into(),
+            test: HeaderTest::Regex(Pattern::new("(?i)bot").unwrap()),
+        }],
+        ..Rules::default()
+    };
+    assert_eq!(
+        check(&rules, b"GET / HTTP/1.1\r\nUser-Agent: GoogleBot/2\r\n\r\n"),
+        Err(FilterReason::Header)
+    );
+    assert_eq!(
+        check(
+            &rules,
+            b"GET / HTTP/1.1\r\nUser-Agent: curl\r\nuser-agent: a BOT\r\n\r\n"
+        ),
+        Err(FilterReason::Header),
+        "any value of the header"
+    );
+    assert_eq!(
+        check(&rules, b"GET / HTTP/1.1\r\nUser-Agent: curl\r\n\r\n"),
+        Ok(())
+    );
+    assert_eq!(check(&rules, b"GET / HTTP/1.1\r\n\r\n"), Ok(()));
+}
+
+// ---------------------------------------------------------------------------
+// path, header value and query rewrites; forwarded-for; absolute form
+// ---------------------------------------------------------------------------
+
+#[test]
+fn header_values_are_rewritten_in_place_by_every_rule_of_their_name() {
+    let stream = b"GET / HTTP/1.1\r\nHost: shop.example.com\r\nX-Tenant: acme-prod\r\nx-tenant: beta-prod\r\nX-Other: prod\r\n\r\n";
+    let global = Rewrites {
+        headers: vec![
+            "X-Tenant:-prod$=>-shadow".parse().unwrap(),
+            r"Host:^(\w+)\.example\.com$=>$1.shadow.internal"
+                .parse()
+                .unwrap(),
+        ],
+        ..Rewrites::default()
+    };
+    let target = Rewrites {
+        headers: vec!["x-tenant:^acme-=>ACME-".parse().unwrap()],
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        String::from_utf8(rewrite(&global, &target, None, "http://t:1", stream)).unwrap(),
+        "GET / HTTP/1.1\r\nHost: shop.shadow.internal\r\nX-Tenant: ACME-shadow\r\nx-tenant: beta-shadow\r\nX-Other: prod\r\n\r\n"
+    );
+}
+
+#[test]
+fn forwarded_for_appends_the_client_address_or_adds_the_header() {
+    let on = Rewrites {
+        forwarded_for: Some(ForwardedFor::Header(FORWARDED_FOR.into())),
+        ..Rewrites::default()
+    };
+    let none = Rewrites::default();
+    let marker = default_marker();
+    let out = |global: &Rewrites, target: &Rewrites, stream: &[u8]| {
+        String::from_utf8(rewrite(global, target, Some(&marker), "http://t:1", stream)).unwrap()
+    };
+    assert_eq!(
+        out(&on, &none, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.200.0.1\r\nX-Mirrored-By: mirror\r\n\r\n"
+    );
+    assert_eq!(
+        out(
+            &on,
+            &none,
+            b"GET / HTTP/1.1\r\nx-forwarded-for: 1.1.1.1\r\nHost: x\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\nA: b\r\n\r\n"
+        ),
+        "GET / HTTP/1.1\r\nx-forwarded-for: 1.1.1.1\r\nHost: x\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3, 10.200.0.1\r\nA: b\r\nX-Mirrored-By: mirror\r\n\r\n",
+        "appended to the last line"
+    );
+    let custom = Rewrites {
+        forwarded_for: Some(ForwardedFor::Header("X-Real-Client".into())),
+        strip: vec!["X-Real-Client".into()],
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        out(
+            &none,
+            &custom,
+            b"GET / HTTP/1.1\r\nX-Real-Client: forged\r\n\r\n"
+        ),
+        "GET / HTTP/1.1\r\nX-Real-Client: 10.200.0.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+        "a stripped line is not appended to"
+    );
+    let off = Rewrites {
+        forwarded_for: Some(ForwardedFor::Off),
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        out(&on, &off, b"GET / HTTP/1.1\r\n\r\n"),
+        "GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+        "a target turns the global one off"
+    );
+    let mut v6 = one(b"GET / HTTP/1.1\r\n\r\n");
+    v6.flow.key.client = "[fd00:200::5]:4000".parse().unwrap();
+    let set = RewriteSet::new(&on, &none, None, &url("http://t:1"));
+    assert_eq!(
+        set.apply(&v6).to_vec(),
+        b"GET / HTTP/1.1\r\nX-Forwarded-For: fd00:200::5\r\n\r\n"
+    );
+}
+
+#[test]
+fn an_absolute_form_target_goes_out_in_origin_form_with_every_rewrite() {
+    let global = Rewrites {
+        paths: vec!["^/v1/(.*)=>/v2/$1".parse().unwrap()],
+        remove_query: vec!["token".into()],
+        set_query: vec!["shadow=1".parse().unwrap()],
+        ..Rewrites::default()
+    };
+    let none = Rewrites::default();
+    let stream = b"POST http://evil.example:6666/v1/orders?token=s&id=3 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok";
+    assert_eq!(
+        String::from_utf8(rewrite(&global, &none, None, "http://t:1/base", stream)).unwrap(),
+        "POST /base/v2/orders?id=3&shadow=1 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok"
+    );
+    // A target's own path rules are tried before the global ones.
+    let own = Rewrites {
+        paths: vec!["^/v1/orders=>/orders-v3".parse().unwrap()],
+        ..Rewrites::default()
+    };
+    assert_eq!(
+        String::from_utf8(rewrite(&global, &own, None, "http://t:1", stream)).unwrap(),
+        "POST /orders-v3?id=3&shadow=1 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok"
     );
 }

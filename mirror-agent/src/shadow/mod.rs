@@ -13,6 +13,9 @@
 //!   an HTTP/1.0 peer, or a body delimited by close) ends the connection.
 //! * No retries. A refused connect sets the address aside (retried after
 //!   1 s, doubling up to 30 s) and the request moves on to the next address.
+//! * `--rate-limit`: a target takes at most N requests a second (a token
+//!   bucket checked before the queue); the excess is dropped
+//!   (`rate_limited`).
 //! * Every request ends in exactly one counter of [`TargetStats`].
 //!
 //! # Own traffic
@@ -24,6 +27,7 @@
 //! only the marker header (loop guard, see `route`) stops them.
 
 mod endpoints;
+mod rate;
 mod reply;
 mod set;
 mod stats;
@@ -32,6 +36,7 @@ mod target;
 mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
+pub use rate::RateLimit;
 pub use reply::{AnswerSink, Answered, Reply};
 pub use set::{Dispatcher, Outcome, ShadowConfig, Shadows};
 pub use stats::{

@@ -40,6 +40,8 @@ mirror_common::labelled! {
         FdLimit => "fd_limit",
         /// Over the connects a target may open a second.
         ConnectLimit => "connect_limit",
+        /// Over the target's `--rate-limit` (requests a second).
+        RateLimited => "rate_limited",
     }
 }
 
@@ -393,13 +395,22 @@ mod tests {
                 "expired",
                 "unreachable",
                 "fd_limit",
-                "connect_limit"
+                "connect_limit",
+                "rate_limited"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             labels,
-            ["share", "header", "method", "path", "loop", "dry_run"]
+            [
+                "share",
+                "header",
+                "method",
+                "path",
+                "loop",
+                "dry_run",
+                "no_share_key"
+            ]
         );
         assert_eq!(StatusClass::of(204), Some(StatusClass::Success));
         assert_eq!(StatusClass::of(101).map(|c| c.as_str()), Some("1xx"));

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! router ──try_send──▶ [queue: queue_size] ──▶ worker × max_in_flight ──▶ pooled TcpStream
-//!   (full: drop,                               pick address (round robin),    write head + body,
-//!    count queue_full)                         idle conn or connect           read response to its end
+//!   (over the rate:                            pick address (round robin),    write head + body,
+//!    rate_limited;                             idle conn or connect           read response to its end
+//!    full: queue_full)
 //! ```
 
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
+use super::rate::RateLimit;
 use super::reply::{Answered, Reply};
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::wire::{read_response, write_request};
@@ -53,6 +55,9 @@ pub struct TargetSettings {
     /// Keep each answer (status, headers, body up to this many bytes) for
     /// the comparison; `None`: answers are read and discarded.
     pub keep_answer: Option<usize>,
+    /// At most this many requests a second are queued (`--rate-limit`);
+    /// the excess is dropped (`rate_limited`). `None`: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for TargetSettings {
@@ -66,6 +71,7 @@ impl Default for TargetSettings {
             idle_timeout: Duration::from_secs(30),
             max_age: Duration::from_secs(3),
             keep_answer: None,
+            rate_limit: None,
         }
     }
 }
@@ -223,6 +229,8 @@ struct Control {
 pub struct Target {
     inner: Arc<Inner>,
     queue: Arc<Queue>,
+    /// `--rate-limit`, checked before the queue.
+    rate: Option<RateLimit>,
     accepting: AtomicBool,
     phase: watch::Sender<Phase>,
     control: std::sync::Mutex<Option<Control>>,
@@ -291,6 +299,7 @@ impl Target {
             "shadow target started"
         );
         Arc::new(Target {
+            rate: settings.rate_limit.map(RateLimit::new),
             inner,
             queue,
             accepting: AtomicBool::new(true),
@@ -329,9 +338,10 @@ impl Target {
         self.inner.endpoints.states()
     }
 
-    /// Queues a request without waiting. A full queue drops it
-    /// (`queue_full`), a target shutting down too (`shutdown`); both are
-    /// counted here and returned. Never blocks.
+    /// Queues a request without waiting. A request over the rate limit is
+    /// dropped (`rate_limited`), one that finds the queue full too
+    /// (`queue_full`), and one for a target shutting down (`shutdown`);
+    /// each is counted here and returned. Never blocks.
     pub fn try_send(&self, request: Arc<PreparedRequest>) -> Result<(), DropReason> {
         self.try_send_replying(request, None)
     }
@@ -353,6 +363,11 @@ impl Target {
         };
         if !self.accepting.load(Relaxed) {
             return refuse(DropReason::Shutdown, reply);
+        }
+        if let Some(rate) = &self.rate
+            && !rate.try_take()
+        {
+            return refuse(DropReason::RateLimited, reply);
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
