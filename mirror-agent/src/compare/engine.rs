@@ -153,6 +153,7 @@ impl Engine {
         state.next_tag += 1;
         let tag = state.next_tag;
         let deadline = monotonic_ns() + state.timeout_ns;
+        let was_idle = state.deadlines.is_empty();
         state.deadlines.push_back((deadline, tag));
         state.pending.insert(
             tag,
@@ -164,6 +165,11 @@ impl Engine {
                 held: 0,
             },
         );
+        if was_idle {
+            // The compare thread sleeps without a timeout while nothing
+            // waits: it must learn of this deadline.
+            self.shared.wake.notify_one();
+        }
         Some(tag)
     }
 
@@ -461,8 +467,18 @@ impl Judge {
 
     fn judge(&mut self, exchange: Pending) {
         let Pending {
-            meta, v1, answers, ..
+            meta,
+            v1,
+            mut answers,
+            expected,
+            ..
         } = exchange;
+        // A target sent a copy that had not answered by the deadline.
+        for target in expected.unwrap_or_default() {
+            if !answers.iter().any(|(t, _)| *t == target) {
+                answers.push((target, Err(NotCompared::Timeout)));
+            }
+        }
         let endpoint = self
             .endpoints
             .name(template(meta.method.as_bytes(), meta.target.as_bytes()));
