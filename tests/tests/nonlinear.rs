@@ -124,7 +124,9 @@ fn requests_in_paged_frames_are_captured(family: Family) -> Result<()> {
     let extracted = table.into_consumer().into_sink();
     let captured = Captured {
         flows: collector.into_flows(),
+        responses: Default::default(),
         counters: finished.counters,
+        response_counters: finished.response_counters,
         drain: finished.drain,
         attach_mode: finished.attach_mode,
     };
