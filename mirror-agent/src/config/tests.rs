@@ -125,10 +125,80 @@ fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
 #[test]
 fn the_documented_example_file_is_valid() {
     let config = FileConfig::parse(EXAMPLE_FILE).unwrap().resolve().unwrap();
-    assert_eq!(config.live.shadows.route.targets.len(), 1);
+    assert_eq!(config.live.shadows.route.targets.len(), 2);
     assert_eq!(config.live.shadows.route.targets[0].name, "v2");
     assert_eq!(config.startup.capture.iface.as_deref(), Some("eth0"));
     assert_eq!(config.startup.capture.ports, [80, 8080]);
+    let compare = &config.live.compare;
+    assert_eq!(compare.targets.len(), 2, "both compared: {compare:?}");
+    assert_eq!(compare.targets[1].role, crate::compare::Role::Baseline);
+    assert_eq!(
+        compare.targets[0].ignore_fields,
+        ["$.served_at", "$.items[*].id"]
+    );
+    assert!(
+        compare.targets[0]
+            .ignore_headers
+            .contains(&"x-backend".to_owned())
+    );
+}
+
+#[test]
+fn compare_flags_turn_the_comparison_on_and_add_baselines() {
+    let config = cli(&[
+        "--shadow",
+        "http://v2:9000",
+        "--baseline",
+        "http://v1b:9000",
+        "--compare-ignore-field",
+        "$.served_at",
+        "--compare-ignore-header",
+        "X-Backend",
+        "--diff-log",
+        "-",
+        "--compare-timeout",
+        "2s",
+    ])
+    .unwrap()
+    .load()
+    .unwrap();
+    let compare = &config.live.compare;
+    let roles: Vec<_> = compare.targets.iter().map(|t| t.role).collect();
+    assert_eq!(
+        roles,
+        [
+            crate::compare::Role::Candidate,
+            crate::compare::Role::Baseline
+        ],
+        "--baseline turns the comparison on for every target"
+    );
+    assert_eq!(compare.targets[0].ignore_fields, ["$.served_at"]);
+    assert_eq!(compare.targets[0].ignore_headers, ["x-backend"]);
+    assert_eq!(
+        compare.targets[0].timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(compare.diff_log, Some(crate::compare::DiffLogTo::Stderr));
+    assert_eq!(
+        config.live.shadows.settings[0].keep_answer,
+        Some(crate::compare::DEFAULT_BODY_CAP),
+        "a compared target keeps its answers"
+    );
+
+    let off = cli(&["--shadow", "http://v2:9000"])
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(!off.live.compare.enabled());
+    assert_eq!(off.live.shadows.settings[0].keep_answer, None);
+
+    let bad = cli(&[
+        "--shadow",
+        "http://v2:9000",
+        "--compare-ignore-field",
+        "items.id",
+    ]);
+    assert!(bad.is_err(), "a field path must start with $");
 }
 
 #[test]
