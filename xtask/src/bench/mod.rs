@@ -70,7 +70,8 @@ pub struct Options {
     #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
     /// Only these modes besides the baseline (repeatable): capture-only,
-    /// replay-1, replay-2, nginx-mirror, goreplay, goreplay-null.
+    /// replay-1, replay-2, compare-1 (replay-1 with --compare), nginx-mirror,
+    /// goreplay, goreplay-null.
     #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
     /// The agent's --ring-size (default: the agent's own default).
@@ -250,6 +251,7 @@ fn modes(options: &Options) -> Vec<Mode> {
         Mode::CaptureOnly,
         Mode::Replay(1),
         Mode::Replay(2),
+        Mode::Compare(1),
         Mode::NginxMirror,
     ];
     if let Some(gor) = &options.goreplay {

@@ -30,6 +30,9 @@ pub enum Mode {
     CaptureOnly,
     /// mirror-agent replaying to this many shadows.
     Replay(usize),
+    /// mirror-agent replaying to this many shadows with `--compare`: v1's
+    /// responses captured at egress, every answer compared with v1's.
+    Compare(usize),
     /// The client talks to an nginx proxy beside v1 whose `mirror`
     /// subrequests copy each request to one shadow.
     NginxMirror,
@@ -45,6 +48,7 @@ impl fmt::Display for Mode {
             Mode::Baseline => f.write_str("baseline"),
             Mode::CaptureOnly => f.write_str("capture-only"),
             Mode::Replay(n) => write!(f, "replay-{n}"),
+            Mode::Compare(n) => write!(f, "compare-{n}"),
             Mode::NginxMirror => f.write_str("nginx-mirror"),
             Mode::Goreplay(_) => f.write_str("goreplay"),
             Mode::GoreplayNull(_) => f.write_str("goreplay-null"),
@@ -56,14 +60,14 @@ impl Mode {
     /// Shadows that should receive a copy of every request.
     pub fn shadows(&self) -> usize {
         match self {
-            Mode::Replay(n) => *n,
+            Mode::Replay(n) | Mode::Compare(n) => *n,
             Mode::NginxMirror | Mode::Goreplay(_) => 1,
             _ => 0,
         }
     }
 
     pub fn is_agent(&self) -> bool {
-        matches!(self, Mode::CaptureOnly | Mode::Replay(_))
+        matches!(self, Mode::CaptureOnly | Mode::Replay(_) | Mode::Compare(_))
     }
 }
 
@@ -86,6 +90,10 @@ pub struct Mirror {
     /// port just released may still be taken).
     metrics_port: u16,
     bpf_start: BpfStats,
+    /// The programs attached at the primary's egress, and their stats at
+    /// the start.
+    egress_ids: Vec<u64>,
+    bpf_egress_start: BpfStats,
 }
 
 /// What the mirroring process did over one run.
@@ -101,8 +109,11 @@ pub struct MirrorStats {
     pub wakeups: u64,
     /// Peak RSS (VmHWM) of that process since it started.
     pub peak_rss: u64,
-    /// The kernel program's bpf_stats over the run (agent modes).
+    /// The kernel program's bpf_stats over the run (agent modes): every
+    /// program, ingress and egress.
     pub bpf: BpfStats,
+    /// Of which the egress program's (v1's responses; compare modes).
+    pub bpf_egress: BpfStats,
     pub agent: Option<AgentCounts>,
 }
 
@@ -157,6 +168,16 @@ impl Mirror {
                 Some(start_agent(hosts, agent, *n, false, metrics_port)?),
                 None,
             ),
+            Mode::Compare(n) => (
+                Some(start_agent_with(
+                    hosts,
+                    agent,
+                    *n,
+                    &["--compare"],
+                    metrics_port,
+                )?),
+                None,
+            ),
             Mode::NginxMirror => (None, Some(Nginx::mirror_proxy(hosts, 1)?)),
             Mode::Goreplay(gor) | Mode::GoreplayNull(gor) => {
                 let input = format!(":{PRIMARY_PORT}");
@@ -182,6 +203,12 @@ impl Mirror {
             wakeups_start: 0,
             metrics_port,
             bpf_start: BpfStats::default(),
+            egress_ids: if mode.is_agent() {
+                probe::egress_programs(&hosts.primary, PRIMARY_IFACE)
+            } else {
+                Vec::new()
+            },
+            bpf_egress_start: BpfStats::default(),
         };
         mirror.begin()?;
         Ok(mirror)
@@ -219,6 +246,7 @@ impl Mirror {
             self.cpu_start = probe::cpu_split(pid)?;
             self.wakeups_start = probe::wakeups(pid);
             self.bpf_start = probe::bpf_stats(pid)?;
+            self.bpf_egress_start = probe::bpf_stats_of(pid, Some(&self.egress_ids))?;
         }
         Ok(())
     }
@@ -262,6 +290,8 @@ impl Mirror {
             wakeups: probe::wakeups(pid).saturating_sub(self.wakeups_start),
             peak_rss: probe::peak_rss(pid)?,
             bpf: probe::bpf_stats(pid)?.since(self.bpf_start),
+            bpf_egress: probe::bpf_stats_of(pid, Some(&self.egress_ids))?
+                .since(self.bpf_egress_start),
             agent: None,
         };
         if self.mode.is_agent() {
@@ -288,6 +318,17 @@ fn start_agent(
     dry: bool,
     metrics_port: u16,
 ) -> Result<Process> {
+    let extra: &[&str] = if dry { &["--dry-run"] } else { &[] };
+    start_agent_with(hosts, agent, shadows, extra, metrics_port)
+}
+
+fn start_agent_with(
+    hosts: &Hosts,
+    agent: &AgentSettings,
+    shadows: usize,
+    extra: &[&str],
+    metrics_port: u16,
+) -> Result<Process> {
     let port = PRIMARY_PORT.to_string();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let urls: Vec<String> = (0..shadows).map(shadow_url).collect();
@@ -295,9 +336,7 @@ fn start_agent(
     for url in &urls {
         args.extend(["--shadow", url]);
     }
-    if dry {
-        args.push("--dry-run");
-    }
+    args.extend(extra);
     if let Some(ring) = &agent.ring_size {
         args.extend(["--ring-size", ring]);
     }

@@ -152,6 +152,11 @@ impl BpfStats {
 /// open. A tail-called program's time is in its caller's figures (its own
 /// stay at zero), so this is the classifier with its copier.
 pub fn bpf_stats(pid: u32) -> Result<BpfStats> {
+    bpf_stats_of(pid, None)
+}
+
+/// [`bpf_stats`] of the programs among `only` (all with `None`).
+pub fn bpf_stats_of(pid: u32, only: Option<&[u64]>) -> Result<BpfStats> {
     let mut seen = BTreeMap::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(text) = fs::read_to_string(entry?.path()) else {
@@ -165,7 +170,9 @@ pub fn bpf_stats(pid: u32) -> Result<BpfStats> {
         if let (Some(id), Some(time), Some(cnt)) =
             (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
         {
-            seen.insert(id, (time, cnt));
+            if only.is_none_or(|ids| ids.contains(&id)) {
+                seen.insert(id, (time, cnt));
+            }
         }
     }
     Ok(seen
@@ -174,6 +181,34 @@ pub fn bpf_stats(pid: u32) -> Result<BpfStats> {
             run_time_ns: s.run_time_ns + t,
             run_cnt: s.run_cnt + c,
         }))
+}
+
+/// The ids of the BPF programs attached at `iface`'s egress in `netns`
+/// (TCX or clsact), as `bpftool net show` lists them; none if bpftool
+/// fails.
+pub fn egress_programs(netns: &mirror_testkit::Netns, iface: &str) -> Vec<u64> {
+    let Ok(out) = mirror_testkit::command::run(
+        netns
+            .command("bpftool")
+            .args(["-j", "net", "show", "dev", iface]),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&out) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for entry in json.as_array().into_iter().flatten() {
+        for attachment in entry["tc"].as_array().into_iter().flatten() {
+            let egress = attachment["kind"]
+                .as_str()
+                .is_some_and(|k| k.contains("egress"));
+            if let (true, Some(id)) = (egress, attachment["prog_id"].as_u64()) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
 }
 
 /// Busy and total jiffies per CPU (/proc/stat).

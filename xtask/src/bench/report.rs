@@ -175,6 +175,13 @@ impl Run {
             .then(|| self.mirror.bpf.run_time_ns as f64 / self.mirror.bpf.run_cnt as f64)
     }
 
+    /// The egress program's run time per segment it saw, ns (compare
+    /// modes: v1's responses).
+    pub fn egress_ns_per_segment(&self) -> Option<f64> {
+        let egress = self.mirror.bpf_egress;
+        (egress.run_cnt > 0).then(|| egress.run_time_ns as f64 / egress.run_cnt as f64)
+    }
+
     pub fn peak_rss_mb(&self) -> Option<f64> {
         (self.mode != Mode::Baseline).then(|| self.mirror.peak_rss as f64 / 1048576.0)
     }
@@ -345,6 +352,9 @@ pub fn one_line(run: &Run, before: &[Run]) -> String {
     }
     if let Some(k) = run.kernel_us() {
         let _ = write!(line, " + kernel {k:.2} µs/req");
+    }
+    if let Some(e) = run.egress_ns_per_segment() {
+        let _ = write!(line, " (egress {e:.0} ns/segment)");
     }
     if let Some(rss) = run.peak_rss_mb() {
         let _ = write!(line, "  rss {rss:.0} MB");
@@ -830,7 +840,10 @@ pub fn markdown(
                 shadows,
                 opt(r.mirror_cpu_us(), |x| format!("{x:.2}")),
                 opt(r.wakeups_per_request(), |x| format!("{x:.2}")),
-                opt(r.kernel_us(), |x| format!("{x:.2}")),
+                opt(r.kernel_us(), |x| match r.egress_ns_per_segment() {
+                    Some(e) => format!("{x:.2} (egress {e:.0} ns/seg)"),
+                    None => format!("{x:.2}"),
+                }),
                 opt(r.peak_rss_mb(), |x| format!("{x:.1}")),
                 opt(r.send_delay(0.99), |x| format!("{:.2}", x * 1e3)),
                 lost,
@@ -926,6 +939,7 @@ fn run_json(run: &Run, runs: &[Run]) -> Value {
         "kernel_run_cnt": run.mirror.bpf.run_cnt,
         "kernel_us_per_request": run.kernel_us().map(r3),
         "kernel_ns_per_packet": run.kernel_ns_per_packet().map(|x| (x * 10.0).round() / 10.0),
+        "egress_ns_per_segment": run.egress_ns_per_segment().map(|x| (x * 10.0).round() / 10.0),
         "peak_rss_bytes": run.mirror.peak_rss,
         "send_delay_p99_ms": run.send_delay(0.99).map(|d| r3(d * 1e3)),
         "send_delay_within_2ms": run.send_delay_within(0.002),
