@@ -1265,6 +1265,30 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
             "mirror_compare_differences_total {kind}: {got:?}, planted {n}"
         );
     }
+    // The egress program's own accounting: every response segment the
+    // capture matched has a ring record, emitted or lost (counted), and
+    // the 170 responses came through it.
+    let records = |outcome: &str| {
+        metrics
+            .get(
+                "mirror_kernel_response_records_total",
+                &[("outcome", outcome)],
+            )
+            .unwrap_or(-1.0)
+    };
+    let matched = metrics
+        .get(
+            "mirror_kernel_response_packets_total",
+            &[("outcome", "matched")],
+        )
+        .unwrap_or(0.0);
+    ensure!(
+        matched >= 170.0 && records("matched") == records("emitted") + records("lost"),
+        "egress accounting: {matched} packets matched; records matched {} = emitted {} + lost {}?",
+        records("matched"),
+        records("emitted"),
+        records("lost")
+    );
     stop(agent)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use prometheus_client::{
 use tracing::warn;
 
 use super::{Sources, TargetSnapshot};
+use crate::capture::CounterReader;
 use crate::compare::{Kind, NotCompared};
 use crate::flow::FlowEndReason;
 use crate::http::SkipReason;
@@ -161,6 +162,57 @@ impl Sources {
             "mirror_kernel_truncated_bytes",
             "Payload bytes of super-packets beyond what one program run copies.",
             counters.get(Counter::TruncatedBytes),
+        )?;
+        if self.compare.is_some() {
+            self.encode_kernel_responses(encoder, reader)?;
+        }
+        Ok(())
+    }
+
+    /// The egress program's counters (v1's responses, for the comparison):
+    /// the same outcomes and identities as the ingress program's.
+    fn encode_kernel_responses(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        reader: &CounterReader,
+    ) -> Result<(), std::fmt::Error> {
+        let counters = match reader.read_responses() {
+            Ok(c) => c,
+            Err(err) => {
+                warn!(error = %err, "reading the egress program's counters failed");
+                return Ok(());
+            }
+        };
+        let mut packets = encoder.encode_descriptor(
+            "mirror_kernel_response_packets",
+            "Packets leaving the service ports (v1's responses) the egress program ran on, \
+             by outcome (one each).",
+            None,
+            MetricType::Counter,
+        )?;
+        for outcome in Counter::PACKET_OUTCOMES {
+            let labels = [("outcome", outcome.as_str())];
+            ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
+        }
+        let mut records = encoder.encode_descriptor(
+            "mirror_kernel_response_records",
+            "Ring records of v1's responses by outcome: matched = emitted + lost.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, counter) in [
+            ("matched", Counter::RecordsMatched),
+            ("emitted", Counter::RecordsEmitted),
+            ("lost", Counter::RecordsLost),
+        ] {
+            let labels = [("outcome", outcome)];
+            ConstCounter::new(counters.get(counter)).encode(records.encode_family(&labels)?)?;
+        }
+        counter(
+            encoder,
+            "mirror_kernel_response_bytes",
+            "Payload bytes of v1's responses copied to the ring.",
+            counters.get(Counter::PayloadBytes),
         )
     }
 
