@@ -169,10 +169,9 @@ pub fn bpf_stats_of(pid: u32, only: Option<&[u64]>) -> Result<BpfStats> {
         };
         if let (Some(id), Some(time), Some(cnt)) =
             (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+            && only.is_none_or(|ids| ids.contains(&id))
         {
-            if only.is_none_or(|ids| ids.contains(&id)) {
-                seen.insert(id, (time, cnt));
-            }
+            seen.insert(id, (time, cnt));
         }
     }
     Ok(seen
