@@ -654,7 +654,108 @@ pub fn cut_target(target: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::Kind;
+    use crate::compare::{Kind, TargetCompare};
+    use crate::http::{Answer, BodyCollector};
+
+    fn answer(status: u16, body: &str) -> Answer {
+        let mut collector = BodyCollector::new(1024);
+        collector.push(body.as_bytes());
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: collector.finish(),
+        }
+    }
+
+    fn engine(timeout: Duration) -> Engine {
+        let target = |name: &str| TargetCompare {
+            name: name.into(),
+            role: Role::Candidate,
+            ignore_headers: Vec::new(),
+            ignore_fields: Vec::new(),
+            body_cap: 1024,
+            timeout,
+        };
+        Engine::start(CompareConfig {
+            targets: vec![target("v2"), target("v3")],
+            ..CompareConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn open(engine: &Engine) -> u64 {
+        engine
+            .open(RequestMeta {
+                method: "GET".into(),
+                target: "/items/7".into(),
+                complete_ns: 1,
+            })
+            .unwrap()
+    }
+
+    fn counts(engine: &Engine, target: &str) -> (u64, u64, u64) {
+        let report = engine.report();
+        let t = report.targets.iter().find(|t| t.target == target).unwrap();
+        (t.matched, t.differ, t.not_compared_total())
+    }
+
+    #[test]
+    fn an_exchange_is_judged_once_v1_and_every_target_answered() {
+        let engine = engine(Duration::from_secs(60));
+        let sink = engine.answer_sink();
+        let tag = open(&engine);
+        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        let answered = |a| {
+            Ok(Answered {
+                answer: a,
+                latency: Duration::from_millis(1),
+            })
+        };
+        // Answers may come before v1's response.
+        sink.answered(tag, "v2", answered(answer(200, r#"{"a":1}"#)));
+        sink.answered(tag, "v3", answered(answer(200, r#"{"a":2}"#)));
+        engine.v1(
+            tag,
+            Ok(V1Response {
+                answer: answer(200, r#"{"a": 1}"#),
+                first_byte_ns: 2,
+            }),
+        );
+        let judged = || counts(&engine, "v2") != (0, 0, 0) && counts(&engine, "v3") != (0, 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !judged() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(counts(&engine, "v2"), (1, 0, 0));
+        assert_eq!(counts(&engine, "v3"), (0, 1, 0));
+    }
+
+    #[test]
+    fn a_target_silent_past_the_deadline_is_a_timeout_and_a_failed_one_is_not_a_difference() {
+        let engine = engine(Duration::from_millis(50));
+        let sink = engine.answer_sink();
+        let tag = open(&engine);
+        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        sink.answered(tag, "v3", Err(DropReason::QueueFull));
+        engine.v1(
+            tag,
+            Ok(V1Response {
+                answer: answer(200, "{}"),
+                first_byte_ns: 2,
+            }),
+        );
+        // Nothing else happens: the deadline alone must get it judged.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counts(&engine, "v2") == (0, 0, 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let report = engine.report();
+        let v2 = report.targets.iter().find(|t| t.target == "v2").unwrap();
+        let v3 = report.targets.iter().find(|t| t.target == "v3").unwrap();
+        assert_eq!(v2.not_compared.get("timeout"), Some(&1), "{v2:?}");
+        assert_eq!(v3.not_compared.get("target_failed"), Some(&1), "{v3:?}");
+        assert_eq!((v2.differ, v3.differ), (0, 0));
+    }
 
     #[test]
     fn noise_keys_generalise_array_indices_only() {

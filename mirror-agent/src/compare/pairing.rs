@@ -156,7 +156,8 @@ impl Comparing {
             connect: request.method() == b"CONNECT",
         };
         let key = request.flow.key;
-        let tag = if self.dispatcher.compares() {
+        let compared = self.dispatcher.compares();
+        let tag = if compared {
             parts.engine.open(RequestMeta {
                 method: String::from_utf8_lossy(request.method()).into_owned(),
                 target: cut_target(request.target()),
@@ -180,7 +181,10 @@ impl Comparing {
         }
         match tag {
             Some(tag) => parts.engine.expect(tag, std::mem::take(&mut parts.sent_to)),
-            None => parts.engine.overflowed(&parts.sent_to),
+            None if compared && !parts.sent_to.is_empty() => {
+                parts.engine.overflowed(&parts.sent_to);
+            }
+            None => {}
         }
         let mut pairing = lock(&parts.pairing);
         let connection = pairing.connection(key, &parts.engine);
