@@ -99,16 +99,10 @@ fn target_section(page: &mut String, target: &TargetReport) {
     }
     let not_compared = target.not_compared_total();
     if not_compared > 0 {
-        let reasons: Vec<String> = target
-            .not_compared
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(reason, n)| format!("{} {n}", escape(reason)))
-            .collect();
         let _ = write!(
             counts,
             " · {not_compared} not compared ({})",
-            reasons.join(", ")
+            reasons_text(&target.not_compared)
         );
     }
     let _ = writeln!(page, "<p class=\"counts\">{counts}</p>");
@@ -137,7 +131,7 @@ fn endpoint_row(page: &mut String, endpoint: &EndpointReport) {
         escape(&endpoint.endpoint)
     );
     if endpoint.compared == 0 {
-        page.push_str("<div class=\"bar\"></div><span class=\"idle\">not compared</span>");
+        page.push_str("<div class=\"bar\"></div>");
     } else {
         let match_width = endpoint.matched as f64 * 100.0 / endpoint.compared as f64;
         let _ = write!(
@@ -154,7 +148,8 @@ fn endpoint_row(page: &mut String, endpoint: &EndpointReport) {
     if not_compared > 0 {
         let _ = write!(
             page,
-            "<div class=\"idle\">{not_compared} not compared</div>"
+            "<div class=\"idle\">{not_compared} not compared ({})</div>",
+            reasons_text(&endpoint.not_compared)
         );
     }
     let _ = write!(
@@ -207,7 +202,8 @@ fn field_item(page: &mut String, field: &FieldReport) {
         escape(&field.example.v1),
         escape(&field.example.target)
     );
-    if field.example.path != field.path && !field.example.path.is_empty() {
+    // A body path whose array index was grouped: the concrete one.
+    if field.example.path.starts_with('$') && field.example.path != field.path {
         let _ = write!(
             page,
             " <span class=\"side\">at</span> <code>{}</code>",
@@ -215,6 +211,16 @@ fn field_item(page: &mut String, field: &FieldReport) {
         );
     }
     page.push_str("</div></li>");
+}
+
+/// `timeout 3, unpaired 1`: the reasons that occurred.
+fn reasons_text(not_compared: &std::collections::BTreeMap<String, u64>) -> String {
+    not_compared
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| format!("{} {n}", escape(reason)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `latency p50 / p99: v1 1.2 / 8.0 ms · target 1.5 / 9.3 ms`, if any.
@@ -254,6 +260,8 @@ pub fn escape(text: &str) -> String {
             '>' => escaped.push_str("&gt;"),
             '"' => escaped.push_str("&quot;"),
             '\'' => escaped.push_str("&#39;"),
+            // Control characters are not text (HTML forbids most of them).
+            c if c.is_control() && c != '\n' && c != '\t' => escaped.push('\u{fffd}'),
             c => escaped.push(c),
         }
     }
@@ -272,11 +280,12 @@ section header{display:flex;align-items:center;gap:2em;flex-wrap:wrap}
 .good .percent,.good .verdict{color:#2e9e5b}.bad .percent,.bad .verdict{color:#d64541}
 .verdict{font-size:1.5em;font-weight:600;color:#7a858f}
 .counts,.latency{margin:.4em 0;color:#3b454e}.latency{font-size:.9em;color:#5b6670}
-table{border-collapse:collapse;width:100%;margin-top:.8em}
+table{border-collapse:collapse;width:100%;margin-top:.8em;table-layout:fixed}
+th:nth-child(1){width:26%}th:nth-child(2){width:14em}th:nth-child(3){width:11em}
 th{text-align:left;font-weight:600;font-size:.85em;color:#5b6670;border-bottom:2px solid #dde2e7;padding:.3em .5em}
 td{vertical-align:top;border-bottom:1px solid #eceff2;padding:.45em .5em}
 td.endpoint code{font-weight:600;word-break:break-all}
-td.share{min-width:14em;white-space:nowrap}
+td.share{white-space:nowrap}
 .bar{display:flex;height:.8em;width:12em;background:#e3e7eb;border-radius:3px;overflow:hidden;margin-bottom:.2em}
 .bar .m{background:#2e9e5b}.bar .d{background:#d64541}
 td.fields ul{margin:0;padding-left:1em}
@@ -289,3 +298,129 @@ li.noise{color:#9aa3ab}li.noise code{color:#9aa3ab}
 .idle{color:#8a949d}
 .empty{font-size:1.2em;color:#5b6670;margin:2em 0}
 ";
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::compare::{Difference, Kind, NotCompared, Report, Role, Verdict};
+
+    fn body(path: &str, left: &str, right: &str, noise: bool) -> Difference {
+        Difference {
+            kind: Kind::Body,
+            path: path.to_owned(),
+            left: left.to_owned(),
+            right: right.to_owned(),
+            noise,
+        }
+    }
+
+    /// v3 differs on one endpoint in three; a value carries a script.
+    fn sample() -> CompareReport {
+        let mut report = Report::new(
+            vec![
+                ("v3".to_owned(), Role::Candidate),
+                ("http://10.200.0.5:8080".to_owned(), Role::Baseline),
+            ],
+            50,
+        );
+        let latency = Some(Duration::from_millis(4));
+        for _ in 0..3 {
+            let verdict = Verdict::Differ(vec![
+                body(
+                    "$.items[2].name",
+                    "\"<script>alert(1)</script>\"",
+                    "\"b\"",
+                    false,
+                ),
+                body("$.ts", "1", "2", true),
+            ]);
+            report.record(0, "POST /orders/{id}", &verdict, latency, latency);
+        }
+        report.record(
+            0,
+            "POST /orders/{id}",
+            &Verdict::Match(vec![]),
+            latency,
+            latency,
+        );
+        report.record(0, "GET /<img src=x>", &Verdict::Match(vec![]), None, None);
+        report.record(
+            0,
+            "GET /slow",
+            &Verdict::NotCompared(NotCompared::Timeout),
+            None,
+            None,
+        );
+        report.record(1, "POST /orders/{id}", &Verdict::Match(vec![]), None, None);
+        report.snapshot()
+    }
+
+    #[test]
+    fn values_from_the_network_are_escaped() {
+        let page = render_html(&sample());
+        assert!(!page.contains("<script"), "a script got through");
+        assert!(!page.contains("<img"), "a tag got through");
+        assert!(page.contains("&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;"));
+        assert!(page.contains("GET /&lt;img src=x&gt;"));
+        assert_eq!(escape("a&b'\"<>"), "a&amp;b&#39;&quot;&lt;&gt;");
+        assert_eq!(escape("GET /\x1b[2J"), "GET /\u{fffd}[2J");
+    }
+
+    #[test]
+    fn the_page_fetches_nothing() {
+        let page = render_html(&sample());
+        for external in ["src=\"", "href=", "url(", "@import", "<script", "<link"] {
+            assert!(!page.contains(external), "{external} in the page");
+        }
+        // The only URL is a target's name, shown as text.
+        assert_eq!(page.matches("http://").count(), 1);
+        assert!(page.contains("<h2>http://10.200.0.5:8080</h2>"));
+    }
+
+    #[test]
+    fn each_target_shows_its_verdict_and_its_endpoints_most_differing_first() {
+        let page = render_html(&sample());
+        assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+        assert!(page.contains("<span class=\"percent\">40.0</span>"));
+        assert!(page.contains("<div class=\"verdict\">differs</div>"));
+        assert!(page.contains("<div class=\"verdict\">matches v1</div>"));
+        let orders = page.find("POST /orders/{id}").unwrap();
+        let img = page.find("GET /&lt;img").unwrap();
+        let slow = page.find("GET /slow").unwrap();
+        assert!(
+            orders < img && img < slow,
+            "sorted by differ rate, then volume"
+        );
+        assert!(
+            page.contains("style=\"width:25.0%\"></span><span class=\"d\" style=\"width:75.0%\"")
+        );
+        assert!(page.contains("75.0 % differ of 4"));
+        assert!(page.contains("<code>$.items[*].name</code> <span class=\"count\">×3</span>"));
+        assert!(page.contains("<li class=\"noise\"><code>$.ts</code> <span class=\"count\">×3</span> <span class=\"tag\">noise</span>"));
+        assert!(page.contains("<span class=\"side\">at</span> <code>$.items[2].name</code>"));
+        assert!(page.contains("1 not compared (timeout 1)"));
+        assert!(page.contains("<div class=\"idle\">1 not compared (timeout 1)</div>"));
+        assert!(page.contains("latency p50 / p99: v1 4.0 / 4.0 ms · target 4.0 / 4.0 ms"));
+    }
+
+    #[test]
+    fn an_empty_report_says_nothing_was_compared_yet() {
+        let report = Report::new(vec![("v2".to_owned(), Role::Candidate)], 10).snapshot();
+        let page = render_html(&report);
+        assert!(page.contains("Nothing compared yet"));
+        assert!(page.contains("Waiting for: v2 (candidate)"));
+        assert!(!page.contains("<table"));
+        let none = render_html_refreshing(&CompareReport::default(), None);
+        assert!(none.contains("Nothing compared yet") && !none.contains("refresh"));
+        assert!(none.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn milliseconds_are_shown_with_the_precision_they_deserve() {
+        assert_eq!(format_ms(0.354), "0.35");
+        assert_eq!(format_ms(12.44), "12.4");
+        assert_eq!(format_ms(340.2), "340");
+    }
+}

@@ -811,6 +811,28 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_that_only_shows_noise_does_not_count_the_pair_as_differing_in_it() {
+        let mut report = Report::new(vec![("v3".to_owned(), Role::Candidate)], 10);
+        let verdict = Verdict::Differ(vec![
+            diff(Kind::Status, "status", "200", "404"),
+            noise(Kind::Body, "$.ts", "1", "2"),
+            noise(Kind::Header, "date", "a", "b"),
+        ]);
+        report.record(0, ORDERS, &verdict, None, None);
+        let snapshot = report.snapshot();
+        let endpoint = &snapshot.targets[0].endpoints[0];
+        assert_eq!(
+            endpoint.kinds,
+            Kinds {
+                status: 1,
+                header: 0,
+                body: 0
+            }
+        );
+        assert!(field(endpoint, "$.ts").noise && field(endpoint, "header:date").noise);
+    }
+
+    #[test]
     fn a_field_that_once_differs_for_real_is_no_longer_noise_and_shows_the_real_example() {
         let mut report = known_report();
         let real = Verdict::Differ(vec![diff(Kind::Body, "$.ts", "5", "6")]);

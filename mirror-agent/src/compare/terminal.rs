@@ -44,7 +44,7 @@ struct Paint(bool);
 
 impl Paint {
     fn apply(self, style: &str, text: &str) -> String {
-        if self.0 && !text.is_empty() {
+        if self.0 && !style.is_empty() && !text.is_empty() {
             format!("{style}{text}{RESET}")
         } else {
             text.to_owned()
@@ -200,4 +200,95 @@ fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{Difference, Kind, Report, Role, Verdict};
+
+    fn sample() -> CompareReport {
+        let mut report = Report::new(vec![("v3".to_owned(), Role::Candidate)], 50);
+        let status = Verdict::Differ(vec![Difference {
+            kind: Kind::Status,
+            path: "status".to_owned(),
+            left: "200".to_owned(),
+            right: "500".to_owned(),
+            noise: false,
+        }]);
+        report.record(0, "POST /orders/{id}", &status, None, None);
+        report.record(0, "POST /orders/{id}", &Verdict::Match(vec![]), None, None);
+        let long = format!("GET /{}", "segment/".repeat(20));
+        for _ in 0..12 {
+            report.record(0, &long, &Verdict::Match(vec![]), None, None);
+        }
+        report.record(0, "GET /\x1b[2Jclear", &Verdict::Match(vec![]), None, None);
+        report.snapshot()
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_bounded_without_colour() {
+        let text = render_text(&sample(), false);
+        assert!(
+            !text.contains('\x1b'),
+            "no escape sequence without colour: {text:?}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("v3 (candidate): 15 compared, 93.3 % match, 1 differ (status 1)")
+        );
+        assert!(lines[1].trim_start().starts_with("ENDPOINT"));
+        // The COMPARED column ends at the same place on every line.
+        let end = lines[1].find("COMPARED").unwrap() + "COMPARED".len();
+        for line in &lines[2..] {
+            let before: String = line.chars().take(end).collect();
+            assert!(
+                before.ends_with(|c: char| c.is_ascii_digit()),
+                "misaligned: {line:?}"
+            );
+        }
+        assert!(lines[2].contains("POST /orders/{id}") && lines[2].contains("50.0"));
+        assert!(lines[2].ends_with("status ×1"));
+        for line in &lines {
+            assert!(
+                line.chars().count() <= 2 + ENDPOINT_WIDTH + 60,
+                "too wide: {line:?}"
+            );
+        }
+        assert!(text.contains("GET /segment/segment/"));
+        assert!(text.contains('…'));
+    }
+
+    #[test]
+    fn escape_sequences_from_the_network_cannot_reach_the_terminal() {
+        for color in [false, true] {
+            let text = render_text(&sample(), color);
+            assert!(text.contains("GET /?[2Jclear"));
+            assert!(!text.contains("\x1b[2J"));
+        }
+    }
+
+    #[test]
+    fn colour_marks_the_verdict_and_the_differing_rows_when_asked() {
+        let text = render_text(&sample(), true);
+        assert!(text.starts_with("\x1b[31mv3 (candidate)"));
+        assert!(text.contains("\x1b[31m  POST") || text.contains("\x1b[31mPOST"));
+        assert!(text.contains("\x1b[1m  ENDPOINT") || text.contains("\x1b[1mENDPOINT"));
+        // A row that does not differ is left plain, no stray reset.
+        let plain = text.lines().find(|l| l.contains("GET /segment")).unwrap();
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+    }
+
+    #[test]
+    fn nothing_to_show_says_so() {
+        assert_eq!(
+            render_text(&CompareReport::default(), true),
+            "no target to compare\n"
+        );
+        let waiting = Report::new(vec![("v2".to_owned(), Role::Candidate)], 5).snapshot();
+        assert_eq!(
+            render_text(&waiting, false),
+            "v2 (candidate): nothing compared yet\n"
+        );
+    }
 }
