@@ -22,7 +22,7 @@ const BUILD_PACKAGES: &[&str] = &[
 ];
 /// Used by the tests, the demo and the benches: `ip`, `ethtool`, `curl`,
 /// `ab`, `python3`, `bpftool` (bpf_stats), `prometheus` and `promtool` (the
-/// metrics test), `nginx` and `wrk` (the benches); QEMU, a static busybox
+/// metrics test), `nginx` and `wrk` (the benches), `tcpdump` (pcap input); QEMU, a static busybox
 /// and xz for the kernel matrix (`cargo xtask vm-test`).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
@@ -34,6 +34,7 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "nginx",
     "wrk",
+    "tcpdump",
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",
