@@ -331,7 +331,7 @@ pub fn encode(meta: &PayloadMeta, data: &[u8], out: &mut Vec<u8>) -> Result<(), 
     out.push(b' ');
     out.extend_from_slice(meta.id.as_bytes());
     // Writing to a Vec does not fail.
-    let _ = write!(out, " {} {}\n", meta.timestamp_ns, meta.latency_ns);
+    let _ = writeln!(out, " {} {}", meta.timestamp_ns, meta.latency_ns);
     out.extend_from_slice(data);
     out.extend_from_slice(SEPARATOR);
     Ok(())

@@ -193,7 +193,7 @@ impl<R: Read> PacketReader<R> {
             other => return Err(self.corrupt(format!("bad byte-order magic {other:#010x}"))),
         };
         let total = u32_at(&head[0..4], big_endian) as usize;
-        if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+        if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
             return Err(self.corrupt(format!("bad section header length {total}")));
         }
         // The rest of the block: versions, section length, options, length.
@@ -399,7 +399,7 @@ pub fn segment(link: u32, frame: &[u8], wire_len: u32) -> Option<Segment<'_>> {
             frame.get(16..)?,
         ),
         LINK_LINUX_SLL2 => (
-            u16::from_be_bytes([*frame.get(0)?, *frame.get(1)?]),
+            u16::from_be_bytes([*frame.first()?, *frame.get(1)?]),
             frame.get(20..)?,
         ),
         LINK_NULL | LINK_LOOP => {

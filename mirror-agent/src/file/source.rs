@@ -56,7 +56,8 @@ pub enum Source {
     Pcap {
         reader: PacketReader<BufReader<File>>,
         segments: Segments,
-        table: FlowTable<Framing<Vec<Request>>>,
+        /// Boxed: the table is much larger than a file reader.
+        table: Box<FlowTable<Framing<Vec<Request>>>>,
         pending: VecDeque<Request>,
         ended: bool,
         stats: SourceStats,
@@ -130,7 +131,7 @@ impl Source {
         Ok(Source::Pcap {
             reader,
             segments: Segments::new(ports, false),
-            table: FlowTable::new(flow, Framing::new(http, Vec::new())),
+            table: Box::new(FlowTable::new(flow, Framing::new(http, Vec::new()))),
             pending: VecDeque::new(),
             ended: false,
             stats: SourceStats::default(),
@@ -224,7 +225,7 @@ impl Source {
                 match reader.next_packet()? {
                     Some(packet) => {
                         stats.read += 1;
-                        segments.emit(&packet, table);
+                        segments.emit(&packet, table.as_mut());
                         table.on_batch_end(packet.timestamp_ns);
                     }
                     None => {

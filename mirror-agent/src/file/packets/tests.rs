@@ -78,7 +78,7 @@ fn pcapng(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
         epb.extend_from_slice(&(f.len() as u32).to_be_bytes());
         epb.extend_from_slice(&(f.len() as u32).to_be_bytes());
         epb.extend_from_slice(f);
-        while epb.len() % 4 != 0 {
+        while !epb.len().is_multiple_of(4) {
             epb.push(0);
         }
         block(&mut out, 6, &epb);
