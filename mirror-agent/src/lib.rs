@@ -15,6 +15,7 @@ pub mod capture;
 pub mod clock;
 pub mod compare;
 pub mod config;
+pub mod file;
 pub mod flow;
 pub mod http;
 pub mod route;

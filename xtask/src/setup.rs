@@ -23,7 +23,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// Used by the tests, the demo and the benches: `ip`, `ethtool`, `curl`,
 /// `ab`, `python3`, `bpftool` (bpf_stats), `prometheus` and `promtool` (the
 /// metrics test), `nginx` and `wrk` (the benches), `chromium` (the
-/// comparison page checked in a headless browser); QEMU, a static busybox
+/// comparison page checked in a headless browser), `tcpdump` (pcap input);
+/// QEMU, a static busybox
 /// and xz for the kernel matrix (`cargo xtask vm-test`).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
@@ -36,6 +37,7 @@ const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "wrk",
     "chromium",
+    "tcpdump",
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",

@@ -11,7 +11,9 @@
 mod compare_report;
 mod host;
 mod pipeline;
+mod record;
 mod reload;
+mod replay;
 mod signals;
 
 use std::net::SocketAddr;
@@ -82,6 +84,14 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
                 Failure::Run(err)
             });
         }
+        Some(Command::Record(args)) => {
+            let config = load_logged(args.load(), &args.agent)?;
+            return run_to_end(record::run(args, config));
+        }
+        Some(Command::Replay(args)) => {
+            let config = load_logged(args.load(), &args.agent)?;
+            return run_to_end(replay::run(args, config));
+        }
         None => {}
     }
     let config = match cli.load() {
@@ -125,6 +135,37 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
     let result = runtime.block_on(run(cli, config, logging));
     // Everything was drained or given up on: do not wait for stragglers
     // (a name resolution in progress, a reload's background drain).
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result.map_err(|err| report(err.into()))
+}
+
+/// A subcommand's configuration, and the logging it asks for.
+fn load_logged(
+    loaded: Result<Config, InvalidConfig>,
+    flags: &config::AgentSection,
+) -> Result<Config, Failure> {
+    match loaded {
+        Ok(config) => {
+            logging::init(config.startup.log_format, &config.live.log_level, false);
+            Ok(config)
+        }
+        Err(err) => {
+            let level = flags.log_level.as_ref().map_or("info", |l| l.0.as_str());
+            logging::init(flags.log_format, level, false);
+            Err(report(err.into()))
+        }
+    }
+}
+
+/// Runs a subcommand that ends on its own (record, replay) on the agent's
+/// one-thread runtime.
+fn run_to_end(task: impl std::future::Future<Output = anyhow::Result<()>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(|err| report(err.into()))?;
+    let result = runtime.block_on(task);
     runtime.shutdown_timeout(Duration::from_millis(100));
     result.map_err(|err| report(err.into()))
 }

@@ -108,6 +108,216 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Record the captured requests to a file in goreplay's format (from
+    /// the live capture, or from a pcap/pcapng file without root).
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(Box<RecordArgs>),
+    /// Replay requests recorded in goreplay's format (or in a pcap/pcapng
+    /// file) to shadow targets, with the routing, rewrites, queues and
+    /// accounting of live mirroring.
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(Box<ReplayArgs>),
+}
+
+const RECORD_EXAMPLES: &str = "\
+Examples:
+  Record port 80 of eth0 to a file (goreplay's --output-file):
+    sudo mirror-agent record --iface eth0 --port 80 --output requests.gor
+  Compressed, a tenth of the connections, GET requests under /api only:
+    sudo mirror-agent record --iface eth0 --port 80 --sample 10 --method GET \\
+      --path-prefix /api --output requests.gor.gz
+  From a packet capture taken by tcpdump (no root needed):
+    mirror-agent record --input-pcap incident.pcap --port 8080 --output incident.gor
+
+The file is complete when the command ends: SIGTERM or SIGINT stop the
+capture, the queued requests are written, the file is flushed, and the
+final counts are printed: captured = written + filtered + dropped(reason).";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  Replay a recording to staging at its recorded pace:
+    mirror-agent replay requests.gor --shadow http://staging:8080
+  Twice as fast (goreplay's \"requests.gor|200%\"), several files in order:
+    mirror-agent replay day1.gor day2.gor.gz --shadow http://staging:8080 --speed 200%
+  A load test: 500 requests a second, over and over, metrics on :9464:
+    mirror-agent replay requests.gor --shadow http://staging:8080 --rate 500 --loop \\
+      --metrics-addr 127.0.0.1:9464
+  The requests of a packet capture, as fast as the target takes them:
+    mirror-agent replay --input-pcap incident.pcap --port 8080 --shadow http://v2:8080 --speed max
+
+Without --speed or --rate the recorded pace is kept (100%). At the end the
+final counts of each target are printed: captured = sent + filtered +
+dropped(reason). SIGTERM or SIGINT stop reading; the queues drain.";
+
+/// `mirror-agent record`: the capture flags (or a pcap), the filters, the
+/// output file.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The file to write, in goreplay's format; gzip when the name ends in
+    /// `.gz`. Replaced if it exists. Example: --output requests.gor
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Read packets from this pcap or pcapng file instead of capturing
+    /// (no root, no kernel program); needs --port. Example: --input-pcap dump.pcap
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iface", "sample", "ring_size", "attach"])]
+    pub input_pcap: Option<PathBuf>,
+
+    /// TOML file with any of the settings of these flags (see
+    /// `check-config --help`); flags win. Example: --config /etc/mirror.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub capture: CaptureSection,
+
+    #[command(flatten)]
+    pub agent: AgentSection,
+
+    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
+    pub limits: LimitSection,
+
+    /// Record only requests with this header (any value), or with this
+    /// exact value. Repeat: all must hold. Example: --match-header X-Canary:1
+    #[arg(long, value_name = "NAME[:VALUE]", value_parser = parse_match_header, help_heading = "Filters and rewrites of what is recorded")]
+    pub match_header: Vec<HeaderMatch>,
+
+    #[command(
+        flatten,
+        next_help_heading = "Filters and rewrites of what is recorded"
+    )]
+    pub rules: RuleSection,
+}
+
+/// The pace of a replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// The recorded gaps between requests, scaled: 200% is twice as fast.
+    Percent(f64),
+    /// As fast as the targets take the requests.
+    Max,
+}
+
+fn parse_speed(text: &str) -> Result<Speed, String> {
+    if text.eq_ignore_ascii_case("max") {
+        return Ok(Speed::Max);
+    }
+    let number = text.strip_suffix('%').unwrap_or(text);
+    match number.trim().parse::<f64>() {
+        Ok(p) if p.is_finite() && p > 0.0 => Ok(Speed::Percent(p)),
+        _ => Err(format!(
+            "`{text}` is not a speed: a percentage above 0 (200% is twice as fast) or `max`"
+        )),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{text}` is not a rate: requests a second, above 0"
+        )),
+    }
+}
+
+/// `mirror-agent replay`: the files (or a pcap), the pace, and the targets
+/// and routing of live mirroring.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Files in goreplay's format (`.gz`: gzip), replayed one after the
+    /// other. Example: requests.gor day2.gor.gz
+    #[arg(value_name = "FILE", required_unless_present = "input_pcap")]
+    pub files: Vec<PathBuf>,
+
+    /// Replay the requests of this pcap or pcapng file (needs --port).
+    /// Example: --input-pcap dump.pcap --port 8080
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "files",
+        requires = "ports"
+    )]
+    pub input_pcap: Option<PathBuf>,
+
+    /// With --input-pcap: the service port whose requests are replayed;
+    /// repeat for more. Example: --port 8080
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+
+    /// Pace: the recorded gaps between requests scaled by this percentage
+    /// (200% is twice as fast, 50% half), or `max` (as fast as the targets
+    /// take them). Default 100%. Example: --speed 200%
+    #[arg(long, value_name = "PERCENT%|max", value_parser = parse_speed, conflicts_with = "rate")]
+    pub speed: Option<Speed>,
+
+    /// Pace: this many requests a second, whatever the recorded timing.
+    /// Example: --rate 500
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Start again from the first file at the end, until stopped.
+    #[arg(long = "loop")]
+    pub repeat: bool,
+
+    /// TOML file with any of the settings of these flags, targets and
+    /// per-target rules; flags win. Example: --config /etc/mirror.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub agent: AgentSection,
+
+    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
+    pub limits: LimitSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub targets: TargetFlags,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub rules: RuleSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub routing: RoutingFlags,
+}
+
+impl RecordArgs {
+    /// The configuration, as the agent's flags would give it.
+    pub fn load(&self) -> Result<Config, InvalidConfig> {
+        Cli {
+            command: None,
+            capture: self.capture.clone(),
+            config: self.config.clone(),
+            agent: self.agent.clone(),
+            limits: self.limits.clone(),
+            targets: TargetFlags {
+                match_header: self.match_header.clone(),
+                ..TargetFlags::default()
+            },
+            rules: self.rules.clone(),
+            routing: RoutingFlags::default(),
+        }
+        .load()
+    }
+}
+
+impl ReplayArgs {
+    /// The configuration, as the agent's flags would give it.
+    pub fn load(&self) -> Result<Config, InvalidConfig> {
+        Cli {
+            command: None,
+            capture: CaptureSection {
+                ports: self.ports.clone(),
+                ..CaptureSection::default()
+            },
+            config: self.config.clone(),
+            agent: self.agent.clone(),
+            limits: self.limits.clone(),
+            targets: self.targets.clone(),
+            rules: self.rules.clone(),
+            routing: self.routing.clone(),
+        }
+        .load()
+    }
 }
 
 /// The targets and the header matches: flags that write the file's

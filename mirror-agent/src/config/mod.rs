@@ -34,9 +34,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use cli::{Cli, Command};
+pub use cli::{Cli, Command, RecordArgs, ReplayArgs, Speed};
 pub use error::ConfigError;
 pub use file::{FileConfig, TargetFile};
+pub use sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 pub use values::{
     ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Marker, Method,
     Niceness, PathPrefix, Ports, RingSize,

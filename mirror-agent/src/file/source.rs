@@ -1,0 +1,273 @@
+//! Where a replay's requests come from: `.gor` files (each type 1 payload
+//! framed by the same HTTP framer as live traffic) or a packet capture
+//! (packets → the flow table → framing). Both stream: one payload, or the
+//! requests of one packet, at a time.
+//!
+//! Every payload ends in one count of [`SourceStats`]: replayed (a
+//! request), a response (types 2 and 3: not replayed), malformed (a
+//! payload the reader could not parse, or one that is not exactly a
+//! complete request), each malformed one logged with its position.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tracing::warn;
+
+use super::gor::{PayloadKind, PayloadReader};
+use super::packets::{PacketReader, Segments};
+use crate::capture::{EventSink, FlowId, FlowKey};
+use crate::flow::{Budget, FlowConfig, FlowTable, WriteEdges};
+use crate::http::{FramerCtx, Framing, HttpConfig, HttpStats, Request, RequestFramer, SkipReason};
+
+/// A request to replay and when it was recorded.
+#[derive(Debug)]
+pub struct Recorded {
+    pub request: Request,
+    /// Unix nanoseconds (the file's clock), for the pacing.
+    pub timestamp_ns: i64,
+}
+
+/// What a source read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Payloads (gor) or packets (pcap) read.
+    pub read: u64,
+    /// Requests handed on.
+    pub requests: u64,
+    /// Response payloads (types 2 and 3), not replayed.
+    pub responses: u64,
+    /// Payloads that could not be parsed or framed.
+    pub malformed: u64,
+}
+
+/// One file's requests, one at a time.
+pub enum Source {
+    Gor {
+        path: PathBuf,
+        reader: PayloadReader<Box<dyn Read + Send>>,
+        http: HttpConfig,
+        pending: VecDeque<Recorded>,
+        stats: SourceStats,
+    },
+    Pcap {
+        reader: PacketReader<BufReader<File>>,
+        segments: Segments,
+        /// Boxed: the table is much larger than a file reader.
+        table: Box<FlowTable<Framing<Vec<Request>>>>,
+        pending: VecDeque<Request>,
+        ended: bool,
+        stats: SourceStats,
+    },
+}
+
+/// The flow every request of a `.gor` file seems to come from (the format
+/// keeps no addresses).
+fn file_flow(generation: u64) -> FlowId {
+    FlowId {
+        key: FlowKey {
+            client: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            server: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        },
+        generation,
+    }
+}
+
+/// Frames one payload: the requests in it, or why there is none.
+pub fn frame_payload(
+    data: &[u8],
+    http: &HttpConfig,
+    generation: u64,
+) -> Result<Vec<Request>, String> {
+    let mut stats = HttpStats::default();
+    let mut budget = Budget::new(usize::MAX);
+    let mut requests = Vec::new();
+    let mut framer = RequestFramer::new(file_flow(generation));
+    let mut cx = FramerCtx {
+        config: http,
+        stats: &mut stats,
+        budget: &mut budget,
+        sink: &mut requests,
+    };
+    framer.feed(data, WriteEdges::WHOLE, 0, &mut cx);
+    framer.finish(SkipReason::Incomplete, &mut cx);
+    if let Some((reason, _)) = stats.dropped.iter().find(|(_, n)| *n > 0) {
+        return Err(format!("not a complete HTTP request ({reason})"));
+    }
+    if requests.is_empty() {
+        return Err("no HTTP request in it".into());
+    }
+    Ok(requests)
+}
+
+impl Source {
+    pub fn gor(path: &Path, http: HttpConfig) -> anyhow::Result<Source> {
+        // A payload holds one request: its head, its body and the chunked
+        // framing around it.
+        let max =
+            http.max_head_bytes * 2 + usize::try_from(http.max_body_bytes).unwrap_or(usize::MAX);
+        let reader = PayloadReader::open(path, max.saturating_add(64 * 1024))
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Source::Gor {
+            path: path.to_owned(),
+            reader,
+            http,
+            pending: VecDeque::new(),
+            stats: SourceStats::default(),
+        })
+    }
+
+    pub fn pcap(
+        path: &Path,
+        ports: Vec<u16>,
+        flow: FlowConfig,
+        http: HttpConfig,
+    ) -> anyhow::Result<Source> {
+        let reader =
+            PacketReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Source::Pcap {
+            reader,
+            segments: Segments::new(ports, false),
+            table: Box::new(FlowTable::new(flow, Framing::new(http, Vec::new()))),
+            pending: VecDeque::new(),
+            ended: false,
+            stats: SourceStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> SourceStats {
+        match self {
+            Source::Gor { stats, .. } | Source::Pcap { stats, .. } => *stats,
+        }
+    }
+
+    /// The framing counters of a packet capture (requests lost in
+    /// reassembly or framing, by reason).
+    pub fn http_stats(&self) -> Option<HttpStats> {
+        match self {
+            Source::Pcap { table, .. } => Some(*table.consumer().stats()),
+            Source::Gor { .. } => None,
+        }
+    }
+
+    /// The next request; `None` at the end of the file.
+    pub fn next_request(&mut self) -> anyhow::Result<Option<Recorded>> {
+        match self {
+            Source::Gor {
+                path,
+                reader,
+                http,
+                pending,
+                stats,
+            } => loop {
+                if let Some(next) = pending.pop_front() {
+                    return Ok(Some(next));
+                }
+                let Some(item) = reader
+                    .next_item()
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                else {
+                    return Ok(None);
+                };
+                stats.read += 1;
+                let payload = match item {
+                    Ok(payload) => payload,
+                    Err(bad) => {
+                        stats.malformed += 1;
+                        warn!("{}: {bad}", path.display());
+                        continue;
+                    }
+                };
+                if payload.meta.kind != PayloadKind::Request {
+                    stats.responses += 1;
+                    continue;
+                }
+                match frame_payload(&payload.data, http, stats.read) {
+                    Ok(requests) => {
+                        stats.requests += requests.len() as u64;
+                        pending.extend(requests.into_iter().map(|request| Recorded {
+                            request,
+                            timestamp_ns: payload.meta.timestamp_ns,
+                        }));
+                    }
+                    Err(reason) => {
+                        stats.malformed += 1;
+                        warn!(
+                            "{}: malformed payload at {} (id {}): {reason}",
+                            path.display(),
+                            payload.at,
+                            payload.meta.id
+                        );
+                    }
+                }
+            },
+            Source::Pcap {
+                reader,
+                segments,
+                table,
+                pending,
+                ended,
+                stats,
+            } => loop {
+                if let Some(request) = pending.pop_front() {
+                    let timestamp_ns = request.first_byte_ns as i64;
+                    return Ok(Some(Recorded {
+                        request,
+                        timestamp_ns,
+                    }));
+                }
+                if *ended {
+                    return Ok(None);
+                }
+                match reader.next_packet()? {
+                    Some(packet) => {
+                        stats.read += 1;
+                        segments.emit(&packet, table.as_mut());
+                        table.on_batch_end(packet.timestamp_ns);
+                    }
+                    None => {
+                        // Connections still open at the end of the capture:
+                        // their requests in progress are counted.
+                        table.end_all();
+                        *ended = true;
+                    }
+                }
+                let framed = table.consumer_mut().sink_mut();
+                stats.requests += framed.len() as u64;
+                pending.extend(framed.drain(..));
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_frames_to_its_request_and_a_cut_one_is_refused() {
+        let http = HttpConfig::default();
+        let ok = frame_payload(
+            b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            &http,
+            1,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(&ok[0].body[..], b"abc");
+        let cut = frame_payload(
+            b"POST /x HTTP/1.1\r\nContent-Length: 30\r\n\r\nabc",
+            &http,
+            2,
+        )
+        .unwrap_err();
+        assert!(cut.contains("incomplete"), "{cut}");
+        let junk = frame_payload(b"\x16\x03\x01 hello", &http, 3).unwrap_err();
+        assert!(junk.contains("not a complete HTTP request"), "{junk}");
+        let empty = frame_payload(b"", &http, 4).unwrap_err();
+        assert!(empty.contains("no HTTP request"), "{empty}");
+    }
+}
