@@ -666,7 +666,11 @@ pub fn verdict_line(target: &TargetReport) -> String {
                     noisy.push(&field.path);
                 }
             }
-            let _ = write!(line, " (noise, kept out of the verdicts: {})", noisy.join(", "));
+            let _ = write!(
+                line,
+                " (noise, kept out of the verdicts: {})",
+                noisy.join(", ")
+            );
         } else if target.differ > 0 {
             let _ = write!(line, " ({})", target.kinds.describe());
         }
