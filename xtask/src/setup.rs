@@ -34,6 +34,8 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "nginx",
     "wrk",
+    // The bench shadows' certificates (https, `replay-tls`).
+    "openssl",
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",
