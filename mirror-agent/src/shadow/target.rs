@@ -833,4 +833,71 @@ mod tests {
         assert_eq!(stats.dropped_by(DropReason::ConnectRefused), 1, "{stats}");
         assert!(stats.balances(), "{stats}");
     }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_counted_and_sets_the_address_aside() {
+        // A plain http server behind an https URL: every handshake fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                loop {
+                    let Ok((mut stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    accepted.fetch_add(1, Relaxed);
+                    use tokio::io::AsyncWriteExt as _;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                }
+            }
+        });
+        let url = TargetUrl::parse(&format!("https://{addr}")).unwrap();
+        assert!(url.tls);
+        let target = Target::start(
+            TargetConfig::new(url),
+            Arc::new(super::super::SystemResolver),
+        )
+        .await;
+        let n = 20;
+        let send = |i: u64| {
+            let head = format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+            let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
+            target.stats().captured.fetch_add(1, Relaxed);
+            target.try_send(request).unwrap();
+        };
+        // The first request fails the handshake and sets the address aside;
+        // the others find it aside and are dropped for the same reason
+        // without a connection.
+        send(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while target
+            .stats()
+            .snapshot()
+            .dropped_by(DropReason::TlsHandshake)
+            == 0
+        {
+            assert!(Instant::now() < deadline, "the first request never failed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for i in 1..n {
+            send(i);
+        }
+        target
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        server.abort();
+        let stats = target.stats().snapshot();
+        assert_eq!(stats.dropped_by(DropReason::TlsHandshake), n, "{stats}");
+        assert!(stats.balances(), "{stats}");
+        let connects = accepted.load(Relaxed);
+        assert_eq!(
+            connects, 1,
+            "{connects} connections: the address was not set aside"
+        );
+        assert!(target.addresses()[0].failing);
+    }
 }
