@@ -34,6 +34,7 @@ pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
 pub mod slow_server;
+pub mod tls_front;
 pub mod topology;
 
 use std::sync::OnceLock;
@@ -46,6 +47,7 @@ pub use prometheus::Prometheus;
 pub use rig::ReplayRig;
 pub use shadow_net::ShadowNet;
 pub use slow_server::SlowServer;
+pub use tls_front::{TestPki, TlsFront};
 pub use topology::{Family, Topology};
 
 /// Set to 1 to skip the kernel tests on a machine that cannot run them

@@ -38,6 +38,8 @@ const TEST_PACKAGES: &[&str] = &[
     "wrk",
     "chromium",
     "tcpdump",
+    // The bench shadows' certificates (https, `replay-tls`).
+    "openssl",
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",

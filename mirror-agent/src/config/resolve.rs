@@ -11,8 +11,8 @@ use super::error::ConfigError;
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{
-    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex, HumanDuration,
-    LogLevel, Marker, Method, Niceness, PathPrefix, QueryName, RingSize,
+    ByteSize, CaFile, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex,
+    HumanDuration, LogLevel, Marker, Method, Niceness, PathPrefix, QueryName, RingSize,
 };
 use super::{CaptureSettings, Config, Live, Startup};
 use crate::compare::{
@@ -23,7 +23,7 @@ use crate::http::HttpConfig;
 use crate::route::{
     HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, Share, default_marker,
 };
-use crate::shadow::{ShadowConfig, TargetSettings};
+use crate::shadow::{ShadowConfig, TargetSettings, TlsRoots, TlsSettings};
 
 fn nanos(d: HumanDuration) -> u64 {
     u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX)
@@ -112,6 +112,16 @@ impl FileConfig {
         let mut targets: Vec<RouteTarget> = Vec::with_capacity(self.targets.len());
         let mut settings = Vec::with_capacity(self.targets.len());
         let mut compare = CompareConfig::default();
+        // The top level's CA file, read once for the https targets without
+        // one of their own.
+        let top_roots = self.rules.ca_file.as_ref().map(|file| {
+            TlsRoots::from_ca_file(&file.0).inspect_err(|message| {
+                errors.push(ConfigError::key(
+                    "ca_file",
+                    format!("{message} (--ca-file)"),
+                ));
+            })
+        });
         for t in &self.targets {
             let url = t.url.get_ref().clone();
             let name = match &t.name {
@@ -141,6 +151,10 @@ impl FileConfig {
             }
             let compared = t.rules.compare(&self.rules, &name);
             let mut transport = t.rules.settings(&self.rules);
+            match t.rules.tls(&url, &self.rules, top_roots.as_ref()) {
+                Ok(tls) => transport.tls = tls,
+                Err((key, message)) => errors.push(ConfigError::at(t.url.span(), key, message)),
+            }
             transport.keep_answer = compared.as_ref().map(|c| c.body_cap);
             compare.targets.extend(compared);
             settings.push(transport);
@@ -153,6 +167,22 @@ impl FileConfig {
         }
         if let Some(message) = self.rules.share_by_without_share() {
             errors.push(ConfigError::key("share_by", message));
+        }
+        let any_https = self.targets.iter().any(|t| t.url.get_ref().tls);
+        if !self.targets.is_empty() && !any_https {
+            if self.rules.ca_file.is_some() {
+                errors.push(ConfigError::key(
+                    "ca_file",
+                    "`ca_file` (--ca-file) is for https targets, and no target is https",
+                ));
+            }
+            if self.rules.insecure_skip_verify == Some(true) {
+                errors.push(ConfigError::key(
+                    "insecure_skip_verify",
+                    "`insecure_skip_verify` (--insecure-skip-verify) is for https targets, \
+                     and no target is https",
+                ));
+            }
         }
         let route = RouteConfig {
             dry_run: self.dry_run.unwrap_or(false),
@@ -331,7 +361,58 @@ impl RuleSection {
                 .rate_limit
                 .or(top.rate_limit)
                 .map(|c| u32::try_from(c.0).unwrap_or(u32::MAX)),
+            // Set with the target's URL (`tls`).
+            tls: None,
         }
+    }
+
+    /// A target's TLS settings: for an https target its own `ca_file` (read
+    /// here), else the top level's (`top_roots`, read once), else the
+    /// system's roots; `insecure_skip_verify` its own, else the top
+    /// level's. An http target has none, and its own TLS keys are errors
+    /// (the top level's apply to the https targets only).
+    fn tls(
+        &self,
+        url: &crate::route::TargetUrl,
+        top: &RuleSection,
+        top_roots: Option<&Result<TlsRoots, String>>,
+    ) -> Result<Option<TlsSettings>, (&'static str, String)> {
+        if !url.tls {
+            let not_https = |key: &'static str| {
+                let message = format!("`{url}` is not https: `{key}` is for https targets");
+                Err((
+                    if key == "ca_file" {
+                        "target.ca_file"
+                    } else {
+                        "target.insecure_skip_verify"
+                    },
+                    message,
+                ))
+            };
+            if self.ca_file.is_some() {
+                return not_https("ca_file");
+            }
+            if self.insecure_skip_verify.is_some() {
+                return not_https("insecure_skip_verify");
+            }
+            return Ok(None);
+        }
+        let roots = match (&self.ca_file, top_roots) {
+            (Some(file), _) => {
+                TlsRoots::from_ca_file(&file.0).map_err(|message| ("target.ca_file", message))?
+            }
+            (None, Some(Ok(roots))) => roots.clone(),
+            // The top level's error is reported once, by the caller.
+            (None, Some(Err(_)) | None) => TlsRoots::System,
+        };
+        let skip = self
+            .insecure_skip_verify
+            .or(top.insecure_skip_verify)
+            .unwrap_or(false);
+        Ok(Some(TlsSettings {
+            roots,
+            verify: !skip,
+        }))
     }
 
     /// The target's comparison, if it is compared: its own keys, else the
@@ -389,6 +470,13 @@ impl RuleSection {
         self.idle_timeout = Some(HumanDuration(s.idle_timeout));
         self.max_queue_age = Some(HumanDuration(s.max_age));
         self.rate_limit = s.rate_limit.map(|r| Count(r as usize));
+        if let Some(tls) = &s.tls {
+            self.ca_file = match &tls.roots {
+                TlsRoots::System => None,
+                TlsRoots::CaFile { path, .. } => Some(CaFile(path.clone())),
+            };
+            self.insecure_skip_verify = Some(!tls.verify);
+        }
     }
 
     fn from_rules(rules: &Rules, rewrites: &Rewrites) -> RuleSection {

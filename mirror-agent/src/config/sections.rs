@@ -9,8 +9,8 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::values::{
-    ByteSize, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex, HumanDuration,
-    LogLevel, Method, Niceness, PathPrefix, Ports, QueryName, RingSize,
+    ByteSize, CaFile, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex,
+    HumanDuration, LogLevel, Method, Niceness, PathPrefix, Ports, QueryName, RingSize,
 };
 use super::walk::Walk;
 use crate::capture::AttachMode;
@@ -360,6 +360,24 @@ section! {
         /// counted `rate_limited`. Default: no limit. Example: --rate-limit 100
         #[arg(long, value_name = "N")]
         rate_limit "rate_limit": Option<Count>,
+
+        /// CA certificates (PEM) an https target's certificate must chain to,
+        /// instead of the system's root certificates. Example:
+        /// --ca-file /etc/mirror/shadow-ca.pem
+        #[arg(long, value_name = "FILE")]
+        ca_file "ca_file": Option<CaFile>,
+
+        /// Do not verify an https target's certificate nor its host name (test
+        /// setups only: anyone on the path could read the mirrored requests);
+        /// warned about at start. Example: --insecure-skip-verify
+        #[arg(
+            long,
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        insecure_skip_verify "insecure_skip_verify": Option<bool>,
 
         /// Connect timeout (ms, s or m). Default 3s (a lost SYN is resent after
         /// 1 s). Example: --connect-timeout 500ms

@@ -291,6 +291,7 @@ macro_rules! serde_as_string {
 
 serde_as_string!(
     TargetUrl,
+    CaFile,
     HeaderLine,
     HostHeader,
     Method,
@@ -309,6 +310,27 @@ serde_as_string!(
     Role,
     DiffLogTo
 );
+
+/// A CA file for https targets (`--ca-file`, `ca_file`): a path, read and
+/// checked when the configuration is resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFile(pub std::path::PathBuf);
+
+impl FromStr for CaFile {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("a CA file needs a file name".into());
+        }
+        Ok(CaFile(text.into()))
+    }
+}
+
+impl fmt::Display for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
 
 /// `NAME:REGEX`, a header whose value matches (`--deny-header-regex`,
 /// `deny_header_regexes`).

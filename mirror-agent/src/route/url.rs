@@ -1,10 +1,13 @@
-//! Target URLs: `http://HOST[:PORT][/PATH-PREFIX]`. Only plain HTTP for now.
+//! Target URLs: `http[s]://HOST[:PORT][/PATH-PREFIX]`; https targets are
+//! reached over TLS (`shadow::tls`), port 443 unless given.
 
 use std::fmt;
 
 /// A parsed `--shadow` URL.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TargetUrl {
+    /// `https`: the target is reached over TLS.
+    pub tls: bool,
     /// Host name or IP address; an IPv6 address without its brackets.
     pub host: String,
     pub port: u16,
@@ -23,14 +26,15 @@ impl TargetUrl {
                 "`{text}` is not a URL such as http://myapp-v2:9000"
             ));
         };
-        if scheme.eq_ignore_ascii_case("https") {
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
             return Err(format!(
-                "`{text}`: https targets are not supported yet (use http)"
+                "`{text}`: the scheme must be http or https, not `{scheme}`"
             ));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(format!("`{text}`: the scheme must be http, not `{scheme}`"));
-        }
+        };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
         if path.contains(['?', '#']) {
@@ -73,18 +77,25 @@ impl TargetUrl {
             return Err(format!("`{text}`: `{host}` is not a host name or address"));
         }
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
                 _ => return Err(format!("`{text}`: `{p}` is not a port (1 to 65535)")),
             },
         };
+        if tls && rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(format!(
+                "`{text}`: `{host}` cannot be checked against a certificate"
+            ));
+        }
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(format!(
                 "`{text}`: the path has spaces or control characters"
             ));
         }
         Ok(TargetUrl {
+            tls,
             host: host.to_string(),
             port,
             authority: authority.to_string(),
@@ -95,7 +106,8 @@ impl TargetUrl {
 
 impl fmt::Display for TargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.path_prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.path_prefix)
     }
 }
 
@@ -136,10 +148,33 @@ mod tests {
     }
 
     #[test]
+    fn https_urls_are_tls_on_port_443_unless_given() {
+        let u = TargetUrl::parse("https://shadow.example.com/api/").unwrap();
+        assert!(u.tls);
+        assert_eq!(
+            (u.host.as_str(), u.port, u.authority.as_str()),
+            ("shadow.example.com", 443, "shadow.example.com"),
+            "the Host header of --host-header target has no default port"
+        );
+        assert_eq!(u.path_prefix, "/api");
+        assert_eq!(u.to_string(), "https://shadow.example.com/api");
+        let u = TargetUrl::parse("HTTPS://[::1]:8443").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
+        assert_eq!(u.to_string(), "https://[::1]:8443");
+        let plain = TargetUrl::parse("http://shadow").unwrap();
+        assert!(!plain.tls);
+        assert_eq!(plain.port, 80);
+        assert_ne!(plain, TargetUrl::parse("https://shadow:80").unwrap());
+    }
+
+    #[test]
     fn bad_urls_say_what_is_wrong() {
         let err = |s| TargetUrl::parse(s).unwrap_err();
-        assert!(err("https://x").contains("not supported yet"));
-        assert!(err("ftp://x").contains("scheme must be http"));
+        assert!(err("ftp://x").contains("scheme must be http or https"));
+        assert!(err("https://x:0").contains("not a port"));
+        assert!(err("https://u:p@x").contains("user name"));
+        assert!(err("https://bad..name").contains("checked against a certificate"));
         assert!(err("myapp:9000").contains("not a URL"));
         assert!(err("http://x:0").contains("not a port"));
         assert!(err("http://x:99999").contains("not a port"));

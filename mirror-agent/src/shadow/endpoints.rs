@@ -19,6 +19,8 @@ use tracing::{info, warn};
 
 use super::stats::DropReason;
 use super::stream::ShadowStream;
+use super::tls::TlsClient;
+use super::transport::Transport;
 
 /// A boxed future, as [`Resolve`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -54,7 +56,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An open connection to one address, with its read buffer.
 pub(crate) struct Conn {
-    pub stream: ShadowStream,
+    pub stream: Transport,
     pub buf: Vec<u8>,
     idle_since: Instant,
 }
@@ -131,7 +133,8 @@ pub(crate) struct Endpoints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressState {
     pub addr: SocketAddr,
-    /// Set aside after a refused or timed-out connect.
+    /// Set aside after a refused or timed-out connect (or a failed TLS
+    /// handshake).
     pub failing: bool,
 }
 
@@ -310,7 +313,6 @@ pub(crate) fn literal_ip(host: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// Opens a connection, bounded by `timeout`.
 /// What a failed connect counts as.
 fn connect_error(err: &io::Error) -> DropReason {
     match err.raw_os_error() {
@@ -321,27 +323,48 @@ fn connect_error(err: &io::Error) -> DropReason {
     }
 }
 
+/// Opens a connection, bounded by `timeout`; with `tls`, then its
+/// handshake, bounded by `timeout` again.
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&TlsClient>,
 ) -> Result<Conn, (DropReason, io::Error)> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err((
-            DropReason::ConnectTimeout,
-            io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-        )),
-        Ok(Err(err)) => Err((connect_error(&err), err)),
-        Ok(Ok(stream)) => {
-            // Requests go out in one vectored write; never wait for an ack.
-            let _ = stream.set_nodelay(true);
-            let stream = ShadowStream::new(stream).map_err(|err| (DropReason::IoError, err))?;
-            Ok(Conn {
-                stream,
-                buf: Vec::new(),
-                idle_since: Instant::now(),
-            })
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err((
+                DropReason::ConnectTimeout,
+                io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            ));
         }
-    }
+        Ok(Err(err)) => return Err((connect_error(&err), err)),
+        Ok(Ok(stream)) => stream,
+    };
+    // Requests go out in one vectored write; never wait for an ack.
+    let _ = stream.set_nodelay(true);
+    let stream = match tls {
+        None => {
+            Transport::Plain(ShadowStream::new(stream).map_err(|err| (DropReason::IoError, err))?)
+        }
+        Some(tls) => {
+            let handshake = tls.handshake(ShadowStream::prompt(stream));
+            match tokio::time::timeout(timeout, handshake).await {
+                Err(_) => {
+                    return Err((
+                        DropReason::TlsHandshake,
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"),
+                    ));
+                }
+                Ok(Err(failed)) => return Err(failed),
+                Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+            }
+        }
+    };
+    Ok(Conn {
+        stream,
+        buf: Vec::new(),
+        idle_since: Instant::now(),
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@
 //!   an HTTP/1.0 peer, or a body delimited by close) ends the connection.
 //! * No retries. A refused connect sets the address aside (retried after
 //!   1 s, doubling up to 30 s) and the request moves on to the next address.
+//!   A failed TLS handshake sets it aside too (`tls_handshake`, or
+//!   `tls_certificate` when the certificate was refused), so a broken
+//!   https target is not reconnected to by every request.
+//! * `https://` targets: TLS with rustls (`tls`), over the same pooled
+//!   connections.
 //! * `--rate-limit`: a target takes at most N requests a second (a token
 //!   bucket checked before the queue); the excess is dropped
 //!   (`rate_limited`).
@@ -33,6 +38,8 @@ mod set;
 mod stats;
 mod stream;
 mod target;
+mod tls;
+mod transport;
 mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
@@ -44,3 +51,4 @@ pub use stats::{
     StatsSnapshot, StatusClass, TargetStats,
 };
 pub use target::{Target, TargetConfig, TargetSettings};
+pub use tls::{TlsRoots, TlsSettings};

@@ -42,6 +42,12 @@ mirror_common::labelled! {
         ConnectLimit => "connect_limit",
         /// Over the target's `--rate-limit` (requests a second).
         RateLimited => "rate_limited",
+        /// An https target's TLS handshake failed (no common protocol or
+        /// cipher, an alert, not TLS, closed or timed out mid-handshake).
+        TlsHandshake => "tls_handshake",
+        /// An https target's certificate was refused: unknown issuer (see
+        /// `ca_file`), not valid for the URL's host, expired.
+        TlsCertificate => "tls_certificate",
     }
 }
 
@@ -396,7 +402,9 @@ mod tests {
                 "unreachable",
                 "fd_limit",
                 "connect_limit",
-                "rate_limited"
+                "rate_limited",
+                "tls_handshake",
+                "tls_certificate"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();

@@ -12,6 +12,10 @@
 //! for prompt reads ([`ShadowStream::set_prompt`]) and the socket joins the
 //! reactor until the backlog is gone. The agent is busy then anyway, so the
 //! wakeups the ticks save would cost little.
+//!
+//! TLS (`tls`, `transport`) runs over this stream: its records are read and
+//! written here like plain bytes. Its handshake runs on the reactor
+//! ([`ShadowStream::prompt`]), each of its round trips answered at once.
 
 use std::io::{self, IoSlice, Write as _};
 use std::net::Shutdown;
@@ -51,6 +55,17 @@ impl ShadowStream {
             io,
             awaiting: false,
         })
+    }
+
+    /// A connected stream on the reactor whatever the clock: for a TLS
+    /// handshake, whose round trips would each wait for a tick otherwise.
+    /// The first [`set_prompt`](Self::set_prompt)`(false)` puts it on the
+    /// clock.
+    pub fn prompt(stream: TcpStream) -> Self {
+        Self {
+            io: Io::Reactor(stream),
+            awaiting: false,
+        }
     }
 
     /// Reads what is there without waiting (`WouldBlock` if nothing).

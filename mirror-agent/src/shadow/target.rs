@@ -18,12 +18,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
 use super::rate::RateLimit;
 use super::reply::{Answered, Reply};
 use super::stats::{DropReason, StatusClass, TargetStats};
+use super::tls::{TlsClient, TlsSettings};
 use super::wire::{read_response, write_request};
 use crate::clock::monotonic_ns;
 use crate::http::Answer;
@@ -58,6 +59,10 @@ pub struct TargetSettings {
     /// At most this many requests a second are queued (`--rate-limit`);
     /// the excess is dropped (`rate_limited`). `None`: no limit.
     pub rate_limit: Option<u32>,
+    /// How an `https://` target's certificate is checked (`ca_file`,
+    /// `insecure_skip_verify`); `None` for http targets, and the defaults
+    /// (system roots, verified) for an https one.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for TargetSettings {
@@ -72,6 +77,7 @@ impl Default for TargetSettings {
             max_age: Duration::from_secs(3),
             keep_answer: None,
             rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -216,6 +222,17 @@ struct Inner {
     endpoints: Endpoints,
     /// The name, shared by the replies of compared requests.
     label: Arc<str>,
+    /// How an https target's connections are secured.
+    tls: Tls,
+}
+
+/// Whether a target speaks TLS, and with what.
+enum Tls {
+    Plain,
+    Client(TlsClient),
+    /// An https target whose TLS client could not be made (logged at
+    /// start): every connect fails (`tls_handshake`).
+    Unusable(String),
 }
 
 struct Control {
@@ -251,7 +268,20 @@ impl Target {
         stats: Arc<TargetStats>,
     ) -> Arc<Target> {
         let settings = config.settings.clone();
+        let tls = if config.url.tls {
+            let tls_settings = settings.tls.clone().unwrap_or_default();
+            match TlsClient::new(&tls_settings, &config.url.host, &config.name) {
+                Ok(client) => Tls::Client(client),
+                Err(message) => {
+                    error!(target_name = %config.name, error = %message, "https target without TLS: every request will be dropped (tls_handshake)");
+                    Tls::Unusable(message)
+                }
+            }
+        } else {
+            Tls::Plain
+        };
         let inner = Arc::new(Inner {
+            tls,
             connects: ConnectBudget::new(CONNECTS_PER_SECOND),
             endpoints: Endpoints::new(config.name.clone()),
             stats,
@@ -590,13 +620,35 @@ impl Inner {
             if !self.connects.has_room() {
                 return Err(DropReason::ConnectLimit);
             }
-            match connect(endpoint.addr, settings.connect_timeout).await {
+            let tls = match &self.tls {
+                Tls::Plain => None,
+                Tls::Client(client) => Some(client),
+                Tls::Unusable(message) => {
+                    debug!(target_name = %self.config.name, error = %message, "no TLS client");
+                    return Err(DropReason::TlsHandshake);
+                }
+            };
+            match connect(endpoint.addr, settings.connect_timeout, tls).await {
                 Ok(conn) => break (endpoint, conn, true),
                 Err((DropReason::FdLimit, _)) => {
                     // The agent's own limit: the address is fine.
                     return Err(DropReason::FdLimit);
                 }
                 Err((reason, error)) => {
+                    if matches!(
+                        reason,
+                        DropReason::TlsHandshake | DropReason::TlsCertificate
+                    ) {
+                        debug!(
+                            target_name = %self.config.name,
+                            address = %endpoint.addr,
+                            reason = reason.as_str(),
+                            %error,
+                            "shadow TLS handshake failed"
+                        );
+                        // The connection is closed on our side.
+                        self.connects.charge();
+                    }
                     self.endpoints
                         .set_aside(&endpoint, reason, &error, picked_ms);
                     tries -= 1;
@@ -780,5 +832,72 @@ mod tests {
         assert_eq!(stats.dropped_by(DropReason::Expired), 1, "{stats}");
         assert_eq!(stats.dropped_by(DropReason::ConnectRefused), 1, "{stats}");
         assert!(stats.balances(), "{stats}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_counted_and_sets_the_address_aside() {
+        // A plain http server behind an https URL: every handshake fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                loop {
+                    let Ok((mut stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    accepted.fetch_add(1, Relaxed);
+                    use tokio::io::AsyncWriteExt as _;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                }
+            }
+        });
+        let url = TargetUrl::parse(&format!("https://{addr}")).unwrap();
+        assert!(url.tls);
+        let target = Target::start(
+            TargetConfig::new(url),
+            Arc::new(super::super::SystemResolver),
+        )
+        .await;
+        let n = 20;
+        let send = |i: u64| {
+            let head = format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+            let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
+            target.stats().captured.fetch_add(1, Relaxed);
+            target.try_send(request).unwrap();
+        };
+        // The first request fails the handshake and sets the address aside;
+        // the others find it aside and are dropped for the same reason
+        // without a connection.
+        send(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while target
+            .stats()
+            .snapshot()
+            .dropped_by(DropReason::TlsHandshake)
+            == 0
+        {
+            assert!(Instant::now() < deadline, "the first request never failed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for i in 1..n {
+            send(i);
+        }
+        target
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        server.abort();
+        let stats = target.stats().snapshot();
+        assert_eq!(stats.dropped_by(DropReason::TlsHandshake), n, "{stats}");
+        assert!(stats.balances(), "{stats}");
+        let connects = accepted.load(Relaxed);
+        assert_eq!(
+            connects, 1,
+            "{connects} connections: the address was not set aside"
+        );
+        assert!(target.addresses()[0].failing);
     }
 }

@@ -48,6 +48,76 @@ pub fn shadow_url(i: usize) -> String {
     format!("http://{}:{SHADOW_PORT}", SHADOW_ADDR[i])
 }
 
+/// Each shadow nginx also serves https here (`replay-tls`).
+pub const SHADOW_TLS_PORT: u16 = 8443;
+
+pub fn shadow_tls_url(i: usize) -> String {
+    format!("https://{}:{SHADOW_TLS_PORT}", SHADOW_ADDR[i])
+}
+
+/// The CA that signs the shadows' certificates (made by
+/// [`Nginx::shadow`]), for the agent's `--ca-file`.
+pub fn shadow_ca_file(hosts: &Hosts) -> PathBuf {
+    hosts.scratch.path().join("shadow-ca.pem")
+}
+
+/// A CA (once) and a certificate it signs for shadow `i`'s address, made
+/// with the `openssl` CLI (P-256); returns the certificate's and key's
+/// paths.
+fn shadow_certificate(hosts: &Hosts, i: usize) -> Result<(PathBuf, PathBuf)> {
+    let dir = hosts.scratch.path();
+    let ca = shadow_ca_file(hosts);
+    let ca_key = dir.join("shadow-ca.key");
+    let openssl = |args: &[&str]| -> Result<()> {
+        command::run(Command::new("openssl").args(args)).map(drop)
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+    ];
+    if !ca.exists() {
+        let (ca, ca_key) = (ca.display().to_string(), ca_key.display().to_string());
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-subj",
+            "/CN=mirror bench CA",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ]);
+        openssl(&args)?;
+    }
+    let cert = dir.join(format!("shadow{}.pem", i + 1));
+    let key = dir.join(format!("shadow{}.key", i + 1));
+    let (ca, ca_key) = (ca.display().to_string(), ca_key.display().to_string());
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let subject = format!("/CN=shadow{}", i + 1);
+    let san = format!("subjectAltName=IP:{}", SHADOW_ADDR[i]);
+    let mut args = vec!["req", "-x509", "-CA", &ca, "-CAkey", &ca_key];
+    args.extend(ec);
+    args.extend([
+        "-subj",
+        &subject,
+        "-addext",
+        &san,
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-keyout",
+        &key_arg,
+        "-out",
+        &cert_arg,
+    ]);
+    openssl(&args)?;
+    Ok((cert, key))
+}
+
 /// Namespaces and links, and a scratch directory for the servers' files.
 /// Fields drop in order: the scratch directory last.
 pub struct Hosts {
@@ -278,11 +348,18 @@ impl Nginx {
         Ok(nginx)
     }
 
-    /// A shadow: answers everything 200, whatever the body size.
+    /// A shadow: answers everything 200, whatever the body size; over
+    /// http on [`SHADOW_PORT`] and https on [`SHADOW_TLS_PORT`] (one access
+    /// log for both).
     pub fn shadow(hosts: &Hosts, i: usize) -> Result<Self> {
+        let (cert, key) = shadow_certificate(hosts, i)?;
         let servers = format!(
             "  server {{\n    listen {SHADOW_PORT} backlog=65535;\n    \
+             listen {SHADOW_TLS_PORT} ssl backlog=65535;\n    \
+             ssl_certificate {};\n    ssl_certificate_key {};\n    \
              location / {{ return 200 \"shadow {}\\n\"; }}\n  }}\n",
+            cert.display(),
+            key.display(),
             i + 1
         );
         let name = format!("shadow{}", i + 1);
@@ -414,6 +491,7 @@ pub fn check_tools(goreplay: Option<&Path>) -> Result<()> {
         ("bpftool", "bpftool"),
         ("taskset", "util-linux"),
         ("curl", "curl"),
+        ("openssl", "openssl"),
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

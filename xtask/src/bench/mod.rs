@@ -71,7 +71,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Only these modes besides the baseline (repeatable): capture-only,
     /// replay-1, replay-2, compare-1 (replay-1 with --compare), nginx-mirror,
-    /// goreplay, goreplay-null.
+    /// goreplay, goreplay-null, and replay-tls (to one shadow over https;
+    /// only when asked for), e.g. `--mode replay-1 --mode replay-tls` for
+    /// CPU per request https vs http.
     #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
     /// The agent's --ring-size (default: the agent's own default).
@@ -252,13 +254,17 @@ fn modes(options: &Options) -> Vec<Mode> {
         Mode::Replay(1),
         Mode::Replay(2),
         Mode::Compare(1),
+        Mode::ReplayTls,
         Mode::NginxMirror,
     ];
     if let Some(gor) = &options.goreplay {
         modes.push(Mode::Goreplay(gor.clone()));
         modes.push(Mode::GoreplayNull(gor.clone()));
     }
-    if !options.modes.is_empty() {
+    if options.modes.is_empty() {
+        // Not in the default set: the bench's claims are about http.
+        modes.retain(|m| m != &Mode::ReplayTls);
+    } else {
         modes.retain(|m| m == &Mode::Baseline || options.modes.contains(&m.to_string()));
     }
     modes

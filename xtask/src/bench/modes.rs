@@ -1,6 +1,6 @@
 //! The ways of mirroring compared, each started fresh for a run and
 //! measured over it: nothing (baseline), mirror-agent capture-only,
-//! mirror-agent replaying to 1 or 2 shadows, nginx `mirror` as an inline
+//! mirror-agent replaying to 1 or 2 shadows (or to 1 over https), nginx `mirror` as an inline
 //! proxy, and goreplay (to the shadows, or to `--output-null`).
 
 use std::{
@@ -16,7 +16,7 @@ use mirror_testkit::{Agent, Metrics, Process, Signal, TargetCounts, metrics::REQ
 use super::{
     hosts::{
         Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT, pinned,
-        shadow_url, spawn_pinned,
+        shadow_ca_file, shadow_tls_url, shadow_url, spawn_pinned,
     },
     probe::{self, BpfStats},
 };
@@ -33,6 +33,10 @@ pub enum Mode {
     /// mirror-agent replaying to this many shadows with `--compare`: v1's
     /// responses captured at egress, every answer compared with v1's.
     Compare(usize),
+    /// mirror-agent replaying to the first shadow over https (the same
+    /// nginx, its TLS port, the certificate verified against the bench's
+    /// CA): CPU per mirrored request with TLS, against `replay-1`.
+    ReplayTls,
     /// The client talks to an nginx proxy beside v1 whose `mirror`
     /// subrequests copy each request to one shadow.
     NginxMirror,
@@ -49,6 +53,7 @@ impl fmt::Display for Mode {
             Mode::CaptureOnly => f.write_str("capture-only"),
             Mode::Replay(n) => write!(f, "replay-{n}"),
             Mode::Compare(n) => write!(f, "compare-{n}"),
+            Mode::ReplayTls => f.write_str("replay-tls"),
             Mode::NginxMirror => f.write_str("nginx-mirror"),
             Mode::Goreplay(_) => f.write_str("goreplay"),
             Mode::GoreplayNull(_) => f.write_str("goreplay-null"),
@@ -61,13 +66,16 @@ impl Mode {
     pub fn shadows(&self) -> usize {
         match self {
             Mode::Replay(n) | Mode::Compare(n) => *n,
-            Mode::NginxMirror | Mode::Goreplay(_) => 1,
+            Mode::ReplayTls | Mode::NginxMirror | Mode::Goreplay(_) => 1,
             _ => 0,
         }
     }
 
     pub fn is_agent(&self) -> bool {
-        matches!(self, Mode::CaptureOnly | Mode::Replay(_) | Mode::Compare(_))
+        matches!(
+            self,
+            Mode::CaptureOnly | Mode::Replay(_) | Mode::ReplayTls | Mode::Compare(_)
+        )
     }
 }
 
@@ -161,18 +169,40 @@ impl Mirror {
         let (process, proxy) = match mode {
             Mode::Baseline => (None, None),
             Mode::CaptureOnly => (
-                Some(start_agent(hosts, agent, 1, true, metrics_port)?),
+                Some(start_agent(
+                    hosts,
+                    agent,
+                    Targets::Http(1),
+                    true,
+                    metrics_port,
+                )?),
                 None,
             ),
             Mode::Replay(n) => (
-                Some(start_agent(hosts, agent, *n, false, metrics_port)?),
+                Some(start_agent(
+                    hosts,
+                    agent,
+                    Targets::Http(*n),
+                    false,
+                    metrics_port,
+                )?),
+                None,
+            ),
+            Mode::ReplayTls => (
+                Some(start_agent(
+                    hosts,
+                    agent,
+                    Targets::Https,
+                    false,
+                    metrics_port,
+                )?),
                 None,
             ),
             Mode::Compare(n) => (
                 Some(start_agent_with(
                     hosts,
                     agent,
-                    *n,
+                    Targets::Http(*n),
                     &["--compare"],
                     metrics_port,
                 )?),
@@ -311,30 +341,49 @@ impl Mirror {
     }
 }
 
+/// Where the agent under test mirrors to.
+#[derive(Clone, Copy, Debug)]
+enum Targets {
+    /// The first n shadows, plain http.
+    Http(usize),
+    /// The first shadow over https, verified with the bench's CA.
+    Https,
+}
+
 fn start_agent(
     hosts: &Hosts,
     agent: &AgentSettings,
-    shadows: usize,
+    targets: Targets,
     dry: bool,
     metrics_port: u16,
 ) -> Result<Process> {
     let extra: &[&str] = if dry { &["--dry-run"] } else { &[] };
-    start_agent_with(hosts, agent, shadows, extra, metrics_port)
+    start_agent_with(hosts, agent, targets, extra, metrics_port)
 }
 
 fn start_agent_with(
     hosts: &Hosts,
     agent: &AgentSettings,
-    shadows: usize,
+    targets: Targets,
     extra: &[&str],
     metrics_port: u16,
 ) -> Result<Process> {
     let port = PRIMARY_PORT.to_string();
     let metrics = format!("127.0.0.1:{metrics_port}");
-    let urls: Vec<String> = (0..shadows).map(shadow_url).collect();
+    let (urls, ca): (Vec<String>, Option<String>) = match targets {
+        Targets::Http(n) => ((0..n).map(shadow_url).collect(), None),
+        Targets::Https => (
+            vec![shadow_tls_url(0)],
+            Some(shadow_ca_file(hosts).display().to_string()),
+        ),
+    };
+    let shadows = urls.len();
     let mut args = vec!["--iface", PRIMARY_IFACE, "--port", &port];
     for url in &urls {
         args.extend(["--shadow", url]);
+    }
+    if let Some(ca) = &ca {
+        args.extend(["--ca-file", ca]);
     }
     args.extend(extra);
     if let Some(ring) = &agent.ring_size {
