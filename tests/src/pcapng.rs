@@ -100,9 +100,7 @@ mod tests {
     #[test]
     fn packets_and_timestamps_carry_over() {
         let mut pcap = Vec::new();
-        for word in [0xa1b2_c3d4u32] {
-            pcap.extend(word.to_le_bytes());
-        }
+        pcap.extend(0xa1b2_c3d4u32.to_le_bytes());
         pcap.extend(2u16.to_le_bytes());
         pcap.extend(4u16.to_le_bytes());
         pcap.extend([0u8; 8]);
