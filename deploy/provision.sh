@@ -339,7 +339,9 @@ phase_check() {
 		port="${app#*:}"
 		answer="$(curl -fsS --max-time 5 "http://127.0.0.1:$port/")" ||
 			die "myapp $name does not answer on port $port"
-		[ "$answer" = "myapp $name" ] || die "port $port answered '$answer', not 'myapp $name'"
+		# myapp answers {"app": "myapp", "version": "NAME"}.
+		[ "$answer" = "{\"app\": \"myapp\", \"version\": \"$name\"}" ] ||
+			die "port $port answered '$answer', not myapp $name's {\"app\": \"myapp\", \"version\": \"$name\"}"
 		echo "    ok: port $port answers '$answer'"
 	done
 	# A request to v1 that only this check sends: its copies must reach the

@@ -18,6 +18,9 @@ pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
 
 /// TC verdict "continue with the next program / normal processing".
 pub const TC_ACT_PIPE: u32 = 3;
+/// `TC_ACT_UNSPEC` / `TCX_NEXT` (-1) as BPF_PROG_TEST_RUN's u32 `retval`:
+/// "continue", the only verdict the kernel program gives.
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 
 /// Ethernet header + `payload`.
 pub fn ethernet(ether_type: u16, payload: &[u8]) -> Vec<u8> {

@@ -1143,13 +1143,12 @@ fn mirror_and_record_side_by_side(mirror_attach: &str, record_attach: &str) -> R
     Ok(())
 }
 
-/// Fails today: the kernel program returns `TC_ACT_PIPE` (3), and TCX runs
+/// Failed when the kernel program returned `TC_ACT_PIPE` (3): TCX runs
 /// the next program only when one returns `TCX_NEXT` (-1): the program
 /// first in order (the later agent, attached with `LinkOrder::first()`)
 /// ends the chain, so the earlier agent, or any TCX program after ours
 /// (a CNI's), never runs.
 #[test]
-#[ignore = "agent bug: mirror-ebpf returns TC_ACT_PIPE, which ends a TCX chain"]
 fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());
@@ -1157,11 +1156,10 @@ fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()
     mirror_and_record_side_by_side("tcx", "tcx")
 }
 
-/// Fails today: every agent starting removes the netlink filters named
+/// Failed when every agent starting removed the netlink filters named
 /// like its own on the interface ("leftovers of a crashed run"), also
 /// those of an agent that is running.
 #[test]
-#[ignore = "agent bug: a starting agent removes a running agent's netlink filter"]
 fn a_recording_beside_a_mirror_by_netlink_leaves_the_mirror_capturing() -> Result<()> {
     let Some(_load) = shared_load() else {
         return Ok(());

@@ -541,6 +541,17 @@ fn kernel_has_tcx() -> bool {
 }
 
 fn remove_netlink_leftovers(iface: &str) {
+    // Filters are found by program name only: another agent running on
+    // this host (a recording beside a mirror) owns filters of the same
+    // name, live ones. Leftovers are only what no running agent holds.
+    if let Some(pid) = another_agent_running() {
+        debug!(
+            iface,
+            other_pid = pid,
+            "another mirror-agent runs: its capture filters are left in place"
+        );
+        return;
+    }
     for (direction, name) in [
         (TcAttachType::Ingress, PROGRAM_NAME),
         (TcAttachType::Egress, RESPONSE_PROGRAM_NAME),
@@ -554,6 +565,23 @@ fn remove_netlink_leftovers(iface: &str) {
             Err(err) => debug!(iface, program = name, error = %err, "no netlink leftovers"),
         }
     }
+}
+
+/// The pid of another mirror-agent running in this network namespace (the
+/// interfaces' namespace), if any.
+fn another_agent_running() -> Option<u32> {
+    let me = std::process::id();
+    let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let mine = netns("self")?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "mirror-agent")
+                && netns(&pid.to_string()).as_ref() == Some(&mine)
+        })
 }
 
 /// Loads the classifier `name` (the copier it tail-calls is in place) and
