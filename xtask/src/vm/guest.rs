@@ -130,6 +130,9 @@ fn mirror_through(agent: &Path, mode: &str) -> Result<String> {
         &target,
         "--attach",
         mode,
+        // The egress program too: v1's responses, compared with the
+        // shadow's answers (it proves the egress program on this kernel).
+        "--compare",
         "--log-format",
         "json",
         "--nice",
@@ -180,10 +183,20 @@ fn mirror_through(agent: &Path, mode: &str) -> Result<String> {
         get(&kernel, "records_lost"),
     );
     let (captured, mirrored) = (counts.get("captured"), counts.get("sent"));
+    // `final counts: comparison: URL (candidate): N compared, ...`
+    let compared = exit
+        .stderr_lines()
+        .iter()
+        .find_map(|l| {
+            let verdict = l.split("final counts: comparison: ").nth(1)?;
+            let n = verdict.split("): ").nth(1)?.split(' ').next()?;
+            n.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
     let line = format!(
         "mode={mode} attached={attach_mode} load+attach={load_seconds:.1}s sent={sent} \
          captured={captured} mirrored={mirrored} shadow_received={} ring_records={matched} \
-         emitted={emitted} lost={lost}",
+         emitted={emitted} lost={lost} compared={compared}",
         shadow_log.len()
     );
     ensure!(settled, "the shadow did not get every request: {line}");
@@ -194,6 +207,10 @@ fn mirror_through(agent: &Path, mode: &str) -> Result<String> {
     ensure!(
         captured == sent as u64 && mirrored == sent as u64,
         "agent counts: {line}"
+    );
+    ensure!(
+        compared == sent as u64,
+        "the comparison (v1's responses from the egress program) did not judge every request: {line}"
     );
     let (mut a, mut b) = (v1_log, shadow_log);
     a.sort();
