@@ -225,6 +225,10 @@ impl Mirror {
                 (Some(process), None)
             }
         };
+        let egress_ids = match (&process, mode.is_agent()) {
+            (Some(process), true) => probe::egress_programs(process.pid()),
+            _ => Vec::new(),
+        };
         let mut mirror = Mirror {
             mode: mode.clone(),
             process,
@@ -233,11 +237,7 @@ impl Mirror {
             wakeups_start: 0,
             metrics_port,
             bpf_start: BpfStats::default(),
-            egress_ids: if mode.is_agent() {
-                probe::egress_programs(&hosts.primary, PRIMARY_IFACE)
-            } else {
-                Vec::new()
-            },
+            egress_ids,
             bpf_egress_start: BpfStats::default(),
         };
         mirror.begin()?;

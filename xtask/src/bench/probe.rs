@@ -182,31 +182,32 @@ pub fn bpf_stats_of(pid: u32, only: Option<&[u64]>) -> Result<BpfStats> {
         }))
 }
 
-/// The ids of the BPF programs attached at `iface`'s egress in `netns`
-/// (TCX or clsact), as `bpftool net show` lists them; none if bpftool
-/// fails.
-pub fn egress_programs(netns: &mirror_testkit::Netns, iface: &str) -> Vec<u64> {
-    let Ok(out) = mirror_testkit::command::run(
-        netns
-            .command("bpftool")
-            .args(["-j", "net", "show", "dev", iface]),
-    ) else {
+/// The ids of the egress programs (`mirror_egress`: v1's responses) among
+/// the BPF programs `pid` holds, by the names `bpftool prog show` gives;
+/// none if bpftool fails. (`bpftool net show` does not list TCX links
+/// before bpftool 7.3, so the attachment itself is not asked.)
+pub fn egress_programs(pid: u32) -> Vec<u64> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return Vec::new();
     };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&out) else {
-        return Vec::new();
-    };
-    let mut ids = Vec::new();
-    for entry in json.as_array().into_iter().flatten() {
-        for attachment in entry["tc"].as_array().into_iter().flatten() {
-            let egress = attachment["kind"]
-                .as_str()
-                .is_some_and(|k| k.contains("egress"));
-            if let (true, Some(id)) = (egress, attachment["prog_id"].as_u64()) {
-                ids.push(id);
-            }
-        }
-    }
+    let mut ids: Vec<u64> = entries
+        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.retain(|id| {
+        std::process::Command::new("bpftool")
+            .args(["-j", "prog", "show", "id", &id.to_string()])
+            .output()
+            .ok()
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .is_some_and(|prog| prog["name"] == "mirror_egress")
+    });
     ids
 }
 
