@@ -42,6 +42,10 @@ const MAX_NOISY_ENDPOINTS: usize = 1_000;
 const MAX_NOISY_FIELDS: usize = 256;
 /// Where pairs that were never opened (no room) count in the report.
 const UNKNOWN_ENDPOINT: &str = "(not tracked: overflow)";
+/// How often the compare thread looks for complete exchanges while some
+/// are pending: judging waits up to this long, and costs at most 1/TICK
+/// wakeups a second, not one per exchange.
+const TICK: Duration = Duration::from_millis(20);
 /// Longest request target kept for the diff log.
 const MAX_PATH_CHARS: usize = 512;
 
@@ -86,6 +90,10 @@ struct State {
     done: Vec<Pending>,
     timeout_ns: u64,
     stopping: bool,
+    /// The compare thread waits without a timeout (nothing pending): only
+    /// then does it need a notification. Otherwise it looks every [`TICK`]
+    /// on its own, so a busy agent pays no wakeup per exchange.
+    asleep: bool,
     /// Compared requests that found no room, per target, for the compare
     /// thread to count (the capture task never waits for the report).
     overflowed: HashMap<Arc<str>, u64>,
@@ -153,7 +161,6 @@ impl Engine {
         state.next_tag += 1;
         let tag = state.next_tag;
         let deadline = monotonic_ns() + state.timeout_ns;
-        let was_idle = state.deadlines.is_empty();
         state.deadlines.push_back((deadline, tag));
         state.pending.insert(
             tag,
@@ -165,11 +172,8 @@ impl Engine {
                 held: 0,
             },
         );
-        if was_idle {
-            // The compare thread sleeps without a timeout while nothing
-            // waits: it must learn of this deadline.
-            self.shared.wake.notify_one();
-        }
+        // Asleep, the compare thread must learn of this deadline.
+        self.shared.wake_if_asleep(&state);
         Some(tag)
     }
 
@@ -219,7 +223,7 @@ impl Engine {
         for target in targets {
             *state.overflowed.entry(target.clone()).or_default() += 1;
         }
-        self.shared.wake.notify_one();
+        self.shared.wake_if_asleep(&state);
     }
 
     /// The report now.
@@ -294,6 +298,12 @@ impl Shared {
         {
             state.held_bytes -= p.held;
             state.done.push(p);
+            self.wake_if_asleep(state);
+        }
+    }
+
+    fn wake_if_asleep(&self, state: &State) {
+        if state.asleep {
             self.wake.notify_one();
         }
     }
@@ -334,12 +344,17 @@ fn run(shared: &Shared) {
                     break;
                 }
                 state = match state.deadlines.front() {
-                    None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    None => {
+                        state.asleep = true;
+                        let mut state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                        state.asleep = false;
+                        state
+                    }
                     Some(&(deadline, _)) => {
                         let wait = Duration::from_nanos(deadline.saturating_sub(monotonic_ns()));
                         shared
                             .wake
-                            .wait_timeout(state, wait)
+                            .wait_timeout(state, wait.min(TICK))
                             .unwrap_or_else(|e| e.into_inner())
                             .0
                     }
