@@ -83,12 +83,17 @@ impl Pacer {
     }
 }
 
-/// Waits until every target has room in its queue.
-async fn room(targets: &[Arc<Target>]) {
+/// Room for a target's rewrites of a request's head (the largest head the
+/// framer takes by default).
+const REWRITE_SLACK: usize = 64 * 1024;
+
+/// Waits until every target's queue would take `request`: its count
+/// (`queue_size`) and its bytes (64 MiB; 1024 requests of 64 KiB are
+/// more), so the dispatch never drops it as `queue_full`.
+async fn room(targets: &[Arc<Target>], request: &crate::http::Request) {
+    let len = request.head.len() + request.body.len() + request.trailers.len() + REWRITE_SLACK;
     loop {
-        let full = targets.iter().any(|t| {
-            t.stats().queue_depth.load(Relaxed) as usize >= t.config().settings.queue_size
-        });
+        let full = targets.iter().any(|t| !t.has_room_for(len));
         if !full {
             return;
         }
@@ -184,7 +189,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     // Unpaced: let the workers run now and then.
                     tokio::task::yield_now().await;
                 }
-                room(dispatcher.targets()).await;
+                room(dispatcher.targets(), &request).await;
                 // The send delay runs from now, not from the recording.
                 let now = crate::clock::monotonic_ns();
                 request.first_byte_ns = now;

@@ -180,6 +180,14 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether [`push`](Self::push) would take a request of `len` bytes
+    /// now: the count and the bytes bound it checks.
+    fn has_room_for(&self, len: usize) -> bool {
+        let items = self.lock();
+        items.requests.len() < self.capacity
+            && (items.requests.is_empty() || items.bytes + len <= MAX_QUEUED_BYTES)
+    }
+
     fn try_pop(&self) -> Option<Job> {
         let mut items = self.lock();
         let job = items.requests.pop_front()?;
@@ -366,6 +374,13 @@ impl Target {
     /// The resolved addresses and whether each is set aside.
     pub fn addresses(&self) -> Vec<AddressState> {
         self.inner.endpoints.states()
+    }
+
+    /// Whether the queue would take a request of `len` bytes now (its
+    /// count and its bytes, [`MAX_QUEUED_BYTES`]): a replay waits for this
+    /// instead of having the request dropped (`queue_full`).
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.queue.has_room_for(len)
     }
 
     /// Queues a request without waiting. A request over the rate limit is
@@ -765,8 +780,10 @@ mod tests {
         let queue = Queue::new(100);
         assert_eq!(push(&queue, big(1)), Ok(()));
         assert_eq!(push(&queue, request(2)), Ok(()), "small ones still fit");
+        assert!(!queue.has_room_for(MAX_QUEUED_BYTES / 2), "over the bytes");
         assert_eq!(push(&queue, big(3)), Err(PushError::Full), "over the bytes");
         assert_eq!(queue.pop().await.unwrap().request.head(), [1]);
+        assert!(queue.has_room_for(MAX_QUEUED_BYTES / 2), "room again");
         assert_eq!(push(&queue, big(4)), Ok(()), "room again");
         assert_eq!(queue.pop().await.unwrap().request.head(), [2]);
         assert_eq!(queue.pop().await.unwrap().request.head(), [4]);

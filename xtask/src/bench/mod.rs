@@ -15,7 +15,9 @@
 //! capture → send delay).
 //!
 //! `cargo xtask bench capture` is the kernel program's sub-bench
-//! ([`capture`]), also run first by the full bench.
+//! ([`capture`]), also run first by the full bench. `cargo xtask bench
+//! replay` measures `mirror-agent replay` from a file ([`replay`]), on its
+//! own.
 
 mod bpf;
 mod capture;
@@ -25,6 +27,7 @@ mod idle;
 mod loadgen;
 mod modes;
 mod probe;
+mod replay;
 mod report;
 
 pub mod wrk;
@@ -51,7 +54,10 @@ pub struct Options {
     /// `all` (default): the capture sub-bench, then every mode of
     /// mirroring under every scenario (bench.md, bench.json);
     /// `capture`: only the kernel program's cost and the capture rate;
-    /// `flow`: reassembly + framing throughput (criterion, no root).
+    /// `flow`: reassembly + framing throughput (criterion, no root);
+    /// `replay`: `mirror-agent replay --speed max` of a file of small GETs
+    /// to a local nginx (requests/s per agent core) and of a 1 GiB file
+    /// (peak RSS), in target/bench/replay.md (not part of `all`).
     #[arg(default_value = "all")]
     pub what: String,
     /// A short run (under 90 s) that checks the harness, not the speed
@@ -94,6 +100,10 @@ pub struct Options {
     /// baseline included, under the same idle behaviour of the VM.
     #[arg(long)]
     pub no_keep_awake: bool,
+    /// `replay` only: one more flag for the agent's `replay` (repeatable),
+    /// e.g. `--agent-arg=--max-in-flight=64`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
 }
 
 /// `cargo xtask bench [WHAT] [OPTIONS]`.
@@ -101,8 +111,16 @@ pub fn main(root: &Path, options: &Options) -> Result<()> {
     match options.what.as_str() {
         "capture" => capture(root, options.quick, options.agent.as_deref()),
         "flow" => flow(root, options.quick),
+        "replay" => replay::run(
+            root,
+            options.quick,
+            options.agent.as_deref(),
+            &options.agent_arg,
+        ),
         "all" => run(root, options),
-        other => bail!("unknown bench `{other}`; available: all (default), capture, flow"),
+        other => {
+            bail!("unknown bench `{other}`; available: all (default), capture, flow, replay")
+        }
     }
 }
 
