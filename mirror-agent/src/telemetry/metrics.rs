@@ -13,7 +13,7 @@ use prometheus_client::{
 use tracing::warn;
 
 use super::{Sources, TargetSnapshot};
-use crate::capture::CounterReader;
+use crate::capture::{CounterReader, KernelCounters};
 use crate::compare::{Kind, NotCompared};
 use crate::flow::FlowEndReason;
 use crate::http::SkipReason;
@@ -55,6 +55,38 @@ impl Collector for Sources {
         ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
         Ok(())
     }
+}
+
+/// One program's packets by outcome, ring records by outcome and payload
+/// bytes: the same families for the ingress and the egress program, under
+/// `names` (packets, records, bytes) with `helps`.
+fn encode_program(
+    encoder: &mut DescriptorEncoder,
+    counters: &KernelCounters,
+    names: [&str; 3],
+    helps: [&str; 3],
+) -> Result<(), std::fmt::Error> {
+    let mut packets = encoder.encode_descriptor(names[0], helps[0], None, MetricType::Counter)?;
+    // Every packet has exactly one (`seen` is their sum, not one of them).
+    for outcome in Counter::PACKET_OUTCOMES {
+        let labels = [("outcome", outcome.as_str())];
+        ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
+    }
+    let mut records = encoder.encode_descriptor(names[1], helps[1], None, MetricType::Counter)?;
+    for (outcome, counter) in [
+        ("matched", Counter::RecordsMatched),
+        ("emitted", Counter::RecordsEmitted),
+        ("lost", Counter::RecordsLost),
+    ] {
+        let labels = [("outcome", outcome)];
+        ConstCounter::new(counters.get(counter)).encode(records.encode_family(&labels)?)?;
+    }
+    counter(
+        encoder,
+        names[2],
+        helps[2],
+        counters.get(Counter::PayloadBytes),
+    )
 }
 
 impl Sources {
@@ -113,37 +145,20 @@ impl Sources {
                 return Ok(());
             }
         };
-        let mut packets = encoder.encode_descriptor(
-            "mirror_kernel_packets",
-            "Packets the kernel program ran on, by outcome (one each).",
-            None,
-            MetricType::Counter,
-        )?;
-        // Every packet has exactly one (`seen` is their sum, not one of them).
-        for outcome in Counter::PACKET_OUTCOMES {
-            let labels = [("outcome", outcome.as_str())];
-            ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
-        }
-        counter(
+        encode_program(
             encoder,
-            "mirror_kernel_bytes",
-            "Payload bytes the kernel program copied to the ring.",
-            counters.get(Counter::PayloadBytes),
+            &counters,
+            [
+                "mirror_kernel_packets",
+                "mirror_kernel_records",
+                "mirror_kernel_bytes",
+            ],
+            [
+                "Packets the kernel program ran on, by outcome (one each).",
+                "Ring records by outcome: matched = emitted + lost.",
+                "Payload bytes the kernel program copied to the ring.",
+            ],
         )?;
-        let mut records = encoder.encode_descriptor(
-            "mirror_kernel_records",
-            "Ring records by outcome: matched = emitted + lost.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (outcome, counter) in [
-            ("matched", Counter::RecordsMatched),
-            ("emitted", Counter::RecordsEmitted),
-            ("lost", Counter::RecordsLost),
-        ] {
-            let labels = [("outcome", outcome)];
-            ConstCounter::new(counters.get(counter)).encode(records.encode_family(&labels)?)?;
-        }
         counter(
             encoder,
             "mirror_kernel_records_lost",
@@ -183,36 +198,20 @@ impl Sources {
                 return Ok(());
             }
         };
-        let mut packets = encoder.encode_descriptor(
-            "mirror_kernel_response_packets",
-            "Packets leaving the service ports (v1's responses) the egress program ran on, \
-             by outcome (one each).",
-            None,
-            MetricType::Counter,
-        )?;
-        for outcome in Counter::PACKET_OUTCOMES {
-            let labels = [("outcome", outcome.as_str())];
-            ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
-        }
-        let mut records = encoder.encode_descriptor(
-            "mirror_kernel_response_records",
-            "Ring records of v1's responses by outcome: matched = emitted + lost.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (outcome, counter) in [
-            ("matched", Counter::RecordsMatched),
-            ("emitted", Counter::RecordsEmitted),
-            ("lost", Counter::RecordsLost),
-        ] {
-            let labels = [("outcome", outcome)];
-            ConstCounter::new(counters.get(counter)).encode(records.encode_family(&labels)?)?;
-        }
-        counter(
+        encode_program(
             encoder,
-            "mirror_kernel_response_bytes",
-            "Payload bytes of v1's responses copied to the ring.",
-            counters.get(Counter::PayloadBytes),
+            &counters,
+            [
+                "mirror_kernel_response_packets",
+                "mirror_kernel_response_records",
+                "mirror_kernel_response_bytes",
+            ],
+            [
+                "Packets leaving the service ports (v1's responses) the egress program ran on, \
+                 by outcome (one each).",
+                "Ring records of v1's responses by outcome: matched = emitted + lost.",
+                "Payload bytes of v1's responses copied to the ring.",
+            ],
         )
     }
 
