@@ -188,15 +188,18 @@ fn a_certificate_from_another_ca_is_refused_counted_and_v1_unaffected() -> Resul
             ("tls_certificate", n as u64),
         ],
     )?;
-    // Set aside after the first refusal: probed again after a backoff,
-    // not reconnected to by every request.
+    // Set aside after the first refusal: probed again after a backoff
+    // (1 s, doubling), not reconnected to by every request. Requests that
+    // picked the address before the first handshake failed (at most the
+    // in-flight cap: on a loaded machine more than a few) each made their
+    // own connection.
     let (accepted, handshakes) = (front.accepted(), front.handshakes());
     front.stop()?;
     let served = rig.stop_servers()?;
     ensure!(served.v1.request_count() == n);
     ensure!(served.shadow(0).request_count() == 0 && handshakes == 0);
     ensure!(
-        (1..=10).contains(&accepted),
+        (1..=MAX_IN_FLIGHT + 5).contains(&accepted),
         "{accepted} connections for {n} requests to a refused certificate"
     );
     let log = &stopped.exit.stderr;
