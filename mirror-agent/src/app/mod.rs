@@ -379,6 +379,7 @@ fn response_config(config: &Config) -> ResponseConfig {
             .map(|t| t.body_cap)
             .max()
             .unwrap_or(crate::compare::DEFAULT_BODY_CAP),
+        raw_cap: 0,
     }
 }
 

@@ -102,6 +102,14 @@ pub struct ResponseFramer {
     charged: usize,
     /// Cap of the body collector in `current` (for the accounting).
     body_cap: usize,
+    /// The bytes of the response in progress as they came, when the
+    /// configuration keeps them ([`ResponseConfig::raw_cap`]).
+    raw: Vec<u8>,
+    /// The response in progress outgrew the raw cap (or the budget): its
+    /// bytes are not kept.
+    raw_over: bool,
+    /// The last handler delivered a response, with the bytes it consumed.
+    raw_taken: bool,
 }
 
 impl ResponseFramer {
@@ -119,6 +127,9 @@ impl ResponseFramer {
             last_ts_ns: 0,
             charged: 0,
             body_cap: 0,
+            raw: Vec::new(),
+            raw_over: false,
+            raw_taken: false,
         }
     }
 
@@ -154,7 +165,9 @@ impl ResponseFramer {
     ) {
         self.last_ts_ns = ts_ns;
         while !data.is_empty() {
-            let n = match self.state {
+            let state = self.state;
+            self.raw_taken = false;
+            let n = match state {
                 State::Head => self.on_head(data, ts_ns, cx),
                 State::Length { remaining } => self.on_length(data, remaining, ts_ns, cx),
                 State::Chunked => self.on_chunked(data, ts_ns, cx),
@@ -174,7 +187,12 @@ impl ResponseFramer {
             };
             // Every handler consumes input or changes state; `min` keeps a
             // bug from ever turning into a panic.
-            data = &data[n.min(data.len())..];
+            let n = n.min(data.len());
+            let framed = !matches!(state, State::Skip { .. } | State::Stopped);
+            if cx.config.raw_cap > 0 && framed && !self.raw_taken && !self.is_stopped() {
+                self.keep_raw(&data[..n], cx);
+            }
+            data = &data[n..];
         }
     }
 
@@ -218,6 +236,7 @@ impl ResponseFramer {
             State::Length { remaining } if missing <= remaining => {
                 cx.stats.ignored_bytes += self.current.as_ref().map_or(0, |c| c.body_len);
                 self.current = None;
+                self.drop_raw();
                 self.sync(cx);
                 self.state = if missing == remaining {
                     State::Head
@@ -248,7 +267,7 @@ impl ResponseFramer {
         match self.state {
             State::UntilClose if reason == ResponseLoss::Incomplete => {
                 let ts = self.last_ts_ns;
-                self.deliver(ts, cx);
+                self.deliver(ts, &[], cx);
             }
             State::Head if self.pending.is_empty() => {}
             State::Stopped | State::Skip { .. } => {}
@@ -264,7 +283,47 @@ impl ResponseFramer {
     // --- bookkeeping -------------------------------------------------------
 
     fn held(&self) -> usize {
-        self.pending.len() + self.current.as_ref().map_or(0, |c| c.held(self.body_cap))
+        self.pending.len()
+            + self.raw.len()
+            + self.current.as_ref().map_or(0, |c| c.held(self.body_cap))
+    }
+
+    /// Adds bytes of the response in progress to its raw copy, while it
+    /// fits in the cap and the budget.
+    fn keep_raw<S>(&mut self, mut piece: &[u8], cx: &mut ResponseCtx<'_, S>) {
+        if self.raw_over {
+            return;
+        }
+        if self.raw.is_empty() {
+            // Stray line ends between responses belong to neither.
+            let blank = piece
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            piece = &piece[blank..];
+        }
+        if self.raw.len() + piece.len() > cx.config.raw_cap || !cx.budget.has_room(piece.len()) {
+            self.raw = Vec::new();
+            self.raw_over = true;
+        } else {
+            self.raw.extend_from_slice(piece);
+        }
+        self.sync(cx);
+    }
+
+    /// The raw copy of the response being delivered (ending with `tail`,
+    /// the bytes of this call), if it is kept whole.
+    fn take_raw<S>(&mut self, tail: &[u8], cx: &mut ResponseCtx<'_, S>) -> Option<Bytes> {
+        if cx.config.raw_cap == 0 {
+            return None;
+        }
+        self.keep_raw(tail, cx);
+        self.raw_taken = true;
+        let raw = (!std::mem::take(&mut self.raw_over))
+            .then(|| Bytes::from(std::mem::take(&mut self.raw)));
+        self.raw = Vec::new();
+        self.sync(cx);
+        raw
     }
 
     /// Brings the budget in line with what the framer holds.
@@ -284,7 +343,13 @@ impl ResponseFramer {
             self.pending = Vec::new();
         }
         self.current = None;
+        self.drop_raw();
         self.sync(cx);
+    }
+
+    fn drop_raw(&mut self) {
+        self.raw = Vec::new();
+        self.raw_over = false;
     }
 
     /// The connection's responses are lost from here on: reported once,
@@ -338,11 +403,11 @@ impl ResponseFramer {
                     self.lose(ResponseLoss::HeadTooLarge, cx);
                     cx.stats.ignored_bytes += end as u64;
                 } else if self.pending.is_empty() {
-                    self.on_head_complete(&data[..end], ts_ns, cx);
+                    self.on_head_complete(&data[..end], &data[..end], ts_ns, cx);
                 } else {
                     let mut head = std::mem::take(&mut self.pending);
                     head.extend_from_slice(&data[..end]);
-                    self.on_head_complete(&head, ts_ns, cx);
+                    self.on_head_complete(&head, &data[..end], ts_ns, cx);
                 }
                 end
             }
@@ -363,10 +428,11 @@ impl ResponseFramer {
     }
 
     /// A complete head (its bytes are consumed by the caller whatever
-    /// happens here).
+    /// happens here); `tail`: the part of it in this call's slice.
     fn on_head_complete<S: ResponseSink>(
         &mut self,
         head: &[u8],
+        tail: &[u8],
         ts_ns: u64,
         cx: &mut ResponseCtx<'_, S>,
     ) {
@@ -414,7 +480,7 @@ impl ResponseFramer {
         });
         self.sync(cx);
         match framing {
-            Framing::Length(0) => self.deliver(ts_ns, cx),
+            Framing::Length(0) => self.deliver(ts_ns, tail, cx),
             Framing::Length(n) => self.state = State::Length { remaining: n },
             Framing::Chunked => {
                 self.chunked.reset();
@@ -460,7 +526,7 @@ impl ResponseFramer {
         }
         let remaining = remaining - n as u64;
         if remaining == 0 {
-            self.deliver(ts_ns, cx);
+            self.deliver(ts_ns, &data[..n], cx);
         } else {
             self.state = State::Length { remaining };
         }
@@ -482,7 +548,7 @@ impl ResponseFramer {
                     return data.len();
                 }
             }
-            Step::Done => self.deliver(ts_ns, cx),
+            Step::Done => self.deliver(ts_ns, &data[..n], cx),
             Step::Invalid => {
                 cx.stats.ignored_bytes += n as u64;
                 self.lose(ResponseLoss::InvalidFraming, cx);
@@ -496,12 +562,13 @@ impl ResponseFramer {
     }
 
     /// The response in progress is complete (in the segment seen at
-    /// `ts_ns`): to the sink.
-    fn deliver<S: ResponseSink>(&mut self, ts_ns: u64, cx: &mut ResponseCtx<'_, S>) {
+    /// `ts_ns`; `tail`: its last bytes, in this call's slice): to the sink.
+    fn deliver<S: ResponseSink>(&mut self, ts_ns: u64, tail: &[u8], cx: &mut ResponseCtx<'_, S>) {
         let Some(current) = self.current.take() else {
             self.state = State::Head;
             return;
         };
+        let raw = self.take_raw(tail, cx);
         self.sync(cx);
         self.state = State::Head;
         cx.stats.responses += 1;
@@ -517,6 +584,7 @@ impl ResponseFramer {
                 },
                 first_byte_ns: current.first_byte_ns,
                 complete_ns: ts_ns,
+                raw,
             },
         );
         if upgrade {

@@ -76,6 +76,10 @@ pub struct ResponseConfig {
     /// Body bytes kept per response (the hash and length cover the whole
     /// body). Default 256 KiB.
     pub body_cap: usize,
+    /// Also keep each response's bytes as they came (interim responses and
+    /// transfer framing included), up to this many, for a recording; 0:
+    /// not kept (the comparison needs only the [`Answer`]).
+    pub raw_cap: usize,
 }
 
 impl Default for ResponseConfig {
@@ -84,6 +88,7 @@ impl Default for ResponseConfig {
             max_head_bytes: 64 * 1024,
             max_headers: 100,
             body_cap: 256 * 1024,
+            raw_cap: 0,
         }
     }
 }
@@ -108,6 +113,9 @@ pub struct CapturedResponse {
     /// Timestamp (monotonic ns) of the segment that completed it (for a
     /// close-delimited body: the last segment before the FIN).
     pub complete_ns: u64,
+    /// The response's bytes as they came, when [`ResponseConfig::raw_cap`]
+    /// asks for them and they fit in it.
+    pub raw: Option<Bytes>,
 }
 
 /// Where framed responses go, and who knows the requests they answer.

@@ -573,3 +573,49 @@ fn a_full_budget_loses_the_connection_instead_of_growing() {
     assert_eq!(c.losses(), vec![ResponseLoss::BufferCap]);
     assert_eq!(c.budget.used(), 0);
 }
+
+#[test]
+fn with_a_raw_cap_each_response_keeps_its_bytes_as_they_came_in_any_split() {
+    let first = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+    let second = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n";
+    let third = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\x00\r\n\xff";
+    let huge = [&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..], &[b'x'; 100]].concat();
+    let fifth = b"HTTP/1.0 200 OK\r\n\r\nuntil the end";
+    let stream = [&first[..], b"\r\n", second, third, &huge, fifth].concat();
+    let config = ResponseConfig {
+        raw_cap: 100,
+        ..ResponseConfig::default()
+    };
+    let check = |c: &Conn| {
+        let raw: Vec<Option<&[u8]>> = c.responses().iter().map(|r| r.raw.as_deref()).collect();
+        assert_eq!(
+            raw,
+            [
+                Some(&first[..]),
+                Some(&second[..]),
+                Some(&third[..]),
+                None,
+                Some(&fifth[..])
+            ],
+            "the stray CRLF belongs to no response; the fourth is over the cap"
+        );
+        assert_eq!(c.budget.used(), 0);
+    };
+    let requests = [GET; 5];
+    for cut in 0..=stream.len() {
+        let mut c = Conn::with(config.clone(), &requests);
+        c.feed(&[&stream[..cut], &stream[cut..]]);
+        c.end(StreamLoss::Incomplete);
+        check(&c);
+    }
+    let mut c = Conn::with(config.clone(), &requests);
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    c.feed(&bytes);
+    c.end(StreamLoss::Incomplete);
+    check(&c);
+    // Without a raw cap nothing is kept.
+    let mut c = Conn::new(&requests);
+    c.feed(&[&stream]).end(StreamLoss::Incomplete);
+    assert!(c.responses().iter().all(|r| r.raw.is_none()));
+    assert_eq!(c.responses().len(), 5);
+}
