@@ -74,14 +74,23 @@ fn payloads(path: &Path) -> Vec<Vec<u8>> {
 fn a_pcap_recorded_with_a_time_pattern_and_a_size_limit_gives_complete_files_in_order() {
     let dir = scratch("size");
     let requests: Vec<Vec<u8>> = (0..60)
-        .map(|i| format!("GET /r/{i:03} HTTP/1.1\r\nHost: svc\r\nX-Pad: {i:0100}\r\n\r\n").into_bytes())
+        .map(|i| {
+            format!("GET /r/{i:03} HTTP/1.1\r\nHost: svc\r\nX-Pad: {i:0100}\r\n\r\n").into_bytes()
+        })
         .collect();
     let pcap = dir.join("in.pcap");
     std::fs::write(&pcap, capture(&requests)).unwrap();
     let output = agent()
         .args(["record", "--input-pcap"])
         .arg(&pcap)
-        .args(["--port", "8080", "--log-format", "json", "--rotate-size", "1K"])
+        .args([
+            "--port",
+            "8080",
+            "--log-format",
+            "json",
+            "--rotate-size",
+            "1K",
+        ])
         .arg("--output")
         .arg(dir.join("out/%Y/req-%Y.gor.gz"))
         .output()
@@ -111,7 +120,11 @@ fn a_pcap_recorded_with_a_time_pattern_and_a_size_limit_gives_complete_files_in_
             break;
         }
         let these = payloads(&path);
-        assert!(!these.is_empty() && these.len() <= 4, "{name}: {}", these.len());
+        assert!(
+            !these.is_empty() && these.len() <= 4,
+            "{name}: {}",
+            these.len()
+        );
         assert!(
             stderr.contains(&format!("{}", path.display())),
             "{name} is logged"
@@ -141,7 +154,11 @@ fn bad_rotation_values_and_patterns_are_one_clear_error() {
         ("--rotate-size", "12XB", "not a size such as 32M"),
         ("--rotate-size", "0", "0 bytes"),
         ("--rotate-age", "10", "not a duration such as 30s"),
-        ("--output", "req-%y.gor", "`%y` in `req-%y.gor` is not a time pattern"),
+        (
+            "--output",
+            "req-%y.gor",
+            "`%y` in `req-%y.gor` is not a time pattern",
+        ),
     ] {
         let mut command = agent();
         command.args(["record", "--input-pcap", "in.pcap", "--port", "80"]);

@@ -41,6 +41,8 @@ pub struct Progress {
     pass: u64,
     pass_started: Instant,
     last_shown: Instant,
+    /// Bytes read of the pass at the last update.
+    done: u64,
 }
 
 impl Progress {
@@ -77,6 +79,7 @@ impl Progress {
             pass: 1,
             pass_started: now,
             last_shown: now,
+            done: 0,
         }
     }
 
@@ -84,15 +87,17 @@ impl Progress {
         self.before.last().copied().unwrap_or(0)
     }
 
-    /// After each request: in pass `pass`, file `index` of the list has
-    /// been read up to `file_bytes`; `replayed` requests so far. Cheap
-    /// when nothing is due to be shown.
+    /// After each request, and at the end of each file: in pass `pass`,
+    /// file `index` of the list has been read up to `file_bytes`;
+    /// `replayed` requests so far. Cheap when nothing is due to be shown.
     pub fn update(&mut self, pass: u64, index: usize, file_bytes: u64, replayed: u64) {
         let now = Instant::now();
         if pass != self.pass {
             self.pass = pass;
             self.pass_started = now;
         }
+        let done = self.before.get(index).copied().unwrap_or(0) + file_bytes;
+        self.done = done.min(self.total());
         let every = match self.display {
             Display::Bar(_) => DRAW_EVERY,
             Display::Log => LOG_EVERY,
@@ -101,8 +106,7 @@ impl Progress {
             return;
         }
         self.last_shown = now;
-        let done = self.before.get(index).copied().unwrap_or(0) + file_bytes;
-        let done = done.min(self.total());
+        let done = self.done;
         let line = self.line(now, done, replayed);
         match &self.display {
             Display::Bar(bar) => {
@@ -167,11 +171,10 @@ impl Progress {
     pub fn finish(mut self, replayed: u64) {
         if let Display::Bar(bar) = &self.display {
             let now = Instant::now();
-            // A stop signal ends early: the bar keeps what was read.
-            let done = bar.position();
-            self.last_shown = now;
-            bar.set_message(self.line(now, done, replayed));
-            bar.finish();
+            // Left as it is: a stop signal ends it short of the total.
+            bar.set_position(self.done);
+            bar.set_message(self.line(now, self.done, replayed));
+            bar.abandon();
         }
         telemetry::stderr::show_bar(None);
         self.display = Display::Log;

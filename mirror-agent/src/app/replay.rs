@@ -197,6 +197,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                 replayed += 1;
                 progress.update(pass, index, source.bytes_read(), replayed);
             }
+            progress.update(pass, index, source.bytes_read(), replayed);
             if let Some(http) = source.http_stats() {
                 let skipped = http.dropped.total();
                 if skipped > 0 {

@@ -154,8 +154,14 @@ Examples:
   The requests of a packet capture, as fast as the target takes them:
     mirror-agent replay --input-pcap incident.pcap --port 8080 --shadow http://v2:8080 --speed max
 
-Without --speed or --rate the recorded pace is kept (100%). At the end the
-final counts of each target are printed: captured = sent + filtered +
+  The files of a rotated recording, in order (ls -v puts req_10 after req_9):
+    mirror-agent replay $(ls -v rec/req-2025-06-01-*.gor.gz) --shadow http://staging:8080
+
+Without --speed or --rate the recorded pace is kept (100%). On a terminal a
+progress line shows the bytes read of the files (compressed for .gz) of
+their total, requests replayed, the rate, elapsed time and time left (with
+--loop, of the current pass); otherwise it is logged every 5 s. At the end
+the final counts of each target are printed: captured = sent + filtered +
 dropped(reason). SIGTERM or SIGINT stop reading; the queues drain.";
 
 /// `mirror-agent record`: the capture flags (or a pcap), the filters, the
