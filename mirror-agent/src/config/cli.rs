@@ -130,7 +130,7 @@ Examples:
     mirror-agent record --input-pcap incident.pcap --port 8080 --output incident.gor
   One file an hour (UTC), a new one past 256 MiB before gzip
   (req-2025-06-01-13.gor.gz, req-2025-06-01-13_1.gor.gz, ...):
-    sudo mirror-agent record --iface eth0 --port 80 \
+    sudo mirror-agent record --iface eth0 --port 80 \\
       --output '/var/lib/mirror/req-%Y-%m-%d-%H.gor.gz' --rotate-size 256M
   A file every 10 minutes, in a directory per day:
     sudo mirror-agent record --iface eth0 --port 80 --output 'rec/%Y%m%d/%H%M.gor' --rotate-age 10m
