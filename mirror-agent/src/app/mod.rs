@@ -11,6 +11,7 @@
 mod compare_report;
 mod host;
 mod pipeline;
+mod progress;
 mod record;
 mod reload;
 mod replay;

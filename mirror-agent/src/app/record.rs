@@ -40,7 +40,7 @@ async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, 
     let mut signals = StopSignals::new()?;
     let mut capture = Capture::start(&options)?;
     let (recorder, recording) = file::record(
-        &args.output,
+        args.output_plan(),
         config.live.shadows.route.clone(),
         wall_offset_ns(),
     )
@@ -89,8 +89,9 @@ fn from_pcap(
     let mut reader =
         PacketReader::open(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
     // The capture file's timestamps are Unix time already.
-    let (recorder, recording) = file::record(&args.output, config.live.shadows.route.clone(), 0)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let (recorder, recording) =
+        file::record(args.output_plan(), config.live.shadows.route.clone(), 0)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
     let mut table = FlowTable::new(
         config.startup.flow.clone(),
         Framing::new(config.startup.http.clone(), recorder),

@@ -5,9 +5,10 @@
 //!
 //! Unlike live mirroring, nothing here protects production: the reader
 //! waits for room in the targets' queues instead of dropping, so memory is
-//! bounded by the queues, not by the file (which is streamed). A progress
-//! line is logged every few seconds; at the end the queues drain and each
-//! target's final counts are printed.
+//! bounded by the queues, not by the file (which is streamed). Progress is
+//! a bar on a terminal, else a line logged every few seconds
+//! ([`super::progress`]); at the end the queues drain and each target's
+//! final counts are printed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tracing::{info, warn};
 
+use super::progress::Progress;
 use super::signals::StopSignals;
 use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
 use crate::file::{Recorded, Source, SourceStats};
@@ -101,9 +103,6 @@ async fn room(targets: &[Arc<Target>], request: &crate::http::Request) {
     }
 }
 
-/// Logs progress at most this often.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
 pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()> {
     if config.live.shadows.route.targets.is_empty() {
         return Err(InvalidConfig(
@@ -154,14 +153,14 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     let started = Instant::now();
     let mut totals = SourceStats::default();
     let mut replayed: u64 = 0;
-    let mut last_progress = Instant::now();
+    let inputs: Vec<&std::path::Path> = match &args.input_pcap {
+        Some(pcap) => vec![pcap.as_path()],
+        None => args.files.iter().map(|f| f.as_path()).collect(),
+    };
+    let mut progress = Progress::new(&inputs, args.repeat);
     'passes: for pass in 1.. {
         let mut pacer = Pacer::new(pace, Instant::now());
-        let inputs: Vec<&std::path::Path> = match &args.input_pcap {
-            Some(pcap) => vec![pcap.as_path()],
-            None => args.files.iter().map(|f| f.as_path()).collect(),
-        };
-        for path in inputs {
+        for (index, &path) in inputs.iter().enumerate() {
             let mut source = match &args.input_pcap {
                 Some(_) => Source::pcap(
                     path,
@@ -196,18 +195,9 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                 request.complete_ns = now;
                 dispatcher.dispatch(&request);
                 replayed += 1;
-                if last_progress.elapsed() >= PROGRESS_EVERY {
-                    last_progress = Instant::now();
-                    let secs = started.elapsed().as_secs_f64();
-                    info!(
-                        pass,
-                        file = %path.display(),
-                        replayed,
-                        per_second = (replayed as f64 / secs.max(1e-9)).round(),
-                        "replaying"
-                    );
-                }
+                progress.update(pass, index, source.bytes_read(), replayed);
             }
+            progress.update(pass, index, source.bytes_read(), replayed);
             if let Some(http) = source.http_stats() {
                 let skipped = http.dropped.total();
                 if skipped > 0 {
@@ -220,6 +210,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
             break;
         }
     }
+    progress.finish(replayed);
     info!(
         replayed,
         seconds = started.elapsed().as_secs_f64(),

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
-use super::values::{Marker, parse_match_header, parse_match_header_regex};
+use super::values::{Marker, RotateAge, RotateSize, parse_match_header, parse_match_header_regex};
 use super::{Config, InvalidConfig};
 use crate::compare::Role;
 use crate::route::{HeaderLine, HeaderMatch, TargetUrl};
@@ -128,10 +128,19 @@ Examples:
       --path-prefix /api --output requests.gor.gz
   From a packet capture taken by tcpdump (no root needed):
     mirror-agent record --input-pcap incident.pcap --port 8080 --output incident.gor
+  One file an hour (UTC), a new one past 256 MiB before gzip
+  (req-2025-06-01-13.gor.gz, req-2025-06-01-13_1.gor.gz, ...):
+    sudo mirror-agent record --iface eth0 --port 80 \\
+      --output '/var/lib/mirror/req-%Y-%m-%d-%H.gor.gz' --rotate-size 256M
+  A file every 10 minutes, in a directory per day:
+    sudo mirror-agent record --iface eth0 --port 80 --output 'rec/%Y%m%d/%H%M.gor' --rotate-age 10m
 
 The file is complete when the command ends: SIGTERM or SIGINT stop the
 capture, the queued requests are written, the file is flushed, and the
-final counts are printed: captured = written + filtered + dropped(reason).";
+final counts are printed: captured = written + filtered + dropped(reason).
+With rotation, every file is complete (flushed, gzip trailer, synced) when
+the next one starts, and readable on its own; each file opened and
+completed is logged (path, payloads, bytes).";
 
 const REPLAY_EXAMPLES: &str = "\
 Examples:
@@ -145,8 +154,14 @@ Examples:
   The requests of a packet capture, as fast as the target takes them:
     mirror-agent replay --input-pcap incident.pcap --port 8080 --shadow http://v2:8080 --speed max
 
-Without --speed or --rate the recorded pace is kept (100%). At the end the
-final counts of each target are printed: captured = sent + filtered +
+  The files of a rotated recording, in order (ls -v puts req_10 after req_9):
+    mirror-agent replay $(ls -v rec/req-2025-06-01-*.gor.gz) --shadow http://staging:8080
+
+Without --speed or --rate the recorded pace is kept (100%). On a terminal a
+progress line shows the bytes read of the files (compressed for .gz) of
+their total, requests replayed, the rate, elapsed time and time left (with
+--loop, of the current pass); otherwise it is logged every 5 s. At the end
+the final counts of each target are printed: captured = sent + filtered +
 dropped(reason). SIGTERM or SIGINT stop reading; the queues drain.";
 
 /// `mirror-agent record`: the capture flags (or a pcap), the filters, the
@@ -154,9 +169,29 @@ dropped(reason). SIGTERM or SIGINT stop reading; the queues drain.";
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// The file to write, in goreplay's format; gzip when the name ends in
-    /// `.gz`. Replaced if it exists. Example: --output requests.gor
-    #[arg(long, value_name = "FILE")]
+    /// `.gz`. The name may hold time patterns, expanded in UTC when a file
+    /// is opened: %Y year, %m month, %d day, %H hour, %M minute, %S second,
+    /// %NS nanoseconds, %% a %; when the expanded name changes (the next
+    /// hour for %H), a new file starts. With patterns or --rotate-*, an
+    /// existing name gets a counter before its extensions (req_1.gor.gz)
+    /// and no file is replaced; a plain name alone is replaced if it
+    /// exists. A directory in the name that holds a pattern is created.
+    /// Example: --output 'requests-%Y-%m-%d-%H.gor.gz'
+    #[arg(long, value_name = "FILE", value_parser = parse_output)]
     pub output: PathBuf,
+
+    /// Start a new file before the current one would pass this size, in
+    /// bytes of payloads as written (before gzip for a .gz, as goreplay
+    /// counts); a payload is never split. Units K, M, G, optionally with B
+    /// or iB, all binary: 32M = 32MB = 32MiB = 33554432 bytes.
+    /// goreplay's --output-file-size-limit. Example: --rotate-size 32M
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<RotateSize>,
+
+    /// Start a new file when the current one is this old: s, m, h or d.
+    /// Example: --rotate-age 10m
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_age: Option<RotateAge>,
 
     /// Read packets from this pcap or pcapng file instead of capturing
     /// (no root, no kernel program); needs --port. Example: --input-pcap dump.pcap
@@ -280,7 +315,24 @@ pub struct ReplayArgs {
     pub routing: RoutingFlags,
 }
 
+/// `--output`: a file name whose time patterns are known.
+fn parse_output(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    crate::file::rotation::NamePattern::parse(&path)?;
+    Ok(path)
+}
+
 impl RecordArgs {
+    /// Where the recording goes: the name, its patterns and when a new
+    /// file starts.
+    pub fn output_plan(&self) -> crate::file::OutputPlan {
+        crate::file::OutputPlan {
+            pattern: self.output.clone(),
+            max_bytes: self.rotate_size.map(|s| s.0),
+            max_age: self.rotate_age.map(|a| a.0),
+        }
+    }
+
     /// The configuration, as the agent's flags would give it.
     pub fn load(&self) -> Result<Config, InvalidConfig> {
         Cli {

@@ -40,7 +40,7 @@ pub use file::{FileConfig, TargetFile};
 pub use sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 pub use values::{
     ByteSize, Count, FlowCount, HeaderCount, HeaderName, HumanDuration, LogLevel, Marker, Method,
-    Niceness, PathPrefix, Ports, RingSize,
+    Niceness, PathPrefix, Ports, RingSize, RotateAge, RotateSize,
 };
 
 use crate::capture::{AttachMode, CaptureOptions, DEFAULT_RING_BYTES};

@@ -964,3 +964,29 @@ fn bad_tls_settings_are_clear_errors() {
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
+
+#[test]
+fn rotation_sizes_are_binary_whatever_the_unit_and_ages_take_s_m_h_d() {
+    for (text, bytes) in [
+        ("4096", 4096),
+        ("32M", 32 << 20),
+        ("32mb", 32 << 20),
+        ("32MiB", 32 << 20),
+        ("512KB", 512 << 10),
+        ("1g", 1 << 30),
+    ] {
+        assert_eq!(text.parse::<RotateSize>(), Ok(RotateSize(bytes)), "{text}");
+    }
+    assert_eq!(RotateSize(32 << 20).to_string(), "32M");
+    for bad in ["", "M", "32XB", "1.5M", "-1", "0", "2T"] {
+        assert!(bad.parse::<RotateSize>().is_err(), "{bad}");
+    }
+    for (text, secs) in [("30s", 30), ("10m", 600), ("1h", 3600), ("2d", 172_800)] {
+        let age: RotateAge = text.parse().unwrap();
+        assert_eq!(age.0, Duration::from_secs(secs), "{text}");
+        assert_eq!(age.to_string(), text);
+    }
+    for bad in ["10", "0s", "1w", "1.5h", "400d", "m"] {
+        assert!(bad.parse::<RotateAge>().is_err(), "{bad}");
+    }
+}

@@ -442,6 +442,92 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// The size at which a recording moves to a new file: a number of bytes
+/// with an optional unit, case-insensitive, every unit binary as the
+/// agent's other sizes (`32M` = `32MB` = `32MiB` = 33554432 bytes; K, M,
+/// G, each optionally followed by B or iB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotateSize(pub u64);
+
+impl FromStr for RotateSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a size such as 32M, 512KB or 1GiB");
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (digits, unit) = trimmed.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| bad())?;
+        let unit = unit.trim().to_ascii_lowercase();
+        let unit = unit
+            .strip_suffix("ib")
+            .or_else(|| unit.strip_suffix('b'))
+            .unwrap_or(&unit);
+        let shift = match unit {
+            "" => 0,
+            "k" => 10,
+            "m" => 20,
+            "g" => 30,
+            _ => return Err(bad()),
+        };
+        match number.checked_mul(1 << shift) {
+            Some(0) => Err(format!("`{text}`: a file of 0 bytes holds nothing")),
+            Some(bytes) if bytes <= 1 << 40 => Ok(RotateSize(bytes)),
+            _ => Err(format!("`{text}` is larger than 1T")),
+        }
+    }
+}
+
+impl fmt::Display for RotateSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_size(self.0, f)
+    }
+}
+
+/// The age at which a recording moves to a new file: `30s`, `10m`, `1h`,
+/// `1d`; from 1 second to 366 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotateAge(pub Duration);
+
+impl FromStr for RotateAge {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a duration such as 30s, 10m, 1h or 1d");
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(bad)?;
+        let (digits, unit) = trimmed.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| bad())?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        match number.checked_mul(unit_secs) {
+            Some(secs) if (1..=366 * 86_400).contains(&secs) => {
+                Ok(RotateAge(Duration::from_secs(secs)))
+            }
+            _ => Err(format!("`{text}` is outside 1s to 366d")),
+        }
+    }
+}
+
+impl fmt::Display for RotateAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        for (unit, name) in [(86_400, "d"), (3600, "h"), (60, "m")] {
+            if secs.is_multiple_of(unit) {
+                return write!(f, "{}{name}", secs / unit);
+            }
+        }
+        write!(f, "{secs}s")
+    }
+}
+
 /// An HTTP method (a token, case kept).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Method(pub String);

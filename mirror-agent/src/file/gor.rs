@@ -27,6 +27,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
@@ -126,6 +128,9 @@ pub struct PayloadReader<R> {
     eof: bool,
     /// A payload longer than this is skipped (it would have to be held).
     max_payload: usize,
+    /// Bytes taken from the file itself (compressed for a `.gz`), when
+    /// opened from a path: a replay's progress.
+    file_bytes: Option<Arc<AtomicU64>>,
 }
 
 /// How much is read from the file at a time.
@@ -134,13 +139,34 @@ const READ_SIZE: usize = 256 * 1024;
 impl PayloadReader<Box<dyn Read + Send>> {
     /// Opens `path`, decompressing when its name ends in `.gz`.
     pub fn open(path: &Path, max_payload: usize) -> io::Result<Self> {
-        let file = File::open(path)?;
+        let file_bytes = Arc::new(AtomicU64::new(0));
+        let file = CountingReader {
+            inner: File::open(path)?,
+            bytes: Arc::clone(&file_bytes),
+        };
         let inner: Box<dyn Read + Send> = if is_gzip(path) {
             Box::new(MultiGzDecoder::new(io::BufReader::new(file)))
         } else {
             Box::new(file)
         };
-        Ok(Self::new(inner, max_payload))
+        let mut reader = Self::new(inner, max_payload);
+        reader.file_bytes = Some(file_bytes);
+        Ok(reader)
+    }
+}
+
+/// Counts the bytes read through it, for a reader's progress in its file
+/// while a decompressor sits on top.
+struct CountingReader<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Relaxed);
+        Ok(n)
     }
 }
 
@@ -154,6 +180,18 @@ impl<R: Read> PayloadReader<R> {
             at: Position { offset: 0, line: 1 },
             eof: false,
             max_payload: max_payload.max(1),
+            file_bytes: None,
+        }
+    }
+
+    /// How far into its file the reader is: the bytes read from the file
+    /// (compressed for a `.gz`, and read ahead of the payloads handed out
+    /// by up to one read); the payloads' own offset for a reader not
+    /// opened from a path.
+    pub fn file_bytes_read(&self) -> u64 {
+        match &self.file_bytes {
+            Some(bytes) => bytes.load(Relaxed),
+            None => self.at.offset,
         }
     }
 
@@ -345,19 +383,43 @@ pub struct PayloadWriter {
 }
 
 enum Output {
-    Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Plain(BufWriter<CountingWriter>),
+    Gzip(GzEncoder<BufWriter<CountingWriter>>),
+}
+
+/// The file under the buffer, counting what reaches it.
+struct CountingWriter {
+    file: File,
+    bytes: u64,
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl PayloadWriter {
+    /// Creates `path`, replacing a file of that name.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let file = BufWriter::with_capacity(256 * 1024, File::create(path)?);
-        let out = if is_gzip(path) {
+        Ok(Self::new(File::create(path)?, is_gzip(path)))
+    }
+
+    /// Writes to a file already created (gzip-compressed or not).
+    pub fn new(file: File, gzip: bool) -> Self {
+        let file = BufWriter::with_capacity(256 * 1024, CountingWriter { file, bytes: 0 });
+        let out = if gzip {
             Output::Gzip(GzEncoder::new(file, Compression::default()))
         } else {
             Output::Plain(file)
         };
-        Ok(Self { out })
+        Self { out }
     }
 
     /// Writes encoded payloads (see [`encode`]) as they are.
@@ -377,14 +439,17 @@ impl PayloadWriter {
         }
     }
 
-    /// Flushes and completes the file.
-    pub fn finish(self) -> io::Result<()> {
+    /// Flushes and completes the file, its data synced to the disk; the
+    /// file's size.
+    pub fn finish(self) -> io::Result<u64> {
         let mut file = match self.out {
             Output::Plain(w) => w,
             Output::Gzip(w) => w.finish()?,
         };
         file.flush()?;
-        file.get_ref().sync_data()
+        let file = file.get_ref();
+        file.file.sync_data()?;
+        Ok(file.bytes)
     }
 }
 

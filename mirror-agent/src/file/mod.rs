@@ -1,7 +1,8 @@
 //! Files as sources and sinks of the pipeline, beside the kernel ring and
 //! the shadows: goreplay's `.gor` format both ways ([`gor`]), packet
 //! captures as capture events ([`packets`]), the recording sink
-//! ([`recorder`]) and the replay sources ([`source`]).
+//! ([`recorder`]) and its files, by time pattern, size and age
+//! ([`rotation`]), and the replay sources ([`source`]).
 //!
 //! `mirror-agent record` puts [`recorder::Recorder`] where the live agent
 //! puts the shadows' dispatcher; `mirror-agent replay` takes requests from
@@ -10,6 +11,7 @@
 pub mod gor;
 pub mod packets;
 pub mod recorder;
+pub mod rotation;
 pub mod source;
 
 pub use gor::{
@@ -17,4 +19,5 @@ pub use gor::{
 };
 pub use packets::{PacketReader, PacketStats, PcapError, Segments};
 pub use recorder::{RecordDrop, RecordSnapshot, RecordStats, Recorder, Recording, record};
+pub use rotation::OutputPlan;
 pub use source::{Recorded, Source, SourceStats};

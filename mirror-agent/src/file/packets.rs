@@ -157,6 +157,11 @@ impl<R: Read> PacketReader<R> {
         Ok(reader)
     }
 
+    /// Bytes of the file read so far (a replay's progress).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     fn corrupt(&self, reason: impl Into<String>) -> PcapError {
         PcapError::Corrupt {
             offset: self.offset,

@@ -11,7 +11,6 @@
 //! and completes the file (flush, gzip trailer, sync), so a stop signal
 //! leaves a file whose last payload is whole.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -20,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use super::gor::{self, PayloadKind, PayloadMeta, PayloadWriter, WriteError};
+use super::gor::{self, PayloadKind, PayloadMeta, WriteError};
+use super::rotation::{OutputPlan, RotatingWriter};
 use crate::http::{Request, RequestSink};
 use crate::route::{FilterReason, Plan, RouteConfig, RouteTarget, Router, TargetUrl, Verdict};
 
@@ -185,16 +185,17 @@ pub struct Recording {
 /// The name the recording has in the routing stage and the final counts.
 pub const RECORDING_TARGET: &str = "file";
 
-/// Starts recording to `path` with `route`'s rules and rewrites (its
+/// Starts recording to `output` (a file, or files by time pattern, size
+/// or age: [`super::rotation`]) with `route`'s rules and rewrites (its
 /// targets are replaced by the file). No marker header is added, so the
 /// file holds what clients sent (a replay adds it); without a marker the
 /// loop guard does not apply either.
 pub fn record(
-    path: &Path,
+    output: impl Into<OutputPlan>,
     mut route: RouteConfig,
     wall_offset_ns: i64,
 ) -> std::io::Result<(Recorder, Recording)> {
-    let mut writer = PayloadWriter::create(path)?;
+    let mut writer = RotatingWriter::create(output.into())?;
     let url = TargetUrl::parse("http://recording.invalid")
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut target = RouteTarget::new(url);
@@ -210,7 +211,7 @@ pub fn record(
         std::thread::Builder::new()
             .name("mirror-record".into())
             .spawn(move || {
-                write_loop(&mut writer, &rx, &stats, &queued_bytes).and(writer.finish())
+                write_loop(&mut writer, &rx, &stats, &queued_bytes).and(writer.finish().map(drop))
             })?
     };
     let router = Router::new(Arc::new(Plan::new(route)));
@@ -228,7 +229,7 @@ pub fn record(
 }
 
 fn write_loop(
-    writer: &mut PayloadWriter,
+    writer: &mut RotatingWriter,
     rx: &Receiver<Vec<u8>>,
     stats: &RecordStats,
     queued_bytes: &AtomicUsize,

@@ -144,6 +144,15 @@ impl Source {
         }
     }
 
+    /// How far into its file the source has read, in bytes of the file
+    /// (compressed for a `.gz`): a replay's progress.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            Source::Gor { reader, .. } => reader.file_bytes_read(),
+            Source::Pcap { reader, .. } => reader.offset(),
+        }
+    }
+
     /// The framing counters of a packet capture (requests lost in
     /// reassembly or framing, by reason).
     pub fn http_stats(&self) -> Option<HttpStats> {

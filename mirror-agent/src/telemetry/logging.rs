@@ -83,14 +83,14 @@ pub fn init(format: Option<LogFormat>, level: &str, requests: bool) -> Logging {
                     // target's name); the module path would be a second
                     // `target` key in the same object.
                     .with_target(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(super::stderr::log_writer),
             ),
         ),
         LogFormat::Text => tracing::subscriber::set_global_default(
             registry.with(
                 fmt::layer()
                     .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_writer(super::stderr::log_writer),
             ),
         ),
     };

@@ -1,7 +1,8 @@
 //! What the agent tells its operators: Prometheus metrics and the health
 //! endpoints ([`endpoint`], [`metrics`]), the periodic summary and the
-//! loss events ([`summary`]), the logs ([`logging`]) and the sampled
-//! request log ([`request_log`]).
+//! loss events ([`summary`]), the logs ([`logging`], on a stderr shared
+//! with a progress bar: [`stderr`]) and the sampled request log
+//! ([`request_log`]).
 //!
 //! Nothing here is on the capture path: every value is read when it is
 //! needed from where its stage keeps it (the kernel's per-CPU map, the
@@ -11,6 +12,7 @@ pub mod endpoint;
 pub mod logging;
 pub mod metrics;
 pub mod request_log;
+pub mod stderr;
 pub mod summary;
 
 use std::sync::atomic::AtomicU64;
