@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 pub use pipeline::Pipeline;
 
 use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
-use crate::compare::{Comparing, Engine, Pairing, V1Responses};
+use crate::compare::{Comparing, Engine, V1Responses, shared_pairing};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
 use crate::http::{ResponseConfig, ResponseFraming};
 use crate::shadow::Shadows;
@@ -251,7 +251,7 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let summary_task = tokio::spawn(summary::run(sources.clone(), config.live.stats_interval));
 
     let log_share = Arc::new(AtomicU32::new(config.live.log_requests.basis_points()));
-    let pairing = Pairing::shared();
+    let pairing = shared_pairing();
     let dispatcher = match &compare {
         Some(engine) => Comparing::new(shadows.dispatcher(), engine.clone(), pairing.clone()),
         None => Comparing::off(shadows.dispatcher()),

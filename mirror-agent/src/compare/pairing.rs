@@ -11,45 +11,25 @@
 //! known: every exchange of that connection from then on is `unpaired`,
 //! never paired with the wrong response.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::NotCompared;
 use super::engine::{Engine, RequestMeta, V1Response, cut_target};
-use crate::capture::{FlowId, FlowKey};
-use crate::http::{Answers, CapturedResponse, Request, RequestSink, ResponseLoss, ResponseSink};
+use crate::capture::FlowId;
+use crate::http::{
+    Answers, CapturedResponse, InOrder, Request, RequestSink, ResponseLoss, ResponseSink,
+    Unanswered,
+};
 use crate::shadow::{AnswerSink, Dispatcher, Outcome, Target};
 
 /// Connections whose pairing is tracked at once; beyond it the oldest
 /// entries go (their exchanges count as `unpaired`).
 const MAX_CONNECTIONS: usize = 65_536;
 
-/// One request waiting for its response.
-#[derive(Clone, Copy, Debug)]
-struct Waiting {
-    /// The exchange, if the request is compared.
-    tag: Option<u64>,
-    answers: Answers,
-}
-
-#[derive(Default)]
-struct Connection {
-    waiting: VecDeque<Waiting>,
-    /// The order was lost: nothing more is paired on this connection.
-    broken: bool,
-    /// Insertion order, for eviction.
-    born: u64,
-}
-
 /// The per-connection queues, shared by the two sides (both on the capture
-/// task: the lock is never contended).
-#[derive(Default)]
-pub struct Pairing {
-    connections: HashMap<FlowKey, Connection>,
-    born: u64,
-    /// Responses that came with no request waiting.
-    pub unpaired_responses: u64,
-}
+/// task: the lock is never contended). Each request leaves its exchange
+/// (`None`: not compared).
+pub type Pairing = InOrder<Option<u64>>;
 
 type Shared = Arc<Mutex<Pairing>>;
 
@@ -57,50 +37,21 @@ fn lock(pairing: &Shared) -> MutexGuard<'_, Pairing> {
     pairing.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Pairing {
-    pub fn shared() -> Arc<Mutex<Pairing>> {
-        Arc::default()
-    }
-
-    fn connection(&mut self, key: FlowKey, engine: &Engine) -> &mut Connection {
-        if !self.connections.contains_key(&key) && self.connections.len() >= MAX_CONNECTIONS {
-            self.evict_oldest(engine);
-        }
-        self.born += 1;
-        let born = self.born;
-        self.connections.entry(key).or_insert_with(|| Connection {
-            born,
-            ..Connection::default()
-        })
-    }
-
-    fn evict_oldest(&mut self, engine: &Engine) {
-        let Some(oldest) = self
-            .connections
-            .iter()
-            .min_by_key(|(_, c)| c.born)
-            .map(|(k, _)| *k)
-        else {
-            return;
-        };
-        if let Some(connection) = self.connections.remove(&oldest) {
-            fail(connection.waiting, engine, NotCompared::Unpaired);
-        }
-    }
-
-    /// The connection's order is lost: what waits, and what comes, is
-    /// unpaired.
-    fn break_connection(&mut self, key: FlowKey, engine: &Engine) {
-        let connection = self.connection(key, engine);
-        connection.broken = true;
-        let waiting = std::mem::take(&mut connection.waiting);
-        fail(waiting, engine, NotCompared::Unpaired);
-    }
+/// New shared queues for [`Comparing`] and [`V1Responses`].
+pub fn shared_pairing() -> Shared {
+    Arc::new(Mutex::new(InOrder::new(MAX_CONNECTIONS)))
 }
 
-fn fail(waiting: VecDeque<Waiting>, engine: &Engine, reason: NotCompared) {
-    for tag in waiting.into_iter().filter_map(|w| w.tag) {
-        engine.v1(tag, Err(reason));
+/// Gives up an exchange whose request gets no response of v1.
+fn unanswered(engine: &Engine) -> impl FnMut(Option<u64>, Unanswered) + '_ {
+    move |tag, why| {
+        if let Some(tag) = tag {
+            let reason = match why {
+                Unanswered::Unpaired => NotCompared::Unpaired,
+                Unanswered::NoResponse => NotCompared::NoV1Response,
+            };
+            engine.v1(tag, Err(reason));
+        }
     }
 }
 
@@ -146,16 +97,28 @@ impl Comparing {
     }
 
     /// Dispatches `request` (see [`Dispatcher::dispatch`]), compared if
-    /// the comparison is on and some target keeps its answers.
+    /// the comparison is on and some target keeps its answers; v1's
+    /// response comes from the capture, paired on the request's connection.
     pub fn dispatch(&mut self, request: &Request) -> &[Outcome] {
+        let tag = self.send(request);
+        if let Some(parts) = &self.parts {
+            let answers = Answers {
+                head: request.method() == b"HEAD",
+                connect: request.method() == b"CONNECT",
+            };
+            lock(&parts.pairing).push(request.flow.key, tag, answers, unanswered(&parts.engine));
+        }
+        self.dispatcher.outcomes()
+    }
+
+    /// Dispatches `request` and opens its exchange if it is compared: the
+    /// tag v1's response is to be given to ([`Engine::v1`]). For a replay,
+    /// whose v1 responses come from the file.
+    pub fn send(&mut self, request: &Request) -> Option<u64> {
         let Some(parts) = &mut self.parts else {
-            return self.dispatcher.dispatch(request);
+            self.dispatcher.dispatch(request);
+            return None;
         };
-        let answers = Answers {
-            head: request.method() == b"HEAD",
-            connect: request.method() == b"CONNECT",
-        };
-        let key = request.flow.key;
         let compared = self.dispatcher.compares();
         let tag = if compared {
             parts.engine.open(RequestMeta {
@@ -186,17 +149,7 @@ impl Comparing {
             }
             None => {}
         }
-        let mut pairing = lock(&parts.pairing);
-        let connection = pairing.connection(key, &parts.engine);
-        if connection.broken {
-            drop(pairing);
-            if let Some(tag) = tag {
-                parts.engine.v1(tag, Err(NotCompared::Unpaired));
-            }
-        } else {
-            connection.waiting.push_back(Waiting { tag, answers });
-        }
-        self.dispatcher.outcomes()
+        tag
     }
 }
 
@@ -207,7 +160,7 @@ impl RequestSink for Comparing {
 
     fn on_requests_lost(&mut self, flow: &FlowId) {
         if let Some(parts) = &self.parts {
-            lock(&parts.pairing).break_connection(flow.key, &parts.engine);
+            lock(&parts.pairing).break_connection(flow.key, unanswered(&parts.engine));
         }
     }
 }
@@ -227,66 +180,34 @@ impl V1Responses {
 
 impl ResponseSink for V1Responses {
     fn next_request(&mut self, flow: &FlowId) -> Option<Answers> {
-        let pairing = lock(&self.pairing);
-        let connection = pairing.connections.get(&flow.key)?;
-        connection.waiting.front().map(|w| w.answers)
+        lock(&self.pairing).peek(&flow.key)
     }
 
     fn on_response(&mut self, flow: &FlowId, response: CapturedResponse) {
-        let mut pairing = lock(&self.pairing);
-        let engine = self.engine.clone();
-        let connection = pairing.connection(flow.key, &engine);
-        if connection.broken {
-            return;
-        }
-        match connection.waiting.pop_front() {
-            Some(Waiting { tag: Some(tag), .. }) => {
-                drop(pairing);
-                engine.v1(
-                    tag,
-                    Ok(V1Response {
-                        answer: response.answer,
-                        first_byte_ns: response.first_byte_ns,
-                    }),
-                );
-            }
-            Some(Waiting { tag: None, .. }) => {}
-            None => {
-                // A response to a request never seen (lost, or still held
-                // by the request side's reassembly): the order is unknown.
-                pairing.unpaired_responses += 1;
-                pairing.break_connection(flow.key, &engine);
-            }
+        let tag = lock(&self.pairing).pop(flow.key, unanswered(&self.engine));
+        if let Some(Some(tag)) = tag {
+            self.engine.v1(
+                tag,
+                Ok(V1Response {
+                    answer: response.answer,
+                    first_byte_ns: response.first_byte_ns,
+                }),
+            );
         }
     }
 
     fn on_lost(&mut self, flow: &FlowId, reason: ResponseLoss) {
         let mut pairing = lock(&self.pairing);
         if reason.ends_stream() {
-            pairing.break_connection(flow.key, &self.engine);
-            return;
-        }
-        // One response, its body partly lost: its request is not compared,
-        // the next ones are.
-        let engine = self.engine.clone();
-        let connection = pairing.connection(flow.key, &engine);
-        if connection.broken {
-            return;
-        }
-        match connection.waiting.pop_front() {
-            Some(Waiting { tag: Some(tag), .. }) => {
-                drop(pairing);
-                engine.v1(tag, Err(NotCompared::NoV1Response));
-            }
-            Some(_) => {}
-            None => pairing.break_connection(flow.key, &engine),
+            pairing.break_connection(flow.key, unanswered(&self.engine));
+        } else {
+            // One response, its body partly lost: its request is not
+            // compared, the next ones are.
+            pairing.lose_one(flow.key, unanswered(&self.engine));
         }
     }
 
     fn on_end(&mut self, flow: &FlowId) {
-        let mut pairing = lock(&self.pairing);
-        if let Some(connection) = pairing.connections.remove(&flow.key) {
-            fail(connection.waiting, &self.engine, NotCompared::NoV1Response);
-        }
+        lock(&self.pairing).end(&flow.key, unanswered(&self.engine));
     }
 }

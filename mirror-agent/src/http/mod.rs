@@ -58,8 +58,8 @@ pub use answer::{Answer, Body, BodyCollector};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 pub use response::{
-    Answers, CapturedResponse, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
-    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats,
+    Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
+    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered,
 };
 
 #[cfg(any(test, feature = "test-support"))]

@@ -53,6 +53,7 @@
 mod framer;
 mod framing;
 mod head;
+mod in_order;
 
 use bytes::Bytes;
 
@@ -63,6 +64,7 @@ use crate::capture::FlowId;
 
 pub use framer::{ResponseCtx, ResponseFramer};
 pub use framing::ResponseFraming;
+pub use in_order::{InOrder, Unanswered};
 
 /// Limits of the response framer; all of them bound memory per connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
