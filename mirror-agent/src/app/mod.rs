@@ -256,7 +256,7 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         Some(engine) => Comparing::new(shadows.dispatcher(), engine.clone(), pairing.clone()),
         None => Comparing::off(shadows.dispatcher()),
     };
-    let mut pipeline = Pipeline::new(
+    let pipeline = Pipeline::new(
         config.startup.flow.clone(),
         config.startup.http.clone(),
         RequestLog::new(dispatcher, Arc::clone(&log_share)),
@@ -267,13 +267,16 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
         Arc::clone(&stats),
         Arc::clone(&readiness),
     );
-    if let Some(engine) = &compare {
-        let framing = ResponseFraming::new(
-            response_config(&config),
-            V1Responses::new(engine.clone(), pairing),
-        );
-        pipeline = pipeline.with_responses(config.startup.flow.clone(), framing);
-    }
+    let mut pipeline = match &compare {
+        Some(engine) => {
+            let framing = ResponseFraming::new(
+                response_config(&config),
+                V1Responses::new(engine.clone(), pairing),
+            );
+            pipeline.with_responses(config.startup.flow.clone(), framing)
+        }
+        None => pipeline.without_responses(),
+    };
 
     let reloader = Arc::new(Reloader {
         cli,

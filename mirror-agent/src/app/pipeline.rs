@@ -8,20 +8,35 @@ use std::sync::{Arc, atomic::Ordering};
 
 use crate::{
     capture::{Direction, Event, EventSink, PayloadFilter},
-    compare::V1Responses,
+    capture::FlowId,
     flow::{FlowConfig, FlowTable},
-    http::{Framing, HttpConfig, RequestSink, ResponseFraming},
+    http::{
+        Answers, CapturedResponse, Framing, HttpConfig, RequestSink, ResponseFraming,
+        ResponseLoss, ResponseSink,
+    },
     telemetry::{PipelineStats, Stats, endpoint::Readiness},
 };
 
 /// How often the stats snapshot is refreshed.
 const PUBLISH_EVERY_NS: u64 = 100_000_000;
 
-pub struct Pipeline<S: RequestSink> {
+/// The response sink of a pipeline that does not capture responses.
+pub struct NoResponses;
+
+impl ResponseSink for NoResponses {
+    fn next_request(&mut self, _: &FlowId) -> Option<Answers> {
+        None
+    }
+    fn on_response(&mut self, _: &FlowId, _: CapturedResponse) {}
+    fn on_lost(&mut self, _: &FlowId, _: ResponseLoss) {}
+}
+
+pub struct Pipeline<S: RequestSink, R: ResponseSink = NoResponses> {
     table: FlowTable<Framing<S>>,
-    /// v1's responses (server → client), when the comparison is on: a
-    /// table of their own, the same reassembly, framed into responses.
-    responses: Option<FlowTable<ResponseFraming<V1Responses>>>,
+    /// v1's responses (server → client), when they are captured (for the
+    /// comparison, or a recording): a table of their own, the same
+    /// reassembly, framed into responses.
+    responses: Option<FlowTable<ResponseFraming<R>>>,
     /// Where the stats are published for the rest of the agent.
     published: Arc<PipelineStats>,
     readiness: Arc<Readiness>,
@@ -47,13 +62,38 @@ impl<S: RequestSink> Pipeline<S> {
     }
 
     /// Also frames v1's responses (the capture attached at egress too).
-    pub fn with_responses(
-        mut self,
+    pub fn with_responses<R: ResponseSink>(
+        self,
         flow: FlowConfig,
-        framing: ResponseFraming<V1Responses>,
-    ) -> Self {
-        self.responses = Some(FlowTable::new(flow, framing));
-        self
+        framing: ResponseFraming<R>,
+    ) -> Pipeline<S, R> {
+        self.responses_to(Some(FlowTable::new(flow, framing)))
+    }
+
+    /// The same pipeline, of the type of one that could frame responses
+    /// (for code that handles both).
+    pub fn without_responses<R: ResponseSink>(self) -> Pipeline<S, R> {
+        self.responses_to(None)
+    }
+
+    fn responses_to<R: ResponseSink>(
+        self,
+        responses: Option<FlowTable<ResponseFraming<R>>>,
+    ) -> Pipeline<S, R> {
+        Pipeline {
+            table: self.table,
+            responses,
+            published: self.published,
+            readiness: self.readiness,
+            next_publish_ns: self.next_publish_ns,
+        }
+    }
+}
+
+impl<S: RequestSink, R: ResponseSink> Pipeline<S, R> {
+    /// The response side's sink, if responses are framed.
+    pub fn response_sink_mut(&mut self) -> Option<&mut R> {
+        self.responses.as_mut().map(|t| t.consumer_mut().sink_mut())
     }
 
     /// Ends every connection (shutdown): requests in progress are counted,
@@ -79,7 +119,7 @@ impl<S: RequestSink> Pipeline<S> {
     }
 }
 
-impl<S: RequestSink> EventSink for Pipeline<S> {
+impl<S: RequestSink, R: ResponseSink> EventSink for Pipeline<S, R> {
     fn on_event(&mut self, event: &Event<'_>) {
         match event.direction {
             Direction::ToServer => self.table.on_event(event),

@@ -10,19 +10,26 @@ use tracing::info;
 
 use super::Pipeline;
 use super::signals::StopSignals;
-use crate::capture::{Capture, DRAIN_INTERVAL, EventSink as _, NoFilter};
+use crate::capture::{Capture, DRAIN_INTERVAL, EventSink as _, NoFilter, PayloadFilter};
 use crate::config::{Config, InvalidConfig, RecordArgs};
 use crate::file::{self, PacketReader, RecordSnapshot, Segments};
-use crate::flow::FlowTable;
-use crate::http::{Framing, HttpStats};
+use crate::http::{HttpStats, ResponseConfig, ResponseFraming};
 use crate::telemetry::{PipelineStats, endpoint::Readiness};
 
 pub(super) async fn run(args: &RecordArgs, config: Config) -> anyhow::Result<()> {
+    if config.live.compare.enabled() {
+        return Err(InvalidConfig(
+            "record does not compare: --responses records v1's responses, and \
+             `replay --compare` compares the replayed answers with them"
+                .into(),
+        )
+        .into());
+    }
     let (http, counts) = match &args.input_pcap {
         Some(pcap) => from_pcap(args, &config, pcap)?,
         None => live(args, &config).await?,
     };
-    print_counts(&http, &counts);
+    print_counts(&http, &counts, args.responses);
     Ok(())
 }
 
@@ -35,46 +42,91 @@ fn wall_offset_ns() -> i64 {
     unix - crate::clock::monotonic_ns() as i64
 }
 
-async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
-    let options = config.startup.capture.options()?;
-    let mut signals = StopSignals::new()?;
-    let mut capture = Capture::start(&options)?;
-    let (recorder, recording) = file::record(
+/// The recording's pipeline: flow → http → the recorder, and with
+/// --responses v1's responses → the response recorder.
+type Recording = Pipeline<file::Recorder, file::ResponseRecorder>;
+
+fn pipeline(
+    args: &RecordArgs,
+    config: &Config,
+    wall_offset_ns: i64,
+    filter: Box<dyn PayloadFilter>,
+) -> anyhow::Result<(Recording, file::Recording)> {
+    let (mut recorder, recording) = file::record(
         args.output_plan(),
         config.live.shadows.route.clone(),
-        wall_offset_ns(),
+        wall_offset_ns,
     )
     .with_context(|| format!("cannot write {}", args.output.display()))?;
-    info!(iface = %options.iface, ports = ?options.ports, output = %args.output.display(), "recording");
-    let mut pipeline = Pipeline::new(
+    let responses = args.max_response_bytes().map(|raw_cap| {
+        let http = &config.startup.http;
+        let limits = ResponseConfig {
+            max_head_bytes: http.max_head_bytes,
+            max_headers: http.max_headers,
+            // The raw bytes are what is written; no body is kept besides.
+            body_cap: 0,
+            raw_cap,
+        };
+        ResponseFraming::new(limits, recorder.responses())
+    });
+    let pipeline = Pipeline::new(
         config.startup.flow.clone(),
         config.startup.http.clone(),
         recorder,
-        match capture.take_filter() {
-            Some(filter) => Box::new(filter),
-            None => Box::new(NoFilter),
-        },
+        filter,
         Arc::new(PipelineStats::default()),
         Arc::new(Readiness::default()),
     );
-    let stop = async {
-        let name = signals.next().await;
-        info!("{name} received, detaching; the file is being completed");
+    let pipeline = match responses {
+        Some(framing) => pipeline.with_responses(config.startup.flow.clone(), framing),
+        // A pipeline whose response side never sees a packet.
+        None => pipeline.without_responses(),
     };
-    capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await?;
+    Ok((pipeline, recording))
+}
+
+/// Ends every connection, completes the file and returns the counts.
+fn finish(
+    mut pipeline: Recording,
+    recording: file::Recording,
+    args: &RecordArgs,
+) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
     // Requests in progress on open connections are counted, not lost
-    // silently.
+    // silently; so are responses still awaited.
     pipeline.end_all();
-    let kernel = capture.kernel_counters()?;
-    drop(capture);
+    if let Some(responses) = pipeline.response_sink_mut() {
+        responses.end_all();
+    }
     let http = pipeline.stats().http;
     // The recorder goes with the pipeline: the writer then sees the end.
     drop(pipeline);
     let counts = recording
         .finish()
         .with_context(|| format!("cannot complete {}", args.output.display()))?;
-    println!("kernel counters: {kernel}");
     Ok((http, counts))
+}
+
+async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
+    let mut options = config.startup.capture.options()?;
+    options.responses = args.responses;
+    let mut signals = StopSignals::new()?;
+    let mut capture = Capture::start(&options)?;
+    let filter: Box<dyn PayloadFilter> = match capture.take_filter() {
+        Some(filter) => Box::new(filter),
+        None => Box::new(NoFilter),
+    };
+    let (mut pipeline, recording) = pipeline(args, config, wall_offset_ns(), filter)?;
+    info!(iface = %options.iface, ports = ?options.ports, output = %args.output.display(), responses = args.responses, "recording");
+    let stop = async {
+        let name = signals.next().await;
+        info!("{name} received, detaching; the file is being completed");
+    };
+    capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await?;
+    let kernel = capture.kernel_counters()?;
+    drop(capture);
+    let counts = finish(pipeline, recording, args)?;
+    println!("kernel counters: {kernel}");
+    Ok(counts)
 }
 
 fn from_pcap(
@@ -89,23 +141,15 @@ fn from_pcap(
     let mut reader =
         PacketReader::open(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
     // The capture file's timestamps are Unix time already.
-    let (recorder, recording) =
-        file::record(args.output_plan(), config.live.shadows.route.clone(), 0)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
-    let mut table = FlowTable::new(
-        config.startup.flow.clone(),
-        Framing::new(config.startup.http.clone(), recorder),
-    );
-    let mut segments = Segments::new(ports, false);
+    let (mut pipeline, recording) = pipeline(args, config, 0, Box::new(NoFilter))?;
+    let mut segments = Segments::new(ports, args.responses);
     while let Some(packet) = reader
         .next_packet()
         .with_context(|| format!("cannot read {}", pcap.display()))?
     {
-        segments.emit(&packet, &mut table);
-        table.on_batch_end(packet.timestamp_ns);
+        segments.emit(&packet, &mut pipeline);
+        pipeline.on_batch_end(packet.timestamp_ns);
     }
-    table.end_all();
-    let http = *table.consumer().stats();
     let packets = segments.stats;
     info!(
         packets = packets.packets,
@@ -114,14 +158,10 @@ fn from_pcap(
         cut_bytes = packets.cut_bytes,
         "packet capture read"
     );
-    drop(table);
-    let counts = recording
-        .finish()
-        .with_context(|| format!("cannot complete {}", args.output.display()))?;
-    Ok((http, counts))
+    finish(pipeline, recording, args)
 }
 
-fn print_counts(http: &HttpStats, counts: &RecordSnapshot) {
+fn print_counts(http: &HttpStats, counts: &RecordSnapshot, responses: bool) {
     let skipped: Vec<String> = http
         .dropped
         .iter()
@@ -148,4 +188,9 @@ fn print_counts(http: &HttpStats, counts: &RecordSnapshot) {
         "final counts: target={} {counts}",
         file::recorder::RECORDING_TARGET
     );
+    if responses {
+        let line = counts.responses_line();
+        info!("final counts: {line}");
+        println!("final counts: {line}");
+    }
 }

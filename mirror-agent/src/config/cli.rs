@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
-use super::values::{Marker, RotateAge, RotateSize, parse_match_header, parse_match_header_regex};
+use super::values::{
+    ByteSize, Marker, RotateAge, RotateSize, parse_match_header, parse_match_header_regex,
+};
 use super::{Config, InvalidConfig};
 use crate::compare::Role;
 use crate::route::{HeaderLine, HeaderMatch, TargetUrl};
@@ -193,6 +195,20 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION")]
     pub rotate_age: Option<RotateAge>,
 
+    /// Also record v1's responses: each as a type 2 payload with its
+    /// request's id (goreplay's --input-raw-track-response). Live, the
+    /// capture attaches at egress too; from a pcap, the server's packets
+    /// in it are used. `replay --compare` then compares the replayed
+    /// answers with them. Example: --responses
+    #[arg(long)]
+    pub responses: bool,
+
+    /// With --responses: a response larger than this (head, framing and
+    /// body as sent) is not written, counted as `too_large`. Default 1M.
+    /// Example: --max-response 8M
+    #[arg(long, value_name = "SIZE", requires = "responses")]
+    pub max_response: Option<ByteSize>,
+
     /// Read packets from this pcap or pcapng file instead of capturing
     /// (no root, no kernel program); needs --port. Example: --input-pcap dump.pcap
     #[arg(long, value_name = "FILE", conflicts_with_all = ["iface", "sample", "ring_size", "attach"])]
@@ -322,6 +338,9 @@ fn parse_output(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The largest response `record --responses` writes by default.
+pub const DEFAULT_MAX_RESPONSE: usize = 1 << 20;
+
 impl RecordArgs {
     /// Where the recording goes: the name, its patterns and when a new
     /// file starts.
@@ -331,6 +350,14 @@ impl RecordArgs {
             max_bytes: self.rotate_size.map(|s| s.0),
             max_age: self.rotate_age.map(|a| a.0),
         }
+    }
+
+    /// With --responses: the largest response written, in bytes.
+    pub fn max_response_bytes(&self) -> Option<usize> {
+        self.responses.then(|| {
+            self.max_response
+                .map_or(DEFAULT_MAX_RESPONSE, |s| s.0.min(usize::MAX as u64) as usize)
+        })
     }
 
     /// The configuration, as the agent's flags would give it.

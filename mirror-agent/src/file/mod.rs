@@ -18,6 +18,9 @@ pub use gor::{
     Malformed, Payload, PayloadKind, PayloadMeta, PayloadReader, PayloadWriter, Position,
 };
 pub use packets::{PacketReader, PacketStats, PcapError, Segments};
-pub use recorder::{RecordDrop, RecordSnapshot, RecordStats, Recorder, Recording, record};
+pub use recorder::{
+    RecordDrop, RecordSnapshot, RecordStats, Recorder, Recording, ResponseDrop, ResponseRecorder,
+    record,
+};
 pub use rotation::OutputPlan;
 pub use source::{Recorded, Source, SourceStats};

@@ -10,18 +10,28 @@
 //! dropped + queued`. [`Recording::finish`] waits for the queue to empty
 //! and completes the file (flush, gzip trailer, sync), so a stop signal
 //! leaves a file whose last payload is whole.
+//!
+//! With v1's responses captured too ([`Recorder::responses`]), each
+//! response of a written request is written as a type 2 payload with the
+//! request's id, paired on its connection in order ([`InOrder`]); a
+//! written request whose response is not written is counted with a reason
+//! ([`ResponseDrop`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
 use super::gor::{self, PayloadKind, PayloadMeta, WriteError};
 use super::rotation::{OutputPlan, RotatingWriter};
-use crate::http::{Request, RequestSink};
+use crate::capture::FlowId;
+use crate::http::{
+    Answers, CapturedResponse, InOrder, Request, RequestSink, ResponseLoss, ResponseSink,
+    Unanswered,
+};
 use crate::route::{FilterReason, Plan, RouteConfig, RouteTarget, Router, TargetUrl, Verdict};
 
 /// Payloads waiting for the writer at most (beside [`MAX_QUEUED_BYTES`]).
@@ -46,6 +56,23 @@ mirror_common::labelled! {
     }
 }
 
+mirror_common::labelled! {
+    /// Why the response to a written request was not written.
+    pub enum ResponseDrop {
+        /// The connection's order was lost (a request or a response lost
+        /// in the capture): which response answers it is not known.
+        Unpaired => "unpaired",
+        /// Its response was lost in the capture, or the connection (or the
+        /// recording) ended first.
+        NoResponse => "no_response",
+        /// The response is larger than `--max-response` (default 1 MiB).
+        TooLarge => "too_large",
+        QueueFull => "queue_full",
+        WriteFailed => "write_failed",
+        ContainsSeparator => "contains_separator",
+    }
+}
+
 /// The recording's accounting, shared by the capture task and the writer.
 #[derive(Debug, Default)]
 pub struct RecordStats {
@@ -54,6 +81,10 @@ pub struct RecordStats {
     pub queued: AtomicU64,
     pub filtered: [AtomicU64; FilterReason::COUNT],
     pub dropped: [AtomicU64; RecordDrop::COUNT],
+    /// v1's responses written (type 2), when they are recorded.
+    pub responses_written: AtomicU64,
+    pub responses_queued: AtomicU64,
+    pub responses_dropped: [AtomicU64; ResponseDrop::COUNT],
 }
 
 /// The counters at one moment.
@@ -64,6 +95,9 @@ pub struct RecordSnapshot {
     pub queued: u64,
     pub filtered: [u64; FilterReason::COUNT],
     pub dropped: [u64; RecordDrop::COUNT],
+    pub responses_written: u64,
+    pub responses_queued: u64,
+    pub responses_dropped: [u64; ResponseDrop::COUNT],
 }
 
 impl RecordStats {
@@ -71,10 +105,17 @@ impl RecordStats {
         self.dropped[reason as usize].fetch_add(1, Relaxed);
     }
 
+    fn drop_response(&self, reason: ResponseDrop) {
+        self.responses_dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> RecordSnapshot {
         RecordSnapshot {
             // Read last-counted first so a request in transit is never
             // seen in two places.
+            responses_written: self.responses_written.load(Relaxed),
+            responses_dropped: std::array::from_fn(|i| self.responses_dropped[i].load(Relaxed)),
+            responses_queued: self.responses_queued.load(Relaxed),
             written: self.written.load(Relaxed),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
             queued: self.queued.load(Relaxed),
@@ -100,6 +141,33 @@ impl RecordSnapshot {
     /// `captured = written + filtered + dropped + queued`.
     pub fn balances(&self) -> bool {
         self.captured == self.written + self.filtered_total() + self.dropped_total() + self.queued
+    }
+
+    pub fn responses_dropped_total(&self) -> u64 {
+        self.responses_dropped.iter().sum()
+    }
+
+    /// `responses: written=N dropped=N (reason=N)`, for the final counts of
+    /// a recording of responses.
+    pub fn responses_line(&self) -> String {
+        let reasons: Vec<String> = ResponseDrop::ALL
+            .iter()
+            .zip(&self.responses_dropped)
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        let mut line = format!(
+            "responses_written={} responses_dropped={}",
+            self.responses_written,
+            self.responses_dropped_total()
+        );
+        if !reasons.is_empty() {
+            line += &format!(" ({})", reasons.join(" "));
+        }
+        if self.responses_queued > 0 {
+            line += &format!(" responses_queued={}", self.responses_queued);
+        }
+        line
     }
 }
 
@@ -162,20 +230,108 @@ impl Ids {
     }
 }
 
+/// What the writer thread is handed: an encoded payload.
+struct Queued {
+    response: bool,
+    bytes: Vec<u8>,
+}
+
+/// The capture task's end of the queue to the writer, shared by the
+/// request and the response sides.
+#[derive(Clone)]
+struct Queue {
+    tx: SyncSender<Queued>,
+    queued_bytes: Arc<AtomicUsize>,
+    stats: Arc<RecordStats>,
+}
+
+/// Why a payload did not go into the queue.
+#[derive(Clone, Copy, Debug)]
+enum Refused {
+    QueueFull,
+    WriterGone,
+}
+
+impl Queue {
+    /// Queues an encoded payload, never waiting.
+    fn offer(&self, response: bool, bytes: Vec<u8>) -> Result<(), Refused> {
+        let len = bytes.len();
+        let queued = self.queued_bytes.load(Relaxed);
+        if queued > 0 && queued + len > MAX_QUEUED_BYTES {
+            return Err(Refused::QueueFull);
+        }
+        let counter = if response {
+            &self.stats.responses_queued
+        } else {
+            &self.stats.queued
+        };
+        counter.fetch_add(1, Relaxed);
+        self.queued_bytes.fetch_add(len, Relaxed);
+        self.tx.try_send(Queued { response, bytes }).map_err(|err| {
+            counter.fetch_sub(1, Relaxed);
+            self.queued_bytes.fetch_sub(len, Relaxed);
+            match err {
+                TrySendError::Full(_) => Refused::QueueFull,
+                TrySendError::Disconnected(_) => Refused::WriterGone,
+            }
+        })
+    }
+}
+
+/// A written request, waiting for v1's response.
+#[derive(Debug)]
+struct Written {
+    id: String,
+    /// When the request was complete (monotonic ns): the response's
+    /// latency runs from it.
+    complete_ns: u64,
+}
+
+/// Connections whose responses are paired at once.
+const MAX_CONNECTIONS: usize = 65_536;
+
+type Pairs = Arc<Mutex<InOrder<Option<Written>>>>;
+
+fn lock(pairs: &Pairs) -> MutexGuard<'_, InOrder<Option<Written>>> {
+    pairs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts a written request whose response will not be written.
+fn unanswered(stats: &RecordStats) -> impl FnMut(Option<Written>, Unanswered) + '_ {
+    move |written, why| {
+        if written.is_some() {
+            stats.drop_response(match why {
+                Unanswered::Unpaired => ResponseDrop::Unpaired,
+                Unanswered::NoResponse => ResponseDrop::NoResponse,
+            });
+        }
+    }
+}
+
 /// The request sink of a recording (see the module documentation).
 pub struct Recorder {
     router: Router,
     verdicts: Vec<Verdict>,
-    queue: SyncSender<Vec<u8>>,
-    queued_bytes: Arc<AtomicUsize>,
+    queue: Queue,
     ids: Ids,
     /// Added to a request's timestamp for the file's Unix nanoseconds (0
     /// when the timestamps are Unix time already, as a packet capture's).
     wall_offset_ns: i64,
     stats: Arc<RecordStats>,
     encoded: Vec<u8>,
+    /// The requests waiting for their responses, once
+    /// [`Recorder::responses`] asked for them.
+    pairs: Option<Pairs>,
 }
 
+/// The response sink of a recording: v1's responses, each written as a
+/// type 2 payload with its request's id.
+pub struct ResponseRecorder {
+    queue: Queue,
+    pairs: Pairs,
+    wall_offset_ns: i64,
+    stats: Arc<RecordStats>,
+}
 /// The writer side of a recording: its thread and the shared counters.
 pub struct Recording {
     writer: JoinHandle<std::io::Result<()>>,
@@ -218,19 +374,23 @@ pub fn record(
     let recorder = Recorder {
         router,
         verdicts: Vec::new(),
-        queue: tx,
-        queued_bytes,
+        queue: Queue {
+            tx,
+            queued_bytes,
+            stats: Arc::clone(&stats),
+        },
         ids: Ids::new(),
         wall_offset_ns,
         stats: Arc::clone(&stats),
         encoded: Vec::new(),
+        pairs: None,
     };
     Ok((recorder, Recording { writer, stats }))
 }
 
 fn write_loop(
     writer: &mut RotatingWriter,
-    rx: &Receiver<Vec<u8>>,
+    rx: &Receiver<Queued>,
     stats: &RecordStats,
     queued_bytes: &AtomicUsize,
 ) -> std::io::Result<()> {
@@ -238,18 +398,28 @@ fn write_loop(
     let mut last_flush = Instant::now();
     loop {
         match rx.recv_timeout(FLUSH_EVERY) {
-            Ok(bytes) => {
+            Ok(Queued { response, bytes }) => {
                 queued_bytes.fetch_sub(bytes.len(), Relaxed);
-                if failed.is_some() {
-                    stats.drop_one(RecordDrop::WriteFailed);
-                } else if let Err(err) = writer.write_encoded(&bytes) {
-                    error!("cannot write the recording: {err}; what follows is dropped");
-                    stats.drop_one(RecordDrop::WriteFailed);
-                    failed = Some(err);
+                let result = match &failed {
+                    Some(_) => Err(()),
+                    None => writer.write_encoded(&bytes).map_err(|err| {
+                        error!("cannot write the recording: {err}; what follows is dropped");
+                        failed = Some(err);
+                    }),
+                };
+                let (written, queued) = if response {
+                    (&stats.responses_written, &stats.responses_queued)
                 } else {
-                    stats.written.fetch_add(1, Relaxed);
+                    (&stats.written, &stats.queued)
+                };
+                match (result, response) {
+                    (Ok(()), _) => {
+                        written.fetch_add(1, Relaxed);
+                    }
+                    (Err(()), false) => stats.drop_one(RecordDrop::WriteFailed),
+                    (Err(()), true) => stats.drop_response(ResponseDrop::WriteFailed),
                 }
-                stats.queued.fetch_sub(1, Relaxed);
+                queued.fetch_sub(1, Relaxed);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -273,8 +443,22 @@ impl Recorder {
         Arc::clone(&self.stats)
     }
 
-    /// Encodes and queues one request's bytes as they would go to a target.
-    fn write(&mut self, request: &Request, bytes: &[u8]) {
+    /// Also records v1's responses: the sink for their framing (one per
+    /// recording).
+    pub fn responses(&mut self) -> ResponseRecorder {
+        let pairs: Pairs = Arc::new(Mutex::new(InOrder::new(MAX_CONNECTIONS)));
+        self.pairs = Some(Arc::clone(&pairs));
+        ResponseRecorder {
+            queue: self.queue.clone(),
+            pairs,
+            wall_offset_ns: self.wall_offset_ns,
+            stats: Arc::clone(&self.stats),
+        }
+    }
+
+    /// Encodes and queues one request's bytes as they would go to a target;
+    /// its id if it was queued.
+    fn write(&mut self, request: &Request, bytes: &[u8]) -> Option<String> {
         let meta = PayloadMeta {
             kind: PayloadKind::Request,
             id: self.ids.next(),
@@ -286,26 +470,16 @@ impl Recorder {
             gor::encode(&meta, bytes, &mut self.encoded)
         {
             self.stats.drop_one(RecordDrop::ContainsSeparator);
-            return;
+            return None;
         }
-        let len = self.encoded.len();
-        let queued = self.queued_bytes.load(Relaxed);
-        if queued > 0 && queued + len > MAX_QUEUED_BYTES {
-            self.stats.drop_one(RecordDrop::QueueFull);
-            return;
-        }
-        self.stats.queued.fetch_add(1, Relaxed);
-        self.queued_bytes.fetch_add(len, Relaxed);
-        match self.queue.try_send(std::mem::take(&mut self.encoded)) {
-            Ok(()) => {}
-            Err(err) => {
-                self.stats.queued.fetch_sub(1, Relaxed);
-                self.queued_bytes.fetch_sub(len, Relaxed);
-                let reason = match err {
-                    TrySendError::Full(_) => RecordDrop::QueueFull,
-                    TrySendError::Disconnected(_) => RecordDrop::WriteFailed,
-                };
-                self.stats.drop_one(reason);
+        match self.queue.offer(false, std::mem::take(&mut self.encoded)) {
+            Ok(()) => Some(meta.id),
+            Err(refused) => {
+                self.stats.drop_one(match refused {
+                    Refused::QueueFull => RecordDrop::QueueFull,
+                    Refused::WriterGone => RecordDrop::WriteFailed,
+                });
+                None
             }
         }
     }
@@ -315,17 +489,92 @@ impl RequestSink for Recorder {
     fn on_request(&mut self, request: Request) {
         self.stats.captured.fetch_add(1, Relaxed);
         self.router.route(&request, &mut self.verdicts);
-        match self.verdicts.pop() {
+        let id = match self.verdicts.pop() {
             Some(Verdict::Send(prepared)) => {
                 let bytes = prepared.to_vec();
-                self.write(&request, &bytes);
+                self.write(&request, &bytes)
             }
             Some(Verdict::Filtered(reason)) => {
                 self.stats.filtered[reason as usize].fetch_add(1, Relaxed);
+                None
             }
-            None => warn!("the recording has no routing verdict"),
-        }
+            None => {
+                warn!("the recording has no routing verdict");
+                None
+            }
+        };
         self.verdicts.clear();
+        if let Some(pairs) = &self.pairs {
+            let written = id.map(|id| Written {
+                id,
+                complete_ns: request.complete_ns,
+            });
+            let answers = Answers {
+                head: request.method() == b"HEAD",
+                connect: request.method() == b"CONNECT",
+            };
+            lock(pairs).push(request.flow.key, written, answers, unanswered(&self.stats));
+        }
+    }
+
+    fn on_requests_lost(&mut self, flow: &FlowId) {
+        if let Some(pairs) = &self.pairs {
+            lock(pairs).break_connection(flow.key, unanswered(&self.stats));
+        }
+    }
+}
+
+impl ResponseRecorder {
+    /// The recording ends: requests still waiting get no response.
+    pub fn end_all(&mut self) {
+        lock(&self.pairs).end_all(unanswered(&self.stats));
+    }
+}
+
+impl ResponseSink for ResponseRecorder {
+    fn next_request(&mut self, flow: &FlowId) -> Option<Answers> {
+        lock(&self.pairs).peek(&flow.key)
+    }
+
+    fn on_response(&mut self, flow: &FlowId, response: CapturedResponse) {
+        let popped = lock(&self.pairs).pop(flow.key, unanswered(&self.stats));
+        let Some(Some(written)) = popped else {
+            return;
+        };
+        let Some(raw) = response.raw else {
+            self.stats.drop_response(ResponseDrop::TooLarge);
+            return;
+        };
+        let meta = PayloadMeta {
+            kind: PayloadKind::Response,
+            id: written.id,
+            timestamp_ns: (response.first_byte_ns as i64).saturating_add(self.wall_offset_ns),
+            latency_ns: response.first_byte_ns.saturating_sub(written.complete_ns) as i64,
+        };
+        let mut encoded = Vec::with_capacity(raw.len() + 64);
+        if gor::encode(&meta, &raw, &mut encoded).is_err() {
+            self.stats.drop_response(ResponseDrop::ContainsSeparator);
+            return;
+        }
+        if let Err(refused) = self.queue.offer(true, encoded) {
+            self.stats.drop_response(match refused {
+                Refused::QueueFull => ResponseDrop::QueueFull,
+                Refused::WriterGone => ResponseDrop::WriteFailed,
+            });
+        }
+    }
+
+    fn on_lost(&mut self, flow: &FlowId, reason: ResponseLoss) {
+        let mut pairs = lock(&self.pairs);
+        if reason.ends_stream() {
+            pairs.break_connection(flow.key, unanswered(&self.stats));
+        } else {
+            pairs.lose_one(flow.key, unanswered(&self.stats));
+        }
+    }
+
+    fn on_end(&mut self, flow: &FlowId) {
+        lock(&self.pairs).end(&flow.key, unanswered(&self.stats));
     }
 }
 
@@ -398,4 +647,68 @@ GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n";
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn response(raw: Option<&[u8]>, first_byte_ns: u64) -> CapturedResponse {
+        CapturedResponse {
+            answer: crate::http::Answer {
+                status: 200,
+                headers: Vec::new(),
+                body: crate::http::Body::default(),
+            },
+            first_byte_ns,
+            complete_ns: first_byte_ns,
+            raw: raw.map(bytes::Bytes::copy_from_slice),
+        }
+    }
+
+    #[test]
+    fn responses_are_written_as_type_2_with_their_requests_id_and_every_miss_is_counted() {
+        let dir = std::env::temp_dir().join(format!("mirror-rec-resp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.gor");
+        let stream = b"GET /a HTTP/1.1\r\n\r\n\
+DELETE /b HTTP/1.1\r\n\r\n\
+GET /c HTTP/1.1\r\n\r\n\
+GET /d HTTP/1.1\r\n\r\n\
+GET /e HTTP/1.1\r\n\r\n";
+        let requests = frame(stream);
+        let flow = requests[0].flow;
+        let completes: Vec<u64> = requests.iter().map(|r| r.complete_ns).collect();
+        let mut route = RouteConfig::default();
+        route.rules.methods = vec!["GET".into()];
+        let (mut recorder, recording) = record(&path, route, 1_000).unwrap();
+        let mut responses = recorder.responses();
+        for r in requests {
+            recorder.on_request(r);
+        }
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        responses.on_response(&flow, response(Some(ok), completes[0] + 500));
+        // The filtered DELETE's response: not written, nothing to count.
+        responses.on_response(&flow, response(Some(b"HTTP/1.1 405 No\r\n\r\n"), 0));
+        responses.on_response(&flow, response(None, 0));
+        responses.on_lost(&flow, ResponseLoss::BodyGap);
+        responses.end_all();
+        drop((recorder, responses));
+        let counts = recording.finish().unwrap();
+        assert!(counts.balances(), "{counts}");
+        assert_eq!((counts.written, counts.responses_written), (4, 1));
+        assert_eq!(
+            counts.responses_line(),
+            "responses_written=1 responses_dropped=3 (no_response=2 too_large=1)"
+        );
+        let read: Vec<_> = PayloadReader::open(&path, 1 << 20)
+            .unwrap()
+            .map(|i| i.unwrap().unwrap())
+            .collect();
+        let kinds: Vec<_> = read.iter().map(|p| p.meta.kind).collect();
+        use PayloadKind::{Request as Q, Response as A};
+        assert_eq!(kinds, [Q, Q, Q, Q, A]);
+        let answer = &read[4];
+        assert_eq!(answer.meta.id, read[0].meta.id, "the response of GET /a");
+        assert_eq!(answer.data, ok);
+        assert_eq!(answer.meta.latency_ns, 500);
+        assert_eq!(answer.meta.timestamp_ns, (completes[0] + 500) as i64 + 1_000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
 }
