@@ -370,7 +370,7 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
 
 /// The response framing's limits: the request side's head limits, and the
 /// largest body cap of the compared targets.
-fn response_config(config: &Config) -> ResponseConfig {
+pub(super) fn response_config(config: &Config) -> ResponseConfig {
     let http = &config.startup.http;
     ResponseConfig {
         max_head_bytes: http.max_head_bytes,

@@ -20,7 +20,8 @@ use tracing::{info, warn};
 use super::progress::Progress;
 use super::signals::StopSignals;
 use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
-use crate::file::{Recorded, Source, SourceStats};
+use crate::compare::{Comparing, Engine, RecordedAnswers, shared_pairing};
+use crate::file::{Item, Recorded, Source, SourceStats};
 use crate::shadow::{Shadows, Target};
 use crate::telemetry::{
     self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness,
@@ -113,6 +114,22 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     if args.input_pcap.is_some() && config.startup.capture.ports.is_empty() {
         return Err(InvalidConfig("--input-pcap needs --port (the service port)".into()).into());
     }
+    let compare = config.live.compare.enabled();
+    if compare && args.input_pcap.is_some() {
+        return Err(InvalidConfig(
+            "--compare compares with v1's responses recorded in a .gor file; turn the \
+             capture into one first: `mirror-agent record --input-pcap FILE --port P \
+             --responses --output FILE.gor`"
+                .into(),
+        )
+        .into());
+    }
+    let engine = match compare {
+        true => Some(
+            Engine::start(config.live.compare.clone()).context("cannot start the comparison")?,
+        ),
+        false => None,
+    };
     let mut signals = StopSignals::new()?;
     let stops = Arc::new(AtomicU32::new(0));
     let listener = endpoint::bind(config.startup.metrics_addr)
@@ -131,7 +148,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
             kernel: crate::capture::kernel_release(),
             attach_mode: "replay",
         },
-        compare: None,
+        compare: engine.clone(),
     };
     let endpoint_task = tokio::spawn(endpoint::serve(listener, sources, readiness));
     let signal_task = {
@@ -148,7 +165,16 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         })
     };
 
-    let mut dispatcher = shadows.dispatcher();
+    let (mut dispatcher, mut recorded) = match &engine {
+        Some(engine) => (
+            Comparing::new(shadows.dispatcher(), engine.clone(), shared_pairing()),
+            Some(RecordedAnswers::new(
+                engine.clone(),
+                super::response_config(&config),
+            )),
+        ),
+        None => (Comparing::off(shadows.dispatcher()), None),
+    };
     let pace = Pace::of(args);
     let started = Instant::now();
     let mut totals = SourceStats::default();
@@ -168,6 +194,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     config.startup.flow.clone(),
                     config.startup.http.clone(),
                 )?,
+                None if compare => Source::gor(path, config.startup.http.clone())?.with_responses(),
                 None => Source::gor(path, config.startup.http.clone())?,
             };
             loop {
@@ -175,12 +202,19 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     add(&mut totals, source.stats());
                     break 'passes;
                 }
-                let Some(Recorded {
-                    mut request,
-                    timestamp_ns,
-                }) = source.next_request()?
-                else {
-                    break;
+                let (mut request, timestamp_ns, id) = match source.next_item()? {
+                    Some(Item::Request(Recorded {
+                        request,
+                        timestamp_ns,
+                        id,
+                    })) => (request, timestamp_ns, id),
+                    Some(Item::Response(response)) => {
+                        if let Some(recorded) = &mut recorded {
+                            recorded.answer(&response.id, response.latency_ns, &response.data);
+                        }
+                        continue;
+                    }
+                    None => break,
                 };
                 if let Some(due) = pacer.due(timestamp_ns) {
                     tokio::time::sleep_until(due.into()).await;
@@ -193,11 +227,22 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                 let now = crate::clock::monotonic_ns();
                 request.first_byte_ns = now;
                 request.complete_ns = now;
-                dispatcher.dispatch(&request);
+                let tag = dispatcher.send(&request);
+                if let Some(recorded) = &mut recorded {
+                    match (tag, id) {
+                        (Some(tag), Some(id)) => recorded.sent(&id, tag, &request),
+                        // No id to find v1's answer by.
+                        (Some(tag), None) => recorded.unpaired(tag),
+                        (None, _) => {}
+                    }
+                }
                 replayed += 1;
                 progress.update(pass, index, source.bytes_read(), replayed);
             }
             progress.update(pass, index, source.bytes_read(), replayed);
+            if let Some(recorded) = &mut recorded {
+                recorded.end();
+            }
             if let Some(http) = source.http_stats() {
                 let skipped = http.dropped.total();
                 if skipped > 0 {
@@ -233,6 +278,20 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     let snapshots = shadows.shutdown(drain).await;
     signal_task.abort();
     endpoint_task.abort();
+    if let Some(recorded) = &mut recorded {
+        // A stop in the middle of a file: what waits has no answer.
+        recorded.end();
+        if recorded.responses == 0 {
+            warn!(
+                "--compare: the files hold no recorded responses (type 2 payloads; \
+                 `record --responses` writes them): nothing was compared"
+            );
+        }
+    }
+    if let Some(engine) = &engine {
+        // What still waits is judged with what it has.
+        engine.finish();
+    }
 
     let source_line = format!(
         "payloads_read={} requests={} responses_skipped={} malformed={} seconds={:.3}",
@@ -250,6 +309,12 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         }
         info!(target = %name, "final counts: {snapshot}");
         println!("final counts: target={name} {snapshot}");
+    }
+    if let Some(engine) = &engine {
+        for line in engine.verdict_lines() {
+            info!("final counts: comparison: {line}");
+            println!("final counts: comparison: {line}");
+        }
     }
     Ok(())
 }

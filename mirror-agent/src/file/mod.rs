@@ -23,4 +23,4 @@ pub use recorder::{
     record,
 };
 pub use rotation::OutputPlan;
-pub use source::{Recorded, Source, SourceStats};
+pub use source::{Item, Recorded, RecordedResponse, Source, SourceStats};

@@ -29,6 +29,28 @@ pub struct Recorded {
     pub request: Request,
     /// Unix nanoseconds (the file's clock), for the pacing.
     pub timestamp_ns: i64,
+    /// The payload's id (a `.gor` payload holding one request), which its
+    /// recorded response carries too.
+    pub id: Option<String>,
+}
+
+/// v1's recorded response (a type 2 payload).
+#[derive(Debug)]
+pub struct RecordedResponse {
+    /// The id of the request it answers.
+    pub id: String,
+    /// Nanoseconds from the request to the response, as recorded
+    /// (negative: unknown).
+    pub latency_ns: i64,
+    pub data: Vec<u8>,
+}
+
+/// What a source gives, in file order.
+#[derive(Debug)]
+pub enum Item {
+    Request(Recorded),
+    /// Only from a source asked for them ([`Source::with_responses`]).
+    Response(RecordedResponse),
 }
 
 /// What a source read.
@@ -38,7 +60,8 @@ pub struct SourceStats {
     pub read: u64,
     /// Requests handed on.
     pub requests: u64,
-    /// Response payloads (types 2 and 3), not replayed.
+    /// Response payloads (types 2 and 3), not replayed (type 2: v1's
+    /// answers, for an offline comparison).
     pub responses: u64,
     /// Payloads that could not be parsed or framed.
     pub malformed: u64,
@@ -52,6 +75,8 @@ pub enum Source {
         http: HttpConfig,
         pending: VecDeque<Recorded>,
         stats: SourceStats,
+        /// Type 2 payloads are handed on too.
+        responses: bool,
     },
     Pcap {
         reader: PacketReader<BufReader<File>>,
@@ -117,7 +142,17 @@ impl Source {
             http,
             pending: VecDeque::new(),
             stats: SourceStats::default(),
+            responses: false,
         })
+    }
+
+    /// Also hands on v1's recorded responses (type 2 payloads of a `.gor`
+    /// file; a packet capture's are not read).
+    pub fn with_responses(mut self) -> Self {
+        if let Source::Gor { responses, .. } = &mut self {
+            *responses = true;
+        }
+        self
     }
 
     pub fn pcap(
@@ -164,6 +199,18 @@ impl Source {
 
     /// The next request; `None` at the end of the file.
     pub fn next_request(&mut self) -> anyhow::Result<Option<Recorded>> {
+        loop {
+            match self.next_item()? {
+                Some(Item::Request(recorded)) => return Ok(Some(recorded)),
+                Some(Item::Response(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next request or recorded response; `None` at the end of the
+    /// file.
+    pub fn next_item(&mut self) -> anyhow::Result<Option<Item>> {
         match self {
             Source::Gor {
                 path,
@@ -171,9 +218,10 @@ impl Source {
                 http,
                 pending,
                 stats,
+                responses,
             } => loop {
                 if let Some(next) = pending.pop_front() {
-                    return Ok(Some(next));
+                    return Ok(Some(Item::Request(next)));
                 }
                 let Some(item) = reader
                     .next_item()
@@ -192,14 +240,25 @@ impl Source {
                 };
                 if payload.meta.kind != PayloadKind::Request {
                     stats.responses += 1;
+                    if *responses && payload.meta.kind == PayloadKind::Response {
+                        return Ok(Some(Item::Response(RecordedResponse {
+                            id: payload.meta.id,
+                            latency_ns: payload.meta.latency_ns,
+                            data: payload.data,
+                        })));
+                    }
                     continue;
                 }
                 match frame_payload(&payload.data, http, stats.read) {
                     Ok(requests) => {
                         stats.requests += requests.len() as u64;
+                        // Several requests in one payload: which one the
+                        // response answers is not known.
+                        let id = (requests.len() == 1).then_some(payload.meta.id);
                         pending.extend(requests.into_iter().map(|request| Recorded {
                             request,
                             timestamp_ns: payload.meta.timestamp_ns,
+                            id: id.clone(),
                         }));
                     }
                     Err(reason) => {
@@ -223,10 +282,11 @@ impl Source {
             } => loop {
                 if let Some(request) = pending.pop_front() {
                     let timestamp_ns = request.first_byte_ns as i64;
-                    return Ok(Some(Recorded {
+                    return Ok(Some(Item::Request(Recorded {
                         request,
                         timestamp_ns,
-                    }));
+                        id: None,
+                    })));
                 }
                 if *ended {
                     return Ok(None);

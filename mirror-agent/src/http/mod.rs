@@ -59,7 +59,7 @@ pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
-    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered,
+    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,
 };
 
 #[cfg(any(test, feature = "test-support"))]

@@ -11,7 +11,9 @@
 use bytes::Bytes;
 
 use super::head::{Framing, ParsedHead, STATUS_LINE_PREFIX, parse_head};
-use super::{CapturedResponse, Headers, ResponseConfig, ResponseLoss, ResponseSink, ResponseStats};
+use super::{
+    Answers, CapturedResponse, Headers, ResponseConfig, ResponseLoss, ResponseSink, ResponseStats,
+};
 use crate::capture::FlowId;
 use crate::flow::Budget;
 use crate::http::chunked::{ChunkedDecoder, Step};
@@ -590,5 +592,61 @@ impl ResponseFramer {
         if upgrade {
             self.lose(ResponseLoss::Upgraded, cx);
         }
+    }
+}
+
+/// Frames `data`, one recorded response (answering a request like
+/// `answers`) as a whole: its answer, or why it is not one complete
+/// response.
+pub fn frame_whole(
+    data: &[u8],
+    answers: Answers,
+    config: &ResponseConfig,
+) -> Result<Answer, ResponseLoss> {
+    /// Hands out the one request and keeps the one response.
+    struct One {
+        answers: Answers,
+        answer: Option<Answer>,
+        lost: Option<ResponseLoss>,
+    }
+    impl ResponseSink for One {
+        fn next_request(&mut self, _: &FlowId) -> Option<Answers> {
+            Some(self.answers)
+        }
+        fn on_response(&mut self, _: &FlowId, response: CapturedResponse) {
+            self.answer.get_or_insert(response.answer);
+        }
+        fn on_lost(&mut self, _: &FlowId, reason: ResponseLoss) {
+            self.lost.get_or_insert(reason);
+        }
+    }
+    let mut sink = One {
+        answers,
+        answer: None,
+        lost: None,
+    };
+    let mut stats = ResponseStats::default();
+    let mut budget = Budget::new(usize::MAX);
+    let mut cx = ResponseCtx {
+        config,
+        stats: &mut stats,
+        budget: &mut budget,
+        sink: &mut sink,
+    };
+    let flow = FlowId {
+        key: crate::capture::FlowKey {
+            client: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        },
+        generation: 0,
+    };
+    let mut framer = ResponseFramer::new(flow);
+    framer.feed(data, 0, &mut cx);
+    // A body that ends with the connection ends with the payload.
+    framer.finish(ResponseLoss::Incomplete, &mut cx);
+    match (sink.answer, sink.lost) {
+        (Some(answer), _) => Ok(answer),
+        (None, Some(lost)) => Err(lost),
+        (None, None) => Err(ResponseLoss::Incomplete),
     }
 }

@@ -62,7 +62,7 @@ use super::Answer;
 use super::BodyCollector;
 use crate::capture::FlowId;
 
-pub use framer::{ResponseCtx, ResponseFramer};
+pub use framer::{ResponseCtx, ResponseFramer, frame_whole};
 pub use framing::ResponseFraming;
 pub use in_order::{InOrder, Unanswered};
 

@@ -1,0 +1,120 @@
+//! The comparison offline: v1's answers come from a recording (goreplay's
+//! type 2 payloads, written by `record --responses` or by goreplay's
+//! `--input-raw-track-response`) instead of the capture, paired with the
+//! replayed request by the payload id.
+//!
+//! A replay reads a file in order: a request's response follows it, often
+//! with others in between. Each compared request waits here, by id, for
+//! its response; one whose response never comes (not recorded, cut off,
+//! beyond [`MAX_WAITING`]) is counted as `no_v1_response`, and so is a
+//! recorded response that cannot be framed.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::NotCompared;
+use super::engine::{Engine, V1Response};
+use crate::http::{Answers, Request, ResponseConfig, frame_whole};
+
+/// Compared requests waiting for their recorded response at most; beyond
+/// it the oldest give up.
+pub const MAX_WAITING: usize = 65_536;
+
+/// A replayed request waiting for v1's recorded answer.
+struct Waiting {
+    tag: u64,
+    answers: Answers,
+    /// When the replayed request was complete (monotonic ns): v1's
+    /// recorded latency is laid from it.
+    complete_ns: u64,
+}
+
+/// v1's answers from a recording, handed to the exchanges they answer.
+pub struct RecordedAnswers {
+    engine: Engine,
+    config: ResponseConfig,
+    waiting: HashMap<String, Waiting>,
+    /// Ids in the order they came, for giving up the oldest.
+    order: VecDeque<String>,
+    /// Responses read, whether or not a request waited for them.
+    pub responses: u64,
+    /// Recorded responses that could not be framed.
+    pub malformed: u64,
+}
+
+impl RecordedAnswers {
+    pub fn new(engine: Engine, config: ResponseConfig) -> Self {
+        Self {
+            engine,
+            config,
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            responses: 0,
+            malformed: 0,
+        }
+    }
+
+    /// `request`, recorded with `id`, was replayed as exchange `tag`.
+    pub fn sent(&mut self, id: &str, tag: u64, request: &Request) {
+        if self.order.len() >= MAX_WAITING {
+            self.give_up_oldest();
+        }
+        let waiting = Waiting {
+            tag,
+            answers: Answers {
+                head: request.method() == b"HEAD",
+                connect: request.method() == b"CONNECT",
+            },
+            complete_ns: request.complete_ns,
+        };
+        if let Some(replaced) = self.waiting.insert(id.to_owned(), waiting) {
+            // The same id twice: the first one's answer cannot be told apart.
+            self.engine.v1(replaced.tag, Err(NotCompared::Unpaired));
+        }
+        self.order.push_back(id.to_owned());
+    }
+
+    /// A replayed request (exchange `tag`) that has no id to find its
+    /// recorded response by (a payload of several requests).
+    pub fn unpaired(&self, tag: u64) {
+        self.engine.v1(tag, Err(NotCompared::Unpaired));
+    }
+
+    fn give_up_oldest(&mut self) {
+        while let Some(id) = self.order.pop_front() {
+            if let Some(gone) = self.waiting.remove(&id) {
+                self.engine.v1(gone.tag, Err(NotCompared::NoV1Response));
+                return;
+            }
+        }
+    }
+
+    /// v1's response to the request recorded with `id`, `latency_ns` after
+    /// it (as recorded; negative: unknown).
+    pub fn answer(&mut self, id: &str, latency_ns: i64, data: &[u8]) {
+        self.responses += 1;
+        let Some(waiting) = self.waiting.remove(id) else {
+            return;
+        };
+        match frame_whole(data, waiting.answers, &self.config) {
+            Ok(answer) => self.engine.v1(
+                waiting.tag,
+                Ok(V1Response {
+                    answer,
+                    first_byte_ns: waiting.complete_ns + latency_ns.max(0) as u64,
+                }),
+            ),
+            Err(_) => {
+                self.malformed += 1;
+                self.engine.v1(waiting.tag, Err(NotCompared::NoV1Response));
+            }
+        }
+    }
+
+    /// The end of a file: what still waits has no recorded answer.
+    pub fn end(&mut self) {
+        self.order.clear();
+        for (_, gone) in self.waiting.drain() {
+            self.engine.v1(gone.tag, Err(NotCompared::NoV1Response));
+        }
+    }
+}
