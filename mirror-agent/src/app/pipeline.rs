@@ -7,12 +7,12 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use crate::{
-    capture::{Direction, Event, EventSink, PayloadFilter},
     capture::FlowId,
+    capture::{Direction, Event, EventSink, PayloadFilter},
     flow::{FlowConfig, FlowTable},
     http::{
-        Answers, CapturedResponse, Framing, HttpConfig, RequestSink, ResponseFraming,
-        ResponseLoss, ResponseSink,
+        Answers, CapturedResponse, Framing, HttpConfig, RequestSink, ResponseFraming, ResponseLoss,
+        ResponseSink,
     },
     telemetry::{PipelineStats, Stats, endpoint::Readiness},
 };

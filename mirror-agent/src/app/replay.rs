@@ -19,8 +19,8 @@ use tracing::{info, warn};
 
 use super::progress::Progress;
 use super::signals::StopSignals;
-use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
 use crate::compare::{Comparing, Engine, RecordedAnswers, shared_pairing};
+use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
 use crate::file::{Item, Recorded, Source, SourceStats};
 use crate::shadow::{Shadows, Target};
 use crate::telemetry::{
@@ -294,9 +294,15 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     }
 
     let source_line = format!(
-        "payloads_read={} requests={} responses_skipped={} malformed={} seconds={:.3}",
+        "payloads_read={} requests={} {}={} malformed={} seconds={:.3}",
         totals.read,
         totals.requests,
+        // Compared with, or not used.
+        if compare {
+            "responses"
+        } else {
+            "responses_skipped"
+        },
         totals.responses,
         totals.malformed,
         started.elapsed().as_secs_f64()

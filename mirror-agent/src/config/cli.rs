@@ -355,8 +355,9 @@ impl RecordArgs {
     /// With --responses: the largest response written, in bytes.
     pub fn max_response_bytes(&self) -> Option<usize> {
         self.responses.then(|| {
-            self.max_response
-                .map_or(DEFAULT_MAX_RESPONSE, |s| s.0.min(usize::MAX as u64) as usize)
+            self.max_response.map_or(DEFAULT_MAX_RESPONSE, |s| {
+                s.0.min(usize::MAX as u64) as usize
+            })
         })
     }
 

@@ -19,8 +19,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::thread::JoinHandle;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
@@ -707,8 +707,10 @@ GET /e HTTP/1.1\r\n\r\n";
         assert_eq!(answer.meta.id, read[0].meta.id, "the response of GET /a");
         assert_eq!(answer.data, ok);
         assert_eq!(answer.meta.latency_ns, 500);
-        assert_eq!(answer.meta.timestamp_ns, (completes[0] + 500) as i64 + 1_000);
+        assert_eq!(
+            answer.meta.timestamp_ns,
+            (completes[0] + 500) as i64 + 1_000
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
-
 }

@@ -60,8 +60,7 @@ impl<T> InOrder<T> {
         key: FlowKey,
         unanswered: &mut impl FnMut(T, Unanswered),
     ) -> &mut Connection<T> {
-        if !self.connections.contains_key(&key) && self.connections.len() >= self.max_connections
-        {
+        if !self.connections.contains_key(&key) && self.connections.len() >= self.max_connections {
             let oldest = self
                 .connections
                 .iter()

@@ -579,7 +579,11 @@ fn with_a_raw_cap_each_response_keeps_its_bytes_as_they_came_in_any_split() {
     let first = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
     let second = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n";
     let third = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\x00\r\n\xff";
-    let huge = [&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..], &[b'x'; 100]].concat();
+    let huge = [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..],
+        &[b'x'; 100],
+    ]
+    .concat();
     let fifth = b"HTTP/1.0 200 OK\r\n\r\nuntil the end";
     let stream = [&first[..], b"\r\n", second, third, &huge, fifth].concat();
     let config = ResponseConfig {
