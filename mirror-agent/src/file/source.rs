@@ -46,6 +46,8 @@ pub struct RecordedResponse {
 }
 
 /// What a source gives, in file order.
+// Requests are most items: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Item {
     Request(Recorded),
