@@ -136,6 +136,9 @@ Examples:
       --output '/var/lib/mirror/req-%Y-%m-%d-%H.gor.gz' --rotate-size 256M
   A file every 10 minutes, in a directory per day:
     sudo mirror-agent record --iface eth0 --port 80 --output 'rec/%Y%m%d/%H%M.gor' --rotate-age 10m
+  With v1's responses (type 2 payloads, the request's id), to compare a
+  new version offline later with `replay --compare`:
+    sudo mirror-agent record --iface eth0 --port 80 --responses --output v1.gor
 
 The file is complete when the command ends: SIGTERM or SIGINT stop the
 capture, the queued requests are written, the file is flushed, and the
@@ -155,6 +158,8 @@ Examples:
       --metrics-addr 127.0.0.1:9464
   The requests of a packet capture, as fast as the target takes them:
     mirror-agent replay --input-pcap incident.pcap --port 8080 --shadow http://v2:8080 --speed max
+  Compare v2's answers with v1's recorded ones (`record --responses`):
+    mirror-agent replay v1.gor --shadow http://v2:8080 --compare --speed max
 
   The files of a rotated recording, in order (ls -v puts req_10 after req_9):
     mirror-agent replay $(ls -v rec/req-2025-06-01-*.gor.gz) --shadow http://staging:8080
