@@ -144,11 +144,13 @@ impl PayloadReader<Box<dyn Read + Send>> {
             inner: File::open(path)?,
             bytes: Arc::clone(&file_bytes),
         };
-        let inner: Box<dyn Read + Send> = if is_gzip(path) {
-            Box::new(MultiGzDecoder::new(io::BufReader::new(file)))
-        } else {
-            Box::new(file)
-        };
+        if !is_gzip(path) {
+            // The payloads' own offset is the file's, and exact (the read
+            // ahead of one buffer would show a small file mostly read).
+            return Ok(Self::new(Box::new(file), max_payload));
+        }
+        let inner: Box<dyn Read + Send> =
+            Box::new(MultiGzDecoder::new(io::BufReader::new(file)));
         let mut reader = Self::new(inner, max_payload);
         reader.file_bytes = Some(file_bytes);
         Ok(reader)
@@ -184,10 +186,9 @@ impl<R: Read> PayloadReader<R> {
         }
     }
 
-    /// How far into its file the reader is: the bytes read from the file
-    /// (compressed for a `.gz`, and read ahead of the payloads handed out
-    /// by up to one read); the payloads' own offset for a reader not
-    /// opened from a path.
+    /// How far into its file the reader is: for a `.gz`, the compressed
+    /// bytes read from the file (ahead of the payloads handed out by up to
+    /// one read); otherwise the payloads' own offset.
     pub fn file_bytes_read(&self) -> u64 {
         match &self.file_bytes {
             Some(bytes) => bytes.load(Relaxed),
