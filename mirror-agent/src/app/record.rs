@@ -17,7 +17,7 @@ use crate::http::{HttpStats, ResponseConfig, ResponseFraming};
 use crate::telemetry::{PipelineStats, endpoint::Readiness};
 
 pub(super) async fn run(args: &RecordArgs, config: Config) -> anyhow::Result<()> {
-    if config.live.compare.enabled() {
+    if args.rules.compare == Some(true) || config.live.compare.enabled() {
         return Err(InvalidConfig(
             "record does not compare: --responses records v1's responses, and \
              `replay --compare` compares the replayed answers with them"
