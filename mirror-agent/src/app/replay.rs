@@ -281,6 +281,13 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     if let Some(recorded) = &mut recorded {
         // A stop in the middle of a file: what waits has no answer.
         recorded.end();
+        if recorded.malformed > 0 {
+            warn!(
+                malformed = recorded.malformed,
+                "--compare: recorded responses that are not one complete HTTP response: \
+                 their requests count as no_v1_response"
+            );
+        }
         if recorded.responses == 0 {
             warn!(
                 "--compare: the files hold no recorded responses (type 2 payloads; \
