@@ -149,8 +149,7 @@ impl PayloadReader<Box<dyn Read + Send>> {
             // ahead of one buffer would show a small file mostly read).
             return Ok(Self::new(Box::new(file), max_payload));
         }
-        let inner: Box<dyn Read + Send> =
-            Box::new(MultiGzDecoder::new(io::BufReader::new(file)));
+        let inner: Box<dyn Read + Send> = Box::new(MultiGzDecoder::new(io::BufReader::new(file)));
         let mut reader = Self::new(inner, max_payload);
         reader.file_bytes = Some(file_bytes);
         Ok(reader)
