@@ -323,13 +323,28 @@ const MEASURED: Duration = Duration::from_secs(5);
 /// the CPU bound applies to the cost scaled up to [`RATE`].
 const MIN_RATE: f64 = 1_000.0;
 /// The acceptance of the finding: a garbage-answering shadow costs less
-/// than this share of a core at 2k req/s. The same bound for the debug
-/// build the tests run: measured on a 2-core machine (loaded by others), a
-/// debug agent took 10 to 23 % with a failing shadow and 10 to 16 % with a
-/// healthy one; a release build 3.6 to 5 %, and the old agent (release)
-/// 15 to 19 %: within 5 s its storm shows in connections and TIME_WAIT,
-/// not yet in CPU.
+/// than this share of a core at 2k req/s, for the agent as it ships (a
+/// release build: 3.4 to 5 % measured here, the old agent 15 to 19 %
+/// within 5 s, its storm showing in connections and TIME_WAIT before CPU).
 const CPU_BOUND_PERCENT: f64 = 30.0;
+/// The same bound for a debug build of the agent (what `cargo test` runs),
+/// which costs five to seven times as much per request here: 22 % on a
+/// quiet machine, 30 % in a CI run on a day the release agent's cost per
+/// request was twice that of an earlier day. A storm still shows: the old
+/// agent burned a core.
+const DEBUG_CPU_BOUND_PERCENT: f64 = 60.0;
+
+/// The CPU bound for the agent binary the tests run.
+fn cpu_bound_percent() -> Result<f64> {
+    let release = agent::binary()?
+        .components()
+        .any(|c| c.as_os_str() == "release");
+    Ok(if release {
+        CPU_BOUND_PERCENT
+    } else {
+        DEBUG_CPU_BOUND_PERCENT
+    })
+}
 /// What a failing shadow may cost in connections: until the first failure
 /// comes back every worker may connect at once (`--max-in-flight`, 32 by
 /// default); from then on the address is set aside, and one request probes
@@ -492,9 +507,10 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
             storm.time_wait as u64 <= budget,
             "{failure:?}: TIME_WAIT piles up: {storm}"
         );
+        let bound = cpu_bound_percent()?;
         ensure!(
-            storm.cpu_percent_at_rate() < CPU_BOUND_PERCENT,
-            "{failure:?}: {:.1} % of a core at {RATE} req/s, over {CPU_BOUND_PERCENT} %: {storm}",
+            storm.cpu_percent_at_rate() < bound,
+            "{failure:?}: {:.1} % of a core at {RATE} req/s, over {bound} %: {storm}",
             storm.cpu_percent_at_rate()
         );
 
