@@ -17,6 +17,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
+use std::time::Duration;
 
 struct State {
     drivers: usize,
@@ -142,4 +143,54 @@ mod tests {
             assert!(!wait_for_tick(&waker), "nothing parks without a driver");
         }
     }
+}
+
+/// A UTC calendar time, for the names and timestamps the agent writes
+/// (no time zone database needed).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u64,
+    pub minute: u64,
+    pub second: u64,
+}
+
+impl UtcTime {
+    /// The calendar time `since_epoch` after 1970-01-01 00:00:00 UTC.
+    pub fn of(since_epoch: Duration) -> Self {
+        let secs = since_epoch.as_secs();
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        let of_day = secs % 86_400;
+        Self {
+            year,
+            month,
+            day,
+            hour: of_day / 3600,
+            minute: of_day / 60 % 60,
+            second: of_day % 60,
+        }
+    }
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01: days are
+/// shifted to a calendar that starts on March 1st of year 0, so that the
+/// leap day ends each 4-, 100- and 400-year cycle.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let shifted = days + 719_468; // 0000-03-01 to 1970-01-01
+    let era = shifted.div_euclid(146_097); // 400-year cycles
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
 }

@@ -10,32 +10,11 @@ use std::process::Command;
 
 use mirror_agent::file::{PayloadKind, PayloadReader};
 
-const PORT: u16 = 8080;
-const CLIENT_PORT: u16 = 40_000;
+mod pcap_file;
 
-/// An Ethernet + IPv4 + TCP frame, client → service or back.
-fn frame(to_server: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let (client, server) = ([10, 200, 0, 1], [10, 200, 0, 2]);
-    let (src, dst, sport, dport) = match to_server {
-        true => (client, server, CLIENT_PORT, PORT),
-        false => (server, client, PORT, CLIENT_PORT),
-    };
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = (20 + 20 + payload.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
+use pcap_file::{PORT, frame, pcap};
 
-/// A classic pcap (microseconds, Ethernet) of one connection: each
+/// A capture of one connection: each
 /// `(to_server, bytes)` one segment, after the handshake.
 fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
     let (mut client_seq, mut server_seq) = (100u32, 500u32);
@@ -54,20 +33,7 @@ fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
     }
     frames.push(frame(true, client_seq, 0x11, b""));
     frames.push(frame(false, server_seq, 0x11, b""));
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        let ts_us = 1_700_000_000_000_000u64 + i as u64 * 1000;
-        out.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    out
+    pcap(&frames)
 }
 
 fn scratch() -> PathBuf {

@@ -9,47 +9,20 @@ use std::process::Command;
 
 use mirror_agent::file::PayloadReader;
 
-const PORT: u16 = 8080;
+mod pcap_file;
 
-/// An Ethernet + IPv4 + TCP frame from the client to the service.
-fn frame(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = (20 + 20 + payload.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 10, 200, 0, 1, 10, 200, 0, 2]);
-    f.extend_from_slice(&40_000u16.to_be_bytes());
-    f.extend_from_slice(&PORT.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
+use pcap_file::{frame, pcap};
 
-/// A classic pcap (microseconds, Ethernet) of one connection carrying
-/// `requests`, one segment each.
+/// A capture of one connection carrying `requests`, one segment each.
 fn capture(requests: &[Vec<u8>]) -> Vec<u8> {
-    let mut frames = vec![frame(99, 0x02, b"")];
+    let mut frames = vec![frame(true, 99, 0x02, b"")];
     let mut seq = 100u32;
     for request in requests {
-        frames.push(frame(seq, 0x18, request));
+        frames.push(frame(true, seq, 0x18, request));
         seq += request.len() as u32;
     }
-    frames.push(frame(seq, 0x11, b""));
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        let ts_us = 1_700_000_000_000_000u64 + i as u64 * 1000;
-        out.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    out
+    frames.push(frame(true, seq, 0x11, b""));
+    pcap(&frames)
 }
 
 fn scratch(name: &str) -> PathBuf {

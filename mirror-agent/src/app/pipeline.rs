@@ -7,8 +7,7 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use crate::{
-    capture::FlowId,
-    capture::{Direction, Event, EventSink, PayloadFilter},
+    capture::{Direction, Event, EventSink, FlowId, PayloadFilter},
     flow::{FlowConfig, FlowTable},
     http::{
         Answers, CapturedResponse, Framing, HttpConfig, RequestSink, ResponseFraming, ResponseLoss,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{Difference, Kind};
+use crate::clock::UtcTime;
 
 /// What replaces a credential.
 pub const REDACTED: &str = "<redacted>";
@@ -278,37 +279,17 @@ pub fn redact_query(path: &str) -> String {
 /// 1970 (a clock gone wrong) reads as the epoch.
 pub fn rfc3339_utc(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let in_day = seconds % 86_400;
+    let t = UtcTime::of(since_epoch);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
         since_epoch.subsec_millis()
     )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01: counted in
-/// 400-year eras (146 097 days), years starting on 1 March so that the
-/// leap day ends a year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let days = days + 719_468; // 0000-03-01 to 1970-01-01
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -102,10 +102,7 @@ impl Comparing {
     pub fn dispatch(&mut self, request: &Request) -> &[Outcome] {
         let tag = self.send(request);
         if let Some(parts) = &self.parts {
-            let answers = Answers {
-                head: request.method() == b"HEAD",
-                connect: request.method() == b"CONNECT",
-            };
+            let answers = Answers::to(request);
             lock(&parts.pairing).push(request.flow.key, tag, answers, unanswered(&parts.engine));
         }
         self.dispatcher.outcomes()

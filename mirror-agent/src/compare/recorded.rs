@@ -60,10 +60,7 @@ impl RecordedAnswers {
         }
         let waiting = Waiting {
             tag,
-            answers: Answers {
-                head: request.method() == b"HEAD",
-                connect: request.method() == b"CONNECT",
-            },
+            answers: Answers::to(request),
             complete_ns: request.complete_ns,
         };
         if let Some(replaced) = self.waiting.insert(id.to_owned(), waiting) {

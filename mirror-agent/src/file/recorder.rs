@@ -509,10 +509,7 @@ impl RequestSink for Recorder {
                 id,
                 complete_ns: request.complete_ns,
             });
-            let answers = Answers {
-                head: request.method() == b"HEAD",
-                connect: request.method() == b"CONNECT",
-            };
+            let answers = Answers::to(&request);
             lock(pairs).push(request.flow.key, written, answers, unanswered(&self.stats));
         }
     }

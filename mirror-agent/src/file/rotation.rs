@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info};
 
 use super::gor::PayloadWriter;
+use crate::clock::UtcTime;
 
 /// Where a recording goes and when it moves to a new file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,7 +183,7 @@ impl NamePattern {
 
     fn render(&self, time: SystemTime, nanos: bool) -> Vec<u8> {
         let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let t = Utc::of(since);
+        let t = UtcTime::of(since);
         let mut out = Vec::new();
         for part in &self.parts {
             let field = match part {
@@ -203,54 +204,6 @@ impl NamePattern {
         }
         out
     }
-}
-
-/// A UTC calendar time.
-#[derive(Debug, PartialEq, Eq)]
-struct Utc {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-}
-
-impl Utc {
-    fn of(since_epoch: Duration) -> Self {
-        let secs = since_epoch.as_secs();
-        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-        let of_day = secs % 86_400;
-        Self {
-            year,
-            month,
-            day,
-            hour: of_day / 3600,
-            minute: of_day / 60 % 60,
-            second: of_day % 60,
-        }
-    }
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01: days are
-/// shifted to a calendar that starts on March 1st of year 0, so that the
-/// leap day ends each 4-, 100- and 400-year cycle.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let shifted = days + 719_468; // 0000-03-01 to 1970-01-01
-    let era = shifted.div_euclid(146_097); // 400-year cycles
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
 }
 
 /// `name` with `_N` before its extensions: the last one, and one more

@@ -2,6 +2,7 @@ use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::clock::civil_from_days;
 use crate::file::gor::{self, PayloadKind, PayloadMeta, PayloadReader};
 
 /// A clock the test moves.

@@ -105,6 +105,16 @@ pub struct Answers {
     pub connect: bool,
 }
 
+impl Answers {
+    /// What `request`'s response is framed by.
+    pub fn to(request: &super::Request) -> Self {
+        Self {
+            head: request.method() == b"HEAD",
+            connect: request.method() == b"CONNECT",
+        }
+    }
+}
+
 /// One final response of v1, framed from the capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapturedResponse {
