@@ -36,7 +36,7 @@ pub fn measure(
     let mut runs = Vec::new();
     for mode in modes {
         println!("==> bench idle: {mode} attached, no traffic, {seconds:.0} s");
-        let mut mirror = Mirror::start(&mode, &hosts, agent)?;
+        let mut mirror = Mirror::start(&mode, &hosts, agent, None, &[])?;
         // Start-up (resolution, the first ticks) is not idleness.
         std::thread::sleep(Duration::from_secs(2));
         mirror.begin()?;

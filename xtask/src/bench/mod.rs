@@ -21,6 +21,7 @@
 
 mod bpf;
 mod capture;
+mod floor;
 mod flow;
 mod hosts;
 mod idle;
@@ -77,9 +78,12 @@ pub struct Options {
     pub only: Vec<String>,
     /// Only these modes besides the baseline (repeatable): capture-only,
     /// replay-1, replay-2, nginx-mirror, goreplay, goreplay-null, and, only
-    /// when asked for, compare-1 (replay-1 with --compare) and replay-tls (to
-    /// one shadow over https), e.g. `--mode replay-1 --mode compare-1` for
-    /// the comparison's cost, `--mode replay-1 --mode replay-tls` for https's.
+    /// when asked for, compare-1 (replay-1 with --compare), replay-tls (to
+    /// one shadow over https) and floor-1 (fixed rates: no mirror, the
+    /// least any mirror built like the agent pays here to send the same
+    /// requests to one shadow), e.g. `--mode replay-1 --mode compare-1` for
+    /// the comparison's cost, `--mode replay-1 --mode replay-tls` for
+    /// https's, `--mode replay-1 --mode floor-1` for what the agent adds.
     #[arg(long = "mode", value_name = "MODE")]
     pub modes: Vec<String>,
     /// The agent's --ring-size (default: the agent's own default).
@@ -274,6 +278,7 @@ fn modes(options: &Options) -> Vec<Mode> {
         Mode::Compare(1),
         Mode::ReplayTls,
         Mode::NginxMirror,
+        Mode::Floor,
     ];
     if let Some(gor) = &options.goreplay {
         modes.push(Mode::Goreplay(gor.clone()));
@@ -284,8 +289,12 @@ fn modes(options: &Options) -> Vec<Mode> {
         // mirroring. `compare-1` at saturation on this 2-core VM spends the
         // agent's one thread draining twice the ring records (v1's
         // responses too) and its copies expire, all counted: asked for,
-        // it measures the comparison's cost at fixed rates.
-        modes.retain(|m| !matches!(m, Mode::ReplayTls | Mode::Compare(_)));
+        // it measures the comparison's cost at fixed rates. `floor-1` is a
+        // reference, not a way of mirroring; the quick run has it so that
+        // it does not rot.
+        modes.retain(|m| {
+            !matches!(m, Mode::ReplayTls | Mode::Compare(_)) && (options.quick || *m != Mode::Floor)
+        });
     } else {
         modes.retain(|m| m == &Mode::Baseline || options.modes.contains(&m.to_string()));
     }
@@ -427,12 +436,19 @@ fn scenarios_run(options: &Options, agent: &AgentSettings) -> Result<Vec<Run>> {
     let hosts = Hosts::build()?;
     let mut primary = Nginx::primary(&hosts)?;
     let mut shadows = [Nginx::shadow(&hosts, 0)?, Nginx::shadow(&hosts, 1)?];
-    let total: usize = scenarios.iter().map(|s| s.repeat * modes.len()).sum();
+    // The floor sends at a rate: not under saturation.
+    let runs_in = |scenario: &Scenario, mode: &Mode| {
+        *mode != Mode::Floor || matches!(scenario.load, Load::Rate(_))
+    };
+    let total: usize = scenarios
+        .iter()
+        .map(|s| s.repeat * modes.iter().filter(|m| runs_in(s, m)).count())
+        .sum();
     let mut runs = Vec::new();
     for scenario in &scenarios {
         println!("==> {}", scenario.name());
         for repetition in 0..scenario.repeat {
-            for mode in &modes {
+            for mode in modes.iter().filter(|m| runs_in(scenario, m)) {
                 let run = run_one(
                     &hosts,
                     &mut primary,
@@ -467,7 +483,12 @@ fn run_one(
     mode: &Mode,
     repetition: usize,
 ) -> Result<Run> {
-    let mut mirror = Mirror::start(mode, hosts, agent)?;
+    let rate = match scenario.load {
+        Load::Rate(rate) => Some(rate),
+        Load::Saturation => None,
+    };
+    let request = loadgen::request(PRIMARY_ADDR, "/bench", scenario.body);
+    let mut mirror = Mirror::start(mode, hosts, agent, rate, &request)?;
     std::thread::sleep(LOG_FLUSH);
     primary.log.mark()?;
     for shadow in shadows.iter_mut() {
@@ -506,7 +527,7 @@ fn run_one(
                     duration: duration + warmup(scenario),
                     warmup: warmup(scenario),
                     connections: scenario.connections,
-                    request: loadgen::request(PRIMARY_ADDR, "/bench", scenario.body),
+                    request: request.clone(),
                 };
                 let o = loadgen::run(&hosts.client, &plan)?;
                 client_cpu_us = Some(o.cpu_seconds * 1e6 / o.completed.max(1) as f64);
@@ -568,6 +589,9 @@ fn check_harness(runs: &[Run]) -> Result<()> {
             if got.requests == 0 {
                 problems.push(format!("{what}: shadow {} received nothing", i + 1));
             }
+        }
+        if run.mode == Mode::Floor && run.mirror_cpu_us().is_none() {
+            problems.push(format!("{what}: the floor sent nothing"));
         }
         if run.mode.is_agent() {
             match &run.mirror.agent {

@@ -1,7 +1,8 @@
 //! The ways of mirroring compared, each started fresh for a run and
 //! measured over it: nothing (baseline), mirror-agent capture-only,
 //! mirror-agent replaying to 1 or 2 shadows (or to 1 over https), nginx `mirror` as an inline
-//! proxy, and goreplay (to the shadows, or to `--output-null`).
+//! proxy, goreplay (to the shadows, or to `--output-null`), and the floor
+//! of what any mirror built like the agent pays here (`floor-1`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,9 +15,10 @@ use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{Agent, Metrics, Process, Signal, TargetCounts, metrics::REQUESTS_CAPTURED};
 
 use super::{
+    floor::{self, Floor},
     hosts::{
-        Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT, pinned,
-        shadow_ca_file, shadow_tls_url, shadow_url, spawn_pinned,
+        Hosts, Nginx, PRIMARY_ADDR, PRIMARY_CPU, PRIMARY_IFACE, PRIMARY_PORT, PROXY_PORT,
+        SHADOW_ADDR, SHADOW_PORT, pinned, shadow_ca_file, shadow_tls_url, shadow_url, spawn_pinned,
     },
     probe::{self, BpfStats},
 };
@@ -44,6 +46,10 @@ pub enum Mode {
     Goreplay(PathBuf),
     /// `gor --input-raw :80 --output-null`: capture and parse only.
     GoreplayNull(PathBuf),
+    /// No mirror: a thread on the agent's CPU sends the scenario's rate of
+    /// the client's request to the first shadow on the agent's 1 ms clock
+    /// (`floor.rs`); fixed rates only, and only when asked for.
+    Floor,
 }
 
 impl fmt::Display for Mode {
@@ -57,6 +63,7 @@ impl fmt::Display for Mode {
             Mode::NginxMirror => f.write_str("nginx-mirror"),
             Mode::Goreplay(_) => f.write_str("goreplay"),
             Mode::GoreplayNull(_) => f.write_str("goreplay-null"),
+            Mode::Floor => f.write_str("floor-1"),
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct AgentSettings {
 pub struct Mirror {
     pub mode: Mode,
     process: Option<Process>,
+    floor: Option<Floor>,
+    /// The floor's requests written at the start.
+    floor_start: u64,
     _proxy: Option<Nginx>,
     cpu_start: (f64, f64),
     wakeups_start: u64,
@@ -123,6 +133,9 @@ pub struct MirrorStats {
     /// Of which the egress program's (v1's responses; compare modes).
     pub bpf_egress: BpfStats,
     pub agent: Option<AgentCounts>,
+    /// Requests the mirror sent of its own accord (the floor, which the
+    /// client does not drive): per-request figures divide by these.
+    pub sent_on_its_own: Option<u64>,
 }
 
 /// The agent's own counts at the end of a run (it started fresh).
@@ -161,13 +174,36 @@ impl TargetRun {
 }
 
 impl Mirror {
-    pub fn start(mode: &Mode, hosts: &Hosts, agent: &AgentSettings) -> Result<Mirror> {
+    /// `rate` and `request`: the scenario's, which the floor sends.
+    pub fn start(
+        mode: &Mode,
+        hosts: &Hosts,
+        agent: &AgentSettings,
+        rate: Option<u32>,
+        request: &[u8],
+    ) -> Result<Mirror> {
         static RUNS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let ports = super::hosts::METRICS_PORTS;
         let metrics_port = ports.start
             + RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (ports.end - ports.start);
+        let floor = match (mode, rate) {
+            (Mode::Floor, Some(rate)) => Some(Floor::start(
+                &hosts.primary,
+                floor::Plan {
+                    cpu: PRIMARY_CPU,
+                    shadow: format!("{}:{SHADOW_PORT}", SHADOW_ADDR[0]).parse()?,
+                    rate,
+                    // The agent's default in-flight cap per target: the
+                    // connections it may open to one shadow.
+                    connections: 32,
+                    request: request.to_vec(),
+                },
+            )?),
+            (Mode::Floor, None) => anyhow::bail!("the floor runs at fixed rates only"),
+            _ => None,
+        };
         let (process, proxy) = match mode {
-            Mode::Baseline => (None, None),
+            Mode::Baseline | Mode::Floor => (None, None),
             Mode::CaptureOnly => (
                 Some(start_agent(
                     hosts,
@@ -232,6 +268,8 @@ impl Mirror {
         let mut mirror = Mirror {
             mode: mode.clone(),
             process,
+            floor,
+            floor_start: 0,
             _proxy: proxy,
             cpu_start: (0.0, 0.0),
             wakeups_start: 0,
@@ -272,6 +310,11 @@ impl Mirror {
 
     /// Marks the start of the measured run.
     pub fn begin(&mut self) -> Result<()> {
+        if let Some(floor) = &self.floor {
+            self.cpu_start = probe::thread_cpu_split(floor.tid())?;
+            self.wakeups_start = probe::thread_wakeups(floor.tid());
+            self.floor_start = floor.sent();
+        }
         if let Some(pid) = self.pid() {
             self.cpu_start = probe::cpu_split(pid)?;
             self.wakeups_start = probe::wakeups(pid);
@@ -310,6 +353,18 @@ impl Mirror {
     /// The mirroring process's figures since [`begin`](Self::begin), then
     /// stops it.
     pub fn finish(mut self, hosts: &Hosts) -> Result<MirrorStats> {
+        if let Some(floor) = self.floor.take() {
+            let (user, system) = probe::thread_cpu_split(floor.tid())?;
+            let stats = MirrorStats {
+                cpu_seconds: user + system - self.cpu_start.0 - self.cpu_start.1,
+                cpu_system_seconds: system - self.cpu_start.1,
+                wakeups: probe::thread_wakeups(floor.tid()).saturating_sub(self.wakeups_start),
+                sent_on_its_own: Some(floor.sent() - self.floor_start),
+                ..MirrorStats::default()
+            };
+            floor.stop()?;
+            return Ok(stats);
+        }
         let Some(pid) = self.pid() else {
             return Ok(MirrorStats::default());
         };
@@ -323,6 +378,7 @@ impl Mirror {
             bpf_egress: probe::bpf_stats_of(pid, Some(&self.egress_ids))?
                 .since(self.bpf_egress_start),
             agent: None,
+            sent_on_its_own: None,
         };
         if self.mode.is_agent() {
             stats.agent = Some(agent_counts(&scrape(hosts, self.metrics_port)?));

@@ -16,8 +16,16 @@ fn ticks_per_second() -> f64 {
 
 /// (utime, stime) of every thread of `pid`, in seconds.
 pub fn cpu_split(pid: u32) -> Result<(f64, f64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("process {pid} is gone"))?;
+    cpu_split_in(&format!("/proc/{pid}/stat"))
+}
+
+/// (utime, stime) of one thread of this process, in seconds.
+pub fn thread_cpu_split(tid: u32) -> Result<(f64, f64)> {
+    cpu_split_in(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn cpu_split_in(path: &str) -> Result<(f64, f64)> {
+    let stat = fs::read_to_string(path).with_context(|| format!("{path} is gone"))?;
     // Fields after the command name (which may hold spaces), from field 3.
     let rest = stat
         .rsplit_once(')')
@@ -43,13 +51,24 @@ pub fn wakeups(pid: u32) -> u64 {
     };
     tasks
         .flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
+        .filter_map(|t| voluntary_switches(&t.path().join("status")))
         .sum()
+}
+
+/// Voluntary context switches of one thread of this process.
+pub fn thread_wakeups(tid: u32) -> u64 {
+    voluntary_switches(std::path::Path::new(&format!(
+        "/proc/self/task/{tid}/status"
+    )))
+    .unwrap_or(0)
+}
+
+fn voluntary_switches(status: &std::path::Path) -> Option<u64> {
+    fs::read_to_string(status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// CPU time the kernel charges a thread for one wakeup from idle on `cpu`:

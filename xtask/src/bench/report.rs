@@ -152,16 +152,22 @@ impl Run {
         Some(share(dry, self.served.requests))
     }
 
+    /// Requests the per-request figures divide by: those v1 served, or
+    /// those the floor sent (the client does not drive it).
+    fn mirrored_requests(&self) -> u64 {
+        self.mirror.sent_on_its_own.unwrap_or(self.served.requests)
+    }
+
     /// The mirroring process's CPU per request served, µs.
     pub fn mirror_cpu_us(&self) -> Option<f64> {
-        (self.mode != Mode::Baseline && self.served.requests > 0)
-            .then(|| self.mirror.cpu_seconds * 1e6 / self.served.requests as f64)
+        (self.mode != Mode::Baseline && self.mirrored_requests() > 0)
+            .then(|| self.mirror.cpu_seconds * 1e6 / self.mirrored_requests() as f64)
     }
 
     /// Times the mirroring process was woken per request served.
     pub fn wakeups_per_request(&self) -> Option<f64> {
-        (self.mode != Mode::Baseline && self.served.requests > 0)
-            .then(|| self.mirror.wakeups as f64 / self.served.requests as f64)
+        (self.mode != Mode::Baseline && self.mirrored_requests() > 0)
+            .then(|| self.mirror.wakeups as f64 / self.mirrored_requests() as f64)
     }
 
     /// The kernel program's run time per request served, µs.
@@ -183,7 +189,9 @@ impl Run {
     }
 
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        (self.mode != Mode::Baseline).then(|| self.mirror.peak_rss as f64 / 1048576.0)
+        // The floor is a thread of the bench: it has no RSS of its own.
+        (!matches!(self.mode, Mode::Baseline | Mode::Floor))
+            .then(|| self.mirror.peak_rss as f64 / 1048576.0)
     }
 
     /// Capture → send delay quantile over the targets, seconds (the worst
@@ -359,12 +367,8 @@ pub fn one_line(run: &Run, before: &[Run]) -> String {
     if let Some(rss) = run.peak_rss_mb() {
         let _ = write!(line, "  rss {rss:.0} MB");
     }
-    if run.mode != Mode::Baseline && run.served.requests > 0 {
-        let _ = write!(
-            line,
-            "  wakeups {:.2}/req",
-            run.mirror.wakeups as f64 / run.served.requests as f64
-        );
+    if let Some(w) = run.wakeups_per_request() {
+        let _ = write!(line, "  wakeups {w:.2}/req");
     }
     if let Some(d) = run.send_delay(0.99) {
         let _ = write!(line, "  delay p99 {:.2} ms", d * 1e3);
@@ -430,11 +434,12 @@ pub fn goals(runs: &[Run], capture: Option<&CaptureFigures>, idle: &[IdleRun]) -
     let mut i2 = Vec::new();
     let mut i2_met = None;
     for s in scenario_runs(runs, |s| small_rate(s, 2_000)) {
-        if let Some(r) = pick(runs, s, &Mode::Replay(1))
-            && r.served.requests > 0
-        {
-            let us = r.mirror.cpu_seconds * 1e6 / r.served.requests as f64;
-            i2.push(format!("{}: {us:.1} µs", s.name()));
+        if let Some(us) = pick(runs, s, &Mode::Replay(1)).and_then(Run::mirror_cpu_us) {
+            let floor = pick(runs, s, &Mode::Floor)
+                .and_then(Run::mirror_cpu_us)
+                .map(|f| format!(" (floor-1 on this machine: {f:.1} µs)"))
+                .unwrap_or_default();
+            i2.push(format!("{}: {us:.1} µs{floor}", s.name()));
             i2_met = Some(us <= 20.0);
         }
     }
@@ -932,8 +937,7 @@ fn run_json(run: &Run, runs: &[Run]) -> Value {
         "mirror_cpu_seconds": r3(run.mirror.cpu_seconds),
         "mirror_cpu_system_seconds": r3(run.mirror.cpu_system_seconds),
         "mirror_wakeups": run.mirror.wakeups,
-        "mirror_wakeups_per_request": (run.served.requests > 0)
-            .then(|| r3(run.mirror.wakeups as f64 / run.served.requests as f64)),
+        "mirror_wakeups_per_request": run.wakeups_per_request().map(r3),
         "mirror_cpu_us_per_request": run.mirror_cpu_us().map(r3),
         "kernel_run_time_ns": run.mirror.bpf.run_time_ns,
         "kernel_run_cnt": run.mirror.bpf.run_cnt,
