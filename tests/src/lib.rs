@@ -36,6 +36,7 @@ pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
 pub mod slow_server;
+pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;
 

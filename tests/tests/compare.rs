@@ -33,6 +33,7 @@ use mirror_tests::{
     app_server::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     prometheus, require_kernel,
     rig::shadow_url,
+    tcpdump::Tcpdump,
     topology::SERVER_IF,
 };
 use serde_json::Value;
@@ -1328,7 +1329,8 @@ fn offline_verdict(stdout: &str, url: &str) -> Result<(u64, u64, String)> {
 /// Fails if `record --responses` does not write every answer of v1 with
 /// its request's id (chunked, HEAD, 204/304, 100-continue and pipelined
 /// ones included: a response framed wrong shows as a difference), or if
-/// `replay --compare` does not pair the replayed answers with them: the
+/// `replay --compare` does not pair the replayed answers with them (from
+/// the recording, and from tcpdump's capture of the same traffic): the
 /// identical v2 must match every one, and v3's planted regressions must be
 /// counted exactly as the live comparison counts them (10 statuses, 10
 /// headers, 50 bodies).
@@ -1359,6 +1361,11 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
             "0",
         ],
     )?;
+    // The same traffic as an SRE's tcpdump of v1's port, for `replay
+    // --input-pcap --compare`: whole packets (the rig's veths segment
+    // late, up to 64 KiB).
+    let pcap = scratch.path().join("v1.pcap");
+    let tcpdump = Tcpdump::start(rig.rig.primary(), SERVER_IF, &pcap, 262_144)?;
     let mut sent = Sent::default();
     planted_traffic(&rig, &mut sent)?;
     // HEAD /items/{n} (n never a multiple of 10: no 500 on v3), orders
@@ -1380,6 +1387,7 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
     );
     sent.add("GET", "/items/7", 50);
     let total = sent.total();
+    tcpdump.stop()?;
 
     let exit = recorder
         .stop(Signal::INT, Duration::from_secs(20))?
@@ -1447,5 +1455,52 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
          (status 10, header 10, body 50): {stdout} {kinds}"
     );
     eprintln!("offline: {total} requests recorded with v1's answers, replayed:\n{stdout}");
+
+    // The capture file instead: v1's answers are paired from its packets.
+    let output = agent::run_to_end(
+        rig.rig.primary(),
+        &[],
+        &[
+            "replay",
+            "--input-pcap",
+            &pcap.display().to_string(),
+            "--port",
+            &port,
+            "--shadow",
+            &v2,
+            "--shadow",
+            &v3,
+            "--compare",
+            "--speed",
+            "max",
+            "--nice",
+            "0",
+        ],
+    )?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "replay --input-pcap: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        stdout.contains(&format!(
+            "final counts: capture: requests_captured={total} requests_skipped=0 \
+             responses_written={total} responses_dropped=0"
+        )),
+        "{stdout}"
+    );
+    let (compared, differ, _) = offline_verdict(&stdout, &v2)?;
+    ensure!(
+        (compared, differ) == (total, 0),
+        "pcap, v2: {compared} compared, {differ} differ of {total}: {stdout}"
+    );
+    ensure!(!stdout.contains("not compared"), "{stdout}");
+    let (compared, differ, kinds) = offline_verdict(&stdout, &v3)?;
+    ensure!(
+        (compared, differ, kinds.as_str()) == (total, 70, "status 10, header 10, body 50"),
+        "pcap, v3: {compared} compared, {differ} differ ({kinds}) of {total}: {stdout}"
+    );
+    eprintln!("offline from tcpdump's capture:\n{stdout}");
     Ok(())
 }

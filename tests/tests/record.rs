@@ -40,6 +40,7 @@ use mirror_tests::{
     mirrored::{MARKER, compare_mirrored, strip_marker},
     pcapng, require_kernel,
     rig::{PORT, shadow_url},
+    tcpdump::{SNAP_ONE_MSS, Tcpdump},
     topology::{Family, SERVER_IF},
 };
 
@@ -750,55 +751,6 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
 // 3. tcpdump's capture as input, IPv4 and IPv6, pcap and pcapng
 // ---------------------------------------------------------------------------
 
-/// `tcpdump -w FILE` of the service port on the server side, writing each
-/// packet as it comes; stopped (and its file complete) by [`Tcpdump::stop`].
-struct Tcpdump {
-    process: Process,
-}
-
-impl Tcpdump {
-    fn start(netns: &Netns, file: &Path) -> Result<Self> {
-        let mut command = netns.command("tcpdump");
-        command
-            .args([
-                "-i", SERVER_IF, "-n", "-U", "-B", "65536", "-s", "4096", "-w",
-            ])
-            .arg(file)
-            .args(["tcp", "port", PORT_TEXT]);
-        let process = Process::spawn("tcpdump", &mut command)?;
-        process.wait_for_stderr("listening on", Duration::from_secs(10))?;
-        Ok(Self { process })
-    }
-
-    /// SIGINT once tcpdump read every packet so far (its ring hands over
-    /// blocks at least every second); it must exit 0 having written every
-    /// packet its filter received.
-    fn stop(mut self) -> Result<()> {
-        std::thread::sleep(Duration::from_millis(1500));
-        let status = self.process.stop(Signal::INT, Duration::from_secs(10))?;
-        let said = self.process.stderr_lines().join("\n");
-        ensure!(status.success(), "tcpdump ended with {status}: {said}");
-        ensure!(
-            said.lines().any(|l| l == "0 packets dropped by kernel"),
-            "tcpdump lost packets: {said}"
-        );
-        let count = |what: &str| {
-            said.lines()
-                .find_map(|l| l.strip_suffix(what))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        };
-        let (written, received) = (
-            count(" packets captured"),
-            count(" packets received by filter"),
-        );
-        ensure!(
-            written.is_some() && written == received,
-            "tcpdump wrote {written:?} of {received:?} packets: {said}"
-        );
-        Ok(())
-    }
-}
-
 /// Both servers' connections, as one.
 fn merged(a: Received, b: Received) -> Received {
     Received {
@@ -824,7 +776,7 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
     let server4 = HttpServer::start(&topology.server, v4)?;
     let server6 = HttpServer::start(&topology.server, v6)?;
     let pcap = scratch.path().join("dump.pcap");
-    let tcpdump = Tcpdump::start(&topology.server, &pcap)?;
+    let tcpdump = Tcpdump::start(&topology.server, SERVER_IF, &pcap, SNAP_ONE_MSS)?;
 
     let mut sent = 0;
     for addr in [v4, v6] {

@@ -3,6 +3,7 @@
 //! shadows. Ends on SIGTERM/SIGINT (live) or at the end of the pcap; the
 //! file is completed before the final counts are printed.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -12,8 +13,9 @@ use super::Pipeline;
 use super::signals::StopSignals;
 use crate::capture::{Capture, DRAIN_INTERVAL, EventSink as _, NoFilter, PayloadFilter};
 use crate::config::{Config, InvalidConfig, RecordArgs};
-use crate::file::{self, PacketReader, RecordSnapshot, Segments};
+use crate::file::{self, OutputPlan, PacketReader, RecordSnapshot, Segments};
 use crate::http::{HttpStats, ResponseConfig, ResponseFraming};
+use crate::route::RouteConfig;
 use crate::telemetry::{PipelineStats, endpoint::Readiness};
 
 pub(super) async fn run(args: &RecordArgs, config: Config) -> anyhow::Result<()> {
@@ -26,7 +28,7 @@ pub(super) async fn run(args: &RecordArgs, config: Config) -> anyhow::Result<()>
         .into());
     }
     let (http, counts) = match &args.input_pcap {
-        Some(pcap) => from_pcap(args, &config, pcap)?,
+        Some(pcap) => from_pcap(pcap, &config, Destination::of(args, &config))?,
         None => live(args, &config).await?,
     };
     print_counts(&http, &counts, args.responses);
@@ -42,23 +44,48 @@ fn wall_offset_ns() -> i64 {
     unix - crate::clock::monotonic_ns() as i64
 }
 
+/// What a recording writes: the file(s), the rules and rewrites applied
+/// first, and with `Some(largest)` v1's responses too.
+pub(super) struct Destination {
+    pub output: OutputPlan,
+    pub route: RouteConfig,
+    pub responses: Option<usize>,
+}
+
+impl Destination {
+    fn of(args: &RecordArgs, config: &Config) -> Self {
+        Self {
+            output: args.output_plan(),
+            route: config.live.shadows.route.clone(),
+            responses: args.max_response_bytes(),
+        }
+    }
+}
+
 /// The recording's pipeline: flow → http → the recorder, and with
 /// --responses v1's responses → the response recorder.
 type Recording = Pipeline<file::Recorder, file::ResponseRecorder>;
 
 fn pipeline(
-    args: &RecordArgs,
+    destination: Destination,
     config: &Config,
     wall_offset_ns: i64,
     filter: Box<dyn PayloadFilter>,
+    from_file: bool,
 ) -> anyhow::Result<(Recording, file::Recording)> {
-    let (mut recorder, recording) = file::record(
-        args.output_plan(),
-        config.live.shadows.route.clone(),
-        wall_offset_ns,
-    )
-    .with_context(|| format!("cannot write {}", args.output.display()))?;
-    let responses = args.max_response_bytes().map(|raw_cap| {
+    let Destination {
+        output,
+        route,
+        responses,
+    } = destination;
+    let path = output.pattern.clone();
+    let (mut recorder, recording) = file::record(output, route, wall_offset_ns)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if from_file {
+        // Nothing is lost by reading the file more slowly.
+        recorder.wait_when_full();
+    }
+    let responses = responses.map(|raw_cap| {
         let http = &config.startup.http;
         let limits = ResponseConfig {
             max_head_bytes: http.max_head_bytes,
@@ -89,7 +116,7 @@ fn pipeline(
 fn finish(
     mut pipeline: Recording,
     recording: file::Recording,
-    args: &RecordArgs,
+    output: &Path,
 ) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
     // Requests in progress on open connections are counted, not lost
     // silently; so are responses still awaited.
@@ -102,7 +129,7 @@ fn finish(
     drop(pipeline);
     let counts = recording
         .finish()
-        .with_context(|| format!("cannot complete {}", args.output.display()))?;
+        .with_context(|| format!("cannot complete {}", output.display()))?;
     Ok((http, counts))
 }
 
@@ -115,7 +142,13 @@ async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, 
         Some(filter) => Box::new(filter),
         None => Box::new(NoFilter),
     };
-    let (mut pipeline, recording) = pipeline(args, config, wall_offset_ns(), filter)?;
+    let (mut pipeline, recording) = pipeline(
+        Destination::of(args, config),
+        config,
+        wall_offset_ns(),
+        filter,
+        false,
+    )?;
     info!(iface = %options.iface, ports = ?options.ports, output = %args.output.display(), responses = args.responses, "recording");
     let stop = async {
         let name = signals.next().await;
@@ -124,15 +157,18 @@ async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, 
     capture.run(&mut pipeline, stop, DRAIN_INTERVAL).await?;
     let kernel = capture.kernel_counters()?;
     drop(capture);
-    let counts = finish(pipeline, recording, args)?;
+    let counts = finish(pipeline, recording, &args.output)?;
     println!("kernel counters: {kernel}");
     Ok(counts)
 }
 
-fn from_pcap(
-    args: &RecordArgs,
+/// A packet capture → a recording: `record --input-pcap`, and `replay
+/// --input-pcap --compare`, which pairs v1's answers with their requests
+/// this way before it replays.
+pub(super) fn from_pcap(
+    pcap: &Path,
     config: &Config,
-    pcap: &std::path::Path,
+    destination: Destination,
 ) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
     let ports = config.startup.capture.ports.clone();
     if ports.is_empty() {
@@ -141,8 +177,10 @@ fn from_pcap(
     let mut reader =
         PacketReader::open(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
     // The capture file's timestamps are Unix time already.
-    let (mut pipeline, recording) = pipeline(args, config, 0, Box::new(NoFilter))?;
-    let mut segments = Segments::new(ports, args.responses);
+    let output = destination.output.pattern.clone();
+    let responses = destination.responses.is_some();
+    let (mut pipeline, recording) = pipeline(destination, config, 0, Box::new(NoFilter), true)?;
+    let mut segments = Segments::new(ports, responses);
     while let Some(packet) = reader
         .next_packet()
         .with_context(|| format!("cannot read {}", pcap.display()))?
@@ -158,17 +196,18 @@ fn from_pcap(
         cut_bytes = packets.cut_bytes,
         "packet capture read"
     );
-    finish(pipeline, recording, args)
+    finish(pipeline, recording, &output)
 }
 
-fn print_counts(http: &HttpStats, counts: &RecordSnapshot, responses: bool) {
+/// The framing's counts: requests found, and those skipped by reason.
+pub(super) fn capture_line(http: &HttpStats) -> String {
     let skipped: Vec<String> = http
         .dropped
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(reason, n)| format!("{reason}={n}"))
         .collect();
-    let capture = format!(
+    format!(
         "requests_captured={} requests_skipped={}{}",
         http.requests,
         http.dropped.total(),
@@ -177,7 +216,11 @@ fn print_counts(http: &HttpStats, counts: &RecordSnapshot, responses: bool) {
         } else {
             format!(" ({})", skipped.join(" "))
         }
-    );
+    )
+}
+
+fn print_counts(http: &HttpStats, counts: &RecordSnapshot, responses: bool) {
+    let capture = capture_line(http);
     info!("final counts: capture: {capture}");
     info!(
         target = file::recorder::RECORDING_TARGET,

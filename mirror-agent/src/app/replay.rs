@@ -10,6 +10,7 @@
 //! ([`super::progress`]); at the end the queues drain and each target's
 //! final counts are printed.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -18,10 +19,12 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::progress::Progress;
+use super::record::Destination;
 use super::signals::StopSignals;
 use crate::compare::{Comparing, Engine, RecordedAnswers, shared_pairing};
-use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
-use crate::file::{Item, Recorded, Source, SourceStats};
+use crate::config::{Config, DEFAULT_MAX_RESPONSE, InvalidConfig, ReplayArgs, Speed};
+use crate::file::{Item, OutputPlan, Recorded, Source, SourceStats};
+use crate::route::RouteConfig;
 use crate::shadow::{Shadows, Target};
 use crate::telemetry::{
     self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness,
@@ -115,15 +118,12 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         return Err(InvalidConfig("--input-pcap needs --port (the service port)".into()).into());
     }
     let compare = config.live.compare.enabled();
-    if compare && args.input_pcap.is_some() {
-        return Err(InvalidConfig(
-            "--compare compares with v1's responses recorded in a .gor file; turn the \
-             capture into one first: `mirror-agent record --input-pcap FILE --port P \
-             --responses --output FILE.gor`"
-                .into(),
-        )
-        .into());
-    }
+    // v1's answers in a packet capture are paired with their requests
+    // first, into a temporary recording that is then replayed as any other.
+    let paired = match (&args.input_pcap, compare) {
+        (Some(pcap), true) => Some(pair_answers(pcap, &config)?),
+        _ => None,
+    };
     let engine = match compare {
         true => Some(
             Engine::start(config.live.compare.clone()).context("cannot start the comparison")?,
@@ -179,23 +179,24 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
     let started = Instant::now();
     let mut totals = SourceStats::default();
     let mut replayed: u64 = 0;
-    let inputs: Vec<&std::path::Path> = match &args.input_pcap {
-        Some(pcap) => vec![pcap.as_path()],
-        None => args.files.iter().map(|f| f.as_path()).collect(),
+    let inputs: Vec<&Path> = match (&paired, &args.input_pcap) {
+        (Some(paired), _) => vec![paired.file.as_path()],
+        (None, Some(pcap)) => vec![pcap.as_path()],
+        (None, None) => args.files.iter().map(|f| f.as_path()).collect(),
     };
     let mut progress = Progress::new(&inputs, args.repeat);
     'passes: for pass in 1.. {
         let mut pacer = Pacer::new(pace, Instant::now());
         for (index, &path) in inputs.iter().enumerate() {
             let mut source = match &args.input_pcap {
-                Some(_) => Source::pcap(
+                Some(_) if paired.is_none() => Source::pcap(
                     path,
                     config.startup.capture.ports.clone(),
                     config.startup.flow.clone(),
                     config.startup.http.clone(),
                 )?,
-                None if compare => Source::gor(path, config.startup.http.clone())?.with_responses(),
-                None => Source::gor(path, config.startup.http.clone())?,
+                _ if compare => Source::gor(path, config.startup.http.clone())?.with_responses(),
+                _ => Source::gor(path, config.startup.http.clone())?,
             };
             loop {
                 if stops.load(Relaxed) > 0 {
@@ -288,11 +289,16 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                  their requests count as no_v1_response"
             );
         }
-        if recorded.responses == 0 {
-            warn!(
+        match (recorded.responses, &paired) {
+            (0, Some(_)) => warn!(
+                "--compare: the capture holds none of v1's answers (capture both \
+                 directions of the port, whole packets: tcpdump -s 0): nothing was compared"
+            ),
+            (0, None) => warn!(
                 "--compare: the files hold no recorded responses (type 2 payloads; \
                  `record --responses` writes them): nothing was compared"
-            );
+            ),
+            _ => {}
         }
     }
     if let Some(engine) = &engine {
@@ -330,6 +336,42 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A packet capture's requests with v1's answers, as a recording in a
+/// directory of its own (under `$TMPDIR`) that goes when this does.
+struct Paired {
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Pairs each of v1's answers in `pcap` with its request, the way `record
+/// --input-pcap --responses` does, into a temporary `.gor`; prints what the
+/// capture held. The replay applies the rules and rewrites, not this.
+fn pair_answers(pcap: &Path, config: &Config) -> anyhow::Result<Paired> {
+    let dir = tempfile::Builder::new()
+        .prefix("mirror-replay-")
+        .tempdir()
+        .context("cannot create a temporary directory for v1's answers (TMPDIR sets where)")?;
+    let file = dir.path().join("paired.gor");
+    info!(pcap = %pcap.display(), file = %file.display(), "pairing v1's answers in the capture with their requests");
+    let (http, counts) = super::record::from_pcap(
+        pcap,
+        config,
+        Destination {
+            output: OutputPlan::single(&file),
+            route: RouteConfig::default(),
+            responses: Some(DEFAULT_MAX_RESPONSE),
+        },
+    )?;
+    let line = format!(
+        "{} {}",
+        super::record::capture_line(&http),
+        counts.responses_line()
+    );
+    info!("final counts: capture: {line}");
+    println!("final counts: capture: {line}");
+    Ok(Paired { file, _dir: dir })
 }
 
 fn add(totals: &mut SourceStats, one: SourceStats) {

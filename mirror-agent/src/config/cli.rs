@@ -160,6 +160,8 @@ Examples:
     mirror-agent replay --input-pcap incident.pcap --port 8080 --shadow http://v2:8080 --speed max
   Compare v2's answers with v1's recorded ones (`record --responses`):
     mirror-agent replay v1.gor --shadow http://v2:8080 --compare --speed max
+  ... or with v1's answers in a packet capture (paired first, in $TMPDIR):
+    mirror-agent replay --input-pcap v1.pcap --port 8080 --shadow http://v2:8080 --compare
 
   The files of a rotated recording, in order (ls -v puts req_10 after req_9):
     mirror-agent replay $(ls -v rec/req-2025-06-01-*.gor.gz) --shadow http://staging:8080
@@ -285,8 +287,8 @@ pub struct ReplayArgs {
     #[arg(value_name = "FILE", required_unless_present = "input_pcap")]
     pub files: Vec<PathBuf>,
 
-    /// Replay the requests of this pcap or pcapng file (needs --port).
-    /// Example: --input-pcap dump.pcap --port 8080
+    /// Replay the requests of this pcap or pcapng file (needs --port; with
+    /// --compare, v1's answers in it too). Example: --input-pcap dump.pcap --port 8080
     #[arg(
         long,
         value_name = "FILE",

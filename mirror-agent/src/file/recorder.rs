@@ -243,6 +243,8 @@ struct Queue {
     tx: SyncSender<Queued>,
     queued_bytes: Arc<AtomicUsize>,
     stats: Arc<RecordStats>,
+    /// Wait for the writer instead of dropping ([`Recorder::wait_when_full`]).
+    waits: bool,
 }
 
 /// Why a payload did not go into the queue.
@@ -253,12 +255,21 @@ enum Refused {
 }
 
 impl Queue {
-    /// Queues an encoded payload, never waiting.
+    /// Queues an encoded payload: dropped when the writer is behind, or
+    /// once it has room when the queue waits.
     fn offer(&self, response: bool, bytes: Vec<u8>) -> Result<(), Refused> {
         let len = bytes.len();
-        let queued = self.queued_bytes.load(Relaxed);
-        if queued > 0 && queued + len > MAX_QUEUED_BYTES {
-            return Err(Refused::QueueFull);
+        let over = || {
+            let queued = self.queued_bytes.load(Relaxed);
+            queued > 0 && queued + len > MAX_QUEUED_BYTES
+        };
+        while over() {
+            if !self.waits {
+                return Err(Refused::QueueFull);
+            }
+            // The writer takes a payload in far less (and zeroes the count
+            // if it ends).
+            std::thread::sleep(Duration::from_millis(1));
         }
         let counter = if response {
             &self.stats.responses_queued
@@ -267,13 +278,17 @@ impl Queue {
         };
         counter.fetch_add(1, Relaxed);
         self.queued_bytes.fetch_add(len, Relaxed);
-        self.tx.try_send(Queued { response, bytes }).map_err(|err| {
-            counter.fetch_sub(1, Relaxed);
-            self.queued_bytes.fetch_sub(len, Relaxed);
-            match err {
+        let queued = Queued { response, bytes };
+        let sent = match self.waits {
+            true => self.tx.send(queued).map_err(|_| Refused::WriterGone),
+            false => self.tx.try_send(queued).map_err(|err| match err {
                 TrySendError::Full(_) => Refused::QueueFull,
                 TrySendError::Disconnected(_) => Refused::WriterGone,
-            }
+            }),
+        };
+        sent.inspect_err(|_| {
+            counter.fetch_sub(1, Relaxed);
+            self.queued_bytes.fetch_sub(len, Relaxed);
         })
     }
 }
@@ -367,6 +382,7 @@ pub fn record(
         std::thread::Builder::new()
             .name("mirror-record".into())
             .spawn(move || {
+                let _ended = Ended(Arc::clone(&queued_bytes));
                 write_loop(&mut writer, &rx, &stats, &queued_bytes).and(writer.finish().map(drop))
             })?
     };
@@ -378,6 +394,7 @@ pub fn record(
             tx,
             queued_bytes,
             stats: Arc::clone(&stats),
+            waits: false,
         },
         ids: Ids::new(),
         wall_offset_ns,
@@ -386,6 +403,16 @@ pub fn record(
         pairs: None,
     };
     Ok((recorder, Recording { writer, stats }))
+}
+
+/// Zeroes the queued bytes when the writer ends, however it ends, so that
+/// a queue waiting for room finds the writer gone instead of waiting on.
+struct Ended(Arc<AtomicUsize>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.store(0, Relaxed);
+    }
 }
 
 fn write_loop(
@@ -441,6 +468,13 @@ fn write_loop(
 impl Recorder {
     pub fn stats(&self) -> Arc<RecordStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Waits for the writer when its queue is full instead of dropping:
+    /// for a file read as fast as it can be (a packet capture), where
+    /// waiting delays nothing. Before [`Recorder::responses`].
+    pub fn wait_when_full(&mut self) {
+        self.queue.waits = true;
     }
 
     /// Also records v1's responses: the sink for their framing (one per
@@ -643,6 +677,44 @@ GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n";
             "captured=4 written=3 filtered=1 (method=1) dropped=0"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_queue_drops_when_live_and_waits_for_the_writer_when_reading_a_file() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let mut queue = Queue {
+            tx,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(RecordStats::default()),
+            waits: false,
+        };
+        queue.offer(false, vec![1; 10]).unwrap();
+        assert!(matches!(
+            queue.offer(false, vec![2; 10]),
+            Err(Refused::QueueFull)
+        ));
+        queue.waits = true;
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.offer(false, vec![3; 10])
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiting.is_finished(), "a waiting queue does not drop");
+        // The writer takes one: the waiting payload goes in after it.
+        assert_eq!(rx.recv().unwrap().bytes, [1; 10]);
+        waiting.join().unwrap().unwrap();
+        assert_eq!(rx.recv().unwrap().bytes, [3; 10]);
+        assert_eq!(queue.stats.queued.load(Relaxed), 2, "none was taken back");
+        // A writer gone ends the wait with an error, not a hang.
+        queue.queued_bytes.store(MAX_QUEUED_BYTES, Relaxed);
+        let gone = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.offer(false, vec![4; 10])
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(rx);
+        drop(Ended(Arc::clone(&queue.queued_bytes)));
+        assert!(matches!(gone.join().unwrap(), Err(Refused::WriterGone)));
     }
 
     fn response(raw: Option<&[u8]>, first_byte_ns: u64) -> CapturedResponse {
