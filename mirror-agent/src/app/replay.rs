@@ -118,6 +118,9 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         return Err(InvalidConfig("--input-pcap needs --port (the service port)".into()).into());
     }
     let compare = config.live.compare.enabled();
+    // Before the pairing: a signal during it ends the replay right after,
+    // with the temporary recording removed, instead of killing the process.
+    let mut signals = StopSignals::new()?;
     // v1's answers in a packet capture are paired with their requests
     // first, into a temporary recording that is then replayed as any other.
     let paired = match (&args.input_pcap, compare) {
@@ -130,7 +133,6 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         ),
         false => None,
     };
-    let mut signals = StopSignals::new()?;
     let stops = Arc::new(AtomicU32::new(0));
     let listener = endpoint::bind(config.startup.metrics_addr)
         .await
