@@ -35,7 +35,10 @@ pub struct Answered {
 
 impl Nginx {
     /// Listens on `addr` inside `netns`; `server` is the body of the
-    /// `server` block after `listen` (locations, in nginx syntax).
+    /// `server` block after `listen` (locations, in nginx syntax). A
+    /// keep-alive connection is never closed after a number of requests
+    /// (nginx's default closes it after 1,000: a steady test client that
+    /// keeps one connection would find it closed).
     pub fn start(netns: &Netns, addr: SocketAddr, server: &str) -> Result<Self> {
         let scratch = ScratchDir::new("nginx")?;
         let dir = scratch.path().display().to_string();
@@ -54,6 +57,7 @@ impl Nginx {
              \x20 fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n\
              \x20 scgi_temp_path {dir}/scgi;\n\
              \x20 client_max_body_size 64m;\n\
+             \x20 keepalive_requests 100000000;\n\
              \x20 server {{\n    listen {listen};\n{server}\n  }}\n}}\n"
         );
         let conf = scratch.write("nginx.conf", conf)?;
