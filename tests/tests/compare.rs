@@ -1412,29 +1412,7 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
     );
 
     let (v2, v3) = (shadow_url(0), shadow_url(1));
-    let output = agent::run_to_end(
-        rig.rig.primary(),
-        &[],
-        &[
-            "replay",
-            &file,
-            "--shadow",
-            &v2,
-            "--shadow",
-            &v3,
-            "--compare",
-            "--speed",
-            "max",
-            "--nice",
-            "0",
-        ],
-    )?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "replay: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = replay_compared(&rig, &[&file], &v2, &v3)?;
     ensure!(
         stdout.contains(&format!(
             "payloads_read={} requests={total} responses={total} malformed=0",
@@ -1442,47 +1420,12 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
         )),
         "{stdout}"
     );
-    let (compared, differ, kinds) = offline_verdict(&stdout, &v2)?;
-    ensure!(
-        (compared, differ) == (total, 0),
-        "v2: {compared} compared, {differ} differ of {total}: {stdout}"
-    );
-    ensure!(!stdout.contains("not compared"), "{stdout}");
-    let (compared, differ, kinds3) = offline_verdict(&stdout, &v3)?;
-    ensure!(
-        (compared, differ, kinds3.as_str()) == (total, 70, "status 10, header 10, body 50"),
-        "v3: {compared} compared, {differ} differ ({kinds3}) of {total}; planted 70 \
-         (status 10, header 10, body 50): {stdout} {kinds}"
-    );
+    planted_verdicts(&stdout, &v2, &v3, total).context("from the recording")?;
     eprintln!("offline: {total} requests recorded with v1's answers, replayed:\n{stdout}");
 
     // The capture file instead: v1's answers are paired from its packets.
-    let output = agent::run_to_end(
-        rig.rig.primary(),
-        &[],
-        &[
-            "replay",
-            "--input-pcap",
-            &pcap.display().to_string(),
-            "--port",
-            &port,
-            "--shadow",
-            &v2,
-            "--shadow",
-            &v3,
-            "--compare",
-            "--speed",
-            "max",
-            "--nice",
-            "0",
-        ],
-    )?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "replay --input-pcap: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let pcap = pcap.display().to_string();
+    let stdout = replay_compared(&rig, &["--input-pcap", &pcap, "--port", &port], &v2, &v3)?;
     ensure!(
         stdout.contains(&format!(
             "final counts: capture: requests_captured={total} requests_skipped=0 \
@@ -1490,17 +1433,52 @@ fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Re
         )),
         "{stdout}"
     );
-    let (compared, differ, _) = offline_verdict(&stdout, &v2)?;
+    planted_verdicts(&stdout, &v2, &v3, total).context("from tcpdump's capture")?;
+    eprintln!("offline from tcpdump's capture:\n{stdout}");
+    Ok(())
+}
+
+/// `replay SOURCE --shadow v2 --shadow v3 --compare --speed max` on v1's
+/// host, which must succeed: its standard output.
+fn replay_compared(rig: &AppRig, source: &[&str], v2: &str, v3: &str) -> Result<String> {
+    let mut args = vec!["replay"];
+    args.extend_from_slice(source);
+    args.extend([
+        "--shadow",
+        v2,
+        "--shadow",
+        v3,
+        "--compare",
+        "--speed",
+        "max",
+        "--nice",
+        "0",
+    ]);
+    let output = agent::run_to_end(rig.rig.primary(), &[], &args)?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "replay {source:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(stdout)
+}
+
+/// The offline verdicts of the planted traffic: the identical v2 matches
+/// every one of `total`, v3 differs in exactly the 70 planted (10
+/// statuses, 10 headers, 50 bodies), and every request was compared.
+fn planted_verdicts(stdout: &str, v2: &str, v3: &str, total: u64) -> Result<()> {
+    let (compared, differ, kinds) = offline_verdict(stdout, v2)?;
     ensure!(
         (compared, differ) == (total, 0),
-        "pcap, v2: {compared} compared, {differ} differ of {total}: {stdout}"
+        "v2: {compared} compared, {differ} differ of {total}: {stdout}"
     );
     ensure!(!stdout.contains("not compared"), "{stdout}");
-    let (compared, differ, kinds) = offline_verdict(&stdout, &v3)?;
+    let (compared, differ, kinds3) = offline_verdict(stdout, v3)?;
     ensure!(
-        (compared, differ, kinds.as_str()) == (total, 70, "status 10, header 10, body 50"),
-        "pcap, v3: {compared} compared, {differ} differ ({kinds}) of {total}: {stdout}"
+        (compared, differ, kinds3.as_str()) == (total, 70, "status 10, header 10, body 50"),
+        "v3: {compared} compared, {differ} differ ({kinds3}) of {total}; planted 70 \
+         (status 10, header 10, body 50): {stdout} {kinds}"
     );
-    eprintln!("offline from tcpdump's capture:\n{stdout}");
     Ok(())
 }

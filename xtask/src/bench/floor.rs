@@ -31,6 +31,7 @@ use std::{
     time::Duration,
 };
 
+use super::loadgen::{now_ns, pin_thread};
 use anyhow::{Context as _, Result, bail};
 use mirror_testkit::Netns;
 
@@ -137,7 +138,7 @@ struct Sender {
 
 impl Sender {
     fn new(plan: &Plan) -> Result<Self> {
-        pin(plan.cpu)?;
+        pin_thread(plan.cpu, "the floor")?;
         let conns = (0..plan.connections)
             .map(|_| {
                 Ok(Conn {
@@ -261,34 +262,6 @@ fn connect(addr: SocketAddr) -> Result<TcpStream> {
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     Ok(stream)
-}
-
-/// This thread onto the agent's CPU, with precise timers (the agent's
-/// timerfd has no slack either).
-fn pin(cpu: usize) -> Result<()> {
-    // SAFETY: plain syscalls on a local cpu_set_t.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-            bail!(
-                "cannot pin the floor to CPU {cpu}: {}",
-                io::Error::last_os_error()
-            );
-        }
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
-    }
-    Ok(())
-}
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

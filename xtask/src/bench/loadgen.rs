@@ -65,23 +65,23 @@ pub fn run(client: &Netns, plan: &Plan) -> Result<Outcome> {
     let plan = plan.clone();
     client
         .spawn(move || {
-            pin(&plan)?;
+            pin_thread(plan.cpu, "the load generator")?;
             Generator::new(&plan)?.run(&plan)
         })
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
 }
 
-/// This thread only: onto its CPU, precise timers.
-fn pin(plan: &Plan) -> Result<()> {
+/// The calling thread only (`who` names it in the error): onto `cpu`, with
+/// precise timers (no slack, as the agent's timerfd has none).
+pub(super) fn pin_thread(cpu: usize, who: &str) -> Result<()> {
     // SAFETY: plain syscalls on a local cpu_set_t.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(plan.cpu, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
             bail!(
-                "cannot pin the load generator to CPU {}: {}",
-                plan.cpu,
+                "cannot pin {who} to CPU {cpu}: {}",
                 io::Error::last_os_error()
             );
         }
@@ -101,7 +101,8 @@ fn thread_cpu_seconds() -> f64 {
     }
 }
 
-fn now_ns() -> u64 {
+/// CLOCK_MONOTONIC in nanoseconds.
+pub(super) fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
