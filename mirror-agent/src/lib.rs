@@ -3,12 +3,15 @@
 //!
 //! The modules follow the data, each importing only from those before it:
 //! `capture` (load, attach, drain the ring) → `flow` (TCP reassembly) →
-//! `http` (request framing) → `route` (which target gets what, rewritten
-//! how) → `shadow` (queues, workers, connections per target); `telemetry`
-//! (metrics, summary, logs) reads them all, `config` turns flags and the
-//! file into their settings, and `app` assembles the agent. `clock` is the
-//! time source and the one periodic wakeup the capture and the shadow
-//! connections share.
+//! `http` (request framing, and v1's responses) → `route` (which target gets
+//! what, rewritten how) → `shadow` (queues, workers, connections per target)
+//! → `compare` (each target's answer against v1's: the verdict per endpoint).
+//! `file` holds the recording and replay sources and sinks (`.gor`, pcap).
+//! `telemetry` (metrics, summary, logs) reads them all, `config` turns flags
+//! and the file into their settings, and `app` assembles the agent. `clock`
+//! is the time source and the one periodic wakeup the capture and the shadow
+//! connections share. How a request and a response travel through them, step
+//! by step: `docs/architecture.md` in the repository.
 
 pub mod app;
 pub mod capture;
