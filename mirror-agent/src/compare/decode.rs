@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
-use super::NotCompared;
+use super::verdict::NotCompared;
 
 /// Why a body could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,34 +47,17 @@ impl From<DecodeError> for NotCompared {
     }
 }
 
-/// A content coding this agent undoes (`identity` is no coding at all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Coding {
-    /// `gzip` or `x-gzip`, one member or several.
-    Gzip,
-    /// `deflate`: zlib-wrapped as RFC 9110 says, or raw deflate as some
-    /// servers send.
-    Deflate,
-    /// `br`
-    Brotli,
-    /// `zstd`
-    Zstd,
-}
-
-impl Coding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Coding::Gzip => "gzip",
-            Coding::Deflate => "deflate",
-            Coding::Brotli => "br",
-            Coding::Zstd => "zstd",
-        }
-    }
-}
-
-impl fmt::Display for Coding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+mirror_common::labelled! {
+    /// A content coding this agent undoes (`identity` is no coding at all),
+    /// labelled as `Content-Encoding` spells it.
+    pub enum Coding {
+        /// `gzip` or `x-gzip`, one member or several.
+        Gzip => "gzip",
+        /// `deflate`: zlib-wrapped as RFC 9110 says, or raw deflate as some
+        /// servers send.
+        Deflate => "deflate",
+        Brotli => "br",
+        Zstd => "zstd",
     }
 }
 

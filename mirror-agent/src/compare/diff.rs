@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::decode::{self, Coding};
 use super::json::{self, ABSENT, cut};
 use super::rules::Rules;
-use super::{Difference, Kind, NotCompared};
+use super::verdict::{Difference, Kind, NotCompared};
 use crate::http::{Answer, Body};
 
 /// The value shown for a credential header.
@@ -286,8 +286,8 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::VALUE_CHARS;
     use super::super::rules::FieldPattern;
+    use super::super::verdict::VALUE_CHARS;
     use super::*;
     use crate::http::BodyCollector;
     use bytes::Bytes;

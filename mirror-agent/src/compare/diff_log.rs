@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{Difference, Kind};
+use super::verdict::{Difference, Kind};
 use crate::clock::UtcTime;
 
 /// What replaces a credential.

@@ -21,11 +21,13 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use super::config::{CompareConfig, DEFAULT_BODY_CAP, DEFAULT_TIMEOUT, DiffLogTo};
+use super::diff::diff;
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
-use super::{CompareConfig, DiffLogTo, Difference, NotCompared, Role, Verdict, diff};
+use super::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 use crate::clock::monotonic_ns;
 use crate::http::Answer;
 use crate::shadow::{AnswerSink, Answered, DropReason};
@@ -279,7 +281,7 @@ fn timeout_ns(config: &CompareConfig) -> u64 {
         .iter()
         .map(|t| t.timeout)
         .max()
-        .unwrap_or(super::DEFAULT_TIMEOUT);
+        .unwrap_or(DEFAULT_TIMEOUT);
     u64::try_from(longest.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -413,7 +415,7 @@ struct Judge {
     report: Report,
     endpoints: Endpoints,
     /// Per endpoint, the (kind, field) a baseline showed differing.
-    noise: HashMap<Arc<str>, HashSet<(super::Kind, String)>>,
+    noise: HashMap<Arc<str>, HashSet<(Kind, String)>>,
     log: Option<DiffLog>,
 }
 
@@ -511,7 +513,7 @@ impl Judge {
             })
             .collect();
         ordered.sort_by_key(|(role, _, _)| *role != Role::Baseline);
-        let mut noise_now: HashSet<(super::Kind, String)> = HashSet::new();
+        let mut noise_now: HashSet<(Kind, String)> = HashSet::new();
         for (role, target, answer) in ordered {
             let Some(&index) = self.targets.get(&*target) else {
                 continue;
@@ -534,7 +536,7 @@ impl Judge {
                     let cap = self
                         .config
                         .target(&target)
-                        .map_or(super::DEFAULT_BODY_CAP, |t| t.body_cap);
+                        .map_or(DEFAULT_BODY_CAP, |t| t.body_cap);
                     let max_decoded = cap.saturating_mul(16).min(256 << 20);
                     match diff(&v1.answer, &answered.answer, rules, max_decoded) {
                         Err(reason) => Verdict::NotCompared(reason),
@@ -619,7 +621,7 @@ impl Judge {
 
 /// A difference's identity for noise: its kind and its path with array
 /// indices generalised (`$.items[3].at` and `$.items[4].at` are one field).
-fn noise_key(d: &Difference) -> (super::Kind, String) {
+fn noise_key(d: &Difference) -> (Kind, String) {
     let mut path = String::with_capacity(d.path.len());
     let mut in_index = false;
     for c in d.path.chars() {
@@ -669,7 +671,7 @@ pub fn cut_target(target: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{Kind, TargetCompare};
+    use crate::compare::config::TargetCompare;
     use crate::http::{Answer, BodyCollector};
 
     fn answer(status: u16, body: &str) -> Answer {

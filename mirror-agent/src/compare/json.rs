@@ -12,7 +12,7 @@ use std::io;
 use serde_json::{Number, Value};
 
 use super::rules::{Rules, Segment, write_key};
-use super::{Difference, Kind, VALUE_CHARS};
+use super::verdict::{Difference, Kind, VALUE_CHARS};
 
 /// Most differences listed for one pair of bodies; past it one more entry,
 /// at [`MORE_PATH`], says how many were left out.

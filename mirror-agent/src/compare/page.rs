@@ -304,7 +304,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::compare::{Difference, Kind, NotCompared, Report, Role, Verdict};
+    use crate::compare::report::Report;
+    use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 
     fn body(path: &str, left: &str, right: &str, noise: bool) -> Difference {
         Difference {

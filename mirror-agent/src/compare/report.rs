@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::diff_log::is_credential_header;
-use super::{Difference, Kind, NotCompared, Role, Verdict};
+use super::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 
 /// Where the endpoints past the report's bound are counted.
 pub const OTHER_ENDPOINT: &str = "(other)";
@@ -600,7 +600,7 @@ pub struct Percentiles {
 mod role_name {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    use crate::compare::Role;
+    use crate::compare::verdict::Role;
 
     pub fn serialize<S: Serializer>(role: &Role, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(role.as_str())

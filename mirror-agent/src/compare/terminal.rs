@@ -205,7 +205,8 @@ fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{Difference, Kind, Report, Role, Verdict};
+    use crate::compare::report::Report;
+    use crate::compare::verdict::{Difference, Kind, Role, Verdict};
 
     fn sample() -> CompareReport {
         let mut report = Report::new(vec![("v3".to_owned(), Role::Candidate)], 50);
