@@ -22,12 +22,11 @@ pub mod diff_log;
 pub mod endpoint;
 mod engine;
 pub mod json;
-pub mod page;
 mod pairing;
 mod recorded;
+pub mod render;
 pub mod report;
 pub mod rules;
-pub mod terminal;
 pub mod verdict;
 
 pub use config::{
@@ -38,10 +37,9 @@ pub use diff::diff;
 pub use diff_log::{DiffLog, Exchange};
 pub use endpoint::{Endpoints, template};
 pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING, RequestMeta, V1Response};
-pub use page::render_html;
 pub use pairing::{Comparing, Pairing, V1Responses, shared_pairing};
 pub use recorded::RecordedAnswers;
-pub use report::{CompareReport, Report, verdict_line};
+pub use render::{render_html, render_text, verdict_line};
+pub use report::{CompareReport, Report};
 pub use rules::{FieldPattern, Rules};
-pub use terminal::render_text;
 pub use verdict::{Difference, Kind, NotCompared, Role, VALUE_CHARS, Verdict};

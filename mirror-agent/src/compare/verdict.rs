@@ -49,6 +49,38 @@ impl Difference {
             noise: false,
         }
     }
+
+    /// The place the difference is counted under, in the report and for
+    /// noise: `status`, `header:<name>`, or the body path with array
+    /// indices grouped (`$.items[3].price` → `$.items[*].price`: one
+    /// field, whichever element).
+    pub fn field(&self) -> String {
+        match self.kind {
+            Kind::Status => "status".to_owned(),
+            Kind::Header => format!("header:{}", self.path),
+            Kind::Body => group_array_indices(&self.path),
+        }
+    }
+}
+
+/// `[<digits>]` → `[*]`, everything else kept.
+fn group_array_indices(path: &str) -> String {
+    let mut grouped = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        grouped.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after.as_bytes().get(digits) == Some(&b']') {
+            grouped.push_str("[*]");
+            rest = &after[digits + 1..];
+        } else {
+            grouped.push('[');
+            rest = after;
+        }
+    }
+    grouped.push_str(rest);
+    grouped
 }
 
 /// Longest value kept in a [`Difference`] (characters).
@@ -99,4 +131,30 @@ pub enum Verdict {
     /// included, flagged).
     Differ(Vec<Difference>),
     NotCompared(NotCompared),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_indices_are_grouped_and_other_brackets_kept() {
+        assert_eq!(group_array_indices("$.items[3].price"), "$.items[*].price");
+        assert_eq!(group_array_indices("$[0][12].a"), "$[*][*].a");
+        assert_eq!(group_array_indices("$[\"k\"].b[x]"), "$[\"k\"].b[x]");
+        assert_eq!(group_array_indices("$.a[1"), "$.a[1");
+        assert_eq!(group_array_indices("$.é[2]"), "$.é[*]");
+    }
+
+    #[test]
+    fn a_field_is_named_by_kind_with_array_indices_grouped() {
+        let field = |kind, path: &str| Difference::new(kind, path, "", "").field();
+        assert_eq!(field(Kind::Status, "status"), "status");
+        assert_eq!(field(Kind::Header, "etag"), "header:etag");
+        assert_eq!(field(Kind::Body, "$.items[3].at"), "$.items[*].at");
+        assert_eq!(field(Kind::Body, "$.a[12][0]"), "$.a[*][*]");
+        assert_eq!(field(Kind::Body, "$['x y'].z"), "$['x y'].z");
+        assert_eq!(field(Kind::Body, "$.served_at"), "$.served_at");
+        assert_eq!(field(Kind::Body, "body"), "body");
+    }
 }
