@@ -11,7 +11,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::engine::{Engine, V1Response};
+use super::engine::Engine;
+use super::exchange::V1Response;
 use super::verdict::NotCompared;
 use crate::http::{Answers, Request, ResponseConfig, frame_whole};
 
