@@ -379,14 +379,31 @@ mod tests {
         .unwrap()
     }
 
-    fn open(engine: &Engine) -> u64 {
-        engine
+    /// An engine comparing v2 and v3, and one exchange sent to both.
+    fn sent_to_v2_and_v3(timeout: Duration) -> (Engine, Arc<dyn AnswerSink>, u64) {
+        let engine = engine(timeout);
+        let tag = engine
             .open(RequestMeta {
                 method: "GET".into(),
                 target: "/items/7".into(),
                 complete_ns: 1,
             })
-            .unwrap()
+            .unwrap();
+        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        let sink = engine.answer_sink();
+        (engine, sink, tag)
+    }
+
+    /// v1's response to exchange `tag`: a 200 with `body`.
+    fn v1_answers(engine: &Engine, tag: u64, body: &str) {
+        let answer = answer(200, body);
+        engine.v1(
+            tag,
+            Ok(V1Response {
+                answer,
+                first_byte_ns: 2,
+            }),
+        );
     }
 
     fn counts(engine: &Engine, target: &str) -> (u64, u64, u64) {
@@ -410,10 +427,7 @@ mod tests {
 
     #[test]
     fn an_exchange_is_judged_once_v1_and_every_target_answered() {
-        let engine = engine(Duration::from_secs(60));
-        let sink = engine.answer_sink();
-        let tag = open(&engine);
-        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        let (engine, sink, tag) = sent_to_v2_and_v3(Duration::from_secs(60));
         let answered = |a| {
             Ok(Answered {
                 answer: a,
@@ -423,13 +437,7 @@ mod tests {
         // Answers may come before v1's response.
         sink.answered(tag, "v2", answered(answer(200, r#"{"a":1}"#)));
         sink.answered(tag, "v3", answered(answer(200, r#"{"a":2}"#)));
-        engine.v1(
-            tag,
-            Ok(V1Response {
-                answer: answer(200, r#"{"a": 1}"#),
-                first_byte_ns: 2,
-            }),
-        );
+        v1_answers(&engine, tag, r#"{"a": 1}"#);
         wait_until(|| counts(&engine, "v2") != (0, 0, 0) && counts(&engine, "v3") != (0, 0, 0));
         assert_eq!(counts(&engine, "v2"), (1, 0, 0));
         assert_eq!(counts(&engine, "v3"), (0, 1, 0));
@@ -437,18 +445,9 @@ mod tests {
 
     #[test]
     fn a_target_silent_past_the_deadline_is_a_timeout_and_a_failed_one_is_not_a_difference() {
-        let engine = engine(Duration::from_millis(50));
-        let sink = engine.answer_sink();
-        let tag = open(&engine);
-        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        let (engine, sink, tag) = sent_to_v2_and_v3(Duration::from_millis(50));
         sink.answered(tag, "v3", Err(DropReason::QueueFull));
-        engine.v1(
-            tag,
-            Ok(V1Response {
-                answer: answer(200, "{}"),
-                first_byte_ns: 2,
-            }),
-        );
+        v1_answers(&engine, tag, "{}");
         // Nothing else happens: the deadline alone must get it judged.
         wait_until(|| counts(&engine, "v2") != (0, 0, 0));
         let report = engine.report();

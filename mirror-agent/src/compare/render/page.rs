@@ -259,11 +259,8 @@ mod tests {
 
     fn body(path: &str, left: &str, right: &str, noise: bool) -> Difference {
         Difference {
-            kind: Kind::Body,
-            path: path.to_owned(),
-            left: left.to_owned(),
-            right: right.to_owned(),
             noise,
+            ..Difference::new(Kind::Body, path, left, right)
         }
     }
 

@@ -211,13 +211,7 @@ mod tests {
 
     fn sample() -> CompareReport {
         let mut report = Report::new(vec![("v3".to_owned(), Role::Candidate)], 50);
-        let status = Verdict::Differ(vec![Difference {
-            kind: Kind::Status,
-            path: "status".to_owned(),
-            left: "200".to_owned(),
-            right: "500".to_owned(),
-            noise: false,
-        }]);
+        let status = Verdict::Differ(vec![Difference::new(Kind::Status, "status", "200", "500")]);
         report.record(0, "POST /orders/{id}", &status, None, None);
         report.record(0, "POST /orders/{id}", &Verdict::Match(vec![]), None, None);
         let long = format!("GET /{}", "segment/".repeat(20));

@@ -14,7 +14,7 @@ use super::snapshot::{
     CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, PairCounts,
     TargetReport,
 };
-use crate::compare::diff_log::is_credential_header;
+use crate::compare::rules::{REDACTED, is_credential_header};
 use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 
 /// Where the endpoints past the report's bound are counted.
@@ -322,7 +322,7 @@ fn example(difference: &Difference) -> Example {
     let credential = difference.kind == Kind::Header && is_credential_header(&difference.path);
     let value = |v: &str| {
         if credential {
-            "<redacted>".to_owned()
+            REDACTED.to_owned()
         } else {
             v.to_owned()
         }
