@@ -1,28 +1,43 @@
 //! The verdict: each shadow's answer compared with the answer v1 really
 //! gave the client (captured at egress), per request and per endpoint.
+//! Files by job, from the request's side down to the words they share:
 //!
-//! * `diff`: two [`Answer`](crate::http::Answer)s → the [`Difference`]s
-//!   between them (status; headers but the ignored ones; bodies after
-//!   undoing their content coding, JSON structurally by field path), under
-//!   the [`Rules`].
-//! * `endpoint`: `POST /orders/123` → `POST /orders/{id}`, a bounded set.
-//! * `report`: the counts per target and endpoint that `/compare`,
-//!   `/compare.html`, `compare-report` and the summary read.
+//! * `pairing`: on the capture task, each compared request gets an
+//!   exchange, and v1's responses are paired with them per connection;
+//!   `recorded`: the same from a recording's answers (replay).
+//! * `engine`: the exchanges waiting for their answers (bounded), and the
+//!   compare thread that hands each complete one to the `judge`;
+//!   `exchange`: one compared request and what came back for it.
+//! * `judge`: the diff under the target's rules, the noise (Diffy's idea,
+//!   done passively: a target in the baseline role runs v1's own version,
+//!   and a difference v1 and the baseline also show is noise, reported as
+//!   such and kept out of the candidates' verdicts), the report, the diff
+//!   log.
+//! * `diff/`: two [`Answer`](crate::http::Answer)s → their
+//!   [`Difference`]s: status, headers, bodies with their content coding
+//!   undone (`decode`), JSON by field path (`json`).
+//! * `rules`: what the comparison leaves out (headers, JSON fields) and
+//!   which headers are credentials; `endpoint`: `POST /orders/123` →
+//!   `POST /orders/{id}`, a bounded set; `config`: what it is told.
+//! * `report/`: the counts per target and endpoint (`tally`), their
+//!   latencies (`latency`), and the snapshot that `/compare` serves as JSON
+//!   (`snapshot`); `render/`: that snapshot drawn as `/compare.html`
+//!   (`page`), as `compare-report`'s text (`terminal`), and the verdict
+//!   line of the summary (`words`).
 //! * `diff_log`: one JSON line per differing exchange, sampled and rate
 //!   limited, credentials never written.
+//! * `verdict`: the words all of them speak ([`Kind`], [`Difference`],
+//!   [`NotCompared`], [`Role`], [`Verdict`]); it imports none of them.
 //!
-//! Noise (Diffy's idea, done passively): a target in the baseline role runs
-//! v1's own version. A difference that v1 and the baseline also show is
-//! noise: reported as such, kept out of the candidates' verdicts.
+//! This file only declares the modules and names what the rest of the
+//! agent uses.
 
 mod config;
-pub mod decode;
 pub mod diff;
 pub mod diff_log;
 pub mod endpoint;
 mod engine;
 mod exchange;
-pub mod json;
 mod judge;
 mod pairing;
 mod recorded;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
-use super::verdict::NotCompared;
+use crate::compare::verdict::NotCompared;
 
 /// Why a body could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::decode::{self, Coding};
 use super::json::{self, ABSENT, cut};
-use super::rules::{REDACTED, Rules};
-use super::verdict::{Difference, Kind, NotCompared};
+use crate::compare::rules::{REDACTED, Rules};
+use crate::compare::verdict::{Difference, Kind, NotCompared};
 use crate::http::{Answer, Body};
 
 /// Characters of context shown before the first differing byte of two
@@ -279,9 +279,9 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::super::decode::encode::{brotli, gzip, zstd};
-    use super::super::rules::FieldPattern;
-    use super::super::verdict::VALUE_CHARS;
     use super::*;
+    use crate::compare::rules::FieldPattern;
+    use crate::compare::verdict::VALUE_CHARS;
     use crate::http::BodyCollector;
     use bytes::Bytes;
 

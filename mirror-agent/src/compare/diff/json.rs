@@ -11,8 +11,8 @@ use std::io;
 
 use serde_json::{Number, Value};
 
-use super::rules::{Rules, Segment, write_key};
-use super::verdict::{Difference, Kind, VALUE_CHARS};
+use crate::compare::rules::{Rules, Segment, write_key};
+use crate::compare::verdict::{Difference, Kind, VALUE_CHARS};
 
 /// Most differences listed for one pair of bodies; past it one more entry,
 /// at [`MORE_PATH`], says how many were left out.
@@ -175,8 +175,8 @@ impl io::Write for Bounded {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rules::FieldPattern;
     use super::*;
+    use crate::compare::rules::FieldPattern;
     use serde_json::json;
 
     fn paths(left: Value, right: Value, rules: &Rules) -> Vec<(String, String, String)> {
