@@ -5,8 +5,9 @@
 //! the request is dispatched, it collects v1's response (from the capture's
 //! response framing) and one answer, or the reason there is none, from
 //! every target that was sent a copy (see `shadow::Reply`). Complete, or
-//! past its timeout, it goes to the compare thread: the diff, the noise, the
-//! report, the diff log. The capture task and the shadows' workers only
+//! past its timeout, it goes to the compare thread, whose `judge` does the
+//! diff, the noise, the report, the diff log. The capture task and the
+//! shadows' workers only
 //! take a short lock here; decoding and diffing happen on the compare
 //! thread, which sleeps while nothing waits (no periodic wakeup).
 //!
