@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Role;
+use super::verdict::Role;
 
 /// Default of `compare_body_cap`: the bytes of a body kept for the
 /// comparison (beyond it, the length and a hash decide).
@@ -88,11 +88,5 @@ impl std::str::FromStr for Role {
             "baseline" => Ok(Role::Baseline),
             _ => Err(format!("`{text}` is not a role: candidate or baseline")),
         }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -13,8 +13,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::NotCompared;
-use super::engine::{Engine, RequestMeta, V1Response, cut_target};
+use super::engine::Engine;
+use super::exchange::{RequestMeta, V1Response, cut_target};
+use super::verdict::NotCompared;
 use crate::capture::FlowId;
 use crate::http::{
     Answers, CapturedResponse, InOrder, Request, RequestSink, ResponseLoss, ResponseSink,

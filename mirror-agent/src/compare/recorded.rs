@@ -11,8 +11,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::NotCompared;
-use super::engine::{Engine, V1Response};
+use super::engine::Engine;
+use super::exchange::V1Response;
+use super::verdict::NotCompared;
 use crate::http::{Answers, Request, ResponseConfig, frame_whole};
 
 /// Compared requests waiting for their recorded response at most; beyond

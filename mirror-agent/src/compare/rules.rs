@@ -75,6 +75,20 @@ const CREDENTIAL_NAME_PARTS: &[&str] = &[
     "token", "secret", "password", "api-key", "apikey", "api_key", "cookie",
 ];
 
+/// What replaces a credential wherever a value is shown (the diff, the
+/// report's examples, the diff log).
+pub const REDACTED: &str = "<redacted>";
+
+/// A header whose values are credentials by the built-in list, whatever
+/// they look like (any case). [`Rules::is_credential_header`] adds the
+/// user's names; the report and the diff log redact by this list again, in
+/// case a value reached them unredacted.
+pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    CREDENTIAL_HEADERS.contains(&name.as_str())
+        || CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
 /// The header fields and JSON fields the comparison ignores, and the
 /// headers whose values it never shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,12 +142,12 @@ impl Rules {
     }
 
     /// The value of header `name` (any case) is a credential: compared, but
-    /// shown as `<redacted>`.
+    /// shown as [`REDACTED`]. The built-in list, and the user's names.
     pub fn is_credential_header(&self, name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        CREDENTIAL_HEADERS.contains(&name.as_str())
-            || CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
-            || self.extra_credential_headers.contains(&name)
+        is_credential_header(name)
+            || self
+                .extra_credential_headers
+                .contains(&name.to_ascii_lowercase())
     }
 
     /// Some field pattern is set (a shortcut for the JSON walk).
@@ -532,21 +546,26 @@ mod tests {
         assert!(!Rules::default().ignores_field(&[Key("served_at")]));
     }
 
+    /// `holds` is `expected` for each of `names`.
+    fn check(names: &[&str], expected: bool, holds: impl Fn(&str) -> bool) {
+        for name in names {
+            assert_eq!(holds(name), expected, "{name}");
+        }
+    }
+
     #[test]
     fn default_headers_are_ignored_in_any_case_and_the_users_are_added() {
         let defaults = Rules::default();
-        for name in [
+        let ignored = [
             "date",
             "Date",
             "X-Request-Id",
             "content-length",
             "Content-Encoding",
-        ] {
-            assert!(defaults.ignores_header(name), "{name}");
-        }
-        for name in ["content-type", "cache-control", "x-build", "set-cookie"] {
-            assert!(!defaults.ignores_header(name), "{name}");
-        }
+        ];
+        check(&ignored, true, |name| defaults.ignores_header(name));
+        let compared = ["content-type", "cache-control", "x-build", "set-cookie"];
+        check(&compared, false, |name| defaults.ignores_header(name));
         let rules = Rules::new(&[" X-Build ".to_owned()], &[]);
         assert!(rules.ignores_header("x-build") && rules.ignores_header("X-BUILD"));
         assert!(rules.ignores_header("date"), "the defaults stay");
@@ -555,10 +574,11 @@ mod tests {
     #[test]
     fn credential_headers_are_known_by_name_and_by_what_the_name_contains() {
         let rules = Rules::default();
-        for name in [
+        let credentials = [
             "Authorization",
             "proxy-authorization",
             "Cookie",
+            "COOKIE",
             "Set-Cookie",
             "x-api-key",
             "X-Auth-Token",
@@ -566,13 +586,25 @@ mod tests {
             "x-client-secret",
             "x-db-password",
             "my-api-key",
-        ] {
-            assert!(rules.is_credential_header(name), "{name}");
-        }
-        for name in ["content-type", "x-build", "location"] {
-            assert!(!rules.is_credential_header(name), "{name}");
+        ];
+        let others = [
+            "content-type",
+            "x-build",
+            "location",
+            "etag",
+            "x-request-id",
+            "cache-control",
+        ];
+        // The built-in list and the rules agree on every name.
+        for (names, expected) in [(&credentials[..], true), (&others[..], false)] {
+            check(names, expected, is_credential_header);
+            check(names, expected, |name| rules.is_credential_header(name));
         }
         let rules = rules.with_credential_headers(&["X-Tenant".to_owned()]);
         assert!(rules.is_credential_header("x-tenant"));
+        assert!(
+            !is_credential_header("x-tenant"),
+            "the user's names are the rules'"
+        );
     }
 }

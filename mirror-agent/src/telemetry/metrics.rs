@@ -106,12 +106,15 @@ impl Sources {
             MetricType::Counter,
         )?;
         for target in &report.targets {
-            let results = [("match", target.matched), ("differ", target.differ)]
-                .into_iter()
-                .chain(NotCompared::ALL.iter().map(|reason| {
-                    let count = target.not_compared.get(reason.as_str()).copied();
-                    (reason.as_str(), count.unwrap_or(0))
-                }));
+            let results = [
+                ("match", target.pairs.matched),
+                ("differ", target.pairs.differ),
+            ]
+            .into_iter()
+            .chain(NotCompared::ALL.iter().map(|reason| {
+                let count = target.pairs.not_compared.get(reason.as_str()).copied();
+                (reason.as_str(), count.unwrap_or(0))
+            }));
             for (result, count) in results {
                 let labels = [("target", target.target.as_str()), ("result", result)];
                 ConstCounter::new(count).encode(total.encode_family(&labels)?)?;
@@ -127,7 +130,7 @@ impl Sources {
         for target in &report.targets {
             for kind in Kind::ALL {
                 let labels = [("target", target.target.as_str()), ("kind", kind.as_str())];
-                ConstCounter::new(target.kinds.get(kind))
+                ConstCounter::new(target.pairs.kinds.get(kind))
                     .encode(differences.encode_family(&labels)?)?;
             }
         }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
-use super::NotCompared;
+use crate::compare::verdict::NotCompared;
 
 /// Why a body could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,34 +47,17 @@ impl From<DecodeError> for NotCompared {
     }
 }
 
-/// A content coding this agent undoes (`identity` is no coding at all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Coding {
-    /// `gzip` or `x-gzip`, one member or several.
-    Gzip,
-    /// `deflate`: zlib-wrapped as RFC 9110 says, or raw deflate as some
-    /// servers send.
-    Deflate,
-    /// `br`
-    Brotli,
-    /// `zstd`
-    Zstd,
-}
-
-impl Coding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Coding::Gzip => "gzip",
-            Coding::Deflate => "deflate",
-            Coding::Brotli => "br",
-            Coding::Zstd => "zstd",
-        }
-    }
-}
-
-impl fmt::Display for Coding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+mirror_common::labelled! {
+    /// A content coding this agent undoes (`identity` is no coding at all),
+    /// labelled as `Content-Encoding` spells it.
+    pub enum Coding {
+        /// `gzip` or `x-gzip`, one member or several.
+        Gzip => "gzip",
+        /// `deflate`: zlib-wrapped as RFC 9110 says, or raw deflate as some
+        /// servers send.
+        Deflate => "deflate",
+        Brotli => "br",
+        Zstd => "zstd",
     }
 }
 
@@ -186,37 +169,33 @@ fn read_bounded(coding: Coding, reader: impl Read, limit: usize) -> Result<Vec<u
     Ok(decoded)
 }
 
+/// Bodies encoded in each coding, for the tests of the decoding and of
+/// the diff.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod encode {
     use std::io::Write;
 
-    const LIMIT: usize = 1 << 20;
-
-    const DOCUMENT: &[u8] =
-        br#"{"items":[{"id":1,"price":9.5},{"id":2,"price":3}],"served_at":"now"}"#;
-
-    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    pub fn gzip(data: &[u8]) -> Vec<u8> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
 
-    fn zlib(data: &[u8]) -> Vec<u8> {
+    pub fn zlib(data: &[u8]) -> Vec<u8> {
         let mut encoder =
             flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
 
-    fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    pub fn raw_deflate(data: &[u8]) -> Vec<u8> {
         let mut encoder =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
 
-    fn brotli(data: &[u8]) -> Vec<u8> {
+    pub fn brotli(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         {
             let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
@@ -225,9 +204,20 @@ mod tests {
         out
     }
 
-    fn zstd(data: &[u8]) -> Vec<u8> {
+    pub fn zstd(data: &[u8]) -> Vec<u8> {
         ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode::{brotli, gzip, raw_deflate, zlib, zstd};
+    use super::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    const DOCUMENT: &[u8] =
+        br#"{"items":[{"id":1,"price":9.5},{"id":2,"price":3}],"served_at":"now"}"#;
 
     fn decoded(body: &[u8], coding: &str) -> Result<Vec<u8>, DecodeError> {
         decode(body, Some(coding.as_bytes()), LIMIT).map(Cow::into_owned)

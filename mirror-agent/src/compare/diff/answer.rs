@@ -10,12 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::decode::{self, Coding};
 use super::json::{self, ABSENT, cut};
-use super::rules::Rules;
-use super::{Difference, Kind, NotCompared};
+use crate::compare::rules::{REDACTED, Rules};
+use crate::compare::verdict::{Difference, Kind, NotCompared};
 use crate::http::{Answer, Body};
-
-/// The value shown for a credential header.
-pub const REDACTED: &str = "<redacted>";
 
 /// Characters of context shown before the first differing byte of two
 /// text bodies.
@@ -33,9 +30,9 @@ pub fn diff(
 ) -> Result<Vec<Difference>, NotCompared> {
     let mut found = Vec::new();
     if v1.status != target.status {
-        found.push(difference(
+        found.push(Difference::new(
             Kind::Status,
-            "status".to_owned(),
+            "status",
             v1.status.to_string(),
             target.status.to_string(),
         ));
@@ -43,16 +40,6 @@ pub fn diff(
     diff_headers(v1, target, rules, &mut found);
     diff_bodies(v1, target, rules, max_decoded, &mut found)?;
     Ok(found)
-}
-
-fn difference(kind: Kind, path: String, left: String, right: String) -> Difference {
-    Difference {
-        kind,
-        path,
-        left,
-        right,
-        noise: false,
-    }
 }
 
 /// Headers by lowercase name. Reported in name order.
@@ -71,7 +58,12 @@ fn diff_headers(v1: &Answer, target: &Answer, rules: &Rules, found: &mut Vec<Dif
             Some(_) if credential => REDACTED.to_owned(),
             Some(value) => value.shown(),
         };
-        found.push(difference(Kind::Header, name.clone(), show(l), show(r)));
+        found.push(Difference::new(
+            Kind::Header,
+            name.clone(),
+            show(l),
+            show(r),
+        ));
     }
 }
 
@@ -194,7 +186,7 @@ fn diff_bodies(
         }
     }
     let (left, right) = previews(&left, &right);
-    found.push(difference(Kind::Body, "body".to_owned(), left, right));
+    found.push(Difference::new(Kind::Body, "body", left, right));
     Ok(())
 }
 
@@ -233,9 +225,9 @@ fn diff_over_cap(
     }
     if (left.len, left.hash) != (right.len, right.hash) {
         let shown = |body: &Body| format!("<{} bytes, hash {:016x}>", body.len, body.hash);
-        found.push(difference(
+        found.push(Difference::new(
             Kind::Body,
-            "body".to_owned(),
+            "body",
             shown(left),
             shown(right),
         ));
@@ -286,12 +278,12 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::VALUE_CHARS;
-    use super::super::rules::FieldPattern;
+    use super::super::decode::encode::{brotli, gzip, zstd};
     use super::*;
+    use crate::compare::rules::FieldPattern;
+    use crate::compare::verdict::VALUE_CHARS;
     use crate::http::BodyCollector;
     use bytes::Bytes;
-    use std::io::Write;
 
     const LIMIT: usize = 1 << 20;
     const CAP: usize = 64 << 10;
@@ -311,25 +303,6 @@ mod tests {
                 .collect(),
             body: collector.finish(),
         }
-    }
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(data).unwrap();
-        encoder.finish().unwrap()
-    }
-
-    fn brotli(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        {
-            let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-            encoder.write_all(data).unwrap();
-        }
-        out
-    }
-
-    fn zstd(data: &[u8]) -> Vec<u8> {
-        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
     }
 
     fn compare(v1: &Answer, target: &Answer) -> Result<Vec<Difference>, NotCompared> {

@@ -10,10 +10,8 @@
 
 use std::fmt::Write as _;
 
-use super::report::{
-    CompareReport, EndpointReport, FieldReport, LatencyReport, TargetReport, percent_text,
-    verdict_word,
-};
+use super::words::{latency_text, not_compared_text, percent_text, verdict_word};
+use crate::compare::report::{CompareReport, EndpointReport, FieldReport, TargetReport};
 
 /// Fields shown per endpoint (the report keeps more; the JSON has them).
 const FIELDS_SHOWN: usize = 5;
@@ -40,7 +38,7 @@ pub fn render_html_refreshing(report: &CompareReport, refresh_seconds: Option<u3
     let nothing_yet = report
         .targets
         .iter()
-        .all(|t| t.compared == 0 && t.not_compared_total() == 0);
+        .all(|t| t.pairs.compared == 0 && t.pairs.not_compared_total() == 0);
     if nothing_yet {
         page.push_str(
             "<p class=\"empty\">Nothing compared yet: no answer from v1 and a target \
@@ -66,6 +64,7 @@ pub fn render_html_refreshing(report: &CompareReport, refresh_seconds: Option<u3
 }
 
 fn target_section(page: &mut String, target: &TargetReport) {
+    let pairs = &target.pairs;
     let word = verdict_word(target);
     let class = match word {
         "matches v1" => "good",
@@ -82,31 +81,22 @@ fn target_section(page: &mut String, target: &TargetReport) {
     let _ = writeln!(
         page,
         "<div class=\"rate\"><span class=\"percent\">{}</span><span class=\"unit\">% match</span></div>",
-        if target.compared == 0 {
-            "–".to_owned()
-        } else {
-            percent_text(target.matched, target.compared)
-        }
+        or_dash((pairs.compared > 0).then(|| percent_text(pairs.matched, pairs.compared)))
     );
     let _ = writeln!(page, "<div class=\"verdict\">{word}</div>\n</header>");
 
     let mut counts = format!(
         "{} compared · {} match · {} differ",
-        target.compared, target.matched, target.differ
+        pairs.compared, pairs.matched, pairs.differ
     );
-    if target.differ > 0 {
-        let _ = write!(counts, " ({})", target.kinds.describe());
+    if pairs.differ > 0 {
+        let _ = write!(counts, " ({})", pairs.kinds.describe());
     }
-    let not_compared = target.not_compared_total();
-    if not_compared > 0 {
-        let _ = write!(
-            counts,
-            " · {not_compared} not compared ({})",
-            reasons_text(&target.not_compared)
-        );
+    if let Some(not_compared) = not_compared_text(pairs) {
+        let _ = write!(counts, " · {}", escape(&not_compared));
     }
     let _ = writeln!(page, "<p class=\"counts\">{counts}</p>");
-    if let Some(latency) = latency_text(&target.latency_ms) {
+    if let Some(latency) = latency_text(&pairs.latency_ms) {
         let _ = writeln!(page, "<p class=\"latency\">{latency}</p>");
     }
 
@@ -125,41 +115,33 @@ fn target_section(page: &mut String, target: &TargetReport) {
 }
 
 fn endpoint_row(page: &mut String, endpoint: &EndpointReport) {
+    let pairs = &endpoint.pairs;
     let _ = write!(
         page,
         "<tr><td class=\"endpoint\"><code>{}</code></td><td class=\"share\">",
         escape(&endpoint.endpoint)
     );
-    if endpoint.compared == 0 {
+    if pairs.compared == 0 {
         page.push_str("<div class=\"bar\"></div>");
     } else {
-        let match_width = endpoint.matched as f64 * 100.0 / endpoint.compared as f64;
+        let match_width = pairs.matched as f64 * 100.0 / pairs.compared as f64;
         let _ = write!(
             page,
             "<div class=\"bar\"><span class=\"m\" style=\"width:{match_width:.1}%\"></span>\
              <span class=\"d\" style=\"width:{:.1}%\"></span></div>\
              {} % differ of {}",
             100.0 - match_width,
-            percent_text(endpoint.differ, endpoint.compared),
-            endpoint.compared
+            percent_text(pairs.differ, pairs.compared),
+            pairs.compared
         );
     }
-    let not_compared: u64 = endpoint.not_compared.values().sum();
-    if not_compared > 0 {
-        let _ = write!(
-            page,
-            "<div class=\"idle\">{not_compared} not compared ({})</div>",
-            reasons_text(&endpoint.not_compared)
-        );
+    if let Some(not_compared) = not_compared_text(pairs) {
+        let _ = write!(page, "<div class=\"idle\">{}</div>", escape(&not_compared));
     }
     let _ = write!(
         page,
         "</td><td class=\"kinds\">{}</td><td class=\"fields\">",
-        if endpoint.differ == 0 {
-            "–".to_owned()
-        } else {
-            endpoint.kinds.describe()
-        }
+        or_dash((pairs.differ > 0).then(|| pairs.kinds.describe()))
     );
     if !endpoint.fields.is_empty() {
         page.push_str("<ul>");
@@ -213,41 +195,9 @@ fn field_item(page: &mut String, field: &FieldReport) {
     page.push_str("</div></li>");
 }
 
-/// `timeout 3, unpaired 1`: the reasons that occurred.
-fn reasons_text(not_compared: &std::collections::BTreeMap<String, u64>) -> String {
-    not_compared
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(reason, n)| format!("{} {n}", escape(reason)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `latency p50 / p99: v1 1.2 / 8.0 ms · target 1.5 / 9.3 ms`, if any.
-pub(crate) fn latency_text(latency: &LatencyReport) -> Option<String> {
-    let side = |name: &str, p: &super::report::Percentiles| {
-        Some(format!(
-            "{name} {} / {} ms",
-            format_ms(p.p50?),
-            format_ms(p.p99?)
-        ))
-    };
-    let sides: Vec<String> = [side("v1", &latency.v1), side("target", &latency.target)]
-        .into_iter()
-        .flatten()
-        .collect();
-    (!sides.is_empty()).then(|| format!("latency p50 / p99: {}", sides.join(" · ")))
-}
-
-/// Milliseconds with the precision they deserve: `0.35`, `12.4`, `340`.
-pub(crate) fn format_ms(ms: f64) -> String {
-    if ms < 1.0 {
-        format!("{ms:.2}")
-    } else if ms < 100.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms:.0}")
-    }
+/// `–` where there is nothing to show.
+fn or_dash(text: Option<String>) -> String {
+    text.unwrap_or_else(|| "–".to_owned())
 }
 
 /// Text made safe inside elements and quoted attributes.
@@ -304,15 +254,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::compare::{Difference, Kind, NotCompared, Report, Role, Verdict};
+    use crate::compare::report::Report;
+    use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 
     fn body(path: &str, left: &str, right: &str, noise: bool) -> Difference {
         Difference {
-            kind: Kind::Body,
-            path: path.to_owned(),
-            left: left.to_owned(),
-            right: right.to_owned(),
             noise,
+            ..Difference::new(Kind::Body, path, left, right)
         }
     }
 
@@ -415,12 +363,5 @@ mod tests {
         let none = render_html_refreshing(&CompareReport::default(), None);
         assert!(none.contains("Nothing compared yet") && !none.contains("refresh"));
         assert!(none.ends_with("</html>\n"));
-    }
-
-    #[test]
-    fn milliseconds_are_shown_with_the_precision_they_deserve() {
-        assert_eq!(format_ms(0.354), "0.35");
-        assert_eq!(format_ms(12.44), "12.4");
-        assert_eq!(format_ms(340.2), "340");
     }
 }

@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use super::page::latency_text;
-use super::report::{CompareReport, EndpointReport, TargetReport, percent_text, verdict_line};
+use super::words::{latency_text, percent_text, verdict_line};
+use crate::compare::report::{CompareReport, EndpointReport, TargetReport};
 
 /// Widest endpoint column, in characters.
 const ENDPOINT_WIDTH: usize = 48;
@@ -53,16 +53,16 @@ impl Paint {
 }
 
 fn target_block(text: &mut String, target: &TargetReport, paint: Paint) {
-    let style = if target.compared == 0 {
+    let style = if target.pairs.compared == 0 {
         DIM
-    } else if target.differ == 0 {
+    } else if target.pairs.differ == 0 {
         GREEN
     } else {
         RED
     };
     let line = sanitize(&verdict_line(target));
     let _ = writeln!(text, "{}", paint.apply(style, &line));
-    if let Some(latency) = latency_text(&target.latency_ms) {
+    if let Some(latency) = latency_text(&target.pairs.latency_ms) {
         let _ = writeln!(text, "  {}", paint.apply(DIM, &latency));
     }
     if target.endpoints.is_empty() {
@@ -102,6 +102,7 @@ struct Row {
 
 impl Row {
     fn of(endpoint: &EndpointReport) -> Self {
+        let pairs = &endpoint.pairs;
         let top_field = endpoint
             .fields
             .iter()
@@ -114,17 +115,17 @@ impl Row {
             .unwrap_or_default();
         Self {
             endpoint: cut(&sanitize(&endpoint.endpoint), ENDPOINT_WIDTH),
-            compared: endpoint.compared.to_string(),
-            differ: if endpoint.compared == 0 {
+            compared: pairs.compared.to_string(),
+            differ: if pairs.compared == 0 {
                 "-".to_owned()
             } else {
-                percent_text(endpoint.differ, endpoint.compared)
+                percent_text(pairs.differ, pairs.compared)
             },
-            status: endpoint.kinds.status.to_string(),
-            header: endpoint.kinds.header.to_string(),
-            body: endpoint.kinds.body.to_string(),
+            status: pairs.kinds.status.to_string(),
+            header: pairs.kinds.header.to_string(),
+            body: pairs.kinds.body.to_string(),
             field: cut(&sanitize(&top_field), FIELD_WIDTH),
-            differs: endpoint.differ > 0,
+            differs: pairs.differ > 0,
         }
     }
 
@@ -205,17 +206,12 @@ fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{Difference, Kind, Report, Role, Verdict};
+    use crate::compare::report::Report;
+    use crate::compare::verdict::{Difference, Kind, Role, Verdict};
 
     fn sample() -> CompareReport {
         let mut report = Report::new(vec![("v3".to_owned(), Role::Candidate)], 50);
-        let status = Verdict::Differ(vec![Difference {
-            kind: Kind::Status,
-            path: "status".to_owned(),
-            left: "200".to_owned(),
-            right: "500".to_owned(),
-            noise: false,
-        }]);
+        let status = Verdict::Differ(vec![Difference::new(Kind::Status, "status", "200", "500")]);
         report.record(0, "POST /orders/{id}", &status, None, None);
         report.record(0, "POST /orders/{id}", &Verdict::Match(vec![]), None, None);
         let long = format!("GET /{}", "segment/".repeat(20));

@@ -11,8 +11,8 @@ use std::io;
 
 use serde_json::{Number, Value};
 
-use super::rules::{Rules, Segment, write_key};
-use super::{Difference, Kind, VALUE_CHARS};
+use crate::compare::rules::{Rules, Segment, write_key};
+use crate::compare::verdict::{Difference, Kind, VALUE_CHARS};
 
 /// Most differences listed for one pair of bodies; past it one more entry,
 /// at [`MORE_PATH`], says how many were left out.
@@ -37,7 +37,7 @@ pub fn diff(left: &Value, right: &Value, rules: &Rules) -> Vec<Difference> {
     let mut found = walk.found;
     if walk.left_out > 0 {
         let count = format!("{} more differences not listed", walk.left_out);
-        found.push(difference(MORE_PATH.to_owned(), count.clone(), count));
+        found.push(Difference::new(Kind::Body, MORE_PATH, count.clone(), count));
     }
     found
 }
@@ -92,21 +92,12 @@ impl<'v> Walk<'_, 'v> {
             self.left_out += 1;
             return;
         }
-        self.found.push(difference(
+        self.found.push(Difference::new(
+            Kind::Body,
             render_path(&self.path),
             left.map_or_else(|| ABSENT.to_owned(), render_value),
             right.map_or_else(|| ABSENT.to_owned(), render_value),
         ));
-    }
-}
-
-fn difference(path: String, left: String, right: String) -> Difference {
-    Difference {
-        kind: Kind::Body,
-        path,
-        left,
-        right,
-        noise: false,
     }
 }
 
@@ -184,8 +175,8 @@ impl io::Write for Bounded {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rules::FieldPattern;
     use super::*;
+    use crate::compare::rules::FieldPattern;
     use serde_json::json;
 
     fn paths(left: Value, right: Value, rules: &Rules) -> Vec<(String, String, String)> {

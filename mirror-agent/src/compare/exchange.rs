@@ -1,0 +1,71 @@
+//! One compared request, as it waits for its answers: what the capture
+//! said of the request, v1's response, and the answer (or why there is
+//! none) of every target that was sent a copy. The engine collects it,
+//! the judge reads it once complete.
+
+use std::sync::Arc;
+
+use super::verdict::NotCompared;
+use crate::http::Answer;
+use crate::shadow::Answered;
+
+/// Longest request target kept for the diff log.
+const MAX_PATH_CHARS: usize = 512;
+
+/// v1's response to a compared request, as the capture framed it.
+#[derive(Debug)]
+pub struct V1Response {
+    pub answer: Answer,
+    /// Monotonic ns of the segment with its first byte.
+    pub first_byte_ns: u64,
+}
+
+/// What the capture task tells about a compared request.
+#[derive(Debug)]
+pub struct RequestMeta {
+    pub method: String,
+    pub target: String,
+    /// Monotonic ns of the segment that completed the request.
+    pub complete_ns: u64,
+}
+
+/// One compared request and what came back for it so far.
+pub struct Exchange {
+    pub meta: RequestMeta,
+    pub v1: Option<Result<V1Response, NotCompared>>,
+    /// `None` until the dispatch said which targets got a copy.
+    pub expected: Option<Vec<Arc<str>>>,
+    pub answers: Vec<(Arc<str>, Result<Answered, NotCompared>)>,
+    /// Bytes of answers it holds (counted against the engine's bound).
+    pub held: usize,
+}
+
+impl Exchange {
+    pub fn new(meta: RequestMeta) -> Exchange {
+        Exchange {
+            meta,
+            v1: None,
+            expected: None,
+            answers: Vec::new(),
+            held: 0,
+        }
+    }
+
+    /// v1 answered (or will not), and so did every target sent a copy.
+    pub fn complete(&self) -> bool {
+        self.v1.is_some()
+            && self
+                .expected
+                .as_ref()
+                .is_some_and(|e| e.iter().all(|t| self.answers.iter().any(|(a, _)| a == t)))
+    }
+}
+
+/// Keeps the request target readable in the diff log.
+pub fn cut_target(target: &[u8]) -> String {
+    let text = String::from_utf8_lossy(target);
+    match text.char_indices().nth(MAX_PATH_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}

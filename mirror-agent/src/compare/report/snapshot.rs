@@ -1,0 +1,162 @@
+//! The report as it stands, a plain serde value: `GET /compare`'s JSON,
+//! what the page and the terminal draw, and what `compare-report` reads
+//! back. Its keys are a contract with outside scripts: add keys, never
+//! rename or drop one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::verdict::{Kind, Role};
+
+/// The whole report: `GET /compare`'s JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompareReport {
+    pub targets: Vec<TargetReport>,
+}
+
+/// One target's counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// The target's name or URL.
+    pub target: String,
+    #[serde(with = "role_name")]
+    pub role: Role,
+    /// Its pairs, every endpoint together.
+    #[serde(flatten)]
+    pub pairs: PairCounts,
+    /// Most often differing first.
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// One endpoint of one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointReport {
+    /// `GET /orders/{id}`, or `(other)` (the endpoints past the bound).
+    pub endpoint: String,
+    /// Its pairs.
+    #[serde(flatten)]
+    pub pairs: PairCounts,
+    /// Most often differing first, `(other fields)` last.
+    pub fields: Vec<FieldReport>,
+}
+
+/// The counts a target and each of its endpoints share, written inline in
+/// their JSON objects (`"compared": 7, "match": 4, ...`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairCounts {
+    /// `match` + `differ`.
+    pub compared: u64,
+    #[serde(rename = "match")]
+    pub matched: u64,
+    pub differ: u64,
+    /// `null` when nothing was compared.
+    pub match_percent: Option<f64>,
+    /// Differing pairs per kind of difference (a pair may count in
+    /// several).
+    pub kinds: Kinds,
+    /// Pairs not compared, per reason (every reason listed).
+    pub not_compared: BTreeMap<String, u64>,
+    pub latency_ms: LatencyReport,
+}
+
+impl PairCounts {
+    pub fn not_compared_total(&self) -> u64 {
+        self.not_compared.values().sum()
+    }
+}
+
+/// Differing pairs per kind: a pair whose status and two body fields
+/// differ counts once in `status` and once in `body`. Noise is left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kinds {
+    pub status: u64,
+    pub header: u64,
+    pub body: u64,
+}
+
+impl Kinds {
+    pub fn get(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Status => self.status,
+            Kind::Header => self.header,
+            Kind::Body => self.body,
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, kind: Kind) -> &mut u64 {
+        match kind {
+            Kind::Status => &mut self.status,
+            Kind::Header => &mut self.header,
+            Kind::Body => &mut self.body,
+        }
+    }
+
+    /// `status 120, body 90` (kinds with a count only).
+    pub fn describe(&self) -> String {
+        Kind::ALL
+            .iter()
+            .filter(|k| self.get(**k) > 0)
+            .map(|k| format!("{k} {}", self.get(*k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One differing place of an endpoint's answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldReport {
+    /// `status`, `header:<name>`, a body path with `[*]` for array
+    /// indices, or `(other fields)`.
+    pub path: String,
+    /// Pairs in which it differed (noise included).
+    pub count: u64,
+    /// Every one of those differences was noise.
+    pub noise: bool,
+    /// Of `count`, the differences that were noise.
+    pub noise_count: u64,
+    pub example: Example,
+}
+
+/// One difference as seen: the concrete path and both values (cut and
+/// redacted upstream; credential headers redacted here again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    pub path: String,
+    pub v1: String,
+    pub target: String,
+}
+
+/// v1's latency and the target's, for the same pairs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    pub v1: Percentiles,
+    pub target: Percentiles,
+}
+
+/// Milliseconds; `null` without samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// The role as the report spells it, `candidate` or `baseline`.
+mod role_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::compare::verdict::Role;
+
+    pub fn serialize<S: Serializer>(role: &Role, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(role.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Role, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown role {name:?}")))
+    }
+}

@@ -1,0 +1,160 @@
+//! The words every part of the comparison speaks: what differs ([`Kind`],
+//! [`Difference`]), why a pair was not compared ([`NotCompared`]), a
+//! target's part ([`Role`]), and the [`Verdict`] on one (request, target)
+//! pair. A leaf: it imports nothing of the comparison, so the diff, the
+//! judge, the report and the renderings all build on it.
+
+mirror_common::labelled! {
+    /// What part of a response differs.
+    #[derive(PartialOrd, Ord)]
+    pub enum Kind {
+        Status => "status",
+        Header => "header",
+        Body => "body",
+    }
+}
+
+/// One difference between v1's answer (left) and a target's (right).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    pub kind: Kind,
+    /// Where: `status`; a header's name, lowercase; a JSON body's field
+    /// path (`$.items[3].price`, `$` for the whole document); `body` for a
+    /// body compared by bytes.
+    pub path: String,
+    /// v1's value, made readable and cut to [`VALUE_CHARS`]; `<absent>`
+    /// when v1 has none; `<redacted>` for credential headers.
+    pub left: String,
+    /// The target's value, the same way.
+    pub right: String,
+    /// v1 and the baseline differ here too (set by the engine, not by the
+    /// diff): noise, kept out of the verdict.
+    pub noise: bool,
+}
+
+impl Difference {
+    /// A difference as the diff finds it: not noise (only the judge, which
+    /// knows the baseline, can tell).
+    pub fn new(
+        kind: Kind,
+        path: impl Into<String>,
+        left: impl Into<String>,
+        right: impl Into<String>,
+    ) -> Difference {
+        Difference {
+            kind,
+            path: path.into(),
+            left: left.into(),
+            right: right.into(),
+            noise: false,
+        }
+    }
+
+    /// The place the difference is counted under, in the report and for
+    /// noise: `status`, `header:<name>`, or the body path with array
+    /// indices grouped (`$.items[3].price` → `$.items[*].price`: one
+    /// field, whichever element).
+    pub fn field(&self) -> String {
+        match self.kind {
+            Kind::Status => "status".to_owned(),
+            Kind::Header => format!("header:{}", self.path),
+            Kind::Body => group_array_indices(&self.path),
+        }
+    }
+}
+
+/// `[<digits>]` → `[*]`, everything else kept.
+fn group_array_indices(path: &str) -> String {
+    let mut grouped = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        grouped.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after.as_bytes().get(digits) == Some(&b']') {
+            grouped.push_str("[*]");
+            rest = &after[digits + 1..];
+        } else {
+            grouped.push('[');
+            rest = after;
+        }
+    }
+    grouped.push_str(rest);
+    grouped
+}
+
+/// Longest value kept in a [`Difference`] (characters).
+pub const VALUE_CHARS: usize = 120;
+
+mirror_common::labelled! {
+    /// Why a (request, target) pair was not compared. Each is a value of the
+    /// `result` label of `mirror_compare_total`, next to `match` and `differ`.
+    #[derive(PartialOrd, Ord)]
+    pub enum NotCompared {
+        /// v1's response was not seen in time (lost in the capture, or slower
+        /// than the timeout).
+        NoV1Response => "no_v1_response",
+        /// The target gave no answer: dropped before sending (queue full,
+        /// expired, ...), connect or I/O error, timeout.
+        TargetFailed => "target_failed",
+        /// Both answers did not arrive within the comparison's timeout.
+        Timeout => "timeout",
+        /// A body is longer than the cap and the bytes kept cannot decide (the
+        /// hashes differ but the content codings do too).
+        BodyOverCap => "body_over_cap",
+        /// A body could not be decoded (bad gzip, unknown coding on one side).
+        Undecodable => "undecodable",
+        /// Too many exchanges waiting, or too many bytes held: given up.
+        Overflow => "overflow",
+        /// The connection's requests and responses could no longer be paired
+        /// (a capture gap, a request the framer skipped, an upgrade).
+        Unpaired => "unpaired",
+    }
+}
+
+mirror_common::labelled! {
+    /// A target's part in the comparison.
+    pub enum Role {
+        /// A new version, judged against v1.
+        Candidate => "candidate",
+        /// v1's own version elsewhere: its differences with v1 are noise.
+        Baseline => "baseline",
+    }
+}
+
+/// The verdict on one (request, target) pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Compared; no difference, or only noise (the noise listed).
+    Match(Vec<Difference>),
+    /// Compared; at least one difference that is not noise (noise
+    /// included, flagged).
+    Differ(Vec<Difference>),
+    NotCompared(NotCompared),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_indices_are_grouped_and_other_brackets_kept() {
+        assert_eq!(group_array_indices("$.items[3].price"), "$.items[*].price");
+        assert_eq!(group_array_indices("$[0][12].a"), "$[*][*].a");
+        assert_eq!(group_array_indices("$[\"k\"].b[x]"), "$[\"k\"].b[x]");
+        assert_eq!(group_array_indices("$.a[1"), "$.a[1");
+        assert_eq!(group_array_indices("$.é[2]"), "$.é[*]");
+    }
+
+    #[test]
+    fn a_field_is_named_by_kind_with_array_indices_grouped() {
+        let field = |kind, path: &str| Difference::new(kind, path, "", "").field();
+        assert_eq!(field(Kind::Status, "status"), "status");
+        assert_eq!(field(Kind::Header, "etag"), "header:etag");
+        assert_eq!(field(Kind::Body, "$.items[3].at"), "$.items[*].at");
+        assert_eq!(field(Kind::Body, "$.a[12][0]"), "$.a[*][*]");
+        assert_eq!(field(Kind::Body, "$['x y'].z"), "$['x y'].z");
+        assert_eq!(field(Kind::Body, "$.served_at"), "$.served_at");
+        assert_eq!(field(Kind::Body, "body"), "body");
+    }
+}
