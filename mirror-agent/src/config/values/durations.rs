@@ -1,0 +1,130 @@
+//! Durations: timeouts and intervals (`500ms`, `2s`, `1m`) and the age
+//! at which a recording moves to a new file (`30s` to `366d`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+
+/// A duration such as `500ms`, `2s`, `1.5s` or `1m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a duration such as 500ms, 2s or 1m");
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            _ => return Err(bad()),
+        };
+        if !(0.001..=86_400.0).contains(&seconds) {
+            return Err(format!("`{text}` is outside 1ms to 24h"));
+        }
+        Ok(HumanDuration(Duration::from_secs_f64(seconds)))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"2s\" or \"1m\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The age at which a recording moves to a new file: `30s`, `10m`, `1h`,
+/// `1d`; from 1 second to 366 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotateAge(pub Duration);
+
+impl FromStr for RotateAge {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a duration such as 30s, 10m, 1h or 1d");
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(bad)?;
+        let (digits, unit) = trimmed.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| bad())?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        match number.checked_mul(unit_secs) {
+            Some(secs) if (1..=366 * 86_400).contains(&secs) => {
+                Ok(RotateAge(Duration::from_secs(secs)))
+            }
+            _ => Err(format!("`{text}` is outside 1s to 366d")),
+        }
+    }
+}
+
+impl fmt::Display for RotateAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        for (unit, name) in [(86_400, "d"), (3600, "h"), (60, "m")] {
+            if secs.is_multiple_of(unit) {
+                return write!(f, "{}{name}", secs / unit);
+            }
+        }
+        write!(f, "{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_print_in_their_units() {
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
+        assert_eq!(
+            "1.5s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert!("0ms".parse::<HumanDuration>().is_err());
+    }
+}
