@@ -72,6 +72,7 @@ macro_rules! checked_text {
 }
 
 mod durations;
+mod forms;
 mod routing;
 mod sizes;
 

@@ -5,9 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+
+use super::forms::Forms;
 
 /// A duration such as `500ms`, `2s`, `1.5s` or `1m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,17 +50,10 @@ impl fmt::Display for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = HumanDuration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\", \"2s\" or \"1m\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
+        d.deserialize_str(Forms {
+            text: Some(|v| v.parse()),
+            ..Forms::expecting("a duration such as \"500ms\", \"2s\" or \"1m\"")
+        })
     }
 }
 

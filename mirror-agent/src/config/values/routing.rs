@@ -10,6 +10,8 @@ use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
+use super::forms::Forms;
+
 use crate::route::{
     ForwardedFor, HeaderLine, HeaderMatch, HeaderTest, Pattern, Share, default_marker, header_name,
     query_name,
@@ -93,23 +95,11 @@ impl Serialize for Pattern {
 /// A share is a number of percent: `share = 10` or `share = 12.5`.
 impl<'de> Deserialize<'de> for Share {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Share;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a percentage from 0 to 100")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Share, E> {
-                Share::from_percent(v as f64).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Share, E> {
-                Share::from_percent(v as f64).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Share, E> {
-                Share::from_percent(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(Forms {
+            whole: Some(|v| Share::from_percent(v as f64)),
+            decimal: Some(Share::from_percent),
+            ..Forms::expecting("a percentage from 0 to 100")
+        })
     }
 }
 
@@ -180,24 +170,17 @@ pub enum Marker {
 
 impl<'de> Deserialize<'de> for Marker {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Marker;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a header such as \"X-Mirrored-By: mirror\", or false")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Marker, E> {
-                Ok(if v {
+        d.deserialize_any(Forms {
+            boolean: Some(|on| {
+                Ok(if on {
                     Marker::Header(default_marker())
                 } else {
                     Marker::Off
                 })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Marker, E> {
-                v.parse().map(Marker::Header).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+            }),
+            text: Some(|v| v.parse().map(Marker::Header)),
+            ..Forms::expecting("a header such as \"X-Mirrored-By: mirror\", or false")
+        })
     }
 }
 
@@ -213,24 +196,17 @@ impl Serialize for Marker {
 /// `forwarded_for = true` (X-Forwarded-For), `false`, or a header name.
 impl<'de> Deserialize<'de> for ForwardedFor {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = ForwardedFor;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or a header name such as \"X-Real-Client\"")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ForwardedFor, E> {
-                Ok(if v {
+        d.deserialize_any(Forms {
+            boolean: Some(|on| {
+                Ok(if on {
                     ForwardedFor::Header(crate::route::FORWARDED_FOR.into())
                 } else {
                     ForwardedFor::Off
                 })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ForwardedFor, E> {
-                header_name(v).map(ForwardedFor::Header).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+            }),
+            text: Some(|v| header_name(v).map(ForwardedFor::Header)),
+            ..Forms::expecting("true, false or a header name such as \"X-Real-Client\"")
+        })
     }
 }
 

@@ -5,9 +5,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer};
+use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+
+use super::forms::Forms;
 
 /// `64M`, `4096`, `1G`: a number of bytes with an optional K, M or G
 /// (binary) suffix.
@@ -90,23 +92,11 @@ macro_rules! serde_size {
     ($($ty:ty),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl de::Visitor<'_> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("a size such as \"64M\" or a number of bytes")
-                    }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
-                        v.parse().map_err(E::custom)
-                    }
-                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$ty, E> {
-                        v.to_string().parse().map_err(E::custom)
-                    }
-                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$ty, E> {
-                        v.to_string().parse().map_err(E::custom)
-                    }
-                }
-                d.deserialize_any(V)
+                d.deserialize_any(Forms {
+                    text: Some(|v| v.parse()),
+                    whole: Some(|v| v.to_string().parse()),
+                    ..Forms::expecting("a size such as \"64M\" or a number of bytes")
+                })
             }
         }
 
