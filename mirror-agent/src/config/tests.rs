@@ -123,6 +123,15 @@ fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(all)
 }
 
+/// Each set of flags is refused with an error that contains the text
+/// beside it.
+fn flag_errors(cases: &[(&[&str], &str)]) {
+    for (args, expected) in cases {
+        let err = cli(args).unwrap_err().to_string();
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn the_documented_example_file_is_valid() {
     let config = FileConfig::parse(EXAMPLE_FILE).unwrap().resolve().unwrap();
@@ -492,10 +501,11 @@ fn bad_agent_values_are_errors_at_their_place() {
     for (text, expected) in cases {
         file_error("agent-bad.toml", text, expected);
     }
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--log-level", "verbose"]).contains("not a log level"));
-    assert!(err(&["--max-headers", "300"]).contains("--max-headers"));
-    assert!(err(&["--max-body-size", "12X"]).contains("unknown size unit"));
+    flag_errors(&[
+        (&["--log-level", "verbose"], "not a log level"),
+        (&["--max-headers", "300"], "--max-headers"),
+        (&["--max-body-size", "12X"], "unknown size unit"),
+    ]);
     let many: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
     let mut args = vec!["mirror-agent", "--iface", "lo"];
     for p in &many {
@@ -652,17 +662,21 @@ fn every_routing_flag_lands_in_the_configuration() {
 
 #[test]
 fn bad_flags_are_errors_naming_the_flag() {
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--shadow", "ftp://x"]).contains("--shadow <URL>"));
-    assert!(err(&["--shadow", "ftp://x"]).contains("must be http or https"));
-    assert!(err(&["--share", "101"]).contains("--share <PERCENT>"));
-    assert!(err(&["--match-header-regex", "X:a("]).contains("bad regex"));
-    assert!(err(&["--set-header", "NoColon"]).contains("--set-header"));
-    assert!(err(&["--strip-header", "a b"]).contains("not a header name"));
-    assert!(err(&["--queue-size", "0"]).contains("--queue-size"));
-    assert!(err(&["--connect-timeout", "5"]).contains("not a duration"));
-    assert!(err(&["--path-prefix", "api"]).contains("not a path prefix"));
-    assert!(err(&["--no-marker", "--marker-header", "X: 1"]).contains("cannot be used with"));
+    flag_errors(&[
+        (&["--shadow", "ftp://x"], "--shadow <URL>"),
+        (&["--shadow", "ftp://x"], "must be http or https"),
+        (&["--share", "101"], "--share <PERCENT>"),
+        (&["--match-header-regex", "X:a("], "bad regex"),
+        (&["--set-header", "NoColon"], "--set-header"),
+        (&["--strip-header", "a b"], "not a header name"),
+        (&["--queue-size", "0"], "--queue-size"),
+        (&["--connect-timeout", "5"], "not a duration"),
+        (&["--path-prefix", "api"], "not a path prefix"),
+        (
+            &["--no-marker", "--marker-header", "X: 1"],
+            "cannot be used with",
+        ),
+    ]);
     let dup = route(cli(&["--shadow", "http://a:1", "--shadow", "http://a:1"]).unwrap())
         .unwrap_err()
         .to_string();
@@ -765,16 +779,17 @@ fn every_new_routing_flag_lands_in_the_configuration() {
 
 #[test]
 fn bad_routing_values_are_errors_naming_the_flag_or_the_key() {
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--share-by", "cookie:x"]).contains("--share-by"));
-    assert!(err(&["--rate-limit", "0"]).contains("--rate-limit"));
-    assert!(err(&["--rewrite-path", "^/v1/(.*)=>/v2/$2"]).contains("group `2`"));
-    assert!(err(&["--rewrite-path", "^/v1"]).contains("REGEX=>REPLACEMENT"));
-    assert!(err(&["--rewrite-header", "Host=>x"]).contains("--rewrite-header"));
-    assert!(err(&["--set-query", "a=b c"]).contains("percent-encode"));
-    assert!(err(&["--remove-query", ""]).contains("--remove-query"));
-    assert!(err(&["--deny-header-regex", "X:("]).contains("bad regex"));
-    assert!(err(&["--forwarded-for=Bad Name"]).contains("not a header name"));
+    flag_errors(&[
+        (&["--share-by", "cookie:x"], "--share-by"),
+        (&["--rate-limit", "0"], "--rate-limit"),
+        (&["--rewrite-path", "^/v1/(.*)=>/v2/$2"], "group `2`"),
+        (&["--rewrite-path", "^/v1"], "REGEX=>REPLACEMENT"),
+        (&["--rewrite-header", "Host=>x"], "--rewrite-header"),
+        (&["--set-query", "a=b c"], "percent-encode"),
+        (&["--remove-query", ""], "--remove-query"),
+        (&["--deny-header-regex", "X:("], "bad regex"),
+        (&["--forwarded-for=Bad Name"], "not a header name"),
+    ]);
     let alone = route(cli(&["--shadow", "http://a:1", "--share-by", "client-ip"]).unwrap())
         .unwrap_err()
         .to_string();
