@@ -237,14 +237,7 @@ impl Capture {
 
         // The copier first: the classifier tail-calls it through the jump
         // table, so it must be loaded and in place before anything attaches.
-        let copier: &mut SchedClassifier = ebpf
-            .program_mut(COPY_PROGRAM_NAME)
-            .ok_or(CaptureError::MissingItem(COPY_PROGRAM_NAME))?
-            .try_into()
-            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
-        copier
-            .load()
-            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
+        let copier = load_classifier(&mut ebpf, COPY_PROGRAM_NAME)?;
         let copier_fd = copier
             .fd()
             .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?
@@ -554,6 +547,23 @@ where
     T::try_from(map).map_err(CaptureError::map(name))
 }
 
+/// Loads the classifier program `name` into the kernel (the verifier's
+/// refusal is an error with its log).
+fn load_classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, CaptureError> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingItem(name))?
+        .try_into()
+        .map_err(|err| CaptureError::program(name, err))?;
+    program
+        .load()
+        .map_err(|err| CaptureError::program(name, err))?;
+    Ok(program)
+}
+
 /// Loads the classifier `name` (the copier it tail-calls is in place) and
 /// attaches it to `direction` of the interface.
 fn attach(
@@ -563,14 +573,7 @@ fn attach(
     options: &CaptureOptions,
     mode: AttachMode,
 ) -> Result<SchedClassifierLinkId, CaptureError> {
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(CaptureError::MissingItem(name))?
-        .try_into()
-        .map_err(|err| CaptureError::program(name, err))?;
-    program
-        .load()
-        .map_err(|err| CaptureError::program(name, err))?;
+    let program = load_classifier(ebpf, name)?;
     let attach_options = match mode {
         AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
         _ => TcAttachOptions::Netlink(NlOptions::default()),
