@@ -63,6 +63,10 @@ impl Serialize for HumanDuration {
     }
 }
 
+/// The units of an age in seconds, largest first: an age is written back
+/// with the largest that divides it.
+const AGE_UNITS: [(u64, &str); 4] = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+
 /// The age at which a recording moves to a new file: `30s`, `10m`, `1h`,
 /// `1d`; from 1 second to 366 days.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +82,11 @@ impl FromStr for RotateAge {
             .ok_or_else(bad)?;
         let (digits, unit) = trimmed.split_at(split);
         let number: u64 = digits.parse().map_err(|_| bad())?;
-        let unit_secs = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        match number.checked_mul(unit_secs) {
+        let (unit_secs, _) = AGE_UNITS
+            .iter()
+            .find(|(_, name)| *name == unit)
+            .ok_or_else(bad)?;
+        match number.checked_mul(*unit_secs) {
             Some(secs) if (1..=366 * 86_400).contains(&secs) => {
                 Ok(RotateAge(Duration::from_secs(secs)))
             }
@@ -97,12 +98,12 @@ impl FromStr for RotateAge {
 impl fmt::Display for RotateAge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
-        for (unit, name) in [(86_400, "d"), (3600, "h"), (60, "m")] {
+        for (unit, name) in AGE_UNITS {
             if secs.is_multiple_of(unit) {
                 return write!(f, "{}{name}", secs / unit);
             }
         }
-        write!(f, "{secs}s")
+        unreachable!("every number of seconds is a multiple of 1")
     }
 }
 

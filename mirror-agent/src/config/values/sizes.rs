@@ -33,9 +33,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text} is too large"))
 }
 
+/// The binary units by their shifts, largest first: sizes are written
+/// back with the largest that divides them, and a recording's size reads
+/// them in any case.
+const UNITS: [(u32, &str); 3] = [(30, "G"), (20, "M"), (10, "K")];
+
 /// Bytes with the largest unit that divides them exactly.
 fn format_size(bytes: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+    for (shift, unit) in UNITS {
         if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return write!(f, "{}{unit}", bytes >> shift);
         }
@@ -132,12 +137,13 @@ impl FromStr for RotateSize {
             .strip_suffix("ib")
             .or_else(|| unit.strip_suffix('b'))
             .unwrap_or(&unit);
-        let shift = match unit {
-            "" => 0,
-            "k" => 10,
-            "m" => 20,
-            "g" => 30,
-            _ => return Err(bad()),
+        let shift = match UNITS
+            .iter()
+            .find(|(_, name)| name.eq_ignore_ascii_case(unit))
+        {
+            Some((shift, _)) => *shift,
+            None if unit.is_empty() => 0,
+            None => return Err(bad()),
         };
         match number.checked_mul(1 << shift) {
             Some(0) => Err(format!("`{text}`: a file of 0 bytes holds nothing")),
