@@ -12,6 +12,32 @@ use serde::{Deserialize, Serialize};
 
 use super::forms::Forms;
 
+/// The values that are off (`false`), the default header (`true`) or a
+/// header given as text: the marker and the forwarded-for header, read and
+/// written back the same way.
+macro_rules! off_or_header {
+    ($ty:ident: $expecting:literal, true => $on:expr, text => $text:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(Forms {
+                    boolean: Some(|on| Ok(if on { $on } else { $ty::Off })),
+                    text: Some($text),
+                    ..Forms::expecting($expecting)
+                })
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $ty::Off => s.serialize_bool(false),
+                    $ty::Header(header) => s.collect_str(header),
+                }
+            }
+        }
+    };
+}
+
 use crate::route::{
     ForwardedFor, HeaderLine, HeaderMatch, HeaderTest, Pattern, Share, default_marker, header_name,
     query_name,
@@ -168,53 +194,15 @@ pub enum Marker {
     Header(HeaderLine),
 }
 
-impl<'de> Deserialize<'de> for Marker {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Forms {
-            boolean: Some(|on| {
-                Ok(if on {
-                    Marker::Header(default_marker())
-                } else {
-                    Marker::Off
-                })
-            }),
-            text: Some(|v| v.parse().map(Marker::Header)),
-            ..Forms::expecting("a header such as \"X-Mirrored-By: mirror\", or false")
-        })
-    }
-}
+off_or_header!(
+    Marker: "a header such as \"X-Mirrored-By: mirror\", or false",
+    true => Marker::Header(default_marker()),
+    text => |v| v.parse().map(Marker::Header)
+);
 
-impl Serialize for Marker {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Marker::Off => s.serialize_bool(false),
-            Marker::Header(h) => s.collect_str(h),
-        }
-    }
-}
-
-/// `forwarded_for = true` (X-Forwarded-For), `false`, or a header name.
-impl<'de> Deserialize<'de> for ForwardedFor {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Forms {
-            boolean: Some(|on| {
-                Ok(if on {
-                    ForwardedFor::Header(crate::route::FORWARDED_FOR.into())
-                } else {
-                    ForwardedFor::Off
-                })
-            }),
-            text: Some(|v| header_name(v).map(ForwardedFor::Header)),
-            ..Forms::expecting("true, false or a header name such as \"X-Real-Client\"")
-        })
-    }
-}
-
-impl Serialize for ForwardedFor {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ForwardedFor::Off => s.serialize_bool(false),
-            ForwardedFor::Header(name) => s.serialize_str(name),
-        }
-    }
-}
+// `forwarded_for = true` (X-Forwarded-For), `false`, or a header name.
+off_or_header!(
+    ForwardedFor: "true, false or a header name such as \"X-Real-Client\"",
+    true => ForwardedFor::Header(crate::route::FORWARDED_FOR.into()),
+    text => |v| header_name(v).map(ForwardedFor::Header)
+);
