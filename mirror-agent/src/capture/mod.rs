@@ -12,7 +12,7 @@ use std::{os::fd::AsRawFd as _, sync::Arc, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, MapData, ProgramArray, RingBuf},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
@@ -149,6 +149,11 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
+    /// A failed operation on the map `name`.
+    fn map(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {
+        move |source| Self::Map { name, source }
+    }
+
     /// A failed `load()` of `program`: the verifier's refusal with its log,
     /// or whatever else went wrong.
     fn program(program: &'static str, source: aya::programs::ProgramError) -> Self {
@@ -220,60 +225,19 @@ impl Capture {
             .map_mut(MAP_CONFIG)
             .ok_or(CaptureError::MissingItem(MAP_CONFIG))?
             .try_into()
-            .map_err(|source| CaptureError::Map {
-                name: MAP_CONFIG,
-                source,
-            })?;
+            .map_err(CaptureError::map(MAP_CONFIG))?;
         config_map
             .set(0, capture_config(options), 0)
-            .map_err(|source| CaptureError::Map {
-                name: MAP_CONFIG,
-                source,
-            })?;
+            .map_err(CaptureError::map(MAP_CONFIG))?;
 
-        let ring = RingBuf::try_from(
-            ebpf.take_map(MAP_EVENTS)
-                .ok_or(CaptureError::MissingItem(MAP_EVENTS))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: MAP_EVENTS,
-            source,
-        })?;
-        let wake_flag = Array::try_from(
-            ebpf.take_map(MAP_WAKE)
-                .ok_or(CaptureError::MissingItem(MAP_WAKE))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: MAP_WAKE,
-            source,
-        })?;
-        let filter = HashMap::try_from(
-            ebpf.take_map(MAP_IGNORE)
-                .ok_or(CaptureError::MissingItem(MAP_IGNORE))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: MAP_IGNORE,
-            source,
-        })?;
-        let counters = PerCpuArray::try_from(
-            ebpf.take_map(MAP_COUNTERS)
-                .ok_or(CaptureError::MissingItem(MAP_COUNTERS))?,
-        )
-        .map_err(|source| CaptureError::Map {
-            name: MAP_COUNTERS,
-            source,
-        })?;
+        let ring = take_map(&mut ebpf, MAP_EVENTS)?;
+        let wake_flag = take_map(&mut ebpf, MAP_WAKE)?;
+        let filter = take_map(&mut ebpf, MAP_IGNORE)?;
+        let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
 
         // The copier first: the classifier tail-calls it through the jump
         // table, so it must be loaded and in place before anything attaches.
-        let copier: &mut SchedClassifier = ebpf
-            .program_mut(COPY_PROGRAM_NAME)
-            .ok_or(CaptureError::MissingItem(COPY_PROGRAM_NAME))?
-            .try_into()
-            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
-        copier
-            .load()
-            .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?;
+        let copier = load_classifier(&mut ebpf, COPY_PROGRAM_NAME)?;
         let copier_fd = copier
             .fd()
             .map_err(|err| CaptureError::program(COPY_PROGRAM_NAME, err))?
@@ -283,15 +247,9 @@ impl Capture {
             .map_mut(MAP_JUMP)
             .ok_or(CaptureError::MissingItem(MAP_JUMP))?
             .try_into()
-            .map_err(|source| CaptureError::Map {
-                name: MAP_JUMP,
-                source,
-            })?;
+            .map_err(CaptureError::map(MAP_JUMP))?;
         jump.set(JUMP_COPY, &copier_fd, 0)
-            .map_err(|source| CaptureError::Map {
-                name: MAP_JUMP,
-                source,
-            })?;
+            .map_err(CaptureError::map(MAP_JUMP))?;
 
         let mode = resolve_mode(options.attach);
         // A netlink filter survives its process (even SIGKILL): remove what a
@@ -369,20 +327,16 @@ impl Capture {
 
     /// The kernel counters, summed over all CPUs.
     pub fn kernel_counters(&self) -> Result<KernelCounters, CaptureError> {
-        self.counters.read().map_err(|source| CaptureError::Map {
-            name: MAP_COUNTERS,
-            source,
-        })
+        self.counters
+            .read()
+            .map_err(CaptureError::map(MAP_COUNTERS))
     }
 
     /// The counters of v1's responses (egress): zeros unless captured.
     pub fn response_counters(&self) -> Result<KernelCounters, CaptureError> {
         self.counters
             .read_responses()
-            .map_err(|source| CaptureError::Map {
-                name: MAP_COUNTERS,
-                source,
-            })
+            .map_err(CaptureError::map(MAP_COUNTERS))
     }
 
     pub fn drain_stats(&self) -> DrainStats {
@@ -584,6 +538,32 @@ fn another_agent_running() -> Option<u32> {
         })
 }
 
+/// Takes the map `name` out of the loaded object as its typed handle.
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, CaptureError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(CaptureError::MissingItem(name))?;
+    T::try_from(map).map_err(CaptureError::map(name))
+}
+
+/// Loads the classifier program `name` into the kernel (the verifier's
+/// refusal is an error with its log).
+fn load_classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, CaptureError> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingItem(name))?
+        .try_into()
+        .map_err(|err| CaptureError::program(name, err))?;
+    program
+        .load()
+        .map_err(|err| CaptureError::program(name, err))?;
+    Ok(program)
+}
+
 /// Loads the classifier `name` (the copier it tail-calls is in place) and
 /// attaches it to `direction` of the interface.
 fn attach(
@@ -593,14 +573,7 @@ fn attach(
     options: &CaptureOptions,
     mode: AttachMode,
 ) -> Result<SchedClassifierLinkId, CaptureError> {
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(CaptureError::MissingItem(name))?
-        .try_into()
-        .map_err(|err| CaptureError::program(name, err))?;
-    program
-        .load()
-        .map_err(|err| CaptureError::program(name, err))?;
+    let program = load_classifier(ebpf, name)?;
     let attach_options = match mode {
         AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
         _ => TcAttachOptions::Netlink(NlOptions::default()),

@@ -123,6 +123,15 @@ fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(all)
 }
 
+/// Each set of flags is refused with an error that contains the text
+/// beside it.
+fn flag_errors(cases: &[(&[&str], &str)]) {
+    for (args, expected) in cases {
+        let err = cli(args).unwrap_err().to_string();
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn the_documented_example_file_is_valid() {
     let config = FileConfig::parse(EXAMPLE_FILE).unwrap().resolve().unwrap();
@@ -314,6 +323,66 @@ fn file_errors_name_file_line_column_and_key() {
             "[[target]]\nurl = \"http://a:1\"\n[[target]]\nurl = \"http://b:1\"\nname = \"http://a:1\"\n",
             ":5:8: key `target.name`: two targets are named `http://a:1`",
         ),
+        // Agent values.
+        ("ports = []\n", ":1:9: key `ports`: between 1 and 16 ports"),
+        ("ports = [80, 0]\n", ":1:9: key `ports`: 0 is not a port"),
+        (
+            "ring_size = \"3M\"\n",
+            ":1:13: key `ring_size`: 3M must be a power of two",
+        ),
+        (
+            "attach = \"xdp\"\n",
+            ":1:10: key `attach`: `xdp` is not an attach mode",
+        ),
+        (
+            "log_level = \"inof\"\n",
+            ":1:13: key `log_level`: `inof` is not a log level",
+        ),
+        (
+            "log_format = \"yaml\"\n",
+            ":1:14: key `log_format`: `yaml` is not a log format",
+        ),
+        (
+            "metrics_addr = \"localhost\"\n",
+            ":1:16: key `metrics_addr`: invalid socket address",
+        ),
+        (
+            "max_headers = 1000\n",
+            ":1:15: key `max_headers`: `1000` is not a number from 1 to 256",
+        ),
+        (
+            "sample = 120\n",
+            ":1:10: key `sample`: 120 is outside 0 to 100",
+        ),
+        // Routing values.
+        (
+            "share_by = \"client-ip\"\n",
+            ": key `share_by`: `share_by` (--share-by) needs `share`",
+        ),
+        (
+            "[[target]]\nurl = \"http://a\"\nshare_by = \"header:X-User\"\n",
+            ":2:7: key `target.share_by`: `share_by` (--share-by) needs `share`",
+        ),
+        (
+            "rewrite_paths = ['^/(a)=>/$1b']\n",
+            ":1:26: key `rewrite_paths`: `/$1b` refers to group `1b`",
+        ),
+        (
+            "[[target]]\nurl = \"http://a\"\nset_queries = [\"x\"]\n",
+            ":3:16: key `target.set_queries`: `x` is not NAME=VALUE",
+        ),
+        (
+            "forwarded_for = 1\n",
+            ":1:17: key `forwarded_for`: invalid type: integer `1`, expected true, false or a header name",
+        ),
+        (
+            "deny_header_regexes = [\"NoColon\"]\n",
+            ":1:24: key `deny_header_regexes`: `NoColon` is not NAME:REGEX",
+        ),
+        (
+            "rate_limit = 0\n",
+            ":1:14: key `rate_limit`: `0` is not a number",
+        ),
     ];
     for (text, expected) in cases {
         let err = file_error("bad.toml", text, expected);
@@ -456,46 +525,12 @@ max_body_size = \"1M\"
 }
 
 #[test]
-fn bad_agent_values_are_errors_at_their_place() {
-    let cases = [
-        ("ports = []\n", ":1:9: key `ports`: between 1 and 16 ports"),
-        ("ports = [80, 0]\n", ":1:9: key `ports`: 0 is not a port"),
-        (
-            "ring_size = \"3M\"\n",
-            ":1:13: key `ring_size`: 3M must be a power of two",
-        ),
-        (
-            "attach = \"xdp\"\n",
-            ":1:10: key `attach`: `xdp` is not an attach mode",
-        ),
-        (
-            "log_level = \"inof\"\n",
-            ":1:13: key `log_level`: `inof` is not a log level",
-        ),
-        (
-            "log_format = \"yaml\"\n",
-            ":1:14: key `log_format`: `yaml` is not a log format",
-        ),
-        (
-            "metrics_addr = \"localhost\"\n",
-            ":1:16: key `metrics_addr`: invalid socket address",
-        ),
-        (
-            "max_headers = 1000\n",
-            ":1:15: key `max_headers`: `1000` is not a number from 1 to 256",
-        ),
-        (
-            "sample = 120\n",
-            ":1:10: key `sample`: 120 is outside 0 to 100",
-        ),
-    ];
-    for (text, expected) in cases {
-        file_error("agent-bad.toml", text, expected);
-    }
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--log-level", "verbose"]).contains("not a log level"));
-    assert!(err(&["--max-headers", "300"]).contains("--max-headers"));
-    assert!(err(&["--max-body-size", "12X"]).contains("unknown size unit"));
+fn bad_agent_flags_are_errors_naming_the_flag() {
+    flag_errors(&[
+        (&["--log-level", "verbose"], "not a log level"),
+        (&["--max-headers", "300"], "--max-headers"),
+        (&["--max-body-size", "12X"], "unknown size unit"),
+    ]);
     let many: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
     let mut args = vec!["mirror-agent", "--iface", "lo"];
     for p in &many {
@@ -652,17 +687,31 @@ fn every_routing_flag_lands_in_the_configuration() {
 
 #[test]
 fn bad_flags_are_errors_naming_the_flag() {
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--shadow", "ftp://x"]).contains("--shadow <URL>"));
-    assert!(err(&["--shadow", "ftp://x"]).contains("must be http or https"));
-    assert!(err(&["--share", "101"]).contains("--share <PERCENT>"));
-    assert!(err(&["--match-header-regex", "X:a("]).contains("bad regex"));
-    assert!(err(&["--set-header", "NoColon"]).contains("--set-header"));
-    assert!(err(&["--strip-header", "a b"]).contains("not a header name"));
-    assert!(err(&["--queue-size", "0"]).contains("--queue-size"));
-    assert!(err(&["--connect-timeout", "5"]).contains("not a duration"));
-    assert!(err(&["--path-prefix", "api"]).contains("not a path prefix"));
-    assert!(err(&["--no-marker", "--marker-header", "X: 1"]).contains("cannot be used with"));
+    flag_errors(&[
+        (&["--shadow", "ftp://x"], "--shadow <URL>"),
+        (&["--shadow", "ftp://x"], "must be http or https"),
+        (&["--share", "101"], "--share <PERCENT>"),
+        (&["--match-header-regex", "X:a("], "bad regex"),
+        (&["--set-header", "NoColon"], "--set-header"),
+        (&["--strip-header", "a b"], "not a header name"),
+        (&["--queue-size", "0"], "--queue-size"),
+        (&["--connect-timeout", "5"], "not a duration"),
+        (&["--path-prefix", "api"], "not a path prefix"),
+        (
+            &["--no-marker", "--marker-header", "X: 1"],
+            "cannot be used with",
+        ),
+        // Routing values.
+        (&["--share-by", "cookie:x"], "--share-by"),
+        (&["--rate-limit", "0"], "--rate-limit"),
+        (&["--rewrite-path", "^/v1/(.*)=>/v2/$2"], "group `2`"),
+        (&["--rewrite-path", "^/v1"], "REGEX=>REPLACEMENT"),
+        (&["--rewrite-header", "Host=>x"], "--rewrite-header"),
+        (&["--set-query", "a=b c"], "percent-encode"),
+        (&["--remove-query", ""], "--remove-query"),
+        (&["--deny-header-regex", "X:("], "bad regex"),
+        (&["--forwarded-for=Bad Name"], "not a header name"),
+    ]);
     let dup = route(cli(&["--shadow", "http://a:1", "--shadow", "http://a:1"]).unwrap())
         .unwrap_err()
         .to_string();
@@ -764,17 +813,7 @@ fn every_new_routing_flag_lands_in_the_configuration() {
 }
 
 #[test]
-fn bad_routing_values_are_errors_naming_the_flag_or_the_key() {
-    let err = |args: &[&str]| cli(args).unwrap_err().to_string();
-    assert!(err(&["--share-by", "cookie:x"]).contains("--share-by"));
-    assert!(err(&["--rate-limit", "0"]).contains("--rate-limit"));
-    assert!(err(&["--rewrite-path", "^/v1/(.*)=>/v2/$2"]).contains("group `2`"));
-    assert!(err(&["--rewrite-path", "^/v1"]).contains("REGEX=>REPLACEMENT"));
-    assert!(err(&["--rewrite-header", "Host=>x"]).contains("--rewrite-header"));
-    assert!(err(&["--set-query", "a=b c"]).contains("percent-encode"));
-    assert!(err(&["--remove-query", ""]).contains("--remove-query"));
-    assert!(err(&["--deny-header-regex", "X:("]).contains("bad regex"));
-    assert!(err(&["--forwarded-for=Bad Name"]).contains("not a header name"));
+fn a_share_key_without_a_share_is_refused_naming_the_key_and_the_flag() {
     let alone = route(cli(&["--shadow", "http://a:1", "--share-by", "client-ip"]).unwrap())
         .unwrap_err()
         .to_string();
@@ -782,41 +821,6 @@ fn bad_routing_values_are_errors_naming_the_flag_or_the_key() {
         alone.contains("key `share_by`") && alone.contains("--share"),
         "{alone}"
     );
-
-    let cases = [
-        (
-            "share_by = \"client-ip\"\n",
-            ": key `share_by`: `share_by` (--share-by) needs `share`",
-        ),
-        (
-            "[[target]]\nurl = \"http://a\"\nshare_by = \"header:X-User\"\n",
-            ":2:7: key `target.share_by`: `share_by` (--share-by) needs `share`",
-        ),
-        (
-            "rewrite_paths = ['^/(a)=>/$1b']\n",
-            ":1:26: key `rewrite_paths`: `/$1b` refers to group `1b`",
-        ),
-        (
-            "[[target]]\nurl = \"http://a\"\nset_queries = [\"x\"]\n",
-            ":3:16: key `target.set_queries`: `x` is not NAME=VALUE",
-        ),
-        (
-            "forwarded_for = 1\n",
-            ":1:17: key `forwarded_for`: invalid type: integer `1`, expected true, false or a header name",
-        ),
-        (
-            "deny_header_regexes = [\"NoColon\"]\n",
-            ":1:24: key `deny_header_regexes`: `NoColon` is not NAME:REGEX",
-        ),
-        (
-            "rate_limit = 0\n",
-            ":1:14: key `rate_limit`: `0` is not a number",
-        ),
-    ];
-    for (text, expected) in cases {
-        let err = file_error("routing.toml", text, expected);
-        assert!(!err.contains('\n'), "one line: {err}");
-    }
 }
 
 /// A PEM CA certificate for the TLS settings' tests (a self-signed CA,

@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use super::loadgen::{now_ns, pin_thread};
+use super::loadgen::{self, now_ns, pin_thread};
 use anyhow::{Context as _, Result, bail};
 use mirror_testkit::Netns;
 
@@ -256,12 +256,10 @@ fn response_len(buf: &[u8]) -> Option<usize> {
     Some(head + body)
 }
 
+/// The load generator's connection (no delay, non-blocking), named as the
+/// floor's when it fails.
 fn connect(addr: SocketAddr) -> Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .with_context(|| format!("the floor cannot connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    stream.set_nonblocking(true)?;
-    Ok(stream)
+    loadgen::connect(addr).context("the floor")
 }
 
 #[cfg(test)]

@@ -150,7 +150,8 @@ fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
     Ok(ret)
 }
 
-fn connect(addr: SocketAddr) -> Result<TcpStream> {
+/// A connection to `addr`, no delay, non-blocking (the floor's too).
+pub(super) fn connect(addr: SocketAddr) -> Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
