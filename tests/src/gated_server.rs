@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use mirror_testkit::{Netns, http_server::RESPONSE};
+use mirror_testkit::{Netns, server::RESPONSE};
 
 const POLL: Duration = Duration::from_millis(5);
 

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use mirror_testkit::{Netns, http_server::RESPONSE};
+use mirror_testkit::{Netns, server::RESPONSE};
 
 const POLL: Duration = Duration::from_millis(20);
 

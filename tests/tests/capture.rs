@@ -15,9 +15,8 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_agent::capture::CaptureOptions;
 use mirror_common::Counter;
 use mirror_testkit::{
-    HttpClient, HttpServer,
-    http_server::RESPONSE,
-    pseudo_random,
+    HttpClient, Server, pseudo_random,
+    server::RESPONSE,
     tcp::{self, TcpSink},
     wait_until,
 };
@@ -548,7 +547,7 @@ fn exchanges(responses: bool) -> Result<(Captured, Vec<String>, SocketAddr)> {
     options.responses = responses;
     let capture = CaptureRunner::start(&topology.server, options)?;
     let attached = attached_programs(&topology)?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let mut client = HttpClient::connect(&topology.client, server.addr())?;
     for i in 0..3 {
         let request = format!("GET /r/{i} HTTP/1.1\r\nHost: v1\r\n\r\n");

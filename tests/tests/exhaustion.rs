@@ -19,7 +19,7 @@
 //!   second, TIME_WAIT past 14,000, a core busy.
 //!
 //! ```text
-//!  client ──▶ v1 :8080 (HttpServer; mirror-agent on veth-s) ──▶ shadow 0 :8080
+//!  client ──▶ v1 :8080 (Server; mirror-agent on veth-s) ──▶ shadow 0 :8080
 //!               ▲ 127.0.0.1:9464 metrics, health               └─▶ shadow 1 :8080
 //!               └── 1,100 idle connections (from v1's namespace)
 //! ```

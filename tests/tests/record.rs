@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, HttpServer, Metrics, Netns, Process, Received, ReceivedRequest, ScratchDir,
+    Agent, HttpClient, Metrics, Netns, Process, Received, ReceivedRequest, ScratchDir, Server,
     Signal, TargetCounts, ab, metrics, pseudo_random,
 };
 use mirror_tests::{
@@ -471,9 +471,9 @@ fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_ord
     let net = ShadowNet::new(2)?;
     let scratch = ScratchDir::new("record")?;
     let file = scratch.path().join("live.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
+    let v1 = Server::start(net.primary(), net.primary_addr(PORT))?;
+    let v2 = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let v3 = Server::start(net.shadow(1), net.shadow_addr(1, PORT))?;
     let v3_url = shadow_url(1);
     let mirror = tcx_available()
         .then(|| start_mirror(net.primary(), &v3_url, "tcx"))
@@ -585,7 +585,7 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn watch(server: Arc<HttpServer>, first: usize, last: usize) -> Self {
+    fn watch(server: Arc<Server>, first: usize, last: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -647,7 +647,7 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
     let net = ShadowNet::new(2)?;
     let scratch = ScratchDir::new("pace")?;
     let file = scratch.path().join("paced.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
+    let v1 = Server::start(net.primary(), net.primary_addr(PORT))?;
     let recorder = start_record(net.primary(), &file)?;
 
     // One request every 100 ms for 6 s, on one keep-alive connection.
@@ -679,7 +679,7 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
 
     // --speed 200%: the target sees the recorded span halved, ± 10 %.
     let file_arg = file.display().to_string();
-    let v2 = Arc::new(HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?);
+    let v2 = Arc::new(Server::start(net.shadow(0), net.shadow_addr(0, PORT))?);
     let watch = Arrivals::watch(Arc::clone(&v2), 1, REQUESTS);
     let started = Instant::now();
     let mut run = spawn_replay(
@@ -716,7 +716,7 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
     );
 
     // --rate 40: the target sees 40 requests a second, ± 5 %.
-    let v3 = Arc::new(HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?);
+    let v3 = Arc::new(Server::start(net.shadow(1), net.shadow_addr(1, PORT))?);
     let watch = Arrivals::watch(Arc::clone(&v3), 1, REQUESTS);
     let mut run = spawn_replay(
         net.primary(),
@@ -773,8 +773,8 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
         topology.server_addr(Family::V4, PORT),
         topology.server_addr(Family::V6, PORT),
     );
-    let server4 = HttpServer::start(&topology.server, v4)?;
-    let server6 = HttpServer::start(&topology.server, v6)?;
+    let server4 = Server::start(&topology.server, v4)?;
+    let server6 = Server::start(&topology.server, v6)?;
     let pcap = scratch.path().join("dump.pcap");
     let tcpdump = Tcpdump::start(&topology.server, SERVER_IF, &pcap, SNAP_ONE_MSS)?;
 
@@ -837,7 +837,7 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
     // replay --input-pcap, each format, to a recording server on :8081/:8082.
     for (input, port) in [(&pcap, 8081u16), (&pcapng_path, 8082)] {
         let addr = SocketAddr::new(v4.ip(), port);
-        let target = HttpServer::start(&topology.server, addr)?;
+        let target = Server::start(&topology.server, addr)?;
         let input_arg = input.display().to_string();
         let run = replay(
             &topology.server,
@@ -882,7 +882,7 @@ fn sigterm_during_a_live_record_leaves_a_complete_readable_file() -> Result<()> 
     let net = ShadowNet::new(0)?;
     let scratch = ScratchDir::new("sigterm")?;
     let file = scratch.path().join("cut.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
+    let v1 = Server::start(net.primary(), net.primary_addr(PORT))?;
     let recorder = start_record(net.primary(), &file)?;
     let load = Load::start(net.client(), net.primary_addr(PORT), 4, Duration::ZERO)?;
     // A large upload in progress too: it cannot be whole in the file.
@@ -1005,7 +1005,7 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_repl
     file.extend(b"1 cut 1700000000000000009 -1\nGET /cut HTTP/1.1\r\n");
     let path = scratch.write("bad.gor", &file)?;
 
-    let target = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let target = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
     let url0 = shadow_url(0);
     let run = replay(
         net.primary(),
@@ -1061,8 +1061,8 @@ fn mirror_and_record_side_by_side(mirror_attach: &str, record_attach: &str) -> R
     let net = ShadowNet::new(1)?;
     let scratch = ScratchDir::new("pair")?;
     let file = scratch.path().join("pair.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let v1 = Server::start(net.primary(), net.primary_addr(PORT))?;
+    let v2 = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
     let mirror = start_mirror(net.primary(), &shadow_url(0), mirror_attach)?;
     let recorder = start_record_by(net.primary(), &file, record_attach)?;
     let report = ab::run(

@@ -6,7 +6,7 @@
 //! its final counts and kernel counters at exit), and what the client saw.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──veth-sh0──▶ v2
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──veth-sh0──▶ v2
 //!                                                     └─veth-sh1──▶ v3
 //! ```
 //!
@@ -22,8 +22,8 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, EtcHosts, HttpServer, Metrics, Received, ReceivedRequest, ScratchDir, Signal,
-    TargetCounts, process::peak_rss_kib,
+    Agent, EtcHosts, Metrics, Received, ReceivedRequest, ScratchDir, Server, Signal, TargetCounts,
+    process::peak_rss_kib,
 };
 use mirror_tests::{
     ReplayRig, ShadowNet, SlowServer,
@@ -587,8 +587,8 @@ fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
         .build()?;
     let second = rig.net.add_shadow_address(0, 3)?;
     let first = rig.shadow_addr(0);
-    let replica_a = HttpServer::start(rig.shadow(0), first)?;
-    let replica_b = HttpServer::start(rig.shadow(0), (second, PORT).into())?;
+    let replica_a = Server::start(rig.shadow(0), first)?;
+    let replica_b = Server::start(rig.shadow(0), (second, PORT).into())?;
     let _hosts = EtcHosts::create(
         rig.primary(),
         &[(first.ip(), NAME), (IpAddr::V4(second), NAME)],

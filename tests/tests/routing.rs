@@ -7,7 +7,7 @@
 //! targets that cannot send the agent anywhere but its targets.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──veth-sh0──▶ v2
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──veth-sh0──▶ v2
 //!                                                     └─veth-sh1──▶ v3
 //! ```
 //!

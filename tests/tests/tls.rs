@@ -5,7 +5,7 @@
 //! server: what that server received is what the agent sent inside TLS.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──TLS──▶ TlsFront :8443 ──▶ v2 :8080
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──TLS──▶ TlsFront :8443 ──▶ v2 :8080
 //! ```
 //!
 //! Needs the binary built: run as root
