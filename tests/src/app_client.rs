@@ -1,4 +1,4 @@
-//! A raw HTTP/1.1 client for the [`AppServer`](crate::app_server::AppServer)
+//! A raw HTTP/1.1 client for the [`AppServer`](crate::app::AppServer)
 //! tests: requests written as the test gives them (pipelined if it wants),
 //! responses read whole whatever their framing (`Content-Length`, chunked,
 //! none for HEAD, 204 and 304), `1xx` interim answers noted, and

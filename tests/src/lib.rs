@@ -10,8 +10,9 @@
 //! removed in Drop guards, also when a test fails.
 //!
 //! Replay to shadows: [`ReplayRig`] is v1, its shadows and the agent with
-//! the flags a test chooses; [`SlowServer`] is a shadow that cannot keep
-//! up, [`mirrored`] compares what shadows and primary got.
+//! the flags a test chooses; the shadows are test servers
+//! ([`mirror_testkit::Server`]: slow, held, failing as a test needs),
+//! [`mirrored`] compares what shadows and primary got.
 //!
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
@@ -20,11 +21,9 @@
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
 pub mod agent;
+pub mod app;
 pub mod app_client;
-pub mod app_server;
-pub mod bad_shadow;
 pub mod capture;
-pub mod gated_server;
 pub mod gor_file;
 pub mod http_compare;
 pub mod load;
@@ -35,7 +34,6 @@ pub mod pcapng;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
-pub mod slow_server;
 pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;
@@ -49,7 +47,6 @@ pub use load::Load;
 pub use prometheus::Prometheus;
 pub use rig::ReplayRig;
 pub use shadow_net::ShadowNet;
-pub use slow_server::SlowServer;
 pub use tls_front::{TestPki, TlsFront};
 pub use topology::{Family, Topology};
 

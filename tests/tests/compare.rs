@@ -24,13 +24,13 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_testkit::{
-    Agent, Metrics, Netns, ScratchDir, Signal, ab, http_client, metrics::DEFAULT_ADDR,
+    Agent, Metrics, Netns, ScratchDir, Server, Signal, ab, http_client, metrics::DEFAULT_ADDR,
 };
 use mirror_tests::{
-    ReplayRig, SlowServer,
+    ReplayRig,
     agent::{self, Stopped},
+    app::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     app_client::{AppClient, ClientRequest, ClientResponse},
-    app_server::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     prometheus, require_kernel,
     rig::shadow_url,
     tcpdump::Tcpdump,
@@ -936,11 +936,9 @@ fn slow_and_dead_targets_are_counted_as_not_compared_and_v1_does_not_wait() -> R
     };
     // Shadow 0 answers after 3 s, shadow 1 has nothing listening.
     let rig = AppRig::new(Behaviour::v1("v1"), vec![None, None])?;
-    let _slow = SlowServer::start(
-        rig.rig.shadow(0),
-        rig.rig.shadow_addr(0),
-        Duration::from_secs(3),
-    )?;
+    let _slow = Server::builder()
+        .delay(Duration::from_secs(3))
+        .start(rig.rig.shadow(0), rig.rig.shadow_addr(0))?;
     let (slow, dead) = (shadow_url(0), shadow_url(1));
     let agent = rig.agent(
         &[

@@ -43,11 +43,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_agent::telemetry::endpoint::MAX_CONNECTIONS;
-use mirror_testkit::{Agent, Metrics, Netns, Signal, metrics::DEFAULT_ADDR, wait_until};
+use mirror_testkit::{
+    Agent, Metrics, Netns, Server, Signal, metrics::DEFAULT_ADDR, server::Reply, wait_until,
+};
 use mirror_tests::{
     ReplayRig,
     agent::{self, ATTACH_TIMEOUT, Stopped},
-    bad_shadow::{BadShadow, Failure},
     paced::PacedLoad,
     require_kernel,
     shadow_net::shadow_v4,
@@ -437,7 +438,7 @@ impl std::fmt::Display for Storm {
 
 /// Runs [`RATE`] requests a second at v1 for [`MEASURED`] while the agent
 /// mirrors them to `shadow` (host `index`), and measures.
-fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Result<Storm> {
+fn storm(rig: &ReplayRig, agent: &Agent, shadow: &Server, index: usize) -> Result<Storm> {
     let load = PacedLoad::start(rig.client(), rig.primary_addr(), LOAD_CONNECTIONS, RATE)?;
     let started = Instant::now();
     let cpu_before = cpu_seconds(agent.pid())?;
@@ -448,7 +449,7 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Re
     let waited_after = run_queue_seconds(agent.pid())?;
     let seconds = started.elapsed().as_secs_f64();
     let requests = load.answered() - answered_before;
-    let connections = shadow.connections();
+    let connections = shadow.connections() as u64;
     let time_wait = time_wait_toward(rig.primary(), &shadow_v4(index, 2).to_string())?;
     load.check_running()?;
     let total = load.stop()?;
@@ -481,8 +482,14 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
     };
     let mut rig = ReplayRig::builder(2).serve(&[]).build()?;
     let mut requests = 0;
-    for (index, failure) in [(0, Failure::Garbage), (1, Failure::ResetMidBody)] {
-        let shadow = BadShadow::start(rig.shadow(index), rig.shadow_addr(index), failure)?;
+    let failures = [
+        ("garbage", Reply::garbage()),
+        ("reset mid-body", Reply::reset_mid_body()),
+    ];
+    for (index, (failure, reply)) in failures.into_iter().enumerate() {
+        let shadow = Server::builder()
+            .answer(move |_| reply.clone())
+            .start(rig.shadow(index), rig.shadow_addr(index))?;
         let url = rig.url(index);
         let mut args = rig.agent_args();
         args.extend(["--shadow", &url]);
@@ -491,26 +498,26 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         // as one thread among the load's and the servers' seventy.
         let agent = start_wrapped(rig.primary(), &["setsid"], &args)?;
         let storm = storm(&rig, &agent, &shadow, index)?;
-        eprintln!("{failure:?}: {storm}");
+        eprintln!("{failure}: {storm}");
 
         let budget = (MAX_IN_FLIGHT + storm.seconds + 1.0) as u64;
         ensure!(
             storm.rate() >= MIN_RATE,
-            "{failure:?}: the load reached {:.0} of {RATE} req/s ({storm})",
+            "{failure}: the load reached {:.0} of {RATE} req/s ({storm})",
             storm.rate()
         );
         ensure!(
             storm.connections <= budget,
-            "{failure:?}: a connect storm, over the budget of {budget}: {storm}"
+            "{failure}: a connect storm, over the budget of {budget}: {storm}"
         );
         ensure!(
             storm.time_wait as u64 <= budget,
-            "{failure:?}: TIME_WAIT piles up: {storm}"
+            "{failure}: TIME_WAIT piles up: {storm}"
         );
         let bound = cpu_bound_percent()?;
         ensure!(
             storm.cpu_percent_at_rate() < bound,
-            "{failure:?}: {:.1} % of a core at {RATE} req/s, over {bound} %: {storm}",
+            "{failure}: {:.1} % of a core at {RATE} req/s, over {bound} %: {storm}",
             storm.cpu_percent_at_rate()
         );
 
@@ -521,18 +528,19 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         requests += storm.total;
         rig.settle(&[&url], storm.total)?;
         let counts = stop(agent)?.target(&url)?.clone();
-        eprintln!("{failure:?}: final counts {counts}");
+        eprintln!("{failure}: final counts {counts}");
         ensure!(
             counts.get("captured") == storm.total
                 && counts.get("sent") == 0
                 && counts.get("io_error") > 0,
-            "{failure:?}: {} requests, final counts {counts}",
+            "{failure}: {} requests, final counts {counts}",
             storm.total
         );
-        let (connections, requests) = shadow.stop();
+        let failed = shadow.halt();
+        let (connections, requests) = (failed.connections.len(), failed.request_count());
         ensure!(
             requests <= connections,
-            "{failure:?}: {requests} requests on {connections} connections: the agent reused \
+            "{failure}: {requests} requests on {connections} connections: the agent reused \
              a connection the shadow had failed on"
         );
     }

@@ -20,12 +20,11 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, Metrics, Nginx, ReceivedRequest, Signal, metrics, tcp, wait_until,
+    Agent, HttpClient, Metrics, Nginx, ReceivedRequest, Server, Signal, metrics, tcp, wait_until,
 };
 use mirror_tests::{
-    ReplayRig, SlowServer,
+    ReplayRig,
     agent::{self, Stopped},
-    gated_server::GatedServer,
     http_compare::show,
     mirrored::{MARKER, compare_mirrored},
     ops::TargetAccount,
@@ -601,7 +600,7 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
         .mirror_to(&[0])
         .args(&["--max-in-flight", "2", "--request-timeout", "30s"])
         .build()?;
-    let shadow = GatedServer::start(rig.shadow(0), rig.shadow_addr(0))?;
+    let shadow = Server::start(rig.shadow(0), rig.shadow_addr(0))?;
     let agent = rig.start_agent()?;
     let target = rig.url(0);
     let host = rig.primary_addr().to_string();
@@ -621,14 +620,14 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
     }
     rig.settle(&[&target], 3)?;
 
-    shadow.close_gate();
+    shadow.hold_answers();
     let closed_at = Instant::now();
     while closed_at.elapsed() < STALL {
         send(&mut client, "stall")?;
         std::thread::sleep(PACE);
     }
-    let held = shadow.arrivals().len();
-    shadow.open_gate();
+    let held = shadow.request_count();
+    shadow.release_answers();
     let opened_at = Instant::now();
     for _ in 0..10 {
         send(&mut client, "after")?;
@@ -638,7 +637,8 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
     let total = sent_at.len() as u64;
     let metrics = rig.settle(&[&target], total)?;
     let stopped = stop(agent)?;
-    let arrivals = shadow.stop();
+    let arrivals = shadow.log();
+    shadow.halt();
 
     // No copy reached the shadow later than the max age after the client
     // sent it.
@@ -756,7 +756,9 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
             "10m",
         ])
         .build()?;
-    let shadow = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), NEVER)?;
+    let shadow = Server::builder()
+        .delay(NEVER)
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
     let agent = rig.start_agent()?;
     let target = rig.url(0);
     let host = rig.primary_addr().to_string();
@@ -775,12 +777,12 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
         }
         account.captured == REQUESTS
             && account.queued + account.in_flight == REQUESTS
-            && shadow.received() == account.in_flight
+            && shadow.request_count() as u64 == account.in_flight
     });
     ensure!(
         waiting && account.queued > 0 && account.in_flight > 0,
         "not every copy queued or in flight: {account:?}, the shadow read {}",
-        shadow.received()
+        shadow.request_count()
     );
 
     agent.signal(Signal::TERM)?;
@@ -806,7 +808,8 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
     ] {
         ensure!(counts.get(name) == n, "{name}: {n} expected ({counts})");
     }
-    let (received, answered) = shadow.stop();
+    let answered = shadow.answered();
+    let received = shadow.halt().request_count() as u64;
     ensure!(
         received == account.in_flight && answered == 0,
         "the shadow read {received} requests and answered {answered}"

@@ -26,7 +26,7 @@ use mirror_testkit::{
     process::peak_rss_kib,
 };
 use mirror_tests::{
-    ReplayRig, ShadowNet, SlowServer,
+    ReplayRig, ShadowNet,
     agent::{self, Stopped},
     mirrored::{MARKER, compare_mirrored},
     require_kernel,
@@ -286,7 +286,9 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
         ))
         .args(&["--drain-timeout", "1s", "--ring-size", SLOW_RING])
         .build()?;
-    let v2 = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), Duration::from_secs(2))?;
+    let v2 = Server::builder()
+        .delay(Duration::from_secs(2))
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
     let (t2, t3) = ("v2", "v3");
     let agent = rig.start_agent()?;
 
@@ -326,7 +328,8 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
     );
     let peak_kib = peak_rss_kib(agent.pid())?;
     let stopped = stop(agent)?;
-    let (v2_received, v2_answered) = v2.stop();
+    let v2_answered = v2.answered() as u64;
+    let v2_received = v2.halt().request_count() as u64;
 
     expect_settled(
         &stopped,

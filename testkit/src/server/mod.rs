@@ -433,6 +433,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
         }
         match reply.then {
             Then::Follow if keep_alive => {}
+            Then::KeepOpen => {}
             Then::Follow | Then::Close => {
                 // Close our side, then wait for the client's FIN so that
                 // stop() returns only once it went past the capture.

@@ -26,6 +26,8 @@ pub enum Then {
     /// Stays open unless the request ended it (`Connection: close`, plain
     /// HTTP/1.0): then as [`Then::Close`].
     Follow,
+    /// Stays open, whatever the request asked.
+    KeepOpen,
     /// The server closes its side, then waits for the client's FIN; bytes
     /// that come before it are an error.
     Close,
