@@ -29,7 +29,6 @@ pub mod http_compare;
 pub mod load;
 pub mod mirrored;
 pub mod ops;
-pub mod paced;
 pub mod pcapng;
 pub mod prometheus;
 pub mod rig;
@@ -38,7 +37,7 @@ pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use mirror_testkit::Netns;
 
@@ -94,6 +93,53 @@ fn probe_kernel() -> Result<(), String> {
         .run(|| std::fs::read_dir("/sys/class/net").map(|_| ()))
         .map_err(|e| format!("cannot enter a network namespace: {e}"))?;
     Ok(())
+}
+
+/// Kernel tests that each run one scenario function, written as a table:
+/// `name => scenario(args);`. Each is a `#[test]` that first calls
+/// [`require_kernel`].
+#[macro_export]
+macro_rules! kernel_tests {
+    ($($name:ident => $scenario:expr;)+) => {
+        $(
+            #[test]
+            fn $name() -> ::anyhow::Result<()> {
+                if !$crate::require_kernel() {
+                    return Ok(());
+                }
+                $scenario
+            }
+        )+
+    };
+}
+
+/// A test file's share of the machine: the test that judges a rate or a
+/// latency takes all of it, the file's other tests (each an agent, servers
+/// and a client busy at once) share it and wait meanwhile, so that a bound
+/// judges the agent and not the neighbours. One `static` per test file.
+pub struct MachineShare(RwLock<()>);
+
+impl MachineShare {
+    pub const fn new() -> Self {
+        Self(RwLock::new(()))
+    }
+
+    /// The kernel check ([`require_kernel`]), then a share of the machine;
+    /// None where the kernel tests are skipped.
+    pub fn shared(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        require_kernel().then(|| self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The kernel check, then the whole machine.
+    pub fn exclusive(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        require_kernel().then(|| self.0.write().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Default for MachineShare {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Where the first difference between two byte strings is, for messages

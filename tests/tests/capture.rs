@@ -170,52 +170,19 @@ fn one_mebibyte_in_tso_super_packets(family: Family) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_segment_by_segment(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_through_gro(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_in_tso_super_packets(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_segment_by_segment(Family::V6)
-}
-
-#[test]
-fn one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_through_gro(Family::V6)
-}
-
-#[test]
-fn one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_in_tso_super_packets(Family::V6)
+mirror_tests::kernel_tests! {
+    one_mebibyte_ipv4_gro_off_is_captured_exactly =>
+        one_mebibyte_segment_by_segment(Family::V4);
+    one_mebibyte_ipv4_gro_on_is_captured_exactly =>
+        one_mebibyte_through_gro(Family::V4);
+    one_mebibyte_ipv4_tso_super_packets_is_captured_exactly =>
+        one_mebibyte_in_tso_super_packets(Family::V4);
+    one_mebibyte_ipv6_gro_off_is_captured_exactly =>
+        one_mebibyte_segment_by_segment(Family::V6);
+    one_mebibyte_ipv6_gro_on_is_captured_exactly =>
+        one_mebibyte_through_gro(Family::V6);
+    one_mebibyte_ipv6_tso_super_packets_is_captured_exactly =>
+        one_mebibyte_in_tso_super_packets(Family::V6);
 }
 
 // ---------------------------------------------------------------------------

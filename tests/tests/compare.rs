@@ -433,6 +433,34 @@ fn curl(rig: &AppRig, args: &[&str], path: &str, status: u16) -> Result<()> {
     Ok(())
 }
 
+/// v1 and v3 (the planted regressions), the agent comparing them, the
+/// planted traffic sent and the report once it counted all of it.
+struct Planted {
+    rig: AppRig,
+    v3_url: String,
+    agent: Agent,
+    sent: Sent,
+    report: Value,
+}
+
+impl Planted {
+    fn judged() -> Result<Self> {
+        let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
+        let v3_url = shadow_url(0);
+        let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
+        let mut sent = Sent::default();
+        planted_traffic(&rig, &mut sent)?;
+        let report = rig.judged(&[&v3_url], sent.total())?;
+        Ok(Self {
+            rig,
+            v3_url,
+            agent,
+            sent,
+            report,
+        })
+    }
+}
+
 /// The planted regressions' workload: 100 items (every tenth a 500 on
 /// v3), 30 orders (v3's total is off), 10 empties (v3's X-Version
 /// differs), 20 cached (half 304), 10 streams.
@@ -600,12 +628,13 @@ fn planted_differences_are_counted_exactly_by_kind_at_their_paths() -> Result<()
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
-    let v3_url = shadow_url(0);
-    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
-    let mut sent = Sent::default();
-    planted_traffic(&rig, &mut sent)?;
-    let report = rig.judged(&[&v3_url], sent.total())?;
+    let Planted {
+        rig: _rig, // the hosts live until the end
+        v3_url,
+        agent,
+        sent,
+        report,
+    } = Planted::judged()?;
     let v3_report = target(&report, &v3_url)?;
     ensure!(
         verdict(v3_report)? == (170, 120, 50),
@@ -1166,12 +1195,13 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
-    let v3_url = shadow_url(0);
-    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
-    let mut sent = Sent::default();
-    planted_traffic(&rig, &mut sent)?;
-    let report = rig.judged(&[&v3_url], sent.total())?;
+    let Planted {
+        rig,
+        v3_url,
+        agent,
+        sent: _,
+        report,
+    } = Planted::judged()?;
     ensure!(verdict(target(&report, &v3_url)?)?.2 == 50, "{report:#}");
     let primary = rig.rig.primary();
 

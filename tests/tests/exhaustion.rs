@@ -37,37 +37,24 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_agent::telemetry::endpoint::MAX_CONNECTIONS;
 use mirror_testkit::{
-    Agent, Metrics, Netns, Server, Signal, metrics::DEFAULT_ADDR, server::Reply, wait_until,
+    Agent, Metrics, Netns, Server, Signal, metrics::DEFAULT_ADDR, process, server::Reply,
+    wait_until,
 };
 use mirror_tests::{
-    ReplayRig,
+    Load, MachineShare, ReplayRig,
     agent::{self, ATTACH_TIMEOUT, Stopped},
-    paced::PacedLoad,
-    require_kernel,
     shadow_net::shadow_v4,
 };
 
 /// The storm test measures CPU: the other test of this file waits while it
 /// runs, so that the bound judges the agent and not the neighbours.
-static LOAD: RwLock<()> = RwLock::new(());
-
-/// The kernel check, then this test's share of the machine; None where
-/// the kernel tests are skipped (see [`require_kernel`]).
-fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// The kernel check, then the whole machine.
-fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
-}
+static LOAD: MachineShare = MachineShare::new();
 
 /// SIGTERM; the agent must exit 0 with counts that balance.
 fn stop(agent: Agent) -> Result<Stopped> {
@@ -142,34 +129,6 @@ const UNREACHABLE: &str = "http://10.200.99.2:8080";
 /// ring, epoll, the listener, the shadows' connections, logs (about 25).
 const AGENT_OWN_FDS: usize = 64;
 
-/// Raises this process's soft limit of open files to at least `needed`
-/// (and the hard one with it if it is lower: the tests run as root).
-fn raise_own_fd_limit(needed: u64) -> Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to an rlimit.
-    unsafe {
-        ensure!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
-            "getrlimit: {}",
-            std::io::Error::last_os_error()
-        );
-        if limit.rlim_cur >= needed {
-            return Ok(());
-        }
-        limit.rlim_cur = needed;
-        limit.rlim_max = limit.rlim_max.max(needed);
-        ensure!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
-            "setrlimit(RLIMIT_NOFILE, {needed}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 /// `n` connections from inside `netns` to `addr` that send nothing.
 fn open_idle(netns: &Netns, addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     netns.run(|| {
@@ -216,10 +175,12 @@ fn probe_health(netns: &Netns, addr: SocketAddr, bound: Duration) -> Result<(u16
 /// its soft limit to the hard one.
 #[test]
 fn eleven_hundred_idle_metrics_connections_starve_neither_healthz_nor_the_shadows() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
-    raise_own_fd_limit(IDLE_CONNECTIONS as u64 + 1_024)?;
+    let needed = IDLE_CONNECTIONS as u64 + 1_024;
+    let limit = process::raise_open_files(needed)?;
+    ensure!(limit >= needed, "RLIMIT_NOFILE is {limit}, {needed} needed");
     let mut rig = ReplayRig::builder(1)
         .mirror_to(&[0])
         .args(&["--shadow", UNREACHABLE])
@@ -439,7 +400,7 @@ impl std::fmt::Display for Storm {
 /// Runs [`RATE`] requests a second at v1 for [`MEASURED`] while the agent
 /// mirrors them to `shadow` (host `index`), and measures.
 fn storm(rig: &ReplayRig, agent: &Agent, shadow: &Server, index: usize) -> Result<Storm> {
-    let load = PacedLoad::start(rig.client(), rig.primary_addr(), LOAD_CONNECTIONS, RATE)?;
+    let load = Load::paced(rig.client(), rig.primary_addr(), LOAD_CONNECTIONS, RATE)?;
     let started = Instant::now();
     let cpu_before = cpu_seconds(agent.pid())?;
     let waited_before = run_queue_seconds(agent.pid())?;
@@ -477,7 +438,7 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &Server, index: usize) -> Resul
 #[test]
 fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_connect_storm()
 -> Result<()> {
-    let Some(_load) = exclusive_load() else {
+    let Some(_load) = LOAD.exclusive() else {
         return Ok(());
     };
     let mut rig = ReplayRig::builder(2).serve(&[]).build()?;

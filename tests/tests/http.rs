@@ -389,20 +389,11 @@ fn twenty_pipelined_requests(family: Family, offloads: bool) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    twenty_pipelined_requests(Family::V4, false)
-}
-
-#[test]
-fn twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    twenty_pipelined_requests(Family::V6, true)
+mirror_tests::kernel_tests! {
+    twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order =>
+        twenty_pipelined_requests(Family::V4, false);
+    twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order =>
+        twenty_pipelined_requests(Family::V6, true);
 }
 
 // ---------------------------------------------------------------------------

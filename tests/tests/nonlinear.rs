@@ -29,7 +29,6 @@ use mirror_testkit::{
 };
 use mirror_tests::{
     CaptureRunner, Captured, Collector, Drain, Family, Tee, Topology, first_difference,
-    require_kernel,
     topology::{CLIENT_IF, SERVER_IF},
 };
 
@@ -186,18 +185,9 @@ fn new_table() -> FramedTable {
     framed_table(FlowConfig::default(), Vec::new())
 }
 
-#[test]
-fn ipv4_requests_whose_headers_are_outside_the_linear_area_are_captured() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    requests_in_paged_frames_are_captured(Family::V4)
-}
-
-#[test]
-fn ipv6_requests_whose_headers_are_outside_the_linear_area_are_captured() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    requests_in_paged_frames_are_captured(Family::V6)
+mirror_tests::kernel_tests! {
+    ipv4_requests_whose_headers_are_outside_the_linear_area_are_captured =>
+        requests_in_paged_frames_are_captured(Family::V4);
+    ipv6_requests_whose_headers_are_outside_the_linear_area_are_captured =>
+        requests_in_paged_frames_are_captured(Family::V6);
 }
