@@ -434,31 +434,16 @@ fn curl(rig: &AppRig, args: &[&str], path: &str, status: u16) -> Result<()> {
 }
 
 /// v1 and v3 (the planted regressions), the agent comparing them, the
-/// planted traffic sent and the report once it counted all of it.
-struct Planted {
-    rig: AppRig,
-    v3_url: String,
-    agent: Agent,
-    sent: Sent,
-    report: Value,
-}
-
-impl Planted {
-    fn judged() -> Result<Self> {
-        let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
-        let v3_url = shadow_url(0);
-        let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
-        let mut sent = Sent::default();
-        planted_traffic(&rig, &mut sent)?;
-        let report = rig.judged(&[&v3_url], sent.total())?;
-        Ok(Self {
-            rig,
-            v3_url,
-            agent,
-            sent,
-            report,
-        })
-    }
+/// planted traffic sent and the report once it counted all of it: the
+/// hosts, v3's URL, the agent, what was sent and the report.
+fn planted_and_judged() -> Result<(AppRig, String, Agent, Sent, Value)> {
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
+    let v3_url = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
+    let mut sent = Sent::default();
+    planted_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v3_url], sent.total())?;
+    Ok((rig, v3_url, agent, sent, report))
 }
 
 /// The planted regressions' workload: 100 items (every tenth a 500 on
@@ -628,13 +613,8 @@ fn planted_differences_are_counted_exactly_by_kind_at_their_paths() -> Result<()
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let Planted {
-        rig: _rig, // the hosts live until the end
-        v3_url,
-        agent,
-        sent,
-        report,
-    } = Planted::judged()?;
+    // The hosts (`_rig`) live until the end.
+    let (_rig, v3_url, agent, sent, report) = planted_and_judged()?;
     let v3_report = target(&report, &v3_url)?;
     ensure!(
         verdict(v3_report)? == (170, 120, 50),
@@ -1195,13 +1175,7 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let Planted {
-        rig,
-        v3_url,
-        agent,
-        sent: _,
-        report,
-    } = Planted::judged()?;
+    let (rig, v3_url, agent, _, report) = planted_and_judged()?;
     ensure!(verdict(target(&report, &v3_url)?)?.2 == 50, "{report:#}");
     let primary = rig.rig.primary();
 

@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
-use mirror_testkit::ScratchDir;
+use mirror_testkit::{Agent, ScratchDir};
 use mirror_tests::{
     ReplayRig, TestPki, TlsFront,
     agent::{expect_counts, stop_clean},
@@ -49,11 +49,20 @@ fn https_rig(ca_file: &str) -> Result<(String, ReplayRig)> {
     Ok((url, rig))
 }
 
-/// `n` requests from 4 clients, each answered 200 by v1; the outcomes of
-/// `url` once the agent counted them all.
-fn sent_and_settled(rig: &ReplayRig, n: usize, url: &str) -> Result<BTreeMap<String, u64>> {
+/// The TLS front presenting `leaf`, the agent started, then `n` requests
+/// from 4 clients, each answered 200 by v1: the front, the agent and the
+/// outcomes of `url` once the agent counted them all.
+fn through_front(
+    rig: &ReplayRig,
+    leaf: &LeafCert,
+    n: usize,
+    url: &str,
+) -> Result<(TlsFront, Agent, BTreeMap<String, u64>)> {
+    let front = front(rig, leaf)?;
+    let agent = rig.start_agent()?;
     rig.send_all(&requests(n), 4)?;
-    Ok(rig.settle(&[url], n as u64)?.shadow_outcomes(url))
+    let outcomes = rig.settle(&[url], n as u64)?.shadow_outcomes(url);
+    Ok((front, agent, outcomes))
 }
 
 /// The TLS front on shadow host 0 presenting `leaf`, before the shadow's
@@ -105,11 +114,8 @@ fn an_https_target_receives_the_requests_byte_for_byte_over_reused_connections()
     let ca = pki.write_ca(&scratch, "ca.pem")?;
     let (url, mut rig) = https_rig(&ca)?;
     let leaf = pki.leaf(&["v2.shadow.test"], &[front_addr().ip()])?;
-    let front = front(&rig, &leaf)?;
-    let agent = rig.start_agent()?;
-
     let n = 300;
-    let outcomes = sent_and_settled(&rig, n, &url)?;
+    let (front, agent, outcomes) = through_front(&rig, &leaf, n, &url)?;
     ensure!(
         outcomes.get("2xx") == Some(&(n as u64)),
         "outcomes: {outcomes:?}"
@@ -149,12 +155,9 @@ fn a_certificate_from_another_ca_is_refused_counted_and_v1_unaffected() -> Resul
     let wrong_ca = other.write_ca(&scratch, "other-ca.pem")?;
     let (url, mut rig) = https_rig(&wrong_ca)?;
     let leaf = pki.leaf(&[], &[front_addr().ip()])?;
-    let front = front(&rig, &leaf)?;
-    let agent = rig.start_agent()?;
-
     let n = 200;
     // Every client gets its answer from v1 (send_all checks each 200).
-    let outcomes = sent_and_settled(&rig, n, &url)?;
+    let (front, agent, outcomes) = through_front(&rig, &leaf, n, &url)?;
     ensure!(
         outcomes.get("tls_certificate") == Some(&(n as u64)),
         "outcomes: {outcomes:?}"
