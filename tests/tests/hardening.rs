@@ -29,12 +29,28 @@ use mirror_tests::{
     mirrored::{MARKER, compare_mirrored},
     ops::TargetAccount,
     require_kernel,
-    rig::shadow_url,
+    rig::{Served, shadow_url},
 };
 
 /// SIGTERM; the agent must exit 0 with counts that balance.
 fn stop(agent: Agent) -> Result<Stopped> {
     agent::check_exit(agent.stop(Signal::TERM, Duration::from_secs(20))?)
+}
+
+/// `requests` over one connection, then the agent stopped: it must have
+/// captured each and had each answered 2xx by the shadow. What v1 and the
+/// shadow received.
+fn all_answered(rig: &mut ReplayRig, agent: Agent, requests: &[Vec<u8>]) -> Result<Served> {
+    let n = requests.len() as u64;
+    rig.send_all(requests, 1)?;
+    rig.settle(&[&rig.url(0)], n)?;
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&rig.url(0))?;
+    ensure!(
+        counts.get("captured") == n && counts.get("2xx") == n,
+        "final counts: {counts}"
+    );
+    rig.stop_servers()
 }
 
 /// A request as the rig server keeps it: what the shadow must get.
@@ -323,16 +339,7 @@ fn a_request_with_both_te_and_cl_reaches_the_shadow_chunked_without_content_leng
         ),
         post(&host, "/length", "Content-Length: 5\r\n", b"hello"),
     ];
-    rig.send_all(&requests, 1)?;
-    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
-    let stopped = stop(agent)?;
-    let counts = stopped.target(&rig.url(0))?;
-    ensure!(
-        counts.get("captured") == 4 && counts.get("2xx") == 4,
-        "final counts: {counts}"
-    );
-
-    let served = rig.stop_servers()?;
+    let served = all_answered(&mut rig, agent, &requests)?;
     let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
     ensure!(
         v1.len() == 4
@@ -408,16 +415,7 @@ fn a_stripped_header_is_left_out_of_chunked_trailers_too() -> Result<()> {
             &chunked_body(&[b"abc"], b"X-Sum: 3\r\nX-Auth-Note: not a credential\r\n"),
         ),
     ];
-    rig.send_all(&requests, 1)?;
-    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
-    let stopped = stop(agent)?;
-    let counts = stopped.target(&rig.url(0))?;
-    ensure!(
-        counts.get("captured") == 3 && counts.get("2xx") == 3,
-        "final counts: {counts}"
-    );
-
-    let served = rig.stop_servers()?;
+    let served = all_answered(&mut rig, agent, &requests)?;
     let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
     ensure!(
         v1.len() == 3
