@@ -7,6 +7,8 @@
 //!
 //! Each request is one client write: its last segment carries PSH.
 
+use std::borrow::Borrow;
+use std::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use mirror_agent::capture::{Direction, Event, EventKind, EventSink, FlowKey};
@@ -281,6 +283,20 @@ fn assert_same(got: &Request, want: &Spec) {
     assert_eq!(got.method(), &want.head[..line_end], "method");
 }
 
+/// The requests that came out are `expected`, in order; `context` is
+/// shown when their counts differ.
+fn same_requests<R: Borrow<Request>, S: Borrow<Spec>>(
+    got: &[R],
+    expected: &[S],
+    context: &dyn Debug,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), expected.len(), "{:?}", context);
+    for (g, want) in got.iter().zip(expected) {
+        assert_same(g.borrow(), want.borrow());
+    }
+    Ok(())
+}
+
 /// One connection's test input.
 #[derive(Debug, Clone)]
 struct Conn {
@@ -379,10 +395,7 @@ proptest! {
                 .iter()
                 .filter(|r| r.flow.key == key(i as u16))
                 .collect();
-            prop_assert_eq!(got.len(), c.specs.len());
-            for (g, want) in got.iter().zip(&c.specs) {
-                assert_same(g, want);
-            }
+            same_requests(&got, &c.specs, &format!("connection {i}"))?;
         }
     }
 
@@ -450,11 +463,7 @@ proptest! {
             .map(|(_, s)| s)
             .collect();
         let stats = table_stats(&table);
-        let got = table.consumer().sink();
-        prop_assert_eq!(got.len(), expected.len(), "{:?}", stats);
-        for (g, want) in got.iter().zip(&expected) {
-            assert_same(g, want);
-        }
+        same_requests(table.consumer().sink(), &expected, &stats)?;
         prop_assert!(stats.http.dropped.get(SkipReason::Gap) >= 1);
         prop_assert_eq!(
             stats.http.dropped.total(),
@@ -494,11 +503,7 @@ proptest! {
             .map(|(s, _)| s)
             .collect();
         let stats = table_stats(&table);
-        let got = table.consumer().sink();
-        prop_assert_eq!(got.len(), expected.len(), "{:?}", stats);
-        for (g, want) in got.iter().zip(&expected) {
-            assert_same(g, want);
-        }
+        same_requests(table.consumer().sink(), &expected, &stats)?;
         // The first segment is always skipped: one request lost, counted.
         prop_assert_eq!(stats.http.dropped.get(SkipReason::MidstreamJoin), 1);
         prop_assert_eq!(stats.http.dropped.total(), 1);

@@ -47,14 +47,15 @@ pub struct Response {
     pub latency: Duration,
 }
 
-/// A keep-alive connection.
-pub struct HttpClient {
+/// A keep-alive connection and the bytes read from it not yet consumed:
+/// what an HTTP/1.1 client needs under its response parsing.
+pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
-impl HttpClient {
-    /// Connects from inside `netns`.
+impl Connection {
+    /// Connects from inside `netns` (no Nagle delay).
     pub fn connect(netns: &Netns, addr: SocketAddr) -> Result<Self> {
         let stream = tcp::connect(netns, addr)?;
         stream.set_nodelay(true)?;
@@ -65,17 +66,8 @@ impl HttpClient {
     }
 
     /// The client's end of the connection.
-    pub fn local_addr(&self) -> Result<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.stream.local_addr()?)
-    }
-
-    /// Sends one request (head and body, as the server must see them) and
-    /// reads its response, which must carry a Content-Length (or be a 1xx,
-    /// 204 or 304).
-    pub fn request(&mut self, wire: &[u8]) -> Result<Response> {
-        let started = Instant::now();
-        self.write(wire)?;
-        self.response(started)
     }
 
     /// Sends bytes as one write: a request, or a part of one.
@@ -83,46 +75,14 @@ impl HttpClient {
         self.stream.write_all(bytes).context("sending a request")
     }
 
-    /// Reads the response to a request whose first byte went out at
-    /// `started`.
-    pub fn response(&mut self, started: Instant) -> Result<Response> {
-        loop {
-            let (status, head_len, body_len) = loop {
-                if let Some(head) = parse_head(&self.buf)? {
-                    break head;
-                }
-                self.fill()?;
-            };
-            while self.buf.len() < head_len + body_len {
-                self.fill()?;
-            }
-            self.buf.drain(..head_len + body_len);
-            if (100..200).contains(&status) {
-                continue; // 100 Continue: the real answer follows
-            }
-            return Ok(Response {
-                status,
-                body_len,
-                latency: started.elapsed(),
-            });
-        }
+    /// The bytes read and not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
     }
 
-    /// Closes the sending side and waits for the server to close: the
-    /// server has then seen every request and the FIN.
-    pub fn close(mut self) -> Result<()> {
-        self.stream.shutdown(std::net::Shutdown::Write)?;
-        let mut rest = Vec::new();
-        self.stream.read_to_end(&mut rest)?;
-        ensure!(
-            rest.is_empty() && self.buf.is_empty(),
-            "the server sent {} unexpected bytes",
-            rest.len() + self.buf.len()
-        );
-        Ok(())
-    }
-
-    fn fill(&mut self) -> Result<()> {
+    /// Reads what comes (at least a byte); the server closing before is
+    /// an error.
+    pub fn fill(&mut self) -> Result<()> {
         let mut chunk = [0u8; 16 << 10];
         let n = loop {
             match self.stream.read(&mut chunk) {
@@ -136,6 +96,102 @@ impl HttpClient {
         }
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
+    }
+
+    /// The next `len` bytes, read as needed.
+    pub fn take(&mut self, len: usize) -> Result<Vec<u8>> {
+        while self.buf.len() < len {
+            self.fill()?;
+        }
+        Ok(self.buf.drain(..len).collect())
+    }
+
+    /// The next line, without its CRLF.
+    pub fn line(&mut self) -> Result<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..end].to_vec();
+                self.buf.drain(..end + 2);
+                return Ok(line);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Closes the sending side and waits for the server to close: the
+    /// server has then seen every request and the FIN. Bytes left unread
+    /// are an error.
+    pub fn close(mut self) -> Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)?;
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest)?;
+        ensure!(
+            rest.is_empty() && self.buf.is_empty(),
+            "the server sent {} unexpected bytes",
+            rest.len() + self.buf.len()
+        );
+        Ok(())
+    }
+}
+
+/// A keep-alive connection that times each request.
+pub struct HttpClient {
+    conn: Connection,
+}
+
+impl HttpClient {
+    /// Connects from inside `netns`.
+    pub fn connect(netns: &Netns, addr: SocketAddr) -> Result<Self> {
+        Ok(Self {
+            conn: Connection::connect(netns, addr)?,
+        })
+    }
+
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
+    /// Sends one request (head and body, as the server must see them) and
+    /// reads its response, which must carry a Content-Length (or be a 1xx,
+    /// 204 or 304).
+    pub fn request(&mut self, wire: &[u8]) -> Result<Response> {
+        let started = Instant::now();
+        self.write(wire)?;
+        self.response(started)
+    }
+
+    /// Sends bytes as one write: a request, or a part of one.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.conn.write(bytes)
+    }
+
+    /// Reads the response to a request whose first byte went out at
+    /// `started`.
+    pub fn response(&mut self, started: Instant) -> Result<Response> {
+        loop {
+            let (status, head_len, body_len) = loop {
+                if let Some(head) = parse_head(self.conn.buffered())? {
+                    break head;
+                }
+                self.conn.fill()?;
+            };
+            self.conn.take(head_len + body_len)?;
+            if (100..200).contains(&status) {
+                continue; // 100 Continue: the real answer follows
+            }
+            return Ok(Response {
+                status,
+                body_len,
+                latency: started.elapsed(),
+            });
+        }
+    }
+
+    /// Closes the sending side and waits for the server to close: the
+    /// server has then seen every request and the FIN.
+    pub fn close(self) -> Result<()> {
+        self.conn.close()
     }
 }
 

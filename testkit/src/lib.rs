@@ -9,9 +9,10 @@
 //! such process ([`Agent`]), read from the outside as a script would: its
 //! log, its `kernel counters:` and `final counts` ([`agent::report`]), its
 //! Prometheus endpoint ([`Metrics`]). Traffic: plain TCP ([`tcp`]), HTTP
-//! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to a server that
-//! frames requests with code of its own ([`HttpServer`]) or a real one
-//! ([`Nginx`]); crafted frames
+//! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to the test
+//! server, which frames requests with code of its own and answers, stalls
+//! or fails as a test tells it ([`Server`]), or a real one ([`Nginx`]);
+//! crafted frames
 //! through `BPF_PROG_TEST_RUN` ([`packet`]), or through a packet socket's
 //! TX ring, headers outside the receiver's linear skb area ([`tx_ring`]).
 //!
@@ -27,7 +28,6 @@ pub mod agent;
 pub mod command;
 pub mod etc_hosts;
 pub mod http_client;
-pub mod http_server;
 pub mod link;
 pub mod metrics;
 pub mod netns;
@@ -36,6 +36,7 @@ pub mod packet;
 pub mod process;
 pub mod random;
 pub mod scratch;
+pub mod server;
 pub mod tcp;
 pub mod tx_ring;
 pub mod wait;
@@ -43,7 +44,6 @@ pub mod wait;
 pub use agent::{Agent, AgentExit, TargetCounts};
 pub use etc_hosts::EtcHosts;
 pub use http_client::HttpClient;
-pub use http_server::{HttpServer, Received, ReceivedRequest};
 pub use link::{Link, veth};
 pub use metrics::{Metrics, Sample};
 pub use netns::Netns;
@@ -52,6 +52,7 @@ pub use process::Process;
 pub use random::pseudo_random;
 pub use rustix::process::Signal;
 pub use scratch::ScratchDir;
+pub use server::{Received, ReceivedRequest, Server};
 pub use wait::wait_until;
 
 /// The effective uid of this process.

@@ -205,6 +205,38 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
     Ok(kib.trim().parse()?)
 }
 
+/// Raises this process's limit of open files to at least `wanted` (the
+/// processes it starts inherit it): the soft limit, and the hard one with
+/// it where that is allowed; without CAP_SYS_RESOURCE (a container) the
+/// soft limit goes up to the hard one only. Returns the soft limit now,
+/// which the caller checks against what it needs.
+pub fn raise_open_files(wanted: u64) -> Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None is "unlimited".
+    let (soft, hard) = (
+        limit.current.unwrap_or(u64::MAX),
+        limit.maximum.unwrap_or(u64::MAX),
+    );
+    if soft >= wanted {
+        return Ok(soft);
+    }
+    let raised = Rlimit {
+        current: Some(wanted),
+        maximum: Some(hard.max(wanted)),
+    };
+    if setrlimit(Resource::Nofile, raised).is_ok() {
+        return Ok(wanted);
+    }
+    let to_hard = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    setrlimit(Resource::Nofile, to_hard)
+        .with_context(|| format!("setrlimit(RLIMIT_NOFILE, {hard})"))?;
+    Ok(hard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use mirror_testkit::{Agent, AgentExit, Netns, TargetCounts, agent};
+use mirror_testkit::{Agent, AgentExit, Netns, Signal, TargetCounts, agent};
 
 /// How long an agent may take to load and attach its programs.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -190,6 +190,36 @@ pub fn check_exit(exit: AgentExit) -> Result<Stopped> {
         kernel,
         finals,
     })
+}
+
+/// SIGINT, then a clean exit ([`check_exit`]) with nothing lost in the
+/// ring and no "accounting does not balance" in its log.
+pub fn stop_clean(agent: Agent) -> Result<Stopped> {
+    let stopped = check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)?;
+    ensure!(
+        stopped.kernel["records_lost"] == 0,
+        "the ring lost records: {:?}",
+        stopped.kernel
+    );
+    ensure!(
+        !stopped.exit.stderr.contains("accounting does not balance"),
+        "{}",
+        stopped.exit.stderr
+    );
+    Ok(stopped)
+}
+
+/// Each `(name, n)`: a total or outcome of `target`'s final counts is
+/// exactly n.
+pub fn expect_counts(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Result<()> {
+    for (name, n) in expected {
+        ensure!(
+            counts.get(name) == *n,
+            "{target}: {name} = {}, expected {n} ({counts})",
+            counts.get(name)
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,15 @@
-//! A raw HTTP/1.1 client for the [`AppServer`](crate::app_server::AppServer)
+//! A raw HTTP/1.1 client for the [`AppServer`](crate::app::AppServer)
 //! tests: requests written as the test gives them (pipelined if it wants),
 //! responses read whole whatever their framing (`Content-Length`, chunked,
 //! none for HEAD, 204 and 304), `1xx` interim answers noted, and
 //! `Expect: 100-continue` done as a client does it: the head, wait for the
 //! `100`, then the body.
 
-use std::{
-    io::{ErrorKind, Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-};
+use std::net::SocketAddr;
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-use mirror_testkit::{Netns, tcp};
+use mirror_testkit::{Netns, http_client::Connection};
 
 /// One response, its body decoded from the transfer framing (not from a
 /// content coding).
@@ -28,10 +25,7 @@ pub struct ClientResponse {
 
 impl ClientResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::app::header(&self.headers, name)
     }
 }
 
@@ -119,18 +113,14 @@ impl ClientRequest {
 
 /// A keep-alive connection.
 pub struct AppClient {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    conn: Connection,
 }
 
 impl AppClient {
     /// Connects from inside `netns`.
     pub fn connect(netns: &Netns, addr: SocketAddr) -> Result<Self> {
-        let stream = tcp::connect(netns, addr)?;
-        stream.set_nodelay(true)?;
         Ok(Self {
-            stream,
-            buf: Vec::new(),
+            conn: Connection::connect(netns, addr)?,
         })
     }
 
@@ -164,7 +154,7 @@ impl AppClient {
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes).context("sending a request")
+        self.conn.write(bytes)
     }
 
     /// The final response to the next request (interim ones noted).
@@ -182,27 +172,19 @@ impl AppClient {
     }
 
     /// Closes the sending side and waits for the server's close.
-    pub fn close(mut self) -> Result<()> {
-        self.stream.shutdown(std::net::Shutdown::Write)?;
-        let mut rest = Vec::new();
-        self.stream.read_to_end(&mut rest)?;
-        ensure!(
-            rest.is_empty() && self.buf.is_empty(),
-            "the server sent {} unexpected bytes",
-            rest.len() + self.buf.len()
-        );
-        Ok(())
+    pub fn close(self) -> Result<()> {
+        self.conn.close()
     }
 
     /// One response, interim or final.
     fn one_response(&mut self, head_request: bool) -> Result<ClientResponse> {
         let (head_len, mut response, length, chunked) = loop {
-            if let Some(parsed) = parse_head(&self.buf)? {
+            if let Some(parsed) = parse_head(self.conn.buffered())? {
                 break parsed;
             }
-            self.fill()?;
+            self.conn.fill()?;
         };
-        self.buf.drain(..head_len);
+        self.conn.take(head_len)?;
         let bodiless = head_request
             || (100..200).contains(&response.status)
             || response.status == 204
@@ -212,7 +194,7 @@ impl AppClient {
         }
         if chunked {
             loop {
-                let line = self.line()?;
+                let line = self.conn.line()?;
                 let size = std::str::from_utf8(&line)?
                     .split(';')
                     .next()
@@ -222,51 +204,19 @@ impl AppClient {
                 let size = usize::from_str_radix(&size, 16)
                     .with_context(|| format!("a bad chunk size {size:?}"))?;
                 if size == 0 {
-                    while !self.line()?.is_empty() {}
+                    while !self.conn.line()?.is_empty() {}
                     break;
                 }
-                response.body.extend(self.take(size)?);
-                ensure!(self.take(2)? == b"\r\n", "no CRLF after a chunk");
+                response.body.extend(self.conn.take(size)?);
+                ensure!(self.conn.take(2)? == b"\r\n", "no CRLF after a chunk");
             }
         } else {
             let Some(length) = length else {
                 bail!("a {} response without a length", response.status);
             };
-            response.body = self.take(length)?;
+            response.body = self.conn.take(length)?;
         }
         Ok(response)
-    }
-
-    fn fill(&mut self) -> Result<()> {
-        let mut chunk = [0u8; 16 << 10];
-        let n = loop {
-            match self.stream.read(&mut chunk) {
-                Ok(n) => break n,
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => return Err(err).context("reading a response"),
-            }
-        };
-        ensure!(n > 0, "the server closed before a whole response");
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    fn take(&mut self, len: usize) -> Result<Vec<u8>> {
-        while self.buf.len() < len {
-            self.fill()?;
-        }
-        Ok(self.buf.drain(..len).collect())
-    }
-
-    fn line(&mut self) -> Result<Vec<u8>> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf[..end].to_vec();
-                self.buf.drain(..end + 2);
-                return Ok(line);
-            }
-            self.fill()?;
-        }
     }
 }
 

@@ -305,6 +305,21 @@ impl FlowCapture {
         (self.data.len() + self.controls.len() + self.truncations.len()) as u64
     }
 
+    /// The stream ([`FlowCapture::stream`]), failing unless it is exactly
+    /// `sent`, ended by a FIN.
+    pub fn whole_stream(&self, sent: &[u8]) -> Result<Stream> {
+        let stream = self.stream()?;
+        ensure!(
+            stream.bytes == sent,
+            "captured stream differs from the bytes sent at offset {:?} ({} captured, {} sent)",
+            crate::first_difference(&stream.bytes, sent),
+            stream.bytes.len(),
+            sent.len()
+        );
+        ensure!(self.fin().is_some(), "no FIN captured");
+        Ok(stream)
+    }
+
     /// The client's byte stream rebuilt from the data chunks: offsets are
     /// relative to the first data byte (SYN seq + 1, wrapping), chunks are
     /// sorted by offset and must tile the stream with no gap. A chunk that

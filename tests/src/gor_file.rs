@@ -251,7 +251,7 @@ pub fn same_order_per_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_testkit::http_server::ServerConnection;
+    use mirror_testkit::server::ServerConnection;
 
     #[test]
     fn a_file_parses_and_a_cut_one_does_not() {

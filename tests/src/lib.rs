@@ -10,8 +10,9 @@
 //! removed in Drop guards, also when a test fails.
 //!
 //! Replay to shadows: [`ReplayRig`] is v1, its shadows and the agent with
-//! the flags a test chooses; [`SlowServer`] is a shadow that cannot keep
-//! up, [`mirrored`] compares what shadows and primary got.
+//! the flags a test chooses; the shadows are test servers
+//! ([`mirror_testkit::Server`]: slow, held, failing as a test needs),
+//! [`mirrored`] compares what shadows and primary got.
 //!
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
@@ -20,27 +21,23 @@
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
 pub mod agent;
+pub mod app;
 pub mod app_client;
-pub mod app_server;
-pub mod bad_shadow;
 pub mod capture;
-pub mod gated_server;
 pub mod gor_file;
 pub mod http_compare;
 pub mod load;
 pub mod mirrored;
 pub mod ops;
-pub mod paced;
 pub mod pcapng;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
-pub mod slow_server;
 pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use mirror_testkit::Netns;
 
@@ -49,7 +46,6 @@ pub use load::Load;
 pub use prometheus::Prometheus;
 pub use rig::ReplayRig;
 pub use shadow_net::ShadowNet;
-pub use slow_server::SlowServer;
 pub use tls_front::{TestPki, TlsFront};
 pub use topology::{Family, Topology};
 
@@ -97,6 +93,53 @@ fn probe_kernel() -> Result<(), String> {
         .run(|| std::fs::read_dir("/sys/class/net").map(|_| ()))
         .map_err(|e| format!("cannot enter a network namespace: {e}"))?;
     Ok(())
+}
+
+/// Kernel tests that each run one scenario function, written as a table:
+/// `name => scenario(args);`. Each is a `#[test]` that first calls
+/// [`require_kernel`].
+#[macro_export]
+macro_rules! kernel_tests {
+    ($($name:ident => $scenario:expr;)+) => {
+        $(
+            #[test]
+            fn $name() -> ::anyhow::Result<()> {
+                if !$crate::require_kernel() {
+                    return Ok(());
+                }
+                $scenario
+            }
+        )+
+    };
+}
+
+/// A test file's share of the machine: the test that judges a rate or a
+/// latency takes all of it, the file's other tests (each an agent, servers
+/// and a client busy at once) share it and wait meanwhile, so that a bound
+/// judges the agent and not the neighbours. One `static` per test file.
+pub struct MachineShare(RwLock<()>);
+
+impl MachineShare {
+    pub const fn new() -> Self {
+        Self(RwLock::new(()))
+    }
+
+    /// The kernel check ([`require_kernel`]), then a share of the machine;
+    /// None where the kernel tests are skipped.
+    pub fn shared(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        require_kernel().then(|| self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The kernel check, then the whole machine.
+    pub fn exclusive(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        require_kernel().then(|| self.0.write().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Default for MachineShare {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Where the first difference between two byte strings is, for messages

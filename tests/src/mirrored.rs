@@ -99,7 +99,7 @@ pub fn compare_mirrored<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_testkit::http_server::ServerConnection;
+    use mirror_testkit::server::ServerConnection;
 
     fn request(head: &str, body: &str) -> ReceivedRequest {
         ReceivedRequest {

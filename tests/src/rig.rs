@@ -1,4 +1,4 @@
-//! The replay rig: a client, v1 (an [`HttpServer`] on the primary, where
+//! The replay rig: a client, v1 (a [`Server`] on the primary, where
 //! the agent captures), HTTP servers on the shadow hosts a test chooses,
 //! and the real agent on v1's interface with the flags the test chooses:
 //! `ReplayRig::builder(2).mirror_to(&[0, 1]).start()?` is v1, v2 and v3
@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Result, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, HttpServer, Metrics, Netns, Received, ScratchDir,
+    Agent, HttpClient, Metrics, Netns, Received, ScratchDir, Server,
     ab::{self, AbReport},
     metrics,
 };
@@ -48,9 +48,9 @@ pub fn shadow_url(index: usize) -> String {
 pub struct ReplayRig {
     pub net: ShadowNet,
     /// None once stopped, or where the test runs v1 itself.
-    v1: Option<HttpServer>,
+    v1: Option<Server>,
     /// By shadow host; None where the rig runs no server.
-    servers: Vec<Option<HttpServer>>,
+    servers: Vec<Option<Server>>,
     /// The agent's command line.
     args: Vec<String>,
     scratch: ScratchDir,
@@ -121,7 +121,7 @@ impl ReplayRigBuilder {
         let net = ShadowNet::new(self.shadow_hosts)?;
         let v1 = self
             .serve_primary
-            .then(|| HttpServer::start(net.primary(), net.primary_addr(PORT)))
+            .then(|| Server::start(net.primary(), net.primary_addr(PORT)))
             .transpose()?;
         let served = self
             .served
@@ -130,7 +130,7 @@ impl ReplayRigBuilder {
             .map(|i| {
                 served
                     .contains(&i)
-                    .then(|| HttpServer::start(net.shadow(i), net.shadow_addr(i, PORT)))
+                    .then(|| Server::start(net.shadow(i), net.shadow_addr(i, PORT)))
                     .transpose()
             })
             .collect::<Result<_>>()?;
@@ -324,7 +324,7 @@ impl ReplayRig {
         let shadows = self
             .servers
             .iter_mut()
-            .map(|server| server.take().map(HttpServer::stop).transpose())
+            .map(|server| server.take().map(Server::stop).transpose())
             .collect::<Result<_>>()?;
         Ok(Served { v1, shadows })
     }

@@ -1,6 +1,6 @@
 //! An https shadow for the kernel tests: a TLS terminator (rustls) in a
 //! shadow's namespace that hands the decrypted bytes, unchanged, to a rig
-//! [`HttpServer`](mirror_testkit::HttpServer) behind it, one backend
+//! [`Server`](mirror_testkit::Server) behind it, one backend
 //! connection per TLS connection. What that server received is what the
 //! agent sent inside TLS, byte for byte.
 //!
@@ -8,7 +8,7 @@
 //! certificates it signs for the names a test chooses.
 //!
 //! ```text
-//!  agent ──TLS──▶ TlsFront :8443 ──plain──▶ HttpServer :8080   (shadow host)
+//!  agent ──TLS──▶ TlsFront :8443 ──plain──▶ Server :8080   (shadow host)
 //! ```
 
 use std::{

@@ -27,7 +27,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use mirror_testkit::{Agent, HttpServer, Netns, Signal, process::status_field, wait_until};
+use mirror_testkit::{Agent, Netns, Server, Signal, process::status_field, wait_until};
 use mirror_tests::{
     Family, Topology,
     agent::{ATTACH_TIMEOUT, binary as agent_binary, refusal},
@@ -166,14 +166,14 @@ fn a_non_root_agent_with_bpf_net_admin_perfmon_attaches_and_mirrors() -> Result<
         return Ok(());
     }
     let topology = Topology::new()?;
-    let primary = HttpServer::start(
+    let primary = Server::start(
         &topology.server,
         topology.server_addr(Family::V4, PRIMARY_PORT),
     )?;
     let shadows = SHADOW_PORTS
         .iter()
         .map(|port| {
-            HttpServer::start(
+            Server::start(
                 &topology.server,
                 SocketAddr::new(IpAddr::V4(SERVER_V4), *port),
             )

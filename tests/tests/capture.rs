@@ -15,9 +15,8 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_agent::capture::CaptureOptions;
 use mirror_common::Counter;
 use mirror_testkit::{
-    HttpClient, HttpServer,
-    http_server::RESPONSE,
-    pseudo_random,
+    HttpClient, Server, pseudo_random,
+    server::RESPONSE,
     tcp::{self, TcpSink},
     wait_until,
 };
@@ -91,15 +90,7 @@ fn send_one_mebibyte(topology: &Topology, family: Family, packets: Packets) -> R
         "truncated: {:?}",
         flow.truncations
     );
-    let stream = flow.stream()?;
-    ensure!(
-        stream.bytes == sent,
-        "captured stream differs from the bytes sent at offset {:?} ({} captured, {} sent)",
-        first_difference(&stream.bytes, &sent),
-        stream.bytes.len(),
-        sent.len()
-    );
-    ensure!(flow.fin().is_some(), "no FIN captured");
+    let stream = flow.whole_stream(&sent)?;
     let c = &captured.counters;
     ensure!(c.get(Counter::PayloadBytes) == (MIB as u64 + stream.retransmitted));
     ensure!(c.get(Counter::RecordsLost) == 0, "records lost: {c}");
@@ -171,52 +162,19 @@ fn one_mebibyte_in_tso_super_packets(family: Family) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn one_mebibyte_ipv4_gro_off_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_segment_by_segment(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv4_gro_on_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_through_gro(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv4_tso_super_packets_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_in_tso_super_packets(Family::V4)
-}
-
-#[test]
-fn one_mebibyte_ipv6_gro_off_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_segment_by_segment(Family::V6)
-}
-
-#[test]
-fn one_mebibyte_ipv6_gro_on_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_through_gro(Family::V6)
-}
-
-#[test]
-fn one_mebibyte_ipv6_tso_super_packets_is_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    one_mebibyte_in_tso_super_packets(Family::V6)
+mirror_tests::kernel_tests! {
+    one_mebibyte_ipv4_gro_off_is_captured_exactly =>
+        one_mebibyte_segment_by_segment(Family::V4);
+    one_mebibyte_ipv4_gro_on_is_captured_exactly =>
+        one_mebibyte_through_gro(Family::V4);
+    one_mebibyte_ipv4_tso_super_packets_is_captured_exactly =>
+        one_mebibyte_in_tso_super_packets(Family::V4);
+    one_mebibyte_ipv6_gro_off_is_captured_exactly =>
+        one_mebibyte_segment_by_segment(Family::V6);
+    one_mebibyte_ipv6_gro_on_is_captured_exactly =>
+        one_mebibyte_through_gro(Family::V6);
+    one_mebibyte_ipv6_tso_super_packets_is_captured_exactly =>
+        one_mebibyte_in_tso_super_packets(Family::V6);
 }
 
 // ---------------------------------------------------------------------------
@@ -548,7 +506,7 @@ fn exchanges(responses: bool) -> Result<(Captured, Vec<String>, SocketAddr)> {
     options.responses = responses;
     let capture = CaptureRunner::start(&topology.server, options)?;
     let attached = attached_programs(&topology)?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let mut client = HttpClient::connect(&topology.client, server.addr())?;
     for i in 0..3 {
         let request = format!("GET /r/{i} HTTP/1.1\r\nHost: v1\r\n\r\n");

@@ -24,13 +24,13 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{SchedClassifier, TcAttachType};
 use mirror_testkit::{
-    Agent, Metrics, Netns, ScratchDir, Signal, ab, http_client, metrics::DEFAULT_ADDR,
+    Agent, Metrics, Netns, ScratchDir, Server, Signal, ab, http_client, metrics::DEFAULT_ADDR,
 };
 use mirror_tests::{
-    ReplayRig, SlowServer,
+    ReplayRig,
     agent::{self, Stopped},
+    app::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     app_client::{AppClient, ClientRequest, ClientResponse},
-    app_server::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     prometheus, require_kernel,
     rig::shadow_url,
     tcpdump::Tcpdump,
@@ -433,6 +433,19 @@ fn curl(rig: &AppRig, args: &[&str], path: &str, status: u16) -> Result<()> {
     Ok(())
 }
 
+/// v1 and v3 (the planted regressions), the agent comparing them, the
+/// planted traffic sent and the report once it counted all of it: the
+/// hosts, v3's URL, the agent, what was sent and the report.
+fn planted_and_judged() -> Result<(AppRig, String, Agent, Sent, Value)> {
+    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
+    let v3_url = shadow_url(0);
+    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
+    let mut sent = Sent::default();
+    planted_traffic(&rig, &mut sent)?;
+    let report = rig.judged(&[&v3_url], sent.total())?;
+    Ok((rig, v3_url, agent, sent, report))
+}
+
 /// The planted regressions' workload: 100 items (every tenth a 500 on
 /// v3), 30 orders (v3's total is off), 10 empties (v3's X-Version
 /// differs), 20 cached (half 304), 10 streams.
@@ -600,12 +613,8 @@ fn planted_differences_are_counted_exactly_by_kind_at_their_paths() -> Result<()
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
-    let v3_url = shadow_url(0);
-    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
-    let mut sent = Sent::default();
-    planted_traffic(&rig, &mut sent)?;
-    let report = rig.judged(&[&v3_url], sent.total())?;
+    // The hosts (`_rig`) live until the end.
+    let (_rig, v3_url, agent, sent, report) = planted_and_judged()?;
     let v3_report = target(&report, &v3_url)?;
     ensure!(
         verdict(v3_report)? == (170, 120, 50),
@@ -936,11 +945,9 @@ fn slow_and_dead_targets_are_counted_as_not_compared_and_v1_does_not_wait() -> R
     };
     // Shadow 0 answers after 3 s, shadow 1 has nothing listening.
     let rig = AppRig::new(Behaviour::v1("v1"), vec![None, None])?;
-    let _slow = SlowServer::start(
-        rig.rig.shadow(0),
-        rig.rig.shadow_addr(0),
-        Duration::from_secs(3),
-    )?;
+    let _slow = Server::builder()
+        .delay(Duration::from_secs(3))
+        .start(rig.rig.shadow(0), rig.rig.shadow_addr(0))?;
     let (slow, dead) = (shadow_url(0), shadow_url(1));
     let agent = rig.agent(
         &[
@@ -1168,12 +1175,7 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
     let Some(_machine) = serial() else {
         return Ok(());
     };
-    let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(v3())])?;
-    let v3_url = shadow_url(0);
-    let agent = rig.agent(&["--shadow", &v3_url, "--compare"], 1)?;
-    let mut sent = Sent::default();
-    planted_traffic(&rig, &mut sent)?;
-    let report = rig.judged(&[&v3_url], sent.total())?;
+    let (rig, v3_url, agent, _, report) = planted_and_judged()?;
     ensure!(verdict(target(&report, &v3_url)?)?.2 == 50, "{report:#}");
     let primary = rig.rig.primary();
 

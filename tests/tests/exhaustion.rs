@@ -19,7 +19,7 @@
 //!   second, TIME_WAIT past 14,000, a core busy.
 //!
 //! ```text
-//!  client ──▶ v1 :8080 (HttpServer; mirror-agent on veth-s) ──▶ shadow 0 :8080
+//!  client ──▶ v1 :8080 (Server; mirror-agent on veth-s) ──▶ shadow 0 :8080
 //!               ▲ 127.0.0.1:9464 metrics, health               └─▶ shadow 1 :8080
 //!               └── 1,100 idle connections (from v1's namespace)
 //! ```
@@ -37,36 +37,24 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_agent::telemetry::endpoint::MAX_CONNECTIONS;
-use mirror_testkit::{Agent, Metrics, Netns, Signal, metrics::DEFAULT_ADDR, wait_until};
+use mirror_testkit::{
+    Agent, Metrics, Netns, Server, Signal, metrics::DEFAULT_ADDR, process, server::Reply,
+    wait_until,
+};
 use mirror_tests::{
-    ReplayRig,
+    Load, MachineShare, ReplayRig,
     agent::{self, ATTACH_TIMEOUT, Stopped},
-    bad_shadow::{BadShadow, Failure},
-    paced::PacedLoad,
-    require_kernel,
     shadow_net::shadow_v4,
 };
 
 /// The storm test measures CPU: the other test of this file waits while it
 /// runs, so that the bound judges the agent and not the neighbours.
-static LOAD: RwLock<()> = RwLock::new(());
-
-/// The kernel check, then this test's share of the machine; None where
-/// the kernel tests are skipped (see [`require_kernel`]).
-fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// The kernel check, then the whole machine.
-fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
-}
+static LOAD: MachineShare = MachineShare::new();
 
 /// SIGTERM; the agent must exit 0 with counts that balance.
 fn stop(agent: Agent) -> Result<Stopped> {
@@ -141,34 +129,6 @@ const UNREACHABLE: &str = "http://10.200.99.2:8080";
 /// ring, epoll, the listener, the shadows' connections, logs (about 25).
 const AGENT_OWN_FDS: usize = 64;
 
-/// Raises this process's soft limit of open files to at least `needed`
-/// (and the hard one with it if it is lower: the tests run as root).
-fn raise_own_fd_limit(needed: u64) -> Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to an rlimit.
-    unsafe {
-        ensure!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
-            "getrlimit: {}",
-            std::io::Error::last_os_error()
-        );
-        if limit.rlim_cur >= needed {
-            return Ok(());
-        }
-        limit.rlim_cur = needed;
-        limit.rlim_max = limit.rlim_max.max(needed);
-        ensure!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
-            "setrlimit(RLIMIT_NOFILE, {needed}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 /// `n` connections from inside `netns` to `addr` that send nothing.
 fn open_idle(netns: &Netns, addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     netns.run(|| {
@@ -215,10 +175,12 @@ fn probe_health(netns: &Netns, addr: SocketAddr, bound: Duration) -> Result<(u16
 /// its soft limit to the hard one.
 #[test]
 fn eleven_hundred_idle_metrics_connections_starve_neither_healthz_nor_the_shadows() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
-    raise_own_fd_limit(IDLE_CONNECTIONS as u64 + 1_024)?;
+    let needed = IDLE_CONNECTIONS as u64 + 1_024;
+    let limit = process::raise_open_files(needed)?;
+    ensure!(limit >= needed, "RLIMIT_NOFILE is {limit}, {needed} needed");
     let mut rig = ReplayRig::builder(1)
         .mirror_to(&[0])
         .args(&["--shadow", UNREACHABLE])
@@ -437,8 +399,8 @@ impl std::fmt::Display for Storm {
 
 /// Runs [`RATE`] requests a second at v1 for [`MEASURED`] while the agent
 /// mirrors them to `shadow` (host `index`), and measures.
-fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Result<Storm> {
-    let load = PacedLoad::start(rig.client(), rig.primary_addr(), LOAD_CONNECTIONS, RATE)?;
+fn storm(rig: &ReplayRig, agent: &Agent, shadow: &Server, index: usize) -> Result<Storm> {
+    let load = Load::paced(rig.client(), rig.primary_addr(), LOAD_CONNECTIONS, RATE)?;
     let started = Instant::now();
     let cpu_before = cpu_seconds(agent.pid())?;
     let waited_before = run_queue_seconds(agent.pid())?;
@@ -448,7 +410,7 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Re
     let waited_after = run_queue_seconds(agent.pid())?;
     let seconds = started.elapsed().as_secs_f64();
     let requests = load.answered() - answered_before;
-    let connections = shadow.connections();
+    let connections = shadow.connections() as u64;
     let time_wait = time_wait_toward(rig.primary(), &shadow_v4(index, 2).to_string())?;
     load.check_running()?;
     let total = load.stop()?;
@@ -476,13 +438,19 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Re
 #[test]
 fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_connect_storm()
 -> Result<()> {
-    let Some(_load) = exclusive_load() else {
+    let Some(_load) = LOAD.exclusive() else {
         return Ok(());
     };
     let mut rig = ReplayRig::builder(2).serve(&[]).build()?;
     let mut requests = 0;
-    for (index, failure) in [(0, Failure::Garbage), (1, Failure::ResetMidBody)] {
-        let shadow = BadShadow::start(rig.shadow(index), rig.shadow_addr(index), failure)?;
+    let failures = [
+        ("garbage", Reply::garbage()),
+        ("reset mid-body", Reply::reset_mid_body()),
+    ];
+    for (index, (failure, reply)) in failures.into_iter().enumerate() {
+        let shadow = Server::builder()
+            .answer(move |_| reply.clone())
+            .start(rig.shadow(index), rig.shadow_addr(index))?;
         let url = rig.url(index);
         let mut args = rig.agent_args();
         args.extend(["--shadow", &url]);
@@ -491,26 +459,26 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         // as one thread among the load's and the servers' seventy.
         let agent = start_wrapped(rig.primary(), &["setsid"], &args)?;
         let storm = storm(&rig, &agent, &shadow, index)?;
-        eprintln!("{failure:?}: {storm}");
+        eprintln!("{failure}: {storm}");
 
         let budget = (MAX_IN_FLIGHT + storm.seconds + 1.0) as u64;
         ensure!(
             storm.rate() >= MIN_RATE,
-            "{failure:?}: the load reached {:.0} of {RATE} req/s ({storm})",
+            "{failure}: the load reached {:.0} of {RATE} req/s ({storm})",
             storm.rate()
         );
         ensure!(
             storm.connections <= budget,
-            "{failure:?}: a connect storm, over the budget of {budget}: {storm}"
+            "{failure}: a connect storm, over the budget of {budget}: {storm}"
         );
         ensure!(
             storm.time_wait as u64 <= budget,
-            "{failure:?}: TIME_WAIT piles up: {storm}"
+            "{failure}: TIME_WAIT piles up: {storm}"
         );
         let bound = cpu_bound_percent()?;
         ensure!(
             storm.cpu_percent_at_rate() < bound,
-            "{failure:?}: {:.1} % of a core at {RATE} req/s, over {bound} %: {storm}",
+            "{failure}: {:.1} % of a core at {RATE} req/s, over {bound} %: {storm}",
             storm.cpu_percent_at_rate()
         );
 
@@ -521,18 +489,19 @@ fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_con
         requests += storm.total;
         rig.settle(&[&url], storm.total)?;
         let counts = stop(agent)?.target(&url)?.clone();
-        eprintln!("{failure:?}: final counts {counts}");
+        eprintln!("{failure}: final counts {counts}");
         ensure!(
             counts.get("captured") == storm.total
                 && counts.get("sent") == 0
                 && counts.get("io_error") > 0,
-            "{failure:?}: {} requests, final counts {counts}",
+            "{failure}: {} requests, final counts {counts}",
             storm.total
         );
-        let (connections, requests) = shadow.stop();
+        let failed = shadow.halt();
+        let (connections, requests) = (failed.connections.len(), failed.request_count());
         ensure!(
             requests <= connections,
-            "{failure:?}: {requests} requests on {connections} connections: the agent reused \
+            "{failure}: {requests} requests on {connections} connections: the agent reused \
              a connection the shadow had failed on"
         );
     }

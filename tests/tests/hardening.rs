@@ -20,22 +20,37 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, Metrics, Nginx, ReceivedRequest, Signal, metrics, tcp, wait_until,
+    Agent, HttpClient, Metrics, Nginx, ReceivedRequest, Server, Signal, metrics, tcp, wait_until,
 };
 use mirror_tests::{
-    ReplayRig, SlowServer,
+    ReplayRig,
     agent::{self, Stopped},
-    gated_server::GatedServer,
     http_compare::show,
     mirrored::{MARKER, compare_mirrored},
     ops::TargetAccount,
     require_kernel,
-    rig::shadow_url,
+    rig::{Served, shadow_url},
 };
 
 /// SIGTERM; the agent must exit 0 with counts that balance.
 fn stop(agent: Agent) -> Result<Stopped> {
     agent::check_exit(agent.stop(Signal::TERM, Duration::from_secs(20))?)
+}
+
+/// `requests` over one connection, then the agent stopped: it must have
+/// captured each and had each answered 2xx by the shadow. What v1 and the
+/// shadow received.
+fn all_answered(rig: &mut ReplayRig, agent: Agent, requests: &[Vec<u8>]) -> Result<Served> {
+    let n = requests.len() as u64;
+    rig.send_all(requests, 1)?;
+    rig.settle(&[&rig.url(0)], n)?;
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&rig.url(0))?;
+    ensure!(
+        counts.get("captured") == n && counts.get("2xx") == n,
+        "final counts: {counts}"
+    );
+    rig.stop_servers()
 }
 
 /// A request as the rig server keeps it: what the shadow must get.
@@ -324,16 +339,7 @@ fn a_request_with_both_te_and_cl_reaches_the_shadow_chunked_without_content_leng
         ),
         post(&host, "/length", "Content-Length: 5\r\n", b"hello"),
     ];
-    rig.send_all(&requests, 1)?;
-    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
-    let stopped = stop(agent)?;
-    let counts = stopped.target(&rig.url(0))?;
-    ensure!(
-        counts.get("captured") == 4 && counts.get("2xx") == 4,
-        "final counts: {counts}"
-    );
-
-    let served = rig.stop_servers()?;
+    let served = all_answered(&mut rig, agent, &requests)?;
     let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
     ensure!(
         v1.len() == 4
@@ -409,16 +415,7 @@ fn a_stripped_header_is_left_out_of_chunked_trailers_too() -> Result<()> {
             &chunked_body(&[b"abc"], b"X-Sum: 3\r\nX-Auth-Note: not a credential\r\n"),
         ),
     ];
-    rig.send_all(&requests, 1)?;
-    rig.settle(&[&rig.url(0)], requests.len() as u64)?;
-    let stopped = stop(agent)?;
-    let counts = stopped.target(&rig.url(0))?;
-    ensure!(
-        counts.get("captured") == 3 && counts.get("2xx") == 3,
-        "final counts: {counts}"
-    );
-
-    let served = rig.stop_servers()?;
+    let served = all_answered(&mut rig, agent, &requests)?;
     let v1: Vec<&ReceivedRequest> = served.v1.requests().collect();
     ensure!(
         v1.len() == 3
@@ -601,7 +598,7 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
         .mirror_to(&[0])
         .args(&["--max-in-flight", "2", "--request-timeout", "30s"])
         .build()?;
-    let shadow = GatedServer::start(rig.shadow(0), rig.shadow_addr(0))?;
+    let shadow = Server::start(rig.shadow(0), rig.shadow_addr(0))?;
     let agent = rig.start_agent()?;
     let target = rig.url(0);
     let host = rig.primary_addr().to_string();
@@ -621,14 +618,14 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
     }
     rig.settle(&[&target], 3)?;
 
-    shadow.close_gate();
+    shadow.hold_answers();
     let closed_at = Instant::now();
     while closed_at.elapsed() < STALL {
         send(&mut client, "stall")?;
         std::thread::sleep(PACE);
     }
-    let held = shadow.arrivals().len();
-    shadow.open_gate();
+    let held = shadow.request_count();
+    shadow.release_answers();
     let opened_at = Instant::now();
     for _ in 0..10 {
         send(&mut client, "after")?;
@@ -638,7 +635,8 @@ fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() ->
     let total = sent_at.len() as u64;
     let metrics = rig.settle(&[&target], total)?;
     let stopped = stop(agent)?;
-    let arrivals = shadow.stop();
+    let arrivals = shadow.log();
+    shadow.halt();
 
     // No copy reached the shadow later than the max age after the client
     // sent it.
@@ -756,7 +754,9 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
             "10m",
         ])
         .build()?;
-    let shadow = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), NEVER)?;
+    let shadow = Server::builder()
+        .delay(NEVER)
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
     let agent = rig.start_agent()?;
     let target = rig.url(0);
     let host = rig.primary_addr().to_string();
@@ -775,12 +775,12 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
         }
         account.captured == REQUESTS
             && account.queued + account.in_flight == REQUESTS
-            && shadow.received() == account.in_flight
+            && shadow.request_count() as u64 == account.in_flight
     });
     ensure!(
         waiting && account.queued > 0 && account.in_flight > 0,
         "not every copy queued or in flight: {account:?}, the shadow read {}",
-        shadow.received()
+        shadow.request_count()
     );
 
     agent.signal(Signal::TERM)?;
@@ -806,7 +806,8 @@ fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_drop
     ] {
         ensure!(counts.get(name) == n, "{name}: {n} expected ({counts})");
     }
-    let (received, answered) = shadow.stop();
+    let answered = shadow.answered();
+    let received = shadow.halt().request_count() as u64;
     ensure!(
         received == account.in_flight && answered == 0,
         "the shadow read {received} requests and answered {answered}"

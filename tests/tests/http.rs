@@ -24,8 +24,7 @@ use mirror_agent::{
 };
 use mirror_common::Counter;
 use mirror_testkit::{
-    HttpServer, Received, ReceivedRequest, ScratchDir, ab, http_server::RESPONSE, pseudo_random,
-    tcp,
+    Received, ReceivedRequest, ScratchDir, Server, ab, pseudo_random, server::RESPONSE, tcp,
 };
 use mirror_tests::{
     CaptureRunner, Collector, Drain, Family, Finished, Tee, Topology,
@@ -186,7 +185,7 @@ fn curl_upload(
     extra: &[&str],
 ) -> Result<ReceivedRequest> {
     let capture = start_capture(topology)?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let scratch = ScratchDir::new("upload")?;
     let content = pseudo_random(len, seed);
     let file = scratch.write("body.bin", &content)?;
@@ -333,7 +332,7 @@ fn pipelined_requests(host: &str) -> Vec<Pipelined> {
 fn twenty_pipelined_requests(family: Family, offloads: bool) -> Result<()> {
     let topology = Topology::builder().tso(offloads).gro(offloads).build()?;
     let capture = start_capture(&topology)?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(family, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(family, PORT))?;
     let requests = pipelined_requests(&server.addr().to_string());
     let wire: Vec<u8> = requests
         .iter()
@@ -390,20 +389,11 @@ fn twenty_pipelined_requests(family: Family, offloads: bool) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    twenty_pipelined_requests(Family::V4, false)
-}
-
-#[test]
-fn twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    twenty_pipelined_requests(Family::V6, true)
+mirror_tests::kernel_tests! {
+    twenty_pipelined_requests_ipv4_segment_by_segment_are_extracted_in_order =>
+        twenty_pipelined_requests(Family::V4, false);
+    twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order =>
+        twenty_pipelined_requests(Family::V6, true);
 }
 
 // ---------------------------------------------------------------------------
@@ -413,7 +403,7 @@ fn twenty_pipelined_requests_ipv6_tso_gro_are_extracted_in_order() -> Result<()>
 /// `ab ARGS URL` through a capture; every request extracted exactly.
 fn apache_bench(topology: &Topology, args: &[&str], requests: usize) -> Result<Extracted> {
     let capture = start_capture(topology)?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let target = url(topology, Family::V4, "/");
     let started = Instant::now();
     let report = ab::run(&topology.client, args, &target)?;
@@ -568,7 +558,7 @@ fn capture_joining_busy_keep_alive_connections_extracts_every_later_request() ->
         return Ok(());
     }
     let topology = Topology::new()?;
-    let server = HttpServer::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
+    let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let streams: Vec<TcpStream> = (0..CONNECTIONS)
         .map(|_| tcp::connect(&topology.client, server.addr()))
         .collect::<Result<_>>()?;

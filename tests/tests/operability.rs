@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, AgentExit, Metrics, Netns, ScratchDir, Signal, command, metrics, wait_until,
+    Agent, AgentExit, Metrics, Netns, ScratchDir, Server, Signal, command, metrics, wait_until,
 };
 use mirror_tests::{
-    Prometheus, ReplayRig, SlowServer,
+    Prometheus, ReplayRig,
     agent::{self, Stopped},
     ops::{self, TargetAccount, field, message, wait_for_event},
     prometheus, require_kernel,
@@ -179,7 +179,7 @@ fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
         .args(&["--stats-interval", "1s", "--connect-timeout", "200ms"])
         .build()?;
     let shadow_addr = rig.shadow_addr(0);
-    let v2 = SlowServer::start(rig.shadow(0), shadow_addr, Duration::ZERO)?;
+    let v2 = Server::start(rig.shadow(0), shadow_addr)?;
     let t2 = rig.url(0);
     let agent = rig.start_agent()?;
     let load = rig.load(1, Duration::from_millis(5))?;
@@ -198,7 +198,7 @@ fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     );
 
     // The shadow dies: its connections close, new ones are refused.
-    let (received_before, _) = v2.stop();
+    let received_before = v2.halt().request_count();
     ensure!(received_before > 0, "the shadow got nothing before it died");
     wait_for_event(
         &agent,
@@ -209,7 +209,7 @@ fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
     // It comes back on the same address at once, before the agent probes
     // the address again (1 s after it failed; the wait doubles with every
     // probe that fails).
-    let v2 = SlowServer::start(rig.shadow(0), shadow_addr, Duration::ZERO)?;
+    let v2 = Server::start(rig.shadow(0), shadow_addr)?;
     wait_for_event(
         &agent,
         LOG_WAIT,
@@ -252,7 +252,7 @@ fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
         "{}",
         stopped.exit.stderr
     );
-    let (received_after, _) = v2.stop();
+    let received_after = v2.halt().request_count();
     ensure!(received_after > 0, "the shadow got nothing once back");
     ensure!(rig.stop_v1()?.request_count() as u64 == sent);
     Ok(())
@@ -381,11 +381,9 @@ fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
         ])
         .build()?;
     // A shadow slower than the traffic: its queue stays full.
-    let v2 = SlowServer::start(
-        rig.shadow(0),
-        rig.shadow_addr(0),
-        Duration::from_millis(100),
-    )?;
+    let v2 = Server::builder()
+        .delay(Duration::from_millis(100))
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
     let t2 = rig.url(0);
     let agent = rig.start_agent()?;
     ensure!(ops::tcx_programs(rig.primary(), SERVER_IF)? == ["mirror_ingress"]);
@@ -449,7 +447,7 @@ fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
         "v1 served {served} of {}",
         first + second
     );
-    v2.stop();
+    v2.halt();
     Ok(())
 }
 

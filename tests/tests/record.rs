@@ -19,10 +19,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::Output,
     sync::{
-        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -30,15 +30,16 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, HttpServer, Metrics, Netns, Process, Received, ReceivedRequest, ScratchDir,
+    Agent, HttpClient, Metrics, Netns, Process, Received, ReceivedRequest, ScratchDir, Server,
     Signal, TargetCounts, ab, metrics, pseudo_random,
 };
 use mirror_tests::{
-    Load, ShadowNet, Topology, agent,
+    Load, MachineShare, ShadowNet, Topology,
+    agent::{self, expect_counts},
     gor_file::{self, GorPayload},
     http_compare::show,
     mirrored::{MARKER, compare_mirrored, strip_marker},
-    pcapng, require_kernel,
+    pcapng,
     rig::{PORT, shadow_url},
     tcpdump::{SNAP_ONE_MSS, Tcpdump},
     topology::{Family, SERVER_IF},
@@ -47,15 +48,7 @@ use mirror_tests::{
 /// The timing test measures the agent's pace against a bound of a few
 /// per cent on a machine that may have two cores: the other tests of this
 /// file wait while it runs.
-static LOAD: RwLock<()> = RwLock::new(());
-
-fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
-}
+static LOAD: MachineShare = MachineShare::new();
 
 const MB: usize = 1 << 20;
 const PORT_TEXT: &str = "8080";
@@ -65,23 +58,32 @@ const PORT_TEXT: &str = "8080";
 // ---------------------------------------------------------------------------
 
 /// `mirror-agent record --iface veth-s --port 8080 --output FILE` in `netns`,
-/// attached when this returns.
-fn start_record(netns: &Netns, output: &Path) -> Result<Agent> {
+/// attached by `attach` (auto, tcx or netlink; None: no `--attach`), when
+/// this returns.
+fn start_record(netns: &Netns, output: &Path, attach: Option<&str>) -> Result<Agent> {
     let output = output.display().to_string();
-    let args = [
-        "record",
-        "--iface",
-        SERVER_IF,
-        "--port",
-        PORT_TEXT,
-        "--output",
-        &output,
-        "--nice",
-        "0",
-        "--log-format",
-        "json",
+    let mut args = vec![
+        "record", "--iface", SERVER_IF, "--port", PORT_TEXT, "--output", &output,
     ];
+    if let Some(attach) = attach {
+        args.extend(["--attach", attach]);
+    }
+    args.extend(["--nice", "0", "--log-format", "json"]);
     agent::start_attached_exact(netns, &args)
+}
+
+/// A primary with `shadows` shadow hosts, v1 on it, and where a
+/// recording goes: `file` in a scratch directory named for the test.
+fn recording_hosts(
+    shadows: usize,
+    test: &str,
+    file: &str,
+) -> Result<(ShadowNet, ScratchDir, PathBuf, Server)> {
+    let net = ShadowNet::new(shadows)?;
+    let scratch = ScratchDir::new(test)?;
+    let file = scratch.path().join(file);
+    let v1 = Server::start(net.primary(), net.primary_addr(PORT))?;
+    Ok((net, scratch, file, v1))
 }
 
 /// The live agent mirroring port 8080 of veth-s to `shadow`, attached by
@@ -102,27 +104,6 @@ fn start_mirror(netns: &Netns, shadow: &str, attach: &str) -> Result<Agent> {
             "json",
         ],
     )
-}
-
-/// `record` attached by `attach` (auto, tcx or netlink).
-fn start_record_by(netns: &Netns, output: &Path, attach: &str) -> Result<Agent> {
-    let output = output.display().to_string();
-    let args = [
-        "record",
-        "--iface",
-        SERVER_IF,
-        "--port",
-        PORT_TEXT,
-        "--output",
-        &output,
-        "--attach",
-        attach,
-        "--nice",
-        "0",
-        "--log-format",
-        "json",
-    ];
-    agent::start_attached_exact(netns, &args)
 }
 
 /// Whether this kernel has TCX (Linux 6.6 and later).
@@ -277,18 +258,6 @@ fn replay(netns: &Netns, args: &[&str], url: &str) -> Result<Replayed> {
         "json",
     ]);
     replayed(&agent::run_to_end(netns, &[], &all)?)
-}
-
-/// Each `(name, n)`: a total or outcome of `counts` is exactly n.
-fn expect(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Result<()> {
-    for (name, n) in expected {
-        ensure!(
-            counts.get(name) == *n,
-            "{target}: {name} = {}, expected {n} ({counts})",
-            counts.get(name)
-        );
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -465,24 +434,18 @@ fn client_mix(client: &Netns, addr: SocketAddr, scratch: &ScratchDir, big: usize
 /// on a kernel without TCX the recording runs alone.
 #[test]
 fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_order() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
-    let net = ShadowNet::new(2)?;
-    let scratch = ScratchDir::new("record")?;
-    let file = scratch.path().join("live.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
-    let v3 = HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?;
+    let (net, scratch, file, v1) = recording_hosts(2, "record", "live.gor")?;
+    let v2 = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let v3 = Server::start(net.shadow(1), net.shadow_addr(1, PORT))?;
     let v3_url = shadow_url(1);
     let mirror = tcx_available()
         .then(|| start_mirror(net.primary(), &v3_url, "tcx"))
         .transpose()?;
-    let recorder = start_record_by(
-        net.primary(),
-        &file,
-        if mirror.is_some() { "netlink" } else { "auto" },
-    )?;
+    let attach = if mirror.is_some() { "netlink" } else { "auto" };
+    let recorder = start_record(net.primary(), &file, Some(attach))?;
     let before = unix_ns();
 
     let sent = client_mix(net.client(), net.primary_addr(PORT), &scratch, 10 * MB)?;
@@ -501,7 +464,7 @@ fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_ord
             v3.request_count()
         );
         let stopped = agent::check_exit(mirror.stop(Signal::INT, Duration::from_secs(20))?)?;
-        expect(
+        expect_counts(
             &v3_url,
             stopped.target(&v3_url)?,
             &[
@@ -550,7 +513,7 @@ fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_ord
         "replay read {:?}",
         run.source
     );
-    expect(
+    expect_counts(
         &target,
         run.target(&target)?,
         &[
@@ -585,7 +548,7 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn watch(server: Arc<HttpServer>, first: usize, last: usize) -> Self {
+    fn watch(server: Arc<Server>, first: usize, last: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -638,17 +601,14 @@ fn spawn_replay(netns: &Netns, args: &[&str], url: &str) -> Result<Process> {
 
 #[test]
 fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Result<()> {
-    let Some(_load) = exclusive_load() else {
+    let Some(_load) = LOAD.exclusive() else {
         return Ok(());
     };
     const REQUESTS: usize = 61;
     const GAP: Duration = Duration::from_millis(100);
     const RATE: f64 = 40.0;
-    let net = ShadowNet::new(2)?;
-    let scratch = ScratchDir::new("pace")?;
-    let file = scratch.path().join("paced.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let recorder = start_record(net.primary(), &file)?;
+    let (net, _scratch, file, v1) = recording_hosts(2, "pace", "paced.gor")?;
+    let recorder = start_record(net.primary(), &file, None)?;
 
     // One request every 100 ms for 6 s, on one keep-alive connection.
     let mut client = HttpClient::connect(net.client(), net.primary_addr(PORT))?;
@@ -679,7 +639,7 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
 
     // --speed 200%: the target sees the recorded span halved, ± 10 %.
     let file_arg = file.display().to_string();
-    let v2 = Arc::new(HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?);
+    let v2 = Arc::new(Server::start(net.shadow(0), net.shadow_addr(0, PORT))?);
     let watch = Arrivals::watch(Arc::clone(&v2), 1, REQUESTS);
     let started = Instant::now();
     let mut run = spawn_replay(
@@ -716,7 +676,7 @@ fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Resu
     );
 
     // --rate 40: the target sees 40 requests a second, ± 5 %.
-    let v3 = Arc::new(HttpServer::start(net.shadow(1), net.shadow_addr(1, PORT))?);
+    let v3 = Arc::new(Server::start(net.shadow(1), net.shadow_addr(1, PORT))?);
     let watch = Arrivals::watch(Arc::clone(&v3), 1, REQUESTS);
     let mut run = spawn_replay(
         net.primary(),
@@ -761,7 +721,7 @@ fn merged(a: Received, b: Received) -> Received {
 #[test]
 fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_requests()
 -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     // Packets of one MSS (no TSO, no GRO), so tcpdump can use a small snap
@@ -773,8 +733,8 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
         topology.server_addr(Family::V4, PORT),
         topology.server_addr(Family::V6, PORT),
     );
-    let server4 = HttpServer::start(&topology.server, v4)?;
-    let server6 = HttpServer::start(&topology.server, v6)?;
+    let server4 = Server::start(&topology.server, v4)?;
+    let server6 = Server::start(&topology.server, v6)?;
     let pcap = scratch.path().join("dump.pcap");
     let tcpdump = Tcpdump::start(&topology.server, SERVER_IF, &pcap, SNAP_ONE_MSS)?;
 
@@ -837,7 +797,7 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
     // replay --input-pcap, each format, to a recording server on :8081/:8082.
     for (input, port) in [(&pcap, 8081u16), (&pcapng_path, 8082)] {
         let addr = SocketAddr::new(v4.ip(), port);
-        let target = HttpServer::start(&topology.server, addr)?;
+        let target = Server::start(&topology.server, addr)?;
         let input_arg = input.display().to_string();
         let run = replay(
             &topology.server,
@@ -857,7 +817,7 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
             input.display(),
             run.source
         );
-        expect(
+        expect_counts(
             &url(addr, ""),
             run.target(&url(addr, ""))?,
             &[("captured", sent), ("2xx", sent), ("dropped", 0)],
@@ -876,14 +836,11 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
 
 #[test]
 fn sigterm_during_a_live_record_leaves_a_complete_readable_file() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
-    let net = ShadowNet::new(0)?;
-    let scratch = ScratchDir::new("sigterm")?;
-    let file = scratch.path().join("cut.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let recorder = start_record(net.primary(), &file)?;
+    let (net, _scratch, file, v1) = recording_hosts(0, "sigterm", "cut.gor")?;
+    let recorder = start_record(net.primary(), &file, None)?;
     let load = Load::start(net.client(), net.primary_addr(PORT), 4, Duration::ZERO)?;
     // A large upload in progress too: it cannot be whole in the file.
     let mut big = HttpClient::connect(net.client(), net.primary_addr(PORT))?;
@@ -946,7 +903,7 @@ fn sigterm_during_a_live_record_leaves_a_complete_readable_file() -> Result<()> 
 #[test]
 fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_replayed() -> Result<()>
 {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let net = ShadowNet::new(1)?;
@@ -1005,7 +962,7 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_repl
     file.extend(b"1 cut 1700000000000000009 -1\nGET /cut HTTP/1.1\r\n");
     let path = scratch.write("bad.gor", &file)?;
 
-    let target = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let target = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
     let url0 = shadow_url(0);
     let run = replay(
         net.primary(),
@@ -1020,7 +977,7 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_repl
         "replay read {:?}",
         run.source
     );
-    expect(
+    expect_counts(
         &url0,
         run.target(&url0)?,
         &[("captured", 5), ("sent", 5), ("2xx", 5), ("dropped", 0)],
@@ -1058,13 +1015,10 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_repl
 /// on v1's interface: each must see every one of 200 requests.
 fn mirror_and_record_side_by_side(mirror_attach: &str, record_attach: &str) -> Result<()> {
     const REQUESTS: u64 = 200;
-    let net = ShadowNet::new(1)?;
-    let scratch = ScratchDir::new("pair")?;
-    let file = scratch.path().join("pair.gor");
-    let v1 = HttpServer::start(net.primary(), net.primary_addr(PORT))?;
-    let v2 = HttpServer::start(net.shadow(0), net.shadow_addr(0, PORT))?;
+    let (net, _scratch, file, v1) = recording_hosts(1, "pair", "pair.gor")?;
+    let v2 = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
     let mirror = start_mirror(net.primary(), &shadow_url(0), mirror_attach)?;
-    let recorder = start_record_by(net.primary(), &file, record_attach)?;
+    let recorder = start_record(net.primary(), &file, Some(record_attach))?;
     let report = ab::run(
         net.client(),
         &["-n", &REQUESTS.to_string(), "-c", "4", "-k"],
@@ -1102,7 +1056,7 @@ fn mirror_and_record_side_by_side(mirror_attach: &str, record_attach: &str) -> R
 /// (a CNI's), never runs.
 #[test]
 fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     mirror_and_record_side_by_side("tcx", "tcx")
@@ -1113,7 +1067,7 @@ fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()
 /// those of an agent that is running.
 #[test]
 fn a_recording_beside_a_mirror_by_netlink_leaves_the_mirror_capturing() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     mirror_and_record_side_by_side("netlink", "tcx")

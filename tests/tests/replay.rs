@@ -6,7 +6,7 @@
 //! its final counts and kernel counters at exit), and what the client saw.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──veth-sh0──▶ v2
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──veth-sh0──▶ v2
 //!                                                     └─veth-sh1──▶ v3
 //! ```
 //!
@@ -16,18 +16,17 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, EtcHosts, HttpServer, Metrics, Received, ReceivedRequest, ScratchDir, Signal,
-    TargetCounts, process::peak_rss_kib,
+    EtcHosts, Metrics, Received, ReceivedRequest, ScratchDir, Server, TargetCounts,
+    process::peak_rss_kib,
 };
 use mirror_tests::{
-    ReplayRig, ShadowNet, SlowServer,
-    agent::{self, Stopped},
+    MachineShare, ReplayRig, ShadowNet,
+    agent::{self, Stopped, expect_counts, stop_clean},
     mirrored::{MARKER, compare_mirrored},
     require_kernel,
     rig::{PORT, shadow_url},
@@ -46,18 +45,7 @@ const SLOW_RING: &str = "4M";
 /// that may have two cores: the other tests of this file (each an agent,
 /// servers and a client busy at once) wait while it runs, so that the bound
 /// judges the agent and not the neighbours.
-static LOAD: RwLock<()> = RwLock::new(());
-
-/// The kernel check, then this test's share of the machine; None where
-/// the kernel tests are skipped (see [`require_kernel`]).
-fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// The kernel check, then the whole machine.
-fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
-}
+static LOAD: MachineShare = MachineShare::new();
 
 /// The slowest v1 request allowed while a shadow is stuck.
 const V1_LATENCY_BOUND_MS: u64 = 200;
@@ -69,36 +57,6 @@ const LATENCY_RUNS: usize = 3;
 // helpers
 // ---------------------------------------------------------------------------
 
-/// SIGINT; the agent must exit 0, print kernel counters whose records
-/// balance (matched = emitted + lost, nothing lost) and log final counts
-/// that balance for every target (captured = sent + filtered + dropped).
-fn stop(agent: Agent) -> Result<Stopped> {
-    let stopped = agent::check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)?;
-    ensure!(
-        stopped.kernel["records_lost"] == 0,
-        "the ring lost records: {:?}",
-        stopped.kernel
-    );
-    ensure!(
-        !stopped.exit.stderr.contains("accounting does not balance"),
-        "{}",
-        stopped.exit.stderr
-    );
-    Ok(stopped)
-}
-
-/// Each `(name, n)`: a total or reason of the final counts is exactly n.
-fn expect(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Result<()> {
-    for (name, n) in expected {
-        ensure!(
-            counts.get(name) == *n,
-            "{target}: {name} = {}, expected {n} ({counts})",
-            counts.get(name)
-        );
-    }
-    Ok(())
-}
-
 /// [`expect`], and the metrics of the settled target say what its final
 /// counts say: the same non-zero outcomes with the same numbers.
 fn expect_settled(
@@ -108,7 +66,7 @@ fn expect_settled(
     expected: &[(&str, u64)],
 ) -> Result<()> {
     let counts = stopped.target(target)?;
-    expect(target, counts, expected)?;
+    expect_counts(target, counts, expected)?;
     same_as_metrics(metrics, target, counts)
 }
 
@@ -138,20 +96,6 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// The value of header `name` in a head, if present.
-fn header<'a>(request: &'a ReceivedRequest, name: &str) -> Option<&'a [u8]> {
-    request
-        .head
-        .split(|b| *b == b'\n')
-        .skip(1)
-        .find_map(|line| {
-            let colon = line.iter().position(|b| *b == b':')?;
-            line[..colon]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| line[colon + 1..].trim_ascii())
-        })
-}
-
 /// `shadow` received exactly the `requests` requests v1 received, bar the
 /// marker header line, and nothing else.
 fn mirrored_exactly(v1: &Received, shadow: &Received, requests: usize) -> Result<()> {
@@ -176,14 +120,14 @@ fn v2_v3_config(head: &str, v2_extra: &str, v3_extra: &str) -> String {
 
 #[test]
 fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
     let (t2, t3) = (rig.url(0), rig.url(1));
     rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
     let metrics = rig.settle(&[&t2, &t3], 1000)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
 
     ensure!(
         stopped.finals.len() == 2,
@@ -226,7 +170,7 @@ fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
 
 #[test]
 fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     // Nothing listens on v3: its host answers every SYN with a RST.
@@ -237,7 +181,7 @@ fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
     let (t2, t3) = (rig.url(0), rig.url(1));
     rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
     let metrics = rig.settle(&[&t2, &t3], 1000)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
 
     expect_settled(
         &stopped,
@@ -270,7 +214,7 @@ fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
 
 #[test]
 fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
-    let Some(_load) = exclusive_load() else {
+    let Some(_load) = LOAD.exclusive() else {
         return Ok(());
     };
     const QUEUE: u64 = 16;
@@ -286,7 +230,9 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
         ))
         .args(&["--drain-timeout", "1s", "--ring-size", SLOW_RING])
         .build()?;
-    let v2 = SlowServer::start(rig.shadow(0), rig.shadow_addr(0), Duration::from_secs(2))?;
+    let v2 = Server::builder()
+        .delay(Duration::from_secs(2))
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
     let (t2, t3) = ("v2", "v3");
     let agent = rig.start_agent()?;
 
@@ -325,8 +271,9 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
         "no queue_full drops on the slow target while running: {v2_live:?}"
     );
     let peak_kib = peak_rss_kib(agent.pid())?;
-    let stopped = stop(agent)?;
-    let (v2_received, v2_answered) = v2.stop();
+    let stopped = stop_clean(agent)?;
+    let v2_answered = v2.answered() as u64;
+    let v2_received = v2.halt().request_count() as u64;
 
     expect_settled(
         &stopped,
@@ -337,7 +284,7 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
 
     let v2_counts = stopped.target(t2)?;
     let (sent, queue_full) = (v2_counts.get("2xx"), v2_counts.get("queue_full"));
-    expect(
+    expect_counts(
         t2,
         v2_counts,
         &[("captured", total), ("sent", sent), ("filtered", 0)],
@@ -351,7 +298,7 @@ fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
         total - through
     );
     // What was not sent nor dropped as full was given up at shutdown.
-    expect(
+    expect_counts(
         t2,
         v2_counts,
         &[
@@ -423,7 +370,7 @@ fn canary_mix(host: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(2)
@@ -436,7 +383,7 @@ fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
     let requests = canary_mix(&rig.primary_addr().to_string());
     rig.send_all(&requests, 3)?;
     let metrics = rig.settle(&["v2", "v3"], 300)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
 
     expect_settled(&stopped, &metrics, "v2", &[("captured", 300), ("2xx", 300)])?;
     expect_settled(
@@ -458,7 +405,7 @@ fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
     mirrored_exactly(r1, served.shadow(0), 300)?;
     let canaries = r1
         .requests()
-        .filter(|r| header(r, "X-Canary") == Some(b"1".as_slice()));
+        .filter(|r| r.header("X-Canary") == Some(b"1".as_slice()));
     let matched =
         compare_mirrored(canaries, served.shadow(1), MARKER).context("v3 against v1's canaries")?;
     ensure!(matched == 120, "{matched} canaries");
@@ -471,7 +418,7 @@ fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
 
 #[test]
 fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     // The share is under test, not the drain rate: the whole burst of 2000
@@ -481,7 +428,7 @@ fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
         .start()?;
     rig.ab_ok(&["-n", "2000", "-c", "10", "-k"], 2000)?;
     let metrics = rig.settle(&["v2", "v3"], 2000)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
 
     let served = rig.stop_servers()?;
     let (r1, r2, r3) = (&served.v1, served.shadow(0), served.shadow(1));
@@ -503,7 +450,7 @@ fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
             ("dropped", 0),
         ],
     )?;
-    expect(
+    expect_counts(
         "v3",
         stopped.target("v3")?,
         &[("captured", 2000), ("2xx", 2000)],
@@ -522,7 +469,7 @@ fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
 
 #[test]
 fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
@@ -542,7 +489,7 @@ fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
         .collect();
     rig.send_all(&requests, 1)?;
     let metrics = rig.settle(&[&t2, &t3], 35)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
 
     for target in [&t2, &t3] {
         expect_settled(
@@ -563,7 +510,7 @@ fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
     ensure!(r1.request_count() == 35, "v1 got {}", r1.request_count());
     let plain = || {
         r1.requests()
-            .filter(|r| header(r, "X-Mirrored-By").is_none())
+            .filter(|r| r.header("X-Mirrored-By").is_none())
     };
     ensure!(compare_mirrored(plain(), served.shadow(0), MARKER)? == 20);
     ensure!(compare_mirrored(plain(), served.shadow(1), MARKER)? == 20);
@@ -576,7 +523,7 @@ fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
 
 #[test]
 fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     const NAME: &str = "myapp-v2";
@@ -587,8 +534,8 @@ fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
         .build()?;
     let second = rig.net.add_shadow_address(0, 3)?;
     let first = rig.shadow_addr(0);
-    let replica_a = HttpServer::start(rig.shadow(0), first)?;
-    let replica_b = HttpServer::start(rig.shadow(0), (second, PORT).into())?;
+    let replica_a = Server::start(rig.shadow(0), first)?;
+    let replica_b = Server::start(rig.shadow(0), (second, PORT).into())?;
     let _hosts = EtcHosts::create(
         rig.primary(),
         &[(first.ip(), NAME), (IpAddr::V4(second), NAME)],
@@ -602,7 +549,7 @@ fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
 
     rig.ab_ok(&["-n", "400", "-c", "8"], 400)?;
     let metrics = rig.settle(&[&target], 400)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
     expect_settled(
         &stopped,
         &metrics,
@@ -731,14 +678,14 @@ fn bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Resul
 
 #[test]
 fn metrics_latency_histogram_counts_each_request_once() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
     let t2 = rig.url(0);
     rig.ab_ok(&["-n", "100", "-c", "4"], 100)?;
     let metrics = rig.settle(&[&t2], 100)?;
-    stop(agent)?;
+    stop_clean(agent)?;
     rig.stop_servers()?;
     let family = "mirror_shadow_request_duration_seconds";
     let labels = [("target", t2.as_str())];

@@ -7,7 +7,7 @@
 //! targets that cannot send the agent anywhere but its targets.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──veth-sh0──▶ v2
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──veth-sh0──▶ v2
 //!                                                     └─veth-sh1──▶ v3
 //! ```
 //!
@@ -16,67 +16,21 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_agent::route::{Share, key_in_share};
-use mirror_testkit::{Agent, Received, ReceivedRequest, Signal, TargetCounts};
+use mirror_testkit::Received;
 use mirror_tests::{
-    ReplayRig,
-    agent::{self, Stopped},
-    paced::PacedLoad,
-    require_kernel,
+    Load, MachineShare, ReplayRig,
+    agent::{self, expect_counts, stop_clean},
     rig::shadow_url,
 };
 
 /// The rate-limit test judges a rate: the other tests of this file wait
 /// while it runs, so that a busy neighbour does not stretch its seconds.
-static LOAD: RwLock<()> = RwLock::new(());
-
-fn shared_load() -> Option<RwLockReadGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.read().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn exclusive_load() -> Option<RwLockWriteGuard<'static, ()>> {
-    require_kernel().then(|| LOAD.write().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// SIGINT; a clean exit whose final counts balance, nothing lost in the ring.
-fn stop(agent: Agent) -> Result<Stopped> {
-    let stopped = agent::check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)?;
-    ensure!(
-        stopped.kernel["records_lost"] == 0,
-        "the ring lost records: {:?}",
-        stopped.kernel
-    );
-    Ok(stopped)
-}
-
-/// Each `(name, n)`: a total or reason of the final counts is exactly n.
-fn expect(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Result<()> {
-    for (name, n) in expected {
-        ensure!(
-            counts.get(name) == *n,
-            "{target}: {name} = {}, expected {n} ({counts})",
-            counts.get(name)
-        );
-    }
-    Ok(())
-}
-
-/// The first value of header `name` in a head.
-fn header<'a>(request: &'a ReceivedRequest, name: &str) -> Option<&'a str> {
-    std::str::from_utf8(&request.head)
-        .ok()?
-        .split("\r\n")
-        .skip(1)
-        .find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-}
+static LOAD: MachineShare = MachineShare::new();
 
 /// The heads a server received, as text, sorted: the agent sends over
 /// several pooled connections, so the arrival order is not the client's.
@@ -152,9 +106,9 @@ fn users_of_run(received: &Received, run: u32) -> BTreeMap<String, usize> {
     let mut users = BTreeMap::new();
     for r in received
         .requests()
-        .filter(|r| header(r, "X-Run") == Some(&run.to_string()))
+        .filter(|r| r.header_str("X-Run") == Some(&run.to_string()))
     {
-        let user = header(r, "X-User-Id").unwrap_or("(none)").to_owned();
+        let user = r.header_str("X-User-Id").unwrap_or("(none)").to_owned();
         *users.entry(user).or_default() += 1;
     }
     users
@@ -162,7 +116,7 @@ fn users_of_run(received: &Received, run: u32) -> BTreeMap<String, usize> {
 
 #[test]
 fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let total = (USERS * REQUESTS_PER_USER + WITHOUT_KEY) as u64;
@@ -178,7 +132,7 @@ fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Res
         let agent = rig.start_agent()?;
         rig.send_all(&user_requests(run), 4)?;
         rig.settle(&["v2"], total)?;
-        finals.push(stop(agent)?.target("v2")?.clone());
+        finals.push(stop_clean(agent)?.target("v2")?.clone());
     }
     let served = rig.stop_servers()?;
     let v2 = served.shadow(0);
@@ -209,7 +163,7 @@ fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Res
             "run {run}: not the documented hash's users"
         );
         let sent = (chosen.len() * REQUESTS_PER_USER) as u64;
-        expect(
+        expect_counts(
             "v2",
             counts,
             &[
@@ -239,7 +193,7 @@ fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Res
 
 #[test]
 fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> Result<()> {
-    let Some(_load) = exclusive_load() else {
+    let Some(_load) = LOAD.exclusive() else {
         return Ok(());
     };
     // One target: an unlimited one would be under test too, at a rate
@@ -251,14 +205,14 @@ fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> 
             None,
         ))
         .start()?;
-    let load = PacedLoad::start(rig.client(), rig.primary_addr(), 40, 2000)?;
+    let load = Load::paced(rig.client(), rig.primary_addr(), 40, 2000)?;
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
     load.check_running()?;
     let offered = load.stop()?;
     let elapsed = started.elapsed();
     rig.settle(&["v2"], offered)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
     let served = rig.stop_servers()?;
 
     let received = served.shadow(0).request_count() as u64;
@@ -274,7 +228,7 @@ fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> 
         (450..=550).contains(&received),
         "v2 received {received} under a 100/s limit for 5 s (500 ± 10 % expected)"
     );
-    expect(
+    expect_counts(
         "v2",
         stopped.target("v2")?,
         &[
@@ -294,7 +248,7 @@ fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> 
 
 #[test]
 fn path_header_and_query_rewrites_deny_rules_and_forwarded_for_on_real_requests() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(2)
@@ -323,14 +277,14 @@ fn path_header_and_query_rewrites_deny_rules_and_forwarded_for_on_real_requests(
     ];
     rig.send_all(&requests, 1)?;
     rig.settle(&["v2", "v3"], 5)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
     let served = rig.stop_servers()?;
-    expect(
+    expect_counts(
         "v2",
         stopped.target("v2")?,
         &[("captured", 5), ("2xx", 3), ("header", 2), ("dropped", 0)],
     )?;
-    expect("v3", stopped.target("v3")?, &[("captured", 5), ("2xx", 5)])?;
+    expect_counts("v3", stopped.target("v3")?, &[("captured", 5), ("2xx", 5)])?;
 
     // The client's address as the capture saw it: v1's view of the client.
     let client = served.v1.connections[0].client.ip();
@@ -381,7 +335,7 @@ fn path_header_and_query_rewrites_deny_rules_and_forwarded_for_on_real_requests(
 
 #[test]
 fn absolute_form_requests_reach_only_the_configured_target_in_origin_form() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     // v2 is the only target; v3 listens, and the clients name it (and the
@@ -404,9 +358,9 @@ fn absolute_form_requests_reach_only_the_configured_target_in_origin_form() -> R
     ];
     rig.send_all(&requests, 1)?;
     rig.settle(&["v2"], 5)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
     let served = rig.stop_servers()?;
-    expect("v2", stopped.target("v2")?, &[("captured", 5), ("2xx", 5)])?;
+    expect_counts("v2", stopped.target("v2")?, &[("captured", 5), ("2xx", 5)])?;
     ensure!(
         served.shadow(1).request_count() == 0,
         "v3, named by the clients, received {:?}",
@@ -442,7 +396,7 @@ fn absolute_form_requests_reach_only_the_configured_target_in_origin_form() -> R
 
 #[test]
 fn the_routing_flags_work_on_the_command_line() -> Result<()> {
-    let Some(_load) = shared_load() else {
+    let Some(_load) = LOAD.shared() else {
         return Ok(());
     };
     let (mut rig, agent) = ReplayRig::builder(1)
@@ -475,9 +429,9 @@ fn the_routing_flags_work_on_the_command_line() -> Result<()> {
     ];
     rig.send_all(&requests, 1)?;
     rig.settle(&[&target], 3)?;
-    let stopped = stop(agent)?;
+    let stopped = stop_clean(agent)?;
     let served = rig.stop_servers()?;
-    expect(
+    expect_counts(
         &target,
         stopped.target(&target)?,
         &[

@@ -5,25 +5,26 @@
 //! server: what that server received is what the agent sent inside TLS.
 //!
 //! ```text
-//!  client ──▶ v1 (HttpServer; mirror-agent on veth-s) ──TLS──▶ TlsFront :8443 ──▶ v2 :8080
+//!  client ──▶ v1 (Server; mirror-agent on veth-s) ──TLS──▶ TlsFront :8443 ──▶ v2 :8080
 //! ```
 //!
 //! Needs the binary built: run as root
 //! `cargo build -p mirror-agent --bins && cargo test -p mirror-tests --test tls`.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    time::Duration,
 };
 
 use anyhow::{Result, ensure};
-use mirror_testkit::{Agent, ScratchDir, Signal, TargetCounts};
+use mirror_testkit::{Agent, ScratchDir};
 use mirror_tests::{
     ReplayRig, TestPki, TlsFront,
-    agent::{self, Stopped},
+    agent::{expect_counts, stop_clean},
     mirrored::{MARKER, compare_mirrored},
     require_kernel,
     shadow_net::shadow_v4,
+    tls_front::LeafCert,
 };
 
 /// The TLS front's port on the shadow host (the rig server behind it
@@ -38,32 +39,41 @@ fn front_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(shadow_v4(0, 2)), TLS_PORT)
 }
 
-/// SIGINT; a clean exit whose final counts balance, nothing lost in the ring.
-fn stop(agent: Agent) -> Result<Stopped> {
-    let stopped = agent::check_exit(agent.stop(Signal::INT, Duration::from_secs(20))?)?;
-    ensure!(
-        stopped.kernel["records_lost"] == 0,
-        "the ring lost records: {:?}",
-        stopped.kernel
-    );
-    ensure!(
-        !stopped.exit.stderr.contains("accounting does not balance"),
-        "{}",
-        stopped.exit.stderr
-    );
-    Ok(stopped)
+/// The rig with the agent's one target the TLS front over https, trusting
+/// the CA in `ca_file`; the target's URL.
+fn https_rig(ca_file: &str) -> Result<(String, ReplayRig)> {
+    let url = format!("https://{}", front_addr());
+    let rig = ReplayRig::builder(1)
+        .args(&["--shadow", &url, "--ca-file", ca_file])
+        .build()?;
+    Ok((url, rig))
 }
 
-/// Each `(name, n)`: a total or reason of the final counts is exactly n.
-fn expect(target: &str, counts: &TargetCounts, expected: &[(&str, u64)]) -> Result<()> {
-    for (name, n) in expected {
-        ensure!(
-            counts.get(name) == *n,
-            "{target}: {name} = {}, expected {n} ({counts})",
-            counts.get(name)
-        );
-    }
-    Ok(())
+/// The TLS front presenting `leaf`, the agent started, then `n` requests
+/// from 4 clients, each answered 200 by v1: the front, the agent and the
+/// outcomes of `url` once the agent counted them all.
+fn through_front(
+    rig: &ReplayRig,
+    leaf: &LeafCert,
+    n: usize,
+    url: &str,
+) -> Result<(TlsFront, Agent, BTreeMap<String, u64>)> {
+    let front = front(rig, leaf)?;
+    let agent = rig.start_agent()?;
+    rig.send_all(&requests(n), 4)?;
+    let outcomes = rig.settle(&[url], n as u64)?.shadow_outcomes(url);
+    Ok((front, agent, outcomes))
+}
+
+/// The TLS front on shadow host 0 presenting `leaf`, before the shadow's
+/// server.
+fn front(rig: &ReplayRig, leaf: &LeafCert) -> Result<TlsFront> {
+    TlsFront::start(
+        rig.shadow(0),
+        front_addr(),
+        rig.shadow_addr(0),
+        leaf.server_config()?,
+    )
 }
 
 /// `n` requests of every framing: GETs with queries, POSTs with a length,
@@ -102,29 +112,16 @@ fn an_https_target_receives_the_requests_byte_for_byte_over_reused_connections()
     let pki = TestPki::new("mirror test CA")?;
     let scratch = ScratchDir::new("tls")?;
     let ca = pki.write_ca(&scratch, "ca.pem")?;
-    let url = format!("https://{}", front_addr());
-    let mut rig = ReplayRig::builder(1)
-        .args(&["--shadow", &url, "--ca-file", &ca])
-        .build()?;
+    let (url, mut rig) = https_rig(&ca)?;
     let leaf = pki.leaf(&["v2.shadow.test"], &[front_addr().ip()])?;
-    let front = TlsFront::start(
-        rig.shadow(0),
-        front_addr(),
-        rig.shadow_addr(0),
-        leaf.server_config()?,
-    )?;
-    let agent = rig.start_agent()?;
-
     let n = 300;
-    rig.send_all(&requests(n), 4)?;
-    let metrics = rig.settle(&[&url], n as u64)?;
-    let outcomes = metrics.shadow_outcomes(&url);
+    let (front, agent, outcomes) = through_front(&rig, &leaf, n, &url)?;
     ensure!(
         outcomes.get("2xx") == Some(&(n as u64)),
         "outcomes: {outcomes:?}"
     );
-    let stopped = stop(agent)?;
-    expect(
+    let stopped = stop_clean(agent)?;
+    expect_counts(
         &url,
         stopped.target(&url)?,
         &[
@@ -156,30 +153,17 @@ fn a_certificate_from_another_ca_is_refused_counted_and_v1_unaffected() -> Resul
     let other = TestPki::new("someone else's CA")?;
     let scratch = ScratchDir::new("tls")?;
     let wrong_ca = other.write_ca(&scratch, "other-ca.pem")?;
-    let url = format!("https://{}", front_addr());
-    let mut rig = ReplayRig::builder(1)
-        .args(&["--shadow", &url, "--ca-file", &wrong_ca])
-        .build()?;
+    let (url, mut rig) = https_rig(&wrong_ca)?;
     let leaf = pki.leaf(&[], &[front_addr().ip()])?;
-    let front = TlsFront::start(
-        rig.shadow(0),
-        front_addr(),
-        rig.shadow_addr(0),
-        leaf.server_config()?,
-    )?;
-    let agent = rig.start_agent()?;
-
     let n = 200;
     // Every client gets its answer from v1 (send_all checks each 200).
-    rig.send_all(&requests(n), 4)?;
-    let metrics = rig.settle(&[&url], n as u64)?;
-    let outcomes = metrics.shadow_outcomes(&url);
+    let (front, agent, outcomes) = through_front(&rig, &leaf, n, &url)?;
     ensure!(
         outcomes.get("tls_certificate") == Some(&(n as u64)),
         "outcomes: {outcomes:?}"
     );
-    let stopped = stop(agent)?;
-    expect(
+    let stopped = stop_clean(agent)?;
+    expect_counts(
         &url,
         stopped.target(&url)?,
         &[
@@ -228,12 +212,7 @@ fn a_certificate_for_another_host_is_refused_unless_that_target_skips_verificati
     let mut rig = ReplayRig::builder(1).config(config).build()?;
     // Signed by the right CA, for another name (and not the address).
     let leaf = pki.leaf(&["elsewhere.shadow.test"], &[])?;
-    let front = TlsFront::start(
-        rig.shadow(0),
-        front_addr(),
-        rig.shadow_addr(0),
-        leaf.server_config()?,
-    )?;
+    let front = front(&rig, &leaf)?;
     let agent = rig.start_agent()?;
 
     let n = 150;
@@ -246,13 +225,13 @@ fn a_certificate_for_another_host_is_refused_unless_that_target_skips_verificati
             && unverified.get("2xx") == Some(&(n as u64)),
         "verified: {verified:?}, unverified: {unverified:?}"
     );
-    let stopped = stop(agent)?;
-    expect(
+    let stopped = stop_clean(agent)?;
+    expect_counts(
         "verified",
         stopped.target("verified")?,
         &[("captured", n as u64), ("tls_certificate", n as u64)],
     )?;
-    expect(
+    expect_counts(
         "unverified",
         stopped.target("unverified")?,
         &[("captured", n as u64), ("2xx", n as u64)],

@@ -214,37 +214,12 @@ pub fn raise_nofile() -> Result<u64> {
 static NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(20_000);
 
 fn raise_nofile_inner() -> Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to a rlimit.
-    unsafe {
-        ensure!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
-            "getrlimit: {}",
-            std::io::Error::last_os_error()
-        );
-        let wanted = libc::rlimit {
-            rlim_cur: 1 << 20,
-            rlim_max: 1 << 20,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-            return Ok(1 << 20);
-        }
-        limit.rlim_cur = limit.rlim_max;
-        ensure!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
-            "setrlimit: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let limit = mirror_testkit::process::raise_open_files(1 << 20)?;
     ensure!(
-        limit.rlim_max >= 12_000,
-        "RLIMIT_NOFILE is {} (hard): 10,000 connections need more; raise it (ulimit -Hn)",
-        limit.rlim_max
+        limit >= 12_000,
+        "RLIMIT_NOFILE is {limit}: 10,000 connections need more; raise it (ulimit -Hn)"
     );
-    Ok(limit.rlim_max)
+    Ok(limit)
 }
 
 /// Starts `program args` in `ns`, pinned to `cpu` (taskset execs it: the

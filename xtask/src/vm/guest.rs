@@ -16,8 +16,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use mirror_testkit::{
-    Agent, HttpServer, Link, Netns, Received, Signal, agent::ATTACHED, command, pseudo_random,
-    veth, wait_until,
+    Agent, Link, Netns, Received, Server, Signal, agent::ATTACHED, command, pseudo_random, veth,
+    wait_until,
 };
 
 /// Every line meant for the host starts with this.
@@ -117,8 +117,8 @@ fn hosts() -> Result<Hosts> {
 fn mirror_through(agent: &Path, mode: &str) -> Result<String> {
     let hosts = hosts()?;
     let v1_addr: SocketAddr = format!("{V1_ADDR}:{V1_PORT}").parse()?;
-    let v1 = HttpServer::start(&hosts.v1, v1_addr)?;
-    let shadow = HttpServer::start(&hosts.v1, SHADOW.parse()?)?;
+    let v1 = Server::start(&hosts.v1, v1_addr)?;
+    let shadow = Server::start(&hosts.v1, SHADOW.parse()?)?;
     let port = V1_PORT.to_string();
     let target = format!("http://{SHADOW}");
     let args = [
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn a_server_log_line_is_method_path_size_framing() {
         let received = Received {
-            connections: vec![mirror_testkit::http_server::ServerConnection {
+            connections: vec![mirror_testkit::server::ServerConnection {
                 client: "10.200.0.2:40000".parse().unwrap(),
                 requests: vec![mirror_testkit::ReceivedRequest {
                     head: b"POST /vm/chunked HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),

@@ -20,32 +20,25 @@
 //! being a regression, and that the comparison ignores by default: `Date`,
 //! `Server` (the server's name) and `X-Request-Id` (unique per answer).
 //!
-//! The server: one thread per connection, keep-alive (HTTP/1.1, or
-//! HTTP/1.0 asking for it), pipelining (requests answered strictly in
-//! order), request bodies by `Content-Length` or chunked, `100 Continue`
-//! sent before reading the body of a request with `Expect: 100-continue`.
-//! It runs inside a namespace like the other test servers and counts what
-//! it answered.
+//! It runs on the test kit's server ([`Server`]): its answer function, and
+//! what it answered counted by endpoint and status.
 
 use std::{
     collections::BTreeMap,
-    io::{ErrorKind, Read as _, Write as _},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    io::Write as _,
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
-    thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::Result;
 use serde_json::{Value, json};
 
-use mirror_testkit::Netns;
+use mirror_testkit::{Netns, ReceivedRequest, Server, server::Reply};
 
-const POLL: Duration = Duration::from_millis(20);
-const MAX_HEAD: usize = 64 << 10;
 /// The `ETag` of `GET /cached`.
 pub const CACHED_ETAG: &str = "\"cached-v1\"";
 /// The `X-Version` of `GET /empty` unless a regression is planted.
@@ -105,8 +98,6 @@ pub struct Answered {
     pub statuses: BTreeMap<u16, u64>,
     /// `100 Continue` sent.
     pub continues: u64,
-    /// Requests the server could not frame (the connection was closed).
-    pub bad_requests: u64,
 }
 
 impl Answered {
@@ -116,9 +107,9 @@ impl Answered {
     }
 }
 
-struct Shared {
+/// The application's state: what it answered, and its unique values.
+struct App {
     behaviour: Behaviour,
-    stop: AtomicBool,
     answered: Mutex<Answered>,
     /// Last `served_at` given (strictly increasing).
     last_served_at: AtomicU64,
@@ -126,80 +117,75 @@ struct Shared {
     answers: AtomicU64,
 }
 
-/// The server; stops accepting on [`AppServer::stop`] or drop, and its
-/// connection threads end with their connections or at once then.
+/// The application on a test server; stops answering on
+/// [`AppServer::stop`] or drop.
 pub struct AppServer {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
+    app: Arc<App>,
 }
 
 impl AppServer {
     /// Listens on `addr` in `netns` (listening when this returns).
     pub fn start(netns: &Netns, addr: SocketAddr, behaviour: Behaviour) -> Result<Self> {
-        let listener = netns
-            .run(|| TcpListener::bind(addr))
-            .with_context(|| format!("cannot listen on {addr} in {}", netns.name()))?;
-        listener.set_nonblocking(true)?;
-        let shared = Arc::new(Shared {
-            behaviour,
-            stop: AtomicBool::new(false),
-            answered: Mutex::new(Answered::default()),
-            last_served_at: AtomicU64::new(0),
-            answers: AtomicU64::new(0),
-        });
-        let accepting = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("app {addr}"))
-            .spawn(move || {
-                while !accepting.stop.load(Ordering::Acquire) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let shared = Arc::clone(&accepting);
-                            std::thread::spawn(move || {
-                                let _ = serve(stream, &shared);
-                            });
-                        }
-                        Err(_) => std::thread::sleep(POLL),
-                    }
-                }
-            })
-            .expect("spawning a thread");
-        Ok(Self {
-            addr,
-            shared,
-            thread: Some(thread),
-        })
+        let app = Arc::new(App::new(behaviour));
+        let answering = Arc::clone(&app);
+        let server = Server::builder()
+            .answer(move |request| answering.reply(request))
+            .start(netns, addr)?;
+        Ok(Self { server, app })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// What it answered so far.
     pub fn answered(&self) -> Answered {
-        self.shared.answered().clone()
+        let mut answered = self.app.answered().clone();
+        answered.continues = self.server.continues() as u64;
+        answered
     }
 
     /// Stops accepting and answering; returns what it answered.
-    pub fn stop(mut self) -> Answered {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    pub fn stop(self) -> Answered {
+        let answered = self.answered();
+        self.server.halt();
+        answered
+    }
+}
+
+impl App {
+    fn new(behaviour: Behaviour) -> Self {
+        Self {
+            behaviour,
+            answered: Mutex::default(),
+            last_served_at: AtomicU64::new(0),
+            answers: AtomicU64::new(0),
         }
-        self.answered()
     }
-}
 
-impl Drop for AppServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-    }
-}
-
-impl Shared {
     fn answered(&self) -> std::sync::MutexGuard<'_, Answered> {
         self.answered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bytes answering `received`, counted.
+    fn reply(&self, received: &ReceivedRequest) -> Reply {
+        let request = Request::from(received);
+        let id = self.answers.fetch_add(1, Ordering::Relaxed) + 1;
+        let response = answer(&self.behaviour, &request, self.served_at(), id);
+        let bytes = encode(
+            &response,
+            request.method == "HEAD",
+            received.keep_alive(),
+            request.http10,
+        );
+        let mut answered = self.answered();
+        *answered
+            .endpoints
+            .entry(endpoint(&request.method, &request.path))
+            .or_default() += 1;
+        *answered.statuses.entry(response.status).or_default() += 1;
+        Reply::bytes(bytes)
     }
 
     /// Now in ns since the epoch, but always after the last one given.
@@ -237,21 +223,34 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
+}
 
-    /// Whether the connection stays open after the answer.
-    fn keep_alive(&self) -> bool {
-        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
-        if self.http10 {
-            connection.contains("keep-alive")
-        } else {
-            !connection.contains("close")
+impl From<&ReceivedRequest> for Request {
+    fn from(received: &ReceivedRequest) -> Self {
+        Self {
+            method: received.method().to_owned(),
+            path: received.target().to_owned(),
+            headers: received
+                .headers()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value).into_owned();
+                    (name.to_ascii_lowercase(), value)
+                })
+                .collect(),
+            body: received.body.clone(),
+            http10: received.http10(),
         }
     }
+}
+
+/// The value of the first of `headers` named `name` (any case).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// How a response body goes on the wire.
@@ -521,192 +520,10 @@ pub fn http_date(time: SystemTime) -> String {
     )
 }
 
-/// Serves one connection until the client closes it, a request asks to
-/// close, or the server stops.
-fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(POLL * 5))?;
-    stream.set_nodelay(true)?;
-    let mut conn = Conn {
-        stream,
-        buf: Vec::new(),
-        shared,
-    };
-    loop {
-        let request = match conn.request() {
-            Ok(Some(request)) => request,
-            Ok(None) => return Ok(()),
-            Err(err) => {
-                shared.answered().bad_requests += 1;
-                return Err(err);
-            }
-        };
-        let id = shared.answers.fetch_add(1, Ordering::Relaxed) + 1;
-        let response = answer(&shared.behaviour, &request, shared.served_at(), id);
-        let keep_alive = request.keep_alive();
-        let bytes = encode(
-            &response,
-            request.method == "HEAD",
-            keep_alive,
-            request.http10,
-        );
-        conn.stream.write_all(&bytes)?;
-        {
-            let mut answered = shared.answered();
-            *answered
-                .endpoints
-                .entry(endpoint(&request.method, &request.path))
-                .or_default() += 1;
-            *answered.statuses.entry(response.status).or_default() += 1;
-        }
-        if !keep_alive {
-            conn.stream.shutdown(Shutdown::Write)?;
-            return Ok(());
-        }
-    }
-}
-
-struct Conn<'a> {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    shared: &'a Shared,
-}
-
-impl Conn<'_> {
-    /// The next request; None when the client closed between requests
-    /// (or the server stops).
-    fn request(&mut self) -> Result<Option<Request>> {
-        let (head_len, mut request, length, chunked, expect) = loop {
-            if let Some(parsed) = parse_head(&self.buf)? {
-                break parsed;
-            }
-            ensure!(self.buf.len() <= MAX_HEAD, "a head over {MAX_HEAD} bytes");
-            if !self.fill()? {
-                ensure!(self.buf.is_empty(), "the client closed inside a head");
-                return Ok(None);
-            }
-        };
-        self.buf.drain(..head_len);
-        if expect && !request.http10 && (chunked || length > 0) {
-            self.stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .context("sending 100 Continue")?;
-            self.shared.answered().continues += 1;
-        }
-        request.body = if chunked {
-            self.chunked_body()?
-        } else {
-            self.take(length)?
-        };
-        Ok(Some(request))
-    }
-
-    /// Reads more; false at EOF or once the server stops.
-    fn fill(&mut self) -> Result<bool> {
-        let mut chunk = [0u8; 16 << 10];
-        loop {
-            if self.shared.stop.load(Ordering::Acquire) {
-                return Ok(false);
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(true);
-                }
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-
-    fn take(&mut self, len: usize) -> Result<Vec<u8>> {
-        while self.buf.len() < len {
-            ensure!(self.fill()?, "the client closed inside a body");
-        }
-        Ok(self.buf.drain(..len).collect())
-    }
-
-    /// One CRLF-terminated line, without the CRLF.
-    fn line(&mut self) -> Result<Vec<u8>> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf[..end].to_vec();
-                self.buf.drain(..end + 2);
-                return Ok(line);
-            }
-            ensure!(self.buf.len() <= MAX_HEAD, "a line over {MAX_HEAD} bytes");
-            ensure!(self.fill()?, "the client closed inside a chunked body");
-        }
-    }
-
-    fn chunked_body(&mut self) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.line()?;
-            let size = std::str::from_utf8(&line)?
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim();
-            let size = usize::from_str_radix(size, 16)
-                .with_context(|| format!("a bad chunk size {size:?}"))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !self.line()?.is_empty() {}
-                return Ok(body);
-            }
-            body.extend(self.take(size)?);
-            ensure!(self.take(2)? == b"\r\n", "no CRLF after a chunk");
-        }
-    }
-}
-
-type ParsedHead = (usize, Request, usize, bool, bool);
-
-/// `(head length, request without body, Content-Length, chunked, expects
-/// 100-continue)` once the head is complete.
-fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head_len) = parsed.parse(buf).context("a bad request head")?
-    else {
-        return Ok(None);
-    };
-    let mut request = Request {
-        method: parsed.method.unwrap_or("").to_owned(),
-        path: parsed.path.unwrap_or("").to_owned(),
-        http10: parsed.version == Some(0),
-        ..Request::default()
-    };
-    let (mut length, mut chunked, mut expect) = (0usize, false, false);
-    for header in parsed.headers.iter() {
-        let name = header.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(header.value).trim().to_owned();
-        match name.as_str() {
-            "content-length" => {
-                length = value
-                    .parse()
-                    .with_context(|| format!("Content-Length {value:?}"))?
-            }
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().ends_with("chunked"),
-            "expect" => expect = value.eq_ignore_ascii_case("100-continue"),
-            _ => {}
-        }
-        request.headers.push((name, value));
-    }
-    if chunked && length > 0 {
-        bail!("both Content-Length and chunked");
-    }
-    Ok(Some((head_len, request, length, chunked, expect)))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::{io::Read as _, time::Duration};
+
     use super::*;
 
     fn get(path: &str) -> Request {
@@ -752,15 +569,10 @@ mod tests {
         let body = json_of(&response);
         assert_eq!(body["total"], price(3) * 2 + 1);
         assert_eq!(body["served_at"], 77);
-        let shared = Shared {
-            behaviour,
-            stop: AtomicBool::new(false),
-            answered: Mutex::new(Answered::default()),
-            last_served_at: AtomicU64::new(u64::MAX / 2),
-            answers: AtomicU64::new(0),
-        };
-        let first = shared.served_at();
-        assert!(shared.served_at() > first);
+        let app = App::new(behaviour);
+        app.last_served_at.store(u64::MAX / 2, Ordering::Relaxed);
+        let first = app.served_at();
+        assert!(app.served_at() > first);
     }
 
     #[test]
@@ -787,15 +599,24 @@ mod tests {
     }
 
     #[test]
-    fn heads_are_parsed_with_their_framing() {
-        let (len, request, length, chunked, expect) = parse_head(
-            b"POST /orders HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nabcde",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((len, length, chunked, expect), (66, 5, false, true));
-        assert_eq!(request.path, "/orders");
-        assert!(parse_head(b"GET / HTTP/1.1\r\n").unwrap().is_none());
+    fn a_received_request_is_read_as_the_app_sees_it_and_endpoints_are_templates() {
+        let received = ReceivedRequest {
+            head: b"POST /orders HTTP/1.1\r\nContent-Length: 5\r\nX-Tag:  a \r\n\r\n".to_vec(),
+            body: b"abcde".to_vec(),
+            chunked: false,
+            trailers: Vec::new(),
+        };
+        let request = Request::from(&received);
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/orders")
+        );
+        assert_eq!(request.header("x-tag"), Some("a"));
+        assert_eq!(request.headers[0].0, "content-length");
+        assert_eq!(
+            (request.body.as_slice(), request.http10),
+            (b"abcde".as_slice(), false)
+        );
         assert_eq!(endpoint("GET", "/items/12"), "GET /items/{n}");
         assert_eq!(endpoint("GET", "/cached"), "GET /cached");
     }

@@ -1,11 +1,11 @@
-//! Route + shadow end to end, against HTTP servers on 127.0.0.1: client
-//! bytes are framed by the http stage, routed, rewritten and replayed; each
-//! test checks what the shadow servers received and what was counted.
+//! Live dispatch to shadow targets (route + shadow) end to end, against
+//! test servers on 127.0.0.1: client bytes are framed by the http stage,
+//! routed, rewritten and sent; each test checks what the shadow servers
+//! received and what was counted.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,14 @@ use mirror_agent::shadow::{
     BoxFuture, Dispatcher, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass,
     Target, TargetConfig,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use mirror_testkit::{
+    ReceivedRequest, Server,
+    server::{CONTINUE, GARBAGE, Reply, Then},
+};
 
 // ---------------------------------------------------------------------------
-// A shadow server that records every request it receives, byte for byte.
+// Shadows: the test kit's server, answering as each test needs; its log
+// holds every request it received, byte for byte.
 
 #[derive(Clone, Debug)]
 struct Behavior {
@@ -57,178 +59,60 @@ impl Default for Behavior {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Vec<u8>>>>,
-    connections: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
+/// A shadow on 127.0.0.1 behaving as `behavior` says.
+fn shadow(behavior: Behavior) -> Server {
+    let delay = behavior.delay;
+    Server::builder()
+        .answer(move |request| reply(&behavior, request))
+        .delay(delay)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .unwrap()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
+fn reply(behavior: &Behavior, request: &ReceivedRequest) -> Reply {
+    if behavior.silent {
+        return Reply::silence();
     }
-}
-
-impl Server {
-    async fn start(behavior: Behavior) -> Server {
-        Self::start_on("127.0.0.1:0", behavior).await
+    if behavior.garbage {
+        return Reply::closing(GARBAGE);
     }
-
-    async fn start_on(addr: &str, behavior: Behavior) -> Server {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let task = {
-            let requests = requests.clone();
-            let connections = connections.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    connections.fetch_add(1, SeqCst);
-                    tokio::spawn(serve(stream, behavior.clone(), requests.clone()));
-                }
-            })
-        };
-        Server {
-            addr,
-            requests,
-            connections,
-            task,
-        }
+    let mut response = Vec::new();
+    if behavior.interim {
+        response.extend_from_slice(CONTINUE);
     }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn received(&self) -> Vec<Vec<u8>> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-async fn serve(mut stream: TcpStream, behavior: Behavior, requests: Arc<Mutex<Vec<Vec<u8>>>>) {
-    let mut buf = Vec::new();
-    loop {
-        let len = loop {
-            if let Some(len) = request_len(&buf) {
-                break len;
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let raw: Vec<u8> = buf.drain(..len).collect();
-        let head_request = raw.starts_with(b"HEAD ");
-        requests.lock().unwrap().push(raw);
-        if behavior.silent {
-            // Keep the connection open, answer nothing.
-            let mut sink = [0u8; 1024];
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    return;
-                }
-            }
-            return;
-        }
-        if behavior.garbage {
-            let _ = stream.write_all(b"garbage, not HTTP\r\n\r\n").await;
-            return;
-        }
-        if !behavior.delay.is_zero() {
-            tokio::time::sleep(behavior.delay).await;
-        }
-        let mut response = Vec::new();
-        if behavior.interim {
-            response.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let connection = if behavior.close {
-            "close"
-        } else {
-            "keep-alive"
-        };
-        if behavior.chunked {
-            response.extend_from_slice(
-                format!(
-                    "HTTP/1.1 {} X\r\nConnection: {connection}\r\nTransfer-Encoding: chunked\r\n\r\n",
-                    behavior.status
-                )
-                .as_bytes(),
-            );
-            if !head_request {
-                response.extend_from_slice(b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
-            }
-        } else {
-            response.extend_from_slice(
-                format!(
-                    "HTTP/1.1 {} X\r\nConnection: {connection}\r\nContent-Length: 7\r\n\r\n",
-                    behavior.status
-                )
-                .as_bytes(),
-            );
-            if !head_request {
-                response.extend_from_slice(b"shadow!");
-            }
-        }
-        if stream.write_all(&response).await.is_err() || behavior.close {
-            return;
-        }
-    }
-}
-
-/// Length of the complete request at the start of `buf`, if there is one.
-fn request_len(buf: &[u8]) -> Option<usize> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let head = match req.parse(buf).ok()? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => return None,
+    let connection = if behavior.close {
+        "close"
+    } else {
+        "keep-alive"
     };
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).to_string())
+    let (framing, body): (&str, &[u8]) = if behavior.chunked {
+        (
+            "Transfer-Encoding: chunked",
+            b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+        )
+    } else {
+        ("Content-Length: 7", b"shadow!")
     };
-    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut pos = head;
-        loop {
-            let line_end = pos + find(&buf[pos..], b"\r\n")?;
-            let size_text = String::from_utf8_lossy(&buf[pos..line_end]);
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            pos = line_end + 2;
-            if size == 0 {
-                // Trailers up to the empty line.
-                loop {
-                    let end = pos + find(&buf[pos..], b"\r\n")?;
-                    let empty = end == pos;
-                    pos = end + 2;
-                    if empty {
-                        return Some(pos);
-                    }
-                }
-            }
-            if buf.len() < pos + size + 2 {
-                return None;
-            }
-            pos += size + 2;
-        }
+    let status = behavior.status;
+    response.extend_from_slice(
+        format!("HTTP/1.1 {status} X\r\nConnection: {connection}\r\n{framing}\r\n\r\n").as_bytes(),
+    );
+    if request.method() != "HEAD" {
+        response.extend_from_slice(body);
     }
-    let length: usize = header("content-length").map_or(0, |v| v.trim().parse().unwrap());
-    (buf.len() >= head + length).then_some(head + length)
+    Reply {
+        bytes: response,
+        then: if behavior.close {
+            Then::Close
+        } else {
+            Then::KeepOpen
+        },
+    }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Every request `server` received, as it came.
+fn received(server: &Server) -> Vec<Vec<u8>> {
+    server.log().into_iter().map(|a| a.wire).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -367,7 +251,7 @@ impl Resolve for Names {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_receives_the_clients_bytes_exactly() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     // One worker: requests arrive in capture order (several may overtake
     // each other).
     let mut t = target(&server.url());
@@ -383,8 +267,11 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
         stream.extend_from_slice(part);
     }
     send(&mut router, frame(&stream));
-    wait_for("4 requests", Duration::from_secs(5), || server.count() == 4).await;
-    let received = server.received();
+    wait_for("4 requests", Duration::from_secs(5), || {
+        server.request_count() == 4
+    })
+    .await;
+    let received = received(&server);
     assert_eq!(received[0], get);
     assert_eq!(received[1], post);
     // Chunked: same head, the body as one chunk, the trailers kept.
@@ -400,7 +287,7 @@ async fn a_shadow_receives_the_clients_bytes_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_arrives_whole() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let (_handle, mut router) =
         started(Shadows::start(unmarked(vec![target(&server.url())])).await);
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -414,17 +301,17 @@ async fn a_large_body_arrives_whole() {
     assert_eq!(requests.len(), 1);
     router.on_request(requests.into_iter().next().unwrap());
     wait_for("the big request", Duration::from_secs(10), || {
-        server.count() == 1
+        server.request_count() == 1
     })
     .await;
-    assert_eq!(server.received()[0], stream);
+    assert_eq!(received(&server)[0], stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marker_is_added_and_host_is_kept_replaced_or_set() {
-    let a = Server::start(Behavior::default()).await;
-    let b = Server::start(Behavior::default()).await;
-    let c = Server::start(Behavior::default()).await;
+    let a = shadow(Behavior::default());
+    let b = shadow(Behavior::default());
+    let c = shadow(Behavior::default());
     let mut by_target = named("target", &format!("{}/v2", b.url()));
     by_target.rewrites.host = Some(HostHeader::Target);
     let mut literal = named("literal", &c.url());
@@ -439,23 +326,23 @@ async fn the_marker_is_added_and_host_is_kept_replaced_or_set() {
     );
     send(&mut router, gets(1));
     wait_for("one request each", Duration::from_secs(5), || {
-        a.count() == 1 && b.count() == 1 && c.count() == 1
+        a.request_count() == 1 && b.request_count() == 1 && c.request_count() == 1
     })
     .await;
     assert_eq!(
-        a.received()[0],
+        received(&a)[0],
         b"GET /api/users?id=7 HTTP/1.1\r\nHost: app.example\r\nUser-Agent: curl/8.5\r\nX-Mirrored-By: mirror\r\n\r\n"
     );
     assert_eq!(
-        b.received()[0],
+        received(&b)[0],
         format!(
             "GET /v2/api/users?id=7 HTTP/1.1\r\nHost: {}\r\nUser-Agent: curl/8.5\r\nX-Mirrored-By: mirror\r\n\r\n",
-            b.addr
+            b.addr()
         )
         .as_bytes()
     );
     assert_eq!(
-        c.received()[0],
+        received(&c)[0],
         b"GET /api/users?id=7 HTTP/1.1\r\nHost: shadow.internal\r\nUser-Agent: curl/8.5\r\nX-Mirrored-By: mirror\r\n\r\n"
     );
     settled(&handle).await;
@@ -463,8 +350,8 @@ async fn the_marker_is_added_and_host_is_kept_replaced_or_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_and_stripped_headers_are_rewritten_per_target() {
-    let a = Server::start(Behavior::default()).await;
-    let b = Server::start(Behavior::default()).await;
+    let a = shadow(Behavior::default());
+    let b = shadow(Behavior::default());
     let mut cfg = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
     cfg.route.rewrites.strip = vec!["Authorization".into(), "cookie".into()];
     cfg.route.rewrites.set = vec!["X-Env: shadow".parse::<HeaderLine>().unwrap()];
@@ -473,15 +360,15 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
     let stream = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\nX-Env: prod\r\nCookie: a=1\r\nAccept: */*\r\nCookie: b=2\r\n\r\n";
     send(&mut router, frame(stream));
     wait_for("both", Duration::from_secs(5), || {
-        a.count() == 1 && b.count() == 1
+        a.request_count() == 1 && b.request_count() == 1
     })
     .await;
     assert_eq!(
-        a.received()[0],
+        received(&a)[0],
         b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Env: shadow\r\n\r\n"
     );
     assert_eq!(
-        b.received()[0],
+        received(&b)[0],
         b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Env: b\r\n\r\n"
     );
     settled(&handle).await;
@@ -492,7 +379,7 @@ async fn set_and_stripped_headers_are_rewritten_per_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_carrying_the_marker_is_never_replayed() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let (handle, mut router) =
         started(Shadows::start(config(vec![named("t", &server.url())])).await);
     let looped = b"GET / HTTP/1.1\r\nHost: x\r\nx-mirrored-by: mirror\r\n\r\n";
@@ -500,7 +387,7 @@ async fn a_request_carrying_the_marker_is_never_replayed() {
     stream.extend_from_slice(GET);
     send(&mut router, frame(&stream));
     wait_for("the one unmarked request", Duration::from_secs(5), || {
-        server.count() == 1
+        server.request_count() == 1
     })
     .await;
     let stats = settled(&handle).await;
@@ -508,24 +395,24 @@ async fn a_request_carrying_the_marker_is_never_replayed() {
     assert_eq!(s.captured, 4);
     assert_eq!(s.filtered_by(FilterReason::Loop), 3);
     assert_eq!(s.sent_total(), 1);
-    assert!(!server.received()[0].starts_with(b"GET / "));
+    assert!(!received(&server)[0].starts_with(b"GET / "));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_is_the_captured_service_itself_is_reported() {
-    let service = Server::start(Behavior::default()).await;
-    let other = Server::start(Behavior::default()).await;
+    let service = shadow(Behavior::default());
+    let other = shadow(Behavior::default());
     let handle = Shadows::start(config(vec![
         named("self", &service.url()),
         named("other", &other.url()),
     ]))
     .await;
-    assert_eq!(handle.targets_pointing_at(&[service.addr]), ["self"]);
+    assert_eq!(handle.targets_pointing_at(&[service.addr()]), ["self"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rule_kind_filters_with_its_reason() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let mut methods = named("methods", &server.url());
     methods.rules.methods = vec!["POST".into()];
     let mut paths = named("paths", &server.url());
@@ -561,7 +448,7 @@ async fn each_rule_kind_filters_with_its_reason() {
     send(&mut router, frame(&stream));
     let stats = settled(&handle).await;
     wait_for("all sends", Duration::from_secs(5), || {
-        server.count() == 1 + 2 + 1 + 4
+        server.request_count() == 1 + 2 + 1 + 4
     })
     .await;
 
@@ -586,7 +473,7 @@ async fn each_rule_kind_filters_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_percent_share_sends_about_two_hundred_of_two_thousand() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let mut tenth = named("tenth", &server.url());
     tenth.rules.share = Some(Share::from_percent(10.0).unwrap());
     let (handle, mut router) = started(Shadows::start(unmarked(vec![tenth])).await);
@@ -596,13 +483,13 @@ async fn a_ten_percent_share_sends_about_two_hundred_of_two_thousand() {
     let sent = s.sent_total();
     assert!((140..=260).contains(&sent), "sent {sent} of 2000");
     assert_eq!(s.filtered_by(FilterReason::Share), 2000 - sent);
-    assert_eq!(server.count() as u64, sent);
+    assert_eq!(server.request_count() as u64, sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_share_draws_once_for_all_targets() {
-    let a = Server::start(Behavior::default()).await;
-    let b = Server::start(Behavior::default()).await;
+    let a = shadow(Behavior::default());
+    let b = shadow(Behavior::default());
     let mut cfg = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
     cfg.route.rules.share = Some(Share::from_percent(30.0).unwrap());
     let (handle, mut router) = started(Shadows::start(cfg).await);
@@ -611,7 +498,7 @@ async fn a_global_share_draws_once_for_all_targets() {
         .collect();
     send(&mut router, frame(&stream));
     settled(&handle).await;
-    let (mut ra, mut rb) = (a.received(), b.received());
+    let (mut ra, mut rb) = (received(&a), received(&b));
     ra.sort();
     rb.sort();
     assert_eq!(ra, rb, "the same requests reach both targets");
@@ -620,7 +507,7 @@ async fn a_global_share_draws_once_for_all_targets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_routes_and_counts_but_sends_nothing() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let mut cfg = config(vec![named("t", &server.url())]);
     cfg.route.dry_run = true;
     cfg.route.rules.methods = vec!["POST".into()];
@@ -634,7 +521,7 @@ async fn a_dry_run_routes_and_counts_but_sends_nothing() {
     assert_eq!(s.filtered_by(FilterReason::Method), 1);
     assert_eq!(s.filtered_by(FilterReason::DryRun), 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.connections.load(SeqCst), 0);
+    assert_eq!(server.connections(), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -642,12 +529,11 @@ async fn a_dry_run_routes_and_counts_but_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_target_drops_on_a_full_queue_while_the_other_gets_everything() {
-    let slow = Server::start(Behavior {
+    let slow = shadow(Behavior {
         delay: Duration::from_millis(200),
         ..Behavior::default()
-    })
-    .await;
-    let fast = Server::start(Behavior::default()).await;
+    });
+    let fast = shadow(Behavior::default());
     let mut slow_target = named("slow", &slow.url());
     slow_target.shadow.settings.queue_size = 10;
     slow_target.shadow.settings.max_in_flight = 1;
@@ -678,7 +564,7 @@ async fn a_slow_target_drops_on_a_full_queue_while_the_other_gets_everything() {
     );
 
     wait_for("the fast target", Duration::from_secs(10), || {
-        fast.count() == 500
+        fast.request_count() == 500
     })
     .await;
     let stats = handle.shutdown(Duration::from_millis(300)).await;
@@ -688,45 +574,43 @@ async fn a_slow_target_drops_on_a_full_queue_while_the_other_gets_everything() {
     assert!(s.dropped_by(DropReason::QueueFull) >= 450, "{s}");
     assert!(s.sent_total() >= 1, "{s}");
     // The server may also have the request that was in flight at the end.
-    assert!(slow.count() as u64 >= s.sent_total(), "{s}");
+    assert!(slow.request_count() as u64 >= s.sent_total(), "{s}");
     let f = stats_of(&stats, "fast");
     assert_eq!((f.sent_total(), f.dropped_total()), (500, 0), "{f}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_kept_alive_and_reused() {
-    let server = Server::start(Behavior::default()).await;
+    let server = shadow(Behavior::default());
     let mut one = named("one", &server.url());
     one.shadow.settings.max_in_flight = 1;
     let (handle, mut router) = started(Shadows::start(unmarked(vec![one])).await);
     send(&mut router, gets(200));
     settled(&handle).await;
-    assert_eq!(server.count(), 200);
-    assert_eq!(server.connections.load(SeqCst), 1, "one connection for all");
+    assert_eq!(server.request_count(), 200);
+    assert_eq!(server.connections(), 1, "one connection for all");
 
     // A server that closes after each response costs a connection each.
-    let closing = Server::start(Behavior {
+    let closing = shadow(Behavior {
         close: true,
         ..Behavior::default()
-    })
-    .await;
+    });
     let (handle, mut router) =
         started(Shadows::start(unmarked(vec![named("c", &closing.url())])).await);
     send(&mut router, gets(20));
     let stats = settled(&handle).await;
     assert_eq!(stats[0].1.sent_total(), 20, "{}", stats[0].1);
-    assert_eq!(closing.connections.load(SeqCst), 20);
+    assert_eq!(closing.connections(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted() {
-    let interim = Server::start(Behavior {
+    let interim = shadow(Behavior {
         interim: true,
         chunked: true,
         status: 503,
         ..Behavior::default()
-    })
-    .await;
+    });
     let mut t = named("t", &interim.url());
     t.shadow.settings.max_in_flight = 1;
     let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
@@ -745,7 +629,7 @@ async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted()
         "{}",
         stats[0].1
     );
-    assert_eq!(interim.connections.load(SeqCst), 1, "all on one connection");
+    assert_eq!(interim.connections(), 1, "all on one connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -754,7 +638,7 @@ async fn a_dead_target_is_counted_and_set_aside() {
     // ephemeral port may be the one a connect to it picks for itself, and
     // then the connect succeeds (TCP's simultaneous open with itself).
     let port = 1;
-    let live = Server::start(Behavior::default()).await;
+    let live = shadow(Behavior::default());
     let (handle, mut router) = started(
         Shadows::start(unmarked(vec![
             named("dead", &format!("http://127.0.0.1:{port}")),
@@ -773,35 +657,38 @@ async fn a_dead_target_is_counted_and_set_aside() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_with_two_addresses_spreads_requests_and_follows_changes() {
-    let a = Server::start(Behavior::default()).await;
-    let b = Server::start(Behavior::default()).await;
+    let a = shadow(Behavior::default());
+    let b = shadow(Behavior::default());
     let names = Arc::new(Names::default());
-    names.set("shadow.test", vec![a.addr, b.addr]);
+    names.set("shadow.test", vec![a.addr(), b.addr()]);
     let mut t = named("replicas", "http://shadow.test:1");
     t.shadow.settings.resolve_interval = Duration::from_millis(50);
     let (handle, mut router) =
         started(Shadows::start_with_resolver(unmarked(vec![t]), names.clone()).await);
     send(&mut router, gets(100));
     settled(&handle).await;
-    assert_eq!(a.count() + b.count(), 100);
+    assert_eq!(a.request_count() + b.request_count(), 100);
     assert!(
-        a.count() >= 30 && b.count() >= 30,
+        a.request_count() >= 30 && b.request_count() >= 30,
         "{} / {}",
-        a.count(),
-        b.count()
+        a.request_count(),
+        b.request_count()
     );
 
     // One replica goes away: the next resolution drops it.
-    names.set("shadow.test", vec![b.addr]);
+    names.set("shadow.test", vec![b.addr()]);
     let target = handle.targets()[0].clone();
     wait_for("the resolver to notice", Duration::from_secs(5), || {
         target.addresses().len() == 1
     })
     .await;
-    let before = (a.count(), b.count());
+    let before = (a.request_count(), b.request_count());
     send(&mut router, gets(20));
     settled(&handle).await;
-    assert_eq!((a.count(), b.count()), (before.0, before.1 + 20));
+    assert_eq!(
+        (a.request_count(), b.request_count()),
+        (before.0, before.1 + 20)
+    );
 
     // A failed resolution keeps what is known.
     names.0.lock().unwrap().clear();
@@ -811,12 +698,12 @@ async fn a_name_with_two_addresses_spreads_requests_and_follows_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_replica_is_skipped_without_losing_requests() {
-    let live = Server::start(Behavior::default()).await;
+    let live = shadow(Behavior::default());
     // Nobody listens on port 1 (below the ephemeral range: see
     // a_dead_target_is_counted_and_set_aside).
     let dead: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let names = Arc::new(Names::default());
-    names.set("pair.test", vec![dead, live.addr]);
+    names.set("pair.test", vec![dead, live.addr()]);
     let (handle, mut router) = started(
         Shadows::start_with_resolver(unmarked(vec![named("pair", "http://pair.test:1")]), names)
             .await,
@@ -825,7 +712,7 @@ async fn a_refusing_replica_is_skipped_without_losing_requests() {
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "pair");
     assert_eq!((s.sent_total(), s.dropped_total()), (40, 0), "{s}");
-    assert_eq!(live.count(), 40);
+    assert_eq!(live.request_count(), 40);
     let states = handle.targets()[0].addresses();
     assert!(states.iter().any(|a| a.addr == dead && a.failing));
 }
@@ -843,11 +730,10 @@ async fn an_unresolvable_name_drops_with_no_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_target_times_out() {
-    let silent = Server::start(Behavior {
+    let silent = shadow(Behavior {
         silent: true,
         ..Behavior::default()
-    })
-    .await;
+    });
     let mut t = named("silent", &silent.url());
     t.shadow.settings.request_timeout = Duration::from_millis(200);
     let (handle, mut router) = started(Shadows::start(unmarked(vec![t])).await);
@@ -873,7 +759,7 @@ async fn a_connect_that_never_completes_times_out() {
     let _listener = socket.listen(0).unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        let connect = TcpStream::connect(addr);
+        let connect = tokio::net::TcpStream::connect(addr);
         if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), connect).await {
             fillers.push(s);
         }
@@ -894,11 +780,10 @@ async fn a_connect_that_never_completes_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
-    let slow = Server::start(Behavior {
+    let slow = shadow(Behavior {
         delay: Duration::from_millis(50),
         ..Behavior::default()
-    })
-    .await;
+    });
     let mut t = named("slow", &slow.url());
     t.shadow.settings.max_in_flight = 1;
     t.shadow.settings.queue_size = 100;
@@ -927,8 +812,8 @@ async fn shutdown_drains_until_the_deadline_then_counts_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
-    let a = Server::start(Behavior::default()).await;
-    let b = Server::start(Behavior::default()).await;
+    let a = shadow(Behavior::default());
+    let b = shadow(Behavior::default());
     let (handle, mut router) = started(Shadows::start(unmarked(vec![named("a", &a.url())])).await);
     send(&mut router, gets(3));
     settled(&handle).await;
@@ -954,16 +839,15 @@ async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     );
     let sb = stats_of(&stats, "b");
     assert_eq!((sb.captured, sb.sent_total()), (2, 1));
-    assert_eq!(b.count(), 1);
+    assert_eq!(b.request_count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_answering_garbage_is_set_aside_not_reconnected_to_per_request() {
-    let server = Server::start(Behavior {
+    let server = shadow(Behavior {
         garbage: true,
         ..Behavior::default()
-    })
-    .await;
+    });
     let (handle, mut router) =
         started(Shadows::start(unmarked(vec![named("bad", &server.url())])).await);
     let began = Instant::now();
@@ -976,7 +860,7 @@ async fn a_shadow_answering_garbage_is_set_aside_not_reconnected_to_per_request(
     // aside and one request a second probes it. Until that first failure,
     // up to max_in_flight (32) connections may open at once.
     let probes = began.elapsed().as_secs() + 1;
-    let connections = server.connections.load(SeqCst);
+    let connections = server.connections();
     assert!(
         connections as u64 <= 32 + probes,
         "{connections} connections for 500 requests in {:?}",
