@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mirror_agent::http::testing::frame;
-use mirror_agent::http::{Request, RequestSink};
+use mirror_agent::http::{Request, RequestStage};
 use mirror_agent::route::{
     FilterReason, HeaderLine, HeaderMatch, HeaderTest, HostHeader, PathRule, Rewrites, RouteConfig,
     RouteTarget, Rules, Share, TargetUrl,

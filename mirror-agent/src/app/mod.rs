@@ -29,9 +29,9 @@ use tracing::{error, info, warn};
 pub use pipeline::Pipeline;
 
 use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
-use crate::compare::{Comparing, Engine, V1Responses, shared_pairing};
+use crate::compare::{Comparing, Engine, V1Responses};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
-use crate::http::{ResponseConfig, ResponseFraming};
+use crate::http::{self, Requests, ResponseConfig, ResponseFraming};
 use crate::shadow::Shadows;
 use crate::telemetry::{
     self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness, logging,
@@ -251,31 +251,38 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let summary_task = tokio::spawn(summary::run(sources.clone(), config.live.stats_interval));
 
     let log_share = Arc::new(AtomicU32::new(config.live.log_requests.basis_points()));
-    let pairing = shared_pairing();
-    let dispatcher = match &compare {
-        Some(engine) => Comparing::new(shadows.dispatcher(), engine.clone(), pairing.clone()),
-        None => Comparing::off(shadows.dispatcher()),
+    let filter: Box<dyn crate::capture::PayloadFilter> = match capture.take_filter() {
+        Some(filter) => Box::new(filter),
+        None => Box::new(NoFilter),
     };
-    let pipeline = Pipeline::new(
-        config.startup.flow.clone(),
-        config.startup.http.clone(),
-        RequestLog::new(dispatcher, Arc::clone(&log_share)),
-        match capture.take_filter() {
-            Some(filter) => Box::new(filter),
-            None => Box::new(NoFilter),
-        },
-        Arc::clone(&stats),
-        Arc::clone(&readiness),
-    );
+    let new_pipeline = |requests| {
+        Pipeline::new(
+            config.startup.flow.clone(),
+            config.startup.http.clone(),
+            requests,
+            filter,
+            Arc::clone(&stats),
+            Arc::clone(&readiness),
+        )
+    };
     let mut pipeline = match &compare {
         Some(engine) => {
-            let framing = ResponseFraming::new(
-                response_config(&config),
-                V1Responses::new(engine.clone(), pairing),
+            let dispatcher = Comparing::new(shadows.dispatcher(), engine.clone());
+            let (requests, responses) = http::paired(
+                RequestLog::new(dispatcher, Arc::clone(&log_share)),
+                V1Responses::new(engine.clone()),
             );
-            pipeline.with_responses(config.startup.flow.clone(), framing)
+            let framing = ResponseFraming::new(response_config(&config), responses);
+            new_pipeline(requests).with_responses(config.startup.flow.clone(), framing)
         }
-        None => pipeline.without_responses(),
+        None => {
+            let dispatcher = Comparing::off(shadows.dispatcher());
+            new_pipeline(Requests::unpaired(RequestLog::new(
+                dispatcher,
+                Arc::clone(&log_share),
+            )))
+            .without_responses()
+        }
     };
 
     let reloader = Arc::new(Reloader {

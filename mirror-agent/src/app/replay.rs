@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use super::progress::Progress;
 use super::record::Destination;
 use super::signals::StopSignals;
-use crate::compare::{Comparing, Engine, RecordedAnswers, shared_pairing};
+use crate::compare::{Comparing, Engine, RecordedAnswers};
 use crate::config::{Config, DEFAULT_MAX_RESPONSE, InvalidConfig, ReplayArgs, Speed};
 use crate::file::{Item, OutputPlan, Recorded, Source, SourceStats};
 use crate::route::RouteConfig;
@@ -169,7 +169,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
 
     let (mut dispatcher, mut recorded) = match &engine {
         Some(engine) => (
-            Comparing::new(shadows.dispatcher(), engine.clone(), shared_pairing()),
+            Comparing::new(shadows.dispatcher(), engine.clone()),
             Some(RecordedAnswers::new(
                 engine.clone(),
                 super::response_config(&config),

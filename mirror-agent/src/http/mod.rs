@@ -42,6 +42,7 @@
 
 mod answer;
 mod chunked;
+mod exchange;
 mod framer;
 mod framing;
 mod head;
@@ -55,6 +56,7 @@ use bytes::Bytes;
 use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
+pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 pub use response::{

@@ -18,7 +18,7 @@ use super::endpoints::{Resolve, SystemResolver};
 use super::reply::{AnswerSink, Reply};
 use super::stats::{DropReason, StatsSnapshot, TargetStats};
 use super::target::{Target, TargetConfig, TargetSettings};
-use crate::http::{Request, RequestSink};
+use crate::http::{Request, RequestStage};
 use crate::route::{FilterReason, Plan, RouteConfig, Router, Verdict};
 
 /// The mirroring side's configuration: the routing (with every target's
@@ -351,7 +351,9 @@ impl Dispatcher {
     }
 }
 
-impl RequestSink for Dispatcher {
+impl RequestStage for Dispatcher {
+    type Exchange = ();
+
     fn on_request(&mut self, request: Request) {
         self.dispatch(&request);
     }

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::logging::REQUEST_TARGET;
 use crate::compare::Comparing;
-use crate::http::{Request, RequestSink};
+use crate::http::{Request, RequestStage};
 use crate::route::path_of;
 
 /// The dispatcher (and the comparison), with a share of its requests
@@ -51,36 +51,40 @@ impl RequestLog {
         false
     }
 
-    /// Dispatches `request`; `target=outcome` for every target.
-    fn dispatch_described(&mut self, request: &Request) -> Vec<String> {
-        let outcomes = self.dispatcher.dispatch(request).to_vec();
+    /// `target=outcome` for every target, of the last dispatch.
+    fn described(&self) -> Vec<String> {
         self.dispatcher
             .targets()
             .iter()
-            .zip(outcomes)
+            .zip(self.dispatcher.outcomes())
             .map(|(target, outcome)| format!("{}={outcome}", target.name()))
             .collect()
     }
+
+    /// Dispatches `request`; `target=outcome` for every target.
+    #[cfg(test)]
+    fn dispatch_described(&mut self, request: &Request) -> Vec<String> {
+        self.dispatcher.send(request);
+        self.described()
+    }
 }
 
-impl RequestSink for RequestLog {
-    fn on_request(&mut self, request: Request) {
-        if !self.sampled() {
-            self.dispatcher.dispatch(&request);
-            return;
-        }
-        let outcomes = self.dispatch_described(&request);
-        debug!(
-            target: REQUEST_TARGET,
-            method = %String::from_utf8_lossy(request.method()),
-            path = %String::from_utf8_lossy(path_of(request.target())),
-            targets = %outcomes.join(" "),
-            "request"
-        );
-    }
+/// The comparison's exchange passes through.
+impl RequestStage for RequestLog {
+    type Exchange = Option<u64>;
 
-    fn on_requests_lost(&mut self, flow: &crate::capture::FlowId) {
-        self.dispatcher.on_requests_lost(flow);
+    fn on_request(&mut self, request: Request) -> Option<u64> {
+        let tag = self.dispatcher.send(&request);
+        if self.sampled() {
+            debug!(
+                target: REQUEST_TARGET,
+                method = %String::from_utf8_lossy(request.method()),
+                path = %String::from_utf8_lossy(path_of(request.target())),
+                targets = %self.described().join(" "),
+                "request"
+            );
+        }
+        tag
     }
 }
 
