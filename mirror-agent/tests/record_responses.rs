@@ -12,29 +12,7 @@ use mirror_agent::file::{PayloadKind, PayloadReader};
 
 mod pcap_file;
 
-use pcap_file::{PORT, frame, pcap};
-
-/// A capture of one connection: each
-/// `(to_server, bytes)` one segment, after the handshake.
-fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
-    let (mut client_seq, mut server_seq) = (100u32, 500u32);
-    let mut frames = vec![
-        frame(true, client_seq - 1, 0x02, b""),
-        frame(false, server_seq - 1, 0x12, b""),
-    ];
-    for (to_server, bytes) in segments {
-        let seq = if *to_server {
-            &mut client_seq
-        } else {
-            &mut server_seq
-        };
-        frames.push(frame(*to_server, *seq, 0x18, bytes));
-        *seq += bytes.len() as u32;
-    }
-    frames.push(frame(true, client_seq, 0x11, b""));
-    frames.push(frame(false, server_seq, 0x11, b""));
-    pcap(&frames)
-}
+use pcap_file::{PORT, capture};
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mirror-rec-resp-bin-{}", std::process::id()));

@@ -8,6 +8,7 @@
 //! queues up to `--drain-timeout`, log the final counts. SIGHUP reloads the
 //! configuration file without detaching ([`reload`]).
 
+mod agent;
 mod compare_report;
 mod host;
 mod pipeline;
@@ -28,15 +29,13 @@ use tracing::{error, info, warn};
 
 pub use pipeline::Pipeline;
 
-use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
-use crate::compare::{Comparing, Engine, V1Responses};
+use crate::capture::{Capture, DRAIN_INTERVAL};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
-use crate::http::{self, Requests, ResponseConfig, ResponseFraming};
 use crate::shadow::Shadows;
 use crate::telemetry::{
-    self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness, logging,
-    request_log::RequestLog, summary,
+    PipelineStats, ReloadStats, endpoint, endpoint::Readiness, logging, summary,
 };
+use agent::Mirroring;
 use reload::Reloader;
 use signals::StopSignals;
 
@@ -204,9 +203,8 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
 
 /// Start, run until a stop signal (or a capture failure), shut down.
 async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Result<()> {
-    let mut options = config.startup.capture.options()?;
     // v1's responses are captured (egress) only for the comparison.
-    options.responses = config.live.compare.enabled();
+    let options = agent::capture_options(&config, config.live.compare.enabled())?;
     let mut signals = StopSignals::new()?;
     let hup = signals::listen(SignalKind::hangup())?;
     let readiness = Arc::new(Readiness::default());
@@ -222,27 +220,18 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let listener = endpoint::bind(metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
-    let shadows = Shadows::start(config.live.shadows.clone()).await;
+    let mirroring = Mirroring::start(&config).await?;
+    let shadows = mirroring.shadows.clone();
     check_self_mirroring(&shadows, &config)?;
     readiness.config_loaded.store(true, Ordering::Relaxed);
 
-    let compare = if config.live.compare.enabled() {
-        Some(Engine::start(config.live.compare.clone()).context("cannot start the comparison")?)
-    } else {
-        None
-    };
-    let sources = Sources {
-        kernel: Some(capture.counter_reader()),
-        pipeline: Arc::clone(&stats),
-        targets: telemetry::target_source(shadows.clone()),
-        reloads: Arc::clone(&reloads),
-        build: BuildInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            kernel: crate::capture::kernel_release(),
-            attach_mode: capture.attach_mode().as_str(),
-        },
-        compare: compare.clone(),
-    };
+    let compare = mirroring.engine.clone();
+    let sources = mirroring.sources(
+        Some(capture.counter_reader()),
+        Arc::clone(&stats),
+        Arc::clone(&reloads),
+        capture.attach_mode().as_str(),
+    );
     let endpoint_task = tokio::spawn(endpoint::serve(
         listener,
         sources.clone(),
@@ -251,39 +240,8 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let summary_task = tokio::spawn(summary::run(sources.clone(), config.live.stats_interval));
 
     let log_share = Arc::new(AtomicU32::new(config.live.log_requests.basis_points()));
-    let filter: Box<dyn crate::capture::PayloadFilter> = match capture.take_filter() {
-        Some(filter) => Box::new(filter),
-        None => Box::new(NoFilter),
-    };
-    let new_pipeline = |requests| {
-        Pipeline::new(
-            config.startup.flow.clone(),
-            config.startup.http.clone(),
-            requests,
-            filter,
-            Arc::clone(&stats),
-            Arc::clone(&readiness),
-        )
-    };
-    let mut pipeline = match &compare {
-        Some(engine) => {
-            let dispatcher = Comparing::new(shadows.dispatcher(), engine.clone());
-            let (requests, responses) = http::paired(
-                RequestLog::new(dispatcher, Arc::clone(&log_share)),
-                V1Responses::new(engine.clone()),
-            );
-            let framing = ResponseFraming::new(response_config(&config), responses);
-            new_pipeline(requests).with_responses(config.startup.flow.clone(), framing)
-        }
-        None => {
-            let dispatcher = Comparing::off(shadows.dispatcher());
-            new_pipeline(Requests::unpaired(RequestLog::new(
-                dispatcher,
-                Arc::clone(&log_share),
-            )))
-            .without_responses()
-        }
-    };
+    let traffic = mirroring.traffic(&config, agent::filter_of(capture.take_filter()), &log_share);
+    let mut pipeline = Pipeline::new(traffic, Arc::clone(&stats), Arc::clone(&readiness));
 
     let reloader = Arc::new(Reloader {
         cli,
@@ -373,25 +331,6 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     }
     println!("kernel counters: {kernel}");
     Ok(())
-}
-
-/// The response framing's limits: the request side's head limits, and the
-/// largest body cap of the compared targets.
-pub(super) fn response_config(config: &Config) -> ResponseConfig {
-    let http = &config.startup.http;
-    ResponseConfig {
-        max_head_bytes: http.max_head_bytes,
-        max_headers: http.max_headers,
-        body_cap: config
-            .live
-            .compare
-            .targets
-            .iter()
-            .map(|t| t.body_cap)
-            .max()
-            .unwrap_or(crate::compare::DEFAULT_BODY_CAP),
-        raw_cap: 0,
-    }
 }
 
 /// A target that is the captured service itself would receive its own

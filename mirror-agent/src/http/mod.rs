@@ -48,6 +48,7 @@ mod framing;
 mod head;
 mod line;
 mod response;
+mod traffic;
 
 use std::ops::Range;
 
@@ -63,6 +64,7 @@ pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
     ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,
 };
+pub use traffic::{NoResponses, Traffic};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
