@@ -20,12 +20,14 @@ use anyhow::Context as _;
 
 use super::Pipeline;
 use crate::capture::{CaptureOptions, NoFilter, PayloadFilter};
-use crate::compare::{Comparing, DEFAULT_BODY_CAP, Engine, RecordedAnswers, V1Responses};
+use crate::compare::{DEFAULT_BODY_CAP, Engine, Exchanges, RecordedAnswers, V1Responses};
 use crate::config::Config;
 use crate::file::{self, OutputPlan, Source};
-use crate::http::{Requests, ResponseConfig, ResponseFraming, Responses, Traffic, paired};
-use crate::route::RouteConfig;
-use crate::shadow::Shadows;
+use crate::http::{
+    Request, RequestStage, Requests, ResponseConfig, ResponseFraming, Responses, Traffic, paired,
+};
+use crate::route::{RouteConfig, Router, Verdict};
+use crate::shadow::{Dispatcher, Shadows, Target};
 use crate::telemetry::{
     self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint::Readiness,
     request_log::RequestLog,
@@ -88,7 +90,86 @@ pub(super) struct Mirroring {
 /// The live chain: requests (and v1's answers, paired by the protocol)
 /// through the sampled request log to routing, the shadows and the
 /// comparison.
-pub(super) type LiveTraffic = Traffic<Requests<RequestLog>, Responses<Option<u64>, V1Responses>>;
+pub(super) type LiveTraffic = Traffic<Requests<Chain>, Responses<Option<u64>, V1Responses>>;
+
+/// A request's way after framing, in order: routing decides (sampling,
+/// rules, rewrites), the shadows send (a queue per target), the comparison
+/// learns what was sent where (the exchange its answers go to), and the
+/// request log says what became of it.
+pub struct Chain {
+    router: Router,
+    verdicts: Vec<Verdict>,
+    dispatcher: Dispatcher,
+    exchanges: Option<Exchanges>,
+    log: Option<RequestLog>,
+}
+
+impl Chain {
+    /// Routing and the shadows alone.
+    pub fn new(dispatcher: Dispatcher) -> Self {
+        Self {
+            router: Router::new(dispatcher.plan()),
+            verdicts: Vec::new(),
+            dispatcher,
+            exchanges: None,
+            log: None,
+        }
+    }
+
+    /// The targets that keep their answers compare them with v1's.
+    fn comparing(mut self, engine: Option<&Engine>) -> Self {
+        self.exchanges = engine.map(|e| Exchanges::new(e.clone()));
+        self
+    }
+
+    /// A share of the requests is logged.
+    fn logging(mut self, log: RequestLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The targets requests go to now.
+    pub fn targets(&self) -> &[Arc<Target>] {
+        self.dispatcher.targets()
+    }
+
+    /// Sends `request` down the chain; its exchange if it is compared (the
+    /// tag v1's answer is to be given to).
+    pub fn send(&mut self, request: &Request) -> Option<u64> {
+        // A reload: the routing follows the targets the shadows now have.
+        if let Some(plan) = self.dispatcher.refresh() {
+            self.router.set_plan(plan);
+        }
+        self.router.route(request, &mut self.verdicts);
+        let compared = self.exchanges.is_some() && self.dispatcher.compares();
+        let exchanges = self.exchanges.as_mut().filter(|_| compared);
+        let tag = exchanges.as_ref().and_then(|x| x.open(request));
+        let reply = tag.zip(exchanges.as_ref().map(|x| x.answer_sink()));
+        self.dispatcher.send(self.verdicts.drain(..), reply);
+        if let Some(exchanges) = &mut self.exchanges {
+            let (targets, outcomes) = (self.dispatcher.targets(), self.dispatcher.outcomes());
+            exchanges.sent(compared, tag, targets, outcomes);
+        }
+        if let Some(log) = &mut self.log {
+            log.dispatched(
+                request,
+                self.dispatcher.targets(),
+                self.dispatcher.outcomes(),
+            );
+        }
+        tag
+    }
+}
+
+/// The exchange of a request is its comparison's tag (`None`: not
+/// compared); v1's response comes from the protocol's pairing.
+impl RequestStage for Chain {
+    type Exchange = Option<u64>;
+
+    fn on_request(&mut self, request: Request) -> Option<u64> {
+        self.send(&request)
+    }
+}
 
 impl Mirroring {
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
@@ -105,11 +186,8 @@ impl Mirroring {
 
     /// The stage after framing: routing, the shadows' queues, and the
     /// exchanges the comparison opens.
-    pub fn requests(&self) -> Comparing {
-        match &self.engine {
-            Some(engine) => Comparing::new(self.shadows.dispatcher(), engine.clone()),
-            None => Comparing::off(self.shadows.dispatcher()),
-        }
+    pub fn requests(&self) -> Chain {
+        Chain::new(self.shadows.dispatcher()).comparing(self.engine.as_ref())
     }
 
     /// v1's answers read from a recording or a packet capture (a replay's).
@@ -129,7 +207,9 @@ impl Mirroring {
         log_share: &Arc<AtomicU32>,
     ) -> LiveTraffic {
         let (flow, http) = (config.startup.flow.clone(), config.startup.http.clone());
-        let log = RequestLog::new(self.requests(), Arc::clone(log_share));
+        let log = self
+            .requests()
+            .logging(RequestLog::new(Arc::clone(log_share)));
         let traffic = match &self.engine {
             Some(engine) => {
                 let (requests, answers) = paired(log, V1Responses::new(engine.clone()));

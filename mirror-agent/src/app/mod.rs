@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use tokio::signal::unix::SignalKind;
 use tracing::{error, info, warn};
 
+pub use agent::Chain;
 pub use pipeline::Pipeline;
 
 use crate::capture::{Capture, DRAIN_INTERVAL};

@@ -40,7 +40,7 @@ pub use diff_log::{DiffLog, Exchange};
 pub use endpoint::{Endpoints, template};
 pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING, RequestMeta, V1Response};
 pub use page::render_html;
-pub use pairing::{Comparing, V1Responses};
+pub use pairing::{Exchanges, V1Responses};
 pub use recorded::RecordedAnswers;
 pub use report::{CompareReport, Report, verdict_line};
 pub use rules::{FieldPattern, Rules};
