@@ -6,12 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 
 mod pcap_file;
 
-use pcap_file::{PORT, capture};
+use pcap_file::{PORT, capture, scratch};
 
 /// v1's answer to every request, and the target's.
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -43,13 +42,6 @@ fn target() -> std::net::SocketAddr {
         }
     });
     addr
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mirror-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -172,6 +172,12 @@ impl RequestStage for Chain {
 }
 
 impl Mirroring {
+    /// Whether v1's responses are captured (egress) for it: only for the
+    /// comparison.
+    pub fn wants_responses(config: &Config) -> bool {
+        compares(config)
+    }
+
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         let engine = match compares(config) {
             true => Some(

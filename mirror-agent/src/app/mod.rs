@@ -1,6 +1,9 @@
-//! The agent assembled: configuration → capture → metrics endpoint →
-//! shadows → the capture loop; then shutdown. `main.rs` only parses the
-//! command line and turns the outcome into an exit status.
+//! The agent as a process: the command chosen, logging, the runtime,
+//! signals, the start-up and shutdown order, and the exit status. The
+//! stages themselves are built from the configuration in one place
+//! ([`agent`]); live mirroring here, `record` and `replay` take them from
+//! there. `main.rs` only parses the command line and turns the outcome
+//! into an exit status.
 //!
 //! Start-up order: configuration (fails before touching the kernel), the
 //! capture, the metrics endpoint, the shadow targets. Shutdown order: detach
@@ -204,8 +207,7 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
 
 /// Start, run until a stop signal (or a capture failure), shut down.
 async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Result<()> {
-    // v1's responses are captured (egress) only for the comparison.
-    let options = agent::capture_options(&config, config.live.compare.enabled())?;
+    let options = agent::capture_options(&config, Mirroring::wants_responses(&config))?;
     let mut signals = StopSignals::new()?;
     let hup = signals::listen(SignalKind::hangup())?;
     let readiness = Arc::new(Readiness::default());

@@ -69,3 +69,14 @@ pub fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
     frames.push(frame(false, server_seq, 0x11, b""));
     pcap(&frames)
 }
+
+/// An empty directory of this test process, `mirror-{name}-{pid}` under
+/// the system's temporary directory.
+// Not every test binary that includes this module needs one.
+#[allow(dead_code)]
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mirror-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
