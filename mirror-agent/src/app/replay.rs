@@ -21,10 +21,8 @@ use tracing::{info, warn};
 use super::agent::{self, Mirroring};
 use super::progress::Progress;
 use super::signals::StopSignals;
-use crate::compare::NotCompared;
 use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
 use crate::file::{Item, Recorded, SourceStats};
-use crate::http::Unanswered;
 use crate::shadow::Target;
 use crate::telemetry::{PipelineStats, ReloadStats, endpoint, endpoint::Readiness};
 
@@ -182,11 +180,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     }
                     Some(Item::Answer(paired)) => {
                         if let Some(recorded) = &mut recorded {
-                            let answer = paired.answer.map_err(|why| match why {
-                                Unanswered::Unpaired => NotCompared::Unpaired,
-                                Unanswered::NoResponse => NotCompared::NoV1Response,
-                            });
-                            recorded.framed(&paired.id, paired.latency_ns, answer);
+                            recorded.framed(&paired.id, paired.latency_ns, paired.answer);
                         }
                         continue;
                     }

@@ -13,7 +13,7 @@ use crate::http::{AnswerStage, CapturedResponse, Request, Unanswered};
 use crate::shadow::{AnswerSink, Outcome, Target};
 
 /// Why an exchange is not compared, from why its request got no response.
-fn not_compared(why: Unanswered) -> NotCompared {
+pub(super) fn not_compared(why: Unanswered) -> NotCompared {
     match why {
         Unanswered::Unpaired => NotCompared::Unpaired,
         Unanswered::NoResponse => NotCompared::NoV1Response,

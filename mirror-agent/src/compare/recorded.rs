@@ -14,7 +14,8 @@ use std::collections::{HashMap, VecDeque};
 
 use super::NotCompared;
 use super::engine::{Engine, V1Response};
-use crate::http::{Answer, Answers, Request, ResponseConfig, frame_whole};
+use super::pairing::not_compared;
+use crate::http::{Answer, Answers, Request, ResponseConfig, Unanswered, frame_whole};
 
 /// Compared requests waiting for their recorded response at most; beyond
 /// it the oldest give up.
@@ -103,12 +104,12 @@ impl RecordedAnswers {
     /// v1's answer to the request captured with `id`, framed already (a
     /// packet capture's, paired with its request by the protocol), or why
     /// there is none; `latency_ns` after the request as captured.
-    pub fn framed(&mut self, id: &str, latency_ns: i64, answer: Result<Answer, NotCompared>) {
+    pub fn framed(&mut self, id: &str, latency_ns: i64, answer: Result<Answer, Unanswered>) {
         if answer.is_ok() {
             self.responses += 1;
         }
         if let Some(waiting) = self.waiting.remove(id) {
-            self.give(waiting, latency_ns, answer);
+            self.give(waiting, latency_ns, answer.map_err(not_compared));
         }
     }
 
