@@ -9,15 +9,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mirror_agent::app::Chain;
 use mirror_agent::http::testing::frame;
-use mirror_agent::http::{Request, RequestSink};
+use mirror_agent::http::{Request, RequestStage};
 use mirror_agent::route::{
     FilterReason, HeaderLine, HeaderMatch, HeaderTest, HostHeader, PathRule, Rewrites, RouteConfig,
     RouteTarget, Rules, Share, TargetUrl,
 };
 use mirror_agent::shadow::{
-    BoxFuture, Dispatcher, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass,
-    Target, TargetConfig,
+    BoxFuture, DropReason, Resolve, ShadowConfig, Shadows, StatsSnapshot, StatusClass, Target,
+    TargetConfig,
 };
 use mirror_testkit::{
     ReceivedRequest, Server,
@@ -184,14 +185,15 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The targets running, and a dispatcher to hand them requests.
-fn started(handle: Shadows) -> (Shadows, Dispatcher) {
-    let dispatcher = handle.dispatcher();
+/// The targets running, and the chain (routing, then the shadows) that
+/// hands them requests.
+fn started(handle: Shadows) -> (Shadows, Chain) {
+    let dispatcher = Chain::new(handle.dispatcher());
     (handle, dispatcher)
 }
 
 /// Routes and queues each request, as the capture task does.
-fn send(dispatcher: &mut Dispatcher, requests: impl IntoIterator<Item = Request>) {
+fn send(dispatcher: &mut Chain, requests: impl IntoIterator<Item = Request>) {
     for request in requests {
         dispatcher.on_request(request);
     }

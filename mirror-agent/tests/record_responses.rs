@@ -5,43 +5,13 @@
 //! request as type 1 and v1's answer to it, byte for byte, as type 2 with
 //! the same id.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use mirror_agent::file::{PayloadKind, PayloadReader};
 
 mod pcap_file;
 
-use pcap_file::{PORT, frame, pcap};
-
-/// A capture of one connection: each
-/// `(to_server, bytes)` one segment, after the handshake.
-fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
-    let (mut client_seq, mut server_seq) = (100u32, 500u32);
-    let mut frames = vec![
-        frame(true, client_seq - 1, 0x02, b""),
-        frame(false, server_seq - 1, 0x12, b""),
-    ];
-    for (to_server, bytes) in segments {
-        let seq = if *to_server {
-            &mut client_seq
-        } else {
-            &mut server_seq
-        };
-        frames.push(frame(*to_server, *seq, 0x18, bytes));
-        *seq += bytes.len() as u32;
-    }
-    frames.push(frame(true, client_seq, 0x11, b""));
-    frames.push(frame(false, server_seq, 0x11, b""));
-    pcap(&frames)
-}
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mirror-rec-resp-bin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use pcap_file::{PORT, capture, scratch};
 
 #[test]
 fn a_pcap_with_both_directions_records_each_answer_with_its_requests_id() {
@@ -62,7 +32,7 @@ Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
         (true, &pipelined),
         (false, &answers),
     ]);
-    let dir = scratch();
+    let dir = scratch("rec-resp-bin");
     let input = dir.join("both.pcap");
     std::fs::write(&input, pcap).unwrap();
     let output = dir.join("out.gor");

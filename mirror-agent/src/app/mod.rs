@@ -1,6 +1,9 @@
-//! The agent assembled: configuration → capture → metrics endpoint →
-//! shadows → the capture loop; then shutdown. `main.rs` only parses the
-//! command line and turns the outcome into an exit status.
+//! The agent as a process: the command chosen, logging, the runtime,
+//! signals, the start-up and shutdown order, and the exit status. The
+//! stages themselves are built from the configuration in one place
+//! ([`agent`]); live mirroring here, `record` and `replay` take them from
+//! there. `main.rs` only parses the command line and turns the outcome
+//! into an exit status.
 //!
 //! Start-up order: configuration (fails before touching the kernel), the
 //! capture, the metrics endpoint, the shadow targets. Shutdown order: detach
@@ -8,6 +11,7 @@
 //! queues up to `--drain-timeout`, log the final counts. SIGHUP reloads the
 //! configuration file without detaching ([`reload`]).
 
+mod agent;
 mod compare_report;
 mod host;
 mod pipeline;
@@ -26,17 +30,16 @@ use anyhow::Context as _;
 use tokio::signal::unix::SignalKind;
 use tracing::{error, info, warn};
 
+pub use agent::Chain;
 pub use pipeline::Pipeline;
 
-use crate::capture::{Capture, DRAIN_INTERVAL, NoFilter};
-use crate::compare::{Comparing, Engine, V1Responses, shared_pairing};
+use crate::capture::{Capture, DRAIN_INTERVAL};
 use crate::config::{self, Cli, Command, Config, HumanDuration, InvalidConfig};
-use crate::http::{ResponseConfig, ResponseFraming};
 use crate::shadow::Shadows;
 use crate::telemetry::{
-    self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness, logging,
-    request_log::RequestLog, summary,
+    PipelineStats, ReloadStats, endpoint, endpoint::Readiness, logging, summary,
 };
+use agent::Mirroring;
 use reload::Reloader;
 use signals::StopSignals;
 
@@ -204,9 +207,7 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
 
 /// Start, run until a stop signal (or a capture failure), shut down.
 async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Result<()> {
-    let mut options = config.startup.capture.options()?;
-    // v1's responses are captured (egress) only for the comparison.
-    options.responses = config.live.compare.enabled();
+    let options = agent::capture_options(&config, Mirroring::wants_responses(&config))?;
     let mut signals = StopSignals::new()?;
     let hup = signals::listen(SignalKind::hangup())?;
     let readiness = Arc::new(Readiness::default());
@@ -222,27 +223,18 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let listener = endpoint::bind(metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {metrics_addr}"))?;
-    let shadows = Shadows::start(config.live.shadows.clone()).await;
+    let mirroring = Mirroring::start(&config).await?;
+    let shadows = mirroring.shadows.clone();
     check_self_mirroring(&shadows, &config)?;
     readiness.config_loaded.store(true, Ordering::Relaxed);
 
-    let compare = if config.live.compare.enabled() {
-        Some(Engine::start(config.live.compare.clone()).context("cannot start the comparison")?)
-    } else {
-        None
-    };
-    let sources = Sources {
-        kernel: Some(capture.counter_reader()),
-        pipeline: Arc::clone(&stats),
-        targets: telemetry::target_source(shadows.clone()),
-        reloads: Arc::clone(&reloads),
-        build: BuildInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            kernel: crate::capture::kernel_release(),
-            attach_mode: capture.attach_mode().as_str(),
-        },
-        compare: compare.clone(),
-    };
+    let compare = mirroring.engine.clone();
+    let sources = mirroring.sources(
+        Some(capture.counter_reader()),
+        Arc::clone(&stats),
+        Arc::clone(&reloads),
+        capture.attach_mode().as_str(),
+    );
     let endpoint_task = tokio::spawn(endpoint::serve(
         listener,
         sources.clone(),
@@ -251,32 +243,8 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     let summary_task = tokio::spawn(summary::run(sources.clone(), config.live.stats_interval));
 
     let log_share = Arc::new(AtomicU32::new(config.live.log_requests.basis_points()));
-    let pairing = shared_pairing();
-    let dispatcher = match &compare {
-        Some(engine) => Comparing::new(shadows.dispatcher(), engine.clone(), pairing.clone()),
-        None => Comparing::off(shadows.dispatcher()),
-    };
-    let pipeline = Pipeline::new(
-        config.startup.flow.clone(),
-        config.startup.http.clone(),
-        RequestLog::new(dispatcher, Arc::clone(&log_share)),
-        match capture.take_filter() {
-            Some(filter) => Box::new(filter),
-            None => Box::new(NoFilter),
-        },
-        Arc::clone(&stats),
-        Arc::clone(&readiness),
-    );
-    let mut pipeline = match &compare {
-        Some(engine) => {
-            let framing = ResponseFraming::new(
-                response_config(&config),
-                V1Responses::new(engine.clone(), pairing),
-            );
-            pipeline.with_responses(config.startup.flow.clone(), framing)
-        }
-        None => pipeline.without_responses(),
-    };
+    let traffic = mirroring.traffic(&config, agent::filter_of(capture.take_filter()), &log_share);
+    let mut pipeline = Pipeline::new(traffic, Arc::clone(&stats), Arc::clone(&readiness));
 
     let reloader = Arc::new(Reloader {
         cli,
@@ -366,25 +334,6 @@ async fn run(cli: Cli, config: Config, logging: logging::Logging) -> anyhow::Res
     }
     println!("kernel counters: {kernel}");
     Ok(())
-}
-
-/// The response framing's limits: the request side's head limits, and the
-/// largest body cap of the compared targets.
-pub(super) fn response_config(config: &Config) -> ResponseConfig {
-    let http = &config.startup.http;
-    ResponseConfig {
-        max_head_bytes: http.max_head_bytes,
-        max_headers: http.max_headers,
-        body_cap: config
-            .live
-            .compare
-            .targets
-            .iter()
-            .map(|t| t.body_cap)
-            .max()
-            .unwrap_or(crate::compare::DEFAULT_BODY_CAP),
-        raw_cap: 0,
-    }
 }
 
 /// A target that is the captured service itself would receive its own

@@ -4,19 +4,16 @@
 //! file is completed before the final counts are printed.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::info;
 
-use super::Pipeline;
+use super::agent::{self, Destination, Recording};
 use super::signals::StopSignals;
-use crate::capture::{Capture, DRAIN_INTERVAL, EventSink as _, NoFilter, PayloadFilter};
+use crate::capture::{Capture, DRAIN_INTERVAL, EventSink as _, NoFilter};
 use crate::config::{Config, InvalidConfig, RecordArgs};
-use crate::file::{self, OutputPlan, PacketReader, RecordSnapshot, Segments};
-use crate::http::{HttpStats, ResponseConfig, ResponseFraming};
-use crate::route::RouteConfig;
-use crate::telemetry::{PipelineStats, endpoint::Readiness};
+use crate::file::{self, PacketReader, RecordSnapshot, Segments};
+use crate::http::HttpStats;
 
 pub(super) async fn run(args: &RecordArgs, config: Config) -> anyhow::Result<()> {
     if args.rules.compare == Some(true) || config.live.compare.enabled() {
@@ -44,14 +41,6 @@ fn wall_offset_ns() -> i64 {
     unix - crate::clock::monotonic_ns() as i64
 }
 
-/// What a recording writes: the file(s), the rules and rewrites applied
-/// first, and with `Some(largest)` v1's responses too.
-pub(super) struct Destination {
-    pub output: OutputPlan,
-    pub route: RouteConfig,
-    pub responses: Option<usize>,
-}
-
 impl Destination {
     fn of(args: &RecordArgs, config: &Config) -> Self {
         Self {
@@ -60,56 +49,6 @@ impl Destination {
             responses: args.max_response_bytes(),
         }
     }
-}
-
-/// The recording's pipeline: flow → http → the recorder, and with
-/// --responses v1's responses → the response recorder.
-type Recording = Pipeline<file::Recorder, file::ResponseRecorder>;
-
-fn pipeline(
-    destination: Destination,
-    config: &Config,
-    wall_offset_ns: i64,
-    filter: Box<dyn PayloadFilter>,
-    from_file: bool,
-) -> anyhow::Result<(Recording, file::Recording)> {
-    let Destination {
-        output,
-        route,
-        responses,
-    } = destination;
-    let path = output.pattern.clone();
-    let (mut recorder, recording) = file::record(output, route, wall_offset_ns)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    if from_file {
-        // Nothing is lost by reading the file more slowly.
-        recorder.wait_when_full();
-    }
-    let responses = responses.map(|raw_cap| {
-        let http = &config.startup.http;
-        let limits = ResponseConfig {
-            max_head_bytes: http.max_head_bytes,
-            max_headers: http.max_headers,
-            // The raw bytes are what is written; no body is kept besides.
-            body_cap: 0,
-            raw_cap,
-        };
-        ResponseFraming::new(limits, recorder.responses())
-    });
-    let pipeline = Pipeline::new(
-        config.startup.flow.clone(),
-        config.startup.http.clone(),
-        recorder,
-        filter,
-        Arc::new(PipelineStats::default()),
-        Arc::new(Readiness::default()),
-    );
-    let pipeline = match responses {
-        Some(framing) => pipeline.with_responses(config.startup.flow.clone(), framing),
-        // A pipeline whose response side never sees a packet.
-        None => pipeline.without_responses(),
-    };
-    Ok((pipeline, recording))
 }
 
 /// Ends every connection, completes the file and returns the counts.
@@ -121,7 +60,7 @@ fn finish(
     // Requests in progress on open connections are counted, not lost
     // silently; so are responses still awaited.
     pipeline.end_all();
-    if let Some(responses) = pipeline.response_sink_mut() {
+    if let Some(responses) = pipeline.traffic_mut().response_sink_mut() {
         responses.end_all();
     }
     let http = pipeline.stats().http;
@@ -134,15 +73,11 @@ fn finish(
 }
 
 async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, RecordSnapshot)> {
-    let mut options = config.startup.capture.options()?;
-    options.responses = args.responses;
+    let options = agent::capture_options(config, args.responses)?;
     let mut signals = StopSignals::new()?;
     let mut capture = Capture::start(&options)?;
-    let filter: Box<dyn PayloadFilter> = match capture.take_filter() {
-        Some(filter) => Box::new(filter),
-        None => Box::new(NoFilter),
-    };
-    let (mut pipeline, recording) = pipeline(
+    let filter = agent::filter_of(capture.take_filter());
+    let (mut pipeline, recording) = agent::recording(
         Destination::of(args, config),
         config,
         wall_offset_ns(),
@@ -162,10 +97,8 @@ async fn live(args: &RecordArgs, config: &Config) -> anyhow::Result<(HttpStats, 
     Ok(counts)
 }
 
-/// A packet capture → a recording: `record --input-pcap`, and `replay
-/// --input-pcap --compare`, which pairs v1's answers with their requests
-/// this way before it replays.
-pub(super) fn from_pcap(
+/// A packet capture → a recording (`record --input-pcap`).
+fn from_pcap(
     pcap: &Path,
     config: &Config,
     destination: Destination,
@@ -179,7 +112,8 @@ pub(super) fn from_pcap(
     // The capture file's timestamps are Unix time already.
     let output = destination.output.pattern.clone();
     let responses = destination.responses.is_some();
-    let (mut pipeline, recording) = pipeline(destination, config, 0, Box::new(NoFilter), true)?;
+    let (mut pipeline, recording) =
+        agent::recording(destination, config, 0, Box::new(NoFilter), true)?;
     let mut segments = Segments::new(ports, responses);
     while let Some(packet) = reader
         .next_packet()

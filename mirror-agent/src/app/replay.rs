@@ -10,7 +10,7 @@
 //! ([`super::progress`]); at the end the queues drain and each target's
 //! final counts are printed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -18,17 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tracing::{info, warn};
 
+use super::agent::{self, Mirroring};
 use super::progress::Progress;
-use super::record::Destination;
 use super::signals::StopSignals;
-use crate::compare::{Comparing, Engine, RecordedAnswers, shared_pairing};
-use crate::config::{Config, DEFAULT_MAX_RESPONSE, InvalidConfig, ReplayArgs, Speed};
-use crate::file::{Item, OutputPlan, Recorded, Source, SourceStats};
-use crate::route::RouteConfig;
-use crate::shadow::{Shadows, Target};
-use crate::telemetry::{
-    self, BuildInfo, PipelineStats, ReloadStats, Sources, endpoint, endpoint::Readiness,
-};
+use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
+use crate::file::{Item, Recorded, SourceStats};
+use crate::shadow::Target;
+use crate::telemetry::{PipelineStats, ReloadStats, endpoint, endpoint::Readiness};
 
 /// How requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,40 +114,21 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         return Err(InvalidConfig("--input-pcap needs --port (the service port)".into()).into());
     }
     let compare = config.live.compare.enabled();
-    // Before the pairing: a signal during it ends the replay right after,
-    // with the temporary recording removed, instead of killing the process.
     let mut signals = StopSignals::new()?;
-    // v1's answers in a packet capture are paired with their requests
-    // first, into a temporary recording that is then replayed as any other.
-    let paired = match (&args.input_pcap, compare) {
-        (Some(pcap), true) => Some(pair_answers(pcap, &config)?),
-        _ => None,
-    };
-    let engine = match compare {
-        true => Some(
-            Engine::start(config.live.compare.clone()).context("cannot start the comparison")?,
-        ),
-        false => None,
-    };
     let stops = Arc::new(AtomicU32::new(0));
     let listener = endpoint::bind(config.startup.metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {}", config.startup.metrics_addr))?;
-    let shadows = Shadows::start(config.live.shadows.clone()).await;
+    let mirroring = Mirroring::start(&config).await?;
+    let shadows = mirroring.shadows.clone();
     let readiness = Arc::new(Readiness::default());
     readiness.config_loaded.store(true, Relaxed);
-    let sources = Sources {
-        kernel: None,
-        pipeline: Arc::new(PipelineStats::default()),
-        targets: telemetry::target_source(shadows.clone()),
-        reloads: Arc::new(ReloadStats::default()),
-        build: BuildInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            kernel: crate::capture::kernel_release(),
-            attach_mode: "replay",
-        },
-        compare: engine.clone(),
-    };
+    let sources = mirroring.sources(
+        None,
+        Arc::new(PipelineStats::default()),
+        Arc::new(ReloadStats::default()),
+        "replay",
+    );
     let endpoint_task = tokio::spawn(endpoint::serve(listener, sources, readiness));
     let signal_task = {
         let stops = Arc::clone(&stops);
@@ -167,39 +144,23 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         })
     };
 
-    let (mut dispatcher, mut recorded) = match &engine {
-        Some(engine) => (
-            Comparing::new(shadows.dispatcher(), engine.clone(), shared_pairing()),
-            Some(RecordedAnswers::new(
-                engine.clone(),
-                super::response_config(&config),
-            )),
-        ),
-        None => (Comparing::off(shadows.dispatcher()), None),
-    };
+    let mut dispatcher = mirroring.requests();
+    let mut recorded = mirroring.recorded_answers(&config);
+    // What became of v1's answers in a packet capture (with --compare).
+    let mut answers: Option<String> = None;
     let pace = Pace::of(args);
     let started = Instant::now();
     let mut totals = SourceStats::default();
     let mut replayed: u64 = 0;
-    let inputs: Vec<&Path> = match (&paired, &args.input_pcap) {
-        (Some(paired), _) => vec![paired.file.as_path()],
-        (None, Some(pcap)) => vec![pcap.as_path()],
-        (None, None) => args.files.iter().map(|f| f.as_path()).collect(),
+    let inputs: Vec<&Path> = match &args.input_pcap {
+        Some(pcap) => vec![pcap.as_path()],
+        None => args.files.iter().map(|f| f.as_path()).collect(),
     };
     let mut progress = Progress::new(&inputs, args.repeat);
     'passes: for pass in 1.. {
         let mut pacer = Pacer::new(pace, Instant::now());
         for (index, &path) in inputs.iter().enumerate() {
-            let mut source = match &args.input_pcap {
-                Some(_) if paired.is_none() => Source::pcap(
-                    path,
-                    config.startup.capture.ports.clone(),
-                    config.startup.flow.clone(),
-                    config.startup.http.clone(),
-                )?,
-                _ if compare => Source::gor(path, config.startup.http.clone())?.with_responses(),
-                _ => Source::gor(path, config.startup.http.clone())?,
-            };
+            let mut source = agent::replay_source(&config, path, args.input_pcap.is_some())?;
             loop {
                 if stops.load(Relaxed) > 0 {
                     add(&mut totals, source.stats());
@@ -214,6 +175,12 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     Some(Item::Response(response)) => {
                         if let Some(recorded) = &mut recorded {
                             recorded.answer(&response.id, response.latency_ns, &response.data);
+                        }
+                        continue;
+                    }
+                    Some(Item::Answer(paired)) => {
+                        if let Some(recorded) = &mut recorded {
+                            recorded.framed(&paired.id, paired.latency_ns, paired.answer);
                         }
                         continue;
                     }
@@ -250,6 +217,9 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                 let skipped = http.dropped.total();
                 if skipped > 0 {
                     warn!(file = %path.display(), skipped, "requests of the capture lost in reassembly or framing");
+                }
+                if let Some(line) = source.answers(|a| a.counts_line()) {
+                    answers = Some(format!("{} {line}", super::record::capture_line(&http)));
                 }
             }
             add(&mut totals, source.stats());
@@ -291,7 +261,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                  their requests count as no_v1_response"
             );
         }
-        match (recorded.responses, &paired) {
+        match (recorded.responses, &args.input_pcap) {
             (0, Some(_)) => warn!(
                 "--compare: the capture holds none of v1's answers (capture both \
                  directions of the port, whole packets: tcpdump -s 0): nothing was compared"
@@ -303,7 +273,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
             _ => {}
         }
     }
-    if let Some(engine) = &engine {
+    if let Some(engine) = &mirroring.engine {
         // What still waits is judged with what it has.
         engine.finish();
     }
@@ -322,6 +292,11 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         totals.malformed,
         started.elapsed().as_secs_f64()
     );
+    if let Some(line) = answers {
+        // v1's answers in the capture, paired with their requests.
+        info!("final counts: capture: {line}");
+        println!("final counts: capture: {line}");
+    }
     info!("final counts: replay: {source_line}");
     println!("final counts: replay: {source_line}");
     for (name, snapshot) in &snapshots {
@@ -331,49 +306,13 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         info!(target = %name, "final counts: {snapshot}");
         println!("final counts: target={name} {snapshot}");
     }
-    if let Some(engine) = &engine {
+    if let Some(engine) = &mirroring.engine {
         for line in engine.verdict_lines() {
             info!("final counts: comparison: {line}");
             println!("final counts: comparison: {line}");
         }
     }
     Ok(())
-}
-
-/// A packet capture's requests with v1's answers, as a recording in a
-/// directory of its own (under `$TMPDIR`) that goes when this does.
-struct Paired {
-    file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// Pairs each of v1's answers in `pcap` with its request, the way `record
-/// --input-pcap --responses` does, into a temporary `.gor`; prints what the
-/// capture held. The replay applies the rules and rewrites, not this.
-fn pair_answers(pcap: &Path, config: &Config) -> anyhow::Result<Paired> {
-    let dir = tempfile::Builder::new()
-        .prefix("mirror-replay-")
-        .tempdir()
-        .context("cannot create a temporary directory for v1's answers (TMPDIR sets where)")?;
-    let file = dir.path().join("paired.gor");
-    info!(pcap = %pcap.display(), file = %file.display(), "pairing v1's answers in the capture with their requests");
-    let (http, counts) = super::record::from_pcap(
-        pcap,
-        config,
-        Destination {
-            output: OutputPlan::single(&file),
-            route: RouteConfig::default(),
-            responses: Some(DEFAULT_MAX_RESPONSE),
-        },
-    )?;
-    let line = format!(
-        "{} {}",
-        super::record::capture_line(&http),
-        counts.responses_line()
-    );
-    info!("final counts: capture: {line}");
-    println!("final counts: capture: {line}");
-    Ok(Paired { file, _dir: dir })
 }
 
 fn add(totals: &mut SourceStats, one: SourceStats) {

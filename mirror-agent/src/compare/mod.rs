@@ -55,7 +55,7 @@ pub use diff_log::{DiffLog, Exchange};
 pub use endpoint::{Endpoints, template};
 pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING};
 pub use exchange::{RequestMeta, V1Response};
-pub use pairing::{Comparing, Pairing, V1Responses, shared_pairing};
+pub use pairing::{Exchanges, V1Responses};
 pub use recorded::RecordedAnswers;
 pub use render::{render_html, render_text, verdict_line};
 pub use report::{CompareReport, Report};

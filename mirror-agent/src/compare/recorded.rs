@@ -1,7 +1,8 @@
 //! The comparison offline: v1's answers come from a recording (goreplay's
 //! type 2 payloads, written by `record --responses` or by goreplay's
-//! `--input-raw-track-response`) instead of the capture, paired with the
-//! replayed request by the payload id.
+//! `--input-raw-track-response`), paired with the replayed request by the
+//! payload id, or from a packet capture, paired by the protocol as live
+//! and numbered by the source.
 //!
 //! A replay reads a file in order: a request's response follows it, often
 //! with others in between. Each compared request waits here, by id, for
@@ -13,8 +14,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::engine::Engine;
 use super::exchange::V1Response;
+use super::pairing::not_compared;
 use super::verdict::NotCompared;
-use crate::http::{Answers, Request, ResponseConfig, frame_whole};
+use crate::http::{Answer, Answers, Request, ResponseConfig, Unanswered, frame_whole};
 
 /// Compared requests waiting for their recorded response at most; beyond
 /// it the oldest give up.
@@ -93,19 +95,32 @@ impl RecordedAnswers {
         let Some(waiting) = self.waiting.remove(id) else {
             return;
         };
-        match frame_whole(data, waiting.answers, &self.config) {
-            Ok(answer) => self.engine.v1(
-                waiting.tag,
-                Ok(V1Response {
-                    answer,
-                    first_byte_ns: waiting.complete_ns + latency_ns.max(0) as u64,
-                }),
-            ),
-            Err(_) => {
-                self.malformed += 1;
-                self.engine.v1(waiting.tag, Err(NotCompared::NoV1Response));
-            }
+        let answer = frame_whole(data, waiting.answers, &self.config).map_err(|_| {
+            self.malformed += 1;
+            NotCompared::NoV1Response
+        });
+        self.give(waiting, latency_ns, answer);
+    }
+
+    /// v1's answer to the request captured with `id`, framed already (a
+    /// packet capture's, paired with its request by the protocol), or why
+    /// there is none; `latency_ns` after the request as captured.
+    pub fn framed(&mut self, id: &str, latency_ns: i64, answer: Result<Answer, Unanswered>) {
+        if answer.is_ok() {
+            self.responses += 1;
         }
+        if let Some(waiting) = self.waiting.remove(id) {
+            self.give(waiting, latency_ns, answer.map_err(not_compared));
+        }
+    }
+
+    /// v1's answer, laid `latency_ns` after the replayed request.
+    fn give(&self, waiting: Waiting, latency_ns: i64, answer: Result<Answer, NotCompared>) {
+        let v1 = answer.map(|answer| V1Response {
+            answer,
+            first_byte_ns: waiting.complete_ns + latency_ns.max(0) as u64,
+        });
+        self.engine.v1(waiting.tag, v1);
     }
 
     /// The end of a file: what still waits has no recorded answer.

@@ -23,4 +23,4 @@ pub use recorder::{
     record,
 };
 pub use rotation::OutputPlan;
-pub use source::{Item, Recorded, RecordedResponse, Source, SourceStats};
+pub use source::{Item, PairedAnswer, Recorded, RecordedResponse, Source, SourceStats};

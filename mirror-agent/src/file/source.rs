@@ -1,7 +1,9 @@
 //! Where a replay's requests come from: `.gor` files (each type 1 payload
 //! framed by the same HTTP framer as live traffic) or a packet capture
-//! (packets → the flow table → framing). Both stream: one payload, or the
-//! requests of one packet, at a time.
+//! (packets → the same [`Traffic`] as the live capture: reassembly,
+//! framing, and with v1's answers asked for, the protocol's pairing of
+//! each answer with its request, in memory). Both stream: one payload, or
+//! what one packet completes, at a time.
 //!
 //! Every payload ends in one count of [`SourceStats`]: replayed (a
 //! request), a response (types 2 and 3: not replayed), malformed (a
@@ -19,9 +21,14 @@ use tracing::warn;
 
 use super::gor::{PayloadKind, PayloadReader};
 use super::packets::{PacketReader, Segments};
+use super::recorder::ResponseDrop;
 use crate::capture::{EventSink, FlowId, FlowKey};
-use crate::flow::{Budget, FlowConfig, FlowTable, WriteEdges};
-use crate::http::{FramerCtx, Framing, HttpConfig, HttpStats, Request, RequestFramer, SkipReason};
+use crate::flow::{Budget, FlowConfig, WriteEdges};
+use crate::http::{
+    Answer, AnswerStage, CapturedResponse, FramerCtx, HttpConfig, HttpStats, Request,
+    RequestFramer, RequestStage, Requests, ResponseConfig, ResponseFraming, Responses, SkipReason,
+    Traffic, Unanswered, paired,
+};
 
 /// A request to replay and when it was recorded.
 #[derive(Debug)]
@@ -45,15 +52,114 @@ pub struct RecordedResponse {
     pub data: Vec<u8>,
 }
 
+/// v1's answer to a request of a packet capture, paired with it by the
+/// protocol, already framed (or why there is none).
+#[derive(Debug)]
+pub struct PairedAnswer {
+    /// The [`Recorded::id`] of the request it answers.
+    pub id: String,
+    /// Nanoseconds from the request (complete) to the answer's first byte,
+    /// as captured.
+    pub latency_ns: i64,
+    pub answer: Result<Answer, Unanswered>,
+}
+
 /// What a source gives, in file order.
 // Requests are most items: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Item {
     Request(Recorded),
-    /// Only from a source asked for them ([`Source::with_responses`]).
+    /// Only from a `.gor` source asked for them ([`Source::with_responses`]).
     Response(RecordedResponse),
+    /// Only from a packet capture asked for them ([`Source::pcap`]).
+    Answer(PairedAnswer),
 }
+
+/// The exchange of a captured request: its number and when it was
+/// complete.
+type Exchange = (u64, u64);
+
+/// The request stage of a packet capture: each request waits to be taken,
+/// numbered so that its answer finds it.
+#[derive(Default)]
+pub struct Framed {
+    pending: VecDeque<(u64, Request)>,
+    next: u64,
+}
+
+impl RequestStage for Framed {
+    type Exchange = Exchange;
+
+    fn on_request(&mut self, request: Request) -> Exchange {
+        self.next += 1;
+        let exchange = (self.next, request.complete_ns);
+        self.pending.push_back((self.next, request));
+        exchange
+    }
+}
+
+/// The answer stage of a packet capture: v1's answers wait to be taken.
+#[derive(Default)]
+pub struct Answered {
+    pending: VecDeque<PairedAnswer>,
+    /// Requests whose answer was paired with them.
+    pub answered: u64,
+    /// Requests that got none, by why.
+    pub unpaired: u64,
+    pub no_response: u64,
+}
+
+impl Answered {
+    /// `responses_written=N responses_dropped=N (unpaired=N no_response=N)`:
+    /// the keys of `record --responses`' line, for answers handed on in
+    /// memory instead of written (zero reasons left out).
+    pub fn counts_line(&self) -> String {
+        let reasons: Vec<String> = [
+            (ResponseDrop::Unpaired, self.unpaired),
+            (ResponseDrop::NoResponse, self.no_response),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| format!("{reason}={n}"))
+        .collect();
+        let mut line = format!(
+            "responses_written={} responses_dropped={}",
+            self.answered,
+            self.unpaired + self.no_response
+        );
+        if !reasons.is_empty() {
+            line += &format!(" ({})", reasons.join(" "));
+        }
+        line
+    }
+}
+
+impl AnswerStage<Exchange> for Answered {
+    fn answered(&mut self, (n, complete_ns): Exchange, response: CapturedResponse) {
+        self.answered += 1;
+        self.pending.push_back(PairedAnswer {
+            id: n.to_string(),
+            latency_ns: response.first_byte_ns.saturating_sub(complete_ns) as i64,
+            answer: Ok(response.answer),
+        });
+    }
+
+    fn unanswered(&mut self, (n, _): Exchange, why: Unanswered) {
+        match why {
+            Unanswered::Unpaired => self.unpaired += 1,
+            Unanswered::NoResponse => self.no_response += 1,
+        }
+        self.pending.push_back(PairedAnswer {
+            id: n.to_string(),
+            latency_ns: -1,
+            answer: Err(why),
+        });
+    }
+}
+
+/// A packet capture's connections, framed (and paired).
+type PcapTraffic = Traffic<Requests<Framed>, Responses<Exchange, Answered>>;
 
 /// What a source read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,9 +189,8 @@ pub enum Source {
     Pcap {
         reader: PacketReader<BufReader<File>>,
         segments: Segments,
-        /// Boxed: the table is much larger than a file reader.
-        table: Box<FlowTable<Framing<Vec<Request>>>>,
-        pending: VecDeque<Request>,
+        /// Boxed: the tables are much larger than a file reader.
+        traffic: Box<PcapTraffic>,
         ended: bool,
         stats: SourceStats,
     },
@@ -157,22 +262,44 @@ impl Source {
         self
     }
 
+    /// The requests of a packet capture, and with `answers` v1's answers
+    /// to them, framed with those limits.
     pub fn pcap(
         path: &Path,
         ports: Vec<u16>,
         flow: FlowConfig,
         http: HttpConfig,
+        answers: Option<ResponseConfig>,
     ) -> anyhow::Result<Source> {
         let reader =
             PacketReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let responses = answers.is_some();
+        let traffic = match answers {
+            Some(limits) => {
+                let (requests, responses) = paired(Framed::default(), Answered::default());
+                let responses = ResponseFraming::new(limits, responses);
+                Traffic::both(flow, http, requests, Some(responses))
+            }
+            None => Traffic::both(flow, http, Requests::unpaired(Framed::default()), None),
+        };
         Ok(Source::Pcap {
             reader,
-            segments: Segments::new(ports, false),
-            table: Box::new(FlowTable::new(flow, Framing::new(http, Vec::new()))),
-            pending: VecDeque::new(),
+            segments: Segments::new(ports, responses),
+            traffic: Box::new(traffic),
             ended: false,
             stats: SourceStats::default(),
         })
+    }
+
+    /// What became of the requests' answers of a packet capture read with
+    /// them.
+    pub fn answers<T>(&mut self, f: impl FnOnce(&Answered) -> T) -> Option<T> {
+        match self {
+            Source::Pcap { traffic, .. } => traffic
+                .response_sink_mut()
+                .map(|responses| responses.with_stage(|answered| f(answered))),
+            Source::Gor { .. } => None,
+        }
     }
 
     pub fn stats(&self) -> SourceStats {
@@ -194,7 +321,7 @@ impl Source {
     /// reassembly or framing, by reason).
     pub fn http_stats(&self) -> Option<HttpStats> {
         match self {
-            Source::Pcap { table, .. } => Some(*table.consumer().stats()),
+            Source::Pcap { traffic, .. } => Some(traffic.http_stats()),
             Source::Gor { .. } => None,
         }
     }
@@ -204,7 +331,7 @@ impl Source {
         loop {
             match self.next_item()? {
                 Some(Item::Request(recorded)) => return Ok(Some(recorded)),
-                Some(Item::Response(_)) => {}
+                Some(Item::Response(_) | Item::Answer(_)) => {}
                 None => return Ok(None),
             }
         }
@@ -277,18 +404,30 @@ impl Source {
             Source::Pcap {
                 reader,
                 segments,
-                table,
-                pending,
+                traffic,
                 ended,
                 stats,
             } => loop {
-                if let Some(request) = pending.pop_front() {
-                    let timestamp_ns = request.first_byte_ns as i64;
+                // A request before the answers its packet completed: an
+                // answer always comes after its request.
+                let next = traffic.request_sink_mut().stage_mut().pending.pop_front();
+                if let Some((n, request)) = next {
+                    stats.requests += 1;
+                    let paired = traffic.response_sink_mut().is_some();
                     return Ok(Some(Item::Request(Recorded {
+                        timestamp_ns: request.first_byte_ns as i64,
                         request,
-                        timestamp_ns,
-                        id: None,
+                        id: paired.then(|| n.to_string()),
                     })));
+                }
+                let answer = traffic
+                    .response_sink_mut()
+                    .and_then(|r| r.with_stage(|answered| answered.pending.pop_front()));
+                if let Some(answer) = answer {
+                    if answer.answer.is_ok() {
+                        stats.responses += 1;
+                    }
+                    return Ok(Some(Item::Answer(answer)));
                 }
                 if *ended {
                     return Ok(None);
@@ -296,19 +435,20 @@ impl Source {
                 match reader.next_packet()? {
                     Some(packet) => {
                         stats.read += 1;
-                        segments.emit(&packet, table.as_mut());
-                        table.on_batch_end(packet.timestamp_ns);
+                        segments.emit(&packet, traffic.as_mut());
+                        traffic.on_batch_end(packet.timestamp_ns);
                     }
                     None => {
                         // Connections still open at the end of the capture:
-                        // their requests in progress are counted.
-                        table.end_all();
+                        // their requests in progress are counted, and so
+                        // are the answers still awaited.
+                        traffic.end_all();
+                        if let Some(responses) = traffic.response_sink_mut() {
+                            responses.end_all();
+                        }
                         *ended = true;
                     }
                 }
-                let framed = table.consumer_mut().sink_mut();
-                stats.requests += framed.len() as u64;
-                pending.extend(framed.drain(..));
             },
         }
     }

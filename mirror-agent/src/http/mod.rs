@@ -39,14 +39,26 @@
 //!   bytes are never searched for request lines (see `framer.rs`).
 //!
 //! Every request that is lost is counted once, with one [`SkipReason`].
+//!
+//! # Around the framers
+//! * [`Traffic`]: both directions of the captured connections, each
+//!   reassembled by a flow table and framed (requests; v1's responses when
+//!   they are wanted). Every packet source feeds one.
+//! * [`paired`] (`exchange.rs`): the protocol pairs each of v1's responses
+//!   with the request it answers (HTTP/1: in order per connection); the
+//!   stages after it see only an opaque exchange token going out with a
+//!   request ([`RequestStage`]) and coming back with v1's answer, or why
+//!   there is none ([`AnswerStage`]).
 
 mod answer;
 mod chunked;
+mod exchange;
 mod framer;
 mod framing;
 mod head;
 mod line;
 mod response;
+mod traffic;
 
 use std::ops::Range;
 
@@ -55,12 +67,14 @@ use bytes::Bytes;
 use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
+pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
     ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,
 };
+pub use traffic::{NoResponses, Traffic};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -1,7 +1,9 @@
-//! All the running targets and the routing they follow: [`Shadows`] starts
-//! them, replaces the configuration on a reload and drains them at
-//! shutdown; a [`Dispatcher`] (one per capture task) routes each request and
-//! acts on the verdicts.
+//! All the running targets and the routing plan they are deployed with:
+//! [`Shadows`] starts them, replaces the configuration on a reload and
+//! drains them at shutdown; a [`Dispatcher`] (one per capture task) acts on
+//! the routing's verdicts for each request (queues it, or counts why not).
+//! Routing itself is the stage before: the dispatcher hands it the plan of
+//! the deployment it follows, so that verdicts and targets always match.
 //!
 //! Every target counts every request: `captured`, then exactly one of
 //! filtered (reason), dropped (reason) or, once answered, sent.
@@ -18,8 +20,7 @@ use super::endpoints::{Resolve, SystemResolver};
 use super::reply::{AnswerSink, Reply};
 use super::stats::{DropReason, StatsSnapshot, TargetStats};
 use super::target::{Target, TargetConfig, TargetSettings};
-use crate::http::{Request, RequestSink};
-use crate::route::{FilterReason, Plan, RouteConfig, Router, Verdict};
+use crate::route::{FilterReason, Plan, RouteConfig, Verdict};
 
 /// The mirroring side's configuration: the routing (with every target's
 /// name, URL, rules and rewrites) and how each target is sent to.
@@ -144,9 +145,7 @@ impl Shadows {
         Dispatcher {
             shared: self.shared.clone(),
             generation: self.shared.generation.load(Relaxed),
-            router: Router::new(deployment.plan.clone()),
             deployment,
-            verdicts: Vec::new(),
             outcomes: Vec::new(),
         }
     }
@@ -272,37 +271,37 @@ impl Shadows {
     }
 }
 
-/// Routes requests and hands them to the targets; one per capture task.
-/// Holds the deployment it follows, so a request costs no lock.
+/// Hands routed requests to the targets; one per capture task. Holds the
+/// deployment it follows, so a request costs no lock.
 pub struct Dispatcher {
     shared: Arc<Shared>,
     deployment: Arc<Deployment>,
     generation: u64,
-    router: Router,
-    verdicts: Vec<Verdict>,
     outcomes: Vec<Outcome>,
 }
 
 impl Dispatcher {
-    fn refresh(&mut self) {
+    /// Follows a reload: the new deployment's routing plan if it changed
+    /// since the last call (the routing stage takes it before routing the
+    /// next request, so that its verdicts are for these targets).
+    pub fn refresh(&mut self) -> Option<Arc<Plan>> {
         let generation = self.shared.generation.load(Relaxed);
-        if generation != self.generation {
-            self.generation = generation;
-            self.deployment = self.shared.current();
-            self.router.set_plan(self.deployment.plan.clone());
+        if generation == self.generation {
+            return None;
         }
+        self.generation = generation;
+        self.deployment = self.shared.current();
+        Some(self.deployment.plan.clone())
+    }
+
+    /// The routing plan of the deployment followed now.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.deployment.plan.clone()
     }
 
     /// The targets requests go to now, in the order of the outcomes.
     pub fn targets(&self) -> &[Arc<Target>] {
         &self.deployment.targets
-    }
-
-    /// Routes `request`, queues it where it goes and counts it at every
-    /// target; what became of it at each, in the order of
-    /// [`targets`](Self::targets).
-    pub fn dispatch(&mut self, request: &Request) -> &[Outcome] {
-        self.dispatch_replying(request, None)
     }
 
     /// What the last dispatch did at each target.
@@ -311,24 +310,24 @@ impl Dispatcher {
     }
 
     /// Any target compares its answers (the comparison then gives every
-    /// request a tag before dispatching it).
-    pub fn compares(&mut self) -> bool {
-        self.refresh();
+    /// request a tag before it is sent).
+    pub fn compares(&self) -> bool {
         self.deployment.targets.iter().any(|t| t.keeps_answers())
     }
 
-    /// [`dispatch`](Self::dispatch) of a compared request: each target that
-    /// keeps its answers and does not filter the request reports to `sink`
-    /// under `tag`, exactly once (see [`Reply`]).
-    pub fn dispatch_replying(
+    /// Acts on the routing's `verdicts` for one request, one per target in
+    /// the order of [`targets`](Self::targets): queues it where it goes and
+    /// counts it at every target. A compared request (`compared`: its tag
+    /// and where answers go) is reported by each target that keeps its
+    /// answers and does not filter it, exactly once (see [`Reply`]). What
+    /// became of it at each target, in that order.
+    pub fn send(
         &mut self,
-        request: &Request,
+        verdicts: impl IntoIterator<Item = Verdict>,
         compared: Option<(u64, &Arc<dyn AnswerSink>)>,
     ) -> &[Outcome] {
-        self.refresh();
-        self.router.route(request, &mut self.verdicts);
         self.outcomes.clear();
-        for (target, verdict) in self.deployment.targets.iter().zip(self.verdicts.drain(..)) {
+        for (target, verdict) in self.deployment.targets.iter().zip(verdicts) {
             let stats = target.stats();
             stats.captured.fetch_add(1, Relaxed);
             self.outcomes.push(match verdict {
@@ -351,17 +350,38 @@ impl Dispatcher {
     }
 }
 
-impl RequestSink for Dispatcher {
-    fn on_request(&mut self, request: Request) {
-        self.dispatch(&request);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Request;
     use crate::http::testing::frame_one;
-    use crate::route::{RouteTarget, TargetUrl};
+    use crate::route::{RouteTarget, Router, TargetUrl};
+
+    /// The routing stage and the dispatcher, as the assembled agent runs
+    /// them.
+    struct Routed {
+        router: Router,
+        verdicts: Vec<Verdict>,
+        dispatcher: Dispatcher,
+    }
+
+    fn routed(dispatcher: Dispatcher) -> Routed {
+        Routed {
+            router: Router::new(dispatcher.plan()),
+            verdicts: Vec::new(),
+            dispatcher,
+        }
+    }
+
+    impl Routed {
+        fn dispatch(&mut self, request: &Request) -> &[Outcome] {
+            if let Some(plan) = self.dispatcher.refresh() {
+                self.router.set_plan(plan);
+            }
+            self.router.route(request, &mut self.verdicts);
+            self.dispatcher.send(self.verdicts.drain(..), None)
+        }
+    }
 
     fn config(targets: Vec<RouteTarget>) -> ShadowConfig {
         ShadowConfig {
@@ -385,7 +405,7 @@ mod tests {
         posts_only.rules.methods = vec!["POST".to_owned()];
         let shadows =
             Shadows::start(config(vec![target("a", "http://127.0.0.1:1"), posts_only])).await;
-        let mut dispatcher = shadows.dispatcher();
+        let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(
             dispatcher.dispatch(&get),
@@ -422,7 +442,7 @@ mod tests {
     #[tokio::test]
     async fn a_reload_keeps_unchanged_targets_and_dispatchers_follow_it() {
         let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
-        let mut dispatcher = shadows.dispatcher();
+        let mut dispatcher = routed(shadows.dispatcher());
         let first = shadows.targets()[0].clone();
         let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
         dispatcher.dispatch(&get);
@@ -444,7 +464,7 @@ mod tests {
     #[tokio::test]
     async fn a_target_removed_and_added_back_counts_on_from_where_it_was() {
         let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
-        let mut dispatcher = shadows.dispatcher();
+        let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
         dispatcher.dispatch(&get);
         shadows.reload(config(Vec::new())).await;
@@ -471,7 +491,7 @@ mod tests {
             }
         });
         let shadows = Shadows::start(config(vec![target("slow", &url)])).await;
-        let mut dispatcher = shadows.dispatcher();
+        let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
         for _ in 0..100 {
             dispatcher.dispatch(&get);

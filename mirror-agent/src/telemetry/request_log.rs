@@ -14,14 +14,12 @@ use mirror_common::SAMPLE_ALL;
 use tracing::debug;
 
 use super::logging::REQUEST_TARGET;
-use crate::compare::Comparing;
-use crate::http::{Request, RequestSink};
+use crate::http::Request;
 use crate::route::path_of;
+use crate::shadow::{Outcome, Target};
 
-/// The dispatcher (and the comparison), with a share of its requests
-/// logged.
+/// Says what became of a share of the requests.
 pub struct RequestLog {
-    dispatcher: Comparing,
     /// Basis points of requests logged; changed by a reload.
     share: Arc<AtomicU32>,
     /// Adds the share per request; a request is logged each time it passes
@@ -30,12 +28,8 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn new(dispatcher: Comparing, share: Arc<AtomicU32>) -> Self {
-        Self {
-            dispatcher,
-            share,
-            credit: 0,
-        }
+    pub fn new(share: Arc<AtomicU32>) -> Self {
+        Self { share, credit: 0 }
     }
 
     fn sampled(&mut self) -> bool {
@@ -51,37 +45,29 @@ impl RequestLog {
         false
     }
 
-    /// Dispatches `request`; `target=outcome` for every target.
-    fn dispatch_described(&mut self, request: &Request) -> Vec<String> {
-        let outcomes = self.dispatcher.dispatch(request).to_vec();
-        self.dispatcher
-            .targets()
-            .iter()
-            .zip(outcomes)
-            .map(|(target, outcome)| format!("{}={outcome}", target.name()))
-            .collect()
-    }
-}
-
-impl RequestSink for RequestLog {
-    fn on_request(&mut self, request: Request) {
+    /// `request` was dispatched to `targets` with `outcomes` (in the same
+    /// order): logged if it is in the share.
+    pub fn dispatched(&mut self, request: &Request, targets: &[Arc<Target>], outcomes: &[Outcome]) {
         if !self.sampled() {
-            self.dispatcher.dispatch(&request);
             return;
         }
-        let outcomes = self.dispatch_described(&request);
         debug!(
             target: REQUEST_TARGET,
             method = %String::from_utf8_lossy(request.method()),
             path = %String::from_utf8_lossy(path_of(request.target())),
-            targets = %outcomes.join(" "),
+            targets = %described(targets, outcomes).join(" "),
             "request"
         );
     }
+}
 
-    fn on_requests_lost(&mut self, flow: &crate::capture::FlowId) {
-        self.dispatcher.on_requests_lost(flow);
-    }
+/// `target=outcome` for every target.
+fn described(targets: &[Arc<Target>], outcomes: &[Outcome]) -> Vec<String> {
+    targets
+        .iter()
+        .zip(outcomes)
+        .map(|(target, outcome)| format!("{}={outcome}", target.name()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,7 +76,7 @@ mod tests {
 
     use super::*;
     use crate::http::testing::frame_one;
-    use crate::route::{RouteConfig, RouteTarget, TargetUrl};
+    use crate::route::{RouteConfig, RouteTarget, Router, TargetUrl};
     use crate::shadow::{ShadowConfig, Shadows};
 
     fn target(name: &str, url: &str) -> RouteTarget {
@@ -111,25 +97,27 @@ mod tests {
             settings: Vec::new(),
         };
         let shadows = Shadows::start(config).await;
-        let share = Arc::new(AtomicU32::new(0));
-        let mut log = RequestLog::new(Comparing::off(shadows.dispatcher()), share);
+        let mut dispatcher = shadows.dispatcher();
+        let mut router = Router::new(dispatcher.plan());
+        let mut dispatch_described = |request| {
+            let mut verdicts = Vec::new();
+            router.route(request, &mut verdicts);
+            let outcomes = dispatcher.send(verdicts, None).to_vec();
+            described(dispatcher.targets(), &outcomes)
+        };
         let get = frame_one(b"GET /x?secret=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!(
-            log.dispatch_described(&get),
-            ["a=queued", "b=filtered:method"]
-        );
+        assert_eq!(dispatch_described(&get), ["a=queued", "b=filtered:method"]);
         shadows.shutdown(Duration::ZERO).await;
         assert_eq!(
-            log.dispatch_described(&get),
+            dispatch_described(&get),
             ["a=dropped:shutdown", "b=filtered:method"]
         );
     }
 
-    #[tokio::test]
-    async fn the_share_of_sampled_requests_is_exact_and_zero_is_off() {
-        let shadows = Shadows::start(ShadowConfig::default()).await;
+    #[test]
+    fn the_share_of_sampled_requests_is_exact_and_zero_is_off() {
         let share = Arc::new(AtomicU32::new(2500));
-        let mut log = RequestLog::new(Comparing::off(shadows.dispatcher()), Arc::clone(&share));
+        let mut log = RequestLog::new(Arc::clone(&share));
         assert_eq!((0..100).filter(|_| log.sampled()).count(), 25);
         share.store(0, Ordering::Relaxed);
         assert_eq!((0..100).filter(|_| log.sampled()).count(), 0);

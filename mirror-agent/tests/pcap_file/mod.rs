@@ -45,3 +45,38 @@ pub fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     }
     out
 }
+
+/// A capture of one connection: each
+/// `(to_server, bytes)` one segment, after the handshake.
+// Not every test binary that includes this module builds whole captures.
+#[allow(dead_code)]
+pub fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
+    let (mut client_seq, mut server_seq) = (100u32, 500u32);
+    let mut frames = vec![
+        frame(true, client_seq - 1, 0x02, b""),
+        frame(false, server_seq - 1, 0x12, b""),
+    ];
+    for (to_server, bytes) in segments {
+        let seq = if *to_server {
+            &mut client_seq
+        } else {
+            &mut server_seq
+        };
+        frames.push(frame(*to_server, *seq, 0x18, bytes));
+        *seq += bytes.len() as u32;
+    }
+    frames.push(frame(true, client_seq, 0x11, b""));
+    frames.push(frame(false, server_seq, 0x11, b""));
+    pcap(&frames)
+}
+
+/// An empty directory of this test process, `mirror-{name}-{pid}` under
+/// the system's temporary directory.
+// Not every test binary that includes this module needs one.
+#[allow(dead_code)]
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mirror-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
