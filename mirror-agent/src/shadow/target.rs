@@ -681,8 +681,12 @@ impl Inner {
             return Err(DropReason::IoError);
         }
         let start = Instant::now();
+        // Whether the request went out: a failure before that is the
+        // connection's, after it the answer's.
+        let mut sent = false;
         let exchange = async {
             write_request(&mut conn.stream, request).await?;
+            sent = true;
             let captured = request.captured_ns();
             if captured > 0 {
                 self.stats
@@ -700,14 +704,19 @@ impl Inner {
             Err(_) => Err(DropReason::Timeout),
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
-                // On a connection just made, the shadow itself failed
-                // (garbage, a reset mid-response): set the address aside as
-                // after a refusal, or every request would reconnect at once
-                // (an error storm). A pooled connection may just have been
-                // closed by the server meanwhile.
-                if fresh {
+                // A connection just made that fails before the request
+                // is out: the address is set aside as after a refusal, or
+                // every request would reconnect at once (an error storm).
+                // Once the request is out, a bad answer (malformed, cut,
+                // reset mid-response) costs that one request: the
+                // connection is dropped, the address stays unless every
+                // answer fails (invariant 11). A pooled connection may
+                // just have been closed by the server meanwhile.
+                if fresh && !sent {
                     self.endpoints
                         .set_aside(&endpoint, DropReason::IoError, &error, picked_ms);
+                } else if fresh {
+                    self.endpoints.answer_failed(&endpoint, &error, picked_ms);
                 }
                 Err(DropReason::IoError)
             }
@@ -716,10 +725,13 @@ impl Inner {
                 if fresh {
                     self.endpoints.served(&endpoint);
                 }
-                if response.reusable {
+                let class = StatusClass::of(response.status);
+                // An answer that ended cleanly leaves the connection ready
+                // for the next request; anything else closes it.
+                if response.reusable && class.is_some() {
                     endpoint.put_idle(conn);
                 }
-                StatusClass::of(response.status)
+                class
                     .map(|class| (class, latency, response.answer))
                     .ok_or(DropReason::IoError)
             }
@@ -730,6 +742,9 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
     use crate::route::BodyFraming;
@@ -916,5 +931,102 @@ mod tests {
             "{connects} connections: the address was not set aside"
         );
         assert!(target.addresses()[0].failing);
+    }
+
+    /// A shadow that answers request `bad` (counted from 0, over all
+    /// connections) with a malformed response, and every other one with a
+    /// 200, keeping its connections open: returns its address and how many
+    /// connections it accepted.
+    async fn shadow_with_one_bad_answer(bad: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Relaxed);
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(n @ 1..) = stream.read(&mut chunk).await else {
+                            return;
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let answer: &[u8] = if served.fetch_add(1, Relaxed) == bad {
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok"
+                            } else {
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                            };
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn one_malformed_answer_costs_one_request_and_its_connection_not_the_address() {
+        // The first answer on a connection just made, and one on a reused
+        // connection.
+        for bad in [0, 3] {
+            one_bad_answer_among_ten(bad).await;
+        }
+    }
+
+    async fn one_bad_answer_among_ten(bad: usize) {
+        let (addr, accepted) = shadow_with_one_bad_answer(bad).await;
+        let url = TargetUrl::parse(&format!("http://{addr}")).unwrap();
+        let target = Target::start(
+            TargetConfig::new(url),
+            Arc::new(super::super::SystemResolver),
+        )
+        .await;
+        let n = 10;
+        for i in 0..n {
+            let head = format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+            let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
+            target.stats().captured.fetch_add(1, Relaxed);
+            target.try_send(request).unwrap();
+            // One at a time, as a client connection's requests go.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let s = target.stats().snapshot();
+                if s.sent_total() + s.dropped_total() == i + 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "request {i} never ended: {s}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        target
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let stats = target.stats().snapshot();
+        assert_eq!(
+            stats.dropped_by(DropReason::IoError),
+            1,
+            "bad {bad}: {stats}"
+        );
+        assert_eq!(stats.sent_total(), n - 1, "{stats}");
+        assert!(stats.balances(), "{stats}");
+        assert!(
+            !target.addresses()[0].failing,
+            "bad {bad}: the address stays"
+        );
+        assert_eq!(
+            accepted.load(Relaxed),
+            2,
+            "bad {bad}: the connection of the bad answer is closed, the others reused"
+        );
     }
 }
