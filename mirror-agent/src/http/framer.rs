@@ -22,10 +22,13 @@
 //! If it is, it is delivered and the framing is back (`resyncs`); if
 //! anything else happens, the framer quietly goes back to skipping.
 //!
-//! A request that breaks the protocol (garbage, a head httparse rejects,
-//! invalid framing) ends the connection for us: v1 answers such a request
-//! with 400 and closes (RFC 9112 §11.2 says it must not guess the framing),
-//! so whatever the client sends after it is not requests v1 served.
+//! A request that breaks the protocol, or that not every server would frame
+//! the same way (garbage, a head httparse rejects, a bare line end,
+//! obs-fold, doubtful lengths: see the rules in the [module docs](super)),
+//! ends the connection for us: v1 answers such a request with 400 and
+//! closes (RFC 9112 §11.2 says it must not guess the framing), so whatever
+//! the client sends after it is not requests v1 served. After a request on
+//! which v1 closes by itself, the same holds (`State::Closed`).
 
 mod body;
 
