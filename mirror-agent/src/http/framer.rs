@@ -35,7 +35,7 @@ mod body;
 use bytes::Bytes;
 
 use super::h1::chunked::ChunkedDecoder;
-use super::h1::lines::{HeadScan, scan_strict};
+use super::h1::lines::{HeadScan, leading_line_ends, scan_strict};
 use super::h1::request_line::{START_PROBE, Start, check_start};
 use super::head::{BodyKind, ParsedHead, parse_head};
 use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
@@ -300,12 +300,7 @@ impl RequestFramer {
     /// Brings the budget in line with what the buffers hold.
     fn sync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
         let held = self.held();
-        if held >= self.charged {
-            cx.budget.charge(held - self.charged);
-        } else {
-            cx.budget.give(self.charged - held);
-        }
-        self.charged = held;
+        cx.budget.settle(&mut self.charged, held);
     }
 
     /// Empties every buffer and forgets the request in progress.
@@ -420,10 +415,7 @@ impl RequestFramer {
         let max_head = cx.config.max_head_bytes;
         if self.pending.is_empty() {
             // RFC 9112 §2.2: empty lines before a request line are ignored.
-            let blank = data
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'))
-                .count();
+            let blank = leading_line_ends(data);
             if blank > 0 {
                 if self.probation {
                     // A candidate starts with its request line right at
@@ -636,10 +628,7 @@ impl RequestFramer {
     /// ends alone (a client's stray CRLF after a body) are not a request;
     /// anything else is counted once and the rest ignored.
     fn on_closed<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> usize {
-        let blank = data
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
+        let blank = leading_line_ends(data);
         cx.stats.skipped_bytes += blank as u64;
         if blank < data.len() {
             self.stop(SkipReason::AfterClose, data.len() - blank, cx);
