@@ -24,7 +24,7 @@
 //!
 //! A request that breaks the protocol, or that not every server would frame
 //! the same way (garbage, a head httparse rejects, a bare line end,
-//! obs-fold, doubtful lengths: see the rules in the [module docs](super)),
+//! obs-fold, doubtful lengths: see the rules in the [module docs](crate::http)),
 //! ends the connection for us: v1 answers such a request with 400 and
 //! closes (RFC 9112 §11.2 says it must not guess the framing), so whatever
 //! the client sends after it is not requests v1 served. After a request on
@@ -34,13 +34,13 @@ mod body;
 
 use bytes::Bytes;
 
-use super::h1::chunked::ChunkedDecoder;
-use super::h1::lines::{HeadScan, leading_line_ends, scan_strict};
-use super::h1::request_line::{START_PROBE, Start, check_start};
+use super::chunked::ChunkedDecoder;
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use super::lines::{HeadScan, leading_line_ends, scan_strict};
+use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
 use crate::flow::{Budget, WriteEdges};
+use crate::http::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// A buffer that empties keeps its allocation up to this size; larger ones
 /// are freed so idle connections hold (almost) nothing.
@@ -83,7 +83,7 @@ struct Current {
     first_byte_ns: u64,
 }
 
-/// Frames the requests of one connection. See the [module docs](super).
+/// Frames the requests of one connection. See the [module docs](crate::http).
 #[derive(Debug)]
 pub struct RequestFramer {
     flow: FlowId,
