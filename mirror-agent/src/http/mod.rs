@@ -69,7 +69,6 @@ use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
 pub use framing::Framing;
-pub(crate) use h1::chunked::{ChunkedDecoder, Step as ChunkedStep};
 pub use h1::framer::{FramerCtx, RequestFramer};
 pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
