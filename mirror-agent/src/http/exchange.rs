@@ -237,8 +237,8 @@ mod tests {
     #[test]
     fn each_response_goes_to_the_exchange_its_request_opened_and_a_head_is_told() {
         let (mut requests, mut responses) = paired(Numbered::default(), Got::default());
-        let get = frame_one(b"GET /a HTTP/1.1\r\n\r\n");
-        let head = frame_one(b"HEAD /b HTTP/1.1\r\n\r\n");
+        let get = frame_one(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        let head = frame_one(b"HEAD /b HTTP/1.1\r\nHost: h\r\n\r\n");
         let flow = get.flow;
         requests.on_request(get.clone());
         requests.on_request(head);
