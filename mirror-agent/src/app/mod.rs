@@ -93,7 +93,7 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
             return run_to_end(record::run(args, config));
         }
         Some(Command::Replay(args)) => {
-            let config = load_logged(args.load(), &args.agent)?;
+            let config = load_logged(args.load(), &args.mirror.agent)?;
             return run_to_end(replay::run(args, config));
         }
         None => {}
@@ -103,11 +103,12 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
         Err(err) => {
             // The configuration says how to log; without one, the flags do.
             let level = cli
+                .mirror
                 .agent
                 .log_level
                 .as_ref()
                 .map_or("info", |l| l.0.as_str());
-            logging::init(cli.agent.log_format, level, false);
+            logging::init(cli.mirror.agent.log_format, level, false);
             return Err(report(err.into()));
         }
     };

@@ -73,19 +73,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub agent: AgentSection,
-
-    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
-    pub limits: LimitSection,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub targets: TargetFlags,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub rules: RuleSection,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub routing: RoutingFlags,
+    pub mirror: MirrorFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,19 +311,7 @@ pub struct ReplayArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub agent: AgentSection,
-
-    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
-    pub limits: LimitSection,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub targets: TargetFlags,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub rules: RuleSection,
-
-    #[command(flatten, next_help_heading = "Shadow targets and routing")]
-    pub routing: RoutingFlags,
+    pub mirror: MirrorFlags,
 }
 
 /// `--output`: a file name whose time patterns are known.
@@ -374,14 +350,16 @@ impl RecordArgs {
             command: None,
             capture: self.capture.clone(),
             config: self.config.clone(),
-            agent: self.agent.clone(),
-            limits: self.limits.clone(),
-            targets: TargetFlags {
-                match_header: self.match_header.clone(),
-                ..TargetFlags::default()
+            mirror: MirrorFlags {
+                agent: self.agent.clone(),
+                limits: self.limits.clone(),
+                targets: TargetFlags {
+                    match_header: self.match_header.clone(),
+                    ..TargetFlags::default()
+                },
+                rules: self.rules.clone(),
+                routing: RoutingFlags::default(),
             },
-            rules: self.rules.clone(),
-            routing: RoutingFlags::default(),
         }
         .load()
     }
@@ -397,14 +375,33 @@ impl ReplayArgs {
                 ..CaptureSection::default()
             },
             config: self.config.clone(),
-            agent: self.agent.clone(),
-            limits: self.limits.clone(),
-            targets: self.targets.clone(),
-            rules: self.rules.clone(),
-            routing: self.routing.clone(),
+            mirror: self.mirror.clone(),
         }
         .load()
     }
+}
+
+/// The flags of live mirroring that `replay` takes too: the agent's
+/// settings, the limits, the targets and their routing. No argument group
+/// of its own: the command line is the same as with the five flattened
+/// into each command one by one.
+#[derive(Clone, Debug, Default, Args)]
+#[group(skip)]
+pub struct MirrorFlags {
+    #[command(flatten)]
+    pub agent: AgentSection,
+
+    #[command(flatten, next_help_heading = "Limits of reassembly and framing")]
+    pub limits: LimitSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub targets: TargetFlags,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub rules: RuleSection,
+
+    #[command(flatten, next_help_heading = "Shadow targets and routing")]
+    pub routing: RoutingFlags,
 }
 
 /// The targets and the header matches: flags that write the file's
@@ -467,10 +464,11 @@ impl Cli {
     /// Writes the flags that were given over the file's top-level keys.
     fn apply(&self, file: &mut FileConfig) {
         file.capture.overlay(&self.capture);
-        file.agent.overlay(&self.agent);
-        file.limits.overlay(&self.limits);
-        file.rules.overlay(&self.rules);
-        let t = &self.targets;
+        let m = &self.mirror;
+        file.agent.overlay(&m.agent);
+        file.limits.overlay(&m.limits);
+        file.rules.overlay(&m.rules);
+        let t = &m.targets;
         if !t.shadow.is_empty() {
             file.targets = t.shadow.iter().cloned().map(TargetFile::new).collect();
         }
@@ -491,7 +489,7 @@ impl Cli {
                 .cloned()
                 .collect();
         }
-        let r = &self.routing;
+        let r = &m.routing;
         if let Some(marker) = &r.marker_header {
             file.marker = Some(Marker::Header(marker.clone()));
         }
