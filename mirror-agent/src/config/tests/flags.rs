@@ -1,0 +1,172 @@
+//! Flags and their values.
+
+use super::*;
+
+#[test]
+fn percent_becomes_basis_points() {
+    let cli = Cli::parse_from([
+        "mirror-agent",
+        "--iface",
+        "lo",
+        "--port",
+        "80",
+        "--sample",
+        "12.5",
+    ]);
+    assert_eq!(
+        cli.load().unwrap().startup.capture.sample.basis_points(),
+        1250
+    );
+    assert!("101".parse::<Share>().is_err());
+    assert!("-1".parse::<Share>().is_err());
+}
+
+#[test]
+fn port_zero_is_rejected_and_a_missing_port_or_interface_named() {
+    assert!(Cli::try_parse_from(["mirror-agent", "--iface", "lo", "--port", "0"]).is_err());
+    assert!(Cli::try_parse_from(["mirror-agent", "--iface", "lo", "--port", "70000"]).is_err());
+    let config = Cli::try_parse_from(["mirror-agent", "--iface", "lo"])
+        .unwrap()
+        .load()
+        .unwrap();
+    let err = config.startup.capture.options().unwrap_err().to_string();
+    assert_eq!(err, "no port: give --port or `ports` in the config file");
+    let config = Cli::try_parse_from(["mirror-agent", "--port", "80"])
+        .unwrap()
+        .load()
+        .unwrap();
+    let err = config.startup.capture.options().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "no interface: give --iface or `iface` in the config file"
+    );
+}
+
+#[test]
+fn compare_flags_turn_the_comparison_on_and_add_baselines() {
+    let config = loaded(&[
+        "--shadow",
+        "http://v2:9000",
+        "--baseline",
+        "http://v1b:9000",
+        "--compare-ignore-field",
+        "$.served_at",
+        "--compare-ignore-header",
+        "X-Backend",
+        "--diff-log",
+        "-",
+        "--compare-timeout",
+        "2s",
+    ]);
+    let compare = &config.live.compare;
+    let roles: Vec<_> = compare.targets.iter().map(|t| t.role).collect();
+    assert_eq!(
+        roles,
+        [
+            crate::compare::Role::Candidate,
+            crate::compare::Role::Baseline
+        ],
+        "--baseline turns the comparison on for every target"
+    );
+    assert_eq!(compare.targets[0].ignore_fields, ["$.served_at"]);
+    assert_eq!(compare.targets[0].ignore_headers, ["x-backend"]);
+    assert_eq!(
+        compare.targets[0].timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(compare.diff_log, Some(crate::compare::DiffLogTo::Stderr));
+    assert_eq!(
+        config.live.shadows.settings[0].keep_answer,
+        Some(crate::compare::DEFAULT_BODY_CAP),
+        "a compared target keeps its answers"
+    );
+
+    let off = loaded(&["--shadow", "http://v2:9000"]);
+    assert!(!off.live.compare.enabled());
+    assert_eq!(off.live.shadows.settings[0].keep_answer, None);
+
+    let bad = cli(&[
+        "--shadow",
+        "http://v2:9000",
+        "--compare-ignore-field",
+        "items.id",
+    ]);
+    assert!(bad.is_err(), "a field path must start with $");
+}
+
+#[test]
+fn bad_agent_flags_are_errors_naming_the_flag() {
+    flag_errors(&[
+        (&["--log-level", "verbose"], "not a log level"),
+        (&["--max-headers", "300"], "--max-headers"),
+        (&["--max-body-size", "12X"], "unknown size unit"),
+    ]);
+    let many: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
+    let mut args = vec!["mirror-agent", "--iface", "lo"];
+    for p in &many {
+        args.extend(["--port", p]);
+    }
+    let err = Cli::try_parse_from(args)
+        .unwrap()
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "--port: at most 16 ports can be captured, got 17");
+}
+
+#[test]
+fn bad_flags_are_errors_naming_the_flag() {
+    flag_errors(&[
+        (&["--shadow", "ftp://x"], "--shadow <URL>"),
+        (&["--shadow", "ftp://x"], "must be http or https"),
+        (&["--share", "101"], "--share <PERCENT>"),
+        (&["--match-header-regex", "X:a("], "bad regex"),
+        (&["--set-header", "NoColon"], "--set-header"),
+        (&["--strip-header", "a b"], "not a header name"),
+        (&["--queue-size", "0"], "--queue-size"),
+        (&["--connect-timeout", "5"], "not a duration"),
+        (&["--path-prefix", "api"], "not a path prefix"),
+        (
+            &["--no-marker", "--marker-header", "X: 1"],
+            "cannot be used with",
+        ),
+        // Routing values.
+        (&["--share-by", "cookie:x"], "--share-by"),
+        (&["--rate-limit", "0"], "--rate-limit"),
+        (&["--rewrite-path", "^/v1/(.*)=>/v2/$2"], "group `2`"),
+        (&["--rewrite-path", "^/v1"], "REGEX=>REPLACEMENT"),
+        (&["--rewrite-header", "Host=>x"], "--rewrite-header"),
+        (&["--set-query", "a=b c"], "percent-encode"),
+        (&["--remove-query", ""], "--remove-query"),
+        (&["--deny-header-regex", "X:("], "bad regex"),
+        (&["--forwarded-for=Bad Name"], "not a header name"),
+    ]);
+    let dup = refused(&["--shadow", "http://a:1", "--shadow", "http://a:1"]);
+    assert_eq!(dup, "--shadow: `http://a:1` is given twice");
+}
+
+#[test]
+fn rotation_sizes_are_binary_whatever_the_unit_and_ages_take_s_m_h_d() {
+    for (text, bytes) in [
+        ("4096", 4096),
+        ("32M", 32 << 20),
+        ("32mb", 32 << 20),
+        ("32MiB", 32 << 20),
+        ("512KB", 512 << 10),
+        ("1g", 1 << 30),
+    ] {
+        assert_eq!(text.parse::<RotateSize>(), Ok(RotateSize(bytes)), "{text}");
+    }
+    assert_eq!(RotateSize(32 << 20).to_string(), "32M");
+    for bad in ["", "M", "32XB", "1.5M", "-1", "0", "2T"] {
+        assert!(bad.parse::<RotateSize>().is_err(), "{bad}");
+    }
+    for (text, secs) in [("30s", 30), ("10m", 600), ("1h", 3600), ("2d", 172_800)] {
+        let age: RotateAge = text.parse().unwrap();
+        assert_eq!(age.0, Duration::from_secs(secs), "{text}");
+        assert_eq!(age.to_string(), text);
+    }
+    for bad in ["10", "0s", "1w", "1.5h", "400d", "m"] {
+        assert!(bad.parse::<RotateAge>().is_err(), "{bad}");
+    }
+}
