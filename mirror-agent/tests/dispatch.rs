@@ -223,6 +223,10 @@ fn stats_of<'a>(stats: &'a [(String, StatsSnapshot)], name: &str) -> &'a StatsSn
 const GET: &[u8] =
     b"GET /api/users?id=7 HTTP/1.1\r\nHost: app.example\r\nUser-Agent: curl/8.5\r\n\r\n";
 
+/// A POST that a `methods = ["POST"]` rule lets through while it filters
+/// [`GET`].
+const EMPTY_POST: &[u8] = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
+
 fn gets(n: usize) -> Vec<Request> {
     frame(&GET.repeat(n))
 }
@@ -514,16 +518,7 @@ async fn a_dry_run_routes_and_counts_but_sends_nothing() {
     cfg.route.dry_run = true;
     cfg.route.rules.methods = vec!["POST".into()];
     let (handle, mut router) = started(Shadows::start(cfg).await);
-    send(
-        &mut router,
-        frame(
-            &[
-                GET,
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-            ]
-            .concat(),
-        ),
-    );
+    send(&mut router, frame(&[GET, EMPTY_POST].concat()));
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "t");
     assert_eq!(s.filtered_by(FilterReason::Method), 1);
@@ -830,16 +825,7 @@ async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     let mut next = unmarked(vec![named("a", &a.url()), named("b", &b.url())]);
     next.route.rules.methods = vec!["POST".into()];
     handle.reload(next).await;
-    send(
-        &mut router,
-        frame(
-            &[
-                GET,
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-            ]
-            .concat(),
-        ),
-    );
+    send(&mut router, frame(&[GET, EMPTY_POST].concat()));
     let stats = settled(&handle).await;
     assert!(Arc::ptr_eq(&before, &handle.targets()[0]), "target a kept");
     let sa = stats_of(&stats, "a");

@@ -5,13 +5,11 @@
 //! request as type 1 and v1's answer to it, byte for byte, as type 2 with
 //! the same id.
 
-use std::process::Command;
-
 use mirror_agent::file::{PayloadKind, PayloadReader};
 
 mod pcap_file;
 
-use pcap_file::{PORT, capture, scratch};
+use pcap_file::{PORT, agent, capture, scratch, succeeds};
 
 #[test]
 fn a_pcap_with_both_directions_records_each_answer_with_its_requests_id() {
@@ -36,18 +34,12 @@ Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     let input = dir.join("both.pcap");
     std::fs::write(&input, pcap).unwrap();
     let output = dir.join("out.gor");
-    let run = Command::new(env!("CARGO_BIN_EXE_mirror-agent"))
-        .args(["record", "--input-pcap"])
-        .arg(&input)
-        .args(["--port", &PORT.to_string(), "--responses", "--output"])
-        .arg(&output)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
+    let stdout = succeeds(
+        agent()
+            .args(["record", "--input-pcap"])
+            .arg(&input)
+            .args(["--port", &PORT.to_string(), "--responses", "--output"])
+            .arg(&output),
     );
     assert!(
         stdout.contains("final counts: target=file captured=3 written=3 "),

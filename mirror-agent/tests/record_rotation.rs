@@ -4,14 +4,13 @@
 //! together hold every request once, in order. A bad rotation value is
 //! one clear error line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use mirror_agent::file::PayloadReader;
 
 mod pcap_file;
 
-use pcap_file::{frame, pcap};
+use pcap_file::{agent, frame, pcap, scratch};
 
 /// A capture of one connection carrying `requests`, one segment each.
 fn capture(requests: &[Vec<u8>]) -> Vec<u8> {
@@ -25,17 +24,6 @@ fn capture(requests: &[Vec<u8>]) -> Vec<u8> {
     pcap(&frames)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mirror-rec-rot-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mirror-agent"))
-}
-
 fn payloads(path: &Path) -> Vec<Vec<u8>> {
     PayloadReader::open(path, 1 << 20)
         .unwrap()
@@ -45,7 +33,7 @@ fn payloads(path: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_pcap_recorded_with_a_time_pattern_and_a_size_limit_gives_complete_files_in_order() {
-    let dir = scratch("size");
+    let dir = scratch("rec-rot-size");
     let requests: Vec<Vec<u8>> = (0..60)
         .map(|i| {
             format!("GET /r/{i:03} HTTP/1.1\r\nHost: svc\r\nX-Pad: {i:0100}\r\n\r\n").into_bytes()

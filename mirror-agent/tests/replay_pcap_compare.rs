@@ -6,11 +6,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 
 mod pcap_file;
 
-use pcap_file::{PORT, capture, scratch};
+use pcap_file::{PORT, agent, capture, scratch, succeeds};
 
 /// v1's answer to every request, and the target's.
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -58,26 +57,20 @@ fn v1s_answers_in_a_capture_are_compared_in_memory_with_no_temporary_file() {
     let tmp = dir.join("not-a-directory");
     std::fs::write(&tmp, b"").unwrap();
     let shadow = format!("http://{}", target());
-    let run = Command::new(env!("CARGO_BIN_EXE_mirror-agent"))
-        .env("TMPDIR", &tmp)
-        .args(["replay", "--input-pcap"])
-        .arg(&input)
-        .args(["--port", &PORT.to_string(), "--shadow", &shadow])
-        .args([
-            "--compare",
-            "--speed",
-            "max",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--nice", "0"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
+    let stdout = succeeds(
+        agent()
+            .env("TMPDIR", &tmp)
+            .args(["replay", "--input-pcap"])
+            .arg(&input)
+            .args(["--port", &PORT.to_string(), "--shadow", &shadow])
+            .args([
+                "--compare",
+                "--speed",
+                "max",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--nice", "0"]),
     );
     assert!(
         stdout.contains(

@@ -1,6 +1,9 @@
 //! Capture files made by the tests that feed `mirror-agent record
 //! --input-pcap`: one IPv4 TCP connection between 10.200.0.1:40000 (the
-//! client) and 10.200.0.2:8080 (the service), as tcpdump writes it.
+//! client) and 10.200.0.2:8080 (the service), as tcpdump writes it; and
+//! the agent's binary that reads them.
+
+use std::process::Command;
 
 /// The service's port.
 pub const PORT: u16 = 8080;
@@ -72,11 +75,29 @@ pub fn capture(segments: &[(bool, &[u8])]) -> Vec<u8> {
 
 /// An empty directory of this test process, `mirror-{name}-{pid}` under
 /// the system's temporary directory.
-// Not every test binary that includes this module needs one.
-#[allow(dead_code)]
 pub fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mirror-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The agent's binary, for a command line.
+pub fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mirror-agent"))
+}
+
+/// Runs `command` to its end, which must be a success (else both its
+/// outputs are shown); its standard output.
+// Not every test binary that includes this module checks a success.
+#[allow(dead_code)]
+pub fn succeeds(command: &mut Command) -> String {
+    let run = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
 }
