@@ -26,21 +26,17 @@ impl Collector for Sources {
         self.encode_pipeline(&mut encoder)?;
         self.encode_targets(&mut encoder)?;
         self.encode_compare(&mut encoder)?;
-        let mut reloads = encoder.encode_descriptor(
+        counter_family(
+            &mut encoder,
             "mirror_config_reloads",
             "Configuration reloads (SIGHUP) by outcome: applied, or rejected (bad file; \
              the running configuration stays).",
-            None,
-            MetricType::Counter,
+            "outcome",
+            [
+                ("applied", self.reloads.applied.load(Ordering::Relaxed)),
+                ("rejected", self.reloads.rejected.load(Ordering::Relaxed)),
+            ],
         )?;
-        for (outcome, count) in [
-            ("applied", &self.reloads.applied),
-            ("rejected", &self.reloads.rejected),
-        ] {
-            let labels = [("outcome", outcome)];
-            ConstCounter::new(count.load(Ordering::Relaxed))
-                .encode(reloads.encode_family(&labels)?)?;
-        }
         let mut info = encoder.encode_descriptor(
             "mirror_build_info",
             "Version of the agent, kernel release and how the program is attached.",
@@ -66,21 +62,16 @@ fn encode_program(
     names: [&str; 3],
     helps: [&str; 3],
 ) -> Result<(), std::fmt::Error> {
-    let mut packets = encoder.encode_descriptor(names[0], helps[0], None, MetricType::Counter)?;
     // Every packet has exactly one (`seen` is their sum, not one of them).
-    for outcome in Counter::PACKET_OUTCOMES {
-        let labels = [("outcome", outcome.as_str())];
-        ConstCounter::new(counters.get(outcome)).encode(packets.encode_family(&labels)?)?;
-    }
-    let mut records = encoder.encode_descriptor(names[1], helps[1], None, MetricType::Counter)?;
-    for (outcome, counter) in [
+    let packets = Counter::PACKET_OUTCOMES.map(|outcome| (outcome.as_str(), counters.get(outcome)));
+    counter_family(encoder, names[0], helps[0], "outcome", packets)?;
+    let records = [
         ("matched", Counter::RecordsMatched),
         ("emitted", Counter::RecordsEmitted),
         ("lost", Counter::RecordsLost),
-    ] {
-        let labels = [("outcome", outcome)];
-        ConstCounter::new(counters.get(counter)).encode(records.encode_family(&labels)?)?;
-    }
+    ]
+    .map(|(outcome, counter)| (outcome, counters.get(counter)));
+    counter_family(encoder, names[1], helps[1], "outcome", records)?;
     counter(
         encoder,
         names[2],
@@ -162,25 +153,26 @@ impl Sources {
                 "Payload bytes the kernel program copied to the ring.",
             ],
         )?;
-        counter(
-            encoder,
-            "mirror_kernel_records_lost",
-            "Ring records lost because the ring was full: requests they carried are dropped as gaps.",
-            counters.get(Counter::RecordsLost),
-        )?;
-        counter(
-            encoder,
-            "mirror_kernel_ignored_bytes",
-            "Payload bytes not copied because the agent said it no longer needs them \
-             (the rest of a body it skips, a connection it gave up).",
-            counters.get(Counter::IgnoredBytes),
-        )?;
-        counter(
-            encoder,
-            "mirror_kernel_truncated_bytes",
-            "Payload bytes of super-packets beyond what one program run copies.",
-            counters.get(Counter::TruncatedBytes),
-        )?;
+        for (name, help, value) in [
+            (
+                "mirror_kernel_records_lost",
+                "Ring records lost because the ring was full: requests they carried are dropped as gaps.",
+                Counter::RecordsLost,
+            ),
+            (
+                "mirror_kernel_ignored_bytes",
+                "Payload bytes not copied because the agent said it no longer needs them \
+                 (the rest of a body it skips, a connection it gave up).",
+                Counter::IgnoredBytes,
+            ),
+            (
+                "mirror_kernel_truncated_bytes",
+                "Payload bytes of super-packets beyond what one program run copies.",
+                Counter::TruncatedBytes,
+            ),
+        ] {
+            counter(encoder, name, help, counters.get(value))?;
+        }
         if self.compare.is_some() {
             self.encode_kernel_responses(encoder, reader)?;
         }
@@ -227,54 +219,46 @@ impl Sources {
             MetricType::Gauge,
         )?;
         ConstGauge::new(stats.flow.flows_active as i64).encode(active)?;
-        let mut ended = encoder.encode_descriptor(
+        counter_family(
+            encoder,
             "mirror_flows",
             "TCP connections that ended, by how (fin, rst, idle, evicted, superseded).",
-            None,
-            MetricType::Counter,
+            "end",
+            FlowEndReason::ALL.map(|reason| (reason.as_str(), stats.flow.ended(reason))),
         )?;
-        for reason in FlowEndReason::ALL {
-            let labels = [("end", reason.as_str())];
-            ConstCounter::new(stats.flow.ended(reason)).encode(ended.encode_family(&labels)?)?;
+        for (name, help, value) in [
+            (
+                "mirror_stream_gap_bytes",
+                "Client stream bytes never captured (truncations, lost records, holes given up).",
+                stats.flow.gap_bytes,
+            ),
+            (
+                "mirror_connection_desyncs",
+                "Times a connection's request framing was lost (a gap, a head over our limits): \
+                 its bytes are skipped, never searched, until a request proves where it starts.",
+                stats.http.desyncs,
+            ),
+            (
+                "mirror_connection_resyncs",
+                "Times a desynced or joined connection proved itself again: a valid request \
+                 that starts and ends with the client's writes.",
+                stats.http.resyncs,
+            ),
+            (
+                "mirror_requests_captured",
+                "HTTP requests reassembled from captured traffic.",
+                stats.http.requests,
+            ),
+        ] {
+            counter(encoder, name, help, value)?;
         }
-        counter(
+        counter_family(
             encoder,
-            "mirror_stream_gap_bytes",
-            "Client stream bytes never captured (truncations, lost records, holes given up).",
-            stats.flow.gap_bytes,
-        )?;
-        counter(
-            encoder,
-            "mirror_connection_desyncs",
-            "Times a connection's request framing was lost (a gap, a head over our limits): \
-             its bytes are skipped, never searched, until a request proves where it starts.",
-            stats.http.desyncs,
-        )?;
-        counter(
-            encoder,
-            "mirror_connection_resyncs",
-            "Times a desynced or joined connection proved itself again: a valid request \
-             that starts and ends with the client's writes.",
-            stats.http.resyncs,
-        )?;
-        counter(
-            encoder,
-            "mirror_requests_captured",
-            "HTTP requests reassembled from captured traffic.",
-            stats.http.requests,
-        )?;
-        let mut skipped = encoder.encode_descriptor(
             "mirror_requests_skipped",
             "Requests (or stretches of a connection) not reassembled, by reason.",
-            None,
-            MetricType::Counter,
-        )?;
-        for reason in SkipReason::ALL {
-            let labels = [("reason", reason.as_str())];
-            ConstCounter::new(stats.http.dropped.get(reason))
-                .encode(skipped.encode_family(&labels)?)?;
-        }
-        Ok(())
+            "reason",
+            SkipReason::ALL.map(|reason| (reason.as_str(), stats.http.dropped.get(reason))),
+        )
     }
 
     fn encode_targets(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -309,38 +293,31 @@ impl Sources {
                 ConstCounter::new(count).encode(requests.encode_family(&labels)?)?;
             }
         }
-        let mut captured = encoder.encode_descriptor(
+        counter_family(
+            encoder,
             "mirror_shadow_captured",
             "Requests the router looked at for a target since the target started: \
              captured = sent + filtered + dropped + queued + in flight.",
-            None,
-            MetricType::Counter,
+            "target",
+            targets.iter().map(|t| (t.name.as_str(), t.stats.captured)),
         )?;
-        for target in &targets {
-            let labels = [("target", target.name.as_str())];
-            ConstCounter::new(target.stats.captured).encode(captured.encode_family(&labels)?)?;
-        }
-        let mut in_flight = encoder.encode_descriptor(
-            "mirror_shadow_in_flight",
-            "Requests being sent to a shadow target or waiting for its response.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for target in &targets {
-            let labels = [("target", target.name.as_str())];
-            ConstGauge::new(gauge(target.stats.in_flight))
-                .encode(in_flight.encode_family(&labels)?)?;
-        }
-        let mut depth = encoder.encode_descriptor(
-            "mirror_shadow_queue_depth",
-            "Requests waiting in a shadow target's queue.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for target in &targets {
-            let labels = [("target", target.name.as_str())];
-            ConstGauge::new(gauge(target.stats.queue_depth))
-                .encode(depth.encode_family(&labels)?)?;
+        for (name, help, value) in [
+            (
+                "mirror_shadow_in_flight",
+                "Requests being sent to a shadow target or waiting for its response.",
+                (|t: &TargetSnapshot| t.stats.in_flight) as fn(&TargetSnapshot) -> u64,
+            ),
+            (
+                "mirror_shadow_queue_depth",
+                "Requests waiting in a shadow target's queue.",
+                |t: &TargetSnapshot| t.stats.queue_depth,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for target in &targets {
+                let labels = [("target", target.name.as_str())];
+                ConstGauge::new(gauge(value(target))).encode(family.encode_family(&labels)?)?;
+            }
         }
         for (name, help, histogram) in [
             (
@@ -377,6 +354,22 @@ impl Sources {
 
 fn gauge(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A counter family `name` with one sample per `(value, count)`, `value`
+/// the family's one label `label`.
+fn counter_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in samples {
+        ConstCounter::new(count).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
 }
 
 fn counter(
