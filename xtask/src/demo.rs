@@ -331,14 +331,7 @@ fn demo(agent_path: &Path, myapp: &Path, page: &Path) -> Result<String> {
     let mut items = 0;
     for id in 1..=70 {
         check_interrupt()?;
-        let code = command::run(hosts.client.command("curl").args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &url(&format!("/items/{id}")),
-        ]))?;
+        let code = status_code(&hosts, &[&url(&format!("/items/{id}"))])?;
         ensure!(code == "200", "GET /items/{id}: HTTP {code}");
         items += 1;
     }
@@ -351,18 +344,16 @@ fn demo(agent_path: &Path, myapp: &Path, page: &Path) -> Result<String> {
     let upload_arg = format!("@{}", upload.display());
     for i in 0..10 {
         check_interrupt()?;
-        let code = command::run(hosts.client.command("curl").args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Transfer-Encoding: chunked",
-            "--data-binary",
-            &upload_arg,
-            &url(&format!("/upload/{i}")),
-        ]))?;
+        let code = status_code(
+            &hosts,
+            &[
+                "-H",
+                "Transfer-Encoding: chunked",
+                "--data-binary",
+                &upload_arg,
+                &url(&format!("/upload/{i}")),
+            ],
+        )?;
         ensure!(code == "200", "chunked upload {i}: HTTP {code}");
     }
     batches.push(Batch {
@@ -582,6 +573,18 @@ fn compared(v1: &Netns, target: &str) -> u64 {
         return 0;
     };
     metrics.sum("mirror_compare_total", &[("target", target)]) as u64
+}
+
+/// `curl ARGS` from the client: the HTTP status of the answer (the body
+/// is dropped; curl's own failures fail the step).
+fn status_code(hosts: &Hosts, args: &[&str]) -> Result<String> {
+    command::run(
+        hosts
+            .client
+            .command("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args),
+    )
 }
 
 /// `ab ARGS URL` from the client: every request must succeed.
