@@ -53,7 +53,8 @@ pub use topology::{Family, Topology};
 /// (not root, no netns). Ignored when `CI=true`: there they must run.
 pub const SKIP_ENV: &str = "MIRROR_SKIP_KERNEL_TESTS";
 
-/// Call first in every kernel test: `if !require_kernel() { return Ok(()); }`.
+/// Call first in every kernel test that returns a `Result`:
+/// `require_kernel!();` (or `if !require_kernel() { return ...; }`).
 ///
 /// Checks that this process is root and can create a network namespace, and
 /// panics with the reason when not. Only outside CI, and only with
@@ -95,6 +96,17 @@ fn probe_kernel() -> Result<(), String> {
     Ok(())
 }
 
+/// The first line of a kernel test returning a `Result`: the test ends
+/// there, passed, where [`require_kernel`] says to skip.
+#[macro_export]
+macro_rules! require_kernel {
+    () => {
+        if !$crate::require_kernel() {
+            return Ok(());
+        }
+    };
+}
+
 /// Kernel tests that each run one scenario function, written as a table:
 /// `name => scenario(args);`. Each is a `#[test]` that first calls
 /// [`require_kernel`].
@@ -104,9 +116,7 @@ macro_rules! kernel_tests {
         $(
             #[test]
             fn $name() -> ::anyhow::Result<()> {
-                if !$crate::require_kernel() {
-                    return Ok(());
-                }
+                $crate::require_kernel!();
                 $scenario
             }
         )+

@@ -40,9 +40,7 @@ fn nice_of(pid: u32) -> Result<i64> {
 
 #[test]
 fn the_agent_runs_at_nice_10_by_default_and_at_the_nice_it_is_given() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let args = agent_args("auto");
     let agent = agent::start_attached_exact(&topology.server, &as_strs(&args))?;
@@ -111,9 +109,7 @@ fn cpu_and_wakeups(pid: u32) -> Result<(u64, u64)> {
 
 #[test]
 fn an_idle_agent_with_two_targets_sleeps() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     const SECONDS: u64 = 10;
     let topology = Topology::new()?;
     let mut args = agent_args("auto");
@@ -168,9 +164,7 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 
 #[test]
 fn sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
     let agent = agent::start_attached(&topology.server, &as_strs(&agent_args("tcx")))?;
@@ -215,9 +209,7 @@ fn sigkill_of_a_tcx_agent_leaves_nothing_and_connections_keep_working() -> Resul
 
 #[test]
 fn sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let server = TcpSink::start(&topology.server, topology.server_addr(Family::V4, PORT), 1)?;
     let args = agent_args("netlink");
@@ -270,9 +262,7 @@ fn sigkill_of_a_netlink_agent_leaves_a_filter_the_next_agent_removes() -> Result
 
 #[test]
 fn without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let netns = Netns::new("np")?;
     let output = run_to_end(
         &netns,
@@ -294,9 +284,7 @@ fn without_privileges_the_agent_names_the_missing_capabilities() -> Result<()> {
 
 #[test]
 fn an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let output = run_to_end(
         &topology.server,
@@ -312,9 +300,7 @@ fn an_unknown_interface_is_refused_with_the_existing_ones() -> Result<()> {
 
 #[test]
 fn ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // In a namespace of its own: if a port were accepted, the agent would
     // attach to this lo, not the host's.
     let netns = Netns::new("cli")?;
@@ -336,9 +322,7 @@ fn ports_out_of_range_are_refused_by_the_command_line() -> Result<()> {
 
 #[test]
 fn help_lists_every_flag_and_examples() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     use clap::CommandFactory as _;
     let netns = Netns::new("help")?;
     let output = run_to_end(&netns, &[], &["--help"])?;

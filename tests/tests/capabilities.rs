@@ -162,9 +162,7 @@ fn answered_by_targets(netns: &Netns) -> Vec<u64> {
 
 #[test]
 fn a_non_root_agent_with_bpf_net_admin_perfmon_attaches_and_mirrors() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let primary = Server::start(
         &topology.server,
@@ -266,9 +264,7 @@ fn missing_list(line: &str) -> Vec<String> {
 
 #[test]
 fn without_any_one_of_the_three_the_agent_names_it_in_one_line() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // Its own namespace: should the agent attach, it is to this lo.
     let netns = Netns::new("caps")?;
     for (missing, _) in CAPS {
@@ -292,9 +288,7 @@ fn without_any_one_of_the_three_the_agent_names_it_in_one_line() -> Result<()> {
 
 #[test]
 fn without_the_ambient_set_a_non_root_agent_has_none_of_them() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // A non-root container with capabilities.add gets them in its bounding
     // and inheritable sets, not the ambient one: execve drops them all.
     let netns = Netns::new("noamb")?;
@@ -378,9 +372,7 @@ fn probe(netns: &Netns, object: &Path, caps: &[&str], no_memlock: bool) -> Resul
 
 #[test]
 fn the_kernel_refuses_each_step_without_its_capability() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let object = ebpf_object()?;
     let netns = Netns::new("probe")?;
 

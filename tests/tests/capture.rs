@@ -183,9 +183,7 @@ mirror_tests::kernel_tests! {
 
 #[test]
 fn hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     const CONNECTIONS: usize = 100;
     const BYTES: usize = 64 << 10;
     let topology = Topology::new()?;
@@ -249,9 +247,7 @@ fn hundred_concurrent_connections_are_each_captured_exactly() -> Result<()> {
 
 #[test]
 fn traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // One packet per segment, so the client's segment count is the number
     // of TCP packets the program sees.
     let topology = Topology::builder().tso(false).gro(false).build()?;
@@ -308,9 +304,7 @@ fn traffic_to_an_unmatched_port_emits_nothing_and_is_counted() -> Result<()> {
 
 #[test]
 fn small_ring_under_burst_counts_every_lost_record() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     const RING: u32 = 16 << 10;
     let topology = Topology::new()?;
     let mut options = CaptureOptions::new(SERVER_IF, vec![PORT]);
@@ -443,27 +437,21 @@ fn sample_thousand_connections(sample_bp: u32, seed: u32) -> Result<usize> {
 
 #[test]
 fn sampling_zero_percent_captures_no_connection() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     ensure!(sample_thousand_connections(0, 0)? == 0);
     Ok(())
 }
 
 #[test]
 fn sampling_hundred_percent_captures_every_connection() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     ensure!(sample_thousand_connections(10_000, 0)? == 1000);
     Ok(())
 }
 
 #[test]
 fn sampling_half_captures_about_half_the_predicted_connections() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let captured = sample_thousand_connections(5_000, 0x5eed)?;
     ensure!(
         (420..=580).contains(&captured),
@@ -527,9 +515,7 @@ fn exchanges(responses: bool) -> Result<(Captured, Vec<String>, SocketAddr)> {
 
 #[test]
 fn v1s_responses_are_captured_at_egress_only_when_asked() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let (captured, attached, client) = exchanges(true)?;
     ensure!(
         attached.contains(&"egress/mirror_egress".to_owned()),

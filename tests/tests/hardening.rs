@@ -84,9 +84,7 @@ const UPLOAD_BYTES: usize = 2 << 20;
 /// connection's framing is back: they must be mirrored.
 #[test]
 fn an_agent_restart_during_a_two_megabyte_upload_invents_no_request() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let (mut rig, first) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
     let host = rig.primary_addr().to_string();
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
@@ -223,9 +221,7 @@ fn refused_exchange(rig: &ReplayRig, parts: &[&[u8]]) -> Result<Vec<u8>> {
 
 #[test]
 fn requests_hidden_behind_framing_v1_refuses_reach_no_shadow() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let mut rig = ReplayRig::builder(1)
         .own_primary()
         .mirror_to(&[0])
@@ -336,9 +332,7 @@ fn post(host: &str, path: &str, fields: &str, body: &[u8]) -> Vec<u8> {
 /// and a Content-Length request go out as they came.
 #[test]
 fn a_request_with_both_te_and_cl_reaches_the_shadow_chunked_without_content_length() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let (mut rig, agent) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
     let host = rig.primary_addr().to_string();
     let requests = [
@@ -407,9 +401,7 @@ fn a_request_with_both_te_and_cl_reaches_the_shadow_chunked_without_content_leng
 /// in their order.
 #[test]
 fn a_stripped_header_is_left_out_of_chunked_trailers_too() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let (mut rig, agent) = ReplayRig::builder(1)
         .mirror_to(&[0])
         .args(&["--strip-header", "Authorization"])
@@ -516,9 +508,7 @@ const OUTSIDE_ADMIN: [&str; 7] = [
 /// (the normalised path is only for the rules).
 #[test]
 fn deny_path_rules_hold_for_every_spelling_of_the_path_a_server_normalises() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let mut rig = ReplayRig::builder(1)
         .own_primary()
         .mirror_to(&[0])
@@ -613,9 +603,7 @@ const PACE: Duration = Duration::from_millis(40);
 /// recovery all reach it.
 #[test]
 fn copies_older_than_the_max_queue_age_are_dropped_as_expired_not_sent_late() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // Two workers, so that nearly everything sent during the stall waits in
     // the queue; a request timeout longer than the stall, so that the ones
     // in flight wait for the answer rather than time out.
@@ -764,9 +752,7 @@ const NEVER: Duration = Duration::from_secs(600);
 #[test]
 fn a_second_sigterm_during_the_drain_counts_what_was_queued_or_in_flight_as_dropped() -> Result<()>
 {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     const REQUESTS: u64 = 100;
     let rig = ReplayRig::builder(1)
         .serve(&[])
@@ -910,9 +896,7 @@ fn counter_series(metrics: &Metrics, target: &str) -> BTreeMap<String, f64> {
 /// at zero.
 #[test]
 fn a_target_removed_by_a_reload_and_added_back_counts_on_from_its_counters() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let mut rig = ReplayRig::builder(2)
         .config(v2_and_maybe_v3(true))
         .build()?;

@@ -221,9 +221,7 @@ fn curl_upload(
 
 #[test]
 fn ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::builder().gro(true).build()?;
     let request = curl_upload(&topology, 10 * MB, 0xa, &[])?;
     ensure!(request.head.starts_with(b"POST /upload HTTP/1.1\r\n"));
@@ -233,9 +231,7 @@ fn ten_megabyte_post_from_curl_is_extracted_exactly() -> Result<()> {
 
 #[test]
 fn a_chunked_upload_from_curl_is_extracted_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     // One MSS per packet: chunk framing lands anywhere in a segment.
     let topology = Topology::builder().tso(false).gro(false).build()?;
     let request = curl_upload(
@@ -431,9 +427,7 @@ fn apache_bench(topology: &Topology, args: &[&str], requests: usize) -> Result<E
 
 #[test]
 fn ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let extracted = apache_bench(&topology, &["-k", "-n", "1000", "-c", "10"], 1000)?;
     let flows = extracted.stats.flow.flows_started;
@@ -446,9 +440,7 @@ fn ab_thousand_keep_alive_requests_are_extracted_exactly() -> Result<()> {
 
 #[test]
 fn ab_http10_one_request_per_connection_is_extracted_exactly() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::builder().gro(true).build()?;
     let extracted = apache_bench(&topology, &["-n", "200", "-c", "4"], 200)?;
     // ab opens a few connections more than it needs and closes them unused.
@@ -554,9 +546,7 @@ fn busy_client(
 
 #[test]
 fn capture_joining_busy_keep_alive_connections_extracts_every_later_request() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let topology = Topology::new()?;
     let server = Server::start(&topology.server, topology.server_addr(Family::V4, PORT))?;
     let streams: Vec<TcpStream> = (0..CONNECTIONS)

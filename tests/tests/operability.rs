@@ -80,9 +80,7 @@ fn captured(metrics: &Metrics) -> u64 {
 
 #[test]
 fn prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let (mut rig, agent) = rig(2).mirror_to(&[0, 1]).start()?;
     let (t2, t3) = (rig.url(0), rig.url(1));
     let server = Prometheus::start(rig.primary(), metrics::DEFAULT_ADDR, Duration::from_secs(1))?;
@@ -170,9 +168,7 @@ fn prometheus_counts_every_mirrored_request_and_promtool_finds_no_problem() -> R
 
 #[test]
 fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let mut rig = rig(1)
         .serve(&[])
         .mirror_to(&[0])
@@ -264,9 +260,7 @@ fn json_logs_tell_a_shadow_going_down_and_coming_back() -> Result<()> {
 
 #[test]
 fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let binary = agent::binary()?;
     let scratch = ScratchDir::new("check-config")?;
     let bad = scratch.write(
@@ -364,9 +358,7 @@ fn check_config_reports_every_error_with_its_line_and_key() -> Result<()> {
 
 #[test]
 fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     const DRAIN: Duration = Duration::from_secs(1);
     let mut rig = rig(1)
         .serve(&[])
@@ -457,9 +449,7 @@ fn sigterm_under_load_detaches_drains_in_time_and_exits_zero() -> Result<()> {
 
 #[test]
 fn sighup_adds_a_target_without_missing_a_request_and_refuses_a_bad_file() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
+    require_kernel!();
     let mut rig = ReplayRig::builder(2).build()?;
     let (t2, t3) = (rig.url(0), rig.url(1));
     // Everything in the file: no capture flag at all.

@@ -238,25 +238,42 @@ impl Replayed {
             .get(name)
             .with_context(|| format!("no final counts for {name}: {:?}", self.targets))
     }
+
+    /// Each `(name, n)`: what the replay read (`final counts: replay:`)
+    /// counts exactly n.
+    fn expect_read(&self, expected: &[(&str, u64)]) -> Result<()> {
+        for (name, n) in expected {
+            ensure!(
+                self.source(name) == *n,
+                "replay read {name} = {}, expected {n}: {:?}",
+                self.source(name),
+                self.source
+            );
+        }
+        Ok(())
+    }
+
+    /// [`expect_counts`] of the final counts of the target `url`.
+    fn expect_target(&self, url: &str, expected: &[(&str, u64)]) -> Result<()> {
+        expect_counts(url, self.target(url)?, expected)
+    }
+}
+
+/// `replay ARGS... --shadow URL`, as every replay here runs: requests may
+/// wait a minute in the queue, nice 0, JSON logs.
+fn replay_args<'a>(args: &[&'a str], url: &'a str) -> Vec<&'a str> {
+    let mut all = vec!["replay"];
+    all.extend_from_slice(args);
+    all.extend(["--shadow", url, "--max-queue-age", "60s"]);
+    all.extend(["--nice", "0", "--log-format", "json"]);
+    all
 }
 
 /// `mirror-agent replay ARGS... --shadow URL` inside `netns`, one request
 /// in flight (the target then sees the file's order), run to its end.
 fn replay(netns: &Netns, args: &[&str], url: &str) -> Result<Replayed> {
-    let mut all = vec!["replay"];
-    all.extend_from_slice(args);
-    all.extend([
-        "--shadow",
-        url,
-        "--max-in-flight",
-        "1",
-        "--max-queue-age",
-        "60s",
-        "--nice",
-        "0",
-        "--log-format",
-        "json",
-    ]);
+    let mut all = replay_args(args, url);
+    all.extend(["--max-in-flight", "1"]);
     replayed(&agent::run_to_end(netns, &[], &all)?)
 }
 
@@ -506,16 +523,13 @@ fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_ord
     let target = shadow_url(0);
     let file_arg = file.display().to_string();
     let run = replay(net.primary(), &[&file_arg, "--speed", "max"], &target)?;
-    ensure!(
-        run.source("payloads_read") == sent
-            && run.source("requests") == sent
-            && run.source("malformed") == 0,
-        "replay read {:?}",
-        run.source
-    );
-    expect_counts(
+    run.expect_read(&[
+        ("payloads_read", sent),
+        ("requests", sent),
+        ("malformed", 0),
+    ])?;
+    run.expect_target(
         &target,
-        run.target(&target)?,
         &[
             ("captured", sent),
             ("sent", sent),
@@ -581,21 +595,9 @@ impl Arrivals {
 
 /// `mirror-agent replay ARGS... --shadow URL` in the background.
 fn spawn_replay(netns: &Netns, args: &[&str], url: &str) -> Result<Process> {
-    let mut all = vec!["replay"];
-    all.extend_from_slice(args);
-    all.extend([
-        "--shadow",
-        url,
-        "--max-queue-age",
-        "60s",
-        "--nice",
-        "0",
-        "--log-format",
-        "json",
-    ]);
     Process::spawn(
         "mirror-agent replay",
-        netns.command(agent::binary()?).args(&all),
+        netns.command(agent::binary()?).args(replay_args(args, url)),
     )
 }
 
@@ -811,15 +813,10 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
             ],
             &url(addr, ""),
         )?;
-        ensure!(
-            run.source("requests") == sent && run.source("malformed") == 0,
-            "{}: replay read {:?}",
-            input.display(),
-            run.source
-        );
-        expect_counts(
+        run.expect_read(&[("requests", sent), ("malformed", 0)])
+            .with_context(|| input.display().to_string())?;
+        run.expect_target(
             &url(addr, ""),
-            run.target(&url(addr, ""))?,
             &[("captured", sent), ("2xx", sent), ("dropped", 0)],
         )?;
         let got = unmarked(&target.stop()?)?;
@@ -969,17 +966,14 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_repl
         &[&path.display().to_string(), "--speed", "max"],
         &url0,
     )?;
-    ensure!(
-        run.source("payloads_read") == 9
-            && run.source("requests") == 5
-            && run.source("responses_skipped") == 1
-            && run.source("malformed") == 3,
-        "replay read {:?}",
-        run.source
-    );
-    expect_counts(
+    run.expect_read(&[
+        ("payloads_read", 9),
+        ("requests", 5),
+        ("responses_skipped", 1),
+        ("malformed", 3),
+    ])?;
+    run.expect_target(
         &url0,
-        run.target(&url0)?,
         &[("captured", 5), ("sent", 5), ("2xx", 5), ("dropped", 0)],
     )?;
     for (offset, line) in &bad_at {
