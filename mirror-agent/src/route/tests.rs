@@ -151,27 +151,18 @@ fn a_path_prefix_goes_before_the_path() {
 fn connection_reuse_follows_the_request() {
     let none = Rewrites::default();
     let set = RewriteSet::new(&none, &none, None, &url("http://t:1"));
-    assert!(
-        set.apply(&one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"))
-            .reusable()
-    );
-    assert!(
-        !set.apply(&one(
-            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"
-        ))
-        .reusable()
-    );
-    assert!(!set.apply(&one(b"GET / HTTP/1.0\r\n\r\n")).reusable());
-    assert!(
-        set.apply(&one(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
-            .reusable()
-    );
-    assert!(
-        !set.apply(&one(
-            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-        ))
-        .reusable()
-    );
+    let reusable = |request: &[u8]| set.apply(&one(request)).reusable();
+    assert!(reusable(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+    assert!(!reusable(
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"
+    ));
+    assert!(!reusable(b"GET / HTTP/1.0\r\n\r\n"));
+    assert!(reusable(
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    ));
+    assert!(!reusable(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    ));
 }
 
 #[test]

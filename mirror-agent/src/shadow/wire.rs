@@ -308,25 +308,58 @@ mod tests {
         )
     }
 
-    fn read(mut stream: &[u8], request: &PreparedRequest) -> io::Result<Response> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn read(mut stream: &[u8], request: &PreparedRequest) -> io::Result<Response> {
         let mut buf = Vec::new();
-        rt.block_on(read_response(&mut stream, &mut buf, request, None))
+        runtime().block_on(read_response(&mut stream, &mut buf, request, None))
     }
 
     /// Reads with the answer kept (body cap `cap`); the answer must be there.
     fn read_keep(mut stream: &[u8], request: &PreparedRequest, cap: usize) -> (Response, Answer) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let mut buf = Vec::new();
-        let mut r = rt
+        let mut r = runtime()
             .block_on(read_response(&mut stream, &mut buf, request, Some(cap)))
             .unwrap();
         let answer = r.answer.take().expect("the answer is kept");
         (r, answer)
+    }
+
+    /// A 200 whose chunked body is `pieces`, one chunk each.
+    fn chunked<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in pieces {
+            stream.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            stream.extend_from_slice(piece);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+        stream
+    }
+
+    /// Reads `stream` (a GET's response) written through a pipe of `pipe`
+    /// bytes, so in small reads, with the body cap `keep`: the response
+    /// and the read buffer (to see that the body did not pile up in it).
+    fn read_piped(
+        stream: Vec<u8>,
+        pipe: usize,
+        keep: Option<usize>,
+    ) -> (io::Result<Response>, Vec<u8>) {
+        let (mut client, mut server) = tokio::io::duplex(pipe);
+        let writer = async move {
+            server.write_all(&stream).await.unwrap();
+            server
+        };
+        let mut buf = Vec::new();
+        let request = get();
+        let (r, _server) = runtime().block_on(async {
+            tokio::join!(read_response(&mut client, &mut buf, &request, keep), writer)
+        });
+        (r, buf)
     }
 
     fn hash_of(bytes: &[u8]) -> u64 {
@@ -500,26 +533,8 @@ mod tests {
 
     #[test]
     fn a_large_chunked_response_in_small_reads_is_consumed() {
-        let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        for _ in 0..50 {
-            body.extend_from_slice(b"1000\r\n");
-            body.extend_from_slice(&[b'z'; 0x1000]);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(b"0\r\n\r\n");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (mut client, mut server) = tokio::io::duplex(777);
-        let writer = async move {
-            server.write_all(&body).await.unwrap();
-            server
-        };
-        let mut buf = Vec::new();
-        let request = get();
-        let (r, _server) = rt.block_on(async {
-            tokio::join!(read_response(&mut client, &mut buf, &request, None), writer)
-        });
+        let piece = [b'z'; 0x1000];
+        let (r, buf) = read_piped(chunked([&piece[..]; 50]), 777, None);
         let r = r.unwrap();
         assert_eq!((r.status, r.reusable), (200, true));
         assert!(buf.capacity() < 256 * 1024, "the body was not accumulated");
@@ -528,29 +543,7 @@ mod tests {
     #[test]
     fn a_1_mb_chunked_body_with_a_1_kib_cap_keeps_1_kib_and_the_hash_of_all() {
         let content: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
-        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        for piece in content.chunks(3000) {
-            stream.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-            stream.extend_from_slice(piece);
-            stream.extend_from_slice(b"\r\n");
-        }
-        stream.extend_from_slice(b"0\r\n\r\n");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (mut client, mut server) = tokio::io::duplex(4096);
-        let writer = async move {
-            server.write_all(&stream).await.unwrap();
-            server
-        };
-        let mut buf = Vec::new();
-        let request = get();
-        let (r, _server) = rt.block_on(async {
-            tokio::join!(
-                read_response(&mut client, &mut buf, &request, Some(1024)),
-                writer
-            )
-        });
+        let (r, buf) = read_piped(chunked(content.chunks(3000)), 4096, Some(1024));
         let r = r.unwrap();
         assert!(r.reusable);
         let body = r.answer.expect("kept").body;

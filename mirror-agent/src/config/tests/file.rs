@@ -352,7 +352,7 @@ fn check_config_says_what_the_agent_still_needs() {
 fn flags_override_the_file_top_level_and_shadow_replaces_its_targets() {
     let path = write_temp("flags.toml", EXAMPLE);
     let path = path.to_str().unwrap();
-    let c = loaded(&[
+    let c = route(&[
         "--config",
         path,
         "--share",
@@ -360,10 +360,7 @@ fn flags_override_the_file_top_level_and_shadow_replaces_its_targets() {
         "--method",
         "PUT",
         "--no-marker",
-    ])
-    .live
-    .shadows
-    .route;
+    ]);
     assert_eq!(c.rules.share.unwrap().basis_points(), 2000);
     assert_eq!(c.rules.methods, ["PUT"]);
     assert_eq!(c.marker, None);

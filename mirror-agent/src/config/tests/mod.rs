@@ -93,6 +93,11 @@ fn loaded(args: &[&str]) -> Config {
     cli(args).unwrap().load().unwrap()
 }
 
+/// The routing part of such a command line's configuration.
+fn route(args: &[&str]) -> RouteConfig {
+    loaded(args).live.shadows.route
+}
+
 /// Why the configuration of such a command line is refused.
 fn refused(args: &[&str]) -> String {
     cli(args).unwrap().load().unwrap_err().to_string()

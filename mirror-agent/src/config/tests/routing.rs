@@ -70,7 +70,7 @@ fn every_routing_flag_lands_in_the_configuration() {
 
 #[test]
 fn without_routing_flags_the_defaults_hold() {
-    let c = loaded(&[]).live.shadows.route;
+    let c = route(&[]);
     assert_eq!(c, RouteConfig::default());
     assert_eq!(c.marker.unwrap().to_string(), "X-Mirrored-By: mirror");
 }
@@ -141,21 +141,15 @@ fn every_new_routing_flag_lands_in_the_configuration() {
         c.rewrites.forwarded_for,
         Some(ForwardedFor::Header("X-Forwarded-For".into()))
     );
-    let named = loaded(&["--shadow", "http://a:1", "--forwarded-for=X-Client"])
-        .live
-        .shadows
-        .route;
+    let named = route(&["--shadow", "http://a:1", "--forwarded-for=X-Client"]);
     assert_eq!(
         named.rewrites.forwarded_for,
         Some(ForwardedFor::Header("X-Client".into()))
     );
     // --forwarded-for takes no value but with `=`: what follows is a flag.
-    let next = loaded(&["--forwarded-for", "--shadow", "http://a:1"])
-        .live
-        .shadows
-        .route;
+    let next = route(&["--forwarded-for", "--shadow", "http://a:1"]);
     assert_eq!(next.targets.len(), 1);
-    let none = loaded(&["--shadow", "http://a:1"]).live.shadows.route;
+    let none = route(&["--shadow", "http://a:1"]);
     assert_eq!(none.rewrites.forwarded_for, None);
 }
 

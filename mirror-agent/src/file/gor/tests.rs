@@ -11,6 +11,11 @@ fn meta(kind: PayloadKind, id: &str, ts: i64, latency: i64) -> PayloadMeta {
     }
 }
 
+/// Appends to `file` the request `data` with that id and timestamp.
+fn push_request(file: &mut Vec<u8>, id: &str, ts: i64, data: &[u8]) {
+    encode(&meta(PayloadKind::Request, id, ts, -1), data, file).unwrap();
+}
+
 fn read_all(bytes: &[u8], max_payload: usize) -> Vec<Item> {
     PayloadReader::new(Cursor::new(bytes.to_vec()), max_payload)
         .map(|item| item.expect("reading from memory does not fail"))
@@ -126,24 +131,14 @@ fn a_file_written_by_hand_per_goreplays_format_is_read_with_binary_and_crlf_bodi
 #[test]
 fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_next_ones_are_read() {
     let mut file = Vec::new();
-    encode(
-        &meta(PayloadKind::Request, "ok1", 1, -1),
-        b"GET /1 HTTP/1.1\r\n\r\n",
-        &mut file,
-    )
-    .unwrap();
+    push_request(&mut file, "ok1", 1, b"GET /1 HTTP/1.1\r\n\r\n");
     let bad_offset = file.len() as u64;
     file.extend_from_slice(b"9 zz notanumber\nGET /bad HTTP/1.1\r\n\r\n");
     file.extend_from_slice(SEPARATOR);
     let bad_ts_offset = file.len() as u64;
     file.extend_from_slice(b"1 id2 12x -1\nGET /bad2 HTTP/1.1\r\n\r\n");
     file.extend_from_slice(SEPARATOR);
-    encode(
-        &meta(PayloadKind::Request, "ok2", 2, -1),
-        b"GET /2 HTTP/1.1\r\n\r\n",
-        &mut file,
-    )
-    .unwrap();
+    push_request(&mut file, "ok2", 2, b"GET /2 HTTP/1.1\r\n\r\n");
     let items = read_all(&file, 1 << 20);
     assert_eq!(items.len(), 4);
     assert_eq!(items[0].as_ref().unwrap().meta.id, "ok1");
@@ -172,12 +167,7 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_next_ones_ar
 #[test]
 fn a_cut_file_reports_its_last_payload_and_keeps_the_complete_ones() {
     let mut file = Vec::new();
-    encode(
-        &meta(PayloadKind::Request, "a", 1, -1),
-        b"GET / HTTP/1.1\r\n\r\n",
-        &mut file,
-    )
-    .unwrap();
+    push_request(&mut file, "a", 1, b"GET / HTTP/1.1\r\n\r\n");
     let cut_at = file.len() as u64;
     file.extend_from_slice(b"1 b 2 -1\nPOST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
     let items = read_all(&file, 1 << 20);
@@ -191,18 +181,8 @@ fn a_cut_file_reports_its_last_payload_and_keeps_the_complete_ones() {
 #[test]
 fn a_payload_over_the_limit_is_skipped_without_holding_it() {
     let mut file = Vec::new();
-    encode(
-        &meta(PayloadKind::Request, "big", 1, -1),
-        &[b'x'; 5000],
-        &mut file,
-    )
-    .unwrap();
-    encode(
-        &meta(PayloadKind::Request, "small", 2, -1),
-        b"GET / HTTP/1.1\r\n\r\n",
-        &mut file,
-    )
-    .unwrap();
+    push_request(&mut file, "big", 1, &[b'x'; 5000]);
+    push_request(&mut file, "small", 2, b"GET / HTTP/1.1\r\n\r\n");
     let items: Vec<Item> = PayloadReader::new(Trickle(file, 0), 1000)
         .map(|i| i.unwrap())
         .collect();

@@ -85,12 +85,20 @@ fn read_ids(path: &Path) -> Vec<i64> {
         .collect()
 }
 
-fn plan(pattern: PathBuf, max_bytes: Option<u64>, max_age: Option<Duration>) -> OutputPlan {
-    OutputPlan {
+/// A writer of files named by `pattern`, rotated at `max_bytes` or
+/// `max_age`, on the test's clock.
+fn writer(
+    pattern: PathBuf,
+    max_bytes: Option<u64>,
+    max_age: Option<Duration>,
+    clock: &TestClock,
+) -> RotatingWriter {
+    let plan = OutputPlan {
         pattern,
         max_bytes,
         max_age,
-    }
+    };
+    RotatingWriter::with_clock(plan, Box::new(clock.clone())).unwrap()
 }
 
 #[test]
@@ -99,11 +107,7 @@ fn size_rotation_keeps_every_payload_whole_and_in_order_across_files() {
     let size = payload(0).len() as u64;
     let max = 10 * size + size / 2;
     let clock = TestClock::at(1_700_000_000);
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("req.gor"), Some(max), None),
-        Box::new(clock.clone()),
-    )
-    .unwrap();
+    let mut writer = writer(dir.0.join("req.gor"), Some(max), None, &clock);
     for i in 0..95 {
         writer.write_encoded(&payload(i)).unwrap();
     }
@@ -134,11 +138,7 @@ fn size_rotation_keeps_every_payload_whole_and_in_order_across_files() {
 #[test]
 fn a_payload_larger_than_the_size_gets_a_file_of_its_own() {
     let dir = Dir::new("large");
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("req.gor"), Some(10), None),
-        Box::new(TestClock::at(0)),
-    )
-    .unwrap();
+    let mut writer = writer(dir.0.join("req.gor"), Some(10), None, &TestClock::at(0));
     for i in 0..3 {
         writer.write_encoded(&payload(i)).unwrap();
     }
@@ -198,11 +198,7 @@ fn an_hourly_pattern_starts_a_file_each_hour_and_nanoseconds_alone_do_not() {
     let dir = Dir::new("hourly");
     // 2023-11-14 22:13:20 UTC
     let clock = TestClock::at(1_700_000_000);
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("%Y%m%d/req-%H-%NS.gor"), None, None),
-        Box::new(clock.clone()),
-    )
-    .unwrap();
+    let mut writer = writer(dir.0.join("%Y%m%d/req-%H-%NS.gor"), None, None, &clock);
     writer.write_encoded(&payload(0)).unwrap();
     clock.advance(Duration::from_secs(20 * 60));
     writer.write_encoded(&payload(1)).unwrap();
@@ -235,11 +231,12 @@ fn an_hourly_pattern_starts_a_file_each_hour_and_nanoseconds_alone_do_not() {
 fn age_rotation_starts_a_file_when_the_current_one_is_old_enough() {
     let dir = Dir::new("age");
     let clock = TestClock::at(1_000);
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("req.gor"), None, Some(Duration::from_secs(600))),
-        Box::new(clock.clone()),
-    )
-    .unwrap();
+    let mut writer = writer(
+        dir.0.join("req.gor"),
+        None,
+        Some(Duration::from_secs(600)),
+        &clock,
+    );
     writer.write_encoded(&payload(0)).unwrap();
     clock.advance(Duration::from_secs(599));
     writer.write_encoded(&payload(1)).unwrap();
@@ -253,34 +250,27 @@ fn age_rotation_starts_a_file_when_the_current_one_is_old_enough() {
 
 #[test]
 fn a_taken_name_gets_a_counter_before_its_extensions_and_no_file_is_replaced() {
-    assert_eq!(
-        with_counter(Path::new("d.1/req.gor.gz"), 1),
-        Path::new("d.1/req_1.gor.gz")
-    );
-    assert_eq!(
-        with_counter(Path::new("req-2024.06.gor"), 12),
-        Path::new("req-2024.06_12.gor")
-    );
-    assert_eq!(
-        with_counter(Path::new("requests"), 2),
-        Path::new("requests_2")
-    );
-    assert_eq!(
-        with_counter(Path::new("data.gz"), 3),
-        Path::new("data_3.gz")
-    );
-    assert_eq!(with_counter(Path::new(".gor"), 1), Path::new(".gor_1"));
+    for (name, n, counted) in [
+        ("d.1/req.gor.gz", 1, "d.1/req_1.gor.gz"),
+        ("req-2024.06.gor", 12, "req-2024.06_12.gor"),
+        ("requests", 2, "requests_2"),
+        ("data.gz", 3, "data_3.gz"),
+        (".gor", 1, ".gor_1"),
+    ] {
+        assert_eq!(with_counter(Path::new(name), n), Path::new(counted));
+    }
 
     let dir = Dir::new("collide");
     // An earlier run's files stay as they are.
     std::fs::write(dir.0.join("req-1970.gor"), b"earlier").unwrap();
     std::fs::write(dir.0.join("req-1970_1.gor"), b"earlier").unwrap();
     let clock = TestClock::at(0);
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("req-%Y.gor"), None, Some(Duration::from_secs(1))),
-        Box::new(clock.clone()),
-    )
-    .unwrap();
+    let mut writer = writer(
+        dir.0.join("req-%Y.gor"),
+        None,
+        Some(Duration::from_secs(1)),
+        &clock,
+    );
     for i in 0..3 {
         writer.write_encoded(&payload(i)).unwrap();
         clock.advance(Duration::from_secs(1));
@@ -318,11 +308,12 @@ fn a_plain_name_without_rotation_is_replaced_as_before() {
 #[test]
 fn every_gzip_file_is_complete_on_its_own() {
     let dir = Dir::new("gzip");
-    let mut writer = RotatingWriter::with_clock(
-        plan(dir.0.join("req.gor.gz"), Some(2048), None),
-        Box::new(TestClock::at(0)),
-    )
-    .unwrap();
+    let mut writer = writer(
+        dir.0.join("req.gor.gz"),
+        Some(2048),
+        None,
+        &TestClock::at(0),
+    );
     // Varied bytes so that the files grow.
     for i in 0..400 {
         writer.write_encoded(&payload(i * 7919 % 100_003)).unwrap();
