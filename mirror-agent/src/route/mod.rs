@@ -85,6 +85,17 @@ impl RouteTarget {
     }
 }
 
+#[cfg(test)]
+impl RouteTarget {
+    /// A test's target called `name` at `url`, without rules or rewrites.
+    pub(crate) fn named(name: &str, url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::new(TargetUrl::parse(url).unwrap())
+        }
+    }
+}
+
 /// The validated routing configuration (built by `config` from flags and
 /// the file).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -355,7 +355,7 @@ mod tests {
     use super::*;
     use crate::http::Request;
     use crate::http::testing::frame_one;
-    use crate::route::{RouteTarget, Router, TargetUrl};
+    use crate::route::{RouteTarget, Router};
 
     /// The routing stage and the dispatcher, as the assembled agent runs
     /// them.
@@ -393,18 +393,15 @@ mod tests {
         }
     }
 
-    fn target(name: &str, url: &str) -> RouteTarget {
-        let mut target = RouteTarget::new(TargetUrl::parse(url).unwrap());
-        target.name = name.to_owned();
-        target
-    }
-
     #[tokio::test]
     async fn each_request_is_counted_once_per_target_with_what_became_of_it() {
-        let mut posts_only = target("b", "http://127.0.0.1:2");
+        let mut posts_only = RouteTarget::named("b", "http://127.0.0.1:2");
         posts_only.rules.methods = vec!["POST".to_owned()];
-        let shadows =
-            Shadows::start(config(vec![target("a", "http://127.0.0.1:1"), posts_only])).await;
+        let shadows = Shadows::start(config(vec![
+            RouteTarget::named("a", "http://127.0.0.1:1"),
+            posts_only,
+        ]))
+        .await;
         let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(
@@ -441,14 +438,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_reload_keeps_unchanged_targets_and_dispatchers_follow_it() {
-        let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
+        let shadows =
+            Shadows::start(config(vec![RouteTarget::named("a", "http://127.0.0.1:1")])).await;
         let mut dispatcher = routed(shadows.dispatcher());
         let first = shadows.targets()[0].clone();
         let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         dispatcher.dispatch(&get);
         let mut next = config(vec![
-            target("a", "http://127.0.0.1:1"),
-            target("b", "http://127.0.0.1:2"),
+            RouteTarget::named("a", "http://127.0.0.1:1"),
+            RouteTarget::named("b", "http://127.0.0.1:2"),
         ]);
         next.route.dry_run = true;
         shadows.reload(next).await;
@@ -463,13 +461,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_target_removed_and_added_back_counts_on_from_where_it_was() {
-        let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
+        let shadows =
+            Shadows::start(config(vec![RouteTarget::named("a", "http://127.0.0.1:1")])).await;
         let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         dispatcher.dispatch(&get);
         shadows.reload(config(Vec::new())).await;
         dispatcher.dispatch(&get);
-        let mut back = target("a", "http://127.0.0.1:1");
+        let mut back = RouteTarget::named("a", "http://127.0.0.1:1");
         back.rules.methods = vec!["POST".to_owned()];
         shadows.reload(config(vec![back])).await;
         dispatcher.dispatch(&get);
@@ -490,7 +489,7 @@ mod tests {
                 held.push(stream);
             }
         });
-        let shadows = Shadows::start(config(vec![target("slow", &url)])).await;
+        let shadows = Shadows::start(config(vec![RouteTarget::named("slow", &url)])).await;
         let mut dispatcher = routed(shadows.dispatcher());
         let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         for _ in 0..100 {

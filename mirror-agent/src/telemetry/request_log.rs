@@ -76,22 +76,16 @@ mod tests {
 
     use super::*;
     use crate::http::testing::frame_one;
-    use crate::route::{RouteConfig, RouteTarget, Router, TargetUrl};
+    use crate::route::{RouteConfig, RouteTarget, Router};
     use crate::shadow::{ShadowConfig, Shadows};
-
-    fn target(name: &str, url: &str) -> RouteTarget {
-        let mut target = RouteTarget::new(TargetUrl::parse(url).unwrap());
-        target.name = name.to_owned();
-        target
-    }
 
     #[tokio::test]
     async fn a_sampled_request_says_what_each_target_did_with_it() {
-        let mut posts_only = target("b", "http://127.0.0.1:2");
+        let mut posts_only = RouteTarget::named("b", "http://127.0.0.1:2");
         posts_only.rules.methods = vec!["POST".to_owned()];
         let config = ShadowConfig {
             route: RouteConfig {
-                targets: vec![target("a", "http://127.0.0.1:1"), posts_only],
+                targets: vec![RouteTarget::named("a", "http://127.0.0.1:1"), posts_only],
                 ..RouteConfig::default()
             },
             settings: Vec::new(),

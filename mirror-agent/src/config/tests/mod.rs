@@ -19,6 +19,7 @@ mod flags;
 mod routing;
 mod tls;
 
+/// A file with global and per-target rules and settings, two targets.
 const EXAMPLE: &str = r#"
 dry_run = false
 marker = "X-Shadow-Copy: 1"
@@ -81,14 +82,14 @@ fn file_error(name: &str, text: &str, expected: &str) -> String {
     err
 }
 
+/// The agent's command line `--iface lo --port 80` and `args`, parsed.
 fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
     let mut all = vec!["mirror-agent", "--iface", "lo", "--port", "80"];
     all.extend_from_slice(args);
     Cli::try_parse_from(all)
 }
 
-/// The configuration of the agent's command line `--iface lo --port 80`
-/// and `args`.
+/// The configuration of such a command line.
 fn loaded(args: &[&str]) -> Config {
     cli(args).unwrap().load().unwrap()
 }
