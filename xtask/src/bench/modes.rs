@@ -202,48 +202,16 @@ impl Mirror {
             (Mode::Floor, None) => anyhow::bail!("the floor runs at fixed rates only"),
             _ => None,
         };
+        // The agent, mirroring to `targets` with the `extra` flags.
+        let start = |targets, extra: &[&str]| {
+            start_agent(hosts, agent, targets, extra, metrics_port).map(|p| (Some(p), None))
+        };
         let (process, proxy) = match mode {
             Mode::Baseline | Mode::Floor => (None, None),
-            Mode::CaptureOnly => (
-                Some(start_agent(
-                    hosts,
-                    agent,
-                    Targets::Http(1),
-                    true,
-                    metrics_port,
-                )?),
-                None,
-            ),
-            Mode::Replay(n) => (
-                Some(start_agent(
-                    hosts,
-                    agent,
-                    Targets::Http(*n),
-                    false,
-                    metrics_port,
-                )?),
-                None,
-            ),
-            Mode::ReplayTls => (
-                Some(start_agent(
-                    hosts,
-                    agent,
-                    Targets::Https,
-                    false,
-                    metrics_port,
-                )?),
-                None,
-            ),
-            Mode::Compare(n) => (
-                Some(start_agent_with(
-                    hosts,
-                    agent,
-                    Targets::Http(*n),
-                    &["--compare"],
-                    metrics_port,
-                )?),
-                None,
-            ),
+            Mode::CaptureOnly => start(Targets::Http(1), &["--dry-run"])?,
+            Mode::Replay(n) => start(Targets::Http(*n), &[])?,
+            Mode::ReplayTls => start(Targets::Https, &[])?,
+            Mode::Compare(n) => start(Targets::Http(*n), &["--compare"])?,
             Mode::NginxMirror => (None, Some(Nginx::mirror_proxy(hosts, 1)?)),
             Mode::Goreplay(gor) | Mode::GoreplayNull(gor) => {
                 let input = format!(":{PRIMARY_PORT}");
@@ -407,17 +375,6 @@ enum Targets {
 }
 
 fn start_agent(
-    hosts: &Hosts,
-    agent: &AgentSettings,
-    targets: Targets,
-    dry: bool,
-    metrics_port: u16,
-) -> Result<Process> {
-    let extra: &[&str] = if dry { &["--dry-run"] } else { &[] };
-    start_agent_with(hosts, agent, targets, extra, metrics_port)
-}
-
-fn start_agent_with(
     hosts: &Hosts,
     agent: &AgentSettings,
     targets: Targets,

@@ -530,20 +530,14 @@ fn mb(bytes: u64) -> String {
 }
 
 fn one_line(f: &Figures) -> String {
+    let (label, requests) = (&f.recording.label, f.recording.requests);
+    let (rate, cpu, per_core, rss) = (f.rate(), f.cpu_seconds(), f.per_core(), mb(f.peak_rss));
+    let (seconds, user, sys) = (f.replay_seconds, f.user_seconds, f.system_seconds);
+    let (logged, ok) = (f.logged, f.logged_ok);
     format!(
-        "{}: {} requests in {:.2} s: {:.0}/s; agent CPU {:.2} s (user {:.2}, sys {:.2}): \
-         {:.0} requests/s per core; peak RSS {}; nginx logged {} (2xx {})",
-        f.recording.label,
-        f.recording.requests,
-        f.replay_seconds,
-        f.rate(),
-        f.cpu_seconds(),
-        f.user_seconds,
-        f.system_seconds,
-        f.per_core(),
-        mb(f.peak_rss),
-        f.logged,
-        f.logged_ok
+        "{label}: {requests} requests in {seconds:.2} s: {rate:.0}/s; \
+         agent CPU {cpu:.2} s (user {user:.2}, sys {sys:.2}): {per_core:.0} requests/s per core; \
+         peak RSS {rss}; nginx logged {logged} (2xx {ok})"
     )
 }
 
