@@ -85,18 +85,18 @@ fn read_ids(path: &Path) -> Vec<i64> {
         .collect()
 }
 
-/// A writer of files named by `pattern`, rotated at `max_bytes` or
-/// `max_age`, on the test's clock.
+/// A writer of files named by `pattern`, rotated at `max_bytes` bytes or
+/// `max_age` seconds, on the test's clock.
 fn writer(
     pattern: PathBuf,
     max_bytes: Option<u64>,
-    max_age: Option<Duration>,
+    max_age: Option<u64>,
     clock: &TestClock,
 ) -> RotatingWriter {
     let plan = OutputPlan {
         pattern,
         max_bytes,
-        max_age,
+        max_age: max_age.map(Duration::from_secs),
     };
     RotatingWriter::with_clock(plan, Box::new(clock.clone())).unwrap()
 }
@@ -231,12 +231,7 @@ fn an_hourly_pattern_starts_a_file_each_hour_and_nanoseconds_alone_do_not() {
 fn age_rotation_starts_a_file_when_the_current_one_is_old_enough() {
     let dir = Dir::new("age");
     let clock = TestClock::at(1_000);
-    let mut writer = writer(
-        dir.0.join("req.gor"),
-        None,
-        Some(Duration::from_secs(600)),
-        &clock,
-    );
+    let mut writer = writer(dir.0.join("req.gor"), None, Some(600), &clock);
     writer.write_encoded(&payload(0)).unwrap();
     clock.advance(Duration::from_secs(599));
     writer.write_encoded(&payload(1)).unwrap();
@@ -265,12 +260,7 @@ fn a_taken_name_gets_a_counter_before_its_extensions_and_no_file_is_replaced() {
     std::fs::write(dir.0.join("req-1970.gor"), b"earlier").unwrap();
     std::fs::write(dir.0.join("req-1970_1.gor"), b"earlier").unwrap();
     let clock = TestClock::at(0);
-    let mut writer = writer(
-        dir.0.join("req-%Y.gor"),
-        None,
-        Some(Duration::from_secs(1)),
-        &clock,
-    );
+    let mut writer = writer(dir.0.join("req-%Y.gor"), None, Some(1), &clock);
     for i in 0..3 {
         writer.write_encoded(&payload(i)).unwrap();
         clock.advance(Duration::from_secs(1));
