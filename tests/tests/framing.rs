@@ -30,7 +30,7 @@ use anyhow::{Result, ensure};
 use mirror_tests::{
     http_compare::show,
     mirrored::{MARKER, strip_marker},
-    nginx_stage::{Ending, Exchange, NginxStage, statuses},
+    nginx_stage::{Ending, Exchange, NginxStage, is_barrier, statuses},
     require_kernel,
     strict_shadow::{Arrival, StrictRequest},
 };
@@ -51,9 +51,9 @@ mod reason {
 
 /// The requests the shadow got, each with the agent's marker line taken
 /// out; an error for bytes it could not frame.
-fn delivered(arrivals: &[Arrival]) -> Result<Vec<StrictRequest>> {
+fn delivered<'a>(arrivals: impl IntoIterator<Item = &'a Arrival>) -> Result<Vec<StrictRequest>> {
     arrivals
-        .iter()
+        .into_iter()
         .map(|arrival| match arrival {
             Arrival::Request { request, .. } => Ok(StrictRequest {
                 head: strip_marker(&request.head, MARKER)?,
@@ -150,11 +150,8 @@ fn a_bare_lf_head_hiding_a_request_between_two_clients_never_reaches_the_shadow(
         describe(&hidden)
     );
     let (stopped, arrivals) = stage.stop()?;
-    let requests: Vec<&Arrival> = arrivals
-        .iter()
-        .filter(|a| !mirror_tests::nginx_stage::is_barrier(a))
-        .collect();
-    let got = delivered(&requests.iter().map(|a| (*a).clone()).collect::<Vec<_>>())?;
+    let requests: Vec<&Arrival> = arrivals.iter().filter(|a| !is_barrier(a)).collect();
+    let got = delivered(requests.iter().copied())?;
     ensure!(
         got.len() == 2 && got[0].head == a && got[1].head == c,
         "the shadow's requests are not exactly A's and C's: {:?}",
