@@ -47,7 +47,7 @@ fn scratch() -> PathBuf {
 fn a_pcap_with_both_directions_records_each_answer_with_its_requests_id() {
     let get = b"GET /a HTTP/1.1\r\nHost: v1\r\n\r\n".as_slice();
     let head = b"HEAD /b HTTP/1.1\r\nHost: v1\r\n\r\n".as_slice();
-    let post = b"POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nx\r\n".as_slice();
+    let post = b"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nx\r\n".as_slice();
     let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".as_slice();
     // The HEAD's answer announces a body it does not carry.
     let head_ok = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n".as_slice();

@@ -552,10 +552,10 @@ async fn each_rule_kind_filters_with_its_reason() {
         .await,
     );
     let stream = [
-        &b"GET /api/x HTTP/1.1\r\nX-Canary: 1\r\nUser-Agent: curl/1\r\n\r\n"[..],
-        b"POST /api/admin/y HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
-        b"GET /web HTTP/1.1\r\nX-Canary: 2\r\nUser-Agent: curl/1\r\n\r\n",
-        b"GET /api/z HTTP/1.1\r\nX-Canary: 1\r\nUser-Agent: wget\r\n\r\n",
+        &b"GET /api/x HTTP/1.1\r\nHost: h\r\nX-Canary: 1\r\nUser-Agent: curl/1\r\n\r\n"[..],
+        b"POST /api/admin/y HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET /web HTTP/1.1\r\nHost: h\r\nX-Canary: 2\r\nUser-Agent: curl/1\r\n\r\n",
+        b"GET /api/z HTTP/1.1\r\nHost: h\r\nX-Canary: 1\r\nUser-Agent: wget\r\n\r\n",
     ]
     .concat();
     send(&mut router, frame(&stream));
@@ -627,7 +627,13 @@ async fn a_dry_run_routes_and_counts_but_sends_nothing() {
     let (handle, mut router) = started(Shadows::start(cfg).await);
     send(
         &mut router,
-        frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()),
+        frame(
+            &[
+                GET,
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            ]
+            .concat(),
+        ),
     );
     let stats = settled(&handle).await;
     let s = stats_of(&stats, "t");
@@ -733,7 +739,7 @@ async fn interim_and_chunked_responses_and_status_classes_are_read_and_counted()
     let stream = [
         GET,
         b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
         GET,
     ]
     .concat();
@@ -939,7 +945,13 @@ async fn a_reload_changes_rules_keeps_running_targets_and_adds_new_ones() {
     handle.reload(next).await;
     send(
         &mut router,
-        frame(&[GET, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"].concat()),
+        frame(
+            &[
+                GET,
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            ]
+            .concat(),
+        ),
     );
     let stats = settled(&handle).await;
     assert!(Arc::ptr_eq(&before, &handle.targets()[0]), "target a kept");
@@ -972,9 +984,10 @@ async fn a_shadow_answering_garbage_is_set_aside_not_reconnected_to_per_request(
     let s = stats_of(&stats, "bad");
     assert_eq!(s.dropped_by(DropReason::IoError), 500, "{s}");
     // Before, every request made a connection of its own (an error storm
-    // of ~1,400 connects a second); now the first failure sets the address
-    // aside and one request a second probes it. Until that first failure,
-    // up to max_in_flight (32) connections may open at once.
+    // of ~1,400 connects a second); now the first failures (two answers
+    // in a row, none good between) set the address aside and one request a
+    // second probes it. Until those first failures, up to max_in_flight
+    // (32) connections may open at once.
     let probes = began.elapsed().as_secs() + 1;
     let connections = server.connections.load(SeqCst);
     assert!(

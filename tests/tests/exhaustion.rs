@@ -465,8 +465,9 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &BadShadow, index: usize) -> Re
 
 /// The finding: a shadow that answers garbage (or resets in the middle of
 /// a body) made the agent reconnect for every request: ~1,400 connects a
-/// second, TIME_WAIT past 14,000 in its namespace, a core busy. Now a
-/// failure on a fresh connection sets the address aside until a probe is
+/// second, TIME_WAIT past 14,000 in its namespace, a core busy. Now
+/// failures on fresh connections (before the request is out, or two
+/// answers in a row that fail) set the address aside until a probe is
 /// answered (see [`MAX_IN_FLIGHT`]), and a target's connects are bounded
 /// besides (400 a second, counted `connect_limit`).
 ///

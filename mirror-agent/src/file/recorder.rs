@@ -637,9 +637,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.gor");
         let stream = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
-POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\n\x00\r\n\xff\n\
-DELETE /c HTTP/1.1\r\n\r\n\
-GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n";
+POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n\x00\r\n\xff\n\
+DELETE /c HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: h\r\nX-Mirrored-By: mirror\r\n\r\n";
         let requests = frame(stream);
         assert_eq!(requests.len(), 4);
         let mut route = RouteConfig::default();
@@ -662,14 +662,14 @@ GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n";
         assert_eq!(read[0].data, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(
             read[1].data,
-            b"POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\n\x00\r\n\xff\n"
+            b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n\x00\r\n\xff\n"
         );
         assert_eq!(read[0].meta.kind, PayloadKind::Request);
         assert_eq!(read[0].meta.id.len(), 24);
         assert_ne!(read[0].meta.id, read[1].meta.id);
         assert_eq!(read[0].meta.timestamp_ns, 1_000, "timestamp 0 + the offset");
         assert_eq!(
-            read[2].data, b"GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+            read[2].data, b"GET /d HTTP/1.1\r\nHost: h\r\nX-Mirrored-By: mirror\r\n\r\n",
             "recorded as sent: no marker, no loop guard"
         );
         assert_eq!(
@@ -735,11 +735,11 @@ GET /d HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n";
         let dir = std::env::temp_dir().join(format!("mirror-rec-resp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.gor");
-        let stream = b"GET /a HTTP/1.1\r\n\r\n\
-DELETE /b HTTP/1.1\r\n\r\n\
-GET /c HTTP/1.1\r\n\r\n\
-GET /d HTTP/1.1\r\n\r\n\
-GET /e HTTP/1.1\r\n\r\n";
+        let stream = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\
+DELETE /b HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /c HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: h\r\n\r\n\
+GET /e HTTP/1.1\r\nHost: h\r\n\r\n";
         let requests = frame(stream);
         let flow = requests[0].flow;
         let completes: Vec<u64> = requests.iter().map(|r| r.complete_ns).collect();

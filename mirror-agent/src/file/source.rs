@@ -322,7 +322,7 @@ mod tests {
     fn a_payload_frames_to_its_request_and_a_cut_one_is_refused() {
         let http = HttpConfig::default();
         let ok = frame_payload(
-            b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
             &http,
             1,
         )
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(ok.len(), 1);
         assert_eq!(&ok[0].body[..], b"abc");
         let cut = frame_payload(
-            b"POST /x HTTP/1.1\r\nContent-Length: 30\r\n\r\nabc",
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 30\r\n\r\nabc",
             &http,
             2,
         )

@@ -100,8 +100,8 @@ fn targets(table: &Table) -> Vec<String> {
 }
 
 const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-const POST_B: &[u8] = b"POST /b HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world";
-const GET_C: &[u8] = b"GET /c HTTP/1.1\r\n\r\n";
+const POST_B: &[u8] = b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
+const GET_C: &[u8] = b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n";
 
 fn stream() -> Vec<u8> {
     [GET_A, POST_B, GET_C].concat()
@@ -287,7 +287,7 @@ fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
     // the first one are lost.
     let mut seq = 1;
     for i in 0..20 {
-        let request = format!("GET /{i} HTTP/1.1\r\n\r\n");
+        let request = format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n");
         let skip = if i == 0 { 10 } else { 0 };
         t.on_event(&data(k, seq + skip as u32, &request.as_bytes()[skip..], 2));
         seq += request.len() as u32;
@@ -304,7 +304,7 @@ fn exceeding_the_out_of_order_cap_gives_up_the_hole() {
 #[test]
 fn idle_flows_expire_and_count_their_request_in_progress() {
     let (mut t, k) = opened(1010, 0, SEC);
-    t.on_event(&data(k, 1, b"GET /slow HTTP/1.1\r\nHo", SEC));
+    t.on_event(&data(k, 1, b"GET /slow HTTP/1.1\r\nHost: h\r\nHo", SEC));
     t.on_batch_end(30 * SEC);
     assert_eq!(stats(&t).flow.flows_active, 1);
     t.on_batch_end(61 * SEC);
@@ -322,7 +322,7 @@ fn rst_ends_the_flow_at_once() {
     t.on_event(&data(
         k,
         1,
-        b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nab",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nab",
         2,
     ));
     t.on_event(&control(k, 50, 0, TCP_RST, 3));
@@ -348,7 +348,7 @@ fn a_retransmission_after_fin_is_not_delivered_twice() {
 fn an_upgraded_connection_is_ignored_until_it_ends() {
     let mut t = table();
     let k = key(1013);
-    let up = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    let up = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
     t.on_event(&syn(k, 0, 1));
     t.on_event(&data(k, 1, up, 2));
     let frames = [0x81u8, 0x85, 1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -456,7 +456,7 @@ fn the_rest_of_a_body_over_the_limit_is_left_out_and_the_kernel_told() {
     let k = key(1011);
     t.on_event(&syn(k, 99, SEC));
     let body: u64 = 100 << 20;
-    let head = format!("POST /big HTTP/1.1\r\nContent-Length: {body}\r\n\r\n");
+    let head = format!("POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: {body}\r\n\r\n");
     t.on_event(&data(k, 100, &head.as_bytes()[..10], SEC));
     t.on_event(&data(k, 110, &head.as_bytes()[10..], SEC));
     let after_body = 100 + (head.len() as u64 + body) as u32;

@@ -1,14 +1,18 @@
-//! Incremental decoder of the chunked transfer coding (RFC 9112 §7.1).
+//! Incremental decoder of the chunked transfer coding (RFC 9112 §7.1),
+//! strict like the heads: every line ends with CRLF (a bare LF or CR is
+//! invalid, since servers that accept it and servers that do not would
+//! find different ends). Chunk sizes are read as the [grammar](super::h1)
+//! says.
 //!
 //! It never buffers framing: chunk-size lines and extensions are consumed
 //! byte by byte, chunk data is handed back as ranges of the input so the
 //! framer can copy it straight into the body (or skip it), and trailer
 //! lines are appended to a caller's buffer (or only counted).
 
+use super::h1::syntax::{MAX_CHUNK_SIZE_DIGITS, hex_digit};
+
 /// Longest chunk extension accepted (bytes after the size, before the CRLF).
 const MAX_EXTENSION: u32 = 4096;
-/// Hex digits of a chunk size: 15 keep it below 2^60.
-const MAX_SIZE_DIGITS: u8 = 15;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -33,10 +37,10 @@ enum State {
     DataCr,
     DataLf,
     /// In the trailer section; `line` bytes into the current line, whose
-    /// first byte was CR if `first_cr`.
+    /// last byte was CR if `last_cr`.
     Trailer {
         line: u32,
-        first_cr: bool,
+        last_cr: bool,
     },
     Done,
 }
@@ -78,15 +82,6 @@ impl Default for ChunkedDecoder {
     }
 }
 
-fn hex(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some(u64::from(b - b'0')),
-        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
-        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
-        _ => None,
-    }
-}
-
 impl ChunkedDecoder {
     pub(crate) fn reset(&mut self) {
         *self = Self::default();
@@ -114,9 +109,9 @@ impl ChunkedDecoder {
         for (i, &b) in input.iter().enumerate() {
             let consumed = i + 1;
             match self.state {
-                State::Size { value, digits } => match hex(b) {
+                State::Size { value, digits } => match hex_digit(b) {
                     Some(d) => {
-                        if digits >= MAX_SIZE_DIGITS {
+                        if usize::from(digits) >= MAX_CHUNK_SIZE_DIGITS {
                             return (consumed, Step::Invalid);
                         }
                         self.state = State::Size {
@@ -128,13 +123,11 @@ impl ChunkedDecoder {
                     None => match b {
                         b';' | b' ' | b'\t' => self.state = State::Extension { value, len: 1 },
                         b'\r' => self.state = State::SizeLf { value },
-                        b'\n' => self.size_line_done(value, &trailers),
                         _ => return (consumed, Step::Invalid),
                     },
                 },
                 State::Extension { value, len } => match b {
                     b'\r' => self.state = State::SizeLf { value },
-                    b'\n' => self.size_line_done(value, &trailers),
                     _ if b < b' ' && b != b'\t' || b == 0x7f => return (consumed, Step::Invalid),
                     _ if len >= MAX_EXTENSION => return (consumed, Step::Invalid),
                     _ => {
@@ -152,12 +145,6 @@ impl ChunkedDecoder {
                 }
                 State::DataCr => match b {
                     b'\r' => self.state = State::DataLf,
-                    b'\n' => {
-                        self.state = State::Size {
-                            value: 0,
-                            digits: 0,
-                        }
-                    }
                     _ => return (consumed, Step::Invalid),
                 },
                 State::DataLf => {
@@ -169,13 +156,17 @@ impl ChunkedDecoder {
                         digits: 0,
                     };
                 }
-                State::Trailer { line, first_cr } => {
+                State::Trailer { line, last_cr } => {
                     self.trailer_bytes += 1;
                     if let Some(t) = trailers.as_deref_mut() {
                         t.push(b);
                     }
+                    if (b == b'\n') != last_cr {
+                        // A bare LF, or a bare CR.
+                        return (consumed, Step::Invalid);
+                    }
                     if b == b'\n' {
-                        if line == 0 || (line == 1 && first_cr) {
+                        if line == 1 {
                             // The empty line that ends the message.
                             if let Some(t) = trailers.as_deref_mut() {
                                 t.truncate(self.line_start);
@@ -186,12 +177,12 @@ impl ChunkedDecoder {
                         self.line_start = trailers.as_deref().map_or(0, Vec::len);
                         self.state = State::Trailer {
                             line: 0,
-                            first_cr: false,
+                            last_cr: false,
                         };
                     } else {
                         self.state = State::Trailer {
                             line: line.saturating_add(1),
-                            first_cr: if line == 0 { b == b'\r' } else { first_cr },
+                            last_cr: b == b'\r',
                         };
                     }
                     if self.trailer_bytes > max_trailers {
@@ -210,7 +201,7 @@ impl ChunkedDecoder {
         if value == 0 {
             self.state = State::Trailer {
                 line: 0,
-                first_cr: false,
+                last_cr: false,
             };
             self.line_start = trailers.as_deref().map_or(0, Vec::len);
         } else {

@@ -27,25 +27,21 @@
 //! with 400 and closes (RFC 9112 §11.2 says it must not guess the framing),
 //! so whatever the client sends after it is not requests v1 served.
 
+mod body;
+
 use bytes::Bytes;
 
-use super::chunked::{ChunkedDecoder, Step};
+use super::chunked::ChunkedDecoder;
+use super::h1::lines::{HeadScan, scan_strict};
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::line::{LineCheck, check_request_line, scan_head_end};
+use super::line::{START_PROBE, Start, check_start};
 use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 use crate::capture::FlowId;
 use crate::flow::{Budget, WriteEdges};
 
-/// Bytes looked at to classify the start of a head (TLS, HTTP/2, garbage).
-const START_PROBE: usize = 64;
-/// The first line of the HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// A buffer that empties keeps its allocation up to this size; larger ones
 /// are freed so idle connections hold (almost) nothing.
 const KEEP_CAPACITY: usize = 512;
-/// Most body bytes reserved up front from a Content-Length: a client that
-/// announces a large body and sends nothing gets no large allocation.
-const MAX_BODY_RESERVE: u64 = 1 << 20;
 
 /// What a framer needs from its surroundings for one call.
 pub struct FramerCtx<'a, S> {
@@ -69,45 +65,11 @@ enum State {
     Chunked {
         keep: bool,
     },
+    /// v1 closes after the request delivered last: bytes after it are
+    /// counted once (`after_close`), then ignored.
+    Closed,
     /// Nothing more on this connection is HTTP/1 (or it has ended).
     Stopped,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Start {
-    Ok,
-    NeedMore,
-    Tls,
-    Http2,
-    Garbage,
-}
-
-fn check_start(view: &[u8]) -> Start {
-    if let [0x16, rest @ ..] = view {
-        // A TLS handshake record: content type 22, version 3.x.
-        return match rest {
-            [] | [_] => Start::NeedMore,
-            [3, minor, ..] if *minor <= 4 => Start::Tls,
-            _ => Start::Garbage,
-        };
-    }
-    let n = view.len().min(H2_PREFACE_LINE.len());
-    if view[..n] == H2_PREFACE_LINE[..n] {
-        return if n == H2_PREFACE_LINE.len() {
-            Start::Http2
-        } else {
-            Start::NeedMore
-        };
-    }
-    // Only the shape counts here: a line longer than the head limit is
-    // `head_too_large`, found by the head scan, not garbage.
-    match check_request_line(view, usize::MAX) {
-        LineCheck::Valid(_) => Start::Ok,
-        LineCheck::Invalid => Start::Garbage,
-        // A long target: the rest is httparse's to judge.
-        LineCheck::NeedMore if view.len() >= START_PROBE => Start::Ok,
-        LineCheck::NeedMore => Start::NeedMore,
-    }
 }
 
 /// A parsed head whose body is still arriving.
@@ -125,7 +87,7 @@ pub struct RequestFramer {
     state: State,
     /// Start of a head that straddles slices.
     pending: Vec<u8>,
-    /// [`scan_head_end`] state over `pending`.
+    /// [`scan_strict`] state over `pending`.
     head_scan: u8,
     /// The start of the head in `pending` passed [`check_start`].
     start_checked: bool,
@@ -223,6 +185,7 @@ impl RequestFramer {
                 State::Desync => self.on_desync(data, at_write_start, cx),
                 State::Body { remaining, keep } => self.on_body(data, remaining, keep, ts_ns, cx),
                 State::Chunked { keep } => self.on_chunked(data, keep, ts_ns, cx),
+                State::Closed => self.on_closed(data, cx),
                 State::Stopped => {
                     cx.stats.skipped_bytes += data.len() as u64;
                     data.len()
@@ -279,7 +242,7 @@ impl RequestFramer {
             return;
         }
         match self.state {
-            State::Stopped | State::Desync => {}
+            State::Stopped | State::Closed | State::Desync => {}
             State::Body { remaining, keep } if missing <= remaining => {
                 if keep {
                     cx.stats.dropped.add(reason);
@@ -313,7 +276,7 @@ impl RequestFramer {
             && match self.state {
                 State::Head => !self.pending.is_empty(),
                 State::Body { keep, .. } | State::Chunked { keep } => keep,
-                State::Desync | State::Stopped => false,
+                State::Desync | State::Closed | State::Stopped => false,
             };
         if in_progress {
             cx.stats.dropped.add(reason);
@@ -492,8 +455,16 @@ impl RequestFramer {
                 }
             }
         }
-        match scan_head_end(&mut self.head_scan, data) {
-            Some(end) => {
+        match scan_strict(&mut self.head_scan, data) {
+            HeadScan::BareLineEnd(n) => {
+                self.refuse(SkipReason::BareLineEnd, n, cx);
+                n
+            }
+            HeadScan::ObsFold(n) => {
+                self.refuse(SkipReason::ObsFold, n, cx);
+                n
+            }
+            HeadScan::End(end) => {
                 if self.pending.len() + end > max_head {
                     self.over_limit(SkipReason::HeadTooLarge, end, cx);
                 } else if self.pending.is_empty() {
@@ -508,7 +479,7 @@ impl RequestFramer {
                 }
                 end
             }
-            None => {
+            HeadScan::More => {
                 if self.probation && self.slice_ends_write {
                     // A candidate's head comes in one write: bytes that end
                     // a write before their head does may be the tail of an
@@ -575,127 +546,9 @@ impl RequestFramer {
                 self.chunked.reset();
                 self.state = State::Chunked { keep: true };
             }
+            // Never for a request (the grammar frames none until close).
+            BodyKind::UntilClose => self.refuse(SkipReason::InvalidFraming, 0, cx),
         }
-    }
-
-    // --- bodies ------------------------------------------------------------
-
-    fn on_body<S: RequestSink>(
-        &mut self,
-        data: &[u8],
-        remaining: u64,
-        mut keep: bool,
-        ts_ns: u64,
-        cx: &mut FramerCtx<'_, S>,
-    ) -> usize {
-        let n = (data.len() as u64).min(remaining) as usize;
-        let chunk = &data[..n];
-        let remaining = remaining - n as u64;
-        if keep {
-            if remaining == 0 && self.body.is_empty() {
-                // The whole body is in this slice: one copy, into the request.
-                let body = Bytes::copy_from_slice(chunk);
-                self.deliver(body, Bytes::new(), n == data.len(), ts_ns, cx);
-                return n;
-            }
-            if cx.budget.has_room(n) {
-                if self.body.is_empty() {
-                    let total = remaining + n as u64;
-                    self.body.reserve(total.min(MAX_BODY_RESERVE) as usize);
-                }
-                self.body.extend_from_slice(chunk);
-                self.sync(cx);
-            } else {
-                cx.stats.dropped.add(SkipReason::BufferCap);
-                self.losses += 1;
-                keep = false;
-                cx.stats.skipped_bytes += self.body.len() as u64;
-                self.body = Vec::new();
-                self.sync(cx);
-            }
-        }
-        if !keep {
-            cx.stats.skipped_bytes += n as u64;
-        }
-        if remaining > 0 {
-            self.state = State::Body { remaining, keep };
-        } else if keep {
-            let body = Bytes::from(std::mem::take(&mut self.body));
-            self.sync(cx);
-            self.deliver(body, Bytes::new(), n == data.len(), ts_ns, cx);
-        } else {
-            self.skipped_request_done(n == data.len(), cx);
-        }
-        n
-    }
-
-    fn on_chunked<S: RequestSink>(
-        &mut self,
-        data: &[u8],
-        mut keep: bool,
-        ts_ns: u64,
-        cx: &mut FramerCtx<'_, S>,
-    ) -> usize {
-        let trailers = if keep { Some(&mut self.trailers) } else { None };
-        let (n, step) = self.chunked.step(data, trailers, cx.config.max_head_bytes);
-        let n = n.min(data.len());
-        match step {
-            Step::Progress => {
-                // Trailer lines may have been kept.
-                if keep
-                    && self.held() > self.charged
-                    && !cx.budget.has_room(self.held() - self.charged)
-                {
-                    keep = self.drop_body(SkipReason::BufferCap, cx);
-                }
-                self.sync(cx);
-                self.state = State::Chunked { keep };
-            }
-            Step::Data => {
-                if keep {
-                    if (self.body.len() + n) as u64 > cx.config.max_body_bytes {
-                        keep = self.drop_body(SkipReason::BodyTooLarge, cx);
-                    } else if !cx.budget.has_room(n) {
-                        keep = self.drop_body(SkipReason::BufferCap, cx);
-                    } else {
-                        self.body.extend_from_slice(&data[..n]);
-                        self.sync(cx);
-                    }
-                }
-                if !keep {
-                    cx.stats.skipped_bytes += n as u64;
-                }
-                self.state = State::Chunked { keep };
-            }
-            Step::Done => {
-                if keep {
-                    let body = Bytes::from(std::mem::take(&mut self.body));
-                    let trailers = Bytes::from(std::mem::take(&mut self.trailers));
-                    self.sync(cx);
-                    self.deliver(body, trailers, n == data.len(), ts_ns, cx);
-                } else {
-                    self.skipped_request_done(n == data.len(), cx);
-                }
-            }
-            // A request already dropped: only the framing goes.
-            Step::Invalid if !keep => self.refuse_counted(n, cx),
-            Step::TrailersTooLarge if !keep => self.desync(cx),
-            Step::Invalid => self.refuse(SkipReason::InvalidFraming, n, cx),
-            Step::TrailersTooLarge => self.over_limit(SkipReason::TrailersTooLarge, n, cx),
-        }
-        n
-    }
-
-    /// Stops keeping the chunked body in progress (counted with `reason`);
-    /// its remaining chunks are skipped. Returns the new `keep` (false).
-    fn drop_body<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) -> bool {
-        cx.stats.dropped.add(reason);
-        self.losses += 1;
-        cx.stats.skipped_bytes += self.body.len() as u64;
-        self.body = Vec::new();
-        self.trailers = Vec::new();
-        self.sync(cx);
-        false
     }
 
     /// The body of a request that was already counted as dropped has gone
@@ -706,8 +559,11 @@ impl RequestFramer {
             self.back_to_desync(cx);
             return;
         }
-        let upgrade = self.current.take().is_some_and(|c| c.parsed.upgrade);
-        self.state = if upgrade { State::Stopped } else { State::Head };
+        self.state = match self.current.take() {
+            Some(c) if c.parsed.upgrade => State::Stopped,
+            Some(c) if c.parsed.close => State::Closed,
+            _ => State::Head,
+        };
     }
 
     /// Like [`Self::refuse`], for a request whose loss is counted already.
@@ -751,6 +607,8 @@ impl RequestFramer {
             cx.stats.dropped.add(SkipReason::Upgraded);
             self.losses += 1;
             self.state = State::Stopped;
+        } else if parsed.close {
+            self.state = State::Closed;
         } else {
             self.state = State::Head;
         }
@@ -771,6 +629,21 @@ impl RequestFramer {
         });
     }
 
+    /// Bytes after a request on which v1 closes: v1 never read them. Line
+    /// ends alone (a client's stray CRLF after a body) are not a request;
+    /// anything else is counted once and the rest ignored.
+    fn on_closed<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> usize {
+        let blank = data
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        cx.stats.skipped_bytes += blank as u64;
+        if blank < data.len() {
+            self.stop(SkipReason::AfterClose, data.len() - blank, cx);
+        }
+        data.len()
+    }
+
     // --- desynchronised ---------------------------------------------------
 
     /// Skips bytes up to a write start, where a candidate request is tried
@@ -788,23 +661,5 @@ impl RequestFramer {
         }
         self.skip(data.len(), cx);
         data.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_classification() {
-        assert_eq!(check_start(b"\x16\x03\x01\x02\x00"), Start::Tls);
-        assert_eq!(check_start(b"\x16\x03"), Start::NeedMore);
-        assert_eq!(
-            check_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-            Start::Http2
-        );
-        assert_eq!(check_start(b"PRI * HT"), Start::NeedMore);
-        assert_eq!(check_start(b"GET / HTTP/1.1\r\n"), Start::Ok);
-        assert_eq!(check_start(b"\x00\x01"), Start::Garbage);
     }
 }

@@ -1,17 +1,16 @@
-//! Parsing one complete head: httparse for the syntax, then the framing
-//! decision of RFC 9112 §6.3 for a request.
+//! Parsing one complete request head: httparse for the syntax, then the
+//! strict rules of the [HTTP/1 grammar](super::h1): the target's form, one
+//! `Host`, and the body length (RFC 9112 §6.3).
 
 use std::mem::MaybeUninit;
 
+use super::h1::body_length::{BodyLength, LengthError, request_body};
+use super::h1::syntax::FramingFields;
+use super::h1::target::{TargetError, check_target};
 use super::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
 
 /// How the body of a request is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BodyKind {
-    None,
-    Length(u64),
-    Chunked,
-}
+pub(crate) type BodyKind = BodyLength;
 
 /// What the framer needs from a head, besides its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,8 +23,12 @@ pub(crate) struct ParsedHead {
     /// Both Transfer-Encoding and Content-Length were present.
     pub te_overrides_cl: bool,
     pub expect_continue: bool,
-    /// Upgrade or CONNECT: nothing after this request is HTTP/1.
+    /// An upgrade (`Upgrade` + `Connection: upgrade`): nothing after this
+    /// request is HTTP/1.
     pub upgrade: bool,
+    /// v1 closes the connection after answering (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive): nothing after it was served.
+    pub close: bool,
 }
 
 fn span_of(head: &[u8], part: &[u8]) -> Span {
@@ -40,39 +43,8 @@ fn span_of(head: &[u8], part: &[u8]) -> Span {
     }
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// Comma-separated list elements, trimmed, empty ones skipped (RFC 9110 §5.6.1).
-fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(trim_ows)
-        .filter(|s| !s.is_empty())
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(v)
-}
-
-/// Parses `head` (exactly one head, ending with its empty line).
+/// Parses `head` (exactly one head, ending with its empty line; its line
+/// ends already checked by the framer's strict scan).
 pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, SkipReason> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
     let limit = max_headers.min(MAX_HEADERS_LIMIT);
@@ -91,87 +63,40 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
     } else {
         Version::Http11
     };
+    check_target(method.as_bytes(), target.as_bytes()).map_err(|e| match e {
+        TargetError::Http2Preface => SkipReason::UnsupportedHttp2,
+        TargetError::Unsupported => SkipReason::UnsupportedTarget,
+        TargetError::InvalidAuthority => SkipReason::InvalidAuthority,
+    })?;
 
-    let mut content_length: Option<u64> = None;
-    let mut cl_invalid = false;
-    let mut has_te = false;
-    let mut te_chunked_last = false;
-    let mut te_chunked_early = false;
-    let mut expect_continue = false;
-    let mut connection_upgrade = false;
-    let mut has_upgrade = false;
+    let mut fields = FramingFields::default();
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         headers.push(HeaderSpan {
             name: span_of(head, h.name.as_bytes()),
             value: span_of(head, h.value),
         });
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let mut any = false;
-            for v in list(h.value) {
-                any = true;
-                match (parse_decimal(v), content_length) {
-                    (None, _) => cl_invalid = true,
-                    (Some(n), Some(prev)) if n != prev => cl_invalid = true,
-                    (Some(n), _) => content_length = Some(n),
-                }
-            }
-            if !any {
-                cl_invalid = true;
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for coding in list(h.value) {
-                // A coding may carry parameters: `gzip;q=1` is not valid
-                // here, but its name is what counts.
-                let name = trim_ows(coding.split(|b| *b == b';').next().unwrap_or_default());
-                if has_te && te_chunked_last {
-                    // chunked was not the last coding.
-                    te_chunked_early = true;
-                }
-                has_te = true;
-                te_chunked_last = name.eq_ignore_ascii_case(b"chunked");
-            }
-            if !has_te {
-                // An empty Transfer-Encoding value still asks for a coding.
-                has_te = true;
-                te_chunked_last = false;
-            }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            expect_continue |= trim_ows(h.value).eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            connection_upgrade |= list(h.value).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            has_upgrade |= !trim_ows(h.value).is_empty();
-        }
+        fields.add(h.name.as_bytes(), h.value);
     }
-
-    let te_overrides_cl = has_te && content_length.is_some();
-    let body = if has_te {
-        if version == Version::Http10 || !te_chunked_last || te_chunked_early {
-            return Err(SkipReason::InvalidFraming);
-        }
-        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, even an
-        // invalid one.
-        BodyKind::Chunked
-    } else if cl_invalid {
-        return Err(SkipReason::InvalidFraming);
-    } else {
-        match content_length {
-            None | Some(0) => BodyKind::None,
-            Some(n) => BodyKind::Length(n),
-        }
-    };
-    let upgrade = method == "CONNECT" || (has_upgrade && connection_upgrade);
+    let http11 = version == Version::Http11;
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one before.
+    if fields.host_fields > 1 || (http11 && fields.host_fields == 0) {
+        return Err(SkipReason::InvalidHost);
+    }
+    let body = request_body(&fields, http11).map_err(|e| match e {
+        LengthError::TransferEncoding => SkipReason::InvalidTransferEncoding,
+        LengthError::ContentLength => SkipReason::InvalidContentLength,
+    })?;
     Ok(ParsedHead {
         method: span_of(head, method.as_bytes()),
         target: span_of(head, target.as_bytes()),
         version,
         headers,
         body,
-        te_overrides_cl,
-        expect_continue,
-        upgrade,
+        te_overrides_cl: fields.has_transfer_encoding() && fields.content_length.is_some(),
+        expect_continue: fields.expect_continue,
+        upgrade: fields.upgrade && fields.connection_upgrade,
+        close: !fields.keeps_alive(http11),
     })
 }
 
@@ -181,6 +106,11 @@ mod tests {
 
     fn parse(head: &str) -> Result<ParsedHead, SkipReason> {
         parse_head(head.as_bytes(), 100)
+    }
+
+    /// A POST with `fields` (and a Host).
+    fn post(fields: &str) -> Result<ParsedHead, SkipReason> {
+        parse(&format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n"))
     }
 
     #[test]
@@ -196,66 +126,127 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let p = parse("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").expect("cl");
+        assert_eq!(
+            post("Content-Length: 5\r\n").unwrap().body,
+            BodyKind::Length(5)
+        );
+        let p = post("Content-Length: 5, 5\r\ncontent-length: 5\r\n").expect("same cl");
         assert_eq!(p.body, BodyKind::Length(5));
-        let p = parse("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\ncontent-length: 5\r\n\r\n")
-            .expect("same cl");
-        assert_eq!(p.body, BodyKind::Length(5));
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
-        );
-        let p = parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .expect("te wins");
+        let p = post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n").expect("te wins");
         assert_eq!(p.body, BodyKind::Chunked);
         assert!(p.te_overrides_cl);
-        let p = parse(
-            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked\r\n\r\n",
-        )
-        .expect("chunked last");
+        let p = post("Transfer-Encoding: Chunked\r\n").expect("chunked");
         assert_eq!(p.body, BodyKind::Chunked);
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
-        );
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
-        );
+    }
+
+    #[test]
+    fn differing_or_overflowing_content_lengths_are_refused_at_the_head() {
+        for fields in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 1, 2\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 99999999999999999999\r\n",
+            "Content-Length: 1000000000000000000000\r\n",
+            "Content-Length:\r\n",
+        ] {
+            assert_eq!(
+                post(fields),
+                Err(SkipReason::InvalidContentLength),
+                "{fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_encoding_other_than_one_chunked_is_refused() {
+        for fields in [
+            "Transfer-Encoding: deflate, chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: identity\r\n",
+        ] {
+            assert_eq!(
+                post(fields),
+                Err(SkipReason::InvalidTransferEncoding),
+                "{fields}"
+            );
+        }
         assert_eq!(
             parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(SkipReason::InvalidFraming)
+            Err(SkipReason::InvalidTransferEncoding)
         );
     }
 
     #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\nX: y\r\n\r\n"),
+            Err(SkipReason::InvalidHost)
+        );
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Err(SkipReason::InvalidHost)
+        );
+        assert_eq!(
+            parse("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"),
+            Err(SkipReason::InvalidHost)
+        );
+        assert!(
+            parse("GET / HTTP/1.0\r\n\r\n").is_ok(),
+            "HTTP/1.0 needs none"
+        );
+    }
+
+    #[test]
+    fn connect_asterisk_forms_and_bad_authorities_are_refused() {
+        assert_eq!(
+            parse("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+            Err(SkipReason::UnsupportedTarget)
+        );
+        assert_eq!(
+            parse("M-SEARCH * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(SkipReason::UnsupportedTarget)
+        );
+        assert!(parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+        assert_eq!(
+            parse("PRI * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(SkipReason::UnsupportedHttp2)
+        );
+        assert_eq!(
+            parse("GET http://a:b@c@host/toto HTTP/1.1\r\nHost: host\r\n\r\n"),
+            Err(SkipReason::InvalidAuthority)
+        );
+        let p = parse("GET http://host/toto HTTP/1.1\r\nHost: host\r\n\r\n").expect("absolute");
+        assert_eq!(p.body, BodyKind::None);
+    }
+
+    #[test]
+    fn a_request_after_which_v1_closes_is_marked() {
+        let close = |head: &str| parse(head).expect("valid").close;
+        assert!(close("GET / HTTP/1.0\r\n\r\n"));
+        assert!(!close("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(close(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!close("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
     fn upgrades_and_expect_are_seen() {
-        let p = parse(
-            "GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .expect("ws");
+        let p = post("Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n").expect("ws");
         assert!(p.upgrade);
-        let p = parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").expect("no connection");
+        let p = post("Upgrade: websocket\r\n").expect("no connection");
         assert!(!p.upgrade);
-        let p = parse("CONNECT a:443 HTTP/1.1\r\n\r\n").expect("connect");
-        assert!(p.upgrade);
-        let p = parse("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
-            .expect("expect");
+        let p = post("Expect: 100-Continue\r\nContent-Length: 1\r\n").expect("expect");
         assert!(p.expect_continue);
     }
 
     #[test]
     fn header_limits_apply() {
-        let mut head = String::from("GET / HTTP/1.1\r\n");
-        for i in 0..5 {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..4 {
             head.push_str(&format!("H{i}: v\r\n"));
         }
         head.push_str("\r\n");
@@ -264,9 +255,6 @@ mod tests {
             parse_head(head.as_bytes(), 4),
             Err(SkipReason::TooManyHeaders)
         );
-        assert_eq!(
-            parse("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n"),
-            Err(SkipReason::InvalidHead)
-        );
+        assert_eq!(post("Bad Name: v\r\n"), Err(SkipReason::InvalidHead));
     }
 }

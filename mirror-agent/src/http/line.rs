@@ -1,10 +1,15 @@
-//! Recognising request lines without a full parse (the quick check at
-//! the start of every head, so that garbage is found early) and the end of
-//! a head across slices.
+//! Recognising request lines without a full parse: the quick check at
+//! the start of every head, so that garbage, TLS and HTTP/2 are found
+//! early.
 
 /// Longest method the head check accepts (httparse has no limit; we want
 /// garbage detected early).
 const MAX_METHOD_LEN: usize = 32;
+/// Bytes looked at to classify the start of a head (TLS, HTTP/2, garbage).
+pub(crate) const START_PROBE: usize = 64;
+/// The first line of the HTTP/2 connection preface (RFC 9113 §3.4),
+/// without its line end (a bare LF after it is still HTTP/2).
+const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 
 /// The verdict on bytes that should start with a request line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,35 +124,42 @@ fn check_line(buf: &[u8], max_len: usize) -> LineCheck {
     verdict
 }
 
-/// Carries the search for the empty line that ends a head across input
-/// slices: `0` = in a line, `1` = just after `\n`, `2` = after `\n\r`.
-/// Accepts CRLF and bare LF line ends, as httparse does.
-pub(crate) fn scan_head_end(state: &mut u8, data: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    loop {
-        match *state {
-            1 => match data.get(i) {
-                Some(b'\n') => return Some(i + 1),
-                Some(b'\r') => {
-                    i += 1;
-                    *state = 2;
-                }
-                Some(_) => *state = 0,
-                None => return None,
-            },
-            2 => match data.get(i) {
-                Some(b'\n') => return Some(i + 1),
-                Some(_) => *state = 0,
-                None => return None,
-            },
-            _ => match memchr::memchr(b'\n', data.get(i..).unwrap_or_default()) {
-                Some(p) => {
-                    i += p + 1;
-                    *state = 1;
-                }
-                None => return None,
-            },
-        }
+/// What the first bytes of a head are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    Ok,
+    NeedMore,
+    Tls,
+    Http2,
+    Garbage,
+}
+
+/// Classifies the first bytes of a head (at most [`START_PROBE`] count).
+pub(crate) fn check_start(view: &[u8]) -> Start {
+    if let [0x16, rest @ ..] = view {
+        // A TLS handshake record: content type 22, version 3.x.
+        return match rest {
+            [] | [_] => Start::NeedMore,
+            [3, minor, ..] if *minor <= 4 => Start::Tls,
+            _ => Start::Garbage,
+        };
+    }
+    let n = view.len().min(H2_PREFACE_LINE.len());
+    if view[..n] == H2_PREFACE_LINE[..n] {
+        return if n == H2_PREFACE_LINE.len() {
+            Start::Http2
+        } else {
+            Start::NeedMore
+        };
+    }
+    // Only the shape counts here: a line longer than the head limit is
+    // `head_too_large`, found by the head scan, not garbage.
+    match check_request_line(view, usize::MAX) {
+        LineCheck::Valid(_) => Start::Ok,
+        LineCheck::Invalid => Start::Garbage,
+        // A long target: the rest is httparse's to judge.
+        LineCheck::NeedMore if view.len() >= START_PROBE => Start::Ok,
+        LineCheck::NeedMore => Start::NeedMore,
     }
 }
 
@@ -186,13 +198,16 @@ mod tests {
     }
 
     #[test]
-    fn head_end_is_found_across_slices() {
-        let mut state = 0;
-        assert_eq!(scan_head_end(&mut state, b"GET / HTTP/1.1\r\nA: b\r"), None);
-        assert_eq!(scan_head_end(&mut state, b"\n"), None);
-        assert_eq!(scan_head_end(&mut state, b"\r"), None);
-        assert_eq!(scan_head_end(&mut state, b"\nrest"), Some(1));
-        let mut state = 0;
-        assert_eq!(scan_head_end(&mut state, b"GET / HTTP/1.0\n\nX"), Some(16));
+    fn start_classification() {
+        assert_eq!(check_start(b"\x16\x03\x01\x02\x00"), Start::Tls);
+        assert_eq!(check_start(b"\x16\x03"), Start::NeedMore);
+        assert_eq!(
+            check_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Start::Http2
+        );
+        assert_eq!(check_start(b"PRI * HT"), Start::NeedMore);
+        assert_eq!(check_start(b"PRI * HTTP/2.0\n\nSM\n\n"), Start::Http2);
+        assert_eq!(check_start(b"GET / HTTP/1.1\r\n"), Start::Ok);
+        assert_eq!(check_start(b"\x00\x01"), Start::Garbage);
     }
 }

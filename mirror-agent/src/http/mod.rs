@@ -8,31 +8,47 @@
 //! incomplete head, a body in progress).
 //!
 //! # Rules
-//! * Head: parsed by `httparse`, at most [`HttpConfig::max_head_bytes`] bytes
-//!   and [`HttpConfig::max_headers`] fields; over either limit the request is
+//! The framer sends on only what every conforming server frames the same
+//! way (RFC 9112 §§ 2.2, 3, 6, 7), since a shadow must get only what v1
+//! got; the grammar is in [`h1`], shared with the response framers.
+//! * Head: CRLF line ends only (a bare LF or CR is `bare_line_end`), no
+//!   line starting with whitespace (`obs_fold`); then parsed by `httparse`,
+//!   at most [`HttpConfig::max_head_bytes`] bytes and
+//!   [`HttpConfig::max_headers`] fields; over either limit the request is
 //!   skipped (`head_too_large`, `too_many_headers`).
-//! * Body (RFC 9112 §6): `Transfer-Encoding` whose last coding is `chunked`
-//!   → chunked (extensions skipped, trailers kept); otherwise
-//!   `Content-Length` (a list of identical values is one value, different
-//!   values are `invalid_framing`); otherwise no body: a request is never
-//!   read until close. Both headers present → chunked wins and
-//!   [`HttpStats::te_overrides_cl`] counts it. A transfer coding that is not
-//!   chunked-last, or any `Transfer-Encoding` in an HTTP/1.0 request, is
-//!   `invalid_framing`.
+//! * Target: origin-form, an `http(s)` absolute URI whose authority is a
+//!   plain `host[:port]` (else `invalid_authority`: userinfo, odd hosts),
+//!   or `OPTIONS *`; `CONNECT`, any other asterisk-form or target is
+//!   `unsupported_target`, and `PRI *` (the HTTP/2 preface) is
+//!   `unsupported_http2`. HTTP/1.1 needs exactly one `Host`, HTTP/1.0 at
+//!   most one (`invalid_host`).
+//! * Body (RFC 9112 §6): `Transfer-Encoding` must be one field holding one
+//!   `chunked`, in HTTP/1.1 (anything else, e.g. `deflate, chunked` that
+//!   nginx answers with 501, is `invalid_transfer_encoding`) → chunked
+//!   (extensions skipped, trailers kept; a malformed chunked body is
+//!   `invalid_framing`); otherwise `Content-Length` (a list of identical
+//!   values is one value; differing values, non-digits or a value over
+//!   2^64 are `invalid_content_length`, refused at the head); otherwise no
+//!   body: a request is never read until close. Both headers present →
+//!   chunked wins and [`HttpStats::te_overrides_cl`] counts it.
 //! * A body over [`HttpConfig::max_body_bytes`] is skipped as it streams past,
 //!   never buffered (`body_too_large`); the next request is still found since
 //!   the framing is known.
 //! * Pipelined and keep-alive requests are framed back to back.
 //!   `Expect: 100-continue` needs nothing special (the body follows the head
 //!   in the stream once the server answered); the request carries a flag.
-//! * `Upgrade` (with `Connection: upgrade`) and `CONNECT`: the request is
-//!   delivered, then the rest of the connection is ignored (`upgraded`).
+//! * A request after which v1 closes (`Connection: close`, HTTP/1.0
+//!   without keep-alive) is delivered; anything the client sends after it
+//!   never reached v1's parser: ignored, counted once (`after_close`).
+//! * `Upgrade` (with `Connection: upgrade`): the request is delivered, then
+//!   the rest of the connection is ignored (`upgraded`).
 //! * A connection that opens with the HTTP/2 preface or a TLS record is
 //!   ignored from there on (`unsupported_http2`, `unsupported_tls`).
 //! * Anything that breaks the protocol where a request should start
-//!   (`garbage`), a head httparse rejects (`invalid_head`) or bad framing
-//!   (`invalid_framing`): the rest of the connection is ignored, as v1
-//!   closes it after its 400.
+//!   (`garbage`), a head httparse rejects (`invalid_head`), or any refusal
+//!   above: the rest of the connection is ignored, as v1 closes it after
+//!   its 400, so no byte a conforming parser could read as another request
+//!   is ever sent on.
 //! * A capture gap (but one inside a Content-Length body, which is stepped
 //!   over), a head over our limits, a join in the middle of a connection:
 //!   the connection is desynced until a request proves where it starts;
@@ -44,6 +60,7 @@ mod answer;
 mod chunked;
 mod framer;
 mod framing;
+pub(crate) mod h1;
 mod head;
 mod line;
 mod response;
@@ -55,6 +72,7 @@ use bytes::Bytes;
 use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
+pub(crate) use chunked::{ChunkedDecoder, Step as ChunkedStep};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
 pub use response::{
@@ -162,8 +180,8 @@ pub struct Request {
     pub headers: Vec<HeaderSpan>,
     /// The head carries `Expect: 100-continue`.
     pub expect_continue: bool,
-    /// An upgrade (`Upgrade` + `Connection: upgrade`) or a `CONNECT`: the
-    /// framer ignores the rest of this connection.
+    /// An upgrade (`Upgrade` + `Connection: upgrade`): the framer ignores
+    /// the rest of this connection.
     pub upgrade: bool,
     /// Timestamp (monotonic ns) of the segment with the first head byte.
     pub first_byte_ns: u64,
@@ -213,8 +231,7 @@ mirror_common::labelled! {
         TooManyHeaders => "too_many_headers",
         /// httparse rejected the head (bad header name, bad characters, ...).
         InvalidHead => "invalid_head",
-        /// Conflicting or invalid Content-Length / Transfer-Encoding, or a
-        /// malformed chunked body.
+        /// A malformed chunked body.
         InvalidFraming => "invalid_framing",
         /// The chunked trailer section exceeded `max_head_bytes`.
         TrailersTooLarge => "trailers_too_large",
@@ -223,12 +240,13 @@ mirror_common::labelled! {
         /// Bytes where a request line should start that are not one; the rest
         /// of the connection is ignored.
         Garbage => "garbage",
-        /// The connection speaks HTTP/2 (prior-knowledge preface).
+        /// The connection speaks HTTP/2 (prior-knowledge preface, or a
+        /// `PRI *` request line).
         UnsupportedHttp2 => "unsupported_http2",
         /// The connection speaks TLS.
         UnsupportedTls => "unsupported_tls",
-        /// The connection was upgraded (WebSocket, h2c) or tunnelled (CONNECT)
-        /// after a delivered request; the rest of it is ignored.
+        /// The connection was upgraded (WebSocket, h2c) after a delivered
+        /// request; the rest of it is ignored.
         Upgraded => "upgraded",
         /// The capture joined an established connection (no SYN seen) inside a
         /// request; its bytes were skipped until a request proved where it
@@ -246,6 +264,31 @@ mirror_common::labelled! {
         Reset => "reset",
         /// A new SYN reused the 4-tuple while a request was in progress.
         Superseded => "superseded",
+        /// A head with a bare LF or a bare CR as a line end (servers split
+        /// such lines differently: a smuggling path). The rest of the
+        /// connection is ignored, as for every refusal below.
+        BareLineEnd => "bare_line_end",
+        /// A header line starting with whitespace (obs-fold, or whitespace
+        /// before the first field).
+        ObsFold => "obs_fold",
+        /// A `Transfer-Encoding` that is not one field holding one
+        /// `chunked` in HTTP/1.1 (`deflate, chunked`, repeated fields, any
+        /// in HTTP/1.0).
+        InvalidTransferEncoding => "invalid_transfer_encoding",
+        /// Differing, non-decimal or overflowing `Content-Length` values.
+        InvalidContentLength => "invalid_content_length",
+        /// HTTP/1.1 without `Host`, or more than one `Host`.
+        InvalidHost => "invalid_host",
+        /// `CONNECT`, an asterisk-form target other than `OPTIONS *`, or a
+        /// target that is neither origin-form nor an http(s) absolute URI.
+        UnsupportedTarget => "unsupported_target",
+        /// An absolute-form target whose authority is not a plain
+        /// `host[:port]` (userinfo, an empty or invalid host or port).
+        InvalidAuthority => "invalid_authority",
+        /// Bytes after a request on which v1 closes (`Connection: close`,
+        /// HTTP/1.0 without keep-alive): v1 never read them. Counted once
+        /// per connection.
+        AfterClose => "after_close",
     }
 }
 

@@ -40,8 +40,6 @@ fn without_rewrites_the_bytes_are_the_clients() {
     assert_eq!(plain(get), get);
     let post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nContent-Type: text/plain\r\n\r\nhello world";
     assert_eq!(plain(post), post);
-    let bare_lf = b"GET / HTTP/1.0\nHost: x\n\n";
-    assert_eq!(plain(bare_lf), bare_lf);
 }
 
 #[test]
@@ -153,10 +151,15 @@ fn a_path_prefix_goes_before_the_path() {
 fn connection_reuse_follows_the_request() {
     let none = Rewrites::default();
     let set = RewriteSet::new(&none, &none, None, &url("http://t:1"));
-    assert!(set.apply(&one(b"GET / HTTP/1.1\r\n\r\n")).reusable());
     assert!(
-        !set.apply(&one(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"))
+        set.apply(&one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"))
             .reusable()
+    );
+    assert!(
+        !set.apply(&one(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"
+        ))
+        .reusable()
     );
     assert!(!set.apply(&one(b"GET / HTTP/1.0\r\n\r\n")).reusable());
     assert!(
@@ -165,7 +168,7 @@ fn connection_reuse_follows_the_request() {
     );
     assert!(
         !set.apply(&one(
-            b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         ))
         .reusable()
     );
@@ -175,7 +178,7 @@ fn connection_reuse_follows_the_request() {
 fn the_prepared_request_keeps_the_capture_time_for_the_send_delay() {
     let none = Rewrites::default();
     let set = RewriteSet::new(&none, &none, None, &url("http://t:1"));
-    let mut request = one(b"GET / HTTP/1.1\r\n\r\n");
+    let mut request = one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     request.complete_ns = 123_456_789;
     assert_eq!(set.apply(&request).captured_ns(), 123_456_789);
 }
@@ -205,7 +208,10 @@ fn deny_rules_hold_however_the_path_is_spelled() {
             "{target}"
         );
     }
-    assert_eq!(check(&rules, b"GET /public HTTP/1.1\r\n\r\n"), Ok(()));
+    assert_eq!(
+        check(&rules, b"GET /public HTTP/1.1\r\nHost: h\r\n\r\n"),
+        Ok(())
+    );
 }
 
 const GET_API: &[u8] =
@@ -221,7 +227,7 @@ fn methods_are_an_allow_list() {
     assert_eq!(check(&rules, GET_API), Ok(()));
     assert_eq!(check(&rules, POST_ADMIN), Err(FilterReason::Method));
     assert_eq!(
-        check(&rules, b"get / HTTP/1.1\r\n\r\n"),
+        check(&rules, b"get / HTTP/1.1\r\nHost: h\r\n\r\n"),
         Err(FilterReason::Method)
     );
 }
@@ -236,11 +242,14 @@ fn paths_are_allowed_by_prefix_or_regex_and_deny_wins() {
         ..Rules::default()
     };
     assert_eq!(check(&allow, GET_API), Ok(()));
-    assert_eq!(check(&allow, b"GET /v2/x HTTP/1.1\r\n\r\n"), Ok(()));
+    assert_eq!(
+        check(&allow, b"GET /v2/x HTTP/1.1\r\nHost: h\r\n\r\n"),
+        Ok(())
+    );
     assert_eq!(check(&allow, POST_ADMIN), Err(FilterReason::Path));
     // The query string is not part of the path.
     assert_eq!(
-        check(&allow, b"GET /x?/api HTTP/1.1\r\n\r\n"),
+        check(&allow, b"GET /x?/api HTTP/1.1\r\nHost: h\r\n\r\n"),
         Err(FilterReason::Path)
     );
 
@@ -254,7 +263,7 @@ fn paths_are_allowed_by_prefix_or_regex_and_deny_wins() {
     };
     assert_eq!(check(&deny, POST_ADMIN), Err(FilterReason::Path));
     assert_eq!(check(&deny, GET_API), Err(FilterReason::Path));
-    assert_eq!(check(&deny, b"GET /ok HTTP/1.1\r\n\r\n"), Ok(()));
+    assert_eq!(check(&deny, b"GET /ok HTTP/1.1\r\nHost: h\r\n\r\n"), Ok(()));
 }
 
 #[test]
@@ -286,7 +295,7 @@ fn header_matches_test_presence_value_and_regex_and_all_must_hold() {
         Err(FilterReason::Header)
     );
     // Any occurrence of a repeated header may match.
-    let twice = b"GET / HTTP/1.1\r\nX-Tag: a\r\nX-Tag: b\r\n\r\n";
+    let twice = b"GET / HTTP/1.1\r\nHost: h\r\nX-Tag: a\r\nX-Tag: b\r\n\r\n";
     assert_eq!(
         check(&m("X-Tag", HeaderTest::Equals("b".into())), twice),
         Ok(())
@@ -322,11 +331,11 @@ fn the_first_failing_rule_names_the_reason() {
     };
     assert_eq!(check(&rules, POST_ADMIN), Err(FilterReason::Method));
     assert_eq!(
-        check(&rules, b"GET /x HTTP/1.1\r\n\r\n"),
+        check(&rules, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"),
         Err(FilterReason::Path)
     );
     assert_eq!(
-        check(&rules, b"GET /api HTTP/1.1\r\n\r\n"),
+        check(&rules, b"GET /api HTTP/1.1\r\nHost: h\r\n\r\n"),
         Err(FilterReason::Header)
     );
     assert_eq!(check(&rules, GET_API), Err(FilterReason::Share));
@@ -396,7 +405,7 @@ fn every_target_gets_a_verdict_and_equal_rewrites_share_the_bytes() {
     assert!(a.head().ends_with(b"X-Mirrored-By: mirror\r\n\r\n"));
 
     router.route(
-        &one(b"GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n"),
+        &one(b"GET / HTTP/1.1\r\nHost: h\r\nX-Mirrored-By: mirror\r\n\r\n"),
         &mut verdicts,
     );
     assert_eq!(verdicts, vec![Verdict::Filtered(FilterReason::Loop); 3]);
@@ -405,7 +414,7 @@ fn every_target_gets_a_verdict_and_equal_rewrites_share_the_bytes() {
         dry_run: true,
         ..config
     })));
-    router.route(&one(b"POST / HTTP/1.1\r\n\r\n"), &mut verdicts);
+    router.route(&one(b"POST / HTTP/1.1\r\nHost: h\r\n\r\n"), &mut verdicts);
     assert_eq!(verdicts, vec![Verdict::Filtered(FilterReason::DryRun); 3]);
 }
 
@@ -430,7 +439,7 @@ fn a_chunked_request_that_also_has_a_content_length_goes_out_without_it() {
 
 #[test]
 fn stripped_headers_are_left_out_of_chunked_trailers_too() {
-    let stream = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nAuthorization: secret\r\nX-Sum: 1\r\n\r\n";
+    let stream = b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nAuthorization: secret\r\nX-Sum: 1\r\n\r\n";
     let strip = Rewrites {
         strip: vec!["authorization".into()],
         ..Rewrites::default()
@@ -439,7 +448,7 @@ fn stripped_headers_are_left_out_of_chunked_trailers_too() {
     let sent = rewrite(&strip, &none, None, "http://t:1", stream);
     assert_eq!(
         String::from_utf8_lossy(&sent),
-        "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n"
+        "POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n"
     );
 }
 
@@ -516,12 +525,12 @@ fn a_request_without_the_share_key_is_filtered_no_share_key() {
         Err(FilterReason::NoShareKey)
     );
     assert_eq!(
-        check(&rules, b"GET / HTTP/1.1\r\nX-User-Id:\r\n\r\n"),
+        check(&rules, b"GET / HTTP/1.1\r\nHost: h\r\nX-User-Id:\r\n\r\n"),
         Err(FilterReason::NoShareKey),
         "an empty value is no key"
     );
     assert_eq!(
-        check(&rules, b"GET / HTTP/1.1\r\nX-User-Id: 7\r\n\r\n"),
+        check(&rules, b"GET / HTTP/1.1\r\nHost: h\r\nX-User-Id: 7\r\n\r\n"),
         Ok(())
     );
 }
@@ -535,7 +544,7 @@ fn a_share_by_query_parameter_or_client_address_hashes_that_value() {
     };
     for u in 0..100 {
         let key = format!("u{u}");
-        let r = format!("GET /p?a=1&user={key}&user=other HTTP/1.1\r\n\r\n");
+        let r = format!("GET /p?a=1&user={key}&user=other HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(
             check(&by_query, r.as_bytes()) == Ok(()),
             key_in_share(key.as_bytes(), Share::from_percent(50.0).unwrap()),
@@ -543,7 +552,7 @@ fn a_share_by_query_parameter_or_client_address_hashes_that_value() {
         );
     }
     assert_eq!(
-        check(&by_query, b"GET /p?users=1 HTTP/1.1\r\n\r\n"),
+        check(&by_query, b"GET /p?users=1 HTTP/1.1\r\nHost: h\r\n\r\n"),
         Err(FilterReason::NoShareKey)
     );
     assert_eq!(query_param(b"/p?a&user=x#user=y", "user"), Some(&b"x"[..]));
@@ -556,7 +565,7 @@ fn a_share_by_query_parameter_or_client_address_hashes_that_value() {
     };
     let mut kept = 0;
     for host in 1..=200u8 {
-        let mut r = one(b"GET / HTTP/1.1\r\n\r\n");
+        let mut r = one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         let ip = std::net::Ipv4Addr::new(10, 1, 0, host);
         r.flow.key.client = std::net::SocketAddr::from((ip, 50_000 + u16::from(host)));
         let verdict = by_ip.check(&r, b"/", &mut Rng::new(1));
@@ -591,22 +600,28 @@ fn a_deny_rule_on_a_header_filters_whatever_else_allows() {
         ..Rules::default()
     };
     assert_eq!(
-        check(&rules, b"GET / HTTP/1.1\r\nUser-Agent: GoogleBot/2\r\n\r\n"),
+        check(
+            &rules,
+            b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: GoogleBot/2\r\n\r\n"
+        ),
         Err(FilterReason::Header)
     );
     assert_eq!(
         check(
             &rules,
-            b"GET / HTTP/1.1\r\nUser-Agent: curl\r\nuser-agent: a BOT\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: curl\r\nuser-agent: a BOT\r\n\r\n"
         ),
         Err(FilterReason::Header),
         "any value of the header"
     );
     assert_eq!(
-        check(&rules, b"GET / HTTP/1.1\r\nUser-Agent: curl\r\n\r\n"),
+        check(
+            &rules,
+            b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: curl\r\n\r\n"
+        ),
         Ok(())
     );
-    assert_eq!(check(&rules, b"GET / HTTP/1.1\r\n\r\n"), Ok(()));
+    assert_eq!(check(&rules, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), Ok(()));
 }
 
 // ---------------------------------------------------------------------------
@@ -668,9 +683,9 @@ fn forwarded_for_appends_the_client_address_or_adds_the_header() {
         out(
             &none,
             &custom,
-            b"GET / HTTP/1.1\r\nX-Real-Client: forged\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Real-Client: forged\r\n\r\n"
         ),
-        "GET / HTTP/1.1\r\nX-Real-Client: 10.200.0.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Real-Client: 10.200.0.1\r\nX-Mirrored-By: mirror\r\n\r\n",
         "a stripped line is not appended to"
     );
     let off = Rewrites {
@@ -678,16 +693,16 @@ fn forwarded_for_appends_the_client_address_or_adds_the_header() {
         ..Rewrites::default()
     };
     assert_eq!(
-        out(&on, &off, b"GET / HTTP/1.1\r\n\r\n"),
-        "GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+        out(&on, &off, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Mirrored-By: mirror\r\n\r\n",
         "a target turns the global one off"
     );
-    let mut v6 = one(b"GET / HTTP/1.1\r\n\r\n");
+    let mut v6 = one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     v6.flow.key.client = "[fd00:200::5]:4000".parse().unwrap();
     let set = RewriteSet::new(&on, &none, None, &url("http://t:1"));
     assert_eq!(
         set.apply(&v6).to_vec(),
-        b"GET / HTTP/1.1\r\nX-Forwarded-For: fd00:200::5\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: fd00:200::5\r\n\r\n"
     );
 }
 

@@ -10,7 +10,9 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,10 @@ impl Resolve for SystemResolver {
 /// each failed try, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Failed answers in a row (on connections just made, none answered
+/// between) after which an address is set aside: one bad answer is the
+/// request's, every answer failing is the address's.
+const FAILED_ANSWERS_TO_SET_ASIDE: u32 = 2;
 
 /// An open connection to one address, with its read buffer.
 pub(crate) struct Conn {
@@ -75,6 +81,9 @@ pub(crate) struct Endpoint {
     aside_at_ms: AtomicU64,
     /// The [`DropReason`] of the last failed connect.
     last_failure: AtomicU8,
+    /// Answers that failed on connections just made since one was last
+    /// answered (see [`Endpoints::answer_failed`]).
+    failed_answers: AtomicU32,
 }
 
 impl Endpoint {
@@ -87,6 +96,7 @@ impl Endpoint {
             backoff_ms: AtomicU64::new(0),
             aside_at_ms: AtomicU64::new(0),
             last_failure: AtomicU8::new(DropReason::ConnectRefused as u8),
+            failed_answers: AtomicU32::new(0),
         }
     }
 
@@ -133,8 +143,8 @@ pub(crate) struct Endpoints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressState {
     pub addr: SocketAddr,
-    /// Set aside after a refused or timed-out connect (or a failed TLS
-    /// handshake).
+    /// Set aside after a refused or timed-out connect, a failed TLS
+    /// handshake, or answers that all fail.
     pub failing: bool,
 }
 
@@ -212,14 +222,15 @@ impl Endpoints {
     /// works (a connect alone proves nothing: a shadow that accepts and
     /// then answers garbage must stay set aside).
     pub fn served(&self, e: &Endpoint) {
+        e.failed_answers.store(0, Relaxed);
         if e.failing.swap(false, Relaxed) {
             e.backoff_ms.store(0, Relaxed);
             info!(target_name = %self.target, address = %e.addr, "shadow address recovered");
         }
     }
 
-    /// A connect to `e` failed, or the shadow failed on a connection just
-    /// made, by a request that picked it at `picked_ms`: set it aside (one
+    /// A connect to `e` failed (or every answer did, see
+    /// [`Self::answer_failed`]), for a request that picked it at `picked_ms`: set it aside (one
     /// request probes it after the backoff). Requests that picked it before
     /// it was set aside fail the same way: they change nothing; a failed
     /// probe doubles the backoff.
@@ -246,6 +257,20 @@ impl Endpoints {
                 %error,
                 "shadow address failing, set aside"
             );
+        }
+    }
+
+    /// A request sent on a connection just made to `e` got no proper
+    /// answer (malformed, cut, reset mid-response). That costs the one
+    /// request, not the address: a candidate that fails on one endpoint
+    /// must not blind the shadow to the rest. Only when every answer
+    /// fails ([`FAILED_ANSWERS_TO_SET_ASIDE`] in a row, none answered
+    /// between) is the address set aside, as after a refused connect, or
+    /// a shadow answering garbage would be reconnected to per request (an
+    /// error storm).
+    pub fn answer_failed(&self, e: &Endpoint, error: &io::Error, picked_ms: u64) {
+        if e.failed_answers.fetch_add(1, Relaxed) + 1 >= FAILED_ANSWERS_TO_SET_ASIDE {
+            self.set_aside(e, DropReason::IoError, error, picked_ms);
         }
     }
 

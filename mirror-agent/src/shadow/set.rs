@@ -391,7 +391,7 @@ mod tests {
             dispatcher.dispatch(&get),
             [Outcome::Queued, Outcome::Filtered(FilterReason::Method)]
         );
-        let looped = frame_one(b"GET / HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n");
+        let looped = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\nX-Mirrored-By: mirror\r\n\r\n");
         assert_eq!(
             dispatcher.dispatch(&looped),
             [Outcome::Filtered(FilterReason::Loop); 2]
@@ -424,7 +424,7 @@ mod tests {
         let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
         let mut dispatcher = shadows.dispatcher();
         let first = shadows.targets()[0].clone();
-        let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
+        let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         dispatcher.dispatch(&get);
         let mut next = config(vec![
             target("a", "http://127.0.0.1:1"),
@@ -445,7 +445,7 @@ mod tests {
     async fn a_target_removed_and_added_back_counts_on_from_where_it_was() {
         let shadows = Shadows::start(config(vec![target("a", "http://127.0.0.1:1")])).await;
         let mut dispatcher = shadows.dispatcher();
-        let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
+        let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         dispatcher.dispatch(&get);
         shadows.reload(config(Vec::new())).await;
         dispatcher.dispatch(&get);
@@ -472,7 +472,7 @@ mod tests {
         });
         let shadows = Shadows::start(config(vec![target("slow", &url)])).await;
         let mut dispatcher = shadows.dispatcher();
-        let get = frame_one(b"GET / HTTP/1.1\r\n\r\n");
+        let get = frame_one(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         for _ in 0..100 {
             dispatcher.dispatch(&get);
         }

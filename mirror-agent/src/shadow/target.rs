@@ -9,13 +9,12 @@
 //!    full: queue_full)
 //! ```
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info};
@@ -26,9 +25,13 @@ use super::reply::{Answered, Reply};
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::tls::{TlsClient, TlsSettings};
 use super::wire::{read_response, write_request};
+
+mod queue;
+
 use crate::clock::monotonic_ns;
 use crate::http::Answer;
 use crate::route::{PreparedRequest, TargetUrl};
+use queue::{Job, PushError, Queue};
 
 /// Transport settings of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,116 +111,6 @@ enum Phase {
     Draining,
     /// Stop now: what is queued or in flight is dropped (`shutdown`).
     Stopped,
-}
-
-/// The target's bounded queue: many workers take from it, each request
-/// wakes at most one of them. (A receiver shared behind an async mutex
-/// woke a second worker per request, the next in line for the lock.)
-struct Queue {
-    items: std::sync::Mutex<Queued>,
-    capacity: usize,
-    ready: Notify,
-    closed: AtomicBool,
-}
-
-/// Why [`Queue::push`] refused a request.
-#[derive(Debug, PartialEq, Eq)]
-enum PushError {
-    Full,
-    Closed,
-}
-
-/// What a queue holds, and how many bytes of requests that is.
-#[derive(Default)]
-struct Queued {
-    requests: VecDeque<Job>,
-    bytes: usize,
-}
-
-/// A copy to send, and where its answer goes if it is compared.
-#[derive(Debug)]
-struct Job {
-    request: Arc<PreparedRequest>,
-    reply: Option<Reply>,
-}
-
-/// Bytes of requests one target's queue holds at most, beside its count
-/// (`queue_size`): 1024 queued 10 MB bodies would be 10 GB. One request
-/// larger than this is still taken when the queue is empty.
-pub const MAX_QUEUED_BYTES: usize = 64 << 20;
-
-impl Queue {
-    fn new(capacity: usize) -> Self {
-        Self {
-            items: std::sync::Mutex::new(Queued::default()),
-            capacity: capacity.max(1),
-            ready: Notify::new(),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `job`, or gives it back with why not.
-    fn push(&self, job: Job) -> Result<(), (PushError, Job)> {
-        {
-            let mut items = self.lock();
-            if self.closed.load(Relaxed) {
-                return Err((PushError::Closed, job));
-            }
-            let len = job.request.len();
-            if items.requests.len() >= self.capacity
-                || (!items.requests.is_empty() && items.bytes + len > MAX_QUEUED_BYTES)
-            {
-                return Err((PushError::Full, job));
-            }
-            items.bytes += len;
-            items.requests.push_back(job);
-        }
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    /// Whether [`push`](Self::push) would take a request of `len` bytes
-    /// now: the count and the bytes bound it checks.
-    fn has_room_for(&self, len: usize) -> bool {
-        let items = self.lock();
-        items.requests.len() < self.capacity
-            && (items.requests.is_empty() || items.bytes + len <= MAX_QUEUED_BYTES)
-    }
-
-    fn try_pop(&self) -> Option<Job> {
-        let mut items = self.lock();
-        let job = items.requests.pop_front()?;
-        items.bytes -= job.request.len();
-        Some(job)
-    }
-
-    /// The next request; `None` once the queue is closed and empty.
-    async fn pop(&self) -> Option<Job> {
-        loop {
-            // Registered before looking, so a push in between is not missed.
-            let notified = self.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(request) = self.try_pop() {
-                return Some(request);
-            }
-            if self.closed.load(Relaxed) {
-                return None;
-            }
-            notified.await;
-        }
-    }
-
-    /// No more pushes; workers take what is left, then end.
-    fn close(&self) {
-        let _items = self.lock();
-        self.closed.store(true, Relaxed);
-        self.ready.notify_waiters();
-    }
 }
 
 struct Inner {
@@ -681,8 +574,12 @@ impl Inner {
             return Err(DropReason::IoError);
         }
         let start = Instant::now();
+        // Whether the request went out: a failure before that is the
+        // connection's, after it the answer's.
+        let mut sent = false;
         let exchange = async {
             write_request(&mut conn.stream, request).await?;
+            sent = true;
             let captured = request.captured_ns();
             if captured > 0 {
                 self.stats
@@ -700,14 +597,19 @@ impl Inner {
             Err(_) => Err(DropReason::Timeout),
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
-                // On a connection just made, the shadow itself failed
-                // (garbage, a reset mid-response): set the address aside as
-                // after a refusal, or every request would reconnect at once
-                // (an error storm). A pooled connection may just have been
-                // closed by the server meanwhile.
-                if fresh {
+                // A connection just made that fails before the request
+                // is out: the address is set aside as after a refusal, or
+                // every request would reconnect at once (an error storm).
+                // Once the request is out, a bad answer (malformed, cut,
+                // reset mid-response) costs that one request: the
+                // connection is dropped, the address stays unless every
+                // answer fails (invariant 11). A pooled connection may
+                // just have been closed by the server meanwhile.
+                if fresh && !sent {
                     self.endpoints
                         .set_aside(&endpoint, DropReason::IoError, &error, picked_ms);
+                } else if fresh {
+                    self.endpoints.answer_failed(&endpoint, &error, picked_ms);
                 }
                 Err(DropReason::IoError)
             }
@@ -716,10 +618,13 @@ impl Inner {
                 if fresh {
                     self.endpoints.served(&endpoint);
                 }
-                if response.reusable {
+                let class = StatusClass::of(response.status);
+                // An answer that ended cleanly leaves the connection ready
+                // for the next request; anything else closes it.
+                if response.reusable && class.is_some() {
                     endpoint.put_idle(conn);
                 }
-                StatusClass::of(response.status)
+                class
                     .map(|class| (class, latency, response.answer))
                     .ok_or(DropReason::IoError)
             }
@@ -728,193 +633,4 @@ impl Inner {
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::route::BodyFraming;
-
-    fn push(queue: &Queue, request: Arc<PreparedRequest>) -> Result<(), PushError> {
-        queue
-            .push(Job {
-                request,
-                reply: None,
-            })
-            .map_err(|(err, _)| err)
-    }
-
-    fn request(n: u8) -> Arc<PreparedRequest> {
-        Arc::new(PreparedRequest::new(
-            vec![n],
-            Bytes::new(),
-            BodyFraming::AsIs,
-        ))
-    }
-
-    #[tokio::test]
-    async fn the_queue_is_bounded_fifo_and_ends_once_closed_and_empty() {
-        let queue = Queue::new(2);
-        assert_eq!(push(&queue, request(1)), Ok(()));
-        assert_eq!(push(&queue, request(2)), Ok(()));
-        assert_eq!(push(&queue, request(3)), Err(PushError::Full));
-        assert_eq!(queue.pop().await.unwrap().request.head(), [1]);
-        queue.close();
-        assert_eq!(push(&queue, request(4)), Err(PushError::Closed));
-        assert_eq!(
-            queue.pop().await.unwrap().request.head(),
-            [2],
-            "drained after close"
-        );
-        assert!(queue.pop().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn the_queue_is_bounded_in_bytes_but_takes_one_large_request_when_empty() {
-        let big = |n: u8| {
-            Arc::new(PreparedRequest::new(
-                vec![n],
-                Bytes::from(vec![0u8; MAX_QUEUED_BYTES / 2]),
-                BodyFraming::AsIs,
-            ))
-        };
-        let queue = Queue::new(100);
-        assert_eq!(push(&queue, big(1)), Ok(()));
-        assert_eq!(push(&queue, request(2)), Ok(()), "small ones still fit");
-        assert!(!queue.has_room_for(MAX_QUEUED_BYTES / 2), "over the bytes");
-        assert_eq!(push(&queue, big(3)), Err(PushError::Full), "over the bytes");
-        assert_eq!(queue.pop().await.unwrap().request.head(), [1]);
-        assert!(queue.has_room_for(MAX_QUEUED_BYTES / 2), "room again");
-        assert_eq!(push(&queue, big(4)), Ok(()), "room again");
-        assert_eq!(queue.pop().await.unwrap().request.head(), [2]);
-        assert_eq!(queue.pop().await.unwrap().request.head(), [4]);
-        let huge = Arc::new(PreparedRequest::new(
-            vec![5],
-            Bytes::from(vec![0u8; MAX_QUEUED_BYTES + 1]),
-            BodyFraming::AsIs,
-        ));
-        assert_eq!(push(&queue, huge), Ok(()), "alone, a larger one is taken");
-    }
-
-    #[tokio::test]
-    async fn a_waiting_worker_is_woken_by_a_push_and_by_close() {
-        let queue = Arc::new(Queue::new(4));
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.pop().await.map(|job| job.request.head().to_vec()) }
-        });
-        tokio::task::yield_now().await;
-        push(&queue, request(7)).unwrap();
-        assert_eq!(waiting.await.unwrap(), Some(vec![7]));
-
-        let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.pop().await.is_none() }
-        });
-        tokio::task::yield_now().await;
-        queue.close();
-        assert!(waiting.await.unwrap(), "close ends a waiting pop");
-    }
-
-    #[tokio::test]
-    async fn a_copy_older_than_max_age_is_dropped_as_expired_not_sent() {
-        // A dead address: a copy that is sent ends as connect_refused.
-        let mut config = TargetConfig::new(TargetUrl::parse("http://127.0.0.1:1").unwrap());
-        config.settings.max_age = Duration::from_millis(100);
-        let target = Target::start(config, Arc::new(super::super::SystemResolver)).await;
-        let now = monotonic_ns();
-        let old = Arc::new(
-            PreparedRequest::new(
-                b"GET /old HTTP/1.1\r\n\r\n".to_vec(),
-                Bytes::new(),
-                BodyFraming::AsIs,
-            )
-            .with_captured_ns(now - 1_000_000_000),
-        );
-        let fresh = Arc::new(
-            PreparedRequest::new(
-                b"GET /new HTTP/1.1\r\n\r\n".to_vec(),
-                Bytes::new(),
-                BodyFraming::AsIs,
-            )
-            .with_captured_ns(now),
-        );
-        for request in [old, fresh] {
-            target.stats().captured.fetch_add(1, Relaxed);
-            target.try_send(request).unwrap();
-        }
-        target
-            .shutdown(Instant::now() + Duration::from_secs(5))
-            .await;
-        let stats = target.stats().snapshot();
-        assert_eq!(stats.dropped_by(DropReason::Expired), 1, "{stats}");
-        assert_eq!(stats.dropped_by(DropReason::ConnectRefused), 1, "{stats}");
-        assert!(stats.balances(), "{stats}");
-    }
-
-    #[tokio::test]
-    async fn a_failed_tls_handshake_is_counted_and_sets_the_address_aside() {
-        // A plain http server behind an https URL: every handshake fails.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let server = tokio::spawn({
-            let accepted = accepted.clone();
-            async move {
-                loop {
-                    let Ok((mut stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    accepted.fetch_add(1, Relaxed);
-                    use tokio::io::AsyncWriteExt as _;
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                }
-            }
-        });
-        let url = TargetUrl::parse(&format!("https://{addr}")).unwrap();
-        assert!(url.tls);
-        let target = Target::start(
-            TargetConfig::new(url),
-            Arc::new(super::super::SystemResolver),
-        )
-        .await;
-        let n = 20;
-        let send = |i: u64| {
-            let head = format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
-            let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
-            target.stats().captured.fetch_add(1, Relaxed);
-            target.try_send(request).unwrap();
-        };
-        // The first request fails the handshake and sets the address aside;
-        // the others find it aside and are dropped for the same reason
-        // without a connection.
-        send(0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while target
-            .stats()
-            .snapshot()
-            .dropped_by(DropReason::TlsHandshake)
-            == 0
-        {
-            assert!(Instant::now() < deadline, "the first request never failed");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        for i in 1..n {
-            send(i);
-        }
-        target
-            .shutdown(Instant::now() + Duration::from_secs(5))
-            .await;
-        server.abort();
-        let stats = target.stats().snapshot();
-        assert_eq!(stats.dropped_by(DropReason::TlsHandshake), n, "{stats}");
-        assert!(stats.balances(), "{stats}");
-        let connects = accepted.load(Relaxed);
-        assert_eq!(
-            connects, 1,
-            "{connects} connections: the address was not set aside"
-        );
-        assert!(target.addresses()[0].failing);
-    }
-}
+mod tests;

@@ -3,14 +3,18 @@
 //! that the connection can carry the next request.
 //!
 //! No HTTP client library is used on purpose: none keeps header names,
-//! their case and their order byte for byte.
+//! their case and their order byte for byte. The response is framed by the
+//! agent's one [HTTP/1 grammar](crate::http) (the body-length rule, the
+//! chunked decoder), the same that frames v1's responses.
 
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::http::{Answer, BodyCollector};
+use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
+use crate::http::h1::syntax::FramingFields;
+use crate::http::{Answer, BodyCollector, ChunkedDecoder, ChunkedStep};
 use crate::route::PreparedRequest;
 
 /// Largest response head (and chunk-size or trailer line) accepted.
@@ -58,16 +62,14 @@ pub(crate) struct Response {
     pub answer: Option<Answer>,
 }
 
-/// What [`Reader::head`] found: status, head length, body framing,
-/// keep-alive, kept header fields.
-type HeadInfo = (u16, usize, ResponseBody, bool, Option<Vec<(String, Bytes)>>);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResponseBody {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
+/// What [`Reader::head`] found.
+struct HeadInfo {
+    status: u16,
+    len: usize,
+    http11: bool,
+    fields: FramingFields,
+    /// The header fields of a final response, when asked for.
+    kept: Option<Vec<(String, Bytes)>>,
 }
 
 fn invalid(what: &str) -> io::Error {
@@ -98,29 +100,29 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     let mut reader = Reader { io, buf, pos: 0 };
     reader.buf.clear();
     loop {
-        let (status, head_len, body, keep_alive, headers) = reader.head(keep.is_some()).await?;
-        reader.pos += head_len;
+        let head = reader.head(keep.is_some()).await?;
+        reader.pos += head.len;
+        let status = head.status;
         if !is_final(status) {
             continue;
         }
-        let body = if request.is_head()
-            || status == 101
-            || status == 204
-            || status == 304
-            || (request.is_connect() && (200..300).contains(&status))
-        {
-            ResponseBody::None
-        } else {
-            body
+        let kind = RequestKind {
+            head: request.is_head(),
+            connect: request.is_connect(),
         };
-        let mut reusable = keep_alive && request.reusable() && status != 101;
+        // An invalid Content-Length: the exchange ends abnormally and the
+        // connection is closed (the caller drops it on any error).
+        let body = response_body(&head.fields, status, kind)
+            .map_err(|_| invalid("invalid Content-Length"))?;
+        let mut reusable =
+            head.fields.keeps_alive(head.http11) && request.reusable() && status != 101;
         let mut collector = keep.map(BodyCollector::new);
         let sink = collector.as_mut();
         match body {
-            ResponseBody::None => {}
-            ResponseBody::Length(n) => reader.skip(n, sink).await?,
-            ResponseBody::Chunked => reader.chunked(sink).await?,
-            ResponseBody::UntilClose => {
+            BodyLength::None => {}
+            BodyLength::Length(n) => reader.skip(n, sink).await?,
+            BodyLength::Chunked => reader.chunked(sink).await?,
+            BodyLength::UntilClose => {
                 reusable = false;
                 reader.until_close(sink).await?;
             }
@@ -130,7 +132,7 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
         reader.buf.clear();
         let answer = collector.map(|body| Answer {
             status,
-            headers: headers.unwrap_or_default(),
+            headers: head.kept.unwrap_or_default(),
             body: body.finish(),
         });
         return Ok(Response {
@@ -208,10 +210,19 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
                 match response.parse(input) {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = response.code.unwrap_or(0);
-                        let (body, keep_alive) = framing(&response);
+                        let mut fields = FramingFields::default();
+                        for h in response.headers.iter() {
+                            fields.add(h.name.as_bytes(), h.value);
+                        }
                         let kept = (keep && is_final(status))
                             .then(|| kept_headers(&input[..len], response.headers));
-                        return Ok((status, len, body, keep_alive, kept));
+                        return Ok(HeadInfo {
+                            status,
+                            len,
+                            http11: response.version == Some(1),
+                            fields,
+                            kept,
+                        });
                     }
                     Ok(httparse::Status::Partial) => {}
                     Err(err) => return Err(invalid(&format!("bad response head: {err}"))),
@@ -240,52 +251,28 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         }
     }
 
-    /// Consumes one line (up to and with its `\n`) and returns its content
-    /// without the line end, as a range of `buf`.
-    async fn line(&mut self) -> io::Result<std::ops::Range<usize>> {
-        let mut searched = 0;
-        loop {
-            let window = &self.buf[self.pos + searched..];
-            if let Some(i) = memchr::memchr(b'\n', window) {
-                let start = self.pos;
-                let nl = self.pos + searched + i;
-                self.pos = nl + 1;
-                let end = if nl > start && self.buf[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                return Ok(start..end);
-            }
-            searched = self.available();
-            if searched > MAX_RESPONSE_HEAD {
-                return Err(invalid("chunked line too long"));
-            }
-            // `fill` may move the unconsumed bytes to the front of `buf`;
-            // `searched` counts from `pos`, so it stays right.
-            self.fill_or_eof().await?;
-        }
-    }
-
-    /// Consumes a chunked body; its data (dechunked) goes to `body` if given.
+    /// Consumes a chunked body; its data (dechunked) goes to `body` if
+    /// given. Framed by the decoder v1's responses go through.
     async fn chunked(&mut self, mut body: Option<&mut BodyCollector>) -> io::Result<()> {
+        let mut decoder = ChunkedDecoder::default();
         loop {
-            let line = self.line().await?;
-            let size =
-                parse_chunk_size(&self.buf[line]).ok_or_else(|| invalid("bad chunk size"))?;
-            if size == 0 {
-                break;
+            if self.available() == 0 {
+                self.fill_or_eof().await?;
             }
-            self.skip(size, body.as_deref_mut()).await?;
-            let end = self.line().await?;
-            if !end.is_empty() {
-                return Err(invalid("chunk data longer than its size"));
+            let input = &self.buf[self.pos..];
+            let (n, step) = decoder.step(input, None, MAX_RESPONSE_HEAD);
+            let n = n.min(input.len());
+            if step == ChunkedStep::Data
+                && let Some(body) = body.as_deref_mut()
+            {
+                body.push(&input[..n]);
             }
-        }
-        // Trailer fields up to the empty line.
-        loop {
-            if self.line().await?.is_empty() {
-                return Ok(());
+            self.pos += n;
+            match step {
+                ChunkedStep::Progress | ChunkedStep::Data => {}
+                ChunkedStep::Done => return Ok(()),
+                ChunkedStep::Invalid => return Err(invalid("bad chunked body")),
+                ChunkedStep::TrailersTooLarge => return Err(invalid("trailers too large")),
             }
         }
     }
@@ -303,74 +290,6 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
             }
         }
     }
-}
-
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
-    let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    let mut n = 0u64;
-    for &b in digits {
-        let d = (b as char).to_digit(16)?;
-        n = (n << 4) | u64::from(d);
-    }
-    Some(n)
-}
-
-fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-/// Body framing and keep-alive of a response head (RFC 9112 §6.3).
-fn framing(response: &httparse::Response<'_, '_>) -> (ResponseBody, bool) {
-    let http11 = response.version == Some(1);
-    let mut keep_alive = http11;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
-    let mut length: Option<u64> = None;
-    let mut bad_length = false;
-    for h in response.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
-            if has_token(h.value, "close") {
-                keep_alive = false;
-            } else if has_token(h.value, "keep-alive") {
-                keep_alive = true;
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value.trim_ascii())
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                _ => bad_length = true,
-            }
-        }
-    }
-    let body = if transfer_encoding {
-        if chunked {
-            ResponseBody::Chunked
-        } else {
-            ResponseBody::UntilClose
-        }
-    } else if bad_length {
-        ResponseBody::UntilClose
-    } else if let Some(n) = length {
-        ResponseBody::Length(n)
-    } else {
-        ResponseBody::UntilClose
-    };
-    (body, keep_alive)
 }
 
 #[cfg(test)]

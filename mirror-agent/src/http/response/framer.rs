@@ -10,14 +10,15 @@
 
 use bytes::Bytes;
 
-use super::head::{Framing, ParsedHead, STATUS_LINE_PREFIX, parse_head};
+use super::head::{ParsedHead, STATUS_LINE_PREFIX, parse_head};
 use super::{
     Answers, CapturedResponse, Headers, ResponseConfig, ResponseLoss, ResponseSink, ResponseStats,
 };
 use crate::capture::FlowId;
 use crate::flow::Budget;
 use crate::http::chunked::{ChunkedDecoder, Step};
-use crate::http::line::scan_head_end;
+use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
+use crate::http::h1::lines::scan_lenient;
 use crate::http::{Answer, BodyCollector};
 
 /// A buffer that empties keeps its allocation up to this size.
@@ -89,7 +90,7 @@ pub struct ResponseFramer {
     state: State,
     /// Start of a head that straddles slices.
     pending: Vec<u8>,
-    /// [`scan_head_end`] state over `pending`.
+    /// [`scan_lenient`] state over `pending`.
     head_scan: u8,
     /// The head in `pending` starts with [`STATUS_LINE_PREFIX`].
     start_checked: bool,
@@ -399,7 +400,7 @@ impl ResponseFramer {
             }
             self.start_checked = here == wanted;
         }
-        match scan_head_end(&mut self.head_scan, data) {
+        match scan_lenient(&mut self.head_scan, data) {
             Some(end) => {
                 if self.pending.len() + end > max_head {
                     self.lose(ResponseLoss::HeadTooLarge, cx);
@@ -446,7 +447,7 @@ impl ResponseFramer {
         let ParsedHead {
             status,
             headers,
-            framing,
+            fields,
         } = match parsed {
             Ok(parsed) => parsed,
             Err(reason) => {
@@ -463,13 +464,15 @@ impl ResponseFramer {
         }
         let answers = cx.sink.next_request(&self.flow).unwrap_or_default();
         let upgrade = status == 101 || (answers.connect && (200..300).contains(&status));
-        let no_body = upgrade || answers.head || status == 204 || status == 304;
-        let framing = if no_body { Framing::Length(0) } else { framing };
-        if framing == Framing::Invalid {
+        let kind = RequestKind {
+            head: answers.head,
+            connect: answers.connect,
+        };
+        let Ok(framing) = response_body(&fields, status, kind) else {
             cx.stats.ignored_bytes += head_len as u64;
             self.lose(ResponseLoss::InvalidFraming, cx);
             return;
-        }
+        };
         self.body_cap = cx.config.body_cap;
         self.current = Some(Current {
             status,
@@ -482,13 +485,13 @@ impl ResponseFramer {
         });
         self.sync(cx);
         match framing {
-            Framing::Length(0) => self.deliver(ts_ns, tail, cx),
-            Framing::Length(n) => self.state = State::Length { remaining: n },
-            Framing::Chunked => {
+            BodyLength::None => self.deliver(ts_ns, tail, cx),
+            BodyLength::Length(n) => self.state = State::Length { remaining: n },
+            BodyLength::Chunked => {
                 self.chunked.reset();
                 self.state = State::Chunked;
             }
-            Framing::UntilClose | Framing::Invalid => self.state = State::UntilClose,
+            BodyLength::UntilClose => self.state = State::UntilClose,
         }
     }
 

@@ -1,0 +1,20 @@
+//! The HTTP/1 grammar, written once (RFC 9110, RFC 9112) and used by every
+//! framer of HTTP/1 in the agent: the request framer (v1's requests), v1's
+//! response framer (the comparison) and the shadow client (the shadows'
+//! answers). A `Content-Length`, a `Transfer-Encoding` or a line end means
+//! the same thing to the three of them.
+//!
+//! * [`syntax`]: whitespace, lists, tokens, decimal and hex digits, and
+//!   the header fields that decide framing and keep-alive.
+//! * [`body_length`]: the message-body length rule (RFC 9112 §6.3), for a
+//!   request (strict) and for a response (by request method and status).
+//! * [`lines`]: where a head ends (strict CRLF for requests).
+//! * [`target`]: the request-target forms that are framed.
+//!
+//! The chunked decoder (`chunked.rs`) reads chunk sizes with [`syntax`]
+//! and serves the three framers alike.
+
+pub(crate) mod body_length;
+pub(crate) mod lines;
+pub(crate) mod syntax;
+pub(crate) mod target;
