@@ -306,14 +306,20 @@ impl NginxStage {
         let target = self.target();
         let deadline = Instant::now() + SETTLE;
         loop {
-            let arrived = self.shadow.arrivals_since(0).iter().any(|a| match a {
+            let arrivals = self.shadow.arrivals_since(0);
+            let arrived = arrivals.iter().any(|a| match a {
                 Arrival::Request { request, .. } => request.target == path.as_bytes(),
                 Arrival::Refused { .. } => false,
             });
             let metrics = Metrics::scrape(self.rig.primary(), metrics::DEFAULT_ADDR)?;
             let captured = metrics.requests_captured();
             let accounted: u64 = metrics.shadow_outcomes(&target).values().sum();
-            if arrived && captured == accounted {
+            // The capture's counters are a snapshot published now and then,
+            // the targets' are live: only once the barrier is accounted for
+            // (each arrival was one request sent at least) does a captured
+            // count equal to it include the barrier, and with it every
+            // skip of the bytes before it.
+            if arrived && accounted >= arrivals.len() as u64 && captured == accounted {
                 return Ok(metrics);
             }
             ensure!(
