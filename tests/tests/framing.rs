@@ -230,214 +230,93 @@ fn skipped_as(wire: &[u8], reason: &str, v1: V1, expected: &[&[u8]], ending: End
     Ok(())
 }
 
-#[test]
-fn a_head_with_bare_lf_line_ends_is_skipped_as_bare_line_end() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"GET /bare-lf HTTP/1.1\nHost: v1\nX-A: 1\n\n",
-        reason::BARE_LINE_END,
-        V1::Serves(1),
-        &[],
-        Ending::HalfClose,
-    )
+/// A kernel test of one case: `name: WIRE => REASON, V1, delivers
+/// [REQUESTS], ENDING` runs [`skipped_as`].
+macro_rules! skip_test {
+    ($(#[$doc:meta])* $name:ident: $wire:expr => $reason:expr, $v1:expr,
+     delivers [$($expected:expr),*], $ending:expr) => {
+        $(#[$doc])*
+        #[test]
+        fn $name() -> Result<()> {
+            if !require_kernel() {
+                return Ok(());
+            }
+            skipped_as(&$wire, $reason, $v1, &[$(&$expected[..]),*], $ending)
+        }
+    };
 }
 
-#[test]
-fn a_head_with_a_bare_cr_is_skipped_as_bare_line_end() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"GET /bare-cr HTTP/1.1\r\nHost: v1\rX-A: 1\r\n\r\n",
-        reason::BARE_LINE_END,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(a_head_with_bare_lf_line_ends_is_skipped_as_bare_line_end:
+    *b"GET /bare-lf HTTP/1.1\nHost: v1\nX-A: 1\n\n"
+    => reason::BARE_LINE_END, V1::Serves(1), delivers [], Ending::HalfClose);
 
-#[test]
-fn an_obs_folded_field_is_skipped_as_obs_fold() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"GET /fold HTTP/1.1\r\nHost: v1\r\nX-A: 1\r\n 2\r\n\r\n",
-        reason::OBS_FOLD,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(a_head_with_a_bare_cr_is_skipped_as_bare_line_end:
+    *b"GET /bare-cr HTTP/1.1\r\nHost: v1\rX-A: 1\r\n\r\n"
+    => reason::BARE_LINE_END, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn a_transfer_coding_before_chunked_is_skipped_as_invalid_transfer_encoding() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"POST /te HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: deflate, chunked\r\n\r\n\
-          5\r\nhello\r\n0\r\n\r\n",
-        reason::INVALID_TRANSFER_ENCODING,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(an_obs_folded_field_is_skipped_as_obs_fold:
+    *b"GET /fold HTTP/1.1\r\nHost: v1\r\nX-A: 1\r\n 2\r\n\r\n"
+    => reason::OBS_FOLD, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn two_transfer_encoding_fields_are_skipped_as_invalid_transfer_encoding() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"POST /te2 HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: chunked\r\n\
-          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        reason::INVALID_TRANSFER_ENCODING,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(a_transfer_coding_before_chunked_is_skipped_as_invalid_transfer_encoding:
+    *b"POST /te HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: deflate, chunked\r\n\r\n\
+       5\r\nhello\r\n0\r\n\r\n"
+    => reason::INVALID_TRANSFER_ENCODING, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn two_different_content_lengths_are_skipped_as_invalid_content_length() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"POST /cl2 HTTP/1.1\r\nHost: v1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-        reason::INVALID_CONTENT_LENGTH,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(two_transfer_encoding_fields_are_skipped_as_invalid_transfer_encoding:
+    *b"POST /te2 HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: chunked\r\n\
+       Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    => reason::INVALID_TRANSFER_ENCODING, V1::Refuses, delivers [], Ending::HalfClose);
 
-/// 10^21 does not fit 64 bits: refused at the head, not waited for (the
-/// finding: it waited as `incomplete` until the client closed).
-#[test]
-fn an_overflowing_content_length_is_skipped_at_the_head_as_invalid_content_length() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"POST /cl-huge HTTP/1.1\r\nHost: v1\r\nContent-Length: 1000000000000000000000\r\n\r\nab",
-        reason::INVALID_CONTENT_LENGTH,
-        V1::Refuses,
-        &[],
-        Ending::KeepOpen,
-    )
-}
+skip_test!(two_different_content_lengths_are_skipped_as_invalid_content_length:
+    *b"POST /cl2 HTTP/1.1\r\nHost: v1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+    => reason::INVALID_CONTENT_LENGTH, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn an_http11_request_without_host_is_skipped_as_invalid_host() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"GET /no-host HTTP/1.1\r\nX-A: 1\r\n\r\n",
-        reason::INVALID_HOST,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(
+    /// 10^21 does not fit 64 bits: refused at the head, while the client
+    /// still holds its connection open, not waited for (the finding: it
+    /// waited as `incomplete` until the client closed).
+    an_overflowing_content_length_is_skipped_at_the_head_as_invalid_content_length:
+    *b"POST /cl-huge HTTP/1.1\r\nHost: v1\r\nContent-Length: 1000000000000000000000\r\n\r\nab"
+    => reason::INVALID_CONTENT_LENGTH, V1::Refuses, delivers [], Ending::KeepOpen);
 
-#[test]
-fn connect_is_skipped_as_unsupported_target() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"CONNECT v1:443 HTTP/1.1\r\nHost: v1:443\r\n\r\n",
-        reason::UNSUPPORTED_TARGET,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(an_http11_request_without_host_is_skipped_as_invalid_host:
+    *b"GET /no-host HTTP/1.1\r\nX-A: 1\r\n\r\n"
+    => reason::INVALID_HOST, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn an_asterisk_target_other_than_options_is_skipped_as_unsupported_target() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n\
-          ST: ssdp:all\r\nMX: 1\r\n\r\n",
-        reason::UNSUPPORTED_TARGET,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(connect_is_skipped_as_unsupported_target:
+    *b"CONNECT v1:443 HTTP/1.1\r\nHost: v1:443\r\n\r\n"
+    => reason::UNSUPPORTED_TARGET, V1::Refuses, delivers [], Ending::HalfClose);
 
-/// The finding: forwarded rewritten to `GET /toto`.
-#[test]
-fn an_absolute_form_target_with_an_invalid_userinfo_is_skipped_as_invalid_authority() -> Result<()>
-{
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"GET http://a:b@@hypnotoad.org:1234/toto HTTP/1.1\r\nHost: hypnotoad.org\r\n\r\n",
-        reason::INVALID_AUTHORITY,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(an_asterisk_target_other_than_options_is_skipped_as_unsupported_target:
+    *b"M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n\
+       ST: ssdp:all\r\nMX: 1\r\n\r\n"
+    => reason::UNSUPPORTED_TARGET, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn the_http2_preface_is_skipped_as_unsupported_http2() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    skipped_as(
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        reason::UNSUPPORTED_HTTP2,
-        V1::Refuses,
-        &[],
-        Ending::HalfClose,
-    )
-}
+skip_test!(
+    /// The finding: forwarded rewritten to `GET /toto`.
+    an_absolute_form_target_with_an_invalid_userinfo_is_skipped_as_invalid_authority:
+    *b"GET http://a:b@@hypnotoad.org:1234/toto HTTP/1.1\r\nHost: hypnotoad.org\r\n\r\n"
+    => reason::INVALID_AUTHORITY, V1::Refuses, delivers [], Ending::HalfClose);
 
-/// nginx answers the HTTP/1.0 request and closes: the second request is
-/// never read by v1, so it never reaches the shadow.
-#[test]
-fn a_request_after_an_http10_request_without_keep_alive_is_skipped_as_after_close() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    let first: &[u8] = b"GET /first HTTP/1.0\r\nX-A: 1\r\n\r\n";
-    let wire = [first, b"GET /second HTTP/1.1\r\nHost: v1\r\n\r\n"].concat();
-    skipped_as(
-        &wire,
-        reason::AFTER_CLOSE,
-        V1::Serves(1),
-        &[first],
-        Ending::HalfClose,
-    )
-}
+skip_test!(the_http2_preface_is_skipped_as_unsupported_http2:
+    *b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    => reason::UNSUPPORTED_HTTP2, V1::Refuses, delivers [], Ending::HalfClose);
 
-#[test]
-fn a_request_after_connection_close_is_skipped_as_after_close() -> Result<()> {
-    if !require_kernel() {
-        return Ok(());
-    }
-    let first: &[u8] = b"GET /first HTTP/1.1\r\nHost: v1\r\nConnection: close\r\n\r\n";
-    let wire = [first, b"GET /second HTTP/1.1\r\nHost: v1\r\n\r\n"].concat();
-    skipped_as(
-        &wire,
-        reason::AFTER_CLOSE,
-        V1::Serves(1),
-        &[first],
-        Ending::HalfClose,
-    )
-}
+/// An HTTP/1.0 request without keep-alive: nginx answers it and closes.
+const HTTP10_CLOSING: &[u8] = b"GET /first HTTP/1.0\r\nX-A: 1\r\n\r\n";
+/// A request with `Connection: close`: nginx answers it and closes.
+const CONNECTION_CLOSE: &[u8] = b"GET /first HTTP/1.1\r\nHost: v1\r\nConnection: close\r\n\r\n";
+/// Pipelined after either: v1 never reads it.
+const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: v1\r\n\r\n";
+
+skip_test!(a_request_after_an_http10_request_without_keep_alive_is_skipped_as_after_close:
+    [HTTP10_CLOSING, SECOND].concat()
+    => reason::AFTER_CLOSE, V1::Serves(1), delivers [HTTP10_CLOSING], Ending::HalfClose);
+
+skip_test!(a_request_after_connection_close_is_skipped_as_after_close:
+    [CONNECTION_CLOSE, SECOND].concat()
+    => reason::AFTER_CLOSE, V1::Serves(1), delivers [CONNECTION_CLOSE], Ending::HalfClose);
 
 // ---------------------------------------------------------------------------
 // the corpus
