@@ -12,6 +12,9 @@
 //! Replay to shadows: [`ReplayRig`] is v1, its shadows and the agent with
 //! the flags a test chooses; [`SlowServer`] is a shadow that cannot keep
 //! up, [`mirrored`] compares what shadows and primary got.
+//! [`nginx_stage`] puts Debian's nginx in v1's place, logging its parse of
+//! each request, in front of a [`StrictShadow`] that frames by RFC 9112's
+//! grammar alone and keeps every byte it could not frame.
 //!
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
