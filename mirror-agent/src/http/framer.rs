@@ -31,10 +31,10 @@ mod body;
 
 use bytes::Bytes;
 
-use super::chunked::ChunkedDecoder;
+use super::h1::chunked::ChunkedDecoder;
 use super::h1::lines::{HeadScan, scan_strict};
+use super::h1::request_line::{START_PROBE, Start, check_start};
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::line::{START_PROBE, Start, check_start};
 use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 use crate::capture::FlowId;
 use crate::flow::{Budget, WriteEdges};

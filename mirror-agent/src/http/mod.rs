@@ -57,12 +57,10 @@
 //! Every request that is lost is counted once, with one [`SkipReason`].
 
 mod answer;
-mod chunked;
 mod framer;
 mod framing;
 pub(crate) mod h1;
 mod head;
-mod line;
 mod response;
 
 use std::ops::Range;
@@ -72,9 +70,9 @@ use bytes::Bytes;
 use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
-pub(crate) use chunked::{ChunkedDecoder, Step as ChunkedStep};
 pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
+pub(crate) use h1::chunked::{ChunkedDecoder, Step as ChunkedStep};
 pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
     ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,

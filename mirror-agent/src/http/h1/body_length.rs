@@ -92,15 +92,8 @@ pub(crate) fn response_body(
 
 #[cfg(test)]
 mod tests {
+    use super::super::syntax::fields;
     use super::*;
-
-    fn fields(head: &[(&str, &str)]) -> FramingFields {
-        let mut f = FramingFields::default();
-        for (n, v) in head {
-            f.add(n.as_bytes(), v.as_bytes());
-        }
-        f
-    }
 
     #[test]
     fn a_request_body_is_chunked_content_length_or_none() {

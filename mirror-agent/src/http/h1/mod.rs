@@ -10,11 +10,14 @@
 //!   request (strict) and for a response (by request method and status).
 //! * [`lines`]: where a head ends (strict CRLF for requests).
 //! * [`target`]: the request-target forms that are framed.
-//!
-//! The chunked decoder (`chunked.rs`) reads chunk sizes with [`syntax`]
-//! and serves the three framers alike.
+//! * [`request_line`]: the quick check of a request line at the start of
+//!   every head (garbage, TLS and HTTP/2 found early).
+//! * [`chunked`]: the incremental decoder of the chunked coding, for the
+//!   three framers alike.
 
 pub(crate) mod body_length;
+pub(crate) mod chunked;
 pub(crate) mod lines;
+pub(crate) mod request_line;
 pub(crate) mod syntax;
 pub(crate) mod target;

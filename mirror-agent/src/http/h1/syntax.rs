@@ -153,17 +153,19 @@ impl FramingFields {
     }
 }
 
+/// The fields of a head made of `(name, value)` pairs.
+#[cfg(test)]
+pub(crate) fn fields(head: &[(&str, &str)]) -> FramingFields {
+    let mut f = FramingFields::default();
+    for (n, v) in head {
+        f.add(n.as_bytes(), v.as_bytes());
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fields(head: &[(&str, &str)]) -> FramingFields {
-        let mut f = FramingFields::default();
-        for (n, v) in head {
-            f.add(n.as_bytes(), v.as_bytes());
-        }
-        f
-    }
 
     #[test]
     fn lists_and_tokens_ignore_whitespace_and_empty_elements() {

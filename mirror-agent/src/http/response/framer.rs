@@ -16,8 +16,8 @@ use super::{
 };
 use crate::capture::FlowId;
 use crate::flow::Budget;
-use crate::http::chunked::{ChunkedDecoder, Step};
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
+use crate::http::h1::chunked::{ChunkedDecoder, Step};
 use crate::http::h1::lines::scan_lenient;
 use crate::http::{Answer, BodyCollector};
 

@@ -1,7 +1,7 @@
 //! Incremental decoder of the chunked transfer coding (RFC 9112 §7.1),
 //! strict like the heads: every line ends with CRLF (a bare LF or CR is
 //! invalid, since servers that accept it and servers that do not would
-//! find different ends). Chunk sizes are read as the [grammar](super::h1)
+//! find different ends). Chunk sizes are read as [`syntax`](super::syntax)
 //! says.
 //!
 //! It never buffers framing: chunk-size lines and extensions are consumed
@@ -9,7 +9,7 @@
 //! framer can copy it straight into the body (or skip it), and trailer
 //! lines are appended to a caller's buffer (or only counted).
 
-use super::h1::syntax::{MAX_CHUNK_SIZE_DIGITS, hex_digit};
+use super::syntax::{MAX_CHUNK_SIZE_DIGITS, hex_digit};
 
 /// Longest chunk extension accepted (bytes after the size, before the CRLF).
 const MAX_EXTENSION: u32 = 4096;
