@@ -136,7 +136,7 @@ fn an_agent_restart_during_a_two_megabyte_upload_invents_no_request() -> Result<
 /// A request v1 refuses (400 and close, as RFC 9112 asks of a server that
 /// cannot trust the framing), and a request hidden in it. The agent must
 /// not frame past the refused request: the hidden one never reached v1.
-const FRAMING_TRICKS: [(&str, &[u8]); 5] = [
+const FRAMING_TRICKS: [(&str, &[u8]); 11] = [
     (
         "HTTP/1.0 with Transfer-Encoding",
         b"POST /s3 HTTP/1.0\r\nHost: v1\r\nTransfer-Encoding: chunked\r\n\r\n1f\r\n",
@@ -156,6 +156,32 @@ const FRAMING_TRICKS: [(&str, &[u8]); 5] = [
     (
         "a malformed chunk size",
         b"POST /chunk HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ),
+    // nginx answers 501: a shadow that took it as chunked would read the
+    // hidden request as one.
+    (
+        "a transfer coding before chunked",
+        b"POST /deflate HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: deflate, chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "two Transfer-Encoding fields",
+        b"POST /te2 HTTP/1.1\r\nHost: v1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "HTTP/1.1 without Host",
+        b"GET /nohost HTTP/1.1\r\nX-A: 1\r\n\r\n",
+    ),
+    (
+        "a CONNECT",
+        b"CONNECT v1:443 HTTP/1.1\r\nHost: v1:443\r\n\r\n",
+    ),
+    (
+        "an asterisk-form target other than OPTIONS",
+        b"M-SEARCH * HTTP/1.1\r\nHost: v1\r\n\r\n",
+    ),
+    (
+        "userinfo in an absolute-form target",
+        b"GET http://a:b@c@v1/toto HTTP/1.1\r\nHost: v1\r\n\r\n",
     ),
 ];
 const HIDDEN: &[u8] = b"GET /s3-invented HTTP/1.1\r\nHost: v1\r\n\r\n";

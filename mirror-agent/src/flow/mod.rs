@@ -200,6 +200,17 @@ impl Budget {
     pub fn give(&mut self, n: usize) {
         self.used = self.used.saturating_sub(n);
     }
+
+    /// A holder that had `charged` bytes counted now holds `held`: the
+    /// difference is charged or given back, and `charged` follows.
+    pub fn settle(&mut self, charged: &mut usize, held: usize) {
+        if held >= *charged {
+            self.charge(held - *charged);
+        } else {
+            self.give(*charged - held);
+        }
+        *charged = held;
+    }
 }
 
 /// Limits and timeouts of the flow stage.

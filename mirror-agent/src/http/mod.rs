@@ -52,15 +52,13 @@
 //! * A capture gap (but one inside a Content-Length body, which is stepped
 //!   over), a head over our limits, a join in the middle of a connection:
 //!   the connection is desynced until a request proves where it starts;
-//!   bytes are never searched for request lines (see `framer.rs`).
+//!   bytes are never searched for request lines (see `h1/framer.rs`).
 //!
 //! Every request that is lost is counted once, with one [`SkipReason`].
 
 mod answer;
-mod framer;
 mod framing;
 pub(crate) mod h1;
-mod head;
 mod response;
 
 use std::ops::Range;
@@ -70,9 +68,8 @@ use bytes::Bytes;
 use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
-pub use framer::{FramerCtx, RequestFramer};
 pub use framing::Framing;
-pub(crate) use h1::chunked::{ChunkedDecoder, Step as ChunkedStep};
+pub use h1::framer::{FramerCtx, RequestFramer};
 pub use response::{
     Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
     ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
+use crate::http::h1::chunked::{ChunkedDecoder, Step as ChunkedStep};
 use crate::http::h1::syntax::FramingFields;
-use crate::http::{Answer, BodyCollector, ChunkedDecoder, ChunkedStep};
+use crate::http::{Answer, BodyCollector};
 use crate::route::PreparedRequest;
 
 /// Largest response head (and chunk-size or trailer line) accepted.

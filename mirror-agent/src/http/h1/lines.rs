@@ -2,6 +2,14 @@
 //! no obs-fold: what a request head must be for every server to read it
 //! alike) or leniently (CRLF or bare LF, as httparse reads v1's responses).
 
+/// How many CR and LF bytes `data` starts with: the empty lines a
+/// recipient skips between messages (RFC 9112 §2.2).
+pub(crate) fn leading_line_ends(data: &[u8]) -> usize {
+    data.iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
+}
+
 /// What [`scan_strict`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HeadScan {

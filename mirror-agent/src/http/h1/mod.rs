@@ -14,9 +14,16 @@
 //!   every head (garbage, TLS and HTTP/2 found early).
 //! * [`chunked`]: the incremental decoder of the chunked coding, for the
 //!   three framers alike.
+//! * [`head`] and [`framer`]: the request framer (one per connection) and
+//!   its head parser, built on the above. v1's response framer
+//!   (`http/response`) and the shadow client (`shadow/wire.rs`) use the
+//!   same grammar; `http/` itself holds what does not depend on HTTP/1
+//!   (requests, answers, skip reasons, sinks), where HTTP/2 can sit beside.
 
 pub(crate) mod body_length;
 pub(crate) mod chunked;
+pub(crate) mod framer;
+pub(crate) mod head;
 pub(crate) mod lines;
 pub(crate) mod request_line;
 pub(crate) mod syntax;

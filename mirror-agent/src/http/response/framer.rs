@@ -18,7 +18,7 @@ use crate::capture::FlowId;
 use crate::flow::Budget;
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
 use crate::http::h1::chunked::{ChunkedDecoder, Step};
-use crate::http::h1::lines::scan_lenient;
+use crate::http::h1::lines::{leading_line_ends, scan_lenient};
 use crate::http::{Answer, BodyCollector};
 
 /// A buffer that empties keeps its allocation up to this size.
@@ -299,10 +299,7 @@ impl ResponseFramer {
         }
         if self.raw.is_empty() {
             // Stray line ends between responses belong to neither.
-            let blank = piece
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'))
-                .count();
+            let blank = leading_line_ends(piece);
             piece = &piece[blank..];
         }
         if self.raw.len() + piece.len() > cx.config.raw_cap || !cx.budget.has_room(piece.len()) {
@@ -332,12 +329,7 @@ impl ResponseFramer {
     /// Brings the budget in line with what the framer holds.
     fn sync<S>(&mut self, cx: &mut ResponseCtx<'_, S>) {
         let held = self.held();
-        if held >= self.charged {
-            cx.budget.charge(held - self.charged);
-        } else {
-            cx.budget.give(self.charged - held);
-        }
-        self.charged = held;
+        cx.budget.settle(&mut self.charged, held);
     }
 
     fn clear<S>(&mut self, cx: &mut ResponseCtx<'_, S>) {
@@ -378,10 +370,7 @@ impl ResponseFramer {
         if self.pending.is_empty() {
             // Stray line ends between responses (after a body that ends
             // with an extra CRLF) are tolerated, as between requests.
-            let blank = data
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'))
-                .count();
+            let blank = leading_line_ends(data);
             if blank > 0 {
                 return blank;
             }

@@ -22,22 +22,25 @@
 //! If it is, it is delivered and the framing is back (`resyncs`); if
 //! anything else happens, the framer quietly goes back to skipping.
 //!
-//! A request that breaks the protocol (garbage, a head httparse rejects,
-//! invalid framing) ends the connection for us: v1 answers such a request
-//! with 400 and closes (RFC 9112 §11.2 says it must not guess the framing),
-//! so whatever the client sends after it is not requests v1 served.
+//! A request that breaks the protocol, or that not every server would frame
+//! the same way (garbage, a head httparse rejects, a bare line end,
+//! obs-fold, doubtful lengths: see the rules in the [module docs](crate::http)),
+//! ends the connection for us: v1 answers such a request with 400 and
+//! closes (RFC 9112 §11.2 says it must not guess the framing), so whatever
+//! the client sends after it is not requests v1 served. After a request on
+//! which v1 closes by itself, the same holds (`State::Closed`).
 
 mod body;
 
 use bytes::Bytes;
 
-use super::h1::chunked::ChunkedDecoder;
-use super::h1::lines::{HeadScan, scan_strict};
-use super::h1::request_line::{START_PROBE, Start, check_start};
+use super::chunked::ChunkedDecoder;
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use super::lines::{HeadScan, leading_line_ends, scan_strict};
+use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
 use crate::flow::{Budget, WriteEdges};
+use crate::http::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// A buffer that empties keeps its allocation up to this size; larger ones
 /// are freed so idle connections hold (almost) nothing.
@@ -80,7 +83,7 @@ struct Current {
     first_byte_ns: u64,
 }
 
-/// Frames the requests of one connection. See the [module docs](super).
+/// Frames the requests of one connection. See the [module docs](crate::http).
 #[derive(Debug)]
 pub struct RequestFramer {
     flow: FlowId,
@@ -297,12 +300,7 @@ impl RequestFramer {
     /// Brings the budget in line with what the buffers hold.
     fn sync<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
         let held = self.held();
-        if held >= self.charged {
-            cx.budget.charge(held - self.charged);
-        } else {
-            cx.budget.give(self.charged - held);
-        }
-        self.charged = held;
+        cx.budget.settle(&mut self.charged, held);
     }
 
     /// Empties every buffer and forgets the request in progress.
@@ -417,10 +415,7 @@ impl RequestFramer {
         let max_head = cx.config.max_head_bytes;
         if self.pending.is_empty() {
             // RFC 9112 §2.2: empty lines before a request line are ignored.
-            let blank = data
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'))
-                .count();
+            let blank = leading_line_ends(data);
             if blank > 0 {
                 if self.probation {
                     // A candidate starts with its request line right at
@@ -633,10 +628,7 @@ impl RequestFramer {
     /// ends alone (a client's stray CRLF after a body) are not a request;
     /// anything else is counted once and the rest ignored.
     fn on_closed<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> usize {
-        let blank = data
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
+        let blank = leading_line_ends(data);
         cx.stats.skipped_bytes += blank as u64;
         if blank < data.len() {
             self.stop(SkipReason::AfterClose, data.len() - blank, cx);

@@ -1,13 +1,13 @@
 //! Parsing one complete request head: httparse for the syntax, then the
-//! strict rules of the [HTTP/1 grammar](super::h1): the target's form, one
+//! strict rules of the [HTTP/1 grammar](super): the target's form, one
 //! `Host`, and the body length (RFC 9112 §6.3).
 
 use std::mem::MaybeUninit;
 
-use super::h1::body_length::{BodyLength, LengthError, request_body};
-use super::h1::syntax::FramingFields;
-use super::h1::target::{TargetError, check_target};
-use super::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
+use super::body_length::{BodyLength, LengthError, request_body};
+use super::syntax::FramingFields;
+use super::target::{TargetError, check_target};
+use crate::http::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
 
 /// How the body of a request is delimited.
 pub(crate) type BodyKind = BodyLength;

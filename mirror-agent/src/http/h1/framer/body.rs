@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 #[cfg(doc)]
-use super::super::h1::chunked::ChunkedDecoder;
-use super::super::h1::chunked::Step;
+use super::super::chunked::ChunkedDecoder;
+use super::super::chunked::Step;
 use super::{FramerCtx, RequestFramer, State};
 use crate::http::{RequestSink, SkipReason};
 
