@@ -441,3 +441,38 @@ pub fn statuses(answer: &[u8]) -> Vec<u16> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_is_nginx_parse_of_one_request() {
+        let line = r#"{"status":"200","method":"POST","uri":"/p?q","protocol":"HTTP/1.1","length":"5","port":"40000","request":"POST http://v1/p?q HTTP/1.1"}"#;
+        let parsed = Parsed::from_line(line).unwrap();
+        assert_eq!(
+            (
+                parsed.status,
+                parsed.uri.as_str(),
+                parsed.body_len,
+                parsed.port
+            ),
+            (200, "/p?q", 5, 40000)
+        );
+        assert!(parsed.served());
+        let refused = r#"{"status":"400","method":"","uri":"","protocol":"","length":"1000000000000000000000","port":"40001","request":"PRI * HTTP/2.0"}"#;
+        let parsed = Parsed::from_line(refused).unwrap();
+        assert_eq!((parsed.body_len, parsed.served()), (0, false));
+    }
+
+    #[test]
+    fn answers_are_read_to_the_first_final_response() {
+        let continued =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert!(has_final_response(continued));
+        assert!(!has_final_response(&continued[..continued.len() - 1]));
+        assert!(!has_final_response(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert_eq!(statuses(continued), [100, 200]);
+        assert_eq!(statuses(b""), [0u16; 0]);
+    }
+}
