@@ -47,7 +47,7 @@ pub use http_client::HttpClient;
 pub use link::{Link, veth};
 pub use metrics::{Metrics, Sample};
 pub use netns::Netns;
-pub use nginx::Nginx;
+pub use nginx::{Nginx, NginxConfig};
 pub use process::Process;
 pub use random::pseudo_random;
 pub use rustix::process::Signal;
