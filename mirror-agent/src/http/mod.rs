@@ -26,11 +26,14 @@
 //!   `chunked`, in HTTP/1.1 (anything else, e.g. `deflate, chunked` that
 //!   nginx answers with 501, is `invalid_transfer_encoding`) → chunked
 //!   (extensions skipped, trailers kept; a malformed chunked body is
-//!   `invalid_framing`); otherwise `Content-Length` (a list of identical
-//!   values is one value; differing values, non-digits or a value over
-//!   2^64 are `invalid_content_length`, refused at the head); otherwise no
-//!   body: a request is never read until close. Both headers present →
-//!   chunked wins and [`HttpStats::te_overrides_cl`] counts it.
+//!   `invalid_framing`, and so is an obs-folded trailer line); otherwise
+//!   one `Content-Length` value (more than one value, even identical ones,
+//!   non-digits or a value over 2^64 are `invalid_content_length`, refused
+//!   at the head); otherwise no body: a request is never read until close.
+//!   Both headers present is `invalid_transfer_encoding` (nginx refuses it;
+//!   RFC 9112 §6.1 lets a server refuse it or close after it).
+//! * Method: upper-case only (nginx refuses `get`: `invalid_head`); Host:
+//!   one `host[:port]`, not empty (`invalid_host`).
 //! * A body over [`HttpConfig::max_body_bytes`] is skipped as it streams past,
 //!   never buffered (`body_too_large`); the next request is still found since
 //!   the framing is known.
@@ -339,8 +342,6 @@ pub struct HttpStats {
     pub chunked_requests: u64,
     /// Body bytes delivered (decoded).
     pub body_bytes: u64,
-    /// Requests with both Transfer-Encoding and Content-Length (chunked won).
-    pub te_overrides_cl: u64,
     /// Requests with `Expect: 100-continue`.
     pub expect_continue: u64,
     /// Times a connection's framing was lost (a gap it could not step

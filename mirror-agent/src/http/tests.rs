@@ -245,13 +245,36 @@ fn framing_tricks_end_the_connection_and_invent_nothing() {
 }
 
 #[test]
-fn chunked_wins_over_content_length_and_is_counted() {
+fn chunked_beside_a_content_length_is_refused_and_counted() {
     let r = run(&[
         b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
     ]);
-    assert_eq!(r.requests.len(), 1);
-    assert_eq!(&r.requests[0].body[..], b"x");
-    assert_eq!(r.stats.te_overrides_cl, 1);
+    assert!(r.requests.is_empty());
+    assert_eq!(r.stats.dropped.get(SkipReason::InvalidTransferEncoding), 1);
+}
+
+#[test]
+fn lower_case_methods_odd_hosts_and_folded_trailers_are_refused() {
+    for (stream, reason) in [
+        (&b"get / HTTP/1.1\r\nHost: h\r\n\r\n"[..], SkipReason::InvalidHead),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", SkipReason::InvalidHost),
+        (b"GET / HTTP/1.1\r\nHost: v 1\r\n\r\n", SkipReason::InvalidHost),
+        (b"GET / HTTP/1.1\r\nHost: v1/x\r\n\r\n", SkipReason::InvalidHost),
+        (
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nA: b\r\n c\r\n\r\n",
+            SkipReason::InvalidFraming,
+        ),
+    ] {
+        let r = run(&[stream]);
+        assert!(r.requests.is_empty(), "{}", String::from_utf8_lossy(stream));
+        assert_eq!(r.stats.dropped.get(reason), 1, "{}", String::from_utf8_lossy(stream));
+    }
+    let ok = run(&[b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"]);
+    assert_eq!(
+        ok.requests.len(),
+        1,
+        "an IPv6 literal with a port is a host"
+    );
 }
 
 #[test]

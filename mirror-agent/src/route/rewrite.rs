@@ -17,8 +17,8 @@
 //!   URL's path prefix (see `request_target`).
 //!
 //! The body goes out as received for Content-Length requests. A chunked
-//! request keeps its `Transfer-Encoding: chunked` head, loses any
-//! `Content-Length` (RFC 9112 §6.3) and is re-framed as a single chunk
+//! request (the framer refuses one that also carries a `Content-Length`)
+//! keeps its `Transfer-Encoding: chunked` head and is re-framed as a single chunk
 //! followed by the client's trailer fields, stripped and set headers left
 //! out (see [`BodyFraming::Chunked`]).
 
@@ -385,11 +385,7 @@ impl RewriteSet {
             if line_start < cursor {
                 continue;
             }
-            // A chunked request goes out without the Content-Length it may
-            // also carry (RFC 9112 §6.3: an intermediary removes it), so no
-            // shadow sees two framings it could read differently.
-            let stale_length = request.chunked && name.eq_ignore_ascii_case(b"content-length");
-            if self.drops(name) || stale_length {
+            if self.drops(name) {
                 out.extend_from_slice(&head[cursor..line_start]);
                 cursor = line_end(head, h.name.end as usize);
                 continue;

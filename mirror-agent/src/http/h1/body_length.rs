@@ -35,11 +35,19 @@ pub(crate) fn request_body(
     fields: &FramingFields,
     http11: bool,
 ) -> Result<BodyLength, LengthError> {
-    if fields.content_length_invalid {
+    // A request says its length once: repeated values, even identical
+    // ones, are refused (nginx answers 400; a lenient server would take
+    // one), as is a Transfer-Encoding beside a Content-Length (RFC 9112
+    // §6.1 lets a server reject it or close after it: not framed alike).
+    if fields.content_length_invalid || fields.content_length_values > 1 {
         return Err(LengthError::ContentLength);
     }
     if fields.has_transfer_encoding() {
-        if !http11 || fields.transfer_encoding_fields > 1 || !fields.only_chunked {
+        if !http11
+            || fields.transfer_encoding_fields > 1
+            || !fields.only_chunked
+            || fields.content_length.is_some()
+        {
             return Err(LengthError::TransferEncoding);
         }
         return Ok(BodyLength::Chunked);
@@ -103,12 +111,15 @@ mod tests {
         assert_eq!(req(&[("Content-Length", "7")]), Ok(BodyLength::Length(7)));
         assert_eq!(
             req(&[("Transfer-Encoding", "chunked"), ("Content-Length", "7")]),
-            Ok(BodyLength::Chunked)
+            Err(LengthError::TransferEncoding),
+            "both: refused, not framed by one of them"
         );
-        assert_eq!(
-            req(&[("Content-Length", "1"), ("Content-Length", "2")]),
-            Err(LengthError::ContentLength)
-        );
+        for twice in [["1", "2"], ["2", "2"]] {
+            assert_eq!(
+                req(&[("Content-Length", twice[0]), ("Content-Length", twice[1])]),
+                Err(LengthError::ContentLength)
+            );
+        }
         assert_eq!(
             req(&[("Content-Length", "99999999999999999999999")]),
             Err(LengthError::ContentLength)

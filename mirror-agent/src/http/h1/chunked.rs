@@ -157,6 +157,11 @@ impl ChunkedDecoder {
                     };
                 }
                 State::Trailer { line, last_cr } => {
+                    // A field line continued on the next (obs-fold): refused
+                    // in trailers as in heads (RFC 9112 §5.2).
+                    if line == 0 && matches!(b, b' ' | b'\t') {
+                        return (consumed, Step::Invalid);
+                    }
                     self.trailer_bytes += 1;
                     if let Some(t) = trailers.as_deref_mut() {
                         t.push(b);

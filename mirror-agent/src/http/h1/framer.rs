@@ -515,9 +515,6 @@ impl RequestFramer {
                 return;
             }
         };
-        if parsed.te_overrides_cl {
-            cx.stats.te_overrides_cl += 1;
-        }
         if parsed.expect_continue {
             cx.stats.expect_continue += 1;
         }

@@ -20,8 +20,6 @@ pub(crate) struct ParsedHead {
     pub version: Version,
     pub headers: Vec<HeaderSpan>,
     pub body: BodyKind,
-    /// Both Transfer-Encoding and Content-Length were present.
-    pub te_overrides_cl: bool,
     pub expect_continue: bool,
     /// An upgrade (`Upgrade` + `Connection: upgrade`): nothing after this
     /// request is HTTP/1.
@@ -58,6 +56,11 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(SkipReason::InvalidHead);
     };
+    // Methods are case-sensitive tokens; every registered one is upper
+    // case, and nginx refuses any other (a lenient server would not).
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(SkipReason::InvalidHead);
+    }
     let version = if minor == 0 {
         Version::Http10
     } else {
@@ -79,8 +82,9 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
         fields.add(h.name.as_bytes(), h.value);
     }
     let http11 = version == Version::Http11;
-    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one before.
-    if fields.host_fields > 1 || (http11 && fields.host_fields == 0) {
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one before,
+    // and a valid `host[:port]` (nginx refuses an empty or odd one).
+    if fields.host_fields > 1 || (http11 && fields.host_fields == 0) || fields.host_invalid {
         return Err(SkipReason::InvalidHost);
     }
     let body = request_body(&fields, http11).map_err(|e| match e {
@@ -93,7 +97,6 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<ParsedHead, 
         version,
         headers,
         body,
-        te_overrides_cl: fields.has_transfer_encoding() && fields.content_length.is_some(),
         expect_continue: fields.expect_continue,
         upgrade: fields.upgrade && fields.connection_upgrade,
         close: !fields.keeps_alive(http11),
@@ -130,11 +133,26 @@ mod tests {
             post("Content-Length: 5\r\n").unwrap().body,
             BodyKind::Length(5)
         );
-        let p = post("Content-Length: 5, 5\r\ncontent-length: 5\r\n").expect("same cl");
-        assert_eq!(p.body, BodyKind::Length(5));
-        let p = post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n").expect("te wins");
-        assert_eq!(p.body, BodyKind::Chunked);
-        assert!(p.te_overrides_cl);
+        for once_too_often in [
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: 5\r\ncontent-length: 5\r\n",
+        ] {
+            assert_eq!(
+                post(once_too_often).map(|p| p.body),
+                Err(SkipReason::InvalidContentLength),
+                "{once_too_often}"
+            );
+        }
+        for both in [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        ] {
+            assert_eq!(
+                post(both).map(|p| p.body),
+                Err(SkipReason::InvalidTransferEncoding),
+                "{both}"
+            );
+        }
         let p = post("Transfer-Encoding: Chunked\r\n").expect("chunked");
         assert_eq!(p.body, BodyKind::Chunked);
     }

@@ -75,8 +75,13 @@ pub(crate) struct FramingFields {
     pub content_length: Option<u64>,
     /// A `Content-Length` that is not one decimal value that fits.
     pub content_length_invalid: bool,
+    /// `Content-Length` values seen, over lists and repeated fields (a
+    /// request must send one).
+    pub content_length_values: u32,
     /// `Host` fields seen.
     pub host_fields: u32,
+    /// A `Host` value that is not `host[:port]` (empty included).
+    pub host_invalid: bool,
     /// `Connection` lists `close` / `keep-alive` / `upgrade`.
     pub connection_close: bool,
     pub connection_keep_alive: bool,
@@ -99,6 +104,7 @@ impl FramingFields {
             let mut any = false;
             for v in list(value) {
                 any = true;
+                self.content_length_values += 1;
                 match (parse_decimal(v), self.content_length) {
                     (None, _) => self.content_length_invalid = true,
                     (Some(n), Some(prev)) if n != prev => self.content_length_invalid = true,
@@ -124,6 +130,7 @@ impl FramingFields {
             self.only_chunked = self.codings == 1 && self.chunked_last;
         } else if is("host") {
             self.host_fields += 1;
+            self.host_invalid |= !super::target::valid_authority(trim_ows(value));
         } else if is("connection") {
             self.connection_close |= has_token(value, b"close");
             self.connection_keep_alive |= has_token(value, b"keep-alive");

@@ -54,7 +54,7 @@ pub(crate) fn check_target(method: &[u8], target: &[u8]) -> Result<(), TargetErr
 /// `host [":" port]` with a host of letters, digits, `-`, `.`, `_` or an
 /// IP literal in brackets; no userinfo (RFC 9110 §4.2.4: a recipient
 /// should treat it as an error, and nginx refuses it).
-fn valid_authority(authority: &[u8]) -> bool {
+pub(crate) fn valid_authority(authority: &[u8]) -> bool {
     let (host, port) = if let Some(literal) = authority.strip_prefix(b"[") {
         let Some(close) = literal.iter().position(|b| *b == b']') else {
             return false;
