@@ -83,9 +83,11 @@ pub use answer::{Answer, Body, BodyCollector};
 pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
 pub use framing::Framing;
 pub use h1::framer::{FramerCtx, RequestFramer};
+pub use h1::in_order::{InOrder, Unanswered};
+pub use h1::response::{ResponseCtx, ResponseFramer, ResponseFraming, frame_whole};
 pub use response::{
-    Answers, CapturedResponse, InOrder, LossCounts, ResponseConfig, ResponseCtx, ResponseFramer,
-    ResponseFraming, ResponseLoss, ResponseSink, ResponseStats, Unanswered, frame_whole,
+    Answers, CapturedResponse, LossCounts, ResponseConfig, ResponseLoss, ResponseSink,
+    ResponseStats,
 };
 pub use traffic::{NoResponses, Traffic};
 

@@ -12,8 +12,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::Answers;
 use crate::capture::FlowKey;
+use crate::http::Answers;
 
 /// Why a request gets no response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
