@@ -68,7 +68,6 @@
 
 mod answer;
 mod exchange;
-mod framing;
 pub(crate) mod h1;
 mod response;
 mod traffic;
@@ -81,10 +80,10 @@ use crate::capture::FlowId;
 
 pub use answer::{Answer, Body, BodyCollector};
 pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
-pub use framing::Framing;
 pub use h1::framer::{FramerCtx, RequestFramer};
+pub use h1::framing::{Framing, ResponseFraming};
 pub use h1::in_order::{InOrder, Unanswered};
-pub use h1::response::{ResponseCtx, ResponseFramer, ResponseFraming, frame_whole};
+pub use h1::response::{ResponseCtx, ResponseFramer, frame_whole};
 pub use response::{
     Answers, CapturedResponse, LossCounts, ResponseConfig, ResponseLoss, ResponseSink,
     ResponseStats,

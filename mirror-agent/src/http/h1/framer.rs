@@ -5,7 +5,7 @@
 //! copied: the start of a head (into `pending`, then parsed from there) and
 //! a body that is not complete in one slice (into `body`, sized from its
 //! Content-Length). Everything held is charged to the flow stage's
-//! [`Budget`], shared by all connections.
+//! [`Budget`](crate::flow::Budget), shared by all connections.
 //!
 //! # Losing and finding the framing
 //!
@@ -39,20 +39,15 @@ use super::head::{BodyKind, ParsedHead, parse_head};
 use super::lines::{HeadScan, leading_line_ends, scan_strict};
 use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
-use crate::flow::{Budget, WriteEdges};
+use crate::flow::WriteEdges;
 use crate::http::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// A buffer that empties keeps its allocation up to this size; larger ones
 /// are freed so idle connections hold (almost) nothing.
 const KEEP_CAPACITY: usize = 512;
 
-/// What a framer needs from its surroundings for one call.
-pub struct FramerCtx<'a, S> {
-    pub config: &'a HttpConfig,
-    pub stats: &'a mut HttpStats,
-    pub budget: &'a mut Budget,
-    pub sink: &'a mut S,
-}
+/// What the request framer needs from its surroundings for one call.
+pub type FramerCtx<'a, S> = super::framing::Ctx<'a, HttpConfig, HttpStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

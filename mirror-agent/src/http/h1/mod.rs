@@ -29,6 +29,7 @@
 pub(crate) mod body_length;
 pub(crate) mod chunked;
 pub(crate) mod framer;
+pub(crate) mod framing;
 pub(crate) mod head;
 pub(crate) mod in_order;
 pub(crate) mod lines;

@@ -51,7 +51,6 @@
 //! ([`ResponseLoss::ends_stream`] is false for it alone).
 
 mod framer;
-mod framing;
 mod head;
 
 use crate::http::response::Headers;
@@ -62,7 +61,6 @@ use crate::http::{
 };
 
 pub use framer::{ResponseCtx, ResponseFramer, frame_whole};
-pub use framing::ResponseFraming;
 
 #[cfg(test)]
 mod tests;

@@ -24,13 +24,8 @@ use crate::http::{Answer, BodyCollector};
 /// A buffer that empties keeps its allocation up to this size.
 const KEEP_CAPACITY: usize = 512;
 
-/// What a framer needs from its surroundings for one call.
-pub struct ResponseCtx<'a, S> {
-    pub config: &'a ResponseConfig,
-    pub stats: &'a mut ResponseStats,
-    pub budget: &'a mut Budget,
-    pub sink: &'a mut S,
-}
+/// What the response framer needs from its surroundings for one call.
+pub type ResponseCtx<'a, S> = crate::http::h1::framing::Ctx<'a, ResponseConfig, ResponseStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

@@ -11,7 +11,7 @@ use super::*;
 use crate::capture::FlowId;
 use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
 use crate::http::testing::test_flow;
-use crate::http::{Answer, BodyCollector};
+use crate::http::{Answer, BodyCollector, ResponseFraming};
 
 /// What the sink saw, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
