@@ -66,6 +66,41 @@
 //!   request ([`RequestStage`]) and coming back with v1's answer, or why
 //!   there is none ([`AnswerStage`]).
 
+/// A counter per reason of a `labelled!` enum (`reason as usize` is its
+/// index): the requests' skip reasons and the responses' losses.
+macro_rules! reason_counts {
+    ($(#[$doc:meta])* $name:ident, $reason:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name([u64; $reason::COUNT]);
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self([0; $reason::COUNT])
+            }
+        }
+
+        impl $name {
+            pub fn get(&self, reason: $reason) -> u64 {
+                self.0[reason as usize]
+            }
+
+            pub fn add(&mut self, reason: $reason) {
+                self.0[reason as usize] += 1;
+            }
+
+            pub fn total(&self) -> u64 {
+                self.0.iter().sum()
+            }
+
+            /// `(reason, count)` for every reason, zeros included.
+            pub fn iter(&self) -> impl Iterator<Item = ($reason, u64)> + '_ {
+                $reason::ALL.iter().map(|r| (*r, self.get(*r)))
+            }
+        }
+    };
+}
+
 mod answer;
 mod exchange;
 pub(crate) mod h1;
@@ -302,33 +337,9 @@ mirror_common::labelled! {
     }
 }
 
-/// A counter per [`SkipReason`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReasonCounts([u64; SkipReason::COUNT]);
-
-impl Default for ReasonCounts {
-    fn default() -> Self {
-        Self([0; SkipReason::COUNT])
-    }
-}
-
-impl ReasonCounts {
-    pub fn get(&self, reason: SkipReason) -> u64 {
-        self.0[reason as usize]
-    }
-
-    pub fn add(&mut self, reason: SkipReason) {
-        self.0[reason as usize] += 1;
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    /// `(reason, count)` for every reason, zeros included.
-    pub fn iter(&self) -> impl Iterator<Item = (SkipReason, u64)> + '_ {
-        SkipReason::ALL.iter().map(|r| (*r, self.get(*r)))
-    }
+reason_counts! {
+    /// A counter per [`SkipReason`].
+    ReasonCounts, SkipReason
 }
 
 /// Counters of the framing stage (all connections together).

@@ -154,33 +154,9 @@ impl ResponseLoss {
     }
 }
 
-/// A counter per [`ResponseLoss`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LossCounts([u64; ResponseLoss::COUNT]);
-
-impl Default for LossCounts {
-    fn default() -> Self {
-        Self([0; ResponseLoss::COUNT])
-    }
-}
-
-impl LossCounts {
-    pub fn get(&self, reason: ResponseLoss) -> u64 {
-        self.0[reason as usize]
-    }
-
-    pub fn add(&mut self, reason: ResponseLoss) {
-        self.0[reason as usize] += 1;
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    /// `(reason, count)` for every reason, zeros included.
-    pub fn iter(&self) -> impl Iterator<Item = (ResponseLoss, u64)> + '_ {
-        ResponseLoss::ALL.iter().map(|r| (*r, self.get(*r)))
-    }
+reason_counts! {
+    /// A counter per [`ResponseLoss`].
+    LossCounts, ResponseLoss
 }
 
 /// Counters of the response framing (all connections together).
