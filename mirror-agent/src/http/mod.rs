@@ -112,6 +112,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use crate::capture::FlowId;
+use crate::flow::Budget;
 
 pub use answer::{Answer, Body, BodyCollector};
 pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
@@ -153,6 +154,16 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024 * 1024,
         }
     }
+}
+
+/// What a framer needs from its surroundings for one call: its limits
+/// (`C`), the counters of its direction (`St`), the flow stage's memory
+/// budget and the sink what it frames goes to.
+pub struct Ctx<'a, C, St, S> {
+    pub config: &'a C,
+    pub stats: &'a mut St,
+    pub budget: &'a mut Budget,
+    pub sink: &'a mut S,
 }
 
 /// Receives every complete request, in stream order per connection. The

@@ -40,14 +40,14 @@ use super::lines::{HeadScan, leading_line_ends, scan_strict};
 use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
 use crate::flow::WriteEdges;
-use crate::http::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use crate::http::{Ctx, HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// A buffer that empties keeps its allocation up to this size; larger ones
 /// are freed so idle connections hold (almost) nothing.
 const KEEP_CAPACITY: usize = 512;
 
 /// What the request framer needs from its surroundings for one call.
-pub type FramerCtx<'a, S> = super::framing::Ctx<'a, HttpConfig, HttpStats, S>;
+pub type FramerCtx<'a, S> = Ctx<'a, HttpConfig, HttpStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

@@ -10,8 +10,8 @@ use super::response::ResponseFramer;
 use crate::capture::FlowId;
 use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
 use crate::http::{
-    HttpConfig, HttpStats, RequestSink, ResponseConfig, ResponseLoss, ResponseSink, ResponseStats,
-    SkipReason,
+    Ctx, HttpConfig, HttpStats, RequestSink, ResponseConfig, ResponseLoss, ResponseSink,
+    ResponseStats, SkipReason,
 };
 
 /// The framers of every connection in one direction: their limits (`C`),
@@ -21,14 +21,6 @@ pub struct Framers<C, St, S> {
     config: C,
     stats: St,
     sink: S,
-}
-
-/// What a framer needs from its surroundings for one call.
-pub struct Ctx<'a, C, St, S> {
-    pub config: &'a C,
-    pub stats: &'a mut St,
-    pub budget: &'a mut Budget,
-    pub sink: &'a mut S,
 }
 
 /// Frames every connection's requests into `S`.

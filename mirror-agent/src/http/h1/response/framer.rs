@@ -19,13 +19,13 @@ use crate::flow::Budget;
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
 use crate::http::h1::chunked::{ChunkedDecoder, Step};
 use crate::http::h1::lines::{leading_line_ends, scan_lenient};
-use crate::http::{Answer, BodyCollector};
+use crate::http::{Answer, BodyCollector, Ctx};
 
 /// A buffer that empties keeps its allocation up to this size.
 const KEEP_CAPACITY: usize = 512;
 
 /// What the response framer needs from its surroundings for one call.
-pub type ResponseCtx<'a, S> = crate::http::h1::framing::Ctx<'a, ResponseConfig, ResponseStats, S>;
+pub type ResponseCtx<'a, S> = Ctx<'a, ResponseConfig, ResponseStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
