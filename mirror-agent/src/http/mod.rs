@@ -1,5 +1,7 @@
-//! HTTP/1.x request framing: turns the reassembled client → server byte
-//! stream of one connection into complete [`Request`]s.
+//! HTTP request framing: turns the reassembled client → server byte
+//! stream of one connection into complete [`Request`]s (and, when they are
+//! wanted, v1's responses into [`CapturedResponse`]s paired with them).
+//! Today's protocol is HTTP/1.x, whose rules follow.
 //!
 //! [`Framing`] is the flow stage's consumer: the flow table keeps one
 //! [`RequestFramer`] per connection for it and feeds it the stream in order,
@@ -57,6 +59,15 @@
 //! Every request that is lost is counted once, with one [`SkipReason`].
 //!
 //! # Around the framers
+//! HTTP/1 is in `h1/`: the grammar, the request framer (`h1/framer.rs`),
+//! v1's response framer (`h1/response.rs`, its rules there), the flow
+//! stage's consumers of both directions (`h1/framing.rs`: [`Framing`],
+//! [`ResponseFraming`]) and in-order pairing (`h1/in_order.rs`). This
+//! level holds what does not depend on it:
+//! * [`Request`], [`RequestSink`], [`SkipReason`], [`HttpStats`] (here),
+//!   [`Answer`] (`answer.rs`), [`CapturedResponse`], [`ResponseSink`],
+//!   [`ResponseLoss`] (`response.rs`), and [`Ctx`], what a framer is
+//!   handed for one call.
 //! * [`Traffic`]: both directions of the captured connections, each
 //!   reassembled by a flow table and framed (requests; v1's responses when
 //!   they are wanted). Every packet source feeds one.
