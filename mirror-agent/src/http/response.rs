@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::Answer;
+use super::answer::Answer;
 use crate::capture::FlowId;
 
 /// Limits of the response framer; all of them bound memory per connection.
@@ -17,7 +17,7 @@ pub struct ResponseConfig {
     /// line), and largest chunked trailer section. Default 64 KiB.
     pub max_head_bytes: usize,
     /// Most header fields in one head; at most
-    /// [`MAX_HEADERS_LIMIT`](super::MAX_HEADERS_LIMIT). Default 100.
+    /// [`MAX_HEADERS_LIMIT`](super::request::MAX_HEADERS_LIMIT). Default 100.
     pub max_headers: usize,
     /// Body bytes kept per response (the hash and length cover the whole
     /// body). Default 256 KiB.
@@ -51,7 +51,7 @@ pub struct Answers {
 
 impl Answers {
     /// What `request`'s response is framed by.
-    pub fn to(request: &super::Request) -> Self {
+    pub fn to(request: &super::request::Request) -> Self {
         Self {
             head: request.method() == b"HEAD",
             connect: request.method() == b"CONNECT",

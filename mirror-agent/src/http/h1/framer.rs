@@ -40,7 +40,7 @@ use super::lines::{HeadScan, PendingHead, leading_line_ends, scan_strict};
 use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
 use crate::flow::WriteEdges;
-use crate::http::{Ctx, HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use crate::http::request::{Ctx, HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// What the request framer needs from its surroundings for one call.
 pub type FramerCtx<'a, S> = Ctx<'a, HttpConfig, HttpStats, S>;

@@ -9,10 +9,8 @@ use super::framer::RequestFramer;
 use super::response::ResponseFramer;
 use crate::capture::FlowId;
 use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
-use crate::http::{
-    Ctx, HttpConfig, HttpStats, RequestSink, ResponseConfig, ResponseLoss, ResponseSink,
-    ResponseStats, SkipReason,
-};
+use crate::http::request::{Ctx, HttpConfig, HttpStats, RequestSink, SkipReason};
+use crate::http::response::{ResponseConfig, ResponseLoss, ResponseSink, ResponseStats};
 
 /// The framers of every connection in one direction: their limits (`C`),
 /// their counters (`St`) and the sink (`S`) what they frame goes to.

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::capture::FlowKey;
-use crate::http::Answers;
+use crate::http::response::Answers;
 
 /// Why a request gets no response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! [`Answer`]s for the comparison, in stream order.
 //!
 //! [`ResponseFraming`] is the flow stage's consumer for that direction, as
-//! [`Framing`](crate::http::Framing) is for requests: one [`ResponseFramer`] per
+//! [`Framing`](crate::http::h1::framing::Framing) is for requests: one [`ResponseFramer`] per
 //! connection, fed the stream in order. Framed responses go to a
 //! [`ResponseSink`], which also knows the requests they answer (a `HEAD` or
 //! a `CONNECT` changes how its response is framed).
@@ -53,10 +53,10 @@
 mod framer;
 mod head;
 
-use crate::http::response::Headers;
 #[cfg(doc)]
-use crate::http::{Answer, BodyCollector};
-use crate::http::{
+use crate::http::answer::{Answer, BodyCollector};
+use crate::http::response::Headers;
+use crate::http::response::{
     Answers, CapturedResponse, ResponseConfig, ResponseLoss, ResponseSink, ResponseStats,
 };
 

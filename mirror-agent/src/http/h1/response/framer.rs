@@ -16,10 +16,11 @@ use super::{
 };
 use crate::capture::FlowId;
 use crate::flow::Budget;
+use crate::http::answer::{Answer, BodyCollector};
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
 use crate::http::h1::chunked::{ChunkedDecoder, Step};
 use crate::http::h1::lines::{PendingHead, leading_line_ends, scan_lenient};
-use crate::http::{Answer, BodyCollector, Ctx};
+use crate::http::request::Ctx;
 
 /// What the response framer needs from its surroundings for one call.
 pub type ResponseCtx<'a, S> = Ctx<'a, ResponseConfig, ResponseStats, S>;
