@@ -124,7 +124,7 @@ pub use answer::{Answer, Body, BodyCollector};
 pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
 pub use h1::framer::{FramerCtx, RequestFramer};
 pub use h1::framing::{Framing, ResponseFraming};
-pub use h1::in_order::{InOrder, Unanswered};
+pub use h1::in_order::InOrder;
 pub use h1::response::{ResponseCtx, ResponseFramer, frame_whole};
 pub use request::{
     Ctx, HeaderSpan, HttpConfig, HttpStats, MAX_HEADERS_LIMIT, ReasonCounts, Request, RequestSink,
@@ -132,7 +132,7 @@ pub use request::{
 };
 pub use response::{
     Answers, CapturedResponse, LossCounts, ResponseConfig, ResponseLoss, ResponseSink,
-    ResponseStats,
+    ResponseStats, Unanswered,
 };
 pub use traffic::{NoResponses, Traffic};
 

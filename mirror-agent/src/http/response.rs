@@ -2,8 +2,9 @@
 //! protocol frames them: the framing's limits ([`ResponseConfig`]), what a
 //! request changes in its response's framing ([`Answers`]), one framed
 //! response ([`CapturedResponse`]), where framed responses go
-//! ([`ResponseSink`]), and why they are lost ([`ResponseLoss`], counted in
-//! [`ResponseStats`]). HTTP/1's response framer is in `h1/response.rs`.
+//! ([`ResponseSink`]), why they are lost ([`ResponseLoss`], counted in
+//! [`ResponseStats`]) and why a request gets none ([`Unanswered`]).
+//! HTTP/1's response framer is in `h1/response.rs`.
 
 use bytes::Bytes;
 
@@ -57,6 +58,16 @@ impl Answers {
             connect: request.method() == b"CONNECT",
         }
     }
+}
+
+/// Why a request gets no response (whatever the protocol pairs by).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The connection's order was lost: which response answers it is not
+    /// known.
+    Unpaired,
+    /// Its response was lost, or the connection ended without it.
+    NoResponse,
 }
 
 /// One final response of v1, framed from the capture.
