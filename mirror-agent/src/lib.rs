@@ -3,7 +3,8 @@
 //!
 //! The modules follow the data, each importing only from those before it:
 //! `capture` (load, attach, drain the ring) → `flow` (TCP reassembly) →
-//! `http` (request framing, and v1's responses) → `route` (which target gets
+//! `http` (requests and v1's responses framed, HTTP/1 in `http/h1`, and
+//! paired into exchanges) → `route` (which target gets
 //! what, rewritten how) → `shadow` (queues, workers, connections per target)
 //! → `compare` (each target's answer against v1's: the verdict per endpoint).
 //! `file` holds the recording and replay sources and sinks (`.gor`, pcap).

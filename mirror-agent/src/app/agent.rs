@@ -285,8 +285,10 @@ pub(super) struct Destination {
 }
 
 /// The recording's pipeline: flow → http → the recorder, and with
-/// `--responses` v1's responses → the response recorder.
-pub(super) type Recording = Pipeline<file::Recorder, file::ResponseRecorder>;
+/// `--responses` v1's responses, paired by the protocol, → the response
+/// recorder.
+pub(super) type Recording =
+    Pipeline<Requests<file::Recorder>, Responses<Option<file::Written>, file::ResponseRecorder>>;
 
 /// Captured traffic into a recording (`record`, live or from a packet
 /// capture).
@@ -309,13 +311,19 @@ pub(super) fn recording(
         // Nothing is lost by reading the file more slowly.
         recorder.wait_when_full();
     }
-    let responses = responses.map(|raw_cap| {
-        ResponseFraming::new(response_config(config, raw_cap), recorder.responses())
-    });
+    let (requests, responses) = match responses {
+        Some(raw_cap) => {
+            let answers = recorder.responses();
+            let (requests, answers) = paired(recorder, answers);
+            let framing = ResponseFraming::new(response_config(config, raw_cap), answers);
+            (requests, Some(framing))
+        }
+        None => (Requests::unpaired(recorder), None),
+    };
     let traffic = Traffic::both(
         config.startup.flow.clone(),
         config.startup.http.clone(),
-        recorder,
+        requests,
         responses,
     )
     .with_filter(filter);

@@ -20,7 +20,7 @@ pub use gor::{
 pub use packets::{PacketReader, PacketStats, PcapError, Segments};
 pub use recorder::{
     RecordDrop, RecordSnapshot, RecordStats, Recorder, Recording, ResponseDrop, ResponseRecorder,
-    record,
+    Written, record,
 };
 pub use rotation::OutputPlan;
 pub use source::{Item, PairedAnswer, Recorded, RecordedResponse, Source, SourceStats};

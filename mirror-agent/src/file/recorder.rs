@@ -1,4 +1,4 @@
-//! Recording: a [`RequestSink`] that writes each captured request to a
+//! Recording: a [`RequestStage`] that writes each captured request to a
 //! `.gor` file as goreplay's type 1 payload, after the same routing rules
 //! as live mirroring (share, method, path and header filters, rewrites),
 //! the file standing for one target.
@@ -13,10 +13,11 @@
 //!
 //! With v1's responses captured too ([`Recorder::responses`]), each
 //! response of a written request is written as a type 2 payload with the
-//! request's id, paired on its connection in order ([`InOrder`]); a
-//! written request whose response is not written is counted with a reason
+//! request's id: the protocol pairs them ([`crate::http::paired`], as for
+//! the comparison), the request's exchange being its id ([`Written`]) and
+//! the [`ResponseRecorder`] the stage its answer goes to. A written
+//! request whose response is not written is counted with a reason
 //! ([`ResponseDrop`]).
-
 //!
 //! The counters are in [`stats`], the queue and the writer thread in
 //! [`writer`].
@@ -24,8 +25,8 @@
 mod stats;
 mod writer;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tracing::warn;
@@ -35,11 +36,7 @@ pub use self::writer::{MAX_QUEUED_BYTES, QUEUE_PAYLOADS};
 use self::writer::{Queue, Refused};
 use super::gor::{self, PayloadKind, PayloadMeta, WriteError};
 use super::rotation::{OutputPlan, RotatingWriter};
-use crate::capture::FlowId;
-use crate::http::{
-    Answers, CapturedResponse, InOrder, Request, RequestSink, ResponseLoss, ResponseSink,
-    Unanswered,
-};
+use crate::http::{AnswerStage, CapturedResponse, Request, RequestStage, Unanswered};
 use crate::route::{Plan, RouteConfig, RouteTarget, Router, TargetUrl, Verdict};
 
 /// Payload ids: 24 hex digits as goreplay writes them, a random prefix per
@@ -69,37 +66,17 @@ impl Ids {
     }
 }
 
-/// A written request, waiting for v1's response.
+/// A written request, waiting for v1's response: the exchange the
+/// pairing hands back with it.
 #[derive(Debug)]
-struct Written {
+pub struct Written {
     id: String,
     /// When the request was complete (monotonic ns): the response's
     /// latency runs from it.
     complete_ns: u64,
 }
 
-/// Connections whose responses are paired at once.
-const MAX_CONNECTIONS: usize = 65_536;
-
-type Pairs = Arc<Mutex<InOrder<Option<Written>>>>;
-
-fn lock(pairs: &Pairs) -> MutexGuard<'_, InOrder<Option<Written>>> {
-    pairs.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Counts a written request whose response will not be written.
-fn unanswered(stats: &RecordStats) -> impl FnMut(Option<Written>, Unanswered) + '_ {
-    move |written, why| {
-        if written.is_some() {
-            stats.drop_response(match why {
-                Unanswered::Unpaired => ResponseDrop::Unpaired,
-                Unanswered::NoResponse => ResponseDrop::NoResponse,
-            });
-        }
-    }
-}
-
-/// The request sink of a recording (see the module documentation).
+/// The request stage of a recording (see the module documentation).
 pub struct Recorder {
     router: Router,
     verdicts: Vec<Verdict>,
@@ -110,19 +87,16 @@ pub struct Recorder {
     wall_offset_ns: i64,
     stats: Arc<RecordStats>,
     encoded: Vec<u8>,
-    /// The requests waiting for their responses, once
-    /// [`Recorder::responses`] asked for them.
-    pairs: Option<Pairs>,
 }
 
-/// The response sink of a recording: v1's responses, each written as a
+/// The answer stage of a recording: v1's responses, each written as a
 /// type 2 payload with its request's id.
 pub struct ResponseRecorder {
     queue: Queue,
-    pairs: Pairs,
     wall_offset_ns: i64,
     stats: Arc<RecordStats>,
 }
+
 /// The writer side of a recording: its thread and the shared counters.
 pub struct Recording {
     writer: JoinHandle<std::io::Result<()>>,
@@ -160,7 +134,6 @@ pub fn record(
         wall_offset_ns,
         stats: Arc::clone(&stats),
         encoded: Vec::new(),
-        pairs: None,
     };
     Ok((recorder, Recording { writer, stats }))
 }
@@ -177,14 +150,11 @@ impl Recorder {
         self.queue.waits = true;
     }
 
-    /// Also records v1's responses: the sink for their framing (one per
-    /// recording).
-    pub fn responses(&mut self) -> ResponseRecorder {
-        let pairs: Pairs = Arc::new(Mutex::new(InOrder::new(MAX_CONNECTIONS)));
-        self.pairs = Some(Arc::clone(&pairs));
+    /// Also records v1's responses: the stage they go to once paired with
+    /// this recorder's requests ([`crate::http::paired`]).
+    pub fn responses(&self) -> ResponseRecorder {
         ResponseRecorder {
             queue: self.queue.clone(),
-            pairs,
             wall_offset_ns: self.wall_offset_ns,
             stats: Arc::clone(&self.stats),
         }
@@ -219,8 +189,12 @@ impl Recorder {
     }
 }
 
-impl RequestSink for Recorder {
-    fn on_request(&mut self, request: Request) {
+/// A request's exchange is its payload id when it was written (`None`:
+/// filtered or dropped, its response is not written either).
+impl RequestStage for Recorder {
+    type Exchange = Option<Written>;
+
+    fn on_request(&mut self, request: Request) -> Option<Written> {
         self.stats.captured.fetch_add(1, Relaxed);
         self.router.route(&request, &mut self.verdicts);
         let id = match self.verdicts.pop() {
@@ -238,38 +212,16 @@ impl RequestSink for Recorder {
             }
         };
         self.verdicts.clear();
-        if let Some(pairs) = &self.pairs {
-            let written = id.map(|id| Written {
-                id,
-                complete_ns: request.complete_ns,
-            });
-            let answers = Answers::to(&request);
-            lock(pairs).push(request.flow.key, written, answers, unanswered(&self.stats));
-        }
-    }
-
-    fn on_requests_lost(&mut self, flow: &FlowId) {
-        if let Some(pairs) = &self.pairs {
-            lock(pairs).break_connection(flow.key, unanswered(&self.stats));
-        }
+        id.map(|id| Written {
+            id,
+            complete_ns: request.complete_ns,
+        })
     }
 }
 
-impl ResponseRecorder {
-    /// The recording ends: requests still waiting get no response.
-    pub fn end_all(&mut self) {
-        lock(&self.pairs).end_all(unanswered(&self.stats));
-    }
-}
-
-impl ResponseSink for ResponseRecorder {
-    fn next_request(&mut self, flow: &FlowId) -> Option<Answers> {
-        lock(&self.pairs).peek(&flow.key)
-    }
-
-    fn on_response(&mut self, flow: &FlowId, response: CapturedResponse) {
-        let popped = lock(&self.pairs).pop(flow.key, unanswered(&self.stats));
-        let Some(Some(written)) = popped else {
+impl AnswerStage<Option<Written>> for ResponseRecorder {
+    fn answered(&mut self, written: Option<Written>, response: CapturedResponse) {
+        let Some(written) = written else {
             return;
         };
         let Some(raw) = response.raw else {
@@ -295,17 +247,14 @@ impl ResponseSink for ResponseRecorder {
         }
     }
 
-    fn on_lost(&mut self, flow: &FlowId, reason: ResponseLoss) {
-        let mut pairs = lock(&self.pairs);
-        if reason.ends_stream() {
-            pairs.break_connection(flow.key, unanswered(&self.stats));
-        } else {
-            pairs.lose_one(flow.key, unanswered(&self.stats));
+    /// Counts a written request whose response will not be written.
+    fn unanswered(&mut self, written: Option<Written>, why: Unanswered) {
+        if written.is_some() {
+            self.stats.drop_response(match why {
+                Unanswered::Unpaired => ResponseDrop::Unpaired,
+                Unanswered::NoResponse => ResponseDrop::NoResponse,
+            });
         }
-    }
-
-    fn on_end(&mut self, flow: &FlowId) {
-        lock(&self.pairs).end(&flow.key, unanswered(&self.stats));
     }
 }
 

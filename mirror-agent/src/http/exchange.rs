@@ -17,10 +17,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{
-    Answers, CapturedResponse, InOrder, Request, RequestSink, ResponseLoss, ResponseSink,
-    Unanswered,
-};
+use super::h1::in_order::InOrder;
+use super::request::{Request, RequestSink};
+use super::response::{Answers, CapturedResponse, ResponseLoss, ResponseSink, Unanswered};
 use crate::capture::{FlowId, FlowKey};
 
 /// Connections whose exchanges are tracked at once; beyond it the oldest

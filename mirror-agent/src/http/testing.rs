@@ -4,9 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::{
-    FramerCtx, Framing, HttpConfig, HttpStats, Request, RequestFramer, RequestSink, SkipReason,
-};
+use super::h1::framer::{FramerCtx, RequestFramer};
+use super::h1::framing::Framing;
+use super::request::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 use crate::capture::{FlowId, FlowKey};
 use crate::flow::{Budget, FlowConfig, FlowStats, FlowTable, WriteEdges};
 

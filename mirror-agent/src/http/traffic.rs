@@ -4,10 +4,9 @@
 //! flow table of its own (the same reassembly). Every source of packets
 //! feeds one: the live capture, a packet capture file.
 
-use super::{
-    Answers, CapturedResponse, Framing, HttpConfig, HttpStats, RequestSink, ResponseFraming,
-    ResponseLoss, ResponseSink,
-};
+use super::h1::framing::{Framing, ResponseFraming};
+use super::request::{HttpConfig, HttpStats, RequestSink};
+use super::response::{Answers, CapturedResponse, ResponseLoss, ResponseSink};
 use crate::capture::{Direction, Event, EventSink, FlowId, PayloadFilter};
 use crate::flow::{FlowConfig, FlowStats, FlowTable};
 

@@ -6,6 +6,7 @@ use super::writer::{Ended, MAX_QUEUED_BYTES, Queue, Refused};
 use super::*;
 use crate::file::gor::PayloadReader;
 use crate::http::testing::frame;
+use crate::http::{RequestSink, ResponseLoss, ResponseSink};
 use crate::route::FilterReason;
 
 #[test]
@@ -122,8 +123,9 @@ GET /e HTTP/1.1\r\nHost: h\r\n\r\n";
     let completes: Vec<u64> = requests.iter().map(|r| r.complete_ns).collect();
     let mut route = RouteConfig::default();
     route.rules.methods = vec!["GET".into()];
-    let (mut recorder, recording) = record(&path, route, 1_000).unwrap();
-    let mut responses = recorder.responses();
+    let (recorder, recording) = record(&path, route, 1_000).unwrap();
+    let answers = recorder.responses();
+    let (mut recorder, mut responses) = crate::http::paired(recorder, answers);
     for r in requests {
         recorder.on_request(r);
     }

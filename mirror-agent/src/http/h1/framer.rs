@@ -2,10 +2,10 @@
 //! connection's byte stream in order, one slice at a time.
 //!
 //! Slices are parsed in place. Only a unit that straddles two slices is
-//! copied: the start of a head (into `pending`, then parsed from there) and
-//! a body that is not complete in one slice (into `body`, sized from its
-//! Content-Length). Everything held is charged to the flow stage's
-//! [`Budget`], shared by all connections.
+//! copied: the start of a head (into `head`, a [`PendingHead`], then parsed
+//! from there) and a body that is not complete in one slice (into `body`,
+//! sized from its Content-Length). Everything held is charged to the flow stage's
+//! [`Budget`](crate::flow::Budget), shared by all connections.
 //!
 //! # Losing and finding the framing
 //!
@@ -36,27 +36,18 @@ use bytes::Bytes;
 
 use super::chunked::ChunkedDecoder;
 use super::head::{BodyKind, ParsedHead, parse_head};
-use super::lines::{HeadScan, leading_line_ends, scan_strict};
+use super::lines::{HeadScan, PendingHead, leading_line_ends, scan_strict};
 use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
-use crate::flow::{Budget, WriteEdges};
-use crate::http::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
+use crate::flow::WriteEdges;
+use crate::http::request::{Ctx, HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
-/// A buffer that empties keeps its allocation up to this size; larger ones
-/// are freed so idle connections hold (almost) nothing.
-const KEEP_CAPACITY: usize = 512;
-
-/// What a framer needs from its surroundings for one call.
-pub struct FramerCtx<'a, S> {
-    pub config: &'a HttpConfig,
-    pub stats: &'a mut HttpStats,
-    pub budget: &'a mut Budget,
-    pub sink: &'a mut S,
-}
+/// What the request framer needs from its surroundings for one call.
+pub type FramerCtx<'a, S> = Ctx<'a, HttpConfig, HttpStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// At a request boundary, or inside a head whose start is in `pending`.
+    /// At a request boundary, or inside a head whose start is in `head`.
     Head,
     /// The framing is lost: bytes are skipped up to the next write start.
     Desync,
@@ -88,18 +79,13 @@ struct Current {
 pub struct RequestFramer {
     flow: FlowId,
     state: State,
-    /// Start of a head that straddles slices.
-    pending: Vec<u8>,
-    /// [`scan_strict`] state over `pending`.
-    head_scan: u8,
-    /// The start of the head in `pending` passed [`check_start`].
-    start_checked: bool,
-    first_byte_ns: u64,
+    /// The head in progress (its start, when it straddles slices).
+    head: PendingHead,
     current: Option<Current>,
     body: Vec<u8>,
     trailers: Vec<u8>,
     chunked: ChunkedDecoder,
-    /// Bytes of `pending`, `body` and `trailers` charged to the budget.
+    /// Bytes of `head`, `body` and `trailers` charged to the budget.
     charged: usize,
     /// The request in progress started at a write start while desynced: it
     /// is delivered only if it ends where a write ends, and anything wrong
@@ -140,10 +126,7 @@ impl RequestFramer {
         Self {
             flow,
             state,
-            pending: Vec::new(),
-            head_scan: 0,
-            start_checked: false,
-            first_byte_ns: 0,
+            head: PendingHead::default(),
             current: None,
             body: Vec::new(),
             trailers: Vec::new(),
@@ -277,7 +260,7 @@ impl RequestFramer {
     pub fn finish<S>(&mut self, reason: SkipReason, cx: &mut FramerCtx<'_, S>) {
         let in_progress = !self.probation
             && match self.state {
-                State::Head => !self.pending.is_empty(),
+                State::Head => !self.head.bytes.is_empty(),
                 State::Body { keep, .. } | State::Chunked { keep } => keep,
                 State::Desync | State::Closed | State::Stopped => false,
             };
@@ -286,7 +269,7 @@ impl RequestFramer {
             self.losses += 1;
         }
         self.clear(cx);
-        self.pending = Vec::new();
+        self.head.bytes = Vec::new();
         self.probation = false;
         self.state = State::Stopped;
     }
@@ -294,7 +277,7 @@ impl RequestFramer {
     // --- bookkeeping -------------------------------------------------------
 
     fn held(&self) -> usize {
-        self.pending.len() + self.body.len() + self.trailers.len()
+        self.head.bytes.len() + self.body.len() + self.trailers.len()
     }
 
     /// Brings the budget in line with what the buffers hold.
@@ -305,10 +288,7 @@ impl RequestFramer {
 
     /// Empties every buffer and forgets the request in progress.
     fn clear<S>(&mut self, cx: &mut FramerCtx<'_, S>) {
-        self.pending.clear();
-        if self.pending.capacity() > KEEP_CAPACITY {
-            self.pending = Vec::new();
-        }
+        self.head.clear();
         self.body = Vec::new();
         self.trailers = Vec::new();
         self.current = None;
@@ -413,7 +393,7 @@ impl RequestFramer {
         cx: &mut FramerCtx<'_, S>,
     ) -> usize {
         let max_head = cx.config.max_head_bytes;
-        if self.pending.is_empty() {
+        if self.head.bytes.is_empty() {
             // RFC 9112 §2.2: empty lines before a request line are ignored.
             let blank = leading_line_ends(data);
             if blank > 0 {
@@ -426,18 +406,16 @@ impl RequestFramer {
                 }
                 return blank;
             }
-            self.first_byte_ns = ts_ns;
-            self.head_scan = 0;
-            self.start_checked = false;
+            self.head.begin(ts_ns);
         }
-        if !self.start_checked {
+        if !self.head.start_checked {
             let mut probe = [0u8; START_PROBE];
-            let from_pending = self.pending.len().min(START_PROBE);
-            probe[..from_pending].copy_from_slice(&self.pending[..from_pending]);
+            let from_pending = self.head.bytes.len().min(START_PROBE);
+            probe[..from_pending].copy_from_slice(&self.head.bytes[..from_pending]);
             let from_data = data.len().min(START_PROBE - from_pending);
             probe[from_pending..from_pending + from_data].copy_from_slice(&data[..from_data]);
             match check_start(&probe[..from_pending + from_data]) {
-                Start::Ok => self.start_checked = true,
+                Start::Ok => self.head.start_checked = true,
                 Start::NeedMore => {}
                 start => {
                     let reason = match start {
@@ -450,7 +428,7 @@ impl RequestFramer {
                 }
             }
         }
-        match scan_strict(&mut self.head_scan, data) {
+        match scan_strict(&mut self.head.scan, data) {
             HeadScan::BareLineEnd(n) => {
                 self.refuse(SkipReason::BareLineEnd, n, cx);
                 n
@@ -460,15 +438,15 @@ impl RequestFramer {
                 n
             }
             HeadScan::End(end) => {
-                if self.pending.len() + end > max_head {
+                if self.head.bytes.len() + end > max_head {
                     self.over_limit(SkipReason::HeadTooLarge, end, cx);
-                } else if self.pending.is_empty() {
+                } else if self.head.bytes.is_empty() {
                     self.on_head_complete(&data[..end], end == data.len(), ts_ns, cx);
                 } else if !cx.budget.has_room(end) {
                     self.over_limit(SkipReason::BufferCap, end, cx);
                 } else {
-                    self.pending.extend_from_slice(&data[..end]);
-                    let head = std::mem::take(&mut self.pending);
+                    self.head.bytes.extend_from_slice(&data[..end]);
+                    let head = std::mem::take(&mut self.head.bytes);
                     self.sync(cx);
                     self.on_head_complete(&head, end == data.len(), ts_ns, cx);
                 }
@@ -481,12 +459,12 @@ impl RequestFramer {
                     // upload, glued to the next request's start.
                     self.back_to_desync(cx);
                     self.skip(data.len(), cx);
-                } else if self.pending.len() + data.len() >= max_head {
+                } else if self.head.bytes.len() + data.len() >= max_head {
                     self.over_limit(SkipReason::HeadTooLarge, data.len(), cx);
                 } else if !cx.budget.has_room(data.len()) {
                     self.over_limit(SkipReason::BufferCap, data.len(), cx);
                 } else {
-                    self.pending.extend_from_slice(data);
+                    self.head.bytes.extend_from_slice(data);
                     self.sync(cx);
                 }
                 data.len()
@@ -522,7 +500,7 @@ impl RequestFramer {
         self.current = Some(Current {
             head: Bytes::copy_from_slice(head),
             parsed,
-            first_byte_ns: self.first_byte_ns,
+            first_byte_ns: self.head.first_byte_ns,
         });
         match body {
             BodyKind::None => self.deliver(Bytes::new(), Bytes::new(), at_end, ts_ns, cx),

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use super::body_length::{BodyLength, LengthError, request_body};
 use super::syntax::FramingFields;
 use super::target::{TargetError, check_target};
-use crate::http::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
+use crate::http::request::{HeaderSpan, MAX_HEADERS_LIMIT, SkipReason, Span, Version};
 
 /// How the body of a request is delimited.
 pub(crate) type BodyKind = BodyLength;

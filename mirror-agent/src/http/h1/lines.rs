@@ -1,6 +1,44 @@
 //! Where a head ends, across input slices: strictly (CRLF line ends only,
 //! no obs-fold: what a request head must be for every server to read it
-//! alike) or leniently (CRLF or bare LF, as httparse reads v1's responses).
+//! alike) or leniently (CRLF or bare LF, as httparse reads v1's responses),
+//! and the start of a head held while its end has not come ([`PendingHead`],
+//! the same for the request and the response framer).
+
+/// A buffer that empties keeps its allocation up to this size; larger ones
+/// are freed so idle connections hold (almost) nothing.
+const KEEP_CAPACITY: usize = 512;
+
+/// The head in progress of a framer: its start when it straddles slices,
+/// where its scan for the end stands, whether its first bytes were checked
+/// (a request line, a status line), and when it began.
+#[derive(Debug, Default)]
+pub(crate) struct PendingHead {
+    /// Start of a head that straddles slices.
+    pub bytes: Vec<u8>,
+    /// [`scan_strict`] or [`scan_lenient`] state over `bytes`.
+    pub scan: u8,
+    /// The start of the head in `bytes` passed the framer's check.
+    pub start_checked: bool,
+    /// Timestamp of the segment with the first byte of the head.
+    pub first_byte_ns: u64,
+}
+
+impl PendingHead {
+    /// A head starts in a segment seen at `ts_ns`.
+    pub fn begin(&mut self, ts_ns: u64) {
+        self.first_byte_ns = ts_ns;
+        self.scan = 0;
+        self.start_checked = false;
+    }
+
+    /// Forgets the bytes held, keeping a small allocation.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        if self.bytes.capacity() > KEEP_CAPACITY {
+            self.bytes = Vec::new();
+        }
+    }
+}
 
 /// How many CR and LF bytes `data` starts with: the empty lines a
 /// recipient skips between messages (RFC 9112 §2.2).

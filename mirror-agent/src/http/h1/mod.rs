@@ -15,16 +15,25 @@
 //! * [`chunked`]: the incremental decoder of the chunked coding, for the
 //!   three framers alike.
 //! * [`head`] and [`framer`]: the request framer (one per connection) and
-//!   its head parser, built on the above. v1's response framer
-//!   (`http/response`) and the shadow client (`shadow/wire.rs`) use the
-//!   same grammar; `http/` itself holds what does not depend on HTTP/1
-//!   (requests, answers, skip reasons, sinks), where HTTP/2 can sit beside.
+//!   its head parser, built on the above.
+//! * [`response`]: v1's response framer (one per connection) and its head
+//!   parser, on the same grammar; the shadow client (`shadow/wire.rs`)
+//!   uses it too.
+//! * [`in_order`]: HTTP/1's pairing, the n-th response of a connection
+//!   answers its n-th request.
+//!
+//! `http/` itself holds what does not depend on HTTP/1 (requests, answers,
+//! responses, skip reasons, sinks, the stages' pairing traits), where
+//! HTTP/2 can sit beside.
 
 pub(crate) mod body_length;
 pub(crate) mod chunked;
 pub(crate) mod framer;
+pub(crate) mod framing;
 pub(crate) mod head;
+pub(crate) mod in_order;
 pub(crate) mod lines;
 pub(crate) mod request_line;
+pub(crate) mod response;
 pub(crate) mod syntax;
 pub(crate) mod target;

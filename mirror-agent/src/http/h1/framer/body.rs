@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::super::chunked::ChunkedDecoder;
 use super::super::chunked::Step;
 use super::{FramerCtx, RequestFramer, State};
-use crate::http::{RequestSink, SkipReason};
+use crate::http::request::{RequestSink, SkipReason};
 
 /// Most body bytes reserved up front from a Content-Length: a client that
 /// announces a large body and sends nothing gets no large allocation.

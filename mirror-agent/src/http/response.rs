@@ -1,70 +1,15 @@
-//! HTTP/1.x response framing: turns the reassembled server → client byte
-//! stream of one connection (v1's responses, captured at egress) into
-//! [`Answer`]s for the comparison, in stream order.
-//!
-//! [`ResponseFraming`] is the flow stage's consumer for that direction, as
-//! [`Framing`](super::Framing) is for requests: one [`ResponseFramer`] per
-//! connection, fed the stream in order. Framed responses go to a
-//! [`ResponseSink`], which also knows the requests they answer (a `HEAD` or
-//! a `CONNECT` changes how its response is framed).
-//!
-//! # Rules
-//! * Head: parsed by `httparse`, at most [`ResponseConfig::max_head_bytes`]
-//!   and [`ResponseConfig::max_headers`] fields. A stream that does not
-//!   start with `HTTP/1.` where a response should start is `garbage`.
-//! * Interim `1xx` responses (100 Continue, 103 Early Hints, ...) are
-//!   skipped; `101 Switching Protocols` is final, and the rest of the
-//!   connection is not HTTP/1: it is delivered, then `upgraded`.
-//! * Body (RFC 9112 §6.3): none for a `HEAD` request's response, for 204
-//!   and 304, and for a `CONNECT`'s 2xx (then `upgraded`); otherwise
-//!   `Transfer-Encoding` with `chunked` last → chunked (extensions and
-//!   trailers skipped); `Transfer-Encoding` otherwise → until the close;
-//!   `Content-Length` (a list of one value) → that length, an invalid one is
-//!   `invalid_framing`; none of them → until the close (HTTP/1.0 or 1.1).
-//! * A close-delimited body ends with the server's FIN
-//!   ([`StreamLoss::Incomplete`](crate::flow::StreamLoss) at
-//!   [`StreamConsumer::end`](crate::flow::StreamConsumer::end)); any other
-//!   end (reset, idle, evicted) may have cut it: lost.
-//! * The body is dechunked into a [`BodyCollector`] that keeps at most
-//!   [`ResponseConfig::body_cap`] bytes and hashes all of them; the content
-//!   coding (gzip, ...) is kept.
-//! * The request a response answers is asked for
-//!   ([`ResponseSink::next_request`]) when its final head is parsed; if the
-//!   sink does not know it yet, the response is framed as one to a plain
-//!   (non-`HEAD`, non-`CONNECT`) request.
-//!
-//! # Losses
-//! Anything that keeps the framer from knowing where the next response
-//! starts (a capture gap, garbage, a head over our limits, invalid framing,
-//! an upgrade, the end of the connection in the middle of a response, a
-//! join in the middle of a connection) is reported once with
-//! [`ResponseSink::on_lost`] and the rest of the connection is ignored:
-//! unlike requests, responses are never searched for a new start, since
-//! pairing them with requests again could not be proved.
-//!
-//! The one exception: a gap entirely inside a `Content-Length` body. The
-//! framing survives (the gap's length is known), but that response's body
-//! is not what v1 sent, so it is reported with
-//! `on_lost(ResponseLoss::BodyGap)` *instead of* `on_response`: it still
-//! answers the next request (the sink drops that request as not
-//! comparable), and framing goes on with the next response
-//! ([`ResponseLoss::ends_stream`] is false for it alone).
-
-mod framer;
-mod framing;
-mod head;
-mod in_order;
+//! v1's responses as the stages after framing see them, whatever the
+//! protocol frames them: the framing's limits ([`ResponseConfig`]), what a
+//! request changes in its response's framing ([`Answers`]), one framed
+//! response ([`CapturedResponse`]), where framed responses go
+//! ([`ResponseSink`]), why they are lost ([`ResponseLoss`], counted in
+//! [`ResponseStats`]) and why a request gets none ([`Unanswered`]).
+//! HTTP/1's response framer is in `h1/response.rs`.
 
 use bytes::Bytes;
 
-use super::Answer;
-#[cfg(doc)]
-use super::BodyCollector;
+use super::answer::Answer;
 use crate::capture::FlowId;
-
-pub use framer::{ResponseCtx, ResponseFramer, frame_whole};
-pub use framing::ResponseFraming;
-pub use in_order::{InOrder, Unanswered};
 
 /// Limits of the response framer; all of them bound memory per connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +18,7 @@ pub struct ResponseConfig {
     /// line), and largest chunked trailer section. Default 64 KiB.
     pub max_head_bytes: usize,
     /// Most header fields in one head; at most
-    /// [`MAX_HEADERS_LIMIT`](super::MAX_HEADERS_LIMIT). Default 100.
+    /// [`MAX_HEADERS_LIMIT`](super::request::MAX_HEADERS_LIMIT). Default 100.
     pub max_headers: usize,
     /// Body bytes kept per response (the hash and length cover the whole
     /// body). Default 256 KiB.
@@ -107,12 +52,22 @@ pub struct Answers {
 
 impl Answers {
     /// What `request`'s response is framed by.
-    pub fn to(request: &super::Request) -> Self {
+    pub fn to(request: &super::request::Request) -> Self {
         Self {
             head: request.method() == b"HEAD",
             connect: request.method() == b"CONNECT",
         }
     }
+}
+
+/// Why a request gets no response (whatever the protocol pairs by).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The connection's order was lost: which response answers it is not
+    /// known.
+    Unpaired,
+    /// Its response was lost, or the connection ended without it.
+    NoResponse,
 }
 
 /// One final response of v1, framed from the capture.
@@ -210,33 +165,9 @@ impl ResponseLoss {
     }
 }
 
-/// A counter per [`ResponseLoss`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LossCounts([u64; ResponseLoss::COUNT]);
-
-impl Default for LossCounts {
-    fn default() -> Self {
-        Self([0; ResponseLoss::COUNT])
-    }
-}
-
-impl LossCounts {
-    pub fn get(&self, reason: ResponseLoss) -> u64 {
-        self.0[reason as usize]
-    }
-
-    pub fn add(&mut self, reason: ResponseLoss) {
-        self.0[reason as usize] += 1;
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    /// `(reason, count)` for every reason, zeros included.
-    pub fn iter(&self) -> impl Iterator<Item = (ResponseLoss, u64)> + '_ {
-        ResponseLoss::ALL.iter().map(|r| (*r, self.get(*r)))
-    }
+reason_counts! {
+    /// A counter per [`ResponseLoss`].
+    LossCounts, ResponseLoss
 }
 
 /// Counters of the response framing (all connections together).
@@ -259,6 +190,3 @@ pub struct ResponseStats {
 
 /// Header fields of a response, in order, for an [`Answer`].
 pub(crate) type Headers = Vec<(String, Bytes)>;
-
-#[cfg(test)]
-mod tests;

@@ -12,18 +12,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::Answers;
 use crate::capture::FlowKey;
-
-/// Why a request gets no response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unanswered {
-    /// The connection's order was lost: which response answers it is not
-    /// known.
-    Unpaired,
-    /// Its response was lost, or the connection ended without it.
-    NoResponse,
-}
+use crate::http::response::{Answers, Unanswered};
 
 struct Connection<T> {
     waiting: VecDeque<(T, Answers)>,

@@ -5,10 +5,13 @@
 use std::collections::VecDeque;
 use std::io::Write;
 
+use bytes::Bytes;
+
 use super::*;
+use crate::capture::FlowId;
 use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
-use crate::http::BodyCollector;
 use crate::http::testing::test_flow;
+use crate::http::{Answer, BodyCollector, ResponseFraming};
 
 /// What the sink saw, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 //! server's byte stream in order, one slice at a time.
 //!
 //! Heads are parsed in place when a slice holds the whole of one; only the
-//! start of a head that straddles slices is copied (into `pending`). A
-//! final head is kept (its bytes back the header values of the answer)
-//! until its body is complete; body bytes go to a [`BodyCollector`], which
+//! start of a head that straddles slices is copied (into `head`, a
+//! [`PendingHead`]). A final head is kept (its bytes back the header values
+//! of the answer) until its body is complete; body bytes go to a [`BodyCollector`], which
 //! keeps at most the configured cap. All of it is charged to the flow
 //! stage's [`Budget`].
 
@@ -16,25 +16,18 @@ use super::{
 };
 use crate::capture::FlowId;
 use crate::flow::Budget;
+use crate::http::answer::{Answer, BodyCollector};
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
 use crate::http::h1::chunked::{ChunkedDecoder, Step};
-use crate::http::h1::lines::{leading_line_ends, scan_lenient};
-use crate::http::{Answer, BodyCollector};
+use crate::http::h1::lines::{PendingHead, leading_line_ends, scan_lenient};
+use crate::http::request::Ctx;
 
-/// A buffer that empties keeps its allocation up to this size.
-const KEEP_CAPACITY: usize = 512;
-
-/// What a framer needs from its surroundings for one call.
-pub struct ResponseCtx<'a, S> {
-    pub config: &'a ResponseConfig,
-    pub stats: &'a mut ResponseStats,
-    pub budget: &'a mut Budget,
-    pub sink: &'a mut S,
-}
+/// What the response framer needs from its surroundings for one call.
+pub type ResponseCtx<'a, S> = Ctx<'a, ResponseConfig, ResponseStats, S>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Between responses, or inside a head whose start is in `pending`.
+    /// Between responses, or inside a head whose start is in `head`.
     Head,
     /// A Content-Length body with this many bytes to come.
     Length {
@@ -88,20 +81,14 @@ impl std::fmt::Debug for Current {
 pub struct ResponseFramer {
     flow: FlowId,
     state: State,
-    /// Start of a head that straddles slices.
-    pending: Vec<u8>,
-    /// [`scan_lenient`] state over `pending`.
-    head_scan: u8,
-    /// The head in `pending` starts with [`STATUS_LINE_PREFIX`].
-    start_checked: bool,
-    /// Timestamp of the segment with the first byte of the head in progress.
-    first_byte_ns: u64,
+    /// The head in progress (its start, when it straddles slices).
+    head: PendingHead,
     current: Option<Current>,
     chunked: ChunkedDecoder,
     /// Timestamp of the last segment fed (a close-delimited body completes
     /// with it).
     last_ts_ns: u64,
-    /// Bytes of `pending` and `current` charged to the budget.
+    /// Bytes of `head` and `current` charged to the budget.
     charged: usize,
     /// Cap of the body collector in `current` (for the accounting).
     body_cap: usize,
@@ -121,10 +108,7 @@ impl ResponseFramer {
         Self {
             flow,
             state: State::Head,
-            pending: Vec::new(),
-            head_scan: 0,
-            start_checked: false,
-            first_byte_ns: 0,
+            head: PendingHead::default(),
             current: None,
             chunked: ChunkedDecoder::default(),
             last_ts_ns: 0,
@@ -272,7 +256,7 @@ impl ResponseFramer {
                 let ts = self.last_ts_ns;
                 self.deliver(ts, &[], cx);
             }
-            State::Head if self.pending.is_empty() => {}
+            State::Head if self.head.bytes.is_empty() => {}
             State::Stopped | State::Skip { .. } => {}
             _ => {
                 self.lose(reason, cx);
@@ -286,7 +270,7 @@ impl ResponseFramer {
     // --- bookkeeping -------------------------------------------------------
 
     fn held(&self) -> usize {
-        self.pending.len()
+        self.head.bytes.len()
             + self.raw.len()
             + self.current.as_ref().map_or(0, |c| c.held(self.body_cap))
     }
@@ -333,10 +317,7 @@ impl ResponseFramer {
     }
 
     fn clear<S>(&mut self, cx: &mut ResponseCtx<'_, S>) {
-        self.pending.clear();
-        if self.pending.capacity() > KEEP_CAPACITY {
-            self.pending = Vec::new();
-        }
+        self.head.clear();
         self.current = None;
         self.drop_raw();
         self.sync(cx);
@@ -352,7 +333,7 @@ impl ResponseFramer {
     fn lose<S: ResponseSink>(&mut self, reason: ResponseLoss, cx: &mut ResponseCtx<'_, S>) {
         cx.stats.ignored_bytes += self.held() as u64;
         self.clear(cx);
-        self.pending = Vec::new();
+        self.head.bytes = Vec::new();
         self.state = State::Stopped;
         cx.stats.lost.add(reason);
         cx.sink.on_lost(&self.flow, reason);
@@ -367,19 +348,17 @@ impl ResponseFramer {
         cx: &mut ResponseCtx<'_, S>,
     ) -> usize {
         let max_head = cx.config.max_head_bytes;
-        if self.pending.is_empty() {
+        if self.head.bytes.is_empty() {
             // Stray line ends between responses (after a body that ends
             // with an extra CRLF) are tolerated, as between requests.
             let blank = leading_line_ends(data);
             if blank > 0 {
                 return blank;
             }
-            self.first_byte_ns = ts_ns;
-            self.head_scan = 0;
-            self.start_checked = false;
+            self.head.begin(ts_ns);
         }
-        if !self.start_checked {
-            let seen = self.pending.len().min(STATUS_LINE_PREFIX.len());
+        if !self.head.start_checked {
+            let seen = self.head.bytes.len().min(STATUS_LINE_PREFIX.len());
             let wanted = STATUS_LINE_PREFIX.len() - seen;
             let here = data.len().min(wanted);
             if STATUS_LINE_PREFIX[seen..seen + here] != data[..here] {
@@ -387,31 +366,31 @@ impl ResponseFramer {
                 cx.stats.ignored_bytes += data.len() as u64;
                 return data.len();
             }
-            self.start_checked = here == wanted;
+            self.head.start_checked = here == wanted;
         }
-        match scan_lenient(&mut self.head_scan, data) {
+        match scan_lenient(&mut self.head.scan, data) {
             Some(end) => {
-                if self.pending.len() + end > max_head {
+                if self.head.bytes.len() + end > max_head {
                     self.lose(ResponseLoss::HeadTooLarge, cx);
                     cx.stats.ignored_bytes += end as u64;
-                } else if self.pending.is_empty() {
+                } else if self.head.bytes.is_empty() {
                     self.on_head_complete(&data[..end], &data[..end], ts_ns, cx);
                 } else {
-                    let mut head = std::mem::take(&mut self.pending);
+                    let mut head = std::mem::take(&mut self.head.bytes);
                     head.extend_from_slice(&data[..end]);
                     self.on_head_complete(&head, &data[..end], ts_ns, cx);
                 }
                 end
             }
             None => {
-                if self.pending.len() + data.len() >= max_head {
+                if self.head.bytes.len() + data.len() >= max_head {
                     self.lose(ResponseLoss::HeadTooLarge, cx);
                     cx.stats.ignored_bytes += data.len() as u64;
                 } else if !cx.budget.has_room(data.len()) {
                     self.lose(ResponseLoss::BufferCap, cx);
                     cx.stats.ignored_bytes += data.len() as u64;
                 } else {
-                    self.pending.extend_from_slice(data);
+                    self.head.bytes.extend_from_slice(data);
                     self.sync(cx);
                 }
                 data.len()
@@ -430,8 +409,8 @@ impl ResponseFramer {
     ) {
         let head_len = head.len();
         let parsed = parse_head(&Bytes::copy_from_slice(head), cx.config.max_headers);
-        // The head left `pending` (if it was there): release it.
-        self.pending.clear();
+        // The head left `head.bytes` (if it was there): release it.
+        self.head.bytes.clear();
         self.sync(cx);
         let ParsedHead {
             status,
@@ -467,7 +446,7 @@ impl ResponseFramer {
             status,
             headers,
             head_len,
-            first_byte_ns: self.first_byte_ns,
+            first_byte_ns: self.head.first_byte_ns,
             body: BodyCollector::new(cx.config.body_cap),
             body_len: 0,
             upgrade,

@@ -7,8 +7,8 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 
 use super::{Headers, ResponseLoss};
-use crate::http::MAX_HEADERS_LIMIT;
 use crate::http::h1::syntax::FramingFields;
+use crate::http::request::MAX_HEADERS_LIMIT;
 
 /// What the start of a response must look like.
 pub(super) const STATUS_LINE_PREFIX: &[u8] = b"HTTP/1.";
