@@ -295,31 +295,64 @@ fn requests_by_the_grammar_are_framed_under_refuse_unframeable() {
 /// each is refused, kept whole, answered 400.
 #[test]
 fn what_a_lenient_server_would_read_is_refused() {
-    for wire in [
-        &b"GET / HTTP/1.1\nHost: h\n\n"[..],
-        b"GET / HTTP/1.1\r\nHost: h\rX: 1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n 2\r\n\r\n",
-        b"GET / HTTP/1.1\r\nX: 1\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
-        b"GET /  HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost : h\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
-        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000000000000000000\r\n\r\na",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
-          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1 ;x\r\na\r\n0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX : 1\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
-        b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
-        b"get / HTTP/1.1\r\nHost: h\r\n\r\n extra",
+    for (what, wire) in [
+        ("bare LF", &b"GET / HTTP/1.1\nHost: h\n\n"[..]),
+        ("bare CR", b"GET / HTTP/1.1\r\nHost: h\rX: 1\r\n\r\n"),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n 2\r\n\r\n"),
+        ("no Host", b"GET / HTTP/1.1\r\nX: 1\r\n\r\n"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n"),
+        ("two spaces", b"GET /  HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost : h\r\n\r\n"),
+        ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
+        (
+            "two Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+        ),
+        (
+            "Content-Length over 18 digits",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000000000000000000\r\n\r\na",
+        ),
+        (
+            "TE beside CL",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+        ),
+        (
+            "a coding before chunked",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        ),
+        (
+            "two TE fields",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "TE in HTTP/1.0",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "chunk size not hex",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ),
+        (
+            "space before a chunk extension",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1 ;x\r\na\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-folded trailer",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n",
+        ),
+        (
+            "trailer name with a space",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX : 1\r\n\r\n",
+        ),
+        (
+            "trailer with a bare LF",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+        ),
+        ("bytes after a request", b"get / HTTP/1.1\r\nHost: h\r\n\r\n extra"),
     ] {
         let (log, answer) = refused_of(wire);
-        let shown = String::from_utf8_lossy(wire);
+        let shown = format!("{what}: {:?}", String::from_utf8_lossy(wire));
         let refused = log.iter().find(|a| a.request.is_err());
         // `get` is a token: framed, then what follows it is refused.
         if wire.starts_with(b"get") {
