@@ -111,6 +111,20 @@ macro_rules! require_kernel {
     };
 }
 
+/// The first line of a kernel test that holds a guard while it runs (a
+/// share of the machine, the machine to itself): `let _load =
+/// or_skip!(LOAD.shared());` binds the guard, or ends the test there,
+/// passed, where there is none (the kernel tests are skipped).
+#[macro_export]
+macro_rules! or_skip {
+    ($guard:expr) => {
+        match $guard {
+            Some(guard) => guard,
+            None => return Ok(()),
+        }
+    };
+}
+
 /// Kernel tests that each run one scenario function, written as a table:
 /// `name => scenario(args);`. Each is a `#[test]` that first calls
 /// [`require_kernel`].
