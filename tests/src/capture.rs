@@ -18,9 +18,7 @@ use mirror_agent::capture::{
     AttachMode, Capture, CaptureOptions, CounterReader, Direction, DrainStats, Event, EventKind,
     EventSink, FlowKey, KernelCounters,
 };
-use mirror_common::{
-    Counter, TCP_FIN, TCP_RST, TCP_SYN, connection_hash, fold_address, is_sampled,
-};
+use mirror_common::{Counter, TCP_FIN, TCP_SYN, connection_hash, fold_address, is_sampled};
 
 use mirror_testkit::Netns;
 
@@ -266,16 +264,9 @@ pub struct ControlRecord {
 }
 
 impl ControlRecord {
-    /// The segment that opens its direction: the client's SYN, or the
-    /// server's SYN-ACK in a response stream.
-    pub fn is_syn(&self) -> bool {
-        self.flags & TCP_SYN != 0
-    }
-    pub fn is_fin(&self) -> bool {
-        self.flags & TCP_FIN != 0
-    }
-    pub fn is_rst(&self) -> bool {
-        self.flags & TCP_RST != 0
+    /// Whether the segment carried `flag` (`TCP_SYN`, `TCP_FIN`, ...).
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
     }
 }
 
@@ -289,12 +280,14 @@ pub struct FlowCapture {
 }
 
 impl FlowCapture {
+    /// The segment that opens its direction: the client's SYN, or the
+    /// server's SYN-ACK in a response stream.
     pub fn syn(&self) -> Option<&ControlRecord> {
-        self.controls.iter().find(|c| c.is_syn())
+        self.controls.iter().find(|c| c.has(TCP_SYN))
     }
 
     pub fn fin(&self) -> Option<&ControlRecord> {
-        self.controls.iter().find(|c| c.is_fin())
+        self.controls.iter().find(|c| c.has(TCP_FIN))
     }
 
     pub fn data_bytes(&self) -> usize {

@@ -14,8 +14,8 @@
 //! ([`mirror_testkit::Server`]: slow, held, failing as a test needs),
 //! [`mirrored`] compares what shadows and primary got.
 //! [`nginx_stage`] puts Debian's nginx in v1's place, logging its parse of
-//! each request, in front of a [`StrictShadow`] that frames by RFC 9112's
-//! grammar alone and keeps every byte it could not frame.
+//! each request, in front of a strict shadow: a test server that frames by
+//! RFC 9112's grammar alone and keeps every byte it could not frame.
 //!
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
@@ -37,7 +37,6 @@ pub mod pcapng;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
-pub mod strict_shadow;
 pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;
@@ -51,7 +50,6 @@ pub use load::Load;
 pub use prometheus::Prometheus;
 pub use rig::ReplayRig;
 pub use shadow_net::ShadowNet;
-pub use strict_shadow::StrictShadow;
 pub use tls_front::{TestPki, TlsFront};
 pub use topology::{Family, Topology};
 
@@ -109,6 +107,20 @@ macro_rules! require_kernel {
     () => {
         if !$crate::require_kernel() {
             return Ok(());
+        }
+    };
+}
+
+/// The first line of a kernel test that holds a guard while it runs (a
+/// share of the machine, the machine to itself): `let _load =
+/// or_skip!(LOAD.shared());` binds the guard, or ends the test there,
+/// passed, where there is none (the kernel tests are skipped).
+#[macro_export]
+macro_rules! or_skip {
+    ($guard:expr) => {
+        match $guard {
+            Some(guard) => guard,
+            None => return Ok(()),
         }
     };
 }

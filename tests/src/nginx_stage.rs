@@ -1,5 +1,6 @@
-//! Debian's nginx as v1 with the agent attached and a [`StrictShadow`]
-//! behind it, for tests that hold what the shadow got against what v1
+//! Debian's nginx as v1 with the agent attached and a strict shadow
+//! behind it (a [`Server`] that keeps what it cannot frame,
+//! [`refuse_unframeable`](mirror_testkit::server::Builder::refuse_unframeable)), for tests that hold what the shadow got against what v1
 //! parsed, one client connection at a time.
 //!
 //! ```text
@@ -26,13 +27,14 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{
-    Agent, HttpClient, Metrics, Nginx, NginxConfig, Signal, metrics, tcp, wait_until,
+    Agent, HttpClient, Metrics, Nginx, NginxConfig, Server, Signal, metrics,
+    server::{Arrival, Reply},
+    tcp, wait_until,
 };
 
 use crate::{
     ReplayRig,
     agent::{self, Stopped},
-    strict_shadow::{Arrival, StrictShadow},
 };
 
 /// The skip counter, by `reason`.
@@ -157,7 +159,7 @@ impl Exchange {
 pub struct NginxStage {
     pub rig: ReplayRig,
     nginx: Nginx,
-    pub shadow: StrictShadow,
+    pub shadow: Server,
     agent: Option<Agent>,
     barriers: usize,
     /// Skip counters at the last barrier.
@@ -190,7 +192,17 @@ impl NginxStage {
                 http: &upstream,
             },
         )?;
-        let shadow = StrictShadow::start(rig.shadow(0), rig.shadow_addr(0))?;
+        let shadow = Server::builder()
+            .refuse_unframeable()
+            .answer(|request| {
+                let mut reply = Reply::ok(request);
+                if request.method() == "HEAD" {
+                    // The same head, without the body `ok`.
+                    reply.bytes.truncate(reply.bytes.len() - 2);
+                }
+                reply
+            })
+            .start(rig.shadow(0), rig.shadow_addr(0))?;
         let agent = rig.start_agent()?;
         Ok(Self {
             rig,
@@ -210,7 +222,7 @@ impl NginxStage {
     /// Sends `parts` on a new connection (each its own write, a moment
     /// apart), ends it as `ending` says, then waits at a barrier.
     pub fn exchange(&mut self, parts: &[&[u8]], ending: Ending) -> Result<Exchange> {
-        let from = self.shadow.count();
+        let from = self.shadow.log().len();
         let mut stream = tcp::connect(self.rig.client(), self.rig.primary_addr())?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -247,7 +259,7 @@ impl NginxStage {
         let nginx = self.log(port)?;
         let shadow = self
             .shadow
-            .arrivals_since(from)
+            .log_since(from)
             .into_iter()
             .filter(|a| !is_barrier(a))
             .collect();
@@ -306,11 +318,10 @@ impl NginxStage {
         let target = self.target();
         let deadline = Instant::now() + SETTLE;
         loop {
-            let arrivals = self.shadow.arrivals_since(0);
-            let arrived = arrivals.iter().any(|a| match a {
-                Arrival::Request { request, .. } => request.target == path.as_bytes(),
-                Arrival::Refused { .. } => false,
-            });
+            let arrivals = self.shadow.log();
+            let arrived = arrivals
+                .iter()
+                .any(|a| a.request.as_ref().is_ok_and(|r| r.target() == path));
             let metrics = Metrics::scrape(self.rig.primary(), metrics::DEFAULT_ADDR)?;
             let captured = metrics.requests_captured();
             let accounted: u64 = metrics.shadow_outcomes(&target).values().sum();
@@ -332,11 +343,11 @@ impl NginxStage {
     }
 
     /// Stops the agent (it must exit cleanly, its counts balanced), then
-    /// the shadow; returns both.
+    /// the shadow; returns both (the shadow's whole log).
     pub fn stop(mut self) -> Result<(Stopped, Vec<Arrival>)> {
         let agent = self.agent.take().expect("stopped once");
         let stopped = agent::check_exit(agent.stop(Signal::TERM, Duration::from_secs(20))?)?;
-        Ok((stopped, self.shadow.stop()))
+        Ok((stopped, self.shadow.stop_log()?))
     }
 
     /// nginx's messages (why it refused what it refused).
@@ -347,8 +358,7 @@ impl NginxStage {
 
 /// Whether an arrival is a barrier request.
 pub fn is_barrier(arrival: &Arrival) -> bool {
-    matches!(arrival, Arrival::Request { request, .. }
-        if request.target.starts_with(BARRIER_PREFIX.as_bytes()))
+    (arrival.request.as_ref()).is_ok_and(|r| r.target().starts_with(BARRIER_PREFIX))
 }
 
 /// The skip counters of a scrape, by reason.

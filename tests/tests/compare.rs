@@ -31,7 +31,7 @@ use mirror_tests::{
     agent::{self, Stopped},
     app::{AppServer, Behaviour, CACHED_ETAG, Regressions, item},
     app_client::{AppClient, ClientRequest, ClientResponse},
-    prometheus, require_kernel,
+    or_skip, prometheus, require_kernel,
     rig::shadow_url,
     tcpdump::Tcpdump,
     topology::SERVER_IF,
@@ -492,9 +492,7 @@ fn v3() -> Behaviour {
 /// lost (not compared).
 #[test]
 fn an_identical_v2_matches_every_one_of_a_thousand_mixed_requests() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
     let v2 = shadow_url(0);
     let agent = rig.agent(&["--shadow", &v2, "--compare"], 1)?;
@@ -610,9 +608,7 @@ fn an_identical_v2_matches_every_one_of_a_thousand_mixed_requests() -> Result<()
 /// not differ is counted as differing.
 #[test]
 fn planted_differences_are_counted_exactly_by_kind_at_their_paths() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     // The hosts (`_rig`) live until the end.
     let (_rig, v3_url, agent, sent, report) = planted_and_judged()?;
     let v3_report = target(&report, &v3_url)?;
@@ -750,9 +746,7 @@ fn example_has(field: &Value, v1: &str, target: &str) -> Result<()> {
 /// pair differs in bytes and framing headers and matches in content.
 #[test]
 fn gzip_on_one_side_and_identity_chunked_on_the_other_match() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let v1 = Behaviour {
         chunked: true,
         ..Behaviour::v1("v1")
@@ -848,9 +842,7 @@ fn noisy_traffic(rig: &AppRig, sent: &mut Sent) -> Result<()> {
 /// read 100 %). `--baseline` alone must turn the comparison on.
 #[test]
 fn a_baseline_marks_the_unique_timestamp_as_noise_and_v2_then_matches() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let noisy = |name: &str| Behaviour {
         served_at: true,
         ..Behaviour::v1(name)
@@ -940,9 +932,7 @@ fn a_baseline_marks_the_unique_timestamp_as_noise_and_v2_then_matches() -> Resul
 /// clients wait for the targets (each request under 500 ms).
 #[test]
 fn slow_and_dead_targets_are_counted_as_not_compared_and_v1_does_not_wait() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     // Shadow 0 answers after 3 s, shadow 1 has nothing listening.
     let rig = AppRig::new(Behaviour::v1("v1"), vec![None, None])?;
     let _slow = Server::builder()
@@ -1026,9 +1016,7 @@ fn attached(netns: &Netns, direction: TcAttachType) -> Result<Vec<String>> {
 /// user did not ask for), does not with it, or leaves it attached at exit.
 #[test]
 fn the_egress_program_is_attached_only_with_compare() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
     let v2 = shadow_url(0);
     let primary = rig.rig.primary();
@@ -1075,9 +1063,7 @@ const SECRETS: [&str; 4] = ["SECRET-A", "SECRET-B", "SECRET-C", "SECRET-D"];
 /// order differs (then the test proves nothing).
 #[test]
 fn credentials_never_reach_the_diff_log() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let v1 = Behaviour {
         session_cookie: Some("SECRET-C".to_owned()),
         ..Behaviour::v1("v1")
@@ -1172,9 +1158,7 @@ fn credentials_never_reach_the_diff_log() -> Result<()> {
 /// body; every other result present and 0).
 #[test]
 fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let (rig, v3_url, agent, _, report) = planted_and_judged()?;
     ensure!(verdict(target(&report, &v3_url)?)?.2 == 50, "{report:#}");
     let primary = rig.rig.primary();
@@ -1338,9 +1322,7 @@ fn offline_verdict(stdout: &str, url: &str) -> Result<(u64, u64, String)> {
 /// headers, 50 bodies).
 #[test]
 fn v1s_recorded_answers_give_the_live_verdicts_when_the_file_is_replayed() -> Result<()> {
-    let Some(_machine) = serial() else {
-        return Ok(());
-    };
+    let _machine = or_skip!(serial());
     let rig = AppRig::new(
         Behaviour::v1("v1"),
         vec![Some(Behaviour::v1("v2")), Some(v3())],

@@ -49,6 +49,7 @@ use mirror_testkit::{
 use mirror_tests::{
     Load, MachineShare, ReplayRig,
     agent::{self, ATTACH_TIMEOUT, Stopped},
+    or_skip,
     shadow_net::shadow_v4,
 };
 
@@ -175,9 +176,7 @@ fn probe_health(netns: &Netns, addr: SocketAddr, bound: Duration) -> Result<(u16
 /// its soft limit to the hard one.
 #[test]
 fn eleven_hundred_idle_metrics_connections_starve_neither_healthz_nor_the_shadows() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let needed = IDLE_CONNECTIONS as u64 + 1_024;
     let limit = process::raise_open_files(needed)?;
     ensure!(limit >= needed, "RLIMIT_NOFILE is {limit}, {needed} needed");
@@ -439,9 +438,7 @@ fn storm(rig: &ReplayRig, agent: &Agent, shadow: &Server, index: usize) -> Resul
 #[test]
 fn a_shadow_answering_garbage_or_resetting_at_2k_requests_a_second_brings_no_connect_storm()
 -> Result<()> {
-    let Some(_load) = LOAD.exclusive() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.exclusive());
     let mut rig = ReplayRig::builder(2).serve(&[]).build()?;
     let mut requests = 0;
     let failures = [

@@ -27,12 +27,12 @@ mod corpus;
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::{Result, ensure};
+use mirror_testkit::server::{Arrival, ReceivedRequest};
 use mirror_tests::{
     http_compare::show,
     mirrored::{MARKER, strip_marker},
     nginx_stage::{Ending, Exchange, NginxStage, is_barrier, statuses},
     require_kernel,
-    strict_shadow::{Arrival, StrictRequest},
 };
 
 /// The agent's skip reasons for these cases
@@ -51,17 +51,17 @@ mod reason {
 
 /// The requests the shadow got, each with the agent's marker line taken
 /// out; an error for bytes it could not frame.
-fn delivered<'a>(arrivals: impl IntoIterator<Item = &'a Arrival>) -> Result<Vec<StrictRequest>> {
+fn delivered<'a>(arrivals: impl IntoIterator<Item = &'a Arrival>) -> Result<Vec<ReceivedRequest>> {
     arrivals
         .into_iter()
-        .map(|arrival| match arrival {
-            Arrival::Request { request, .. } => Ok(StrictRequest {
+        .map(|arrival| match &arrival.request {
+            Ok(request) => Ok(ReceivedRequest {
                 head: strip_marker(&request.head, MARKER)?,
                 ..request.clone()
             }),
-            Arrival::Refused { why, bytes, .. } => Err(anyhow::anyhow!(
+            Err(why) => Err(anyhow::anyhow!(
                 "the shadow got bytes that are no request ({why}): {:?}",
-                show(bytes)
+                show(&arrival.wire)
             )),
         })
         .collect()
@@ -88,11 +88,9 @@ fn describe(exchange: &Exchange) -> String {
         }
     );
     for arrival in &exchange.shadow {
-        let _ = match arrival {
-            Arrival::Request { request, .. } => write!(text, " [{:?}]", show(&request.head)),
-            Arrival::Refused { why, bytes, .. } => {
-                write!(text, " [refused ({why}): {:?}]", show(bytes))
-            }
+        let _ = match &arrival.request {
+            Ok(request) => write!(text, " [{:?}]", show(&request.head)),
+            Err(why) => write!(text, " [refused ({why}): {:?}]", show(&arrival.wire)),
         };
     }
     text
@@ -164,11 +162,11 @@ fn a_bare_lf_head_hiding_a_request_between_two_clients_never_reaches_the_shadow(
     // C came on the connection A's came on: the kept-alive connection
     // carried nothing of B's in between.
     ensure!(
-        requests[0].connection() == requests[1].connection(),
+        requests[0].connection == requests[1].connection,
         "A and C came on different shadow connections ({} and {}): the test did not \
          prove the kept-alive connection",
-        requests[0].connection(),
-        requests[1].connection()
+        requests[0].connection,
+        requests[1].connection
     );
     let counts = stopped.target(&mirror_tests::rig::shadow_url(0))?;
     ensure!(counts.get("2xx") >= 2, "final counts: {counts}");
@@ -224,10 +222,7 @@ fn skipped_as(wire: &[u8], reason: &str, v1: V1, expected: &[&[u8]], ending: End
         describe(&exchange)
     );
     let (_, arrivals) = stage.stop()?;
-    let refused: Vec<&Arrival> = arrivals
-        .iter()
-        .filter(|a| matches!(a, Arrival::Refused { .. }))
-        .collect();
+    let refused: Vec<&Arrival> = arrivals.iter().filter(|a| a.request.is_err()).collect();
     ensure!(refused.is_empty(), "the shadow was left with {refused:?}");
     Ok(())
 }
@@ -333,13 +328,23 @@ fn disagreements(exchange: &Exchange) -> Vec<String> {
     let mut found = Vec::new();
     let mut delivered: Vec<Parse> = Vec::new();
     for arrival in &exchange.shadow {
-        match arrival {
-            Arrival::Request { request, .. } => delivered.push((
-                String::from_utf8_lossy(&request.method).into_owned(),
-                String::from_utf8_lossy(&request.target).into_owned(),
-                request.body.len() as u64,
-            )),
-            Arrival::Refused { why, .. } => {
+        match &arrival.request {
+            Ok(request) => {
+                // From the bytes: a target need not be UTF-8.
+                let line = request
+                    .head
+                    .split(|b| *b == b'\r')
+                    .next()
+                    .unwrap_or_default();
+                let mut parts = line.split(|b| *b == b' ').map(String::from_utf8_lossy);
+                let (method, target) = (parts.next(), parts.next());
+                delivered.push((
+                    method.unwrap_or_default().into_owned(),
+                    target.unwrap_or_default().into_owned(),
+                    request.body.len() as u64,
+                ));
+            }
+            Err(why) => {
                 found.push(format!("the shadow got bytes that are no request ({why})"));
             }
         }

@@ -39,7 +39,7 @@ use mirror_tests::{
     gor_file::{self, GorPayload},
     http_compare::show,
     mirrored::{MARKER, compare_mirrored, strip_marker},
-    pcapng,
+    or_skip, pcapng,
     rig::{PORT, shadow_url},
     tcpdump::{SNAP_ONE_MSS, Tcpdump},
     topology::{Family, SERVER_IF},
@@ -451,9 +451,7 @@ fn client_mix(client: &Netns, addr: SocketAddr, scratch: &ScratchDir, big: usize
 /// on a kernel without TCX the recording runs alone.
 #[test]
 fn live_traffic_recorded_while_mirrored_replays_byte_identical_in_connection_order() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (net, scratch, file, v1) = recording_hosts(2, "record", "live.gor")?;
     let v2 = Server::start(net.shadow(0), net.shadow_addr(0, PORT))?;
     let v3 = Server::start(net.shadow(1), net.shadow_addr(1, PORT))?;
@@ -603,9 +601,7 @@ fn spawn_replay(netns: &Netns, args: &[&str], url: &str) -> Result<Process> {
 
 #[test]
 fn speed_200_percent_halves_the_recorded_span_and_rate_gives_that_rate() -> Result<()> {
-    let Some(_load) = LOAD.exclusive() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.exclusive());
     const REQUESTS: usize = 61;
     const GAP: Duration = Duration::from_millis(100);
     const RATE: f64 = 40.0;
@@ -723,9 +719,7 @@ fn merged(a: Received, b: Received) -> Received {
 #[test]
 fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_requests()
 -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     // Packets of one MSS (no TSO, no GRO), so tcpdump can use a small snap
     // length: libpcap sizes its ring's blocks by the snap length, and with
     // 256 KiB blocks it ran out of them and dropped packets here.
@@ -833,9 +827,7 @@ fn a_tcpdump_capture_over_ipv4_and_ipv6_records_and_replays_exactly_the_clients_
 
 #[test]
 fn sigterm_during_a_live_record_leaves_a_complete_readable_file() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (net, _scratch, file, v1) = recording_hosts(0, "sigterm", "cut.gor")?;
     let recorder = start_record(net.primary(), &file, None)?;
     let load = Load::start(net.client(), net.primary_addr(PORT), 4, Duration::ZERO)?;
@@ -900,9 +892,7 @@ fn sigterm_during_a_live_record_leaves_a_complete_readable_file() -> Result<()> 
 #[test]
 fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_rest_is_replayed() -> Result<()>
 {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let net = ShadowNet::new(1)?;
     let scratch = ScratchDir::new("malformed")?;
     let binary_body: Vec<u8> = b"\r\n\x00\x01\xfe\xff\r\n\r\nGET / HTTP/1.1\r\n".to_vec();
@@ -1050,9 +1040,7 @@ fn mirror_and_record_side_by_side(mirror_attach: &str, record_attach: &str) -> R
 /// (a CNI's), never runs.
 #[test]
 fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     mirror_and_record_side_by_side("tcx", "tcx")
 }
 
@@ -1061,8 +1049,6 @@ fn a_recording_beside_a_mirror_both_by_tcx_each_see_every_request() -> Result<()
 /// those of an agent that is running.
 #[test]
 fn a_recording_beside_a_mirror_by_netlink_leaves_the_mirror_capturing() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     mirror_and_record_side_by_side("netlink", "tcx")
 }

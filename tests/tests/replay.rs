@@ -28,7 +28,7 @@ use mirror_tests::{
     MachineShare, ReplayRig, ShadowNet,
     agent::{self, Stopped, expect_counts, stop_clean},
     mirrored::{MARKER, compare_mirrored},
-    require_kernel,
+    or_skip, require_kernel,
     rig::{PORT, shadow_url},
     topology::SERVER_IF,
 };
@@ -120,9 +120,7 @@ fn v2_v3_config(head: &str, v2_extra: &str, v3_extra: &str) -> String {
 
 #[test]
 fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
     let (t2, t3) = (rig.url(0), rig.url(1));
     rig.ab_ok(&["-n", "1000", "-c", "10"], 1000)?;
@@ -170,9 +168,7 @@ fn ab_thousand_requests_reach_v2_and_v3_identical() -> Result<()> {
 
 #[test]
 fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     // Nothing listens on v3: its host answers every SYN with a RST.
     let (mut rig, agent) = ReplayRig::builder(2)
         .serve(&[0])
@@ -214,9 +210,7 @@ fn v3_dead_v2_gets_everything_and_v3_drops_are_connect_refused() -> Result<()> {
 
 #[test]
 fn slow_v2_fills_its_queue_drops_are_counted_and_v1_stays_fast() -> Result<()> {
-    let Some(_load) = LOAD.exclusive() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.exclusive());
     const QUEUE: u64 = 16;
     const IN_FLIGHT: u64 = 2;
     // Small queue and few workers for v2 only (flags would set them for
@@ -370,9 +364,7 @@ fn canary_mix(host: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(2)
         .config(v2_v3_config(
             "",
@@ -418,9 +410,7 @@ fn header_rule_in_the_config_file_sends_v3_only_canaries() -> Result<()> {
 
 #[test]
 fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     // The share is under test, not the drain rate: the whole burst of 2000
     // fits in each queue however fast this (debug) agent sends.
     let (mut rig, agent) = ReplayRig::builder(2)
@@ -469,9 +459,7 @@ fn ten_percent_share_on_v2_over_two_thousand_requests() -> Result<()> {
 
 #[test]
 fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(2).mirror_to(&[0, 1]).start()?;
     let (t2, t3) = (rig.url(0), rig.url(1));
     let host = rig.primary_addr().to_string();
@@ -523,9 +511,7 @@ fn requests_carrying_the_marker_header_are_not_replayed() -> Result<()> {
 
 #[test]
 fn a_target_name_with_two_addresses_spreads_over_both_replicas() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     const NAME: &str = "myapp-v2";
     let target = format!("http://{NAME}:{PORT}");
     let mut rig = ReplayRig::builder(1)
@@ -676,9 +662,7 @@ fn bad_rules_and_urls_fail_with_one_line_naming_the_flag_or_file_line() -> Resul
 
 #[test]
 fn metrics_latency_histogram_counts_each_request_once() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(1).mirror_to(&[0]).start()?;
     let t2 = rig.url(0);
     rig.ab_ok(&["-n", "100", "-c", "4"], 100)?;

@@ -25,6 +25,7 @@ use mirror_testkit::Received;
 use mirror_tests::{
     Load, MachineShare, ReplayRig,
     agent::{self, expect_counts, stop_clean},
+    or_skip,
     rig::shadow_url,
 };
 
@@ -116,9 +117,7 @@ fn users_of_run(received: &Received, run: u32) -> BTreeMap<String, usize> {
 
 #[test]
 fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let total = (USERS * REQUESTS_PER_USER + WITHOUT_KEY) as u64;
     let mut rig = ReplayRig::builder(1)
         .config(config(
@@ -193,9 +192,7 @@ fn a_share_by_user_header_mirrors_the_same_quarter_of_users_on_two_runs() -> Res
 
 #[test]
 fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> Result<()> {
-    let Some(_load) = LOAD.exclusive() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.exclusive());
     // One target: an unlimited one would be under test too, at a rate
     // the debug agent on a shared machine need not keep up with.
     let (mut rig, agent) = ReplayRig::builder(1)
@@ -248,9 +245,7 @@ fn a_rate_limit_of_100_a_second_under_2000_offered_passes_500_in_5_seconds() -> 
 
 #[test]
 fn path_header_and_query_rewrites_deny_rules_and_forwarded_for_on_real_requests() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(2)
         .config(config(
             "",
@@ -335,9 +330,7 @@ fn path_header_and_query_rewrites_deny_rules_and_forwarded_for_on_real_requests(
 
 #[test]
 fn absolute_form_requests_reach_only_the_configured_target_in_origin_form() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     // v2 is the only target; v3 listens, and the clients name it (and the
     // agent's own metrics address) in their request targets.
     let (mut rig, agent) = ReplayRig::builder(2)
@@ -396,9 +389,7 @@ fn absolute_form_requests_reach_only_the_configured_target_in_origin_form() -> R
 
 #[test]
 fn the_routing_flags_work_on_the_command_line() -> Result<()> {
-    let Some(_load) = LOAD.shared() else {
-        return Ok(());
-    };
+    let _load = or_skip!(LOAD.shared());
     let (mut rig, agent) = ReplayRig::builder(1)
         .mirror_to(&[0])
         .args(&[

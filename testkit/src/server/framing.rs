@@ -3,7 +3,10 @@
 //! agent's framer (the server is the oracle the tests compare the agent
 //! against). Strict: lines end in CRLF only, lengths and chunk sizes are
 //! digits only; anything else ends the connection with an error that
-//! [`Server::stop`](super::Server::stop) reports.
+//! [`Server::stop`](super::Server::stop) reports. Stricter still under
+//! [`Builder::refuse_unframeable`](super::Builder::refuse_unframeable)
+//! ([`Grammar::Rfc9112`]): what a lenient server could read otherwise is
+//! refused too, so that a test sees every such byte a shadow was sent.
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -130,6 +133,20 @@ pub(super) enum Framing {
     Chunked,
 }
 
+/// How strictly heads and trailers are held to RFC 9112.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Grammar {
+    /// CRLF only, digits only; what else httparse takes.
+    Framing,
+    /// Also: exactly one `Host` in HTTP/1.1; a `Transfer-Encoding` of
+    /// exactly `chunked`, in HTTP/1.1 only, never beside a
+    /// `Content-Length`; one `Content-Length` field of at most 18 digits;
+    /// chunk sizes of at most 15 hex digits, no whitespace before an
+    /// extension; trailer lines that are field
+    /// lines (no obs-fold, a token name, no control character).
+    Rfc9112,
+}
+
 /// What the server needs to know from a head.
 #[derive(Debug)]
 pub(super) struct HeadInfo {
@@ -156,13 +173,16 @@ impl Socket for std::os::unix::net::UnixStream {
 }
 
 /// Reads the framing of a complete head, strictly.
-pub(super) fn head_info(head: &[u8]) -> Result<HeadInfo> {
+pub(super) fn head_info(head: &[u8], grammar: Grammar) -> Result<HeadInfo> {
     crlf_only(head).context("in the head")?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let status = request.parse(head).context("parsing a complete head")?;
     ensure!(status.is_complete(), "the head is not complete");
     let http10 = request.version == Some(0);
+    if grammar == Grammar::Rfc9112 {
+        rfc9112_fields(request.headers, http10)?;
+    }
     let mut transfer_encoding: Option<Vec<u8>> = None;
     let mut content_length: Option<u64> = None;
     let mut expect_continue = false;
@@ -210,6 +230,58 @@ pub(super) fn head_info(head: &[u8]) -> Result<HeadInfo> {
         framing,
         expect_continue,
     })
+}
+
+/// The field rules of [`Grammar::Rfc9112`] that httparse leaves out.
+fn rfc9112_fields(headers: &[httparse::Header<'_>], http10: bool) -> Result<()> {
+    let values = |name: &str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim_ascii())
+            .collect()
+    };
+    ensure!(
+        http10 || values("host").len() == 1,
+        "HTTP/1.1 without exactly one Host"
+    );
+    let (te, cl) = (values("transfer-encoding"), values("content-length"));
+    match te[..] {
+        [] => {}
+        [one] if one.eq_ignore_ascii_case(b"chunked") && !http10 && cl.is_empty() => {}
+        _ => bail!("Transfer-Encoding other than one `chunked` alone in HTTP/1.1"),
+    }
+    ensure!(
+        cl.len() <= 1 && cl.iter().all(|v| v.len() <= 18),
+        "Content-Length is not one decimal number"
+    );
+    Ok(())
+}
+
+/// A trailer line by [`Grammar::Rfc9112`]: `name: value` CRLF, the name a
+/// token, no control character in the value.
+fn trailer_line(line: &[u8]) -> Result<()> {
+    let line = &line[..line.len() - 2];
+    ensure!(
+        !line.first().is_some_and(|b| *b == b' ' || *b == b'\t'),
+        "an obs-folded trailer line"
+    );
+    let colon = line
+        .iter()
+        .position(|b| *b == b':')
+        .context("a trailer line without a colon")?;
+    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    ensure!(
+        colon > 0 && line[..colon].iter().all(is_tchar),
+        "an invalid trailer name"
+    );
+    ensure!(
+        !line[colon + 1..]
+            .iter()
+            .any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f),
+        "a control character in a trailer value"
+    );
+    Ok(())
 }
 
 /// Fails on a CR not followed by LF or an LF not preceded by CR.
@@ -372,13 +444,20 @@ impl<'a, T: Socket> Conn<'a, T> {
     }
 
     /// `chunk-size [; ext] CRLF data CRLF` ... `0 CRLF trailers CRLF`.
-    pub fn chunked_body(&mut self, request: &mut ReceivedRequest) -> Result<()> {
+    pub fn chunked_body(&mut self, request: &mut ReceivedRequest, grammar: Grammar) -> Result<()> {
         loop {
             let line = self.line()?;
             let text = &line[..line.len() - 2];
             let size_text = text.split(|b| *b == b';').next().unwrap_or_default();
-            // Whitespace is allowed before an extension only.
-            let size_text = size_text.trim_ascii_end();
+            // Whitespace is allowed before an extension only (not by
+            // Grammar::Rfc9112: a lenient server may read it otherwise).
+            let size_text = match grammar {
+                Grammar::Framing => size_text.trim_ascii_end(),
+                Grammar::Rfc9112 => {
+                    ensure!(size_text.len() <= 15, "a chunk size over 15 hex digits");
+                    size_text
+                }
+            };
             let size = digits(size_text, 16)
                 .with_context(|| format!("chunk size line {:?}", String::from_utf8_lossy(text)))?;
             if size == 0 {
@@ -393,24 +472,40 @@ impl<'a, T: Socket> Conn<'a, T> {
             if line == b"\r\n" {
                 return Ok(());
             }
+            if grammar == Grammar::Rfc9112 {
+                trailer_line(&line)?;
+            }
             request.trailers.extend_from_slice(&line);
             ensure!(request.trailers.len() <= MAX_HEAD, "trailers too large");
         }
     }
 
     /// Reads to EOF (or until the server halts); returns how many bytes
-    /// came (unread ones included).
-    pub fn rest(&mut self) -> Result<usize> {
-        let mut total = self.available().len();
-        self.start = self.buf.len();
+    /// came (unread ones included). With `keep`, they are kept as the wire
+    /// of a new request ([`Conn::unframed`]).
+    pub fn rest(&mut self, keep: bool) -> Result<usize> {
+        self.begin();
+        let mut total = 0;
         loop {
-            let n = self.fill()?;
-            if n == 0 {
+            let n = self.available().len();
+            total += n;
+            self.take(n);
+            if !keep {
+                self.wire.clear();
+            }
+            if self.fill()? == 0 {
                 return Ok(total);
             }
-            total += n;
-            self.start = self.buf.len();
         }
+    }
+
+    /// The bytes of the request being framed (taken since [`Conn::begin`])
+    /// and those not yet taken.
+    pub fn unframed(&mut self) -> Vec<u8> {
+        let mut bytes = self.wire();
+        bytes.extend_from_slice(self.available());
+        self.start = self.buf.len();
+        bytes
     }
 }
 

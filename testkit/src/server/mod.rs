@@ -12,7 +12,10 @@
 //!   garbage, silence;
 //! * a delay before each answer (a shadow that cannot keep up);
 //! * a gate: [`Server::hold_answers`] keeps answers back (requests are
-//!   still read and logged), [`Server::release_answers`] sends them.
+//!   still read and logged), [`Server::release_answers`] sends them;
+//! * [`Builder::refuse_unframeable`]: frames by RFC 9112's grammar alone
+//!   and keeps what it cannot frame in its log, answered 400 (a shadow
+//!   that shows every byte a lenient server could misread).
 //!
 //! Keep-alive and pipelining (HTTP/1.1, or HTTP/1.0 with
 //! `Connection: keep-alive`), `Connection: close` and plain HTTP/1.0, and
@@ -53,10 +56,12 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 
 pub use framing::{Received, ReceivedRequest, ServerConnection};
-pub use reply::{CONTINUE, GARBAGE, RESPONSE, RESPONSE_CLOSE, RESPONSE_KEEP_ALIVE, Reply, Then};
+pub use reply::{
+    BAD_REQUEST, CONTINUE, GARBAGE, RESPONSE, RESPONSE_CLOSE, RESPONSE_KEEP_ALIVE, Reply, Then,
+};
 
 use crate::{netns::Netns, tcp::wait_readable};
-use framing::{Conn, Framing, READ_SLICE, Socket, head_info};
+use framing::{Conn, Framing, Grammar, READ_SLICE, Socket, head_info};
 
 /// How often the acceptor looks at its stop flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
@@ -64,7 +69,8 @@ const ACCEPT_POLL: Duration = Duration::from_millis(20);
 /// The answer function.
 type Answer = dyn Fn(&ReceivedRequest) -> Reply + Send + Sync;
 
-/// One request in the server's log, as it arrived.
+/// One request in the server's log, as it arrived; in the log's order,
+/// the order the server framed them in across connections.
 #[derive(Clone, Debug)]
 pub struct Arrival {
     /// When its last byte was read.
@@ -74,6 +80,11 @@ pub struct Arrival {
     pub connection: usize,
     /// Every byte of it, as received (head, body framing and all).
     pub wire: Vec<u8>,
+    /// The request as framed; or, under [`Builder::refuse_unframeable`],
+    /// why `wire` is none: bytes the grammar refuses (from where framing
+    /// failed on), bytes after a request that closed the connection, or
+    /// bytes a connection ended with.
+    pub request: Result<ReceivedRequest, String>,
 }
 
 impl Arrival {
@@ -91,6 +102,7 @@ impl Arrival {
 pub struct Builder {
     answer: Box<Answer>,
     delay: Duration,
+    grammar: Grammar,
 }
 
 impl Builder {
@@ -106,6 +118,17 @@ impl Builder {
     /// Every request is answered `delay` after it was read.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Frames by RFC 9112's grammar alone (see [`Grammar::Rfc9112`]), and
+    /// what it cannot frame ends the connection without failing
+    /// [`Server::stop`]: the bytes are kept in the log as a refused
+    /// [`Arrival`], answered [`BAD_REQUEST`], and the connection closed.
+    /// Bytes after a request that closed the connection, and those a
+    /// connection ended with, are kept so too (not answered).
+    pub fn refuse_unframeable(mut self) -> Self {
+        self.grammar = Grammar::Rfc9112;
         self
     }
 
@@ -147,6 +170,7 @@ impl Builder {
         Shared {
             answer: self.answer,
             delay: self.delay,
+            grammar: self.grammar,
             stop: AtomicBool::new(false),
             halt: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -162,6 +186,7 @@ impl Builder {
 struct Shared {
     answer: Box<Answer>,
     delay: Duration,
+    grammar: Grammar,
     /// Stop accepting.
     stop: AtomicBool,
     /// End every connection now.
@@ -223,6 +248,7 @@ impl Server {
         Builder {
             answer: Box::new(Reply::ok),
             delay: Duration::ZERO,
+            grammar: Grammar::Framing,
         }
     }
 
@@ -265,6 +291,12 @@ impl Server {
         self.shared.log().arrivals.clone()
     }
 
+    /// The log from its `from`th arrival on.
+    pub fn log_since(&self, from: usize) -> Vec<Arrival> {
+        let log = self.shared.log();
+        log.arrivals.get(from..).unwrap_or_default().to_vec()
+    }
+
     /// What came so far, by connection.
     pub fn received(&self) -> Received {
         self.shared.log().received.clone()
@@ -288,6 +320,14 @@ impl Server {
         self.shared.stop.store(true, Ordering::Release);
         self.join()?;
         Ok(self.received())
+    }
+
+    /// [`Server::stop`], returning the whole log instead (refused arrivals
+    /// included, those the connections ended with too).
+    pub fn stop_log(mut self) -> Result<Vec<Arrival>> {
+        self.shared.stop.store(true, Ordering::Release);
+        self.join()?;
+        Ok(self.log())
     }
 
     /// Stops accepting and answering, ends every connection now; returns
@@ -373,7 +413,7 @@ fn spawn_connection(
         .name(format!("http {client}"))
         .spawn(move || {
             let mut conn = Conn::new(stream, &shared.halt);
-            let result = serve(&mut conn, &shared, index);
+            let result = serve_or_refuse(&mut conn, &shared, index);
             if let Ok(Then::Reset) = result {
                 rustix::net::sockopt::set_socket_linger(&conn.stream, Some(Duration::ZERO))?;
             }
@@ -385,6 +425,38 @@ fn spawn_connection(
         .expect("spawning a thread"))
 }
 
+/// [`serve`]; under [`Grammar::Rfc9112`] a connection that fails ends
+/// with what it could not frame refused.
+fn serve_or_refuse<T: Socket>(
+    conn: &mut Conn<'_, T>,
+    shared: &Shared,
+    index: usize,
+) -> Result<Then> {
+    match serve(conn, shared, index) {
+        Err(why) if shared.grammar == Grammar::Rfc9112 => {
+            refuse(conn, shared, index, &why);
+            Ok(Then::Close)
+        }
+        result => result,
+    }
+}
+
+/// Keeps what `conn` could not frame as a refused arrival and answers
+/// it 400 (the client may be gone: then nobody reads it).
+fn refuse<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize, why: &anyhow::Error) {
+    let wire = conn.unframed();
+    if wire.is_empty() {
+        return;
+    }
+    shared.log().arrivals.push(Arrival {
+        at: Instant::now(),
+        connection: index,
+        wire,
+        request: Err(format!("{why:#}")),
+    });
+    let _ = conn.stream.write_all(BAD_REQUEST);
+}
+
 /// Serves one connection until the client closes it, a request or a
 /// reply ends it, or the server halts; returns how it ended.
 fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Result<Then> {
@@ -394,7 +466,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
             return Ok(Then::Follow); // the client closed between requests
         };
         let head = conn.take(head_len);
-        let info = head_info(&head)?;
+        let info = head_info(&head, shared.grammar)?;
         if info.expect_continue && !info.http10 && info.framing != Framing::None {
             conn.stream.write_all(CONTINUE)?;
             shared.continues.fetch_add(1, Ordering::AcqRel);
@@ -408,7 +480,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
         match info.framing {
             Framing::None => {}
             Framing::Length(len) => request.body = conn.take_exact(usize::try_from(len)?)?,
-            Framing::Chunked => conn.chunked_body(&mut request)?,
+            Framing::Chunked => conn.chunked_body(&mut request, shared.grammar)?,
         }
         let at = Instant::now();
         let reply = (shared.answer)(&request);
@@ -420,6 +492,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
                 at,
                 connection: index,
                 wire,
+                request: Ok(request.clone()),
             });
             log.received.connections[index].requests.push(request);
         }
@@ -438,7 +511,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
                 // Close our side, then wait for the client's FIN so that
                 // stop() returns only once it went past the capture.
                 conn.stream.shutdown_write()?;
-                let extra = conn.rest()?;
+                let extra = conn.rest(shared.grammar == Grammar::Rfc9112)?;
                 ensure!(
                     extra == 0,
                     "{extra} bytes arrived after a request that closed the connection"
@@ -447,7 +520,7 @@ fn serve<T: Socket>(conn: &mut Conn<'_, T>, shared: &Shared, index: usize) -> Re
             }
             Then::Reset => return Ok(Then::Reset),
             Then::Silence => {
-                conn.rest()?;
+                conn.rest(false)?;
                 return Ok(Then::Silence);
             }
         }

@@ -17,6 +17,10 @@ pub const RESPONSE_CLOSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
 /// Sent before the body of a request with `Expect: 100-continue` is read.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The answer to what [`Builder::refuse_unframeable`](super::Builder::refuse_unframeable)
+/// cannot frame.
+pub const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 /// Bytes that are not HTTP ([`Reply::garbage`]).
 pub const GARBAGE: &[u8] = b"garbage, not HTTP\r\n\r\n";
 

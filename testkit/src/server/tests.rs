@@ -19,7 +19,7 @@ fn serve_bytes(builder: Builder, client_bytes: &[u8]) -> (Result<Received>, Vec<
     let serving = Arc::clone(&shared);
     let thread = std::thread::spawn(move || {
         let mut conn = Conn::new(server, &serving.halt);
-        serve(&mut conn, &serving, 0).map(drop)
+        serve_or_refuse(&mut conn, &serving, 0).map(drop)
     });
     client.write_all(client_bytes).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
@@ -104,20 +104,31 @@ fn framing_is_strict_crlf_and_digits_only() {
 
 #[test]
 fn head_info_reads_the_framing() {
-    let info = head_info(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").unwrap();
+    let info = head_info(
+        b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n",
+        Grammar::Framing,
+    )
+    .unwrap();
     assert_eq!(info.framing, Framing::Length(12));
     assert!(!info.http10 && !info.expect_continue);
     let info = head_info(
         b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\
           Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        Grammar::Framing,
     )
     .unwrap();
     assert_eq!(info.framing, Framing::Chunked);
     assert!(info.expect_continue);
-    let info = head_info(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let info = head_info(b"GET / HTTP/1.0\r\n\r\n", Grammar::Framing).unwrap();
     assert_eq!(info.framing, Framing::None);
     assert!(info.http10);
-    assert!(head_info(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+    assert!(
+        head_info(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            Grammar::Framing
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -255,4 +266,125 @@ fn failures_reset_or_stay_silent_and_halt_ends_them() {
     assert!(started.elapsed() < Duration::from_secs(2), "halt waited");
     assert_eq!(received.request_count(), 2);
     assert_eq!(received.connections.len(), 2);
+}
+
+/// What a [`Builder::refuse_unframeable`] server logs for `client_bytes`
+/// and answers.
+fn refused_of(client_bytes: &[u8]) -> (Vec<Arrival>, Vec<u8>) {
+    let (received, log, answer) = serve_bytes(Server::builder().refuse_unframeable(), client_bytes);
+    received.expect("a refusal does not fail the server");
+    (log, answer)
+}
+
+#[test]
+fn requests_by_the_grammar_are_framed_under_refuse_unframeable() {
+    let wire = b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 3;x=y\r\nabc\r\n1\r\nd\r\n0\r\nX-T: 1\r\n\r\n\
+                 GET / HTTP/1.0\r\n\r\n";
+    let (log, _) = refused_of(wire);
+    let requests: Vec<&ReceivedRequest> = log.iter().map(|a| a.request.as_ref().unwrap()).collect();
+    assert_eq!(requests.len(), 2, "{log:?}");
+    assert_eq!(
+        (requests[0].body.as_slice(), requests[0].trailers.as_slice()),
+        (&b"abcd"[..], &b"X-T: 1\r\n"[..])
+    );
+    assert_eq!(requests[1].target(), "/");
+}
+
+/// What RFC 9112 refuses and a lenient server may read as some request:
+/// each is refused, kept whole, answered 400.
+#[test]
+fn what_a_lenient_server_would_read_is_refused() {
+    for (what, wire) in [
+        ("bare LF", &b"GET / HTTP/1.1\nHost: h\n\n"[..]),
+        ("bare CR", b"GET / HTTP/1.1\r\nHost: h\rX: 1\r\n\r\n"),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n 2\r\n\r\n"),
+        ("no Host", b"GET / HTTP/1.1\r\nX: 1\r\n\r\n"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n"),
+        ("two spaces", b"GET /  HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost : h\r\n\r\n"),
+        ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
+        (
+            "two Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+        ),
+        (
+            "Content-Length over 18 digits",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000000000000000000\r\n\r\na",
+        ),
+        (
+            "TE beside CL",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+        ),
+        (
+            "a coding before chunked",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        ),
+        (
+            "two TE fields",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "TE in HTTP/1.0",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "chunk size not hex",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ),
+        (
+            "space before a chunk extension",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1 ;x\r\na\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-folded trailer",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n",
+        ),
+        (
+            "trailer name with a space",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX : 1\r\n\r\n",
+        ),
+        (
+            "trailer with a bare LF",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+        ),
+        ("bytes after a request", b"get / HTTP/1.1\r\nHost: h\r\n\r\n extra"),
+    ] {
+        let (log, answer) = refused_of(wire);
+        let shown = format!("{what}: {:?}", String::from_utf8_lossy(wire));
+        let refused = log.iter().find(|a| a.request.is_err());
+        // `get` is a token: framed, then what follows it is refused.
+        if wire.starts_with(b"get") {
+            assert!(
+                refused.is_some_and(|a| a.wire == b" extra"),
+                "{shown:?}: {log:?}"
+            );
+            continue;
+        }
+        assert_eq!(log.len(), 1, "{shown:?}: {log:?}");
+        assert_eq!(log[0].wire, wire, "{shown:?}: not kept whole");
+        assert!(log[0].request.is_err(), "{shown:?} was framed");
+        assert!(
+            answer.ends_with(BAD_REQUEST),
+            "{shown:?}: answered {answer:?}"
+        );
+    }
+}
+
+#[test]
+fn bytes_after_a_closing_request_are_kept_as_refused() {
+    let (log, _) = refused_of(b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].request.is_ok());
+    assert_eq!(log[1].wire, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(log[1].request.is_err());
+}
+
+#[test]
+fn a_request_cut_by_the_close_is_kept_as_refused() {
+    let (log, _) = refused_of(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab");
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].request.is_err());
+    assert_eq!(log[0].wire.len(), 49);
 }
