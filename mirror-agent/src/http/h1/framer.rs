@@ -323,12 +323,22 @@ impl RequestFramer {
         self.skip(held, cx);
     }
 
+    /// On probation, bytes our limits or the protocol refuse only show the
+    /// candidate was not a request: they are skipped with it and the framer
+    /// desyncs. Returns whether it was on probation (nothing more to do).
+    fn end_probation<S>(&mut self, skipped: usize, cx: &mut FramerCtx<'_, S>) -> bool {
+        if !self.probation {
+            return false;
+        }
+        self.back_to_desync(cx);
+        self.skip(skipped, cx);
+        true
+    }
+
     /// A request our limits cannot take (`reason`): v1 may well have served
     /// it, so the connection is desynced, not given up.
     fn over_limit<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
-        if self.probation {
-            self.back_to_desync(cx);
-            self.skip(skipped, cx);
+        if self.end_probation(skipped, cx) {
             return;
         }
         cx.stats.skipped_bytes += (self.held() + skipped) as u64;
@@ -339,9 +349,7 @@ impl RequestFramer {
     /// frame: the rest of the connection is ignored (see the module docs).
     /// On probation they only show the candidate was not a request.
     fn refuse<S>(&mut self, reason: SkipReason, skipped: usize, cx: &mut FramerCtx<'_, S>) {
-        if self.probation {
-            self.back_to_desync(cx);
-            self.skip(skipped, cx);
+        if self.end_probation(skipped, cx) {
             return;
         }
         self.stop(reason, skipped, cx);
