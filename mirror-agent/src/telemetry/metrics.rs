@@ -132,12 +132,8 @@ impl Sources {
         let Some(reader) = &self.kernel else {
             return Ok(());
         };
-        let counters = match reader.read() {
-            Ok(c) => c,
-            Err(err) => {
-                warn!(error = %err, "reading the kernel counters failed");
-                return Ok(());
-            }
+        let Some(counters) = read_or_warn(reader.read(), "the kernel counters") else {
+            return Ok(());
         };
         encode_program(
             encoder,
@@ -186,12 +182,9 @@ impl Sources {
         encoder: &mut DescriptorEncoder,
         reader: &CounterReader,
     ) -> Result<(), std::fmt::Error> {
-        let counters = match reader.read_responses() {
-            Ok(c) => c,
-            Err(err) => {
-                warn!(error = %err, "reading the egress program's counters failed");
-                return Ok(());
-            }
+        let Some(counters) = read_or_warn(reader.read_responses(), "the egress program's counters")
+        else {
+            return Ok(());
         };
         encode_program(
             encoder,
@@ -350,6 +343,16 @@ impl Sources {
         }
         Ok(())
     }
+}
+
+/// A kernel counter read, or `None` after a warning: a failed read leaves
+/// those families out of this scrape rather than failing the whole scrape.
+fn read_or_warn<E: std::fmt::Display>(
+    read: Result<KernelCounters, E>,
+    what: &str,
+) -> Option<KernelCounters> {
+    read.inspect_err(|err| warn!(error = %err, "reading {what} failed"))
+        .ok()
 }
 
 fn gauge(value: u64) -> i64 {
