@@ -4,11 +4,20 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::answer::BodyCollector;
 use super::h1::framer::{FramerCtx, RequestFramer};
 use super::h1::framing::Framing;
 use super::request::{HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 use crate::capture::{FlowId, FlowKey};
 use crate::flow::{Budget, FlowConfig, FlowStats, FlowTable, WriteEdges};
+
+/// The hash an [`Answer`](super::Answer)'s body carries for `bytes`, the
+/// whole body (however much of it was kept).
+pub fn hash_of(bytes: &[u8]) -> u64 {
+    let mut collector = BodyCollector::new(0);
+    collector.push(bytes);
+    collector.finish().hash
+}
 
 /// The connection every harness frames: 10.200.0.1:40000 → 10.200.0.2:80.
 pub fn test_flow(generation: u64) -> FlowId {

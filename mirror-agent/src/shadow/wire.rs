@@ -298,6 +298,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::http::testing::hash_of;
     use crate::route::BodyFraming;
 
     fn get() -> PreparedRequest {
@@ -360,12 +361,6 @@ mod tests {
             tokio::join!(read_response(&mut client, &mut buf, &request, keep), writer)
         });
         (r, buf)
-    }
-
-    fn hash_of(bytes: &[u8]) -> u64 {
-        let mut collector = BodyCollector::new(0);
-        collector.push(bytes);
-        collector.finish().hash
     }
 
     #[test]
@@ -480,31 +475,34 @@ mod tests {
 
     #[test]
     fn interim_responses_are_skipped_and_some_responses_have_no_body() {
-        let r = read(
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-            &get(),
-        )
-        .unwrap();
-        assert_eq!((r.status, r.reusable), (204, true));
-
         let head = get().with_connection(b"HEAD", true, false);
-        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &head).unwrap();
-        assert_eq!((r.status, r.reusable), (200, true));
-
-        let r = read(
-            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n",
-            &get(),
-        )
-        .unwrap();
-        assert_eq!(r.status, 304);
-
         let upgrade = get().with_connection(b"GET", true, true);
-        let r = read(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &upgrade).unwrap();
-        assert_eq!((r.status, r.reusable), (101, false));
-
         let connect = get().with_connection(b"CONNECT", true, true);
-        let r = read(b"HTTP/1.1 200 Connection established\r\n\r\n", &connect).unwrap();
-        assert_eq!((r.status, r.reusable), (200, false));
+        let cases: [(&[u8], &PreparedRequest, (u16, bool)); 5] = [
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                &get(),
+                (204, true),
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &head, (200, true)),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n",
+                &get(),
+                (304, true),
+            ),
+            // The connection is someone else's after a switch or a tunnel.
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &upgrade, (101, false)),
+            (b"HTTP/1.1 200 Connection established\r\n\r\n", &connect, (200, false)),
+        ];
+        for (response, request, expected) in cases {
+            let r = read(response, request).unwrap();
+            assert_eq!(
+                (r.status, r.reusable),
+                expected,
+                "{}",
+                response.escape_ascii()
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::*;
 use crate::capture::FlowId;
 use crate::flow::{Budget, StreamConsumer, StreamLoss, WriteEdges};
-use crate::http::testing::test_flow;
+use crate::http::testing::{hash_of, test_flow};
 use crate::http::{Answer, BodyCollector, ResponseFraming};
 
 /// What the sink saw, in order.
@@ -181,12 +181,6 @@ fn all_splits(stream: &[u8], requests: &[Answers], end: Option<StreamLoss>, chec
     conn.feed(&bytes);
     finish(&mut conn);
     check(&conn);
-}
-
-fn hash_of(bytes: &[u8]) -> u64 {
-    let mut collector = BodyCollector::new(0);
-    collector.push(bytes);
-    collector.finish().hash
 }
 
 #[test]
