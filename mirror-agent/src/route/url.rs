@@ -124,27 +124,39 @@ mod tests {
 
     #[test]
     fn urls_give_host_port_and_prefix() {
-        let u = TargetUrl::parse("http://myapp-v2:9000").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path_prefix.as_str()),
-            ("myapp-v2", 9000, "")
-        );
+        // URL, host, port, path prefix, authority.
+        for (url, host, port, prefix, authority) in [
+            (
+                "http://myapp-v2:9000",
+                "myapp-v2",
+                9000,
+                "",
+                "myapp-v2:9000",
+            ),
+            (
+                "http://10.0.0.7:9001/prefix/",
+                "10.0.0.7",
+                9001,
+                "/prefix",
+                "10.0.0.7:9001",
+            ),
+            ("HTTP://[::1]:8080/a/b", "::1", 8080, "/a/b", "[::1]:8080"),
+            ("http://shadow/", "shadow", 80, "", "shadow"),
+        ] {
+            let u = TargetUrl::parse(url).unwrap();
+            assert_eq!(
+                (
+                    u.host.as_str(),
+                    u.port,
+                    u.path_prefix.as_str(),
+                    u.authority.as_str()
+                ),
+                (host, port, prefix, authority),
+                "{url}"
+            );
+        }
         let u = TargetUrl::parse("http://10.0.0.7:9001/prefix/").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path_prefix.as_str()),
-            ("10.0.0.7", 9001, "/prefix")
-        );
         assert_eq!(u.to_string(), "http://10.0.0.7:9001/prefix");
-        let u = TargetUrl::parse("HTTP://[::1]:8080/a/b").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.authority.as_str()),
-            ("::1", 8080, "[::1]:8080")
-        );
-        let u = TargetUrl::parse("http://shadow/").unwrap();
-        assert_eq!(
-            (u.port, u.path_prefix.as_str(), u.authority.as_str()),
-            (80, "", "shadow")
-        );
     }
 
     #[test]

@@ -9,11 +9,18 @@ use crate::http::testing::frame;
 use crate::http::{RequestSink, ResponseLoss, ResponseSink};
 use crate::route::FilterReason;
 
-#[test]
-fn recorded_requests_read_back_as_they_were_captured_and_filters_are_counted() {
-    let dir = std::env::temp_dir().join(format!("mirror-rec-{}", std::process::id()));
+/// A fresh directory for one test (its caller removes it) and the
+/// recording's path inside it.
+fn scratch_file(dir: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("out.gor");
+    (dir, path)
+}
+
+#[test]
+fn recorded_requests_read_back_as_they_were_captured_and_filters_are_counted() {
+    let (dir, path) = scratch_file("mirror-rec");
     let stream = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
 POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n\x00\r\n\xff\n\
 DELETE /c HTTP/1.1\r\nHost: h\r\n\r\n\
@@ -110,9 +117,7 @@ fn response(raw: Option<&[u8]>, first_byte_ns: u64) -> CapturedResponse {
 
 #[test]
 fn responses_are_written_as_type_2_with_their_requests_id_and_every_miss_is_counted() {
-    let dir = std::env::temp_dir().join(format!("mirror-rec-resp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("out.gor");
+    let (dir, path) = scratch_file("mirror-rec-resp");
     let stream = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\
 DELETE /b HTTP/1.1\r\nHost: h\r\n\r\n\
 GET /c HTTP/1.1\r\nHost: h\r\n\r\n\
