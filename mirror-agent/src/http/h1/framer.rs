@@ -208,6 +208,12 @@ impl RequestFramer {
         };
         let n = n.min(remaining);
         cx.stats.skipped_bytes += n;
+        self.unkept_body_passed(n, remaining, cx);
+    }
+
+    /// `n` of the `remaining` bytes of a body we do not keep went by: the
+    /// request ends with them, or its body goes on without them.
+    fn unkept_body_passed<S>(&mut self, n: u64, remaining: u64, cx: &mut FramerCtx<'_, S>) {
         if n == remaining {
             self.skipped_request_done(false, cx);
         } else {
@@ -237,14 +243,7 @@ impl RequestFramer {
                     self.body = Vec::new();
                     self.sync(cx);
                 }
-                if missing == remaining {
-                    self.skipped_request_done(false, cx);
-                } else {
-                    self.state = State::Body {
-                        remaining: remaining - missing,
-                        keep: false,
-                    };
-                }
+                self.unkept_body_passed(missing, remaining, cx);
             }
             // Already counted as lost: only the framing goes.
             State::Body { keep: false, .. } | State::Chunked { keep: false } => {
