@@ -182,18 +182,22 @@ mod tests {
 
     #[test]
     fn bad_urls_say_what_is_wrong() {
-        let err = |s| TargetUrl::parse(s).unwrap_err();
-        assert!(err("ftp://x").contains("scheme must be http or https"));
-        assert!(err("https://x:0").contains("not a port"));
-        assert!(err("https://u:p@x").contains("user name"));
-        assert!(err("https://bad..name").contains("checked against a certificate"));
-        assert!(err("myapp:9000").contains("not a URL"));
-        assert!(err("http://x:0").contains("not a port"));
-        assert!(err("http://x:99999").contains("not a port"));
-        assert!(err("http://:80").contains("host is missing"));
-        assert!(err("http://u:p@x").contains("user name"));
-        assert!(err("http://x/?q=1").contains("query"));
-        assert!(err("http://[::1").contains("unclosed"));
-        assert!(err("http://ex ample").contains("not a host"));
+        for (url, says) in [
+            ("ftp://x", "scheme must be http or https"),
+            ("https://x:0", "not a port"),
+            ("https://u:p@x", "user name"),
+            ("https://bad..name", "checked against a certificate"),
+            ("myapp:9000", "not a URL"),
+            ("http://x:0", "not a port"),
+            ("http://x:99999", "not a port"),
+            ("http://:80", "host is missing"),
+            ("http://u:p@x", "user name"),
+            ("http://x/?q=1", "query"),
+            ("http://[::1", "unclosed"),
+            ("http://ex ample", "not a host"),
+        ] {
+            let err = TargetUrl::parse(url).unwrap_err();
+            assert!(err.contains(says), "{url}: {err}");
+        }
     }
 }

@@ -458,6 +458,17 @@ mod tests {
         }
     }
 
+    /// The metrics text of an agent with one target, `name`, counting `stats`.
+    fn render_target(name: &str, stats: &TargetStats) -> String {
+        let target = TargetSnapshot {
+            name: name.into(),
+            stats: stats.snapshot(),
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(sources(vec![target])));
+        render(&registry)
+    }
+
     #[test]
     fn the_exposition_names_every_family_with_its_labels() {
         let stats = TargetStats::default();
@@ -476,13 +487,7 @@ mod tests {
         stats.drop_one(DropReason::QueueFull);
         stats.queue_depth.store(5, Relaxed);
         stats.in_flight.store(1, Relaxed);
-        let target = TargetSnapshot {
-            name: "http://v2:9000".into(),
-            stats: stats.snapshot(),
-        };
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(sources(vec![target])));
-        let text = render(&registry);
+        let text = render_target("http://v2:9000", &stats);
         for line in [
             "mirror_requests_captured_total 42",
             "mirror_flows_active 3",
@@ -519,13 +524,7 @@ mod tests {
             stats.captured.fetch_add(1, Relaxed);
             stats.sent_one(StatusClass::Success, Duration::from_millis(ms));
         }
-        let target = TargetSnapshot {
-            name: "v2".into(),
-            stats: stats.snapshot(),
-        };
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(sources(vec![target])));
-        let text = render(&registry);
+        let text = render_target("v2", &stats);
         for line in [
             "mirror_shadow_request_duration_seconds_bucket{le=\"0.001\",target=\"v2\"} 2",
             "mirror_shadow_request_duration_seconds_bucket{le=\"0.025\",target=\"v2\"} 2",
