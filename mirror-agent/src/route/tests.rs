@@ -20,6 +20,17 @@ fn rewrite(
         .to_vec()
 }
 
+/// [`rewrite`]'s output as text, for requests that are text.
+fn rewritten(
+    global: &Rewrites,
+    target: &Rewrites,
+    marker: Option<&HeaderLine>,
+    u: &str,
+    stream: &[u8],
+) -> String {
+    String::from_utf8(rewrite(global, target, marker, u, stream)).unwrap()
+}
+
 fn plain(stream: &[u8]) -> Vec<u8> {
     rewrite(
         &Rewrites::default(),
@@ -625,7 +636,7 @@ fn header_values_are_rewritten_in_place_by_every_rule_of_their_name() {
         ..Rewrites::default()
     };
     assert_eq!(
-        String::from_utf8(rewrite(&global, &target, None, "http://t:1", stream)).unwrap(),
+        rewritten(&global, &target, None, "http://t:1", stream),
         "GET / HTTP/1.1\r\nHost: shop.shadow.internal\r\nX-Tenant: ACME-shadow\r\nx-tenant: beta-shadow\r\nX-Other: prod\r\n\r\n"
     );
 }
@@ -639,7 +650,7 @@ fn forwarded_for_appends_the_client_address_or_adds_the_header() {
     let none = Rewrites::default();
     let marker = default_marker();
     let out = |global: &Rewrites, target: &Rewrites, stream: &[u8]| {
-        String::from_utf8(rewrite(global, target, Some(&marker), "http://t:1", stream)).unwrap()
+        rewritten(global, target, Some(&marker), "http://t:1", stream)
     };
     assert_eq!(
         out(&on, &none, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -697,7 +708,7 @@ fn an_absolute_form_target_goes_out_in_origin_form_with_every_rewrite() {
     let none = Rewrites::default();
     let stream = b"POST http://evil.example:6666/v1/orders?token=s&id=3 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok";
     assert_eq!(
-        String::from_utf8(rewrite(&global, &none, None, "http://t:1/base", stream)).unwrap(),
+        rewritten(&global, &none, None, "http://t:1/base", stream),
         "POST /base/v2/orders?id=3&shadow=1 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok"
     );
     // A target's own path rules are tried before the global ones.
@@ -706,7 +717,7 @@ fn an_absolute_form_target_goes_out_in_origin_form_with_every_rewrite() {
         ..Rewrites::default()
     };
     assert_eq!(
-        String::from_utf8(rewrite(&global, &own, None, "http://t:1", stream)).unwrap(),
+        rewritten(&global, &own, None, "http://t:1", stream),
         "POST /orders-v3?id=3&shadow=1 HTTP/1.1\r\nHost: evil.example:6666\r\nContent-Length: 2\r\n\r\nok"
     );
 }
