@@ -157,25 +157,23 @@ mod tests {
 
     #[test]
     fn bare_lf_and_bare_cr_are_found_where_they_are() {
-        assert_eq!(
-            strict(&[b"GET / HTTP/1.1\nHost: a\r\n\r\n"]),
-            [HeadScan::BareLineEnd(15)]
-        );
-        assert_eq!(
-            strict(&[b"GET / HTTP/1.1\r\nHost: a\n\n"]),
-            [HeadScan::BareLineEnd(24)]
-        );
-        assert_eq!(
-            strict(&[b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n"]),
-            [HeadScan::BareLineEnd(22)]
-        );
+        for (head, at) in [
+            (&b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..], 15),
+            (b"GET / HTTP/1.1\r\nHost: a\n\n", 24),
+            (b"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", 22),
+            (b"GET / HTTP/1.1\r\n\n", 17),
+        ] {
+            let found = strict(&[head]);
+            assert_eq!(
+                found,
+                [HeadScan::BareLineEnd(at)],
+                "{}",
+                head.escape_ascii()
+            );
+        }
         assert_eq!(
             strict(&[b"GET / HTTP/1.1\r\nA: b\r\n\r", b"x"]),
             [HeadScan::More, HeadScan::BareLineEnd(1)]
-        );
-        assert_eq!(
-            strict(&[b"GET / HTTP/1.1\r\n\n"]),
-            [HeadScan::BareLineEnd(17)]
         );
     }
 
