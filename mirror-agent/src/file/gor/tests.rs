@@ -16,6 +16,16 @@ fn push_request(file: &mut Vec<u8>, id: &str, ts: i64, data: &[u8]) {
     encode(&meta(PayloadKind::Request, id, ts, -1), data, file).unwrap();
 }
 
+/// Appends `parts` as they are (no payload framing); returns the offset
+/// where they start.
+fn push_bytes(file: &mut Vec<u8>, parts: &[&[u8]]) -> u64 {
+    let at = file.len() as u64;
+    for part in parts {
+        file.extend_from_slice(part);
+    }
+    at
+}
+
 fn read_all(bytes: &[u8], max_payload: usize) -> Vec<Item> {
     PayloadReader::new(Cursor::new(bytes.to_vec()), max_payload)
         .map(|item| item.expect("reading from memory does not fail"))
@@ -132,12 +142,10 @@ fn a_file_written_by_hand_per_goreplays_format_is_read_with_binary_and_crlf_bodi
 fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_next_ones_are_read() {
     let mut file = Vec::new();
     push_request(&mut file, "ok1", 1, b"GET /1 HTTP/1.1\r\n\r\n");
-    let bad_offset = file.len() as u64;
-    file.extend_from_slice(b"9 zz notanumber\nGET /bad HTTP/1.1\r\n\r\n");
-    file.extend_from_slice(SEPARATOR);
-    let bad_ts_offset = file.len() as u64;
-    file.extend_from_slice(b"1 id2 12x -1\nGET /bad2 HTTP/1.1\r\n\r\n");
-    file.extend_from_slice(SEPARATOR);
+    let bad = b"9 zz notanumber\nGET /bad HTTP/1.1\r\n\r\n";
+    let bad_offset = push_bytes(&mut file, &[bad, SEPARATOR]);
+    let bad_ts = b"1 id2 12x -1\nGET /bad2 HTTP/1.1\r\n\r\n";
+    let bad_ts_offset = push_bytes(&mut file, &[bad_ts, SEPARATOR]);
     push_request(&mut file, "ok2", 2, b"GET /2 HTTP/1.1\r\n\r\n");
     let items = read_all(&file, 1 << 20);
     assert_eq!(items.len(), 4);
@@ -168,8 +176,8 @@ fn a_malformed_payload_is_reported_with_its_offset_and_line_and_the_next_ones_ar
 fn a_cut_file_reports_its_last_payload_and_keeps_the_complete_ones() {
     let mut file = Vec::new();
     push_request(&mut file, "a", 1, b"GET / HTTP/1.1\r\n\r\n");
-    let cut_at = file.len() as u64;
-    file.extend_from_slice(b"1 b 2 -1\nPOST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    let cut = b"1 b 2 -1\nPOST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc";
+    let cut_at = push_bytes(&mut file, &[cut]);
     let items = read_all(&file, 1 << 20);
     assert_eq!(items.len(), 2);
     assert!(items[0].is_ok());
