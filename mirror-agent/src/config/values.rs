@@ -24,6 +24,14 @@ use crate::route::{
 };
 use crate::telemetry::LogFormat;
 
+/// Splits a number with a unit (`1.5s`, `32M`) after its leading run of
+/// characters `in_number` accepts. The unit is empty when there is none,
+/// the number when the text starts with the unit: each value says which it
+/// refuses.
+fn number_and_unit(text: &str, in_number: impl Fn(char) -> bool) -> (&str, &str) {
+    text.split_at(text.find(|c: char| !in_number(c)).unwrap_or(text.len()))
+}
+
 /// Serde through `FromStr` and `Display`: the file holds these as strings,
 /// and a bad one is an error at its place in the file.
 macro_rules! serde_as_string {

@@ -19,10 +19,7 @@ impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || format!("`{text}` is not a duration such as 500ms, 2s or 1m");
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, unit) = text.split_at(split);
+        let (number, unit) = super::number_and_unit(text, |c| c.is_ascii_digit() || c == '.');
         let number: f64 = number.parse().map_err(|_| bad())?;
         let seconds = match unit {
             "ms" => number / 1000.0,
@@ -76,11 +73,7 @@ impl FromStr for RotateAge {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || format!("`{text}` is not a duration such as 30s, 10m, 1h or 1d");
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(bad)?;
-        let (digits, unit) = trimmed.split_at(split);
+        let (digits, unit) = super::number_and_unit(text.trim(), |c| c.is_ascii_digit());
         let number: u64 = digits.parse().map_err(|_| bad())?;
         let (unit_secs, _) = AGE_UNITS
             .iter()

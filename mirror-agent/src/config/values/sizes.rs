@@ -14,10 +14,7 @@ use super::forms::Forms;
 /// `64M`, `4096`, `1G`: a number of bytes with an optional K, M or G
 /// (binary) suffix.
 fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, ""),
-    };
+    let (digits, unit) = super::number_and_unit(text, |c| c.is_ascii_digit());
     let base: u64 = digits
         .parse()
         .map_err(|_| format!("`{text}` is not a size such as 65536, 64K or 64M"))?;
@@ -126,11 +123,7 @@ impl FromStr for RotateSize {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || format!("`{text}` is not a size such as 32M, 512KB or 1GiB");
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(trimmed.len());
-        let (digits, unit) = trimmed.split_at(split);
+        let (digits, unit) = super::number_and_unit(text.trim(), |c| c.is_ascii_digit());
         let number: u64 = digits.parse().map_err(|_| bad())?;
         let unit = unit.trim().to_ascii_lowercase();
         let unit = unit
