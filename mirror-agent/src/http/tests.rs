@@ -26,6 +26,15 @@ fn one_request_after_skips(r: &Run, target: &[u8], reason: SkipReason, skipped: 
     assert_eq!(r.stats.dropped.total(), skipped, "{:?}", r.stats.dropped);
 }
 
+/// Nothing came out: the connection was given up for `reason` (one loss,
+/// nothing else) and the rest of it is ignored.
+fn given_up(r: &Run, reason: SkipReason) {
+    assert!(r.requests.is_empty(), "{:?}", r.stats);
+    assert_eq!(r.stats.dropped.get(reason), 1, "{:?}", r.stats.dropped);
+    assert_eq!(r.stats.dropped.total(), 1, "{:?}", r.stats.dropped);
+    assert!(r.framer.is_stopped());
+}
+
 /// Every way of cutting `stream` in two, and one byte at a time.
 fn all_splits(stream: &[u8], check: impl Fn(&Run)) {
     for cut in 0..=stream.len() {
@@ -358,9 +367,7 @@ fn a_body_is_skipped_when_the_shared_budget_is_exhausted() {
 fn http2_preface_marks_the_connection_unsupported() {
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     all_splits(preface, |r| {
-        assert!(r.requests.is_empty());
-        assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedHttp2), 1);
-        assert!(r.framer.is_stopped());
+        given_up(r, SkipReason::UnsupportedHttp2);
     });
 }
 
@@ -411,10 +418,7 @@ fn an_h2c_upgrade_stops_parsing_and_a_connect_is_refused() {
     // refused at the head, the tunnel's bytes ignored.
     let r =
         run(&[b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"]);
-    assert!(r.requests.is_empty());
-    assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedTarget), 1);
-    assert_eq!(r.stats.dropped.total(), 1);
-    assert!(r.framer.is_stopped());
+    given_up(&r, SkipReason::UnsupportedTarget);
 }
 
 #[test]
@@ -666,19 +670,14 @@ fn a_bare_lf_head_hiding_a_request_in_its_body_is_refused_whole() {
     // CRLF-only shadow would read no body and serve `GET /admin`.
     let smuggler = b"GET / HTTP/1.1\nHost: h\nContent-Length: 23\n\nGET /admin HTTP/1.1\r\n\r\n";
     all_splits(smuggler, |r| {
-        assert!(r.requests.is_empty());
-        assert_eq!(r.stats.dropped.get(SkipReason::BareLineEnd), 1);
-        assert_eq!(r.stats.dropped.total(), 1);
-        assert!(r.framer.is_stopped());
+        given_up(r, SkipReason::BareLineEnd);
     });
 }
 
 #[test]
 fn the_http2_preface_with_bare_lf_is_still_http2() {
     let r = run(&[b"PRI * HTTP/2.0\n\nSM\n\n"]);
-    assert!(r.requests.is_empty());
-    assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedHttp2), 1);
-    assert!(r.framer.is_stopped());
+    given_up(&r, SkipReason::UnsupportedHttp2);
 }
 
 #[test]
