@@ -366,18 +366,13 @@ fn a_body_is_skipped_when_the_shared_budget_is_exhausted() {
 #[test]
 fn http2_preface_marks_the_connection_unsupported() {
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00GET / HTTP/1.1\r\nHost: h\r\n\r\n";
-    all_splits(preface, |r| {
-        given_up(r, SkipReason::UnsupportedHttp2);
-    });
+    all_splits(preface, |r| given_up(r, SkipReason::UnsupportedHttp2));
 }
 
 #[test]
 fn tls_client_hello_marks_the_connection_unsupported() {
     let hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03GET / HTTP/1.1\r\nHost: h\r\n\r\n";
-    all_splits(hello, |r| {
-        assert!(r.requests.is_empty());
-        assert_eq!(r.stats.dropped.get(SkipReason::UnsupportedTls), 1);
-    });
+    all_splits(hello, |r| given_up(r, SkipReason::UnsupportedTls));
 }
 
 #[test]
@@ -669,9 +664,7 @@ fn a_bare_lf_head_hiding_a_request_in_its_body_is_refused_whole() {
     // nginx reads Content-Length: 23 and a body holding `GET /admin`; a
     // CRLF-only shadow would read no body and serve `GET /admin`.
     let smuggler = b"GET / HTTP/1.1\nHost: h\nContent-Length: 23\n\nGET /admin HTTP/1.1\r\n\r\n";
-    all_splits(smuggler, |r| {
-        given_up(r, SkipReason::BareLineEnd);
-    });
+    all_splits(smuggler, |r| given_up(r, SkipReason::BareLineEnd));
 }
 
 #[test]
