@@ -365,12 +365,11 @@ fn an_upgraded_connection_is_ignored_until_it_ends() {
 
 #[test]
 fn a_hundred_thousand_half_open_connections_stay_within_the_caps() {
-    let config = FlowConfig {
+    let mut t = with_config(FlowConfig {
         max_flows: 10_000,
         max_buffered_bytes: 100_000,
         ..FlowConfig::default()
-    };
-    let mut t = with_config(config);
+    });
     for i in 0..100_000u32 {
         let k = FlowKey {
             client: SocketAddr::from((Ipv4Addr::from(0x0ac8_0000 + i), 40000)),
