@@ -1286,7 +1286,7 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
 
 /// `N compared`, `D differ` and the kinds text of a replay's verdict line
 /// for `url` (`final counts: comparison: URL (role): N compared, P % match,
-/// D differ (status 10, header 10, body 30)...`).
+/// D differ (status 10, body 30, header 10)...`).
 fn offline_verdict(stdout: &str, url: &str) -> Result<(u64, u64, String)> {
     let prefix = format!("final counts: comparison: {url} (candidate): ");
     let line = stdout
@@ -1460,9 +1460,9 @@ fn planted_verdicts(stdout: &str, v2: &str, v3: &str, total: u64) -> Result<()> 
     ensure!(!stdout.contains("not compared"), "{stdout}");
     let (compared, differ, kinds3) = offline_verdict(stdout, v3)?;
     ensure!(
-        (compared, differ, kinds3.as_str()) == (total, 70, "status 10, header 10, body 50"),
+        (compared, differ, kinds3.as_str()) == (total, 70, "status 10, body 50, header 10"),
         "v3: {compared} compared, {differ} differ ({kinds3}) of {total}; planted 70 \
-         (status 10, header 10, body 50): {stdout} {kinds}"
+         (status 10, body 50, header 10): {stdout} {kinds}"
     );
     Ok(())
 }

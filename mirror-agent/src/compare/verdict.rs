@@ -7,10 +7,18 @@
 mirror_common::labelled! {
     /// What part of a response differs.
     #[derive(PartialOrd, Ord)]
+    /// Declared from the most to the least severe: the report ranks by it.
     pub enum Kind {
+        /// The target did not answer properly once the request was sent
+        /// (reset, closed mid-response, timed out, unparseable): v1 did.
+        Failed => "failed",
         Status => "status",
-        Header => "header",
+        /// The answer's body cannot be decoded as its headers claim (a
+        /// `Content-Encoding: gzip` over a plain body, bad gzip) while the
+        /// other side's can.
+        Undecodable => "undecodable",
         Body => "body",
+        Header => "header",
     }
 }
 
@@ -56,6 +64,8 @@ impl Difference {
     /// field, whichever element).
     pub fn field(&self) -> String {
         match self.kind {
+            Kind::Failed => "failed".to_owned(),
+            Kind::Undecodable => "undecodable".to_owned(),
             Kind::Status => "status".to_owned(),
             Kind::Header => format!("header:{}", self.path),
             Kind::Body => group_array_indices(&self.path),

@@ -138,7 +138,7 @@ mod tests {
         let line = verdict_line(&report.snapshot().targets[0]);
         assert_eq!(
             line,
-            "v3 (candidate): 7 compared, 42.9 % match, 4 differ (status 2, header 1, body 2), \
+            "v3 (candidate): 7 compared, 42.9 % match, 4 differ (status 2, body 2, header 1), \
              2 not compared (timeout 2); most differing: POST /orders/{id} 100.0 % of 1"
         );
         let empty = Report::new(vec![("v4".to_owned(), Role::Candidate)], 10);

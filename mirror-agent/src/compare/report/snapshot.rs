@@ -73,12 +73,20 @@ pub struct Kinds {
     pub status: u64,
     pub header: u64,
     pub body: u64,
+    /// Added after the first release: a report from an older agent has
+    /// none (zero).
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub undecodable: u64,
 }
 
 impl Kinds {
     pub fn get(&self, kind: Kind) -> u64 {
         match kind {
+            Kind::Failed => self.failed,
             Kind::Status => self.status,
+            Kind::Undecodable => self.undecodable,
             Kind::Header => self.header,
             Kind::Body => self.body,
         }
@@ -86,7 +94,9 @@ impl Kinds {
 
     pub(super) fn get_mut(&mut self, kind: Kind) -> &mut u64 {
         match kind {
+            Kind::Failed => &mut self.failed,
             Kind::Status => &mut self.status,
+            Kind::Undecodable => &mut self.undecodable,
             Kind::Header => &mut self.header,
             Kind::Body => &mut self.body,
         }

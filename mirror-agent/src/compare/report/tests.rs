@@ -87,6 +87,7 @@ fn verdicts_are_counted_per_target_endpoint_kind_and_field() {
             // Two pairs differ in their body; the one with two prices
             // counts once, the one whose `$.ts` is noise counts for `$.name`.
             body: 2,
+            ..Kinds::default()
         }
     );
     assert_eq!(target.pairs.kinds, endpoint.pairs.kinds);
@@ -131,7 +132,8 @@ fn a_kind_that_only_shows_noise_does_not_count_the_pair_as_differing_in_it() {
         Kinds {
             status: 1,
             header: 0,
-            body: 0
+            body: 0,
+            ..Kinds::default()
         }
     );
     assert!(field(endpoint, "$.ts").noise && field(endpoint, "header:date").noise);
@@ -297,7 +299,7 @@ fn the_json_keeps_the_contract_keys_and_reads_back() {
     let kinds = endpoint["kinds"].as_object().unwrap();
     assert_eq!(
         kinds.keys().collect::<Vec<_>>(),
-        ["body", "header", "status"]
+        ["body", "failed", "header", "status", "undecodable"]
     );
     assert_eq!(
         (
