@@ -27,6 +27,7 @@ pub mod agent;
 pub mod app;
 pub mod app_client;
 pub mod capture;
+pub mod compare_rig;
 pub mod gor_file;
 pub mod http_compare;
 pub mod load;
