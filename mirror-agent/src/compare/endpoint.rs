@@ -1,7 +1,7 @@
-//! Which endpoint a request is for: `POST /orders/123?x=1` →
-//! `POST /orders/{id}`, so that the report counts differences per route,
-//! not per URL. A bounded set of names keeps the report (and any metric
-//! labelled with it) from growing with the traffic.
+//! Which endpoint a request is for: `POST /orders/123?x=1&y=2` →
+//! `POST /orders/{id}?x&y`, so that the report counts differences per
+//! route and query shape, not per URL. A bounded set of names keeps the
+//! report (and any metric labelled with it) from growing with the traffic.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,22 +15,32 @@ const MAX_METHOD_CHARS: usize = 24;
 /// What an id-like path segment becomes.
 pub const ID: &str = "{id}";
 
+/// Query keys kept in a template; more are written `&…`.
+const MAX_QUERY_KEYS: usize = 8;
+
+/// Longest query key kept (characters).
+const MAX_KEY_CHARS: usize = 32;
+
 /// The name shared by every endpoint past the bound of [`Endpoints`].
 pub const OTHER: &str = "(other)";
 
-/// The endpoint template of a request: its method and path, the query and
-/// fragment left out, id-like segments (numbers, UUIDs, hex ids, long
-/// opaque tokens) written `{id}`. An absolute-form target
-/// (`http://host/path`) counts by its path; `*` stays `*`; an empty path is
-/// `/`. Bytes that are not UTF-8, and control characters, are escaped.
+/// The endpoint template of a request: its method and path, id-like
+/// segments (numbers, UUIDs, hex ids, base64 and other opaque tokens)
+/// written `{id}`, then the query's shape: the set of its keys, sorted,
+/// without their values (`GET /posts?_page&_per_page` apart from
+/// `GET /posts?_sort`: a paging bug and a sorting bug are told apart); the
+/// fragment left out. An absolute-form target (`http://host/path`) counts
+/// by its path; `*` stays `*`; an empty path is `/`. Bytes that are not
+/// UTF-8, and control characters, are escaped.
 pub fn template(method: &[u8], target: &[u8]) -> String {
     let mut out = String::new();
     push_escaped(&mut out, method, MAX_METHOD_CHARS);
     out.push(' ');
-    let target = target
-        .split(|&b| b == b'?' || b == b'#')
-        .next()
-        .unwrap_or_default();
+    let target = target.split(|&b| b == b'#').next().unwrap_or_default();
+    let (target, query) = match target.iter().position(|&b| b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &b""[..]),
+    };
     if target == b"*" {
         out.push('*');
         return out;
@@ -61,10 +71,34 @@ pub fn template(method: &[u8], target: &[u8]) -> String {
                 .map_or(out.len(), |(at, _)| at);
             out.truncate(end);
             out.push('…');
-            break;
+            return out;
         }
     }
+    push_query_shape(&mut out, query);
     out
+}
+
+/// `?a&b` for a query with the keys `b` and `a` (each once, sorted, at
+/// most [`MAX_QUERY_KEYS`]); nothing for an empty query.
+fn push_query_shape(out: &mut String, query: &[u8]) {
+    let mut keys: Vec<&[u8]> = query
+        .split(|&b| b == b'&' || b == b';')
+        .map(|pair| pair.split(|&b| b == b'=').next().unwrap_or_default())
+        .filter(|key| !key.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    for (index, key) in keys.iter().enumerate() {
+        out.push(if index == 0 { '?' } else { '&' });
+        if index == MAX_QUERY_KEYS {
+            out.push('…');
+            break;
+        }
+        push_escaped(out, key, MAX_KEY_CHARS);
+    }
 }
 
 /// The path of an origin-form target, or of an absolute-form one
@@ -99,7 +133,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A path segment that names one thing among many: all digits; a UUID;
 /// 8 or more hex digits with at least one digit (so `deadbeef` the word
-/// stays); 20 or more of `[A-Za-z0-9_-]` mixing letters and digits.
+/// stays); an opaque token (see [`is_opaque`]).
 fn is_id(segment: &[u8]) -> bool {
     if segment.is_empty() {
         return false;
@@ -107,13 +141,37 @@ fn is_id(segment: &[u8]) -> bool {
     let has_digit = segment.iter().any(u8::is_ascii_digit);
     let all_digits = segment.iter().all(u8::is_ascii_digit);
     let hex_id = segment.len() >= 8 && has_digit && segment.iter().all(u8::is_ascii_hexdigit);
-    let token = segment.len() >= 20
-        && has_digit
-        && segment.iter().any(u8::is_ascii_alphabetic)
-        && segment
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-    all_digits || hex_id || is_uuid(segment) || token
+    all_digits || hex_id || is_uuid(segment) || is_opaque(segment)
+}
+
+/// A token no one would name a route after: base64 (or base64url) and the
+/// like. Words and slugs stay (`getting-started`, `getUserProfile`,
+/// `jquery-3.6.0.min.js`): a token is made of base64's letters only and
+/// is 20 or more of them mixing letters and digits (today's session ids,
+/// tokens); or 12 or more ending in `=` padding; or 16 or more mixing
+/// digits with both cases; or 20 or more letters whose case flips at
+/// least every third letter, as random letters do and camelCase does not.
+fn is_opaque(segment: &[u8]) -> bool {
+    let base64ish = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'=');
+    if !segment.iter().all(base64ish) {
+        return false;
+    }
+    let len = segment.len();
+    let has_digit = segment.iter().any(u8::is_ascii_digit);
+    let has_letter = segment.iter().any(u8::is_ascii_alphabetic);
+    let has_upper = segment.iter().any(u8::is_ascii_uppercase);
+    let has_lower = segment.iter().any(u8::is_ascii_lowercase);
+    let padded = len >= 12 && segment.ends_with(b"=") && has_letter;
+    let mixed_token = len >= 20 && has_digit && has_letter;
+    let mixed_case_token = len >= 16 && has_digit && has_upper && has_lower;
+    let letters: Vec<bool> = segment
+        .iter()
+        .filter(|b| b.is_ascii_alphabetic())
+        .map(u8::is_ascii_uppercase)
+        .collect();
+    let flips = letters.windows(2).filter(|w| w[0] != w[1]).count();
+    let random_letters = letters.len() >= 20 && flips * 3 >= letters.len();
+    padded || mixed_token || mixed_case_token || random_letters
 }
 
 /// `8-4-4-4-12` hex digits.
@@ -224,7 +282,7 @@ mod tests {
                 "GET /users/{id}/cart",
             ),
             ("GET", b"/static/app.js", "GET /static/app.js"),
-            ("GET", b"/v1/items?id=3", "GET /v1/items"),
+            ("GET", b"/v1/items?id=3", "GET /v1/items?id"),
             ("GET", b"/v1/items#top", "GET /v1/items"),
             ("GET", b"/blobs/5f2b9c0e1a", "GET /blobs/{id}"),
             ("GET", b"/words/deadbeef", "GET /words/deadbeef"),
@@ -248,15 +306,78 @@ mod tests {
     }
 
     #[test]
+    fn the_query_counts_by_its_set_of_keys() {
+        for (target, want) in [
+            (&b"/posts"[..], "GET /posts"),
+            (b"/posts?", "GET /posts"),
+            (b"/posts?_page=2&_per_page=10", "GET /posts?_page&_per_page"),
+            (b"/posts?_per_page=5&_page=1", "GET /posts?_page&_per_page"),
+            (b"/posts?_sort=title", "GET /posts?_sort"),
+            (b"/posts?_start=0&_end=10", "GET /posts?_end&_start"),
+            (b"/posts?title_like=rem&q", "GET /posts?q&title_like"),
+            (b"/posts?tag=a&tag=b", "GET /posts?tag"),
+            (b"/posts?=x&&a", "GET /posts?a"),
+            (b"/posts/7?x=1#frag", "GET /posts/{id}?x"),
+            (b"/posts#?notquery", "GET /posts"),
+            (b"/s?a=1;b=2", "GET /s?a&b"),
+        ] {
+            assert_eq!(
+                t("GET", target),
+                want,
+                "{}",
+                String::from_utf8_lossy(target)
+            );
+        }
+        let many: String = (0..20).map(|i| format!("k{i:02}=v&")).collect();
+        let made = t("GET", format!("/s?{many}").as_bytes());
+        assert_eq!(made, "GET /s?k00&k01&k02&k03&k04&k05&k06&k07&…");
+        let long_key = format!("/s?{}=1", "k".repeat(100));
+        assert!(t("GET", long_key.as_bytes()).chars().count() <= "GET /s?".len() + 33);
+        assert_eq!(t("GET", b"/s?\x01=\xff"), r"GET /s?\u{1}");
+    }
+
+    #[test]
+    fn opaque_segments_are_ids_and_words_are_not() {
+        for segment in [
+            "SGVsbG8gV29ybGQ=",
+            "aGVsbG8gd29ybGQgZm9yIGV2ZXI",
+            "eyJhbGciOiJIUzI1NiJ9",
+            "xKqPzRtWmYbNvLcHdJfGsA",
+            "dGhpcyBpcyBhIHRlc3Q-_x",
+        ] {
+            assert_eq!(
+                t("GET", format!("/base64/{segment}").as_bytes()),
+                "GET /base64/{id}",
+                "{segment}"
+            );
+        }
+        for word in [
+            "getUserProfileSettings",
+            "XMLHttpRequestHandler",
+            "jquery-3.6.0.min.js",
+            "getting-started-with-the-api",
+            "SGVsbG8",
+            "release-2024",
+            "v2",
+        ] {
+            assert_eq!(
+                t("GET", format!("/x/{word}").as_bytes()),
+                format!("GET /x/{word}"),
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
     fn absolute_star_and_empty_targets() {
         assert_eq!(
             t("GET", b"http://shop.example:8080/orders/9?x"),
-            "GET /orders/{id}"
+            "GET /orders/{id}?x"
         );
         assert_eq!(t("GET", b"HTTPS://shop.example"), "GET /");
         assert_eq!(t("OPTIONS", b"*"), "OPTIONS *");
         assert_eq!(t("GET", b""), "GET /");
-        assert_eq!(t("GET", b"?only=query"), "GET /");
+        assert_eq!(t("GET", b"?only=query"), "GET /?only");
         assert_eq!(t("CONNECT", b"db.internal:5432"), "CONNECT {authority}");
     }
 
