@@ -408,9 +408,10 @@ pub struct MirrorFlags {
 /// `[[target]]` list and `[[match]]` tables.
 #[derive(Clone, Debug, Default, Args)]
 pub struct TargetFlags {
-    /// Shadow target, http only; a path is prepended to every request
-    /// target. Repeat for more; replaces the file's targets.
-    /// Example: --shadow http://myapp-v2:9000 --shadow http://10.0.0.7:9001/prefix
+    /// Shadow target, http:// or https:// (TLS verified, see --ca-file); a
+    /// path is prepended to every request target. Repeat for more; replaces
+    /// the file's targets.
+    /// Example: --shadow http://myapp-v2:9000 --shadow https://10.0.0.7:9443/prefix
     #[arg(long, value_name = "URL")]
     pub shadow: Vec<TargetUrl>,
 
