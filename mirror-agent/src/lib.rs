@@ -11,7 +11,8 @@
 //! `telemetry` (metrics, summary, logs) reads them all, `config` turns flags
 //! and the file into their settings, and `app` assembles the agent. `clock`
 //! is the time source and the one periodic wakeup the capture and the shadow
-//! connections share. How a request and a response travel through them, step
+//! connections share; `private_file` creates every file the agent writes
+//! (0600, directories 0700). How a request and a response travel through them, step
 //! by step: `docs/architecture.md` in the repository.
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod file;
 pub mod flow;
 pub mod http;
+pub mod private_file;
 pub mod route;
 pub mod shadow;
 pub mod telemetry;

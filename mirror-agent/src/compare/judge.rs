@@ -257,11 +257,8 @@ impl Judge {
 fn open_log(to: &DiffLogTo) -> std::io::Result<Box<dyn Write + Send>> {
     Ok(match to {
         DiffLogTo::Stderr => Box::new(std::io::stderr()),
-        DiffLogTo::File(path) => Box::new(std::io::LineWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        )),
+        DiffLogTo::File(path) => {
+            Box::new(std::io::LineWriter::new(crate::private_file::append(path)?))
+        }
     })
 }

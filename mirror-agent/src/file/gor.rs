@@ -34,6 +34,8 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
+use crate::private_file;
+
 /// Ends every payload.
 pub const SEPARATOR: &[u8] = "\n🐵🙈🙉\n".as_bytes();
 
@@ -408,7 +410,7 @@ impl Write for CountingWriter {
 impl PayloadWriter {
     /// Creates `path`, replacing a file of that name.
     pub fn create(path: &Path) -> io::Result<Self> {
-        Ok(Self::new(File::create(path)?, is_gzip(path)))
+        Ok(Self::new(private_file::create(path)?, is_gzip(path)))
     }
 
     /// Writes to a file already created (gzip-compressed or not).

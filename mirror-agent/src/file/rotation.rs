@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use tracing::{debug, info};
 
 use super::gor::PayloadWriter;
 use crate::clock::UtcTime;
+use crate::private_file;
 
 /// Where a recording goes and when it moves to a new file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,12 +365,13 @@ impl RotatingWriter {
         if self.name.dynamic_dir
             && let Some(dir) = base.parent()
         {
-            std::fs::create_dir_all(dir).map_err(|e| with_path("cannot create", dir, e))?;
+            private_file::create_dir_all(dir).map_err(|e| with_path("cannot create", dir, e))?;
         }
         let (path, file) = if self.rotates {
             self.claim(&base)?
         } else {
-            let file = File::create(&base).map_err(|e| with_path("cannot create", &base, e))?;
+            let file =
+                private_file::create(&base).map_err(|e| with_path("cannot create", &base, e))?;
             (base, file)
         };
         info!(path = %path.display(), "recording to a new file");
@@ -396,7 +398,7 @@ impl RotatingWriter {
             } else {
                 with_counter(base, n)
             };
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match private_file::create_new(&path) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(with_path("cannot create", &path, e)),
