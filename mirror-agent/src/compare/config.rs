@@ -26,6 +26,12 @@ pub struct CompareConfig {
     pub diff_log_sample: u8,
     /// Most lines a second.
     pub diff_log_rate: u32,
+    /// The diff log file's size past which it is rotated; 0: the default
+    /// ([`DEFAULT_MAX_SIZE`](super::log_file::DEFAULT_MAX_SIZE)).
+    pub diff_log_max_size: u64,
+    /// Rotated files kept (`FILE.1` ... `FILE.N`); `None`: the default
+    /// ([`DEFAULT_KEEP`](super::log_file::DEFAULT_KEEP)).
+    pub diff_log_keep: Option<usize>,
 }
 
 impl CompareConfig {

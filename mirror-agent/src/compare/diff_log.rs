@@ -69,6 +69,13 @@ impl DiffLog {
         }
     }
 
+    /// Writes to `out` from now on (the file opened again on SIGHUP), the
+    /// sampling and rate limit carrying on.
+    pub fn set_output(&mut self, out: Box<dyn Write + Send>) {
+        let _ = self.out.flush();
+        self.out = out;
+    }
+
     /// Logs one differing exchange, if the sampling picks it and the rate
     /// limit lets it through; true if a line was written. An exchange
     /// without differences is not a differing one: nothing is written.

@@ -13,6 +13,7 @@ use super::diff::diff;
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
 use super::exchange::{Exchange, V1Response};
+use super::log_file::{self, LogFile};
 use super::render::verdict_line;
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
@@ -77,18 +78,25 @@ impl Judge {
                 self.targets.insert(t.name.clone(), index);
             }
         }
-        if config.diff_log != self.config.diff_log
+        let new_log = self.log.is_none()
+            || config.diff_log != self.config.diff_log
             || config.diff_log_sample != self.config.diff_log_sample
-            || config.diff_log_rate != self.config.diff_log_rate
-        {
-            self.log = match &config.diff_log {
-                None => None,
-                Some(to) => Some(DiffLog::new(
-                    open_log(to)?,
+            || config.diff_log_rate != self.config.diff_log_rate;
+        match (&mut self.log, &config.diff_log) {
+            (_, None) => self.log = None,
+            (_, Some(to)) if new_log => {
+                self.log = Some(DiffLog::new(
+                    open_log(to, config)?,
                     config.diff_log_sample,
                     config.diff_log_rate,
-                )),
-            };
+                ));
+            }
+            (Some(log), Some(to @ DiffLogTo::File(_))) => {
+                // SIGHUP: the path is opened again, so that after an
+                // outside `mv` (logrotate) the lines go to a new file.
+                log.set_output(open_log(to, config)?);
+            }
+            _ => {}
         }
         self.config = config.clone();
         Ok(())
@@ -254,11 +262,93 @@ impl Judge {
     }
 }
 
-fn open_log(to: &DiffLogTo) -> std::io::Result<Box<dyn Write + Send>> {
+fn open_log(to: &DiffLogTo, config: &CompareConfig) -> std::io::Result<Box<dyn Write + Send>> {
     Ok(match to {
         DiffLogTo::Stderr => Box::new(std::io::stderr()),
         DiffLogTo::File(path) => {
-            Box::new(std::io::LineWriter::new(crate::private_file::append(path)?))
+            let max_size = match config.diff_log_max_size {
+                0 => log_file::DEFAULT_MAX_SIZE,
+                size => size,
+            };
+            let keep = config.diff_log_keep.unwrap_or(log_file::DEFAULT_KEEP);
+            // Whole lines to the file, so that it rotates between lines.
+            Box::new(std::io::LineWriter::new(LogFile::open(
+                path, max_size, keep,
+            )?))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::compare::config::TargetCompare;
+    use crate::compare::exchange::RequestMeta;
+    use crate::http::{Answer, BodyCollector};
+
+    fn answer(body: &str) -> Answer {
+        let mut collector = BodyCollector::new(1024);
+        collector.push(body.as_bytes());
+        Answer {
+            status: 200,
+            headers: Vec::new(),
+            body: collector.finish(),
+        }
+    }
+
+    /// One exchange on which v2 answers otherwise than v1.
+    fn differing() -> Exchange {
+        let mut exchange = Exchange::new(RequestMeta {
+            method: "GET".into(),
+            target: "/a".into(),
+            complete_ns: 1,
+        });
+        exchange.v1 = Some(Ok(V1Response {
+            answer: answer("one"),
+            first_byte_ns: 2,
+        }));
+        exchange.expected = Some(vec!["v2".into()]);
+        exchange.answers.push((
+            "v2".into(),
+            Ok(Answered {
+                answer: answer("two"),
+                latency: Duration::from_millis(1),
+            }),
+        ));
+        exchange
+    }
+
+    #[test]
+    fn a_reload_opens_the_diff_log_again_so_a_moved_file_is_let_go() {
+        let dir = std::env::temp_dir().join(format!("mirror-judge-hup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("diff.jsonl");
+        let config = CompareConfig {
+            targets: vec![TargetCompare {
+                name: "v2".into(),
+                role: Role::Candidate,
+                ignore_headers: Vec::new(),
+                ignore_fields: Vec::new(),
+                body_cap: 1024,
+                timeout: Duration::from_secs(1),
+            }],
+            diff_log: Some(DiffLogTo::File(path.clone())),
+            diff_log_sample: 100,
+            diff_log_rate: 0,
+            ..CompareConfig::default()
+        };
+        let mut judge = Judge::new(&config).unwrap();
+        judge.judge(differing());
+        let moved = dir.join("diff.jsonl.old");
+        std::fs::rename(&path, &moved).unwrap();
+        judge.reconfigure(&config).unwrap(); // SIGHUP, same settings
+        judge.judge(differing());
+        judge.flush();
+        let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!((lines(&moved), lines(&path)), (1, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

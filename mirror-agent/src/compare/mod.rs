@@ -25,7 +25,8 @@
 //!   (`page`), as `compare-report`'s text (`terminal`), and the verdict
 //!   line of the summary (`words`).
 //! * `diff_log`: one JSON line per differing exchange, sampled and rate
-//!   limited, credentials never written.
+//!   limited, credentials never written; `log_file`: its file, bounded in
+//!   size, rotated, reopened on SIGHUP.
 //! * `verdict`: the words all of them speak ([`Kind`], [`Difference`],
 //!   [`NotCompared`], [`Role`], [`Verdict`]); it imports none of them.
 //!
@@ -39,6 +40,7 @@ pub mod endpoint;
 mod engine;
 mod exchange;
 mod judge;
+pub mod log_file;
 mod pairing;
 mod recorded;
 pub mod render;

@@ -101,6 +101,8 @@ impl FileConfig {
                     diff_log_rate: a
                         .diff_log_rate
                         .map_or(DEFAULT_DIFF_LOG_RATE, |n| n.0 as u32),
+                    diff_log_max_size: a.diff_log_max_size.map_or(0, |size| size.0),
+                    diff_log_keep: a.diff_log_keep.map(|n| n.0),
                     ..compare
                 },
             },
@@ -239,6 +241,9 @@ impl FileConfig {
                     .diff_log
                     .as_ref()
                     .map(|_| Count(live.compare.diff_log_rate as usize)),
+                diff_log_max_size: (live.compare.diff_log_max_size > 0)
+                    .then_some(ByteSize(live.compare.diff_log_max_size)),
+                diff_log_keep: live.compare.diff_log_keep.map(Count),
             },
             limits: LimitSection {
                 max_flows: Some(FlowCount(flow.max_flows)),

@@ -198,6 +198,18 @@ section! {
         /// Default 10. Example: --diff-log-rate 100
         #[arg(long, value_name = "N")]
         diff_log_rate "diff_log_rate": Option<Count>,
+
+        /// Largest size of the diff log file: past it the file is rotated
+        /// (FILE.1 is the newest old one, see --diff-log-keep), so the log is
+        /// bounded however long the agent runs. Default 100M.
+        /// Example: --diff-log-max-size 1G
+        #[arg(long, value_name = "BYTES")]
+        diff_log_max_size "diff_log_max_size": Option<ByteSize>,
+
+        /// Rotated diff log files kept (FILE.1 ... FILE.N, the oldest removed;
+        /// 0 keeps none). Default 5. Example: --diff-log-keep 10
+        #[arg(long, value_name = "N")]
+        diff_log_keep "diff_log_keep": Option<Count>,
     }
 }
 
