@@ -962,3 +962,58 @@ fn a_target_removed_by_a_reload_and_added_back_counts_on_from_its_counters() -> 
     ensure!(compare_mirrored(v3_part, served.shadow(1), MARKER)? == 30);
     Ok(())
 }
+
+/// The finding: one malformed shadow response set the address aside for
+/// about a second, and 18 of the next 40 valid requests were dropped as
+/// `io_error`. Now a bad answer costs that one request: 40 requests at
+/// 20 a second over one client connection, the shadow answers the fifth
+/// with bytes that are not HTTP: 39 are answered 2xx, the bad one alone is
+/// `io_error`, and the shadow got all 40, in order.
+#[test]
+fn one_malformed_answer_among_forty_costs_that_request_alone() -> Result<()> {
+    require_kernel!();
+    let rig = ReplayRig::builder(1).serve(&[]).mirror_to(&[0]).build()?;
+    let shadow = Server::builder()
+        .answer(|request| {
+            if request.target() == "/bad" {
+                mirror_testkit::server::Reply::garbage()
+            } else {
+                mirror_testkit::server::Reply::ok(request)
+            }
+        })
+        .start(rig.shadow(0), rig.shadow_addr(0))?;
+    let agent = rig.start_agent()?;
+    let target = rig.url(0);
+    let host = rig.primary_addr().to_string();
+    let paths: Vec<String> = (0..40)
+        .map(|i| {
+            if i == 4 {
+                "/bad".to_owned()
+            } else {
+                format!("/ok/{i}")
+            }
+        })
+        .collect();
+    let mut client = HttpClient::connect(rig.client(), rig.primary_addr())?;
+    for path in &paths {
+        let wire = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let response = client.request(wire.as_bytes())?;
+        ensure!(response.status == 200, "v1 answered {}", response.status);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client.close()?;
+    rig.settle(&[&target], 40)?;
+    let stopped = stop(agent)?;
+    let counts = stopped.target(&target)?;
+    let received: Vec<String> = shadow
+        .halt()
+        .requests()
+        .map(|r| r.target().to_owned())
+        .collect();
+    ensure!(
+        counts.get("captured") == 40 && counts.get("2xx") == 39 && counts.get("io_error") == 1,
+        "final counts: {counts}"
+    );
+    ensure!(received == paths, "the shadow got {received:?}");
+    Ok(())
+}
