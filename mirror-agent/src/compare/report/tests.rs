@@ -423,7 +423,8 @@ fn a_fields_noise_flag_and_rates_come_from_the_rates_now() {
     let value = serde_json::to_value(&snapshot).unwrap();
     assert_eq!(value["targets"][0]["noise_measured"], true);
     assert_eq!(
-        value["targets"][0]["endpoints"][0]["fields"][0]["baseline_rate"],
+        // By count, then path: `$.early`, `$.name`, `$.ts`.
+        value["targets"][0]["endpoints"][0]["fields"][1]["baseline_rate"],
         0.01
     );
 }
