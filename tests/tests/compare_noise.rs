@@ -38,7 +38,11 @@ fn send_items(rig: &AppRig) -> Result<()> {
     let mut client = rig.client()?;
     for n in 1..=ITEMS {
         let response = client.exchange(&ClientRequest::new("GET", &format!("/items/{n}"), &[]))?;
-        ensure!(response.status == 200, "GET /items/{n}: v1 answered {}", response.status);
+        ensure!(
+            response.status == 200,
+            "GET /items/{n}: v1 answered {}",
+            response.status
+        );
     }
     client.close()
 }
