@@ -72,6 +72,10 @@ pub struct Behaviour {
     pub served_at: bool,
     /// `Set-Cookie: session=<value>` on every answer.
     pub session_cookie: Option<String>,
+    /// `GET /items/{n}` for these `n` answers `"name": "item n (renamed)"`:
+    /// a field that differs on chosen requests only (rare noise on a
+    /// baseline, a partial regression on a candidate).
+    pub renamed_items: Vec<u64>,
     pub regressions: Regressions,
 }
 
@@ -84,6 +88,7 @@ impl Behaviour {
             chunked: false,
             served_at: false,
             session_cookie: None,
+            renamed_items: Vec::new(),
             regressions: Regressions::default(),
         }
     }
@@ -324,8 +329,12 @@ pub fn answer(
                 Some(k) if k > 0 && n.is_multiple_of(k) => 500,
                 _ => 200,
             };
+            let mut value = item(n);
+            if behaviour.renamed_items.contains(&n) {
+                value["name"] = json!(format!("item {n} (renamed)"));
+            }
             // HEAD: the same head, the body left out when written.
-            json_answer(status, item(n))
+            json_answer(status, value)
         }
         ("POST", ["", "orders"]) => match order(&request.body) {
             Some((n, quantity)) => json_answer(

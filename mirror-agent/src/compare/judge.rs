@@ -1,6 +1,7 @@
 //! The compare thread's judging: each complete exchange diffed under its
-//! target's rules, its differences marked as noise where a baseline shows
-//! them too, then counted in the report and written to the diff log.
+//! target's rules, its differences marked as noise where the baseline's
+//! rate on the field is close to the target's (`noise`), then counted in
+//! the report and written to the diff log.
 //! Only the compare thread holds it: nothing here waits for the capture.
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
 use super::exchange::{Exchange, V1Response};
 use super::log_file::{self, LogFile};
+use super::noise::Noise;
 use super::render::verdict_line;
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
@@ -22,10 +24,6 @@ use crate::shadow::Answered;
 
 /// Most endpoints tracked; the rest are pooled under `(other)`.
 pub const MAX_ENDPOINTS: usize = 200;
-/// Endpoints whose noise (fields the baseline differs in) is remembered.
-const MAX_NOISY_ENDPOINTS: usize = 1_000;
-/// Noisy fields remembered per endpoint.
-const MAX_NOISY_FIELDS: usize = 256;
 /// Where pairs that were never opened (no room) count in the report.
 const UNKNOWN_ENDPOINT: &str = "(not tracked: overflow)";
 
@@ -38,8 +36,9 @@ pub struct Judge {
     targets: HashMap<String, usize>,
     report: Report,
     endpoints: Endpoints,
-    /// Per endpoint, the fields a baseline showed differing.
-    noise: HashMap<Arc<str>, HashSet<String>>,
+    /// Per endpoint and field, how often each target and the baselines
+    /// differ: what decides noise.
+    noise: Noise,
     log: Option<DiffLog>,
 }
 
@@ -52,7 +51,7 @@ impl Judge {
             targets: HashMap::new(),
             report: Report::new(Vec::new(), MAX_ENDPOINTS),
             endpoints: Endpoints::new(MAX_ENDPOINTS),
-            noise: HashMap::new(),
+            noise: Noise::default(),
             log: None,
         };
         judge.reconfigure(config)?;
@@ -177,9 +176,9 @@ impl Judge {
     }
 
     /// The verdict on one target's answer, v1's being there: the diff
-    /// under the target's rules, each difference marked as noise where a
-    /// baseline differs too (in this exchange, or learned before). A
-    /// baseline's own differences are all noise, and teach the endpoint's.
+    /// under the target's rules, each difference marked as noise or not
+    /// (`learn_noise`). A baseline's own differences are all noise, and
+    /// measure the endpoint's.
     fn compare(
         &mut self,
         role: Role,
@@ -199,19 +198,7 @@ impl Judge {
             Err(reason) => return Verdict::NotCompared(reason),
             Ok(differences) => differences,
         };
-        if role == Role::Baseline {
-            for d in &mut differences {
-                d.noise = true;
-                noise_now.insert(d.field());
-            }
-            self.learn_noise(endpoint, &differences);
-        } else {
-            let learned = self.noise.get(endpoint);
-            for d in &mut differences {
-                let key = d.field();
-                d.noise = noise_now.contains(&key) || learned.is_some_and(|l| l.contains(&key));
-            }
-        }
+        self.learn_noise(role, target, endpoint, &mut differences, noise_now);
         // A baseline's differences are all noise, and still what its row
         // counts: how noisy v1 is.
         let differs = match role {
@@ -225,24 +212,44 @@ impl Judge {
         }
     }
 
-    fn learn_noise(&mut self, endpoint: &Arc<str>, differences: &[Difference]) {
-        if differences.is_empty()
-            || (!self.noise.contains_key(endpoint) && self.noise.len() >= MAX_NOISY_ENDPOINTS)
-        {
+    /// Counts the exchange's differences in the noise statistics and marks
+    /// each one noise or not: a baseline's all (they are what noise is
+    /// measured by, and this exchange's direct evidence for the
+    /// candidates, kept in `noise_now`), a candidate's where the rates
+    /// (or, before enough samples, the baseline in this same exchange)
+    /// say so. Baselines are judged first, so their counts include it.
+    fn learn_noise(
+        &mut self,
+        role: Role,
+        target: &str,
+        endpoint: &Arc<str>,
+        differences: &mut [Difference],
+        noise_now: &mut HashSet<String>,
+    ) {
+        let Some(&index) = self.targets.get(target) else {
             return;
-        }
-        let known = self.noise.entry(endpoint.clone()).or_default();
-        for d in differences {
-            if known.len() >= MAX_NOISY_FIELDS {
-                break;
+        };
+        let fields: Vec<String> = differences.iter().map(Difference::field).collect();
+        self.noise.count(endpoint, index, role, &fields);
+        for (d, field) in differences.iter_mut().zip(fields) {
+            d.noise = match role {
+                Role::Baseline => true,
+                Role::Candidate => {
+                    self.noise
+                        .is_noise(endpoint, index, &field, noise_now.contains(&field))
+                }
+            };
+            if role == Role::Baseline {
+                noise_now.insert(field);
             }
-            known.insert(d.field());
         }
     }
 
-    /// The report now.
+    /// The report now, each field's noise flag and rates as the counts
+    /// stand.
     pub fn report(&self) -> CompareReport {
-        self.report.snapshot()
+        self.report
+            .snapshot_with(&|target, endpoint, field| self.noise.rates(target, endpoint, field))
     }
 
     /// Differing exchanges the diff log left out (sampling, rate limit).
@@ -251,7 +258,7 @@ impl Judge {
     }
 
     pub fn verdict_lines(&self) -> Vec<String> {
-        let report = self.report.snapshot();
+        let report = self.report();
         report.targets.iter().map(verdict_line).collect()
     }
 

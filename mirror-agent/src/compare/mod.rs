@@ -8,11 +8,11 @@
 //! * `engine`: the exchanges waiting for their answers (bounded), and the
 //!   compare thread that hands each complete one to the `judge`;
 //!   `exchange`: one compared request and what came back for it.
-//! * `judge`: the diff under the target's rules, the noise (Diffy's idea,
-//!   done passively: a target in the baseline role runs v1's own version,
-//!   and a difference v1 and the baseline also show is noise, reported as
-//!   such and kept out of the candidates' verdicts), the report, the diff
-//!   log.
+//! * `judge`: the diff under the target's rules, the noise, the report,
+//!   the diff log; `noise`: Diffy's idea, done passively (a target in the
+//!   baseline role runs v1's own version; per endpoint and field, a
+//!   candidate's difference whose rate is close to the baseline's is
+//!   noise, reported as such and kept out of the candidates' verdicts).
 //! * `diff/`: two [`Answer`](crate::http::Answer)s → their
 //!   [`Difference`]s: status, headers, bodies with their content coding
 //!   undone (`decode`), JSON by field path (`json`).
@@ -41,6 +41,7 @@ mod engine;
 mod exchange;
 mod judge;
 pub mod log_file;
+mod noise;
 mod pairing;
 mod recorded;
 pub mod render;

@@ -27,6 +27,16 @@ pub struct TargetReport {
     pub pairs: PairCounts,
     /// Most often differing first.
     pub endpoints: Vec<EndpointReport>,
+    /// Some baseline compared an exchange, so noise was measured; without
+    /// one, no difference can be told noise and the report says so. A
+    /// report from an older agent has no such key: read as measured, so
+    /// nothing is claimed about it.
+    #[serde(default = "measured")]
+    pub noise_measured: bool,
+}
+
+fn measured() -> bool {
+    true
 }
 
 /// One endpoint of one target.
@@ -121,11 +131,25 @@ pub struct FieldReport {
     pub path: String,
     /// Pairs in which it differed (noise included).
     pub count: u64,
-    /// Every one of those differences was noise.
+    /// The field is noise: the baseline's rate on it is close to this
+    /// target's now (`compare::noise`), or, before enough samples to
+    /// tell, every one of its differences was judged noise. A baseline's
+    /// fields are all noise.
     pub noise: bool,
-    /// Of `count`, the differences that were noise.
+    /// Of `count`, the differences judged noise when they were counted
+    /// (each with the rates of that moment).
     pub noise_count: u64,
     pub example: Example,
+    /// The share (0 to 1) of this target's compared exchanges on the
+    /// endpoint that differed on the field; `null` where not counted
+    /// (`(other fields)`, past the noise statistics' bounds) and in an
+    /// older agent's report.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// The same share for the baselines together; `null` without a
+    /// baseline exchange on the endpoint.
+    #[serde(default)]
+    pub baseline_rate: Option<f64>,
 }
 
 /// One difference as seen: the concrete path and both values (cut and

@@ -14,6 +14,7 @@ use super::snapshot::{
     CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, PairCounts,
     TargetReport,
 };
+use crate::compare::noise::FieldRates;
 use crate::compare::rules::{REDACTED, is_credential_header};
 use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 
@@ -89,13 +90,37 @@ impl Report {
     }
 
     /// The counts as they stand, sorted for reading: endpoints by how
-    /// often they differ, fields by how often they appear.
+    /// often they differ, fields by how often they appear. No rates: a
+    /// field is noise when every one of its differences was.
     pub fn snapshot(&self) -> CompareReport {
+        self.snapshot_with(&|_, _, _| None)
+    }
+
+    /// The same, with each field's rates (target index, endpoint, field →
+    /// its [`FieldRates`], if counted): a field's noise flag is then the
+    /// rates' decision now, where they can decide.
+    pub fn snapshot_with(&self, rates: &Rates<'_>) -> CompareReport {
+        // Noise is measured when some baseline compared an exchange.
+        let noise_measured = self
+            .targets
+            .iter()
+            .any(|t| t.role == Role::Baseline && t.counts.matched + t.counts.differ > 0);
         CompareReport {
-            targets: self.targets.iter().map(TargetTally::snapshot).collect(),
+            targets: self
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(index, tally)| {
+                    let field_rates = |endpoint: &str, field: &str| rates(index, endpoint, field);
+                    tally.snapshot(&field_rates, noise_measured)
+                })
+                .collect(),
         }
     }
 }
+
+/// Target index, endpoint, field → the field's rates, if counted.
+pub type Rates<'a> = dyn Fn(usize, &str, &str) -> Option<FieldRates> + 'a;
 
 struct TargetTally {
     name: String,
@@ -105,14 +130,18 @@ struct TargetTally {
 }
 
 impl TargetTally {
-    fn snapshot(&self) -> TargetReport {
+    fn snapshot(
+        &self,
+        rates: &dyn Fn(&str, &str) -> Option<FieldRates>,
+        noise_measured: bool,
+    ) -> TargetReport {
         let mut endpoints: Vec<EndpointReport> = self
             .endpoints
             .iter()
             .map(|(name, tally)| EndpointReport {
                 endpoint: name.clone(),
                 pairs: tally.counts.snapshot(),
-                fields: tally.fields.snapshot(),
+                fields: tally.fields.snapshot(&|field| rates(name, field)),
             })
             .collect();
         endpoints.sort_by(|a, b| {
@@ -125,6 +154,7 @@ impl TargetTally {
             role: self.role,
             pairs: self.counts.snapshot(),
             endpoints,
+            noise_measured,
         }
     }
 }
@@ -255,13 +285,18 @@ impl FieldTally {
         }
     }
 
-    fn snapshot(&self, path: &str) -> FieldReport {
+    /// Noise as the rates decide now if they can, else when every one of
+    /// its differences was judged noise.
+    fn snapshot(&self, path: &str, rates: Option<FieldRates>) -> FieldReport {
+        let judged_noise = self.noise_count == self.count;
         FieldReport {
             path: path.to_owned(),
             count: self.count,
-            noise: self.count > 0 && self.noise_count == self.count,
+            noise: self.count > 0 && rates.and_then(|r| r.noise).unwrap_or(judged_noise),
             noise_count: self.noise_count,
             example: self.example.clone(),
+            rate: rates.map(|r| r.rate),
+            baseline_rate: rates.and_then(|r| r.baseline_rate),
         }
     }
 }
@@ -303,15 +338,16 @@ impl FieldTallies {
         tally.add(difference);
     }
 
-    /// By count, then path; the pooled rest last.
-    fn snapshot(&self) -> Vec<FieldReport> {
+    /// By count, then path; the pooled rest last (no rates: several
+    /// fields).
+    fn snapshot(&self, rates: &dyn Fn(&str) -> Option<FieldRates>) -> Vec<FieldReport> {
         let mut fields: Vec<FieldReport> = self
             .kept
             .iter()
-            .map(|(path, tally)| tally.snapshot(path))
+            .map(|(path, tally)| tally.snapshot(path, rates(path)))
             .collect();
         fields.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.path.cmp(&b.path)));
-        fields.extend(self.other.as_ref().map(|t| t.snapshot(OTHER_FIELDS)));
+        fields.extend(self.other.as_ref().map(|t| t.snapshot(OTHER_FIELDS, None)));
         fields
     }
 }

@@ -354,3 +354,117 @@ fn credential_headers_are_redacted_in_examples_even_if_upstream_missed_them() {
         ("<redacted>", "<redacted>")
     );
 }
+
+/// The noise flag is the rates' decision at snapshot time where they can
+/// decide (whatever the exchanges were judged when counted), the judged
+/// noise otherwise; both rates shown; a baseline's fields stay noise.
+#[test]
+fn a_fields_noise_flag_and_rates_come_from_the_rates_now() {
+    use crate::compare::noise::FieldRates;
+    let mut report = Report::new(
+        vec![
+            ("v2".to_owned(), Role::Candidate),
+            ("v1-b".to_owned(), Role::Baseline),
+        ],
+        10,
+    );
+    let candidate = Verdict::Differ(vec![
+        diff(Kind::Body, "$.name", "1", "2"),
+        diff(Kind::Body, "$.ts", "1", "2"),
+        diff(Kind::Body, "$.early", "1", "2"),
+    ]);
+    report.record(0, "GET /a", &candidate, None, None);
+    report.record(
+        1,
+        "GET /a",
+        &Verdict::Match(vec![noise(Kind::Body, "$.ts", "1", "3")]),
+        None,
+        None,
+    );
+    let rates = |target: usize, _: &str, field: &str| match (target, field) {
+        (0, "$.name") => Some(FieldRates {
+            rate: 0.3,
+            baseline_rate: Some(0.01),
+            noise: Some(false),
+        }),
+        (0, "$.ts") => Some(FieldRates {
+            rate: 1.0,
+            baseline_rate: Some(1.0),
+            noise: Some(true),
+        }),
+        (0, "$.early") => Some(FieldRates {
+            rate: 1.0,
+            baseline_rate: Some(0.0),
+            noise: None,
+        }),
+        (1, "$.ts") => Some(FieldRates {
+            rate: 1.0,
+            baseline_rate: Some(1.0),
+            noise: None,
+        }),
+        _ => None,
+    };
+    let snapshot = report.snapshot_with(&rates);
+    let v2 = &snapshot.targets[0].endpoints[0];
+    let ts = field(v2, "$.ts");
+    assert_eq!(
+        (ts.noise, ts.noise_count, ts.rate, ts.baseline_rate),
+        (true, 0, Some(1.0), Some(1.0))
+    );
+    let name = field(v2, "$.name");
+    assert_eq!(
+        (name.noise, name.rate, name.baseline_rate),
+        (false, Some(0.3), Some(0.01))
+    );
+    assert!(!field(v2, "$.early").noise, "undecided: as judged");
+    let baseline = field(&snapshot.targets[1].endpoints[0], "$.ts");
+    assert_eq!((baseline.noise, baseline.rate), (true, Some(1.0)));
+    assert!(snapshot.targets.iter().all(|t| t.noise_measured));
+    let value = serde_json::to_value(&snapshot).unwrap();
+    assert_eq!(value["targets"][0]["noise_measured"], true);
+    assert_eq!(
+        // By count, then path: `$.early`, `$.name`, `$.ts`.
+        value["targets"][0]["endpoints"][0]["fields"][1]["baseline_rate"],
+        0.01
+    );
+}
+
+/// Without a baseline that compared anything, the report says noise was
+/// not measured, and no rate is claimed.
+#[test]
+fn without_a_baseline_noise_is_not_measured() {
+    let mut report = Report::new(
+        vec![
+            ("v2".to_owned(), Role::Candidate),
+            ("v1-b".to_owned(), Role::Baseline),
+        ],
+        10,
+    );
+    report.record(
+        0,
+        "GET /a",
+        &Verdict::Differ(vec![diff(Kind::Body, "$.x", "1", "2")]),
+        None,
+        None,
+    );
+    report.record(
+        1,
+        "GET /a",
+        &Verdict::NotCompared(NotCompared::TargetFailed),
+        None,
+        None,
+    );
+    let value = serde_json::to_value(report.snapshot()).unwrap();
+    assert_eq!(value["targets"][0]["noise_measured"], false);
+    assert!(value["targets"][0]["endpoints"][0]["fields"][0]["rate"].is_null());
+    report.record(1, "GET /a", &Verdict::Match(vec![]), None, None);
+    assert!(report.snapshot().targets[0].noise_measured);
+    // An older agent's report, without the key, is not said unmeasured.
+    let mut old = value.clone();
+    old["targets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("noise_measured");
+    let back: CompareReport = serde_json::from_value(old).unwrap();
+    assert!(back.targets[0].noise_measured);
+}
