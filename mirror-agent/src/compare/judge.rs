@@ -13,7 +13,7 @@ use super::diff::diff;
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
 use super::exchange::{Exchange, V1Response};
-use super::render::verdict_line;
+use super::render::verdict_lines;
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
 use super::verdict::{Difference, NotCompared, Role, Verdict};
@@ -243,8 +243,7 @@ impl Judge {
     }
 
     pub fn verdict_lines(&self) -> Vec<String> {
-        let report = self.report.snapshot();
-        report.targets.iter().map(verdict_line).collect()
+        verdict_lines(&self.report.snapshot())
     }
 
     pub fn flush(&mut self) {
