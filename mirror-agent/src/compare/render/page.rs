@@ -16,8 +16,8 @@
 use std::fmt::Write as _;
 
 use super::words::{
-    NOISE_NOT_MEASURED, field_name, fields_for_reading, latency_text, noise_measured, noise_text,
-    not_compared_text, percent_text, summary_counts, verdict_word,
+    NOISE_NOT_MEASURED, field_name, latency_text, noise_measured, noise_text, not_compared_text,
+    own_and_shared, percent_text, summary_counts, verdict_word,
 };
 use crate::compare::report::{
     CompareReport, EndpointReport, FieldReport, FieldSummary, OTHER_FIELDS, TargetReport,
@@ -162,7 +162,7 @@ fn target_section(page: &mut String, target: &TargetReport, noise_measured: bool
         if baseline { "noise" } else { "differ" }
     );
     for endpoint in &target.endpoints {
-        endpoint_row(page, endpoint, baseline);
+        endpoint_row(page, endpoint, &target.summary, baseline);
     }
     page.push_str("</tbody>\n</table>\n</section>\n");
 }
@@ -200,7 +200,12 @@ fn summary_item(page: &mut String, field: &FieldSummary, endpoints: usize, basel
     page.push_str("</li>\n");
 }
 
-fn endpoint_row(page: &mut String, endpoint: &EndpointReport, baseline: bool) {
+fn endpoint_row(
+    page: &mut String,
+    endpoint: &EndpointReport,
+    summary: &[FieldSummary],
+    baseline: bool,
+) {
     let pairs = &endpoint.pairs;
     let _ = write!(
         page,
@@ -230,27 +235,41 @@ fn endpoint_row(page: &mut String, endpoint: &EndpointReport, baseline: bool) {
         "</td><td class=\"kinds\">{}</td><td class=\"fields\">",
         or_dash((pairs.differ > 0).then(|| pairs.kinds.describe()))
     );
-    let fields = fields_for_reading(&endpoint.fields);
-    if !fields.is_empty() {
+    // Every field on the page: the endpoint's own first, the rest one
+    // click away, those of the summary folded apart.
+    let (own, shared) = own_and_shared(&endpoint.fields, summary);
+    if !own.is_empty() {
         page.push_str("<ul>");
-        for field in fields.iter().take(FIELDS_SHOWN) {
+        for field in own.iter().take(FIELDS_SHOWN) {
             field_item(page, field);
         }
         page.push_str("</ul>");
-        let folded = &fields[FIELDS_SHOWN.min(fields.len())..];
-        if !folded.is_empty() {
-            // Every field on the page: the rest one click away.
-            let _ = write!(
-                page,
-                "<details><summary>{} more field{}</summary><ul>",
-                folded.len(),
-                if folded.len() == 1 { "" } else { "s" }
-            );
-            for field in folded {
-                field_item(page, field);
-            }
-            page.push_str("</ul></details>");
+    }
+    let folded = &own[FIELDS_SHOWN.min(own.len())..];
+    if !folded.is_empty() {
+        let _ = write!(
+            page,
+            "<details><summary>{} more field{}</summary><ul>",
+            folded.len(),
+            if folded.len() == 1 { "" } else { "s" }
+        );
+        for field in folded {
+            field_item(page, field);
         }
+        page.push_str("</ul></details>");
+    }
+    if !shared.is_empty() {
+        let _ = write!(
+            page,
+            "<details><summary>{} field{} also on other endpoints (across endpoints, above)\
+             </summary><ul>",
+            shared.len(),
+            if shared.len() == 1 { "" } else { "s" }
+        );
+        for field in &shared {
+            field_item(page, field);
+        }
+        page.push_str("</ul></details>");
     }
     page.push_str("</td></tr>\n");
 }
@@ -343,8 +362,8 @@ section header{display:flex;align-items:center;gap:2em;flex-wrap:wrap}
 .measure{font-size:1.1em;color:#3b454e;max-width:40em}
 .note{margin:.4em 0;color:#a0620a}
 h3{font-size:1em;font-weight:600;color:#4a5560;margin:1em 0 .3em}
-ul.summary{margin:0;padding-left:1.2em}ul.summary li{margin-bottom:.25em;word-break:break-all}
-.kind{color:#5b6670}.hint{color:#4a5560}.hint code{background:#eef3f8;padding:0 .25em;border-radius:3px}
+ul.summary{margin:0;padding-left:1.2em}ul.summary li{margin-bottom:.25em;overflow-wrap:anywhere}
+.kind{color:#5b6670}.hint{color:#4a5560}.hint code{background:#eef3f8;padding:0 .25em;border-radius:3px;white-space:nowrap}
 details summary{cursor:pointer;color:#5b6670;font-size:.9em}
 .neutral .verdict{color:#5b7fa6}.neutral .bar .d{background:#8fa7c2}
 .good .percent,.good .verdict{color:#2e9e5b}.bad .percent,.bad .verdict{color:#d64541}
@@ -544,8 +563,15 @@ mod tests {
         assert!(row.contains(
             "<td class=\"fields\"><ul><li><code>status</code> <span class=\"count\">×4</span>"
         ));
-        // Every field of the endpoint on the page: 5 shown, 6 folded.
-        assert!(row.contains("<details><summary>6 more fields</summary>"));
+        // Every field of the endpoint on the page: its own shown, those of
+        // the summary folded.
+        assert!(row.contains(
+            "</ul><details><summary>10 fields also on other endpoints (across endpoints, \
+             above)</summary><ul><li><code>header:x-planted-0</code>"
+        ));
+        let orders = v3.find("<code>POST /orders</code>").unwrap();
+        let orders_row = &v3[orders..v3[orders..].find("</tr>").unwrap() + orders];
+        assert!(orders_row.contains("<td class=\"fields\"><details><summary>11 fields also"));
         for i in 0..10 {
             assert!(
                 row.contains(&format!("<code>header:x-planted-{i}</code>")),

@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::words::{fields_for_reading, latency_text, percent_text, summary_text, verdict_lines};
+use super::words::{latency_text, own_and_shared, percent_text, summary_text, verdict_lines};
 use crate::compare::report::{CompareReport, EndpointReport, FieldReport, TargetReport};
 use crate::compare::verdict::{Kind, Role};
 
@@ -111,9 +111,19 @@ fn target_block(text: &mut String, target: &TargetReport, line: &str, paint: Pai
         if let Some(full) = &row.full_endpoint {
             let _ = writeln!(text, "      {}", paint.apply(DIM, full));
         }
-        for field in fields_for_reading(&endpoint.fields) {
+        let (own, shared) = own_and_shared(&endpoint.fields, &target.summary);
+        for field in own {
             let style = if field.noise { DIM } else { "" };
             let _ = writeln!(text, "      {}", paint.apply(style, &field_line(field)));
+        }
+        // Named above across endpoints: here their names and counts only.
+        if !shared.is_empty() {
+            let names: Vec<String> = shared
+                .iter()
+                .map(|f| format!("{} ×{}", f.path, f.count))
+                .collect();
+            let line = sanitize(&format!("also across endpoints: {}", names.join(", ")));
+            let _ = writeln!(text, "      {}", paint.apply(DIM, &line));
         }
     }
 }
@@ -355,11 +365,14 @@ mod tests {
             .skip(1)
             .take_while(|l| l.starts_with("      "))
             .collect();
-        assert_eq!(gone.len(), 11);
+        assert_eq!(gone.len(), 2, "{text}");
         assert_eq!(gone[0], "      status ×4: v1 200, target 404");
+        let shared: Vec<String> = (0..10)
+            .map(|i| format!("header:x-planted-{i} ×4"))
+            .collect();
         assert_eq!(
             gone[1],
-            "      header:x-planted-0 ×4: v1 <absent>, target v3"
+            format!("      also across endpoints: {}", shared.join(", "))
         );
         assert!(
             text.contains(&format!("      {long} ×20: v1 1, target 2")),

@@ -236,6 +236,21 @@ pub fn summary_text(field: &FieldSummary, endpoints: usize, baseline: bool) -> S
     text
 }
 
+/// An endpoint's fields in reading order ([`fields_for_reading`]), split
+/// in two: its own, and those the target's summary already names across
+/// endpoints (on two or more), which every renderer folds so that what is
+/// particular to the endpoint reads first.
+pub fn own_and_shared<'a>(
+    fields: &'a [FieldReport],
+    summary: &[FieldSummary],
+) -> (Vec<&'a FieldReport>, Vec<&'a FieldReport>) {
+    fields_for_reading(fields).into_iter().partition(|field| {
+        !summary
+            .iter()
+            .any(|s| s.endpoints >= 2 && s.path == field.path)
+    })
+}
+
 /// An endpoint's fields in the order to read them: real differences
 /// before noise, the most severe kind first (a status before the ten
 /// headers that differ everywhere), then the report's order (the most
