@@ -1075,7 +1075,7 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
 // ---------------------------------------------------------------------------
 
 /// `N compared`, `D differ` and the kinds text of a replay's verdict line
-/// for `url` (`final counts: comparison: URL (role): N compared, P % match,
+/// for `url` (`final counts: comparison: URL (role): P % match of N compared,
 /// D differ (status 10, body 30, header 10)...`).
 fn offline_verdict(stdout: &str, url: &str) -> Result<(u64, u64, String)> {
     let prefix = format!("final counts: comparison: {url} (candidate): ");

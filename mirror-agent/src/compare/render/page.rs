@@ -374,7 +374,7 @@ th:nth-child(1){width:26%}th:nth-child(2){width:14em}th:nth-child(3){width:11em}
 th{text-align:left;font-weight:600;font-size:.85em;color:#5b6670;border-bottom:2px solid #dde2e7;padding:.3em .5em}
 td{vertical-align:top;border-bottom:1px solid #eceff2;padding:.45em .5em}
 td.endpoint code{font-weight:600;word-break:break-all}
-td.share{white-space:nowrap}
+td.share{white-space:nowrap}td.share .idle{white-space:normal;font-size:.9em}
 .bar{display:flex;height:.8em;width:12em;background:#e3e7eb;border-radius:3px;overflow:hidden;margin-bottom:.2em}
 .bar .m{background:#2e9e5b}.bar .d{background:#d64541}
 td.fields ul{margin:0;padding-left:1em}
@@ -629,3 +629,4 @@ mod tests {
         assert!(none.ends_with("</html>\n"));
     }
 }
+
