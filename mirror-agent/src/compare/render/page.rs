@@ -629,4 +629,3 @@ mod tests {
         assert!(none.ends_with("</html>\n"));
     }
 }
-
