@@ -54,6 +54,12 @@ pub struct Regressions {
     pub order_total_plus: u64,
     /// `GET /empty` answers this `X-Version`: a header difference only.
     pub empty_version: Option<String>,
+    /// Headers added to every answer (a framework's `X-Powered-By`, CORS,
+    /// cache headers): a header difference on every endpoint.
+    pub extra_headers: Vec<(String, String)>,
+    /// Request paths (exact) answered 404 JSON, whatever the method: an
+    /// endpoint the new version lost.
+    pub gone: Vec<String>,
 }
 
 /// How a server answers, chosen at start.
@@ -323,6 +329,9 @@ pub fn answer(
         json_response(behaviour, request, status, &value)
     };
     let mut response = match (method, segments.as_slice()) {
+        _ if regressions.gone.contains(&request.path) => {
+            json_answer(404, json!({"error": "not found"}))
+        }
         ("GET" | "HEAD", ["", "items", n]) if n.parse::<u64>().is_ok() => {
             let n: u64 = n.parse().unwrap_or(0);
             let status = match regressions.item_500_every {
@@ -403,6 +412,7 @@ pub fn answer(
         ));
     }
     headers.append(&mut response.headers);
+    headers.extend(regressions.extra_headers.iter().cloned());
     response.headers = headers;
     response
 }

@@ -264,6 +264,7 @@ fn v3() -> Behaviour {
             item_500_every: Some(10),
             order_total_plus: 1,
             empty_version: Some("2.0.0".to_owned()),
+            ..Regressions::default()
         },
         ..Behaviour::v1("v3")
     }
@@ -1074,7 +1075,7 @@ fn the_report_page_metrics_and_json_show_the_planted_differences() -> Result<()>
 // ---------------------------------------------------------------------------
 
 /// `N compared`, `D differ` and the kinds text of a replay's verdict line
-/// for `url` (`final counts: comparison: URL (role): N compared, P % match,
+/// for `url` (`final counts: comparison: URL (role): P % match of N compared,
 /// D differ (status 10, body 30, header 10)...`).
 fn offline_verdict(stdout: &str, url: &str) -> Result<(u64, u64, String)> {
     let prefix = format!("final counts: comparison: {url} (candidate): ");

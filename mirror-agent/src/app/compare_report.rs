@@ -1,5 +1,6 @@
-//! `mirror-agent compare-report --url URL`: a running agent's comparison
-//! report (`GET /compare` on its metrics address) printed in the terminal,
+//! `mirror-agent compare-report --metrics-addr ADDR`: a running agent's
+//! comparison report (`GET /compare` on its metrics address; `--url URL`
+//! the same as a URL) printed in the terminal,
 //! for an operator on the host over ssh. No HTTP client crate: one GET to a
 //! loopback address, HTTP/1.0, read to the close.
 

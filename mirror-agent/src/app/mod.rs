@@ -82,8 +82,8 @@ impl Failure {
 pub fn main(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Some(Command::CheckConfig { file }) => return check_config(file),
-        Some(Command::CompareReport { url, json }) => {
-            return compare_report::run(url, *json).map_err(|err| {
+        Some(Command::CompareReport(args)) => {
+            return compare_report::run(&args.base_url(), args.json).map_err(|err| {
                 eprintln!("error: {err:#}");
                 Failure::Run(err)
             });

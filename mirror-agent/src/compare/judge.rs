@@ -16,7 +16,7 @@ use super::endpoint::{Endpoints, template};
 use super::exchange::{Exchange, V1Response};
 use super::log_file::{self, LogFile};
 use super::noise::Noise;
-use super::render::verdict_line;
+use super::render::verdict_lines;
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
 use super::verdict::{Difference, NotCompared, Role, Verdict};
@@ -258,8 +258,7 @@ impl Judge {
     }
 
     pub fn verdict_lines(&self) -> Vec<String> {
-        let report = self.report();
-        report.targets.iter().map(verdict_line).collect()
+        verdict_lines(&self.report())
     }
 
     pub fn flush(&mut self) {

@@ -60,7 +60,7 @@ pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING};
 pub use exchange::{RequestMeta, V1Response};
 pub use pairing::{Exchanges, V1Responses};
 pub use recorded::RecordedAnswers;
-pub use render::{render_html, render_text, verdict_line};
+pub use render::{render_html, render_text, verdict_line, verdict_lines};
 pub use report::{CompareReport, Report};
 pub use rules::{FieldPattern, Rules};
 pub use verdict::{Difference, Kind, NotCompared, Role, VALUE_CHARS, Verdict};

@@ -2,6 +2,7 @@
 //! their own (`--shadow`, `--match-header`, the marker), and the flags
 //! written over the file.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,7 +38,7 @@ Examples:
     sudo mirror-agent --iface eth0 --port 80 --shadow http://myapp-v2:9000 \\
       --shadow http://myapp-v3:9000 --baseline http://myapp-v1-b:9000 --compare \\
       --compare-ignore-field '$.served_at' --diff-log /var/log/mirror-diff.jsonl
-    mirror-agent compare-report --url http://127.0.0.1:9464
+    mirror-agent compare-report --metrics-addr 127.0.0.1:9464
   Log one request in a hundred (method, path, what each target did):
     sudo mirror-agent --config /etc/mirror.toml --log-requests 1
 
@@ -87,17 +88,15 @@ pub enum Command {
         file: PathBuf,
     },
     /// Print the comparison's verdict of a running agent (its `/compare`
-    /// report) in the terminal: per target, the endpoints that differ,
-    /// how, and how often.
-    #[command(after_help = "Example:\n  mirror-agent compare-report --url http://127.0.0.1:9464")]
-    CompareReport {
-        /// The agent's metrics address (--metrics-addr), as a URL.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9464")]
-        url: String,
-        /// Print the JSON report as it is served.
-        #[arg(long)]
-        json: bool,
-    },
+    /// report) in the terminal: per target, the match rate of what was
+    /// compared and how much was not, the fields that differ across
+    /// endpoints with the flag that ignores each, then the endpoints, the
+    /// most severe first, with every field that differs and how often.
+    #[command(
+        after_help = "Examples:\n  mirror-agent compare-report --metrics-addr 127.0.0.1:9464\n  \
+                            mirror-agent compare-report --json | jq '.targets[].summary'"
+    )]
+    CompareReport(CompareReportArgs),
     /// Record the captured requests to a file in goreplay's format (from
     /// the live capture, or from a pcap/pcapng file without root).
     #[command(after_help = RECORD_EXAMPLES)]
@@ -107,6 +106,37 @@ pub enum Command {
     /// accounting of live mirroring.
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayArgs>),
+}
+
+/// `mirror-agent compare-report`: where the agent serves its report.
+#[derive(Debug, Args)]
+pub struct CompareReportArgs {
+    /// The agent's metrics address, as given to its --metrics-addr.
+    /// Default 127.0.0.1:9464. Example: --metrics-addr 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "url")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// The same as a URL, a path prefix allowed (an agent behind a
+    /// proxy): http://HOST:PORT[/PREFIX]. The flag's first spelling, kept.
+    /// Example: --url http://127.0.0.1:9464
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print the JSON report as it is served.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CompareReportArgs {
+    /// The agent's base URL: --url as given, else --metrics-addr's (or
+    /// the default's) address.
+    pub fn base_url(&self) -> String {
+        match (&self.url, self.metrics_addr) {
+            (Some(url), _) => url.clone(),
+            (None, Some(addr)) => format!("http://{addr}"),
+            (None, None) => format!("http://{}", super::DEFAULT_METRICS_ADDR),
+        }
+    }
 }
 
 const RECORD_EXAMPLES: &str = "\

@@ -34,7 +34,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use cli::{Cli, Command, DEFAULT_MAX_RESPONSE, RecordArgs, ReplayArgs, Speed};
+pub use cli::{
+    Cli, Command, CompareReportArgs, DEFAULT_MAX_RESPONSE, RecordArgs, ReplayArgs, Speed,
+};
 pub use error::ConfigError;
 pub use file::{FileConfig, TargetFile};
 pub use sections::{AgentSection, CaptureSection, LimitSection, RuleSection};

@@ -9,4 +9,4 @@ pub mod words;
 
 pub use page::{render_html, render_html_refreshing};
 pub use terminal::render_text;
-pub use words::{percent_text, verdict_line, verdict_word};
+pub use words::{percent_text, verdict_line, verdict_lines, verdict_word};

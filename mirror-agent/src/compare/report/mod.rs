@@ -9,6 +9,9 @@
 //!   [`OTHER_ENDPOINT`], fields past [`FIELDS_PER_ENDPOINT`] under
 //!   [`OTHER_FIELDS`]).
 //! * `latency`: the fixed-memory histograms the latencies go into.
+//! * `summary`: per target, the fields that differ across its endpoints
+//!   (one header on every endpoint), with the flag that leaves each out;
+//!   computed from the endpoints' field counts when a snapshot is taken.
 //! * `snapshot`: what a [`Report::snapshot`] returns, a plain serde value:
 //!   `/compare` serves it as JSON, the page and the terminal draw it, and
 //!   `compare-report` reads it back. Its JSON keys are a contract with
@@ -16,12 +19,14 @@
 
 mod latency;
 mod snapshot;
+mod summary;
 mod tally;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use snapshot::{
-    CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, PairCounts,
-    Percentiles, TargetReport,
+    CompareReport, EndpointReport, Example, FieldReport, FieldSummary, Kinds, LatencyReport,
+    PairCounts, Percentiles, TargetReport,
 };
+pub use summary::{SUMMARY_FIELDS, SUMMARY_SHARE_PERCENT, field_kind, ignore_hint};
 pub use tally::{FIELDS_PER_ENDPOINT, OTHER_ENDPOINT, OTHER_FIELDS, Report};

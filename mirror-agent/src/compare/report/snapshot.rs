@@ -25,7 +25,16 @@ pub struct TargetReport {
     /// Its pairs, every endpoint together.
     #[serde(flatten)]
     pub pairs: PairCounts,
-    /// Most often differing first.
+    /// The fields that differ across its endpoints (on two or more, or on
+    /// a large share of its pairs), the most severe first, each with the
+    /// flag that leaves it out when there is one. Added after the first
+    /// release: a report from an older agent has none.
+    #[serde(default)]
+    pub summary: Vec<FieldSummary>,
+    /// The most severe first: an endpoint with a `failed` difference, then
+    /// `status`, `undecodable`, `body`, `header` (its most severe kind
+    /// decides); then the larger share differing, then the more pairs
+    /// compared; endpoints without a difference last.
     pub endpoints: Vec<EndpointReport>,
     /// Some baseline compared an exchange, so noise was measured; without
     /// one, no difference can be told noise and the report says so. A
@@ -37,6 +46,33 @@ pub struct TargetReport {
 
 fn measured() -> bool {
     true
+}
+
+/// One field as it differs across a target's endpoints: `x-powered-by`
+/// differs on 480 of 480 pairs, on 15 endpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldSummary {
+    /// The field as the endpoints name it: `status`, `header:<name>`, a
+    /// body path with `[*]` for array indices.
+    pub path: String,
+    /// What part of the answer it is.
+    #[serde(with = "kind_name")]
+    pub kind: Kind,
+    /// Pairs in which it differed, every endpoint together (noise
+    /// included, as an endpoint's field counts).
+    pub count: u64,
+    /// Of `count`, the differences that were noise.
+    pub noise_count: u64,
+    /// Every one of those differences was noise.
+    pub noise: bool,
+    /// Endpoints on which it differed.
+    pub endpoints: u64,
+    /// Pairs compared on those endpoints: `count` is a share of these.
+    pub compared: u64,
+    /// The flag that leaves it out of the comparison
+    /// (`--compare-ignore-header X-Powered-By`), `null` when none does
+    /// (status, failures, a whole body).
+    pub hint: Option<String>,
 }
 
 /// One endpoint of one target.
@@ -174,6 +210,25 @@ pub struct Percentiles {
     pub count: u64,
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+}
+
+/// The kind as the report spells it, `status`, `header`, ...
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::compare::verdict::Kind;
+
+    pub fn serialize<S: Serializer>(kind: &Kind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown kind {name:?}")))
+    }
 }
 
 /// The role as the report spells it, `candidate` or `baseline`.

@@ -14,6 +14,7 @@ use super::snapshot::{
     CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, PairCounts,
     TargetReport,
 };
+use super::summary::summarize;
 use crate::compare::noise::FieldRates;
 use crate::compare::rules::{REDACTED, is_credential_header};
 use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
@@ -89,9 +90,9 @@ impl Report {
         endpoint.fields.record(verdict);
     }
 
-    /// The counts as they stand, sorted for reading: endpoints by how
-    /// often they differ, fields by how often they appear. No rates: a
-    /// field is noise when every one of its differences was.
+    /// The counts as they stand, sorted for reading: endpoints the most
+    /// severe first, fields by how often they appear; per target, the
+    /// summary across its endpoints.
     pub fn snapshot(&self) -> CompareReport {
         self.snapshot_with(&|_, _, _| None)
     }
@@ -144,19 +145,35 @@ impl TargetTally {
                 fields: tally.fields.snapshot(&|field| rates(name, field)),
             })
             .collect();
+        // The important difference first: an endpoint that fails or
+        // answers another status reads before one whose headers differ on
+        // every answer, whatever their shares.
         endpoints.sort_by(|a, b| {
-            by_differ_rate(&a.pairs, &b.pairs)
+            severity(&a.pairs)
+                .cmp(&severity(&b.pairs))
+                .then_with(|| by_differ_rate(&a.pairs, &b.pairs))
                 .then_with(|| b.pairs.compared.cmp(&a.pairs.compared))
                 .then_with(|| a.endpoint.cmp(&b.endpoint))
         });
+        let pairs = self.counts.snapshot();
         TargetReport {
             target: self.name.clone(),
             role: self.role,
-            pairs: self.counts.snapshot(),
+            summary: summarize(&endpoints, pairs.compared),
+            pairs,
             endpoints,
             noise_measured,
         }
     }
+}
+
+/// The rank of the most severe kind in which some pair differed (noise
+/// left out: `kinds` counts none); past every kind when none did.
+fn severity(pairs: &PairCounts) -> usize {
+    Kind::ALL
+        .iter()
+        .position(|kind| pairs.kinds.get(*kind) > 0)
+        .unwrap_or(Kind::ALL.len())
 }
 
 /// Higher differ rate first, compared exactly (no float rounding).

@@ -468,3 +468,173 @@ fn without_a_baseline_noise_is_not_measured() {
     let back: CompareReport = serde_json::from_value(old).unwrap();
     assert!(back.targets[0].noise_measured);
 }
+
+#[test]
+fn endpoints_are_ranked_by_their_most_severe_kind_then_share_then_volume() {
+    let mut report = Report::new(vec![("v2".to_owned(), Role::Candidate)], 10);
+    let matched = Verdict::Match(vec![]);
+    let header = Verdict::Differ(vec![diff(Kind::Header, "x-a", "1", "2")]);
+    let body = Verdict::Differ(vec![diff(Kind::Body, "$.a", "1", "2")]);
+    let status = Verdict::Differ(vec![diff(Kind::Status, "status", "200", "404")]);
+    let failed = Verdict::Differ(vec![diff(Kind::Failed, "failed", "200", "reset")]);
+    let undecodable = Verdict::Differ(vec![diff(Kind::Undecodable, "undecodable", "", "")]);
+    let only_noise = Verdict::Match(vec![noise(Kind::Status, "status", "200", "500")]);
+    // (endpoint, verdicts): shares and volumes chosen against the order.
+    let plan: Vec<(&str, Vec<(&Verdict, u64)>)> = vec![
+        ("GET /headers", vec![(&header, 100)]),
+        ("GET /body", vec![(&body, 50), (&header, 50)]),
+        ("GET /status_rare", vec![(&status, 1), (&matched, 99)]),
+        ("GET /status_often", vec![(&status, 5), (&matched, 5)]),
+        ("GET /status_often_big", vec![(&status, 10), (&matched, 10)]),
+        ("GET /failed", vec![(&failed, 1), (&matched, 999)]),
+        ("GET /undecodable", vec![(&undecodable, 1)]),
+        ("GET /noise", vec![(&only_noise, 10)]),
+        ("GET /fine", vec![(&matched, 1000)]),
+    ];
+    for (endpoint, verdicts) in &plan {
+        for (verdict, n) in verdicts {
+            for _ in 0..*n {
+                report.record(0, endpoint, verdict, None, None);
+            }
+        }
+    }
+    let order: Vec<String> = report.snapshot().targets[0]
+        .endpoints
+        .iter()
+        .map(|e| e.endpoint.clone())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "GET /failed",
+            "GET /status_often_big",
+            "GET /status_often",
+            "GET /status_rare",
+            "GET /undecodable",
+            "GET /body",
+            "GET /headers",
+            "GET /fine",
+            "GET /noise",
+        ]
+    );
+}
+
+#[test]
+fn the_summary_names_the_fields_that_differ_across_endpoints_with_their_flags() {
+    let mut report = Report::new(vec![("v2".to_owned(), Role::Candidate)], 100);
+    // x-powered-by on all 15 endpoints (32 pairs each); $.title on two;
+    // $.rare on one endpoint, 4 pairs; $.big on one endpoint, 60 pairs
+    // (over a tenth of all); $.ts noise on three.
+    for i in 0..15 {
+        let endpoint = format!("GET /e{i}");
+        for j in 0..32 {
+            let mut differences = vec![diff(Kind::Header, "x-powered-by", "Express", "Koa")];
+            if i < 2 {
+                differences.push(diff(Kind::Body, "$.items[3].title", "\"a\"", "\"b\""));
+            }
+            if i == 2 && j < 4 {
+                differences.push(diff(Kind::Body, "$.rare", "1", "2"));
+            }
+            if i == 3 && j < 30 {
+                differences.push(diff(Kind::Body, "$.big", "1", "2"));
+            }
+            if i < 3 {
+                differences.push(noise(Kind::Body, "$.ts", "1", "2"));
+            }
+            report.record(0, &endpoint, &Verdict::Differ(differences), None, None);
+        }
+        report.record(0, &endpoint, &Verdict::Match(vec![]), None, None);
+    }
+    for _ in 0..30 {
+        let big = Verdict::Differ(vec![diff(Kind::Body, "$.big", "1", "2")]);
+        report.record(0, "GET /e3", &big, None, None);
+    }
+    let snapshot = report.snapshot();
+    let target = &snapshot.targets[0];
+    assert_eq!(target.pairs.compared, 15 * 33 + 30);
+    let summary: Vec<(&str, Kind, u64, u64, u64, bool)> = target
+        .summary
+        .iter()
+        .map(|f| {
+            (
+                f.path.as_str(),
+                f.kind,
+                f.count,
+                f.endpoints,
+                f.compared,
+                f.noise,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("$.items[*].title", Kind::Body, 64, 2, 66, false),
+            ("$.big", Kind::Body, 60, 1, 63, false),
+            ("header:x-powered-by", Kind::Header, 480, 15, 525, false),
+            ("$.ts", Kind::Body, 96, 3, 99, true),
+        ]
+    );
+    let hints: Vec<Option<&str>> = target.summary.iter().map(|f| f.hint.as_deref()).collect();
+    assert_eq!(
+        hints,
+        [
+            Some("--compare-ignore-field '$.items[*].title'"),
+            Some("--compare-ignore-field '$.big'"),
+            Some("--compare-ignore-header X-Powered-By"),
+            Some("--compare-ignore-field '$.ts'"),
+        ]
+    );
+
+    // In the JSON, a new key per target, the old ones untouched.
+    let value = serde_json::to_value(&snapshot).unwrap();
+    let first = &value["targets"][0]["summary"][0];
+    assert_eq!(first["path"], "$.items[*].title");
+    assert_eq!(first["kind"], "body");
+    assert_eq!(
+        (
+            first["count"].as_u64(),
+            first["endpoints"].as_u64(),
+            first["compared"].as_u64()
+        ),
+        (Some(64), Some(2), Some(66))
+    );
+    assert_eq!(first["hint"], "--compare-ignore-field '$.items[*].title'");
+    assert_eq!(first["noise"], false);
+    assert_eq!(value["targets"][0]["summary"][2]["kind"], "header");
+    assert!(value["targets"][0]["endpoints"].is_array());
+    let back: CompareReport = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(back, snapshot);
+    // A report from an agent without the key still reads.
+    let mut old = value;
+    old["targets"][0].as_object_mut().unwrap().remove("summary");
+    let back: CompareReport = serde_json::from_value(old).unwrap();
+    assert!(back.targets[0].summary.is_empty());
+}
+
+#[test]
+fn the_summary_is_bounded_and_status_and_failures_have_no_flag() {
+    let mut report = Report::new(vec![("v2".to_owned(), Role::Candidate)], 10);
+    for endpoint in ["GET /a", "GET /b"] {
+        let mut differences: Vec<Difference> = (0..30)
+            .map(|i| diff(Kind::Header, &format!("x-{i:02}"), "1", "2"))
+            .collect();
+        differences.push(diff(Kind::Status, "status", "200", "500"));
+        differences.push(diff(Kind::Failed, "failed", "200", "reset"));
+        report.record(0, endpoint, &Verdict::Differ(differences), None, None);
+    }
+    let snapshot = report.snapshot();
+    let summary = &snapshot.targets[0].summary;
+    assert_eq!(summary.len(), SUMMARY_FIELDS);
+    assert_eq!(
+        (summary[0].path.as_str(), summary[0].hint.as_deref()),
+        ("failed", None)
+    );
+    assert_eq!(
+        (summary[1].path.as_str(), summary[1].hint.as_deref()),
+        ("status", None)
+    );
+    assert_eq!(summary[2].path, "header:x-00");
+    // The pooled rest of an endpoint is not a field.
+    assert!(summary.iter().all(|f| f.path != OTHER_FIELDS));
+}

@@ -170,3 +170,37 @@ fn rotation_sizes_are_binary_whatever_the_unit_and_ages_take_s_m_h_d() {
         assert!(bad.parse::<RotateAge>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn compare_report_takes_metrics_addr_like_every_command_and_still_url() {
+    let url = |args: &[&str]| {
+        let mut all = vec!["mirror-agent", "compare-report"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|cli| cli.command) {
+            Ok(Some(Command::CompareReport(args))) => Ok(args.base_url()),
+            Ok(other) => panic!("not compare-report: {other:?}"),
+            Err(err) => Err(err.kind()),
+        }
+    };
+    assert_eq!(url(&[]), Ok("http://127.0.0.1:9464".to_owned()));
+    assert_eq!(
+        url(&["--metrics-addr", "10.0.0.5:9500"]),
+        Ok("http://10.0.0.5:9500".to_owned())
+    );
+    assert_eq!(
+        url(&["--metrics-addr", "[::1]:9464"]),
+        Ok("http://[::1]:9464".to_owned())
+    );
+    assert_eq!(
+        url(&["--url", "http://agent:9464/mirror"]),
+        Ok("http://agent:9464/mirror".to_owned())
+    );
+    assert_eq!(
+        url(&["--metrics-addr", "localhost"]),
+        Err(clap::error::ErrorKind::ValueValidation)
+    );
+    assert_eq!(
+        url(&["--metrics-addr", "127.0.0.1:1", "--url", "http://a:2"]),
+        Err(clap::error::ErrorKind::ArgumentConflict)
+    );
+}
