@@ -18,11 +18,7 @@
 //! Needs the binary built: run as root
 //! `cargo build -p mirror-agent && cargo test -p mirror-tests --test compare_order`.
 
-use std::{
-    collections::BTreeMap,
-    sync::Barrier,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Barrier, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_tests::{
@@ -56,7 +52,10 @@ fn session(mut client: AppClient, key: usize, start: &Barrier) -> Result<()> {
     let path = format!("/kv/{key}");
     let value = format!("value of {key}");
     let steps = [
-        (ClientRequest::new("PUT", &path, &[]).body(value.clone(), false), 201),
+        (
+            ClientRequest::new("PUT", &path, &[]).body(value.clone(), false),
+            201,
+        ),
         (ClientRequest::new("GET", &path, &[]), 200),
         (ClientRequest::new("DELETE", &path, &[]), 204),
         (ClientRequest::new("GET", &path, &[]), 404),
@@ -131,7 +130,10 @@ fn by_endpoint(target: &Value) -> Result<BTreeMap<String, (u64, u64)>> {
                 "{name}: not compared {:?}",
                 not_compared(e)
             );
-            Ok((name.to_owned(), (count(e, "compared")?, count(e, "differ")?)))
+            Ok((
+                name.to_owned(),
+                (count(e, "compared")?, count(e, "differ")?),
+            ))
         })
         .collect()
 }
@@ -159,7 +161,13 @@ fn fifty_clients_put_get_delete_get_and_each_target_sees_their_order() -> Result
     let (v2, baseline, v3) = (shadow_url(0), shadow_url(1), shadow_url(2));
     let agent = rig.agent(
         &[
-            "--shadow", &v2, "--shadow", &v3, "--baseline", &baseline, "--compare",
+            "--shadow",
+            &v2,
+            "--shadow",
+            &v3,
+            "--baseline",
+            &baseline,
+            "--compare",
         ],
         3,
     )?;
