@@ -14,6 +14,8 @@
 //! * `GET /empty` → 204 with `X-Version`.
 //! * `GET /cached` → 200 with an `ETag`, or 304 when `If-None-Match` names
 //!   it.
+//! * `PUT`, `GET`, `DELETE /kv/{n}` with [`Behaviour::stateful`]: a value
+//!   kept per id ([`crate::stateful`]).
 //! * anything else → 404 JSON.
 //!
 //! Every answer also carries what differs between two servers without
@@ -38,6 +40,8 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use mirror_testkit::{Netns, ReceivedRequest, Server, server::Reply};
+
+use crate::stateful::{Stateful, Store};
 
 /// The `ETag` of `GET /cached`.
 pub const CACHED_ETAG: &str = "\"cached-v1\"";
@@ -83,6 +87,8 @@ pub struct Behaviour {
     /// baseline, a partial regression on a candidate).
     pub renamed_items: Vec<u64>,
     pub regressions: Regressions,
+    /// `/kv/{n}` keeps values ([`crate::stateful`]); none: 404 there.
+    pub stateful: Option<Stateful>,
 }
 
 impl Behaviour {
@@ -96,6 +102,7 @@ impl Behaviour {
             session_cookie: None,
             renamed_items: Vec::new(),
             regressions: Regressions::default(),
+            stateful: None,
         }
     }
 }
@@ -126,6 +133,8 @@ struct App {
     last_served_at: AtomicU64,
     /// Answers so far, for `X-Request-Id`.
     answers: AtomicU64,
+    /// The values of `/kv/{n}`.
+    kv: Store,
 }
 
 /// The application on a test server; stops answering on
@@ -172,6 +181,7 @@ impl App {
             answered: Mutex::default(),
             last_served_at: AtomicU64::new(0),
             answers: AtomicU64::new(0),
+            kv: Store::default(),
         }
     }
 
@@ -183,7 +193,12 @@ impl App {
     fn reply(&self, received: &ReceivedRequest) -> Reply {
         let request = Request::from(received);
         let id = self.answers.fetch_add(1, Ordering::Relaxed) + 1;
-        let response = answer(&self.behaviour, &request, self.served_at(), id);
+        let kv = (self.behaviour.stateful.as_ref())
+            .and_then(|stateful| self.kv.answer(&self.behaviour, stateful, &request));
+        let response = match kv {
+            Some(response) => with_common_headers(&self.behaviour, response, id),
+            None => answer(&self.behaviour, &request, self.served_at(), id),
+        };
         let bytes = encode(
             &response,
             request.method == "HEAD",
@@ -289,6 +304,7 @@ pub fn endpoint(method: &str, path: &str) -> String {
     let template = match path.split('/').collect::<Vec<_>>().as_slice() {
         ["", "items", n] if n.parse::<u64>().is_ok() => "/items/{n}".to_owned(),
         ["", "stream", n] if n.parse::<u64>().is_ok() => "/stream/{n}".to_owned(),
+        ["", "kv", n] if n.parse::<u64>().is_ok() => "/kv/{n}".to_owned(),
         _ => path.to_owned(),
     };
     format!("{method} {template}")
@@ -328,7 +344,7 @@ pub fn answer(
         }
         json_response(behaviour, request, status, &value)
     };
-    let mut response = match (method, segments.as_slice()) {
+    let response = match (method, segments.as_slice()) {
         _ if regressions.gone.contains(&request.path) => {
             json_answer(404, json!({"error": "not found"}))
         }
@@ -397,6 +413,12 @@ pub fn answer(
         }
         _ => json_answer(404, json!({"error": "not found"})),
     };
+    with_common_headers(behaviour, response, request_id)
+}
+
+/// `response` with what every answer carries first: `Date`, `Server` and
+/// `X-Request-Id`, and the session cookie if any.
+fn with_common_headers(behaviour: &Behaviour, mut response: Response, request_id: u64) -> Response {
     let mut headers = vec![
         ("Date".to_owned(), http_date(SystemTime::now())),
         ("Server".to_owned(), format!("app/{}", behaviour.name)),
@@ -412,7 +434,7 @@ pub fn answer(
         ));
     }
     headers.append(&mut response.headers);
-    headers.extend(regressions.extra_headers.iter().cloned());
+    headers.extend(behaviour.regressions.extra_headers.iter().cloned());
     response.headers = headers;
     response
 }
@@ -426,7 +448,13 @@ fn order(body: &[u8]) -> Option<(u64, u64)> {
     ))
 }
 
-fn json_response(behaviour: &Behaviour, request: &Request, status: u16, value: &Value) -> Response {
+/// `value` as the answer's JSON body (gzip'd, chunked as `behaviour` says).
+pub fn json_response(
+    behaviour: &Behaviour,
+    request: &Request,
+    status: u16,
+    value: &Value,
+) -> Response {
     let mut body = value.to_string().into_bytes();
     let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
     let accepts_gzip = request
@@ -466,6 +494,7 @@ fn reason(status: u16) -> &'static str {
         304 => "Not Modified",
         400 => "Bad Request",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         500 => "Internal Server Error",
         _ => "Unknown",
     }

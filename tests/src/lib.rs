@@ -38,6 +38,7 @@ pub mod pcapng;
 pub mod prometheus;
 pub mod rig;
 pub mod shadow_net;
+pub mod stateful;
 pub mod tcpdump;
 pub mod tls_front;
 pub mod topology;

@@ -145,7 +145,8 @@ impl Chain {
         let exchanges = self.exchanges.as_mut().filter(|_| compared);
         let tag = exchanges.as_ref().and_then(|x| x.open(request));
         let reply = tag.zip(exchanges.as_ref().map(|x| x.answer_sink()));
-        self.dispatcher.send(self.verdicts.drain(..), reply);
+        self.dispatcher
+            .send(&request.flow, self.verdicts.drain(..), reply);
         if let Some(exchanges) = &mut self.exchanges {
             let (targets, outcomes) = (self.dispatcher.targets(), self.dispatcher.outcomes());
             exchanges.sent(compared, tag, targets, outcomes);

@@ -7,6 +7,10 @@
 //!
 //! Every target counts every request: `captured`, then exactly one of
 //! filtered (reason), dropped (reason) or, once answered, sent.
+//!
+//! Each request is queued with its captured client connection
+//! ([`FlowTag`]): a target sends the copies of one connection in the
+//! order they were dispatched, one at a time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +23,8 @@ use tracing::info;
 use super::endpoints::{Resolve, SystemResolver};
 use super::reply::{AnswerSink, Reply};
 use super::stats::{DropReason, StatsSnapshot, TargetStats};
-use super::target::{Target, TargetConfig, TargetSettings};
+use super::target::{FlowTag, Target, TargetConfig, TargetSettings};
+use crate::capture::FlowId;
 use crate::route::{FilterReason, Plan, RouteConfig, Verdict};
 
 /// The mirroring side's configuration: the routing (with every target's
@@ -315,18 +320,23 @@ impl Dispatcher {
         self.deployment.targets.iter().any(|t| t.keeps_answers())
     }
 
-    /// Acts on the routing's `verdicts` for one request, one per target in
-    /// the order of [`targets`](Self::targets): queues it where it goes and
-    /// counts it at every target. A compared request (`compared`: its tag
-    /// and where answers go) is reported by each target that keeps its
-    /// answers and does not filter it, exactly once (see [`Reply`]). What
-    /// became of it at each target, in that order.
+    /// Acts on the routing's `verdicts` for one request of the captured
+    /// connection `flow`, one per target in the order of
+    /// [`targets`](Self::targets): queues it where it goes (behind the
+    /// connection's earlier requests) and counts it at every target. A
+    /// compared request (`compared`: its tag and where answers go) is
+    /// reported by each target that keeps its answers and does not filter
+    /// it, exactly once (see [`Reply`]). What became of it at each target,
+    /// in that order.
     pub fn send(
         &mut self,
+        flow: &FlowId,
         verdicts: impl IntoIterator<Item = Verdict>,
         compared: Option<(u64, &Arc<dyn AnswerSink>)>,
     ) -> &[Outcome] {
         self.outcomes.clear();
+        // Hashed once for all the targets, and only if one sends it.
+        let mut flow_tag = None;
         for (target, verdict) in self.deployment.targets.iter().zip(verdicts) {
             let stats = target.stats();
             stats.captured.fetch_add(1, Relaxed);
@@ -339,7 +349,8 @@ impl Dispatcher {
                     let reply = compared
                         .filter(|_| target.keeps_answers())
                         .map(|(tag, sink)| Reply::new(tag, target.name_arc(), sink.clone()));
-                    match target.try_send_replying(prepared, reply) {
+                    let flow = *flow_tag.get_or_insert_with(|| FlowTag::of(flow));
+                    match target.try_send_replying(prepared, Some(flow), reply) {
                         Ok(()) => Outcome::Queued,
                         Err(reason) => Outcome::Dropped(reason),
                     }
@@ -379,7 +390,8 @@ mod tests {
                 self.router.set_plan(plan);
             }
             self.router.route(request, &mut self.verdicts);
-            self.dispatcher.send(self.verdicts.drain(..), None)
+            self.dispatcher
+                .send(&request.flow, self.verdicts.drain(..), None)
         }
     }
 

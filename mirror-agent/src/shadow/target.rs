@@ -4,10 +4,14 @@
 //!
 //! ```text
 //! router ──try_send──▶ [queue: queue_size] ──▶ worker × max_in_flight ──▶ pooled TcpStream
-//!   (over the rate:                            pick address (round robin),    write head + body,
-//!    rate_limited;                             idle conn or connect           read response to its end
+//!   (over the rate:     one job out per        pick address (round robin),    write head + body,
+//!    rate_limited;      client connection      idle conn or connect           read response to its end
 //!    full: queue_full)
 //! ```
+//!
+//! The copies of one captured client connection go out one at a time, in
+//! v1's order, each once the one before ended (see `queue`): as the client
+//! did with v1, so that a service that keeps state answers as v1 did.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ mod queue;
 use crate::clock::monotonic_ns;
 use crate::http::Answer;
 use crate::route::{PreparedRequest, TargetUrl};
+pub use queue::FlowTag;
 use queue::{Job, PushError, Queue};
 
 /// Transport settings of one target.
@@ -279,16 +284,21 @@ impl Target {
     /// Queues a request without waiting. A request over the rate limit is
     /// dropped (`rate_limited`), one that finds the queue full too
     /// (`queue_full`), and one for a target shutting down (`shutdown`);
-    /// each is counted here and returned. Never blocks.
+    /// each is counted here and returned. Never blocks. Sent in no
+    /// particular order with the others.
     pub fn try_send(&self, request: Arc<PreparedRequest>) -> Result<(), DropReason> {
-        self.try_send_replying(request, None)
+        self.try_send_replying(request, None, None)
     }
 
-    /// [`try_send`](Self::try_send) for a compared request: the answer, or
-    /// why there is none, goes to `reply` (also when it is dropped here).
+    /// [`try_send`](Self::try_send) for a request of the captured client
+    /// connection `flow` (sent after the ones queued before it, each once
+    /// the one before ended), or of none; when it is compared, the answer,
+    /// or why there is none, goes to `reply` (also when it is dropped
+    /// here).
     pub fn try_send_replying(
         &self,
         request: Arc<PreparedRequest>,
+        flow: Option<FlowTag>,
         reply: Option<Reply>,
     ) -> Result<(), DropReason> {
         let stats = &self.inner.stats;
@@ -309,7 +319,11 @@ impl Target {
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
-        match self.queue.push(Job { request, reply }) {
+        match self.queue.push(Job {
+            request,
+            reply,
+            flow,
+        }) {
             Ok(()) => Ok(()),
             Err((err, job)) => {
                 stats.queue_depth.fetch_sub(1, Relaxed);
@@ -367,7 +381,7 @@ impl Target {
         if let Some(resolver) = control.resolver {
             resolver.abort();
         }
-        while let Some(job) = self.queue.try_pop() {
+        for job in self.queue.drain() {
             self.inner.stats.queue_depth.fetch_sub(1, Relaxed);
             self.inner.stats.drop_one(DropReason::Shutdown);
             if let Some(reply) = job.reply {
@@ -454,7 +468,11 @@ async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
 async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Phase>) {
     let mut stop = phase;
     loop {
-        let Job { request, reply } = tokio::select! {
+        let Job {
+            request,
+            reply,
+            flow,
+        } = tokio::select! {
             biased;
             _ = reached(&mut stop, Phase::Stopped) => return,
             job = queue.pop() => match job {
@@ -468,6 +486,10 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
             stats.drop_one(DropReason::Expired);
             if let Some(reply) = reply {
                 reply.send(Err(DropReason::Expired));
+            }
+            // Given up, not reordered: its flow moves on to the next.
+            if let Some(flow) = flow {
+                queue.done(flow);
             }
             continue;
         }
@@ -497,6 +519,11 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
             }
         }
         stats.in_flight.fetch_sub(1, Relaxed);
+        // Answered or failed: the flow's next copy may go (this worker
+        // takes from the queue next).
+        if let Some(flow) = flow {
+            queue.done(flow);
+        }
     }
 }
 

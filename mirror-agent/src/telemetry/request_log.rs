@@ -96,7 +96,7 @@ mod tests {
         let mut dispatch_described = |request| {
             let mut verdicts = Vec::new();
             router.route(request, &mut verdicts);
-            let outcomes = dispatcher.send(verdicts, None).to_vec();
+            let outcomes = dispatcher.send(&request.flow, verdicts, None).to_vec();
             described(dispatcher.targets(), &outcomes)
         };
         let get = frame_one(b"GET /x?secret=1 HTTP/1.1\r\nHost: a\r\n\r\n");

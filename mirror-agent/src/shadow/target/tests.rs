@@ -15,6 +15,7 @@ fn push(queue: &Queue, request: Arc<PreparedRequest>) -> Result<(), PushError> {
         .push(Job {
             request,
             reply: None,
+            flow: None,
         })
         .map_err(|(err, _)| err)
 }
@@ -91,6 +92,139 @@ async fn a_waiting_worker_is_woken_by_a_push_and_by_close() {
     assert!(waiting.await.unwrap(), "close ends a waiting pop");
 }
 
+/// A tag for connection `n` of the test harness.
+fn flow(n: u64) -> FlowTag {
+    FlowTag::of(&crate::http::testing::test_flow(n))
+}
+
+/// Queues request `n` of `flow` (`None`: of no connection).
+fn push_in(queue: &Queue, n: u8, flow: Option<FlowTag>) -> Result<(), PushError> {
+    queue
+        .push(Job {
+            request: request(n),
+            reply: None,
+            flow,
+        })
+        .map_err(|(err, _)| err)
+}
+
+/// The head byte of the job a worker may take now, if any.
+fn next(queue: &Queue) -> Option<u8> {
+    queue.try_pop().map(|job| job.request.head()[0])
+}
+
+#[test]
+fn a_connections_copies_are_taken_one_at_a_time_in_its_order() {
+    let (a, b) = (flow(1), flow(2));
+    assert_ne!(a, b);
+    let queue = Queue::new(10);
+    for (n, f) in [
+        (1, Some(a)),
+        (2, Some(a)),
+        (3, Some(b)),
+        (4, Some(a)),
+        (5, None),
+    ] {
+        push_in(&queue, n, f).unwrap();
+    }
+    // a's first, b's, the unordered one; a's second waits for its first.
+    assert_eq!(next(&queue), Some(1));
+    assert_eq!(next(&queue), Some(3));
+    assert_eq!(next(&queue), Some(5));
+    assert_eq!(next(&queue), None, "a's next waits for a's first to end");
+    queue.done(b);
+    assert_eq!(next(&queue), None, "b's end frees nothing of a");
+    queue.done(a);
+    assert_eq!(next(&queue), Some(2));
+    assert_eq!(next(&queue), None);
+    queue.done(a);
+    assert_eq!(next(&queue), Some(4));
+    queue.done(a);
+    assert_eq!(next(&queue), None);
+    // a's line is over: its next copy goes at once, as a new one.
+    push_in(&queue, 6, Some(a)).unwrap();
+    assert_eq!(next(&queue), Some(6));
+}
+
+#[test]
+fn a_slow_connection_holds_back_only_its_own_copies() {
+    let queue = Queue::new(100);
+    let slow = flow(1);
+    push_in(&queue, 0, Some(slow)).unwrap();
+    push_in(&queue, 1, Some(slow)).unwrap();
+    for n in 2..50 {
+        push_in(&queue, n, Some(flow(u64::from(n)))).unwrap();
+    }
+    assert_eq!(next(&queue), Some(0), "out, and never answered");
+    let taken: Vec<u8> = std::iter::from_fn(|| next(&queue)).collect();
+    assert_eq!(taken, (2..50).collect::<Vec<u8>>(), "every other one");
+    queue.done(slow);
+    assert_eq!(next(&queue), Some(1));
+}
+
+#[tokio::test]
+async fn waiting_copies_count_in_both_bounds_and_the_queue_drains_whole() {
+    let a = flow(1);
+    let queue = Queue::new(3);
+    for n in 1..=3 {
+        push_in(&queue, n, Some(a)).unwrap();
+    }
+    assert_eq!(push_in(&queue, 4, None), Err(PushError::Full), "count");
+    assert_eq!(next(&queue), Some(1));
+    assert!(queue.has_room_for(1), "the one out is not held");
+    let big = |n: u8| Job {
+        request: Arc::new(PreparedRequest::new(
+            vec![n],
+            Bytes::from(vec![0u8; MAX_QUEUED_BYTES / 2]),
+            BodyFraming::AsIs,
+        )),
+        reply: None,
+        flow: Some(a),
+    };
+    let bytes = Queue::new(100);
+    bytes.push(big(1)).unwrap();
+    assert!(bytes.try_pop().is_some(), "out");
+    bytes.push(big(2)).unwrap();
+    assert!(
+        matches!(bytes.push(big(3)), Err((PushError::Full, _))),
+        "the waiting one's bytes count"
+    );
+
+    // Closed: what is ready is still taken, what waits for its
+    // connection is taken once the copy before it ended.
+    queue.close();
+    assert_eq!(push_in(&queue, 5, None), Err(PushError::Closed));
+    assert!(queue.pop().await.is_none(), "2 and 3 wait for 1");
+    queue.done(a);
+    assert_eq!(queue.pop().await.map(|j| j.request.head()[0]), Some(2));
+    // A shutdown gives up the rest, waiting or not.
+    let given_up: Vec<u8> = queue.drain().iter().map(|j| j.request.head()[0]).collect();
+    assert_eq!(given_up, [3]);
+    assert!(queue.drain().is_empty());
+    assert!(queue.has_room_for(MAX_QUEUED_BYTES), "nothing held");
+}
+
+#[tokio::test]
+async fn a_copy_waiting_for_its_connection_wakes_no_worker() {
+    let a = flow(1);
+    let queue = Arc::new(Queue::new(4));
+    push_in(&queue, 1, Some(a)).unwrap();
+    assert_eq!(queue.pop().await.map(|j| j.request.head()[0]), Some(1));
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.pop().await.map(|job| job.request.head()[0]) }
+    });
+    tokio::task::yield_now().await;
+    push_in(&queue, 2, Some(a)).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiting.is_finished(), "woken for a copy it may not take");
+    // The worker whose copy ended takes the next itself.
+    queue.done(a);
+    assert_eq!(next(&queue), Some(2));
+    push_in(&queue, 3, None).unwrap();
+    assert_eq!(waiting.await.unwrap(), Some(3));
+}
+
 #[tokio::test]
 async fn a_copy_older_than_max_age_is_dropped_as_expired_not_sent() {
     // A dead address: a copy that is sent ends as connect_refused.
@@ -114,9 +248,14 @@ async fn a_copy_older_than_max_age_is_dropped_as_expired_not_sent() {
         )
         .with_captured_ns(now),
     );
+    // One connection's: the expired one is given up, the next one of
+    // the connection goes (it would wait for the first forever, and be
+    // dropped as `shutdown`, if an expired copy did not end its turn).
     for request in [old, fresh] {
         target.stats().captured.fetch_add(1, Relaxed);
-        target.try_send(request).unwrap();
+        target
+            .try_send_replying(request, Some(flow(1)), None)
+            .unwrap();
     }
     target
         .shutdown(Instant::now() + Duration::from_secs(5))
@@ -288,5 +427,121 @@ async fn one_bad_answer_among_ten(bad: usize) {
         accepted.load(Relaxed),
         2,
         "bad {bad}: the connection of the bad answer is closed, the others reused"
+    );
+}
+
+/// A shadow that answers `GET /{flow}/{i}` after `delay(flow)`, noting
+/// each arrival as `(flow, i, when)` and whether two requests of one flow
+/// were ever at it at once.
+async fn shadow_noting_order(
+    delay: fn(u64) -> Duration,
+) -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(u64, u64, Instant)>>>,
+    Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let open: Arc<std::sync::Mutex<std::collections::HashSet<u64>>> = Arc::default();
+    let (noted, overlap) = (arrivals.clone(), overlapped.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (noted, overlap, open) = (noted.clone(), overlap.clone(), open.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(n @ 1..) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("/0/0").to_owned();
+                        let mut parts = path.split('/').skip(1).map(|p| p.parse().unwrap_or(0));
+                        let (flow, i) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+                        noted.lock().unwrap().push((flow, i, Instant::now()));
+                        if !open.lock().unwrap().insert(flow) {
+                            overlap.store(true, Relaxed);
+                        }
+                        tokio::time::sleep(delay(flow)).await;
+                        open.lock().unwrap().remove(&flow);
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, arrivals, overlapped)
+}
+
+#[tokio::test]
+async fn each_connections_copies_reach_the_shadow_in_order_one_after_the_other() {
+    // Connection 0 is slow (300 ms an answer), 1 to 4 are fast.
+    const SLOW: Duration = Duration::from_millis(300);
+    let (addr, arrivals, overlapped) = shadow_noting_order(|flow| match flow {
+        0 => SLOW,
+        _ => Duration::from_millis(flow),
+    })
+    .await;
+    let url = TargetUrl::parse(&format!("http://{addr}")).unwrap();
+    let target = Target::start(
+        TargetConfig::new(url),
+        Arc::new(super::super::SystemResolver),
+    )
+    .await;
+    let started = Instant::now();
+    // Interleaved, as the capture hands them on.
+    for i in 0..5u64 {
+        for f in 0..5u64 {
+            if f == 0 && i >= 3 {
+                continue;
+            }
+            let head = format!("GET /{f}/{i} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+            let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
+            target.stats().captured.fetch_add(1, Relaxed);
+            target
+                .try_send_replying(request, Some(flow(f)), None)
+                .unwrap();
+        }
+    }
+    target
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
+    let stats = target.stats().snapshot();
+    assert_eq!(stats.sent_total(), 23, "{stats}");
+    assert!(stats.balances(), "{stats}");
+    assert!(
+        !overlapped.load(Relaxed),
+        "two copies of one connection at the shadow at once"
+    );
+    let arrivals = arrivals.lock().unwrap().clone();
+    for f in 0..5u64 {
+        let order: Vec<u64> = arrivals
+            .iter()
+            .filter(|(flow, ..)| *flow == f)
+            .map(|(_, i, _)| *i)
+            .collect();
+        let sent = if f == 0 { 3 } else { 5 };
+        assert_eq!(order, (0..sent).collect::<Vec<u64>>(), "connection {f}");
+    }
+    // The fast connections were done before the slow one's first answer.
+    let fast_done = arrivals
+        .iter()
+        .filter(|(flow, ..)| *flow != 0)
+        .map(|(.., when)| *when)
+        .max()
+        .unwrap();
+    assert!(
+        fast_done < started + SLOW,
+        "the fast connections waited for the slow one: last arrival after {:?}",
+        fast_done - started
     );
 }
