@@ -6,6 +6,7 @@
 //! /dev/kvm is a nested software virtualisation that cannot boot a stock
 //! Debian kernel. `--accel kvm` uses real KVM where a runner has it.
 
+mod apt;
 mod cpio;
 pub mod guest;
 mod kernel;
@@ -34,7 +35,7 @@ const BUSYBOX: &str = "/bin/busybox";
 const QEMU: &str = "qemu-system-x86_64";
 
 pub struct Options {
-    /// `6.1`, `6.12` or `all`, as given (repeatable).
+    /// `5.10`, `6.1`, `6.12`, `7.x` or `all`, as given (repeatable).
     pub kernels: Vec<String>,
     /// Build the program without the copy length's bounds check (a test
     /// of the test: the 6.1 verifier must reject it).
@@ -58,10 +59,19 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 
     let agent = build_agent(root, options.broken_bounds_check, options.verbose)?;
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
+    let (agent, xtask) = (
+        without_debug_info(&agent, &cache)?,
+        without_debug_info(&xtask, &cache)?,
+    );
+    let apt = apt::Apt::new(&cache.join("apt"))?;
+    if let Err(err) = apt.refresh() {
+        // Offline: the lists of an earlier run, or the cached kernels.
+        println!("    warning: {err:#}");
+    }
     let mut reports = Vec::new();
     for line in lines {
         println!("==> kernel {}: {}", line.name, line.origin);
-        let kernel = kernel::prepare(line, &cache.join("kernels"))?;
+        let kernel = kernel::prepare(line, &apt, &cache.join("kernels"))?;
         let image = cache.join(format!("initramfs-{}.cpio", kernel.package));
         build_initramfs(&image, &agent, &xtask, &kernel)?;
         let report = boot(&kernel, &image, options)?;
@@ -93,15 +103,20 @@ fn kernel_lines(names: &[String]) -> Result<Vec<kernel::Line>> {
     } else {
         names.iter().map(String::as_str).collect()
     };
-    let mut lines = Vec::new();
+    let mut lines: Vec<kernel::Line> = Vec::new();
     for name in names {
-        if name == "all" {
-            lines.extend_from_slice(kernel::LINES);
+        let named = if name == "all" {
+            kernel::LINES.to_vec()
         } else {
-            lines.push(kernel::line(name)?);
+            vec![kernel::line(name)?]
+        };
+        // Each kernel once, in the order first asked.
+        for line in named {
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
         }
     }
-    lines.dedup();
     Ok(lines)
 }
 
@@ -155,6 +170,24 @@ fn build_agent(root: &Path, broken: bool, verbose: bool) -> Result<PathBuf> {
     };
     crate::steps::quiet_cargo(&format!("building {what}"), &mut command, verbose)?;
     Ok(target_dir.join("debug/mirror-agent"))
+}
+
+/// A copy of `binary` without its debug sections (symbols stay, so a
+/// backtrace still names functions): the debug agent is ~140 MB, ~35 MB
+/// without them, and every byte of the initramfs is copied, unpacked and
+/// held in memory by each emulated guest.
+fn without_debug_info(binary: &Path, cache: &Path) -> Result<PathBuf> {
+    let name = binary.file_name().context("a binary has a file name")?;
+    let out = cache.join("bin").join(name);
+    fs::create_dir_all(cache.join("bin"))?;
+    run_checked(
+        Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(binary)
+            .arg(&out),
+    )
+    .context("objcopy (package binutils) could not strip the guest's binaries")?;
+    Ok(out)
 }
 
 /// /init: mounts, modules, then the guest test; powers off whatever happens.
@@ -437,9 +470,12 @@ mod tests {
                 .map(|l| l.name)
                 .collect()
         };
-        assert_eq!(names(&[]), ["6.1", "6.12"]);
-        assert_eq!(names(&["all"]), ["6.1", "6.12"]);
+        let every = ["5.10", "6.1", "6.12", "7.x"];
+        assert_eq!(names(&[]), every);
+        assert_eq!(names(&["all"]), every);
         assert_eq!(names(&["6.12"]), ["6.12"]);
+        assert_eq!(names(&["7.x", "5.10"]), ["7.x", "5.10"]);
+        assert_eq!(names(&["6.1", "all"]), ["6.1", "5.10", "6.12", "7.x"]);
         assert!(kernel_lines(&["4.19".to_owned()]).is_err());
     }
 
