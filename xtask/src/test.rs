@@ -97,6 +97,7 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
                 broken_bounds_check: false,
                 accel: "tcg".to_owned(),
                 verbose: false,
+                jobs: None,
             },
         )
         .context("the kernel matrix failed")?;

@@ -44,6 +44,8 @@ pub struct Options {
     pub accel: String,
     /// Every line of the guest's console, live.
     pub verbose: bool,
+    /// Guests run at once; None: one per CPU.
+    pub jobs: Option<usize>,
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
@@ -68,15 +70,20 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         // Offline: the lists of an earlier run, or the cached kernels.
         println!("    warning: {err:#}");
     }
-    let mut reports = Vec::new();
+    let mut prepared = Vec::new();
     for line in lines {
         println!("==> kernel {}: {}", line.name, line.origin);
         let kernel = kernel::prepare(line, &apt, &cache.join("kernels"))?;
         let image = cache.join(format!("initramfs-{}.cpio", kernel.package));
         build_initramfs(&image, &agent, &xtask, &kernel)?;
-        let report = boot(&kernel, &image, options)?;
-        reports.push(report);
+        prepared.push((kernel, image));
     }
+    let jobs = jobs(options.jobs, prepared.len());
+    println!(
+        "==> booting {} kernel(s), {jobs} at a time (--jobs)",
+        prepared.len()
+    );
+    let reports = boot_all(&prepared, options, jobs)?;
 
     println!("==> vm-test summary");
     let mut failed = Vec::new();
@@ -95,6 +102,49 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     }
     ensure!(failed.is_empty(), "vm-test failed on {}", failed.join(", "));
     Ok(())
+}
+
+/// A TCG guest keeps one host CPU busy (one emulation thread), so one
+/// guest per CPU roughly divides the matrix's time by the CPUs; never more
+/// than the kernels, never less than one.
+fn jobs(asked: Option<usize>, kernels: usize) -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    asked.unwrap_or(cpus).min(kernels).max(1)
+}
+
+/// Boots every prepared kernel, `jobs` at a time; the reports in the
+/// kernels' order. Each guest's lines carry its kernel's tag, so
+/// interleaved output stays readable.
+fn boot_all(
+    prepared: &[(kernel::Kernel, PathBuf)],
+    options: &Options,
+    jobs: usize,
+) -> Result<Vec<Report>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Report>>>> =
+        prepared.iter().map(|_| Default::default()).collect();
+    thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((kernel, image)) = prepared.get(index) else {
+                        break;
+                    };
+                    let report = boot(kernel, image, options);
+                    *results[index].lock().expect("lock") = Some(report);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("lock")
+                .expect("every kernel was booted")
+        })
+        .collect()
 }
 
 fn kernel_lines(names: &[String]) -> Result<Vec<kernel::Line>> {
@@ -477,6 +527,16 @@ mod tests {
         assert_eq!(names(&["7.x", "5.10"]), ["7.x", "5.10"]);
         assert_eq!(names(&["6.1", "all"]), ["6.1", "5.10", "6.12", "7.x"]);
         assert!(kernel_lines(&["4.19".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn guests_run_at_most_one_per_kernel() {
+        assert_eq!(jobs(Some(8), 4), 4);
+        assert_eq!(jobs(Some(2), 4), 2);
+        assert_eq!(jobs(Some(0), 4), 1);
+        let default = jobs(None, 64);
+        assert!((1..=64).contains(&default));
+        assert_eq!(jobs(None, 1), 1);
     }
 
     #[test]
