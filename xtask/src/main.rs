@@ -56,12 +56,13 @@ enum Task {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Setup, then the kernel matrix: boots Debian's 6.1 and 6.12 kernels
-    /// in QEMU (fetched once, cached under target/vm-test) and, in each,
-    /// loads and attaches the program in every attach mode the kernel has
-    /// and mirrors real HTTP through a veth pair. No root needed.
+    /// Setup, then the kernel matrix: boots Debian's 5.10, 6.1, 6.12 and
+    /// newest (7.x) kernels in QEMU (fetched once, cached under
+    /// target/vm-test) and, in each, loads and attaches the program in
+    /// every attach mode the kernel has and mirrors real HTTP through a
+    /// veth pair. No root needed.
     VmTest {
-        /// 6.1, 6.12 or all (default all); repeatable.
+        /// 5.10, 6.1, 6.12, 7.x or all (default all); repeatable.
         #[arg(long, value_name = "VERSION")]
         kernel: Vec<String>,
         /// Test the test: build the program without the copy length's
@@ -74,6 +75,10 @@ enum Task {
         /// Show the build output and every line of the guests' consoles.
         #[arg(short, long)]
         verbose: bool,
+        /// Guests booted at once (default: one per CPU; each emulated
+        /// guest keeps one CPU busy).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
     },
     /// Inside a vm-test guest (run by its /init).
     #[command(hide = true)]
@@ -129,6 +134,7 @@ fn run(task: Task) -> Result<()> {
             broken_bounds_check,
             accel,
             verbose,
+            jobs,
         } => {
             setup::run()?;
             vm::run(
@@ -138,6 +144,7 @@ fn run(task: Task) -> Result<()> {
                     broken_bounds_check,
                     accel,
                     verbose,
+                    jobs,
                 },
             )
         }

@@ -24,8 +24,9 @@ const BUILD_PACKAGES: &[&str] = &[
 /// `ab`, `python3`, `bpftool` (bpf_stats), `prometheus` and `promtool` (the
 /// metrics test), `nginx` and `wrk` (the benches), `chromium` (the
 /// comparison page checked in a headless browser), `tcpdump` (pcap input);
-/// QEMU, a static busybox
-/// and xz for the kernel matrix (`cargo xtask vm-test`).
+/// QEMU, a static busybox, xz, objcopy (binutils) and Debian's archive keys
+/// for the kernel matrix (`cargo xtask vm-test`, which reaches the suites
+/// of its kernels through apt lists of its own, not the host's sources).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -43,6 +44,8 @@ const TEST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",
+    "binutils",
+    "debian-archive-keyring",
 ];
 
 /// Where Debian's llvm-22 puts `llvm-config`, which bpf-linker's build looks for.

@@ -84,7 +84,7 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
     }
 
     // CI's machine is thrown away afterwards: there the program is loaded
-    // on the kernel matrix (Debian's 6.1 and 6.12 in QEMU), the deployment
+    // on the kernel matrix (Debian's 5.10, 6.1, 6.12 and 7.x in QEMU), the deployment
     // is installed for real (a developer runs `cargo xtask deploy-check` by
     // choice), the bench harness runs once so that it never rots (it
     // asserts the harness worked, not the speed), and fuzzing gets its time.
@@ -97,6 +97,7 @@ fn run_steps(root: &Path, options: &Options) -> Result<()> {
                 broken_bounds_check: false,
                 accel: "tcg".to_owned(),
                 verbose: false,
+                jobs: None,
             },
         )
         .context("the kernel matrix failed")?;

@@ -1,8 +1,9 @@
-//! The kernels of the matrix: Debian's own packages, found with apt-cache,
-//! fetched once with `apt-get download` and unpacked with `dpkg -x` (nothing
-//! is installed on the host), then cached under target/vm-test/kernels as
-//! just what a guest needs: the bzImage and the three modules the capture
-//! needs, decompressed (busybox's insmod reads plain `.ko` files).
+//! The kernels of the matrix: Debian's own packages, found with apt-cache
+//! in the matrix's private apt lists ([`super::apt`]), fetched once with
+//! `apt-get download` and unpacked with `dpkg -x` (nothing is installed on
+//! the host), then cached under target/vm-test/kernels as just what a guest
+//! needs: the bzImage and the three modules the capture needs, decompressed
+//! (busybox's insmod reads plain `.ko` files).
 
 use std::{
     fs,
@@ -14,21 +15,31 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use mirror_testkit::{ScratchDir, command::run};
 
+use super::apt::Apt;
+
 /// One kernel line of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Line {
     /// What `--kernel` takes.
     pub name: &'static str,
-    /// The Debian package name is `{prefix}{digits...}{suffix}`.
+    /// The Debian image package is `{prefix}{numbers}{suffix}`, where
+    /// numbers are dot-separated, optionally followed by `+debNN`.
     prefix: &'static str,
     suffix: &'static str,
     /// Where the kernel comes from, for the report.
     pub origin: &'static str,
 }
 
-/// Debian 12's own kernel (the Vagrant box's), and the 6.12 that Debian 12
-/// also ships (Debian 13's kernel line): no TCX below 6.6, TCX above.
+/// The kernels users' nodes run, oldest first: 5.10 (Debian 11, Amazon
+/// Linux 2), 6.1 (Debian 12, the Vagrant box), 6.12 (Debian 13's line) and
+/// the newest Debian builds (7.x, trixie-backports). No TCX below 6.6.
 pub const LINES: &[Line] = &[
+    Line {
+        name: "5.10",
+        prefix: "linux-image-5.10.0-",
+        suffix: "-cloud-amd64",
+        origin: "Debian 11 (bullseye; Amazon Linux 2's line)",
+    },
     Line {
         name: "6.1",
         prefix: "linux-image-6.1.0-",
@@ -40,6 +51,12 @@ pub const LINES: &[Line] = &[
         prefix: "linux-image-6.12.",
         suffix: "-cloud-amd64",
         origin: "Debian 12's 6.12 line (Debian 13's kernel)",
+    },
+    Line {
+        name: "7.x",
+        prefix: "linux-image-7.",
+        suffix: "-cloud-amd64",
+        origin: "Debian 13's backports (the newest Debian kernel)",
     },
 ];
 
@@ -64,22 +81,18 @@ pub struct Kernel {
 }
 
 impl Line {
-    /// Is `package` one of this line's image packages (not -dbg, -unsigned)?
-    fn version_of<'a>(&self, package: &'a str) -> Option<&'a str> {
+    /// The numbers of `package` if it is one of this line's image packages
+    /// (not -dbg, -unsigned, nor the metapackage): 5.10 and 6.1: `[46]`
+    /// (the ABI); 6.12: `[118]` (`118+deb12`); 7.x: `[3, 4]` (`3.4+deb13`).
+    fn version_of(&self, package: &str) -> Option<Vec<u64>> {
         let middle = package
             .strip_prefix(self.prefix)?
             .strip_suffix(self.suffix)?;
-        // 6.1: "57"; 6.12: "117+deb12".
-        let digits = middle.split('+').next()?;
-        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(middle)
-    }
-
-    /// Orders packages of the line by their ABI / patch number.
-    fn number(&self, package: &str) -> u64 {
-        self.version_of(package)
-            .and_then(|v| v.split('+').next())
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0)
+        let numbers = match middle.split_once('+') {
+            Some((numbers, build)) => build.starts_with("deb").then_some(numbers)?,
+            None => middle,
+        };
+        numbers.split('.').map(|n| n.parse().ok()).collect()
     }
 }
 
@@ -97,10 +110,10 @@ pub fn line(name: &str) -> Result<Line> {
         })
 }
 
-/// The newest package of `line` the apt sources offer, else the newest
+/// The newest package of `line` the kernel suites offer, else the newest
 /// already in the cache; fetched and unpacked when not cached yet.
-pub fn prepare(line: Line, cache: &Path) -> Result<Kernel> {
-    let offered = newest_offered(line);
+pub fn prepare(line: Line, apt: &Apt, cache: &Path) -> Result<Kernel> {
+    let offered = newest_offered(line, apt);
     let cached = newest_cached(line, cache);
     let package = match (offered, cached) {
         (Some(package), _) => package,
@@ -112,16 +125,17 @@ pub fn prepare(line: Line, cache: &Path) -> Result<Kernel> {
             package
         }
         (None, None) => bail!(
-            "no Debian package of kernel {} found (looked for {}N{} with apt-cache); \
-             the matrix needs Debian 12 (bookworm) apt sources and `apt-get update`",
+            "no Debian package of kernel {} found (looked for {}N{} with apt-cache \
+             in the suites of {}) and none cached",
             line.name,
             line.prefix,
-            line.suffix
+            line.suffix,
+            cache.parent().unwrap_or(cache).join("apt").display(),
         ),
     };
     let dir = cache.join(&package);
     if !dir.join("done").exists() {
-        fetch(&package, &dir)?;
+        fetch(apt, &package, &dir)?;
     }
     let bzimage = dir.join("vmlinuz");
     let modules = MODULES
@@ -140,28 +154,50 @@ fn module_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn newest_offered(line: Line) -> Option<String> {
-    let names = run(Command::new("apt-cache").args(["pkgnames", line.prefix])).ok()?;
+fn newest_offered(line: Line, apt: &Apt) -> Option<String> {
+    let names = apt.names(line.prefix).ok()?;
     names
-        .lines()
-        .filter(|name| line.version_of(name).is_some())
-        .max_by_key(|name| line.number(name))
-        .map(str::to_owned)
+        .into_iter()
+        .filter_map(|name| Some((line.version_of(&name)?, name)))
+        .max()
+        .map(|(_, name)| name)
 }
 
 fn newest_cached(line: Line, cache: &Path) -> Option<String> {
     fs::read_dir(cache)
         .ok()?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| line.version_of(name).is_some() && cache.join(name).join("done").exists())
-        .max_by_key(|name| line.number(name))
+        .filter(|name| cache.join(name).join("done").exists())
+        .filter_map(|name| Some((line.version_of(&name)?, name)))
+        .max()
+        .map(|(_, name)| name)
+}
+
+/// The packages that hold the kernel of `image`: the image package itself
+/// and, from Debian 13 on, where `linux-image-*` is an empty shell, its
+/// `linux-binary-*` (vmlinuz) and `linux-modules-*` when the suites offer
+/// them.
+fn packages_of(image: &str, apt: &Apt) -> Result<Vec<String>> {
+    let release = image
+        .strip_prefix("linux-image-")
+        .context("not an image package")?;
+    let mut packages = vec![image.to_owned()];
+    for kind in ["linux-binary-", "linux-modules-"] {
+        let name = format!("{kind}{release}");
+        if apt.names(&name)?.contains(&name) {
+            packages.push(name);
+        }
+    }
+    Ok(packages)
 }
 
 /// `apt-get download` + `dpkg -x` in a scratch directory, then only the
 /// bzImage and the modules are kept.
-fn fetch(package: &str, dir: &Path) -> Result<()> {
+fn fetch(apt: &Apt, package: &str, dir: &Path) -> Result<()> {
+    let packages = packages_of(package, apt)?;
     println!(
-        "    fetching {package} from Debian (once; cached in {})",
+        "    fetching {} from Debian (once; cached in {})",
+        packages.join(" "),
         dir.display()
     );
     let _ = fs::remove_dir_all(dir);
@@ -171,22 +207,30 @@ fn fetch(package: &str, dir: &Path) -> Result<()> {
         "download",
     )?;
     let scratch = download.path();
-    run(Command::new("apt-get")
-        // As root, apt would drop to `_apt`, which cannot write here.
-        .args(["-o", "APT::Sandbox::User=root", "download", package])
-        .current_dir(scratch))
-    .with_context(|| format!("downloading {package}"))?;
-    let deb = fs::read_dir(scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .context("apt-get download left no .deb")?;
+    apt.download(&packages, scratch)?;
     let tree = scratch.join("tree");
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree))?;
+    for deb in fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+    {
+        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree))?;
+    }
 
     fs::create_dir_all(dir)?;
-    let vmlinuz = only_entry(&tree.join("boot"), "vmlinuz-")?;
-    fs::copy(&vmlinuz, dir.join("vmlinuz"))?;
-    let release_dir = only_entry(&tree.join("lib/modules"), "")?;
+    // Up to Debian 12: /boot/vmlinuz-RELEASE and /lib/modules/RELEASE;
+    // from 13 on: /usr/lib/modules/RELEASE/vmlinuz.
+    let modules_root = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|at| tree.join(at))
+        .find(|at| at.is_dir())
+        .with_context(|| format!("{package} has no lib/modules"))?;
+    let release_dir = only_entry(&modules_root, "")?;
+    let vmlinuz = match only_entry(&tree.join("boot"), "vmlinuz-") {
+        Ok(path) => path,
+        Err(_) => release_dir.join("vmlinuz"),
+    };
+    fs::copy(&vmlinuz, dir.join("vmlinuz"))
+        .with_context(|| format!("{package}: no kernel at {}", vmlinuz.display()))?;
     for module in MODULES {
         let base = release_dir.join("kernel").join(module);
         let plain = base.with_extension("ko");
@@ -232,30 +276,111 @@ fn only_entry(dir: &Path, prefix: &str) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
+    fn newest<'a>(line: &Line, names: &[&'a str]) -> Option<&'a str> {
+        names
+            .iter()
+            .filter_map(|name| Some((line.version_of(name)?, *name)))
+            .max()
+            .map(|(_, name)| name)
+    }
+
     #[test]
-    fn packages_of_a_line_are_recognised_and_ordered() {
-        let old = line("6.1").unwrap();
+    fn packages_of_each_line_are_recognised_and_ordered() {
+        let old = line("5.10").unwrap();
         assert_eq!(
-            old.version_of("linux-image-6.1.0-57-cloud-amd64"),
-            Some("57")
+            old.version_of("linux-image-5.10.0-46-cloud-amd64"),
+            Some(vec![46])
         );
-        assert_eq!(old.version_of("linux-image-6.1.0-57-cloud-amd64-dbg"), None);
-        assert_eq!(old.version_of("linux-image-6.1.0-57-amd64"), None);
         assert_eq!(
-            old.version_of("linux-image-6.12.117+deb12-cloud-amd64"),
+            old.version_of("linux-image-5.10.0-46-cloud-amd64-dbg"),
+            None
+        );
+        assert_eq!(
+            old.version_of("linux-image-5.10.0-46-cloud-amd64-unsigned"),
+            None
+        );
+        assert_eq!(old.version_of("linux-image-5.10.0-46-amd64"), None);
+        assert_eq!(
+            newest(
+                &old,
+                &[
+                    "linux-image-5.10.0-9-cloud-amd64",
+                    "linux-image-5.10.0-46-cloud-amd64",
+                    "linux-image-6.1.0-57-cloud-amd64",
+                ]
+            ),
+            Some("linux-image-5.10.0-46-cloud-amd64")
+        );
+
+        let bookworm = line("6.1").unwrap();
+        assert_eq!(
+            bookworm.version_of("linux-image-6.1.0-57-cloud-amd64"),
+            Some(vec![57])
+        );
+        assert_eq!(
+            bookworm.version_of("linux-image-6.12.117+deb12-cloud-amd64"),
             None
         );
         assert!(
-            old.number("linux-image-6.1.0-100-cloud-amd64")
-                > old.number("linux-image-6.1.0-57-cloud-amd64")
+            bookworm.version_of("linux-image-6.1.0-100-cloud-amd64")
+                > bookworm.version_of("linux-image-6.1.0-57-cloud-amd64")
         );
-        let new = line("6.12").unwrap();
+
+        let twelve = line("6.12").unwrap();
         assert_eq!(
-            new.version_of("linux-image-6.12.117+deb12-cloud-amd64"),
-            Some("117+deb12")
+            twelve.version_of("linux-image-6.12.117+deb12-cloud-amd64"),
+            Some(vec![117])
         );
-        assert_eq!(new.version_of("linux-image-6.12-cloud-amd64"), None);
-        assert_eq!(new.number("linux-image-6.12.117+deb12-cloud-amd64"), 117);
-        assert!(line("5.10").is_err());
+        // The metapackage, and an unsigned build, are not kernels.
+        assert_eq!(twelve.version_of("linux-image-6.12-cloud-amd64"), None);
+        assert_eq!(
+            twelve.version_of("linux-image-6.12.117+deb12-cloud-amd64-unsigned"),
+            None
+        );
+
+        // 7.3.4 is newer than 7.2.12 (numbers, not text, are compared).
+        let newest_line = line("7.x").unwrap();
+        assert_eq!(
+            newest(
+                &newest_line,
+                &[
+                    "linux-image-7.2.12+deb13-cloud-amd64",
+                    "linux-image-7.3.4+deb13-cloud-amd64",
+                    "linux-image-7.2.9+deb13-cloud-amd64",
+                    "linux-image-7.3.4+deb13-cloud-amd64-dbg",
+                    "linux-image-6.19.14+deb13-cloud-amd64",
+                ]
+            ),
+            Some("linux-image-7.3.4+deb13-cloud-amd64")
+        );
+        assert_eq!(
+            newest_line.version_of("linux-image-7.3.4+deb13-rt-amd64"),
+            None
+        );
+
+        assert!(line("4.19").is_err());
+    }
+
+    #[test]
+    fn the_newest_cached_kernel_of_a_line_is_found() {
+        let cache = ScratchDir::new("kernel-cache").unwrap();
+        for (name, done) in [
+            ("linux-image-7.2.12+deb13-cloud-amd64", true),
+            ("linux-image-7.3.4+deb13-cloud-amd64", true),
+            // Not finished: a fetch that was cut.
+            ("linux-image-7.4.1+deb13-cloud-amd64", false),
+            ("linux-image-6.1.0-57-cloud-amd64", true),
+        ] {
+            let dir = cache.path().join(name);
+            fs::create_dir_all(&dir).unwrap();
+            if done {
+                fs::write(dir.join("done"), name).unwrap();
+            }
+        }
+        assert_eq!(
+            newest_cached(line("7.x").unwrap(), cache.path()).as_deref(),
+            Some("linux-image-7.3.4+deb13-cloud-amd64")
+        );
+        assert_eq!(newest_cached(line("5.10").unwrap(), cache.path()), None);
     }
 }

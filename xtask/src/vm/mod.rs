@@ -6,6 +6,7 @@
 //! /dev/kvm is a nested software virtualisation that cannot boot a stock
 //! Debian kernel. `--accel kvm` uses real KVM where a runner has it.
 
+mod apt;
 mod cpio;
 pub mod guest;
 mod kernel;
@@ -34,7 +35,7 @@ const BUSYBOX: &str = "/bin/busybox";
 const QEMU: &str = "qemu-system-x86_64";
 
 pub struct Options {
-    /// `6.1`, `6.12` or `all`, as given (repeatable).
+    /// `5.10`, `6.1`, `6.12`, `7.x` or `all`, as given (repeatable).
     pub kernels: Vec<String>,
     /// Build the program without the copy length's bounds check (a test
     /// of the test: the 6.1 verifier must reject it).
@@ -43,6 +44,8 @@ pub struct Options {
     pub accel: String,
     /// Every line of the guest's console, live.
     pub verbose: bool,
+    /// Guests run at once; None: one per CPU.
+    pub jobs: Option<usize>,
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
@@ -58,15 +61,29 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
 
     let agent = build_agent(root, options.broken_bounds_check, options.verbose)?;
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
-    let mut reports = Vec::new();
+    let (agent, xtask) = (
+        without_debug_info(&agent, &cache)?,
+        without_debug_info(&xtask, &cache)?,
+    );
+    let apt = apt::Apt::new(&cache.join("apt"))?;
+    if let Err(err) = apt.refresh() {
+        // Offline: the lists of an earlier run, or the cached kernels.
+        println!("    warning: {err:#}");
+    }
+    let mut prepared = Vec::new();
     for line in lines {
         println!("==> kernel {}: {}", line.name, line.origin);
-        let kernel = kernel::prepare(line, &cache.join("kernels"))?;
+        let kernel = kernel::prepare(line, &apt, &cache.join("kernels"))?;
         let image = cache.join(format!("initramfs-{}.cpio", kernel.package));
         build_initramfs(&image, &agent, &xtask, &kernel)?;
-        let report = boot(&kernel, &image, options)?;
-        reports.push(report);
+        prepared.push((kernel, image));
     }
+    let jobs = jobs(options.jobs, prepared.len());
+    println!(
+        "==> booting {} kernel(s), {jobs} at a time (--jobs)",
+        prepared.len()
+    );
+    let reports = boot_all(&prepared, options, jobs)?;
 
     println!("==> vm-test summary");
     let mut failed = Vec::new();
@@ -87,21 +104,69 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// A TCG guest keeps one host CPU busy (one emulation thread), so one
+/// guest per CPU roughly divides the matrix's time by the CPUs; never more
+/// than the kernels, never less than one.
+fn jobs(asked: Option<usize>, kernels: usize) -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    asked.unwrap_or(cpus).min(kernels).max(1)
+}
+
+/// Boots every prepared kernel, `jobs` at a time; the reports in the
+/// kernels' order. Each guest's lines carry its kernel's tag, so
+/// interleaved output stays readable.
+fn boot_all(
+    prepared: &[(kernel::Kernel, PathBuf)],
+    options: &Options,
+    jobs: usize,
+) -> Result<Vec<Report>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Report>>>> =
+        prepared.iter().map(|_| Default::default()).collect();
+    thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((kernel, image)) = prepared.get(index) else {
+                        break;
+                    };
+                    let report = boot(kernel, image, options);
+                    *results[index].lock().expect("lock") = Some(report);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("lock")
+                .expect("every kernel was booted")
+        })
+        .collect()
+}
+
 fn kernel_lines(names: &[String]) -> Result<Vec<kernel::Line>> {
     let names: Vec<&str> = if names.is_empty() {
         vec!["all"]
     } else {
         names.iter().map(String::as_str).collect()
     };
-    let mut lines = Vec::new();
+    let mut lines: Vec<kernel::Line> = Vec::new();
     for name in names {
-        if name == "all" {
-            lines.extend_from_slice(kernel::LINES);
+        let named = if name == "all" {
+            kernel::LINES.to_vec()
         } else {
-            lines.push(kernel::line(name)?);
+            vec![kernel::line(name)?]
+        };
+        // Each kernel once, in the order first asked.
+        for line in named {
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
         }
     }
-    lines.dedup();
     Ok(lines)
 }
 
@@ -155,6 +220,24 @@ fn build_agent(root: &Path, broken: bool, verbose: bool) -> Result<PathBuf> {
     };
     crate::steps::quiet_cargo(&format!("building {what}"), &mut command, verbose)?;
     Ok(target_dir.join("debug/mirror-agent"))
+}
+
+/// A copy of `binary` without its debug sections (symbols stay, so a
+/// backtrace still names functions): the debug agent is ~140 MB, ~35 MB
+/// without them, and every byte of the initramfs is copied, unpacked and
+/// held in memory by each emulated guest.
+fn without_debug_info(binary: &Path, cache: &Path) -> Result<PathBuf> {
+    let name = binary.file_name().context("a binary has a file name")?;
+    let out = cache.join("bin").join(name);
+    fs::create_dir_all(cache.join("bin"))?;
+    run_checked(
+        Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(binary)
+            .arg(&out),
+    )
+    .context("objcopy (package binutils) could not strip the guest's binaries")?;
+    Ok(out)
 }
 
 /// /init: mounts, modules, then the guest test; powers off whatever happens.
@@ -437,10 +520,23 @@ mod tests {
                 .map(|l| l.name)
                 .collect()
         };
-        assert_eq!(names(&[]), ["6.1", "6.12"]);
-        assert_eq!(names(&["all"]), ["6.1", "6.12"]);
+        let every = ["5.10", "6.1", "6.12", "7.x"];
+        assert_eq!(names(&[]), every);
+        assert_eq!(names(&["all"]), every);
         assert_eq!(names(&["6.12"]), ["6.12"]);
+        assert_eq!(names(&["7.x", "5.10"]), ["7.x", "5.10"]);
+        assert_eq!(names(&["6.1", "all"]), ["6.1", "5.10", "6.12", "7.x"]);
         assert!(kernel_lines(&["4.19".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn guests_run_at_most_one_per_kernel() {
+        assert_eq!(jobs(Some(8), 4), 4);
+        assert_eq!(jobs(Some(2), 4), 2);
+        assert_eq!(jobs(Some(0), 4), 1);
+        let default = jobs(None, 64);
+        assert!((1..=64).contains(&default));
+        assert_eq!(jobs(None, 1), 1);
     }
 
     #[test]
