@@ -16,6 +16,11 @@
 //!   it.
 //! * anything else → 404 JSON.
 //!
+//! With [`Behaviour::echo`], every JSON object answered also carries the
+//! request as the server got it, as echo services do: `"request":
+//! {"method", "path", "headers": {name: value}}` (names lowercase, the
+//! values of one name joined with `, `).
+//!
 //! Every answer also carries what differs between two servers without
 //! being a regression, and that the comparison ignores by default: `Date`,
 //! `Server` (the server's name) and `X-Request-Id` (unique per answer).
@@ -72,6 +77,9 @@ pub struct Behaviour {
     pub served_at: bool,
     /// `Set-Cookie: session=<value>` on every answer.
     pub session_cookie: Option<String>,
+    /// JSON objects carry `"request"`: the method, path and headers the
+    /// server got (an echo service).
+    pub echo: bool,
     pub regressions: Regressions,
 }
 
@@ -84,6 +92,7 @@ impl Behaviour {
             chunked: false,
             served_at: false,
             session_cookie: None,
+            echo: false,
             regressions: Regressions::default(),
         }
     }
@@ -315,6 +324,11 @@ pub fn answer(
         {
             object.insert("served_at".to_owned(), json!(served_at));
         }
+        if behaviour.echo
+            && let Some(object) = value.as_object_mut()
+        {
+            object.insert("request".to_owned(), echoed(request));
+        }
         json_response(behaviour, request, status, &value)
     };
     let mut response = match (method, segments.as_slice()) {
@@ -396,6 +410,23 @@ pub fn answer(
     headers.append(&mut response.headers);
     response.headers = headers;
     response
+}
+
+/// The request as an echo service shows it.
+fn echoed(request: &Request) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &request.headers {
+        match headers.get_mut(name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), json!(value));
+            }
+        }
+    }
+    json!({"method": request.method, "path": request.path, "headers": headers})
 }
 
 /// `{"item":n,"quantity":q}` of an order.

@@ -26,6 +26,10 @@ use std::cell::{Cell, OnceCell};
 
 use crate::http::MAX_HEADERS_LIMIT;
 
+/// Bytes an echo may add around one field besides its name and value
+/// (quotes, `: `, `,`, a line's indentation).
+pub const ECHO_OVERHEAD: usize = 16;
+
 /// The rewrites of one copy, read from its head and v1's request's.
 pub struct Additions<'a> {
     original: &'a [u8],
@@ -104,6 +108,37 @@ impl<'a> Additions<'a> {
             }),
             (None, None) => false,
         };
+        if explained {
+            self.explained.set(self.explained.get() + 1);
+        }
+        explained
+    }
+
+    /// Whether a body's length that differs by `delta` bytes (a HEAD's
+    /// `Content-Length`: the body is not there to look at) may be the
+    /// additions echoed back: no more than each added, removed or
+    /// rewritten field's name and value could add, with
+    /// [`ECHO_OVERHEAD`] bytes each for quoting and punctuation (rewrites
+    /// twice: a path shows in `path` and in `url`). A tolerance, not an
+    /// exact match: a larger difference is still reported.
+    pub fn explains_length_change(&self, delta: u64) -> bool {
+        if self.original == self.sent {
+            return false;
+        }
+        let parsed = self
+            .parsed
+            .get_or_init(|| parse(self.original, self.sent).unwrap_or_default());
+        let fields = parsed
+            .added
+            .iter()
+            .chain(&parsed.removed)
+            .map(|(name, value)| name.len() + value.len() + ECHO_OVERHEAD);
+        let rewrites = parsed
+            .replaced
+            .iter()
+            .map(|r| 2 * (r.to.len().abs_diff(r.from.len()) + ECHO_OVERHEAD));
+        let bound: usize = fields.chain(rewrites).sum();
+        let explained = delta > 0 && delta <= bound as u64;
         if explained {
             self.explained.set(self.explained.get() + 1);
         }
@@ -339,6 +374,20 @@ mod tests {
             None,
             Some("mirror")
         ));
+    }
+
+    #[test]
+    fn a_length_change_is_explained_up_to_what_the_additions_could_add() {
+        let additions = Additions::between(ORIGINAL, SENT);
+        // debug=1, x-mirrored-by: mirror, x-secret: s, and the rewrites.
+        let fields = (5 + 1 + 16) + (13 + 6 + 16) + (8 + 1 + 16);
+        let rewrites =
+            2 * ((11 - 4 + 16) + (19 - 7 + 16) + (6 - 4 + 16) + (12 - 9 + 16) + (27 - 16 + 16));
+        assert!(additions.explains_length_change(1));
+        assert!(additions.explains_length_change(fields + rewrites));
+        assert!(!additions.explains_length_change(fields + rewrites + 1));
+        assert!(!additions.explains_length_change(0));
+        assert!(!Additions::none().explains_length_change(1));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   (elsewhere they are framing, and the decoded bodies are compared);
 //! * `Content-Type` is compared as a parsed media type (`media`);
 //! * mirror's own rewrites of the copy, echoed back by a target, are not
-//!   differences (`additions`).
+//!   differences (`additions`); for a HEAD, a `Content-Length` that
+//!   differs by no more than echoing them could add is not one either.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,6 +98,20 @@ fn diff_headers(
         if sent
             .additions
             .explains(Some(name), l_text.as_deref(), r_text.as_deref())
+        {
+            continue;
+        }
+        // A HEAD's length may be that of a body echoing the additions.
+        let lengths = (bodiless && name == "content-length")
+            .then(|| {
+                Some((
+                    l_text.as_deref()?.parse::<u64>().ok()?,
+                    r_text.as_deref()?.parse::<u64>().ok()?,
+                ))
+            })
+            .flatten();
+        if let Some((l, r)) = lengths
+            && sent.additions.explains_length_change(l.abs_diff(r))
         {
             continue;
         }
@@ -815,6 +830,39 @@ mod tests {
         assert_eq!(
             rows(&compare(&not_modified(b"10"), &not_modified(b"11")).unwrap()),
             vec![(Kind::Header, "content-length", "10", "11")]
+        );
+        // An echo's HEAD: the length of a body that would echo the
+        // marker differs by as much, and no more.
+        let echoing = Sent {
+            method: b"HEAD",
+            additions: Additions::between(
+                b"HEAD /e HTTP/1.1\r\n\r\n",
+                b"HEAD /e HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+            ),
+        };
+        let length = |length: &'static [u8]| answer(200, &[("Content-Length", length)], b"");
+        assert_eq!(
+            diff(
+                &length(b"1234"),
+                &length(b"1264"),
+                &echoing,
+                &Rules::default(),
+                LIMIT
+            ),
+            Ok(vec![])
+        );
+        assert_eq!(
+            rows(
+                &diff(
+                    &length(b"1234"),
+                    &length(b"99"),
+                    &echoing,
+                    &Rules::default(),
+                    LIMIT
+                )
+                .unwrap()
+            ),
+            vec![(Kind::Header, "content-length", "1234", "99")]
         );
         // The user's own ignore list still wins.
         let rules = Rules::new(&["Content-Length".to_owned()], &[]);
