@@ -116,7 +116,12 @@ impl Engine {
         let tag = state.next_tag;
         let deadline = monotonic_ns() + state.timeout_ns;
         state.deadlines.push_back((deadline, tag));
-        state.pending.insert(tag, Exchange::new(meta));
+        // v1's request head is held until judged (the additions are read
+        // from it): counted like the answers.
+        let mut exchange = Exchange::new(meta);
+        exchange.held = exchange.meta.head.len();
+        state.held_bytes += exchange.held;
+        state.pending.insert(tag, exchange);
         // Asleep, the compare thread must learn of this deadline.
         self.shared.wake_if_asleep(&state);
         Some(tag)

@@ -27,8 +27,11 @@ mirror_common::labelled! {
 pub struct Difference {
     pub kind: Kind,
     /// Where: `status`; a header's name, lowercase; a JSON body's field
-    /// path (`$.items[3].price`, `$` for the whole document); `body` for a
-    /// body compared by bytes.
+    /// path (`$.items[3].price`, `$.items[id=7].price` for an element
+    /// matched by identity, `$` for the whole document); a text body's
+    /// changed lines (`body:line 12 after "<footer>"`); `body` for a body
+    /// compared by bytes (or undecodable); `(more differences)` for the
+    /// count of those past the cap.
     pub path: String,
     /// v1's value, made readable and cut to [`VALUE_CHARS`]; `<absent>`
     /// when v1 has none; `<redacted>` for credential headers.
@@ -168,7 +171,9 @@ mirror_common::labelled! {
         /// A body is longer than the cap and the bytes kept cannot decide (the
         /// hashes differ but the content codings do too).
         BodyOverCap => "body_over_cap",
-        /// A body could not be decoded (bad gzip, unknown coding on one side).
+        /// Neither body could be decoded, and both failed alike (the same
+        /// coding, the same error): nothing tells them apart. One side
+        /// failing is a difference of kind [`Kind::Undecodable`].
         Undecodable => "undecodable",
         /// Too many exchanges waiting, or too many bytes held: given up.
         Overflow => "overflow",
