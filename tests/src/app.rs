@@ -18,6 +18,11 @@
 //!   kept per id ([`crate::stateful`]).
 //! * anything else → 404 JSON.
 //!
+//! With [`Behaviour::echo`], every JSON object answered also carries the
+//! request as the server got it, as echo services do: `"request":
+//! {"method", "path", "headers": {name: value}}` (names lowercase, the
+//! values of one name joined with `, `).
+//!
 //! Every answer also carries what differs between two servers without
 //! being a regression, and that the comparison ignores by default: `Date`,
 //! `Server` (the server's name) and `X-Request-Id` (unique per answer).
@@ -86,6 +91,9 @@ pub struct Behaviour {
     /// a field that differs on chosen requests only (rare noise on a
     /// baseline, a partial regression on a candidate).
     pub renamed_items: Vec<u64>,
+    /// JSON objects carry `"request"`: the method, path and headers the
+    /// server got (an echo service).
+    pub echo: bool,
     pub regressions: Regressions,
     /// `/kv/{n}` keeps values ([`crate::stateful`]); none: 404 there.
     pub stateful: Option<Stateful>,
@@ -101,6 +109,7 @@ impl Behaviour {
             served_at: false,
             session_cookie: None,
             renamed_items: Vec::new(),
+            echo: false,
             regressions: Regressions::default(),
             stateful: None,
         }
@@ -342,6 +351,11 @@ pub fn answer(
         {
             object.insert("served_at".to_owned(), json!(served_at));
         }
+        if behaviour.echo
+            && let Some(object) = value.as_object_mut()
+        {
+            object.insert("request".to_owned(), echoed(request));
+        }
         json_response(behaviour, request, status, &value)
     };
     let response = match (method, segments.as_slice()) {
@@ -437,6 +451,23 @@ fn with_common_headers(behaviour: &Behaviour, mut response: Response, request_id
     headers.extend(behaviour.regressions.extra_headers.iter().cloned());
     response.headers = headers;
     response
+}
+
+/// The request as an echo service shows it.
+fn echoed(request: &Request) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &request.headers {
+        match headers.get_mut(name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), json!(value));
+            }
+        }
+    }
+    json!({"method": request.method, "path": request.path, "headers": headers})
 }
 
 /// `{"item":n,"quantity":q}` of an order.

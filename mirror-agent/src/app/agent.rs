@@ -144,7 +144,11 @@ impl Chain {
         let compared = self.exchanges.is_some() && self.dispatcher.compares();
         let exchanges = self.exchanges.as_mut().filter(|_| compared);
         let tag = exchanges.as_ref().and_then(|x| x.open(request));
-        let reply = tag.zip(exchanges.as_ref().map(|x| x.answer_sink()));
+        if let (Some(_), Some(exchanges)) = (tag, exchanges) {
+            exchanges.copies(request, &self.verdicts);
+        }
+        let exchanges = self.exchanges.as_ref().filter(|_| compared);
+        let reply = tag.zip(exchanges.map(|x| x.answer_sink()));
         self.dispatcher
             .send(&request.flow, self.verdicts.drain(..), reply);
         if let Some(exchanges) = &mut self.exchanges {

@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tracing::warn;
 
 use super::config::{CompareConfig, DEFAULT_TIMEOUT};
@@ -115,15 +116,21 @@ impl Engine {
         let tag = state.next_tag;
         let deadline = monotonic_ns() + state.timeout_ns;
         state.deadlines.push_back((deadline, tag));
-        state.pending.insert(tag, Exchange::new(meta));
+        // v1's request head is held until judged (the additions are read
+        // from it): counted like the answers.
+        let mut exchange = Exchange::new(meta);
+        exchange.held = exchange.meta.head.len();
+        state.held_bytes += exchange.held;
+        state.pending.insert(tag, exchange);
         // Asleep, the compare thread must learn of this deadline.
         self.shared.wake_if_asleep(&state);
         Some(tag)
     }
 
     /// The targets that were sent a copy of exchange `tag` (each answers
-    /// through the sink). None: nothing to compare, the exchange is closed.
-    pub fn expect(&self, tag: u64, targets: Vec<Arc<str>>) {
+    /// through the sink), and the heads they were sent where mirror
+    /// rewrote them. None: nothing to compare, the exchange is closed.
+    pub fn expect(&self, tag: u64, targets: Vec<Arc<str>>, sent_heads: Vec<(Arc<str>, Bytes)>) {
         let mut state = self.shared.state();
         if targets.is_empty() {
             if let Some(p) = state.pending.remove(&tag) {
@@ -131,9 +138,14 @@ impl Engine {
             }
             return;
         }
-        if let Some(p) = state.pending.get_mut(&tag) {
-            p.expected = Some(targets);
-        }
+        let held: usize = sent_heads.iter().map(|(_, head)| head.len()).sum();
+        let Some(p) = state.pending.get_mut(&tag) else {
+            return;
+        };
+        p.expected = Some(targets);
+        p.sent_heads = sent_heads;
+        p.held += held;
+        state.held_bytes += held;
         self.shared.finish_if_complete(&mut state, tag);
     }
 
@@ -387,10 +399,11 @@ mod tests {
             .open(RequestMeta {
                 method: "GET".into(),
                 target: "/items/7".into(),
+                head: bytes::Bytes::new(),
                 complete_ns: 1,
             })
             .unwrap();
-        engine.expect(tag, vec!["v2".into(), "v3".into()]);
+        engine.expect(tag, vec!["v2".into(), "v3".into()], Vec::new());
         let sink = engine.answer_sink();
         (engine, sink, tag)
     }

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::verdict::NotCompared;
 use crate::http::Answer;
 use crate::shadow::Answered;
@@ -25,6 +27,10 @@ pub struct V1Response {
 pub struct RequestMeta {
     pub method: String,
     pub target: String,
+    /// v1's request head as the client sent it (shared, not copied): what
+    /// the heads the targets were sent are compared with, to recognise
+    /// mirror's rewrites echoed back.
+    pub head: Bytes,
     /// Monotonic ns of the segment that completed the request.
     pub complete_ns: u64,
 }
@@ -36,7 +42,10 @@ pub struct Exchange {
     /// `None` until the dispatch said which targets got a copy.
     pub expected: Option<Vec<Arc<str>>>,
     pub answers: Vec<(Arc<str>, Result<Answered, NotCompared>)>,
-    /// Bytes of answers it holds (counted against the engine's bound).
+    /// The head each target was sent, where it differs from v1's request
+    /// (mirror's rewrites: marker, forwarded-for, set headers, paths).
+    pub sent_heads: Vec<(Arc<str>, Bytes)>,
+    /// Bytes of answers (and sent heads) it holds (counted against the engine's bound).
     pub held: usize,
 }
 
@@ -47,6 +56,7 @@ impl Exchange {
             v1: None,
             expected: None,
             answers: Vec::new(),
+            sent_heads: Vec::new(),
             held: 0,
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::{CompareConfig, DEFAULT_BODY_CAP, DiffLogTo};
-use super::diff::diff;
+use super::diff::{Additions, Sent, diff};
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
 use super::exchange::{Exchange, V1Response};
@@ -119,6 +119,7 @@ impl Judge {
             v1,
             mut answers,
             expected,
+            sent_heads,
             ..
         } = exchange;
         // A target sent a copy that had not answered by the deadline.
@@ -154,7 +155,15 @@ impl Judge {
             let verdict = match (&v1, &answer) {
                 (Err(reason), _) | (_, Err(reason)) => Verdict::NotCompared(*reason),
                 (Ok(v1), Ok(answered)) => {
-                    self.compare(role, &target, v1, answered, &endpoint, &mut noise_now)
+                    let sent = Sent {
+                        method: meta.method.as_bytes(),
+                        additions: match sent_heads.iter().find(|(t, _)| *t == target) {
+                            Some((_, head)) => Additions::between(&meta.head, head),
+                            None => Additions::none(),
+                        },
+                    };
+                    let diffed = self.diff(&target, v1, answered, &sent);
+                    self.compare(role, &target, diffed, &endpoint, &mut noise_now)
                 }
             };
             if let (Verdict::Differ(differences), Some(log), Ok(v1)) =
@@ -175,26 +184,37 @@ impl Judge {
         }
     }
 
-    /// The verdict on one target's answer, v1's being there: the diff
-    /// under the target's rules, each difference marked as noise or not
-    /// (`learn_noise`). A baseline's own differences are all noise, and
-    /// measure the endpoint's.
-    fn compare(
-        &mut self,
-        role: Role,
+    /// The differences of one target's answer with v1's, under the
+    /// target's rules.
+    fn diff(
+        &self,
         target: &str,
         v1: &V1Response,
         answered: &Answered,
-        endpoint: &Arc<str>,
-        noise_now: &mut HashSet<String>,
-    ) -> Verdict {
+        sent: &Sent<'_>,
+    ) -> Result<Vec<Difference>, NotCompared> {
         let rules = self.rules.get(target).unwrap_or(&self.default_rules);
         let cap = self
             .config
             .target(target)
             .map_or(DEFAULT_BODY_CAP, |t| t.body_cap);
         let max_decoded = cap.saturating_mul(16).min(256 << 20);
-        let mut differences = match diff(&v1.answer, &answered.answer, rules, max_decoded) {
+        diff(&v1.answer, &answered.answer, sent, rules, max_decoded)
+    }
+
+    /// The verdict on one target's answer, v1's being there: its
+    /// differences, each marked as noise or not (`learn_noise`). A
+    /// baseline's own differences are all noise, and measure the
+    /// endpoint's.
+    fn compare(
+        &mut self,
+        role: Role,
+        target: &str,
+        diffed: Result<Vec<Difference>, NotCompared>,
+        endpoint: &Arc<str>,
+        noise_now: &mut HashSet<String>,
+    ) -> Verdict {
+        let mut differences = match diffed {
             Err(reason) => return Verdict::NotCompared(reason),
             Ok(differences) => differences,
         };
@@ -310,6 +330,7 @@ mod tests {
             method: "GET".into(),
             target: "/a".into(),
             complete_ns: 1,
+            head: bytes::Bytes::from_static(b"GET /a HTTP/1.1\r\n\r\n"),
         });
         exchange.v1 = Some(Ok(V1Response {
             answer: answer("one"),

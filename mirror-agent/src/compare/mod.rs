@@ -14,8 +14,11 @@
 //!   candidate's difference whose rate is close to the baseline's is
 //!   noise, reported as such and kept out of the candidates' verdicts).
 //! * `diff/`: two [`Answer`](crate::http::Answer)s → their
-//!   [`Difference`]s: status, headers, bodies with their content coding
-//!   undone (`decode`), JSON by field path (`json`).
+//!   [`Difference`]s: status, headers (`Content-Type` as a media type:
+//!   `media`), bodies with their content coding undone (`decode`), JSON by
+//!   field path with arrays by identity, length and order (`json`), text
+//!   by lines (`text`); what mirror itself changed in the copy, echoed
+//!   back by a target, is no difference (`additions`).
 //! * `rules`: what the comparison leaves out (headers, JSON fields) and
 //!   which headers are credentials; `endpoint`: `POST /orders/123` →
 //!   `POST /orders/{id}`, a bounded set; `config`: what it is told.

@@ -7,10 +7,13 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::engine::Engine;
 use super::exchange::{RequestMeta, V1Response, cut_target};
 use super::verdict::NotCompared;
 use crate::http::{AnswerStage, CapturedResponse, Request, Unanswered};
+use crate::route::Verdict;
 use crate::shadow::{AnswerSink, Outcome, Target};
 
 /// Why an exchange is not compared, from why its request got no response.
@@ -28,6 +31,9 @@ pub struct Exchanges {
     sink: Arc<dyn AnswerSink>,
     /// Scratch: the compared targets a request was sent to.
     sent_to: Vec<Arc<str>>,
+    /// Scratch: per target, the head its copy goes out with where mirror
+    /// rewrote it (see [`Exchanges::copies`]).
+    heads: Vec<Option<Bytes>>,
 }
 
 impl Exchanges {
@@ -36,6 +42,7 @@ impl Exchanges {
             sink: engine.answer_sink(),
             engine,
             sent_to: Vec::new(),
+            heads: Vec::new(),
         }
     }
 
@@ -45,8 +52,33 @@ impl Exchanges {
         self.engine.open(RequestMeta {
             method: String::from_utf8_lossy(request.method()).into_owned(),
             target: cut_target(request.target()),
+            head: request.head.clone(),
             complete_ns: request.complete_ns,
         })
+    }
+
+    /// The copies of an opened exchange's request, as routing prepared
+    /// them (one verdict per target, before they are dispatched): the
+    /// heads that mirror rewrote are kept, so that a target echoing the
+    /// rewrites back is not judged different. Only for compared requests;
+    /// targets sharing a copy share its head.
+    pub fn copies(&mut self, request: &Request, verdicts: &[Verdict]) {
+        self.heads.clear();
+        let mut last: Option<(&Arc<_>, Bytes)> = None;
+        for verdict in verdicts {
+            let head = match verdict {
+                Verdict::Send(prepared) if prepared.head() != &request.head[..] => match &last {
+                    Some((seen, head)) if Arc::ptr_eq(seen, prepared) => Some(head.clone()),
+                    _ => {
+                        let head = Bytes::copy_from_slice(prepared.head());
+                        last = Some((prepared, head.clone()));
+                        Some(head)
+                    }
+                },
+                _ => None,
+            };
+            self.heads.push(head);
+        }
     }
 
     /// Where the targets' answers go.
@@ -66,13 +98,21 @@ impl Exchanges {
         outcomes: &[Outcome],
     ) {
         self.sent_to.clear();
-        for (target, outcome) in targets.iter().zip(outcomes) {
+        let mut sent_heads = Vec::new();
+        for (index, (target, outcome)) in targets.iter().zip(outcomes).enumerate() {
             if target.keeps_answers() && !matches!(outcome, Outcome::Filtered(_)) {
                 self.sent_to.push(target.name_arc());
+                if let (Some(_), Some(Some(head))) = (tag, self.heads.get(index)) {
+                    sent_heads.push((target.name_arc(), head.clone()));
+                }
             }
         }
+        self.heads.clear();
         match tag {
-            Some(tag) => self.engine.expect(tag, std::mem::take(&mut self.sent_to)),
+            Some(tag) => {
+                self.engine
+                    .expect(tag, std::mem::take(&mut self.sent_to), sent_heads);
+            }
             None if compared && !self.sent_to.is_empty() => {
                 self.engine.overflowed(&self.sent_to);
             }

@@ -94,6 +94,9 @@ pub fn is_credential_header(name: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
     ignored_headers: HashSet<String>,
+    /// The user's own, lowercase (the defaults' framing headers are
+    /// compared where an answer has no body, unless the user named them).
+    user_ignored_headers: HashSet<String>,
     ignored_fields: Vec<FieldPattern>,
     extra_credential_headers: HashSet<String>,
 }
@@ -108,17 +111,18 @@ impl Default for Rules {
 impl Rules {
     /// The defaults plus the user's headers (any case) and field patterns.
     pub fn new(extra_ignored_headers: &[String], ignored_fields: &[FieldPattern]) -> Rules {
+        let user_ignored_headers: HashSet<String> = extra_ignored_headers
+            .iter()
+            .map(|name| name.trim().to_ascii_lowercase())
+            .collect();
         let ignored_headers = DEFAULT_IGNORED_HEADERS
             .iter()
             .map(|(name, _)| (*name).to_owned())
-            .chain(
-                extra_ignored_headers
-                    .iter()
-                    .map(|name| name.trim().to_ascii_lowercase()),
-            )
+            .chain(user_ignored_headers.iter().cloned())
             .collect();
         Rules {
             ignored_headers,
+            user_ignored_headers,
             ignored_fields: ignored_fields.to_vec(),
             extra_credential_headers: HashSet::new(),
         }
@@ -139,6 +143,12 @@ impl Rules {
         } else {
             self.ignored_headers.contains(name)
         }
+    }
+
+    /// The user asked to leave header `name` (lowercase) out: the default
+    /// list aside.
+    pub fn user_ignores_header(&self, name: &str) -> bool {
+        self.user_ignored_headers.contains(name)
     }
 
     /// The value of header `name` (any case) is a credential: compared, but

@@ -27,8 +27,11 @@ mirror_common::labelled! {
 pub struct Difference {
     pub kind: Kind,
     /// Where: `status`; a header's name, lowercase; a JSON body's field
-    /// path (`$.items[3].price`, `$` for the whole document); `body` for a
-    /// body compared by bytes.
+    /// path (`$.items[3].price`, `$.items[id=7].price` for an element
+    /// matched by identity, `$` for the whole document); a text body's
+    /// changed lines (`body:line 12 after "<footer>"`); `body` for a body
+    /// compared by bytes (or undecodable); `(more differences)` for the
+    /// count of those past the cap.
     pub path: String,
     /// v1's value, made readable and cut to [`VALUE_CHARS`]; `<absent>`
     /// when v1 has none; `<redacted>` for credential headers.
@@ -68,29 +71,85 @@ impl Difference {
             Kind::Undecodable => "undecodable".to_owned(),
             Kind::Status => "status".to_owned(),
             Kind::Header => format!("header:{}", self.path),
-            Kind::Body => group_array_indices(&self.path),
+            Kind::Body => {
+                text_region(&self.path).unwrap_or_else(|| group_array_indices(&self.path))
+            }
         }
     }
 }
 
-/// `[<digits>]` → `[*]`, everything else kept.
+/// A text body's changed lines are counted by where they are, not by
+/// their line number (a page that shifts a little keeps its fields):
+/// `body:line 12 after "<footer>"` → `body:after "<footer>"`. `None` for
+/// other paths.
+fn text_region(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("body:line ")?;
+    let (number, anchor) = rest.split_once(' ')?;
+    (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("body:{anchor}"))
+}
+
+/// `[<digits>]` and `[<key>=<id>]` (an element matched by its identity:
+/// `[id=7]`, `[sku='a-1']`) → `[*]`, everything else kept.
 fn group_array_indices(path: &str) -> String {
     let mut grouped = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(open) = rest.find('[') {
         grouped.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits > 0 && after.as_bytes().get(digits) == Some(&b']') {
-            grouped.push_str("[*]");
-            rest = &after[digits + 1..];
-        } else {
-            grouped.push('[');
-            rest = after;
+        match element_step_len(after) {
+            Some(len) => {
+                grouped.push_str("[*]");
+                rest = &after[len..];
+            }
+            None => {
+                grouped.push('[');
+                rest = after;
+            }
         }
     }
     grouped.push_str(rest);
     grouped
+}
+
+/// The length (closing `]` included) of an element step that starts
+/// right after its `[`: digits, or an identity `name=` followed by a
+/// number or a quoted string (`\\` and `\'` escaped). `None` otherwise.
+fn element_step_len(after: &str) -> Option<usize> {
+    let bytes = after.as_bytes();
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 0 && bytes.get(digits) == Some(&b']') {
+        return Some(digits + 1);
+    }
+    let name = bytes
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    if name == 0 || bytes.get(name) != Some(&b'=') {
+        return None;
+    }
+    let mut at = name + 1;
+    if bytes.get(at) == Some(&b'\'') {
+        at += 1;
+        loop {
+            match bytes.get(at)? {
+                b'\\' => at += 2,
+                b'\'' => break,
+                _ => at += 1,
+            }
+        }
+        at += 1;
+    } else {
+        let number = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || b"-+.eE".contains(b))
+            .count();
+        if number == 0 {
+            return None;
+        }
+        at += number;
+    }
+    (bytes.get(at) == Some(&b']')).then_some(at + 1)
 }
 
 /// Longest value kept in a [`Difference`] (characters).
@@ -112,7 +171,9 @@ mirror_common::labelled! {
         /// A body is longer than the cap and the bytes kept cannot decide (the
         /// hashes differ but the content codings do too).
         BodyOverCap => "body_over_cap",
-        /// A body could not be decoded (bad gzip, unknown coding on one side).
+        /// Neither body could be decoded, and both failed alike (the same
+        /// coding, the same error): nothing tells them apart. One side
+        /// failing is a difference of kind [`Kind::Undecodable`].
         Undecodable => "undecodable",
         /// Too many exchanges waiting, or too many bytes held: given up.
         Overflow => "overflow",
@@ -157,6 +218,22 @@ mod tests {
     }
 
     #[test]
+    fn elements_matched_by_identity_are_grouped_like_indices() {
+        assert_eq!(
+            group_array_indices("$.items[id=7].price"),
+            "$.items[*].price"
+        );
+        assert_eq!(group_array_indices("$.a[_id=-1.5e3]"), "$.a[*]");
+        assert_eq!(
+            group_array_indices(r"$.items[sku='a]\'b'].n[2]"),
+            "$.items[*].n[*]"
+        );
+        assert_eq!(group_array_indices("$.a[id=]"), "$.a[id=]");
+        assert_eq!(group_array_indices("$.a[id='open"), "$.a[id='open");
+        assert_eq!(group_array_indices("$.a[id=x]"), "$.a[id=x]");
+    }
+
+    #[test]
     fn a_field_is_named_by_kind_with_array_indices_grouped() {
         let field = |kind, path: &str| Difference::new(kind, path, "", "").field();
         assert_eq!(field(Kind::Status, "status"), "status");
@@ -166,5 +243,13 @@ mod tests {
         assert_eq!(field(Kind::Body, "$['x y'].z"), "$['x y'].z");
         assert_eq!(field(Kind::Body, "$.served_at"), "$.served_at");
         assert_eq!(field(Kind::Body, "body"), "body");
+        assert_eq!(
+            field(Kind::Body, "body:line 12 after \"x [1] y\""),
+            "body:after \"x [1] y\""
+        );
+        assert_eq!(field(Kind::Body, "body:line 1 at start"), "body:at start");
+        assert_eq!(field(Kind::Body, "body:line x after"), "body:line x after");
+        assert_eq!(field(Kind::Body, "$.body"), "$.body");
+        assert_eq!(field(Kind::Undecodable, "body"), "undecodable");
     }
 }

@@ -1,30 +1,62 @@
 //! v1's answer and a target's, compared: status, headers (but the ignored
-//! ones), and bodies with their content coding undone, JSON by field path.
-//! Pure: no I/O, no clock, no shared state.
+//! ones), and bodies with their content coding undone: JSON by field path,
+//! text by lines, anything else by bytes. Pure: no I/O, no clock, no
+//! shared state.
 //!
 //! Credential header values take part in the comparison but never appear
 //! in a [`Difference`]: they are shown as `<redacted>`, and `Set-Cookie` is
 //! compared (and shown) by cookie names only.
+//!
+//! Besides the [`Rules`], three things decide:
+//! * the request's method and the status: an answer without a body (to a
+//!   HEAD, or a 304) carries in `Content-Length` and `Content-Encoding`
+//!   what a body would have been, so they are compared as values there
+//!   (elsewhere they are framing, and the decoded bodies are compared);
+//! * `Content-Type` is compared as a parsed media type (`media`);
+//! * mirror's own rewrites of the copy, echoed back by a target, are not
+//!   differences (`additions`); for a HEAD, a `Content-Length` that
+//!   differs by no more than echoing them could add is not one either.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::decode::{self, Coding};
+use super::additions::Additions;
+use super::decode::{self, Coding, DecodeError};
 use super::json::{self, ABSENT, cut};
+use super::media::MediaType;
+use super::text;
 use crate::compare::rules::{REDACTED, Rules};
 use crate::compare::verdict::{Difference, Kind, NotCompared};
 use crate::http::{Answer, Body};
 
-/// Characters of context shown before the first differing byte of two
-/// text bodies.
-const PREVIEW_CONTEXT: usize = 24;
+/// What the diff knows of the request both answers answer.
+pub struct Sent<'a> {
+    /// The request's method, as sent (`HEAD` answers have no body).
+    pub method: &'a [u8],
+    /// What mirror changed in the copy the target got.
+    pub additions: Additions<'a>,
+}
+
+impl Sent<'static> {
+    /// A request of `method`, sent to the target as v1 got it.
+    pub fn plain(method: &'static str) -> Sent<'static> {
+        Sent {
+            method: method.as_bytes(),
+            additions: Additions::none(),
+        }
+    }
+}
+
+/// Headers compared as values only where an answer has no body.
+const BODILESS_VALUES: &[&str] = &["content-length", "content-encoding"];
 
 /// The differences between v1's answer (left) and the target's (right):
-/// none means they match. A body that cannot be decided (undecodable, or
-/// over the cap with different codings) makes the pair not compared.
-/// `max_decoded` bounds each decoded body.
+/// none means they match. A body that cannot be decided (over the cap
+/// with different codings; both sides undecodable alike) makes the pair
+/// not compared. `max_decoded` bounds each decoded body.
 pub fn diff(
     v1: &Answer,
     target: &Answer,
+    sent: &Sent<'_>,
     rules: &Rules,
     max_decoded: usize,
 ) -> Result<Vec<Difference>, NotCompared> {
@@ -37,19 +69,50 @@ pub fn diff(
             target.status.to_string(),
         ));
     }
-    diff_headers(v1, target, rules, &mut found);
-    diff_bodies(v1, target, rules, max_decoded, &mut found)?;
+    let bodiless =
+        sent.method.eq_ignore_ascii_case(b"HEAD") || (v1.status == 304 && target.status == 304);
+    diff_headers(v1, target, sent, rules, bodiless, &mut found);
+    diff_bodies(v1, target, sent, rules, max_decoded, &mut found)?;
     Ok(found)
 }
 
 /// Headers by lowercase name. Reported in name order.
-fn diff_headers(v1: &Answer, target: &Answer, rules: &Rules, found: &mut Vec<Difference>) {
-    let left = header_values(v1, rules);
-    let right = header_values(target, rules);
+fn diff_headers(
+    v1: &Answer,
+    target: &Answer,
+    sent: &Sent<'_>,
+    rules: &Rules,
+    bodiless: bool,
+    found: &mut Vec<Difference>,
+) {
+    let left = header_values(v1, rules, bodiless);
+    let right = header_values(target, rules, bodiless);
     let names: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
     for name in names {
         let (l, r) = (left.get(name), right.get(name));
         if l == r {
+            continue;
+        }
+        let text = |value: Option<&HeaderValue>| value.map(HeaderValue::text);
+        let (l_text, r_text) = (text(l), text(r));
+        if sent
+            .additions
+            .explains(Some(name), l_text.as_deref(), r_text.as_deref())
+        {
+            continue;
+        }
+        // A HEAD's length may be that of a body echoing the additions.
+        let lengths = (bodiless && name == "content-length")
+            .then(|| {
+                Some((
+                    l_text.as_deref()?.parse::<u64>().ok()?,
+                    r_text.as_deref()?.parse::<u64>().ok()?,
+                ))
+            })
+            .flatten();
+        if let Some((l, r)) = lengths
+            && sent.additions.explains_length_change(l.abs_diff(r))
+        {
             continue;
         }
         let credential = rules.is_credential_header(name) && name != "set-cookie";
@@ -67,33 +130,60 @@ fn diff_headers(v1: &Answer, target: &Answer, rules: &Rules, found: &mut Vec<Dif
     }
 }
 
-/// What is compared of one header: its fields joined with `, `, or for
-/// `Set-Cookie` the set of cookie names.
-#[derive(PartialEq, Eq)]
+/// What is compared of one header: its fields joined with `, `, for
+/// `Set-Cookie` the set of cookie names, for `Content-Type` the media type
+/// it names (shown as sent).
 enum HeaderValue {
     Joined(Vec<u8>),
     CookieNames(BTreeSet<String>),
+    MediaType { parsed: MediaType, sent: Vec<u8> },
+}
+
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &HeaderValue) -> bool {
+        match (self, other) {
+            (HeaderValue::Joined(a), HeaderValue::Joined(b)) => a == b,
+            (HeaderValue::CookieNames(a), HeaderValue::CookieNames(b)) => a == b,
+            (
+                HeaderValue::MediaType { parsed: a, .. },
+                HeaderValue::MediaType { parsed: b, .. },
+            ) => a == b,
+            (HeaderValue::MediaType { sent: a, .. }, HeaderValue::Joined(b))
+            | (HeaderValue::Joined(a), HeaderValue::MediaType { sent: b, .. }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl HeaderValue {
     /// Readable and cut. Only called for headers that are not credentials
     /// (cookie names are not values).
     fn shown(&self) -> String {
+        cut(&self.text())
+    }
+
+    /// Readable, whole (for the additions).
+    fn text(&self) -> String {
         match self {
-            HeaderValue::Joined(value) => cut(&readable(value)),
+            HeaderValue::Joined(value) | HeaderValue::MediaType { sent: value, .. } => {
+                readable(value)
+            }
             HeaderValue::CookieNames(names) => {
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                cut(&names.join(", "))
+                names.join(", ")
             }
         }
     }
 }
 
-fn header_values(answer: &Answer, rules: &Rules) -> BTreeMap<String, HeaderValue> {
+fn header_values(answer: &Answer, rules: &Rules, bodiless: bool) -> BTreeMap<String, HeaderValue> {
     let mut values: BTreeMap<String, HeaderValue> = BTreeMap::new();
     for (name, value) in &answer.headers {
         let name = name.to_ascii_lowercase();
-        if rules.ignores_header(&name) {
+        let compared_here = bodiless
+            && BODILESS_VALUES.contains(&name.as_str())
+            && !rules.user_ignores_header(&name);
+        if rules.ignores_header(&name) && !compared_here {
             continue;
         }
         if name == "set-cookie" {
@@ -110,8 +200,25 @@ fn header_values(answer: &Answer, rules: &Rules) -> BTreeMap<String, HeaderValue
                 joined.extend_from_slice(b", ");
                 joined.extend_from_slice(value);
             }
+            Some(HeaderValue::MediaType { sent, .. }) => {
+                // Several Content-Type fields: compared as sent.
+                let mut joined = std::mem::take(sent);
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(value);
+                values.insert(name, HeaderValue::Joined(joined));
+            }
             _ => {
-                values.insert(name, HeaderValue::Joined(value.to_vec()));
+                let parsed = (name == "content-type")
+                    .then(|| MediaType::parse(value))
+                    .flatten();
+                let value = match parsed {
+                    Some(parsed) => HeaderValue::MediaType {
+                        parsed,
+                        sent: value.to_vec(),
+                    },
+                    None => HeaderValue::Joined(value.to_vec()),
+                };
+                values.insert(name, value);
             }
         }
     }
@@ -128,7 +235,7 @@ fn cookie_name(field: &[u8]) -> Option<String> {
 }
 
 /// Bytes as text: invalid UTF-8 replaced, control characters escaped.
-fn readable(bytes: &[u8]) -> String {
+pub(super) fn readable(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     if !text.chars().any(char::is_control) {
         return text.into_owned();
@@ -163,6 +270,7 @@ fn joined_header(answer: &Answer, name: &str) -> Option<Vec<u8>> {
 fn diff_bodies(
     v1: &Answer,
     target: &Answer,
+    sent: &Sent<'_>,
     rules: &Rules,
     max_decoded: usize,
     found: &mut Vec<Difference>,
@@ -172,39 +280,110 @@ fn diff_bodies(
     if !v1.body.complete() || !target.body.complete() {
         return diff_over_cap(&v1.body, left_coding, &target.body, right_coding, found);
     }
-    let left = decode::decode(&v1.body.bytes, left_coding.as_deref(), max_decoded)?;
-    let right = decode::decode(&target.body.bytes, right_coding.as_deref(), max_decoded)?;
+    let (left, right) = match (
+        decoded(&v1.body, left_coding.as_deref(), max_decoded),
+        decoded(&target.body, right_coding.as_deref(), max_decoded),
+    ) {
+        (Ok(left), Ok(right)) => (left, right),
+        (Err(DecodeError::TooLarge { .. }), _) | (_, Err(DecodeError::TooLarge { .. })) => {
+            return Err(NotCompared::BodyOverCap);
+        }
+        (left, right) => {
+            let describe = |decoded: &Result<_, DecodeError>, coding: &Option<Vec<u8>>| {
+                let coding = coding
+                    .as_deref()
+                    .map_or_else(|| "no content coding".to_owned(), readable);
+                match decoded {
+                    Ok(_) => cut(&format!("{coding}, decodes")),
+                    Err(error) => cut(&format!("{coding}: {}", undecodable(error))),
+                }
+            };
+            let (left, right) = (
+                describe(&left, &left_coding),
+                describe(&right, &right_coding),
+            );
+            // Both sides broken alike: nothing tells them apart.
+            if left == right {
+                return Err(NotCompared::Undecodable);
+            }
+            found.push(Difference::new(Kind::Undecodable, "body", left, right));
+            return Ok(());
+        }
+    };
     if left == right {
         return Ok(());
     }
-    if compare_as_json(v1, target) {
+    let (left_type, right_type) = (media_type(v1), media_type(target));
+    if compare_as_json(&left_type, &right_type) {
         let left: serde_json::Result<serde_json::Value> = serde_json::from_slice(&left);
         let right: serde_json::Result<serde_json::Value> = serde_json::from_slice(&right);
         if let (Ok(left), Ok(right)) = (left, right) {
-            found.extend(json::diff(&left, &right, rules));
+            found.extend(json::diff(&left, &right, rules, &sent.additions));
             return Ok(());
         }
     }
-    let (left, right) = previews(&left, &right);
-    found.push(Difference::new(Kind::Body, "body", left, right));
+    let says_text = |media: &Option<MediaType>| media.as_ref().is_some_and(MediaType::is_text);
+    match (as_text(&left), as_text(&right)) {
+        (Some(left), Some(right)) => found.extend(text::diff(left, right, &sent.additions)),
+        _ if says_text(&left_type) || says_text(&right_type) => {
+            let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            found.extend(text::diff(&lossy(&left), &lossy(&right), &sent.additions));
+        }
+        _ => {
+            let shown = |bytes: &[u8]| {
+                format!(
+                    "<{} bytes, hash {:016x}>",
+                    bytes.len(),
+                    twox_hash::XxHash3_64::oneshot(bytes)
+                )
+            };
+            found.push(Difference::new(
+                Kind::Body,
+                "body",
+                shown(&left),
+                shown(&right),
+            ));
+        }
+    }
     Ok(())
 }
 
-/// JSON when either side says so, or when neither says what it is (then
-/// only if both parse).
-fn compare_as_json(v1: &Answer, target: &Answer) -> bool {
-    let (left, right) = (
-        joined_header(v1, "content-type"),
-        joined_header(target, "content-type"),
-    );
-    let says_json = |content_type: &Option<Vec<u8>>| {
-        content_type.as_ref().is_some_and(|value| {
-            value
-                .windows(4)
-                .any(|window| window.eq_ignore_ascii_case(b"json"))
+/// The body with its content coding undone. No body (a HEAD's, a 204's)
+/// has nothing to decode, whatever the coding says.
+fn decoded<'a>(
+    body: &'a Body,
+    coding: Option<&[u8]>,
+    max_decoded: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+    if body.bytes.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(&[]));
+    }
+    decode::decode(&body.bytes, coding, max_decoded)
+}
+
+/// Why a body did not decode, in a few words.
+fn undecodable(error: &DecodeError) -> String {
+    match error {
+        DecodeError::UnknownCoding(coding) => format!("unknown coding `{coding}`"),
+        DecodeError::Corrupt { coding, detail } => format!("not {coding} data ({detail})"),
+        DecodeError::TooLarge { limit } => format!("over {limit} bytes decoded"),
+    }
+}
+
+/// The answer's media type, if it says one that can be read.
+fn media_type(answer: &Answer) -> Option<MediaType> {
+    MediaType::parse(&joined_header(answer, "content-type")?)
+}
+
+/// JSON when either side says so (`application/json`, `+json`), or when
+/// neither says what it is (then only if both parse).
+fn compare_as_json(left: &Option<MediaType>, right: &Option<MediaType>) -> bool {
+    let says_json = |media: &Option<MediaType>| {
+        media.as_ref().is_some_and(|media| {
+            media.essence.ends_with("/json") || media.essence.ends_with("+json")
         })
     };
-    says_json(&left) || says_json(&right) || (left.is_none() && right.is_none())
+    says_json(left) || says_json(right) || (left.is_none() && right.is_none())
 }
 
 /// At least one body is longer than the cap: only the length and hash of
@@ -233,40 +412,6 @@ fn diff_over_cap(
         ));
     }
     Ok(())
-}
-
-/// Two differing bodies made readable: from a little before their first
-/// differing character when both are text, else their size and hash.
-fn previews(left: &[u8], right: &[u8]) -> (String, String) {
-    let (Some(left_text), Some(right_text)) = (as_text(left), as_text(right)) else {
-        let shown = |bytes: &[u8]| {
-            format!(
-                "<{} bytes, hash {:016x}>",
-                bytes.len(),
-                twox_hash::XxHash3_64::oneshot(bytes)
-            )
-        };
-        return (shown(left), shown(right));
-    };
-    let first_difference = left_text
-        .char_indices()
-        .zip(right_text.chars())
-        .find(|((_, l), r)| l != r)
-        .map_or(left_text.len().min(right_text.len()), |((at, _), _)| at);
-    let start = left_text[..first_difference]
-        .char_indices()
-        .rev()
-        .nth(PREVIEW_CONTEXT - 1)
-        .map_or(0, |(at, _)| at);
-    let from = |text: &str| {
-        let shown = cut(&readable(&text.as_bytes()[start..]));
-        if start > 0 {
-            format!("…{shown}")
-        } else {
-            shown
-        }
-    };
-    (from(left_text), from(right_text))
 }
 
 /// The body as text, if it is: valid UTF-8 without NUL bytes.
@@ -306,7 +451,7 @@ mod tests {
     }
 
     fn compare(v1: &Answer, target: &Answer) -> Result<Vec<Difference>, NotCompared> {
-        diff(v1, target, &Rules::default(), LIMIT)
+        diff(v1, target, &Sent::plain("GET"), &Rules::default(), LIMIT)
     }
 
     fn rows(found: &[Difference]) -> Vec<(Kind, &str, &str, &str)> {
@@ -367,7 +512,10 @@ mod tests {
             ]
         );
         let rules = Rules::new(&["X-Only-V1".to_owned(), "x-only-target".to_owned()], &[]);
-        assert_eq!(diff(&v1, &target, &rules, LIMIT), Ok(vec![]));
+        assert_eq!(
+            diff(&v1, &target, &Sent::plain("GET"), &rules, LIMIT),
+            Ok(vec![])
+        );
     }
 
     #[test]
@@ -484,7 +632,7 @@ mod tests {
                 FieldPattern::parse("$.served_at").unwrap(),
             ],
         );
-        let found = diff(&v1, &target, &rules, LIMIT).unwrap();
+        let found = diff(&v1, &target, &Sent::plain("GET"), &rules, LIMIT).unwrap();
         assert_eq!(
             rows(&found),
             vec![
@@ -494,8 +642,8 @@ mod tests {
         );
         assert_eq!(
             compare(&v1, &target).unwrap().len(),
-            5,
-            "without the rules: served_at, two ids, a price, the total"
+            6,
+            "without the rules: served_at, two items gone and two new (other ids), the total"
         );
     }
 
@@ -521,11 +669,15 @@ mod tests {
         );
         let text: &[(&str, &[u8])] = &[("Content-Type", b"text/plain")];
         let found = compare(&answer(200, text, left), &answer(200, text, right)).unwrap();
-        assert_eq!(rows(&found)[0].1, "body", "text is compared by bytes");
+        assert_eq!(
+            rows(&found)[0].1,
+            "body:line 1 at start",
+            "text is compared by lines"
+        );
     }
 
     #[test]
-    fn a_json_content_type_over_a_body_that_is_not_json_compares_bytes() {
+    fn a_json_content_type_over_a_body_that_is_not_json_compares_text() {
         let found = compare(
             &answer(200, JSON, br#"{"ok":true}"#),
             &answer(200, JSON, b"<html>Bad Gateway</html>"),
@@ -535,7 +687,7 @@ mod tests {
             rows(&found),
             vec![(
                 Kind::Body,
-                "body",
+                "body:line 1 at start",
                 r#"{"ok":true}"#,
                 "<html>Bad Gateway</html>"
             )]
@@ -543,23 +695,55 @@ mod tests {
     }
 
     #[test]
-    fn text_bodies_are_previewed_from_just_before_their_first_difference() {
-        let common = "line of text that both sides share\n".repeat(5);
-        let left = format!("{common}price: 10\n");
-        let right = format!("{common}price: 12\n");
+    fn text_bodies_are_compared_by_lines_each_change_at_its_place() {
+        let page = |at: &str, price: &str| {
+            format!(
+                "<html>\n<h1>Orders</h1>\n<p>price: {price}</p>\n<ul>\n<li>a</li>\n</ul>\n<footer>served {at}</footer>\n</html>\n"
+            )
+        };
+        let html: &[(&str, &[u8])] = &[("Content-Type", b"text/html; charset=utf-8")];
         let found = compare(
-            &answer(200, &[], left.as_bytes()),
-            &answer(200, &[], right.as_bytes()),
+            &answer(200, html, page("10:00:01", "10").as_bytes()),
+            &answer(200, html, page("10:00:02", "12").as_bytes()),
         )
         .unwrap();
-        let (_, path, l, r) = rows(&found)[0];
-        assert_eq!(path, "body");
-        assert_eq!(l, "…oth sides share\\nprice: 10\\n");
-        assert_eq!(r, "…oth sides share\\nprice: 12\\n");
+        assert_eq!(
+            rows(&found),
+            vec![
+                (
+                    Kind::Body,
+                    "body:line 3 after \"<h1>Orders</h1>\"",
+                    "<p>price: 10</p>",
+                    "<p>price: 12</p>"
+                ),
+                (
+                    Kind::Body,
+                    "body:line 7 after \"</ul>\"",
+                    "<footer>served 10:00:01</footer>",
+                    "<footer>served 10:00:02</footer>"
+                ),
+            ]
+        );
         let long = "y".repeat(1000);
         let found = compare(&answer(200, &[], long.as_bytes()), &answer(200, &[], b"n")).unwrap();
         assert_eq!(found[0].left.chars().count(), VALUE_CHARS + 1);
         assert_eq!(found[0].right, "n");
+        // Said to be text, not valid UTF-8 (Latin-1): still by lines.
+        let latin: &[(&str, &[u8])] = &[("Content-Type", b"text/plain; charset=latin1")];
+        let found = compare(
+            &answer(200, latin, b"caf\xe9\nprice 1"),
+            &answer(200, latin, b"caf\xe9\nprice 2"),
+        )
+        .unwrap();
+        assert_eq!(
+            rows(&found),
+            vec![(
+                Kind::Body,
+                "body:line 2 after \"caf\u{fffd}\"",
+                "price 1",
+                "price 2"
+            )]
+        );
     }
 
     #[test]
@@ -576,17 +760,190 @@ mod tests {
     }
 
     #[test]
-    fn an_undecodable_body_makes_the_pair_not_compared() {
+    fn a_body_undecodable_on_one_side_only_is_a_difference_of_its_own_kind() {
+        let gz: &[(&str, &[u8])] = &[("Content-Encoding", b"gzip")];
+        let corrupt = answer(200, gz, b"plain, not gzip");
+        let good = answer(200, gz, &gzip(b"hello"));
+        let found = compare(&good, &corrupt).unwrap();
+        assert_eq!(found.len(), 1);
+        let (kind, path, left, right) = rows(&found)[0];
+        assert_eq!(
+            (kind, path, left),
+            (Kind::Undecodable, "body", "gzip, decodes")
+        );
+        assert!(right.starts_with("gzip: not gzip data ("), "{right}");
+        assert_eq!(found[0].field(), "undecodable");
+        // Either side, and with an unknown coding.
+        let plain = answer(200, &[], b"hello");
+        let found = compare(&corrupt, &plain).unwrap();
+        assert_eq!(found[0].kind, Kind::Undecodable);
+        assert_eq!(found[0].right, "no content coding, decodes");
+        let unknown = answer(200, &[("Content-Encoding", b"compress")], b"hello");
+        assert_eq!(
+            rows(&compare(&plain, &unknown).unwrap()),
+            vec![(
+                Kind::Undecodable,
+                "body",
+                "no content coding, decodes",
+                "compress: unknown coding `compress`"
+            )]
+        );
+    }
+
+    #[test]
+    fn bodies_undecodable_alike_are_not_compared() {
         let corrupt = answer(
             200,
             &[("Content-Encoding", b"gzip")],
             b"\x1f\x8b not really",
         );
-        let plain = answer(200, &[], b"hello");
-        assert_eq!(compare(&corrupt, &plain), Err(NotCompared::Undecodable));
-        assert_eq!(compare(&plain, &corrupt), Err(NotCompared::Undecodable));
-        let unknown = answer(200, &[("Content-Encoding", b"compress")], b"hello");
-        assert_eq!(compare(&plain, &unknown), Err(NotCompared::Undecodable));
+        assert_eq!(
+            compare(&corrupt, &corrupt.clone()),
+            Err(NotCompared::Undecodable)
+        );
+        // No body: nothing to decode, whatever the coding says.
+        let empty = answer(204, &[("Content-Encoding", b"gzip")], b"");
+        assert_eq!(compare(&empty, &answer(204, &[], b"")), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_head_answers_length_and_coding_are_compared_as_values() {
+        let v1 = answer(
+            200,
+            &[("Content-Length", b"1234"), ("Content-Encoding", b"gzip")],
+            b"",
+        );
+        let target = answer(200, &[("content-length", b"99")], b"");
+        let head = Sent::plain("HEAD");
+        let found = diff(&v1, &target, &head, &Rules::default(), LIMIT).unwrap();
+        assert_eq!(
+            rows(&found),
+            vec![
+                (Kind::Header, "content-encoding", "gzip", ABSENT),
+                (Kind::Header, "content-length", "1234", "99"),
+            ]
+        );
+        // Framing for a GET: its decoded body is compared instead.
+        assert_eq!(compare(&v1, &target), Ok(vec![]));
+        // A 304 on both sides tells the length of what it stands for.
+        let not_modified = |length: &'static [u8]| answer(304, &[("Content-Length", length)], b"");
+        assert_eq!(
+            rows(&compare(&not_modified(b"10"), &not_modified(b"11")).unwrap()),
+            vec![(Kind::Header, "content-length", "10", "11")]
+        );
+        // An echo's HEAD: the length of a body that would echo the
+        // marker differs by as much, and no more.
+        let echoing = Sent {
+            method: b"HEAD",
+            additions: Additions::between(
+                b"HEAD /e HTTP/1.1\r\n\r\n",
+                b"HEAD /e HTTP/1.1\r\nX-Mirrored-By: mirror\r\n\r\n",
+            ),
+        };
+        let length = |length: &'static [u8]| answer(200, &[("Content-Length", length)], b"");
+        assert_eq!(
+            diff(
+                &length(b"1234"),
+                &length(b"1264"),
+                &echoing,
+                &Rules::default(),
+                LIMIT
+            ),
+            Ok(vec![])
+        );
+        assert_eq!(
+            rows(
+                &diff(
+                    &length(b"1234"),
+                    &length(b"99"),
+                    &echoing,
+                    &Rules::default(),
+                    LIMIT
+                )
+                .unwrap()
+            ),
+            vec![(Kind::Header, "content-length", "1234", "99")]
+        );
+        // The user's own ignore list still wins.
+        let rules = Rules::new(&["Content-Length".to_owned()], &[]);
+        let found = diff(&v1, &target, &head, &rules, LIMIT).unwrap();
+        assert_eq!(rows(&found)[0].1, "content-encoding");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn content_types_are_compared_as_parsed_media_types() {
+        let typed = |value: &'static [u8]| answer(200, &[("Content-Type", value)], b"{}");
+        assert_eq!(
+            compare(
+                &typed(b"application/json; charset=utf-8"),
+                &typed(b"Application/JSON;charset=\"UTF-8\"")
+            ),
+            Ok(vec![])
+        );
+        assert_eq!(
+            rows(
+                &compare(
+                    &typed(b"application/json; charset=utf-8"),
+                    &typed(b"application/json")
+                )
+                .unwrap()
+            ),
+            vec![(
+                Kind::Header,
+                "content-type",
+                "application/json; charset=utf-8",
+                "application/json"
+            )],
+            "shown as sent"
+        );
+        // Unreadable values are compared as sent.
+        assert_eq!(
+            compare(&typed(b"nonsense"), &typed(b"nonsense")),
+            Ok(vec![])
+        );
+        assert_eq!(
+            compare(&typed(b"nonsense"), &typed(b"Nonsense"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn mirrors_own_additions_echoed_back_are_not_differences() {
+        let original = b"GET /echo?x=1 HTTP/1.1\r\nHost: svc\r\n\r\n";
+        let copy = b"GET /echo?x=1 HTTP/1.1\r\nHost: svc\r\nX-Env: shadow\r\nX-Forwarded-For: 10.200.0.1\r\nX-Mirrored-By: mirror\r\n\r\n";
+        let sent = Sent {
+            method: b"GET",
+            additions: Additions::between(original, copy),
+        };
+        let v1 = answer(
+            200,
+            &[("Content-Type", b"application/json")],
+            br#"{"headers":{"Host":"svc"},"url":"/echo?x=1","n":1}"#,
+        );
+        let target = answer(
+            200,
+            &[
+                ("Content-Type", b"application/json"),
+                ("X-Echo-X-Mirrored-By", b"mirror"),
+                ("X-Mirrored-By", b"mirror"),
+            ],
+            br#"{"headers":{"Host":"svc","X-Env":"shadow","X-Forwarded-For":"10.200.0.1","X-Mirrored-By":"mirror"},"url":"/echo?x=1","n":2}"#,
+        );
+        let found = diff(&v1, &target, &sent, &Rules::default(), LIMIT).unwrap();
+        assert_eq!(
+            rows(&found),
+            vec![
+                (Kind::Header, "x-echo-x-mirrored-by", ABSENT, "mirror"),
+                (Kind::Body, "$.n", "1", "2"),
+            ],
+            "the real differences stay"
+        );
+        assert_eq!(sent.additions.explained(), 4);
+        // The same answers without the additions: all of it differs.
+        assert_eq!(compare(&v1, &target).unwrap().len(), 6);
     }
 
     #[test]

@@ -5,11 +5,20 @@
 //!   ignored ones), bodies, credentials never shown.
 //! * `decode`: a body's content coding undone, bounded (decompression
 //!   bombs stop at a limit).
+//! * `media`: a `Content-Type` read as a media type.
 //! * `json`: two JSON documents compared by structure, each difference at
-//!   its field path.
+//!   its field path; arrays by identity, length, order.
+//! * `text`: two texts compared by lines, one difference per changed
+//!   region.
+//! * `additions`: what mirror changed in the copy (marker, forwarded-for,
+//!   rewrites), so that a target echoing it back is not a difference.
 
+pub mod additions;
 pub mod answer;
 pub mod decode;
 pub mod json;
+pub mod media;
+pub mod text;
 
-pub use answer::diff;
+pub use additions::Additions;
+pub use answer::{Sent, diff};
