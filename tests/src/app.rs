@@ -54,6 +54,12 @@ pub struct Regressions {
     pub order_total_plus: u64,
     /// `GET /empty` answers this `X-Version`: a header difference only.
     pub empty_version: Option<String>,
+    /// A request whose path starts with this is answered with the head of
+    /// its response (status line and headers, the body's length
+    /// promised), then the connection is closed: a crash after the
+    /// headers. (An answer without a body, HEAD, 204, 304, is whole with
+    /// its head: pick an endpoint with one.)
+    pub crash_on: Option<String>,
 }
 
 /// How a server answers, chosen at start.
@@ -173,9 +179,11 @@ impl App {
         let request = Request::from(received);
         let id = self.answers.fetch_add(1, Ordering::Relaxed) + 1;
         let response = answer(&self.behaviour, &request, self.served_at(), id);
+        let crash = (self.behaviour.regressions.crash_on.as_deref())
+            .is_some_and(|prefix| request.path.starts_with(prefix));
         let bytes = encode(
             &response,
-            request.method == "HEAD",
+            request.method == "HEAD" || crash,
             received.keep_alive(),
             request.http10,
         );
@@ -185,6 +193,9 @@ impl App {
             .entry(endpoint(&request.method, &request.path))
             .or_default() += 1;
         *answered.statuses.entry(response.status).or_default() += 1;
+        if crash {
+            return Reply::closing(bytes);
+        }
         Reply::bytes(bytes)
     }
 

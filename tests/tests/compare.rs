@@ -264,6 +264,7 @@ fn v3() -> Behaviour {
             item_500_every: Some(10),
             order_total_plus: 1,
             empty_version: Some("2.0.0".to_owned()),
+            ..Regressions::default()
         },
         ..Behaviour::v1("v3")
     }
