@@ -101,7 +101,9 @@ fn send_mix(rig: &AppRig) -> Result<()> {
     std::thread::scope(|scope| {
         let items = scope.spawn(|| ab(AB_ITEMS, "3", "/items/7"));
         let streams = ab(AB_STREAMS, "2", "/stream/1");
-        items.join().unwrap_or_else(|_| Err(anyhow::anyhow!("ab panicked")))?;
+        items
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("ab panicked")))?;
         streams
     })
 }
@@ -248,7 +250,15 @@ fn replay_compare_judges_the_crashes_as_the_live_comparison_does() -> Result<()>
 
     let v2 = shadow_url(0);
     let args = [
-        "replay", &file, "--shadow", &v2, "--compare", "--speed", "max", "--nice", "0",
+        "replay",
+        &file,
+        "--shadow",
+        &v2,
+        "--compare",
+        "--speed",
+        "max",
+        "--nice",
+        "0",
     ];
     let output = agent::run_to_end(rig.rig.primary(), &[], &args)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -277,7 +287,11 @@ fn replay_compare_judges_the_crashes_as_the_live_comparison_does() -> Result<()>
             before(" compared")?,
             before(" % match")?,
             before(" differ")?
-        ) == (REQUESTS.to_string(), MATCH_TEXT.to_owned(), STREAMS.to_string()),
+        ) == (
+            REQUESTS.to_string(),
+            MATCH_TEXT.to_owned(),
+            STREAMS.to_string()
+        ),
         "verdict {line:?}: expected {REQUESTS} compared, {MATCH_TEXT} % match, {STREAMS} differ"
     );
     ensure!(
@@ -317,10 +331,7 @@ fn a_candidate_down_before_the_request_was_sent_is_not_compared() -> Result<()> 
     );
     let stopped = stop(agent)?;
     let counts = stopped.target(&v2)?;
-    ensure!(
-        counts.get("connect_refused") == REQUESTS,
-        "{v2}: {counts}"
-    );
+    ensure!(counts.get("connect_refused") == REQUESTS, "{v2}: {counts}");
     Ok(())
 }
 

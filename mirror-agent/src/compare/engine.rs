@@ -504,7 +504,10 @@ mod tests {
                 complete_ns: 1,
             })
             .unwrap();
-        engine.expect(tag, targets.iter().map(|(name, _)| (*name).into()).collect());
+        engine.expect(
+            tag,
+            targets.iter().map(|(name, _)| (*name).into()).collect(),
+        );
         v1_answers(&engine, tag, r#"{"a":1}"#);
         let sink = engine.answer_sink();
         (engine, sink, tag)
@@ -525,7 +528,11 @@ mod tests {
     fn judged(engine: &Engine, target: &str, pairs: u64) -> TargetReport {
         let report = || {
             let report = engine.report();
-            report.targets.into_iter().find(|t| t.target == target).unwrap()
+            report
+                .targets
+                .into_iter()
+                .find(|t| t.target == target)
+                .unwrap()
         };
         let total = |t: &TargetReport| t.pairs.compared + t.pairs.not_compared_total();
         wait_until(|| total(&report()) >= pairs);
@@ -654,10 +661,8 @@ mod tests {
 
     #[test]
     fn a_failed_pair_is_written_to_the_diff_log_with_target_status_0() {
-        let path = std::env::temp_dir().join(format!(
-            "mirror-engine-failed-{}.jsonl",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("mirror-engine-failed-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let (engine, sink, tag) = one_exchange(&[("v2", Role::Candidate)], Some(&path));
         sink.answered(tag, "v2", sent_then(AnswerFailure::Malformed));
@@ -671,7 +676,10 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 1, "{text}");
         let line = &lines[0];
-        assert_eq!((line["v1_status"].as_u64(), line["target_status"].as_u64()), (Some(200), Some(0)));
+        assert_eq!(
+            (line["v1_status"].as_u64(), line["target_status"].as_u64()),
+            (Some(200), Some(0))
+        );
         assert_eq!(
             line["differences"],
             serde_json::json!([

@@ -103,7 +103,12 @@ async fn keeping(addr: SocketAddr) -> Arc<Target> {
 }
 
 /// Sends `GET path` as exchange `tag` and waits for its reply.
-async fn send(target: &Target, replies: &Arc<Replies>, tag: u64, path: &str) -> Result<u16, NoAnswer> {
+async fn send(
+    target: &Target,
+    replies: &Arc<Replies>,
+    tag: u64,
+    path: &str,
+) -> Result<u16, NoAnswer> {
     let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
     let request = Arc::new(PreparedRequest::new(head, Bytes::new(), BodyFraming::AsIs));
     target.stats().captured.fetch_add(1, Relaxed);
@@ -125,28 +130,41 @@ fn after_sending(reason: DropReason, failure: AnswerFailure) -> Result<u16, NoAn
 }
 
 #[tokio::test]
-async fn a_failure_after_the_request_was_written_says_how_and_one_before_says_nothing_was_sent()
-{
+async fn a_failure_after_the_request_was_written_says_how_and_one_before_says_nothing_was_sent() {
     let (addr, _) = failing_shadow().await;
     let target = keeping(addr).await;
     let replies = Arc::new(Replies::default());
     let cases = [
         ("/ok", Ok(200)),
-        ("/crash", after_sending(DropReason::IoError, AnswerFailure::Closed)),
-        ("/close", after_sending(DropReason::IoError, AnswerFailure::Closed)),
-        ("/reset", after_sending(DropReason::IoError, AnswerFailure::Reset)),
+        (
+            "/crash",
+            after_sending(DropReason::IoError, AnswerFailure::Closed),
+        ),
+        (
+            "/close",
+            after_sending(DropReason::IoError, AnswerFailure::Closed),
+        ),
+        (
+            "/reset",
+            after_sending(DropReason::IoError, AnswerFailure::Reset),
+        ),
         (
             "/garbage",
             after_sending(DropReason::IoError, AnswerFailure::Malformed),
         ),
-        ("/slow", after_sending(DropReason::Timeout, AnswerFailure::Timeout)),
+        (
+            "/slow",
+            after_sending(DropReason::Timeout, AnswerFailure::Timeout),
+        ),
         ("/ok", Ok(200)),
     ];
     for (tag, (path, expected)) in cases.into_iter().enumerate() {
         let got = send(&target, &replies, tag as u64, path).await;
         assert_eq!(got, expected, "{path}");
     }
-    target.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    target
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
     let stats = target.stats().snapshot();
     // The shadow's counters are what they always were.
     assert_eq!(stats.dropped_by(DropReason::IoError), 4, "{stats}");
@@ -188,10 +206,15 @@ async fn crashes_on_one_endpoint_cost_their_requests_only() {
         assert_eq!(send(&target, &replies, next(), "/ok").await, Ok(200));
         assert!(!target.addresses()[0].failing, "set aside");
     }
-    target.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    target
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
     let stats = target.stats().snapshot();
     assert_eq!(stats.sent_total(), 4, "{stats}");
-    assert_eq!(stats.dropped_by(DropReason::IoError), 6 * FAILED_ANSWERS as u64);
+    assert_eq!(
+        stats.dropped_by(DropReason::IoError),
+        6 * FAILED_ANSWERS as u64
+    );
     // One connection per crash, and the first one's reused after it
     // answered: the connection of a crash is the only one closed.
     assert_eq!(accepted.load(Relaxed), 1 + 6 * FAILED_ANSWERS);
@@ -218,7 +241,9 @@ async fn a_shadow_failing_every_answer_is_set_aside_after_a_few() {
         assert_eq!(got, Err(DropReason::IoError.into()), "not sent");
     }
     assert_eq!(accepted.load(Relaxed), FAILED_ANSWERS);
-    target.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    target
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await;
 }
 
 /// [`super::super::endpoints`]' threshold, as a count of connections.
