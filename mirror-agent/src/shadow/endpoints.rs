@@ -58,12 +58,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Failed answers in a row (on connections just made, none answered
 /// between) after which an address that answers nothing is set aside: one
 /// bad answer is the request's, every answer failing is the address's.
-/// Three, not two: the first requests of a replay go out at once, and a
-/// candidate that crashes on one endpoint may fail two of them before the
-/// others' answers come back (and the first of those recovers the
-/// address). Not more: until then a shadow that fails every answer gets
-/// a connection per request, over the workers' first ones.
-const FAILED_ANSWERS_TO_SET_ASIDE: u32 = 3;
+/// Two: until then a shadow that fails every answer gets a connection per
+/// request, over the workers' first ones. (A candidate that crashes on
+/// one endpoint and fails the first two answers of a burst is set aside
+/// only until the first of the others is answered: see `served`.)
+const FAILED_ANSWERS_TO_SET_ASIDE: u32 = 2;
 /// An address that answered a request this recently is never set aside
 /// for its failed answers: the service works, one of its endpoints fails,
 /// and each failure is that request's verdict (`failed`), not a reason to

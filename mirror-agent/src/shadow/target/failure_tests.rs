@@ -247,4 +247,4 @@ async fn a_shadow_failing_every_answer_is_set_aside_after_a_few() {
 }
 
 /// [`super::super::endpoints`]' threshold, as a count of connections.
-const FAILED_ANSWERS: usize = 3;
+const FAILED_ANSWERS: usize = 2;
