@@ -148,3 +148,23 @@ impl std::fmt::Debug for Reply {
         write!(f, "Reply({} to {})", self.tag, self.target)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_reading_an_answer_says_how_the_target_failed() {
+        use io::ErrorKind::*;
+        let of = |kind: io::ErrorKind| AnswerFailure::of(&io::Error::from(kind));
+        assert_eq!(of(ConnectionReset), AnswerFailure::Reset);
+        assert_eq!(of(ConnectionAborted), AnswerFailure::Reset);
+        assert_eq!(of(UnexpectedEof), AnswerFailure::Closed);
+        assert_eq!(of(InvalidData), AnswerFailure::Malformed);
+        assert_eq!(of(TimedOut), AnswerFailure::Timeout);
+        // As tokio-rustls reports a TLS error: InvalidData over rustls'.
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac);
+        let tls = io::Error::new(InvalidData, alert);
+        assert_eq!(AnswerFailure::of(&tls), AnswerFailure::Tls);
+    }
+}
