@@ -69,6 +69,12 @@ pub struct Regressions {
     /// Request paths (exact) answered 404 JSON, whatever the method: an
     /// endpoint the new version lost.
     pub gone: Vec<String>,
+    /// A request whose path starts with this is answered with the head of
+    /// its response (status line and headers, the body's length
+    /// promised), then the connection is closed: a crash after the
+    /// headers. (An answer without a body, HEAD, 204, 304, is whole with
+    /// its head: pick an endpoint with one.)
+    pub crash_on: Option<String>,
 }
 
 /// How a server answers, chosen at start.
@@ -208,9 +214,11 @@ impl App {
             Some(response) => with_common_headers(&self.behaviour, response, id),
             None => answer(&self.behaviour, &request, self.served_at(), id),
         };
+        let crash = (self.behaviour.regressions.crash_on.as_deref())
+            .is_some_and(|prefix| request.path.starts_with(prefix));
         let bytes = encode(
             &response,
-            request.method == "HEAD",
+            request.method == "HEAD" || crash,
             received.keep_alive(),
             request.http10,
         );
@@ -220,6 +228,9 @@ impl App {
             .entry(endpoint(&request.method, &request.path))
             .or_default() += 1;
         *answered.statuses.entry(response.status).or_default() += 1;
+        if crash {
+            return Reply::closing(bytes);
+        }
         Reply::bytes(bytes)
     }
 

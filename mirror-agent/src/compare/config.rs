@@ -12,7 +12,8 @@ use super::verdict::Role;
 pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// Default of `compare_timeout`: how long an exchange waits for v1's and
 /// every target's answer. Above the default request timeout (5 s), so a
-/// slow target is a `target_failed`, not a `timeout`.
+/// target too slow to answer a request it was sent is a difference
+/// (`failed`, timeout), not a pair left uncompared (`timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of `diff_log_rate`: differing exchanges written per second.
 pub const DEFAULT_DIFF_LOG_RATE: u32 = 10;

@@ -29,6 +29,8 @@ pub struct Exchange<'a> {
     /// The endpoint it counts under (`GET /orders/{id}`).
     pub endpoint: &'a str,
     pub v1_status: u16,
+    /// 0 when the target answered nothing (a difference of kind
+    /// `failed`, whose `target` value says how it failed).
     pub target_status: u16,
 }
 

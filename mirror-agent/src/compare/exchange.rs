@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::verdict::NotCompared;
 use crate::http::Answer;
-use crate::shadow::Answered;
+use crate::shadow::{AnswerFailure, Answered};
 
 /// Longest request target kept for the diff log.
 const MAX_PATH_CHARS: usize = 512;
@@ -35,13 +35,24 @@ pub struct RequestMeta {
     pub complete_ns: u64,
 }
 
+/// Why a target's answer is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// The target got the request and failed it: a verdict (`failed`).
+    Failed(AnswerFailure),
+    /// The target never got the request (dropped, refused before
+    /// sending), or never told (the comparison's deadline), or the answer
+    /// found no room: not compared, for this reason.
+    NotCompared(NotCompared),
+}
+
 /// One compared request and what came back for it so far.
 pub struct Exchange {
     pub meta: RequestMeta,
     pub v1: Option<Result<V1Response, NotCompared>>,
     /// `None` until the dispatch said which targets got a copy.
     pub expected: Option<Vec<Arc<str>>>,
-    pub answers: Vec<(Arc<str>, Result<Answered, NotCompared>)>,
+    pub answers: Vec<(Arc<str>, Result<Answered, Missing>)>,
     /// The head each target was sent, where it differs from v1's request
     /// (mirror's rewrites: marker, forwarded-for, set headers, paths).
     pub sent_heads: Vec<(Arc<str>, Bytes)>,

@@ -13,14 +13,14 @@ use super::config::{CompareConfig, DEFAULT_BODY_CAP, DiffLogTo};
 use super::diff::{Additions, Sent, diff};
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
-use super::exchange::{Exchange, V1Response};
+use super::exchange::{Exchange, Missing, V1Response};
 use super::log_file::{self, LogFile};
 use super::noise::Noise;
 use super::render::verdict_lines;
 use super::report::{CompareReport, Report};
 use super::rules::{FieldPattern, Rules};
-use super::verdict::{Difference, NotCompared, Role, Verdict};
-use crate::shadow::Answered;
+use super::verdict::{Difference, Kind, NotCompared, Role, Verdict};
+use crate::shadow::{AnswerFailure, Answered};
 
 /// Most endpoints tracked; the rest are pooled under `(other)`.
 pub const MAX_ENDPOINTS: usize = 200;
@@ -122,10 +122,14 @@ impl Judge {
             sent_heads,
             ..
         } = exchange;
-        // A target sent a copy that had not answered by the deadline.
+        // A target sent a copy that had not answered by the deadline: not
+        // compared, as nothing says the copy reached it (it may still
+        // wait in the queue). A copy that did reach it and is slower than
+        // the target's own request timeout (by default shorter than the
+        // comparison's) is reported `failed` (timeout) before this.
         for target in expected.unwrap_or_default() {
             if !answers.iter().any(|(t, _)| *t == target) {
-                answers.push((target, Err(NotCompared::Timeout)));
+                answers.push((target, Err(Missing::NotCompared(NotCompared::Timeout))));
             }
         }
         let endpoint = self
@@ -153,7 +157,12 @@ impl Judge {
             let target_latency = answer.as_ref().ok().map(|a| a.latency);
             let target_status = answer.as_ref().map_or(0, |a| a.answer.status);
             let verdict = match (&v1, &answer) {
-                (Err(reason), _) | (_, Err(reason)) => Verdict::NotCompared(*reason),
+                (Err(reason), _) | (Ok(_), Err(Missing::NotCompared(reason))) => {
+                    Verdict::NotCompared(*reason)
+                }
+                // Never noise, and never teaching noise: a baseline that
+                // fails is counted in its own row only.
+                (Ok(v1), Err(Missing::Failed(failure))) => failed(v1, *failure),
                 (Ok(v1), Ok(answered)) => {
                     let sent = Sent {
                         method: meta.method.as_bytes(),
@@ -286,6 +295,18 @@ impl Judge {
             log.flush();
         }
     }
+}
+
+/// The verdict on a target that got the request and failed it while v1
+/// answered: one difference of kind `failed`, v1's status against how the
+/// target failed (`200` vs `reset`).
+fn failed(v1: &V1Response, failure: AnswerFailure) -> Verdict {
+    Verdict::Differ(vec![Difference::new(
+        Kind::Failed,
+        "failed",
+        v1.answer.status.to_string(),
+        failure.as_str(),
+    )])
 }
 
 fn open_log(to: &DiffLogTo, config: &CompareConfig) -> std::io::Result<Box<dyn Write + Send>> {

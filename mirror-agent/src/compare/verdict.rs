@@ -163,8 +163,11 @@ mirror_common::labelled! {
         /// v1's response was not seen in time (lost in the capture, or slower
         /// than the timeout).
         NoV1Response => "no_v1_response",
-        /// The target gave no answer: dropped before sending (queue full,
-        /// expired, ...), connect or I/O error, timeout.
+        /// The copy never reached the target: dropped before sending (queue
+        /// full, rate limited, expired, shutdown), or its connection failed
+        /// before the request was written (refused, connect timeout,
+        /// unreachable, TLS handshake). A target that got the request and
+        /// failed it is a difference of kind `failed`, not this.
         TargetFailed => "target_failed",
         /// Both answers did not arrive within the comparison's timeout.
         Timeout => "timeout",

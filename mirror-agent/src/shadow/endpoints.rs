@@ -56,9 +56,21 @@ impl Resolve for SystemResolver {
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Failed answers in a row (on connections just made, none answered
-/// between) after which an address is set aside: one bad answer is the
-/// request's, every answer failing is the address's.
+/// between) after which an address that answers nothing is set aside: one
+/// bad answer is the request's, every answer failing is the address's.
+/// Two: until then a shadow that fails every answer gets a connection per
+/// request, over the workers' first ones. (A candidate that crashes on
+/// one endpoint and fails the first two answers of a burst is set aside
+/// only until the first of the others is answered: see `served`.)
 const FAILED_ANSWERS_TO_SET_ASIDE: u32 = 2;
+/// An address that answered a request this recently is never set aside
+/// for its failed answers: the service works, one of its endpoints fails,
+/// and each failure is that request's verdict (`failed`), not a reason to
+/// stop sending it the rest (invariant 11). Its reconnects stay bounded by
+/// the target's connect budget.
+const ANSWERED_LATELY: Duration = Duration::from_secs(10);
+/// `last_answered_ms` of an address that never answered.
+const NEVER: u64 = u64::MAX;
 
 /// An open connection to one address, with its read buffer.
 pub(crate) struct Conn {
@@ -84,6 +96,9 @@ pub(crate) struct Endpoint {
     /// Answers that failed on connections just made since one was last
     /// answered (see [`Endpoints::answer_failed`]).
     failed_answers: AtomicU32,
+    /// When (ms since [`Endpoints::epoch`]) a request was last answered
+    /// here, on any connection; [`NEVER`] before the first.
+    last_answered_ms: AtomicU64,
 }
 
 impl Endpoint {
@@ -97,6 +112,7 @@ impl Endpoint {
             aside_at_ms: AtomicU64::new(0),
             last_failure: AtomicU8::new(DropReason::ConnectRefused as u8),
             failed_answers: AtomicU32::new(0),
+            last_answered_ms: AtomicU64::new(NEVER),
         }
     }
 
@@ -218,12 +234,16 @@ impl Endpoints {
             .unwrap_or(DropReason::ConnectRefused))
     }
 
-    /// A request was answered on a connection just made to `e`: the address
+    /// A request was answered by `e` (on any connection): the address
     /// works (a connect alone proves nothing: a shadow that accepts and
-    /// then answers garbage must stay set aside).
+    /// then answers garbage must stay set aside). Called per answer: it
+    /// only writes what changed, besides the time.
     pub fn served(&self, e: &Endpoint) {
-        e.failed_answers.store(0, Relaxed);
-        if e.failing.swap(false, Relaxed) {
+        e.last_answered_ms.store(self.now_ms(), Relaxed);
+        if e.failed_answers.load(Relaxed) != 0 {
+            e.failed_answers.store(0, Relaxed);
+        }
+        if e.failing.load(Relaxed) && e.failing.swap(false, Relaxed) {
             e.backoff_ms.store(0, Relaxed);
             info!(target_name = %self.target, address = %e.addr, "shadow address recovered");
         }
@@ -265,13 +285,19 @@ impl Endpoints {
     /// request, not the address: a candidate that fails on one endpoint
     /// must not blind the shadow to the rest. Only when every answer
     /// fails ([`FAILED_ANSWERS_TO_SET_ASIDE`] in a row, none answered
-    /// between) is the address set aside, as after a refused connect, or
-    /// a shadow answering garbage would be reconnected to per request (an
-    /// error storm).
+    /// between nor within [`ANSWERED_LATELY`]) is the address set aside,
+    /// as after a refused connect, or a shadow answering garbage would be
+    /// reconnected to per request (an error storm).
     pub fn answer_failed(&self, e: &Endpoint, error: &io::Error, picked_ms: u64) {
-        if e.failed_answers.fetch_add(1, Relaxed) + 1 >= FAILED_ANSWERS_TO_SET_ASIDE {
-            self.set_aside(e, DropReason::IoError, error, picked_ms);
+        if e.failed_answers.fetch_add(1, Relaxed) + 1 < FAILED_ANSWERS_TO_SET_ASIDE {
+            return;
         }
+        let answered = e.last_answered_ms.load(Relaxed);
+        let lately = ANSWERED_LATELY.as_millis() as u64;
+        if answered != NEVER && self.now_ms().saturating_sub(answered) < lately {
+            return;
+        }
+        self.set_aside(e, DropReason::IoError, error, picked_ms);
     }
 
     /// Replaces the address list; addresses still present keep their

@@ -44,7 +44,7 @@ mod wire;
 
 pub use endpoints::{AddressState, BoxFuture, Resolve, SystemResolver};
 pub use rate::RateLimit;
-pub use reply::{AnswerSink, Answered, Reply};
+pub use reply::{AnswerFailure, AnswerSink, Answered, NoAnswer, Reply};
 pub use set::{Dispatcher, Outcome, ShadowConfig, Shadows};
 pub use stats::{
     DropReason, LATENCY_BUCKETS, LatencyHistogram, LatencySnapshot, SEND_DELAY_BUCKETS,

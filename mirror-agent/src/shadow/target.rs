@@ -25,7 +25,7 @@ use tracing::{debug, error, info};
 
 use super::endpoints::{AddressState, Endpoints, Resolve, connect, literal_ip};
 use super::rate::RateLimit;
-use super::reply::{Answered, Reply};
+use super::reply::{AnswerFailure, Answered, NoAnswer, Reply};
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::tls::{TlsClient, TlsSettings};
 use super::wire::{read_response, write_request};
@@ -497,7 +497,7 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
         let keep = reply.as_ref().and(inner.config.settings.keep_answer);
         let outcome = tokio::select! {
             biased;
-            _ = reached(&mut stop, Phase::Stopped) => Err(DropReason::Shutdown),
+            _ = reached(&mut stop, Phase::Stopped) => Err(DropReason::Shutdown.into()),
             outcome = inner.send(&request, keep) => outcome,
         };
         match outcome {
@@ -511,10 +511,10 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
                     );
                 }
             }
-            Err(reason) => {
-                stats.drop_one(reason);
+            Err(failed) => {
+                stats.drop_one(failed.reason);
                 if let Some(reply) = reply {
-                    reply.send(Err(reason));
+                    reply.send(Err(failed));
                 }
             }
         }
@@ -537,13 +537,15 @@ impl Inner {
     }
 
     /// Sends one request and reads its response: the status class and
-    /// latency, or why it failed. No retries: a refused connect moves on to
-    /// the next address (nothing was sent yet), nothing else is tried twice.
+    /// latency, or why it failed (and, once the request was written, how
+    /// the answer failed: [`NoAnswer`]). No retries: a refused connect
+    /// moves on to the next address (nothing was sent yet), nothing else
+    /// is tried twice.
     async fn send(
         &self,
         request: &PreparedRequest,
         keep: Option<usize>,
-    ) -> Result<(StatusClass, Duration, Option<Answer>), DropReason> {
+    ) -> Result<(StatusClass, Duration, Option<Answer>), NoAnswer> {
         let settings = &self.config.settings;
         let mut tries = self.endpoints.len().max(1);
         let picked_ms = self.endpoints.now_ms();
@@ -553,21 +555,21 @@ impl Inner {
                 break (endpoint, conn, false);
             }
             if !self.connects.has_room() {
-                return Err(DropReason::ConnectLimit);
+                return Err(DropReason::ConnectLimit.into());
             }
             let tls = match &self.tls {
                 Tls::Plain => None,
                 Tls::Client(client) => Some(client),
                 Tls::Unusable(message) => {
                     debug!(target_name = %self.config.name, error = %message, "no TLS client");
-                    return Err(DropReason::TlsHandshake);
+                    return Err(DropReason::TlsHandshake.into());
                 }
             };
             match connect(endpoint.addr, settings.connect_timeout, tls).await {
                 Ok(conn) => break (endpoint, conn, true),
                 Err((DropReason::FdLimit, _)) => {
                     // The agent's own limit: the address is fine.
-                    return Err(DropReason::FdLimit);
+                    return Err(DropReason::FdLimit.into());
                 }
                 Err((reason, error)) => {
                     if matches!(
@@ -588,7 +590,7 @@ impl Inner {
                         .set_aside(&endpoint, reason, &error, picked_ms);
                     tries -= 1;
                     if reason != DropReason::ConnectRefused || tries == 0 {
-                        return Err(reason);
+                        return Err(reason.into());
                     }
                 }
             }
@@ -598,11 +600,12 @@ impl Inner {
         let backlog = self.stats.queue_depth.load(Relaxed) >= settings.max_in_flight as u64;
         if let Err(error) = conn.stream.set_prompt(backlog) {
             debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow connection lost");
-            return Err(DropReason::IoError);
+            return Err(DropReason::IoError.into());
         }
         let start = Instant::now();
         // Whether the request went out: a failure before that is the
-        // connection's, after it the answer's.
+        // connection's (the copy never reached the target: not compared),
+        // after it the answer's (the target's verdict: `failed`).
         let mut sent = false;
         let exchange = async {
             write_request(&mut conn.stream, request).await?;
@@ -620,8 +623,17 @@ impl Inner {
             // The connection is closed on our side and will be replaced.
             self.connects.charge();
         }
+        // The shadow's counter stays what it always was; the comparison
+        // learns whether the request was out, and how its answer failed.
+        let failed = |reason: DropReason, failure: AnswerFailure| -> NoAnswer {
+            if sent {
+                NoAnswer::after_sending(reason, failure)
+            } else {
+                reason.into()
+            }
+        };
         match outcome {
-            Err(_) => Err(DropReason::Timeout),
+            Err(_) => Err(failed(DropReason::Timeout, AnswerFailure::Timeout)),
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
                 // A connection just made that fails before the request
@@ -638,26 +650,32 @@ impl Inner {
                 } else if fresh {
                     self.endpoints.answer_failed(&endpoint, &error, picked_ms);
                 }
-                Err(DropReason::IoError)
+                Err(failed(DropReason::IoError, AnswerFailure::of(&error)))
             }
             Ok(Ok(response)) => {
                 let latency = start.elapsed();
-                if fresh {
-                    self.endpoints.served(&endpoint);
-                }
                 let class = StatusClass::of(response.status);
+                let Some(class) = class else {
+                    // A status outside 100..=599 is not an answer.
+                    if fresh {
+                        let error = std::io::Error::other("status outside 100..=599");
+                        self.endpoints.answer_failed(&endpoint, &error, picked_ms);
+                    }
+                    return Err(failed(DropReason::IoError, AnswerFailure::Malformed));
+                };
+                self.endpoints.served(&endpoint);
                 // An answer that ended cleanly leaves the connection ready
                 // for the next request; anything else closes it.
-                if response.reusable && class.is_some() {
+                if response.reusable {
                     endpoint.put_idle(conn);
                 }
-                class
-                    .map(|class| (class, latency, response.answer))
-                    .ok_or(DropReason::IoError)
+                Ok((class, latency, response.answer))
             }
         }
     }
 }
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod tests;
