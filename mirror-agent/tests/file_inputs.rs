@@ -163,6 +163,24 @@ fn random_bytes_a_crlf_converted_recording_and_dev_zero_are_not_goreplay_files()
         assert!(!run.stderr.contains("the file was cut"), "{}", run.shown());
     }
     assert_eq!(target.seen.load(Relaxed), 0);
+    // After a good file: its requests are sent and counted, then the
+    // refusal is the exit status.
+    let good = dir.join("good.gor");
+    std::fs::write(&good, &recording).unwrap();
+    let run = Running::start(replay(&[], &good, &target.url).arg(&random))
+        .end_within(Duration::from_secs(20));
+    assert_eq!(run.status.code(), Some(1), "{}", run.shown());
+    assert!(
+        run.stderr.contains("not a goreplay file: "),
+        "{}",
+        run.shown()
+    );
+    assert!(
+        run.stdout.contains("captured=2 sent=2 (2xx=2)"),
+        "{}",
+        run.shown()
+    );
+    assert_eq!(target.seen.load(Relaxed), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

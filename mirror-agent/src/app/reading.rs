@@ -144,4 +144,42 @@ mod tests {
         let err = reader.next().await.err().expect("the open failed");
         assert_eq!(err.to_string(), "opened late");
     }
+
+    #[tokio::test]
+    async fn a_files_items_come_in_order_then_its_source_with_the_counts() {
+        let path = std::env::temp_dir().join(format!("mirror-reading-{}.gor", std::process::id()));
+        let mut file = Vec::new();
+        for (id, path) in [("a", "/1"), ("b", "/2")] {
+            let meta = crate::file::PayloadMeta {
+                kind: crate::file::PayloadKind::Request,
+                id: id.into(),
+                timestamp_ns: 1,
+                latency_ns: -1,
+            };
+            let request = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+            crate::file::gor::encode(&meta, request.as_bytes(), &mut file).unwrap();
+        }
+        std::fs::write(&path, &file).unwrap();
+        let open = {
+            let path = path.clone();
+            move || Source::gor(&path, crate::http::HttpConfig::default())
+        };
+        let mut reader = Reader::spawn(open).unwrap();
+        let mut ids = Vec::new();
+        let source = loop {
+            match reader.next().await.unwrap() {
+                Read::Item(Item::Request(recorded)) => {
+                    ids.push(recorded.id.unwrap());
+                    // The counts as of the item taken.
+                    assert_eq!(reader.stats().requests, ids.len() as u64);
+                }
+                Read::Item(other) => panic!("{other:?}"),
+                Read::End(source) => break source,
+            }
+        };
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(source.stats().read, 2);
+        assert_eq!(reader.bytes_read(), file.len() as u64);
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -256,6 +256,8 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         None => args.files.iter().map(|f| f.as_path()).collect(),
     };
     let pcap = args.input_pcap.is_some();
+    // A file that could not be read on: reading ends there.
+    let mut failure: Option<anyhow::Error> = None;
     info!(files = inputs.len(), "replaying (SIGINT or SIGTERM stop)");
     let mut progress = Progress::new(&inputs, args.repeat);
     'passes: for pass in 1.. {
@@ -277,7 +279,17 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     add(&mut totals, reader.stats());
                     break 'passes;
                 };
-                let (mut request, timestamp_ns, id) = match next? {
+                let next = match next {
+                    Ok(next) => next,
+                    Err(err) => {
+                        // What was read before is still sent and counted;
+                        // the error is the exit status.
+                        failure = Some(err);
+                        add(&mut totals, reader.stats());
+                        break 'passes;
+                    }
+                };
+                let (mut request, timestamp_ns, id) = match next {
                     Read::Item(Item::Request(Recorded {
                         request,
                         timestamp_ns,
@@ -349,7 +361,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         }
     }
     progress.finish(replayed);
-    if !stop.stopped() {
+    if !stop.stopped() && failure.is_none() {
         info!(
             replayed,
             seconds = started.elapsed().as_secs_f64(),
@@ -434,7 +446,8 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
             println!("final counts: comparison: {line}");
         }
     }
-    Ok(())
+    // Logged last, after the counts of what was read before it.
+    failure.map_or(Ok(()), Err)
 }
 
 fn add(totals: &mut SourceStats, one: SourceStats) {

@@ -134,7 +134,12 @@ capture, the queued requests are written, the file is flushed, and the
 final counts are printed: captured = written + filtered + dropped(reason).
 With rotation, every file is complete (flushed, gzip trailer, synced) when
 the next one starts, and readable on its own; each file opened and
-completed is logged (path, payloads, bytes).";
+completed is logged (path, payloads, bytes).
+
+With --input-pcap, an empty file is refused in one sentence; a capture cut
+inside its last packet is read up to it (a warning, exit 0); a capture with
+no packets, none of --port, or payloads cut by a small snap length (named
+with it: capture with -s 0) is each said in a warning.";
 
 const REPLAY_EXAMPLES: &str = "\
 Examples:
