@@ -16,6 +16,7 @@ mod compare_report;
 mod host;
 mod pipeline;
 mod progress;
+mod reading;
 mod record;
 mod reload;
 mod replay;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::agent::{self, Destination, Recording};
 use super::signals::StopSignals;
@@ -130,6 +130,9 @@ fn from_pcap(
         cut_bytes = packets.cut_bytes,
         "packet capture read"
     );
+    for note in segments.notes(&reader) {
+        warn!("{}: {note}", pcap.display());
+    }
     finish(pipeline, recording, &output)
 }
 

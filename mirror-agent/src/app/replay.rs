@@ -9,21 +9,28 @@
 //! a bar on a terminal, else a line logged every few seconds
 //! ([`super::progress`]); at the end the queues drain and each target's
 //! final counts are printed.
+//!
+//! A stop signal ends every wait at once ([`Stop`]): the files are read on
+//! a thread of their own ([`super::reading`]), so that not even a read that
+//! blocks keeps the replay from stopping.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::agent::{self, Mirroring};
 use super::progress::Progress;
+use super::reading::{Read, Reader};
 use super::signals::StopSignals;
-use crate::config::{Config, InvalidConfig, ReplayArgs, Speed};
+use crate::config::{Config, HumanDuration, InvalidConfig, ReplayArgs, Speed};
 use crate::file::{Item, Recorded, SourceStats};
-use crate::shadow::Target;
+use crate::shadow::{Shadows, Target};
 use crate::telemetry::{PipelineStats, ReloadStats, endpoint, endpoint::Readiness};
 
 /// How requests are paced.
@@ -48,13 +55,27 @@ impl Pace {
     }
 }
 
-/// When each request is due, from the start of a pass.
+/// No single wait is longer: a speed such as 0.0001% makes a day's gap
+/// centuries long, and no clock should be asked for that.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// When each request is due: each one after the one before by its
+/// recorded gap (scaled), or by the rate's interval, at most `--max-wait`.
+/// A file starts right after the one before (its first request is not
+/// kept waiting for the gap between the files' recordings) unless
+/// `--keep-file-gaps`. Dues follow from dues, not from when requests were
+/// sent: a replay that fell behind catches up.
 #[derive(Debug)]
 pub struct Pacer {
     pace: Pace,
     start: Instant,
-    first_ts: Option<i64>,
-    sent: u64,
+    max_wait: Option<Duration>,
+    keep_file_gaps: bool,
+    /// The latest recorded time so far and when the request before was
+    /// due (`None`: the next request is the pass's first).
+    last: Option<(i64, Instant)>,
+    /// The next request is a file's first (after another file).
+    file_start: bool,
 }
 
 impl Pacer {
@@ -62,25 +83,115 @@ impl Pacer {
         Self {
             pace,
             start,
-            first_ts: None,
-            sent: 0,
+            max_wait: None,
+            keep_file_gaps: false,
+            last: None,
+            file_start: false,
         }
+    }
+
+    /// No wait between two requests is longer than `max` (`--max-wait`).
+    pub fn max_wait(mut self, max: Option<Duration>) -> Self {
+        self.max_wait = max;
+        self
+    }
+
+    /// The recorded gap between two files is waited too.
+    pub fn keep_file_gaps(mut self, keep: bool) -> Self {
+        self.keep_file_gaps = keep;
+        self
+    }
+
+    /// The next request is the first of another file.
+    pub fn next_file(&mut self) {
+        self.file_start = true;
     }
 
     /// When the request recorded at `timestamp_ns` is due; `None`: now.
     pub fn due(&mut self, timestamp_ns: i64) -> Option<Instant> {
-        let n = self.sent;
-        self.sent += 1;
-        match self.pace {
-            Pace::Unpaced => None,
-            Pace::Rate { per_second } => {
-                Some(self.start + Duration::from_secs_f64(n as f64 / per_second))
+        let new_file = std::mem::take(&mut self.file_start) && !self.keep_file_gaps;
+        let wait = match (self.pace, self.last) {
+            (Pace::Unpaced, _) => return None,
+            (_, None) => Duration::ZERO,
+            (Pace::Rate { per_second }, Some(_)) => seconds(1.0 / per_second),
+            (Pace::Recorded { .. }, Some(_)) if new_file => Duration::ZERO,
+            (Pace::Recorded { percent }, Some((last_ts, _))) => {
+                // Earlier than the latest (out of order): due with it.
+                let gap = timestamp_ns.saturating_sub(last_ts).max(0) as f64 / 1e9;
+                seconds(gap * 100.0 / percent)
             }
-            Pace::Recorded { percent } => {
-                let first = *self.first_ts.get_or_insert(timestamp_ns);
-                let gap = timestamp_ns.saturating_sub(first).max(0) as f64;
-                Some(self.start + Duration::from_nanos((gap * 100.0 / percent) as u64))
+        };
+        let wait = self.max_wait.map_or(wait, |max| wait.min(max));
+        let (latest, due) = match self.last {
+            None => (timestamp_ns, self.start),
+            Some((last_ts, last_due)) => (
+                if new_file {
+                    timestamp_ns
+                } else {
+                    last_ts.max(timestamp_ns)
+                },
+                last_due + wait,
+            ),
+        };
+        self.last = Some((latest, due));
+        Some(due)
+    }
+}
+
+/// `secs` as a wait, at most [`FOREVER`].
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).map_or(FOREVER, |d| d.min(FOREVER))
+}
+
+/// A replay's stop signals. The first ends whatever the replay waits for
+/// (a read, a recorded gap, room in the queues, the queues emptying), and
+/// the targets then drain their queues for at most the drain timeout; the
+/// second stops the targets at once. Either way the final counts follow.
+struct Stop {
+    /// Signals received so far.
+    count: watch::Receiver<u32>,
+}
+
+impl Stop {
+    /// Answers SIGINT and SIGTERM from now on, on a task of its own.
+    fn listen(
+        mut signals: StopSignals,
+        shadows: Shadows,
+        drain: Duration,
+    ) -> (tokio::task::JoinHandle<()>, Stop) {
+        let (send, count) = watch::channel(0u32);
+        let task = tokio::spawn(async move {
+            loop {
+                let name = signals.next().await;
+                send.send_modify(|n| *n += 1);
+                if *send.borrow() == 1 {
+                    info!(
+                        drain_timeout = %HumanDuration(drain),
+                        "{name} received: no more requests are read; the queues drain \
+                         (a second signal stops now)"
+                    );
+                } else {
+                    warn!("{name} received again: not waiting for the queues");
+                    // What is queued or in flight is counted as dropped
+                    // (`shutdown`): the final counts still balance.
+                    shadows.stop_now();
+                }
             }
+        });
+        (task, Stop { count })
+    }
+
+    fn stopped(&self) -> bool {
+        *self.count.borrow() > 0
+    }
+
+    /// `work`'s outcome, or `None` when a stop signal came first (or had
+    /// come already).
+    async fn unless<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.count.wait_for(|n| *n > 0) => None,
+            out = work => Some(out),
         }
     }
 }
@@ -114,8 +225,7 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         return Err(InvalidConfig("--input-pcap needs --port (the service port)".into()).into());
     }
     let compare = config.live.compare.enabled();
-    let mut signals = StopSignals::new()?;
-    let stops = Arc::new(AtomicU32::new(0));
+    let signals = StopSignals::new()?;
     let listener = endpoint::bind(config.startup.metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {}", config.startup.metrics_addr))?;
@@ -130,19 +240,8 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         "replay",
     );
     let endpoint_task = tokio::spawn(endpoint::serve(listener, sources, readiness));
-    let signal_task = {
-        let stops = Arc::clone(&stops);
-        tokio::spawn(async move {
-            loop {
-                let name = signals.next().await;
-                if stops.fetch_add(1, Relaxed) == 0 {
-                    info!("{name} received: no more requests are read; the queues drain");
-                } else {
-                    warn!("{name} received again: not waiting for the queues");
-                }
-            }
-        })
-    };
+    let drain = config.live.drain_timeout;
+    let (signal_task, mut stop) = Stop::listen(signals, shadows.clone(), drain);
 
     let mut dispatcher = mirroring.requests();
     let mut recorded = mirroring.recorded_answers(&config);
@@ -156,43 +255,76 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         Some(pcap) => vec![pcap.as_path()],
         None => args.files.iter().map(|f| f.as_path()).collect(),
     };
+    let pcap = args.input_pcap.is_some();
+    // A file that could not be read on: reading ends there.
+    let mut failure: Option<anyhow::Error> = None;
+    info!(files = inputs.len(), "replaying (SIGINT or SIGTERM stop)");
     let mut progress = Progress::new(&inputs, args.repeat);
     'passes: for pass in 1.. {
-        let mut pacer = Pacer::new(pace, Instant::now());
+        let mut pacer = Pacer::new(pace, Instant::now())
+            .max_wait(args.max_wait.map(|d| d.0))
+            .keep_file_gaps(args.keep_file_gaps);
         for (index, &path) in inputs.iter().enumerate() {
-            let mut source = agent::replay_source(&config, path, args.input_pcap.is_some())?;
-            loop {
-                if stops.load(Relaxed) > 0 {
-                    add(&mut totals, source.stats());
+            if index > 0 {
+                pacer.next_file();
+            }
+            // Opened and read on a thread: a read that blocks (a FIFO
+            // without a writer) must not block the stop.
+            let mut reader = Reader::spawn({
+                let (config, path) = (config.clone(), path.to_owned());
+                move || agent::replay_source(&config, &path, pcap)
+            })?;
+            let mut source = loop {
+                let Some(next) = stop.unless(reader.next()).await else {
+                    add(&mut totals, reader.stats());
                     break 'passes;
-                }
-                let (mut request, timestamp_ns, id) = match source.next_item()? {
-                    Some(Item::Request(Recorded {
+                };
+                let next = match next {
+                    Ok(next) => next,
+                    Err(err) => {
+                        // What was read before is still sent and counted;
+                        // the error is the exit status.
+                        failure = Some(err);
+                        add(&mut totals, reader.stats());
+                        break 'passes;
+                    }
+                };
+                let (mut request, timestamp_ns, id) = match next {
+                    Read::Item(Item::Request(Recorded {
                         request,
                         timestamp_ns,
                         id,
                     })) => (request, timestamp_ns, id),
-                    Some(Item::Response(response)) => {
+                    Read::Item(Item::Response(response)) => {
                         if let Some(recorded) = &mut recorded {
                             recorded.answer(&response.id, response.latency_ns, &response.data);
                         }
                         continue;
                     }
-                    Some(Item::Answer(paired)) => {
+                    Read::Item(Item::Answer(paired)) => {
                         if let Some(recorded) = &mut recorded {
                             recorded.framed(&paired.id, paired.latency_ns, paired.answer);
                         }
                         continue;
                     }
-                    None => break,
+                    Read::End(source) => break source,
                 };
-                if let Some(due) = pacer.due(timestamp_ns) {
-                    tokio::time::sleep_until(due.into()).await;
-                } else if replayed.is_multiple_of(64) {
-                    // Unpaced: let the workers run now and then.
-                    tokio::task::yield_now().await;
+                let wait = async {
+                    if let Some(due) = pacer.due(timestamp_ns) {
+                        tokio::time::sleep_until(due.into()).await;
+                    } else if replayed.is_multiple_of(64) {
+                        // Unpaced: let the workers run now and then.
+                        tokio::task::yield_now().await;
+                    }
+                    room(dispatcher.targets(), &request).await;
+                };
+                if stop.unless(wait).await.is_none() {
+                    // The request waiting for its time is not handed on.
+                    let mut taken = reader.stats();
+                    taken.requests = taken.requests.saturating_sub(1);
+                    add(&mut totals, taken);
+                    break 'passes;
                 }
-                room(dispatcher.targets(), &request).await;
                 // The send delay runs from now, not from the recording.
                 let now = crate::clock::monotonic_ns();
                 request.first_byte_ns = now;
@@ -207,8 +339,8 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
                     }
                 }
                 replayed += 1;
-                progress.update(pass, index, source.bytes_read(), replayed);
-            }
+                progress.update(pass, index, reader.bytes_read(), replayed);
+            };
             progress.update(pass, index, source.bytes_read(), replayed);
             if let Some(recorded) = &mut recorded {
                 recorded.end();
@@ -229,25 +361,27 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
         }
     }
     progress.finish(replayed);
-    info!(
-        replayed,
-        seconds = started.elapsed().as_secs_f64(),
-        "all requests handed to the targets; draining the queues"
-    );
-
-    // Until the queues are empty, or a second signal.
+    if !stop.stopped() && failure.is_none() {
+        info!(
+            replayed,
+            seconds = started.elapsed().as_secs_f64(),
+            "all requests handed to the targets; draining the queues (SIGINT or SIGTERM: \
+             for at most the drain timeout)"
+        );
+    }
+    // Until the queues are empty, or a stop signal; then the targets stop,
+    // their queues drained for at most the drain timeout (a second signal:
+    // not at all).
     let targets = dispatcher.targets().to_vec();
-    while stops.load(Relaxed) < 2
-        && targets
+    let empty = async {
+        while targets
             .iter()
             .any(|t| t.stats().queue_depth.load(Relaxed) + t.stats().in_flight.load(Relaxed) > 0)
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    if stops.load(Relaxed) >= 2 {
-        shadows.stop_now();
-    }
-    let drain = config.live.drain_timeout;
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let _ = stop.unless(empty).await;
     let snapshots = shadows.shutdown(drain).await;
     signal_task.abort();
     endpoint_task.abort();
@@ -312,7 +446,8 @@ pub(super) async fn run(args: &ReplayArgs, config: Config) -> anyhow::Result<()>
             println!("final counts: comparison: {line}");
         }
     }
-    Ok(())
+    // Logged last, after the counts of what was read before it.
+    failure.map_or(Ok(()), Err)
 }
 
 fn add(totals: &mut SourceStats, one: SourceStats) {
@@ -339,14 +474,67 @@ mod tests {
             pacer.due(15_000_000_000),
             Some(start + Duration::from_secs(5))
         );
-        // Out of order (an earlier file): due at once.
-        assert_eq!(pacer.due(1_000_000_000), Some(start));
+        // Out of order (recorded earlier than the one before): due with
+        // it, and the next gap runs from the latest.
+        assert_eq!(
+            pacer.due(1_000_000_000),
+            Some(start + Duration::from_secs(5))
+        );
+        assert_eq!(
+            pacer.due(17_000_000_000),
+            Some(start + Duration::from_secs(6))
+        );
         let mut half = Pacer::new(Pace::Recorded { percent: 50.0 }, start);
         half.due(0);
         assert_eq!(
             half.due(1_000_000_000),
             Some(start + Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn max_wait_caps_each_gap_and_a_tiny_speed_stays_a_finite_wait() {
+        let start = Instant::now();
+        let hour = 3_600_000_000_000;
+        let mut pacer = Pacer::new(Pace::Recorded { percent: 100.0 }, start)
+            .max_wait(Some(Duration::from_secs(1)));
+        assert_eq!(pacer.due(0), Some(start));
+        assert_eq!(pacer.due(hour), Some(start + Duration::from_secs(1)));
+        // A short gap is kept as recorded.
+        assert_eq!(
+            pacer.due(hour + 300_000_000),
+            Some(start + Duration::from_millis(1300))
+        );
+        let mut rate = Pacer::new(Pace::Rate { per_second: 0.001 }, start)
+            .max_wait(Some(Duration::from_secs(2)));
+        rate.due(0);
+        assert_eq!(rate.due(0), Some(start + Duration::from_secs(2)));
+        // 0.000001 %: a day's gap would be 274,000 years.
+        let mut slow = Pacer::new(Pace::Recorded { percent: 1e-6 }, start);
+        slow.due(0);
+        assert_eq!(slow.due(hour * 24), Some(start + FOREVER));
+    }
+
+    #[test]
+    fn the_next_file_starts_right_after_the_last_unless_its_gap_is_kept() {
+        let start = Instant::now();
+        let (day, second) = (86_400_000_000_000i64, 1_000_000_000i64);
+        let files = |keep: bool| {
+            let mut pacer = Pacer::new(Pace::Recorded { percent: 100.0 }, start)
+                .keep_file_gaps(keep)
+                .max_wait(Some(Duration::from_secs(7200)));
+            let mut due = vec![pacer.due(0), pacer.due(second)];
+            pacer.next_file();
+            // The next day's file: its own gaps are kept.
+            due.extend([pacer.due(day), pacer.due(day + 3 * second)]);
+            due.into_iter()
+                .map(|d| d.unwrap() - start)
+                .map(|d| d.as_secs())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(files(false), [0, 1, 1, 4]);
+        // Kept: the day between them, capped by --max-wait.
+        assert_eq!(files(true), [0, 1, 7201, 7204]);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{
-    ByteSize, Marker, RotateAge, RotateSize, parse_match_header, parse_match_header_regex,
+    ByteSize, HumanDuration, Marker, RotateAge, RotateSize, parse_match_header,
+    parse_match_header_regex,
 };
 use super::{Config, InvalidConfig};
 use crate::compare::Role;
@@ -163,7 +164,12 @@ capture, the queued requests are written, the file is flushed, and the
 final counts are printed: captured = written + filtered + dropped(reason).
 With rotation, every file is complete (flushed, gzip trailer, synced) when
 the next one starts, and readable on its own; each file opened and
-completed is logged (path, payloads, bytes).";
+completed is logged (path, payloads, bytes).
+
+With --input-pcap, an empty file is refused in one sentence; a capture cut
+inside its last packet is read up to it (a warning, exit 0); a capture with
+no packets, none of --port, or payloads cut by a small snap length (named
+with it: capture with -s 0) is each said in a warning.";
 
 const REPLAY_EXAMPLES: &str = "\
 Examples:
@@ -171,6 +177,8 @@ Examples:
     mirror-agent replay requests.gor --shadow http://staging:8080
   Twice as fast (goreplay's \"requests.gor|200%\"), several files in order:
     mirror-agent replay day1.gor day2.gor.gz --shadow http://staging:8080 --speed 200%
+  The recorded pace, but never more than 2 s between two requests:
+    mirror-agent replay requests.gor --shadow http://staging:8080 --max-wait 2s
   A load test: 500 requests a second, over and over, metrics on :9464:
     mirror-agent replay requests.gor --shadow http://staging:8080 --rate 500 --loop \\
       --metrics-addr 127.0.0.1:9464
@@ -184,12 +192,25 @@ Examples:
   The files of a rotated recording, in order (ls -v puts req_10 after req_9):
     mirror-agent replay $(ls -v rec/req-2025-06-01-*.gor.gz) --shadow http://staging:8080
 
-Without --speed or --rate the recorded pace is kept (100%). On a terminal a
-progress line shows the bytes read of the files (compressed for .gz) of
-their total, requests replayed, the rate, elapsed time and time left (with
---loop, of the current pass); otherwise it is logged every 5 s. At the end
-the final counts of each target are printed: captured = sent + filtered +
-dropped(reason). SIGTERM or SIGINT stop reading; the queues drain.";
+Without --speed or --rate the recorded pace is kept (100%). Several files
+are replayed back to back, each with its own recorded gaps (the gap between
+two files is waited only with --keep-file-gaps). On a terminal a progress
+line shows the bytes read of the files (compressed for .gz) of their total,
+requests replayed, the rate, elapsed time and time left (with --loop, of
+the current pass); otherwise it is logged every 5 s. At the end the final
+counts of each target are printed: captured = sent + filtered +
+dropped(reason).
+
+Signals: SIGTERM or SIGINT end any wait at once (a recorded gap, a slow
+--speed, a read that blocks such as a FIFO with no writer), the queues
+drain for at most --drain-timeout, the final counts are printed and the
+exit status is 0; a second signal stops the targets at once (what was
+queued counts as dropped `shutdown`), the final counts still printed.
+
+Files that are not what they should be are refused with one sentence (not a
+goreplay file: ..., the file is empty: not a pcap or pcapng file). A packet
+capture cut inside its last packet is read up to it, with a warning; one
+taken with a small snap length is named as such (capture with -s 0).";
 
 /// `mirror-agent record`: the capture flags (or a pcap), the filters, the
 /// output file.
@@ -330,6 +351,19 @@ pub struct ReplayArgs {
     /// Example: --rate 500
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     pub rate: Option<f64>,
+
+    /// No wait between two requests is longer than this, whatever the
+    /// recorded gap or the pace (goreplay's --input-file-max-wait); 500ms,
+    /// 2s or 1m. Example: --max-wait 1s
+    #[arg(long, value_name = "DURATION")]
+    pub max_wait: Option<HumanDuration>,
+
+    /// With several files: wait out the recorded gap between the last
+    /// request of a file and the first of the next (scaled by --speed,
+    /// capped by --max-wait). Without it the files are replayed back to
+    /// back, each keeping its own gaps. Example: --keep-file-gaps
+    #[arg(long)]
+    pub keep_file_gaps: bool,
 
     /// Start again from the first file at the end, until stopped.
     #[arg(long = "loop")]

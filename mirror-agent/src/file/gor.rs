@@ -117,6 +117,18 @@ pub struct Malformed {
 /// What the reader finds next.
 pub type Item = Result<Payload, Malformed>;
 
+/// A file whose start is not a payload header line: another format, random
+/// bytes, or a `.gor` whose line ends were converted to CRLF (then no
+/// separator matches, and the whole file would read as one cut payload).
+/// Carried as the [`io::Error`] of the first read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a goreplay file: {0}")]
+pub struct NotGor(pub String);
+
+/// The first payload header line is looked for in this many bytes
+/// (goreplay's are about 60).
+const FIRST_LINE_MAX: usize = 4096;
+
 /// Reads payloads one at a time from any byte stream.
 pub struct PayloadReader<R> {
     inner: R,
@@ -133,6 +145,8 @@ pub struct PayloadReader<R> {
     /// Bytes taken from the file itself (compressed for a `.gz`), when
     /// opened from a path: a replay's progress.
     file_bytes: Option<Arc<AtomicU64>>,
+    /// The file's start was found to be a payload header line.
+    checked: bool,
 }
 
 /// How much is read from the file at a time.
@@ -184,6 +198,7 @@ impl<R: Read> PayloadReader<R> {
             eof: false,
             max_payload: max_payload.max(1),
             file_bytes: None,
+            checked: false,
         }
     }
 
@@ -206,6 +221,10 @@ impl<R: Read> PayloadReader<R> {
     /// the end of the file. An I/O error (or a corrupt gzip stream) ends
     /// the file.
     pub fn next_item(&mut self) -> io::Result<Option<Item>> {
+        if !self.checked {
+            self.check_start()?;
+            self.checked = true;
+        }
         let mut skipping: Option<Position> = None;
         loop {
             let from = self.scanned.max(self.start);
@@ -243,6 +262,54 @@ impl<R: Read> PayloadReader<R> {
                 skipping.get_or_insert(self.at);
                 let keep = self.scanned.max(self.start);
                 self.consume(keep);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Refuses a file that does not start with a payload header line
+    /// ([`NotGor`]); an empty file is a recording of nothing.
+    fn check_start(&mut self) -> io::Result<()> {
+        let not_gor = |reason: String| io::Error::new(io::ErrorKind::InvalidData, NotGor(reason));
+        loop {
+            let unread = &self.buf[self.start..];
+            if let Some(nl) = memchr::memchr(b'\n', unread) {
+                let line = &unread[..nl];
+                // A header line but for the CR before its LF.
+                let crlf = line
+                    .strip_suffix(b"\r")
+                    .is_some_and(|bare| parse(&[bare, b"\n"].concat(), self.at).is_ok());
+                if crlf {
+                    return Err(not_gor(
+                        "its lines end in CRLF (converted by a text editor, an FTP transfer \
+                         or git's autocrlf?), so goreplay's separator is not found; \
+                         convert them back (dos2unix) or record again"
+                            .into(),
+                    ));
+                }
+                return match parse(&unread[..=nl], self.at) {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(not_gor(format!(
+                        "its first line `{}` is not a payload header (`1 ID TIMESTAMP LATENCY`)",
+                        shown(line)
+                    ))),
+                };
+            }
+            if self.eof {
+                if unread.is_empty() {
+                    return Ok(());
+                }
+                return Err(not_gor(format!(
+                    "its {} bytes hold no payload header line (`1 ID TIMESTAMP LATENCY`)",
+                    unread.len()
+                )));
+            }
+            if unread.len() > FIRST_LINE_MAX {
+                return Err(not_gor(format!(
+                    "its first {FIRST_LINE_MAX} bytes hold no payload header line \
+                     (`1 ID TIMESTAMP LATENCY`), they start `{}`",
+                    shown(unread)
+                )));
             }
             self.fill()?;
         }
@@ -296,6 +363,22 @@ impl<R: Read> Iterator for PayloadReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_item().transpose()
     }
+}
+
+/// The start of `bytes` for a message: at most 40, escaped (a file of
+/// random bytes must not write control characters to the terminal).
+fn shown(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for &b in &bytes[..bytes.len().min(40)] {
+        match b {
+            b' '..=b'~' => text.push(char::from(b)),
+            _ => text.extend(std::ascii::escape_default(b).map(char::from)),
+        }
+    }
+    if bytes.len() > 40 {
+        text.push_str("...");
+    }
+    text
 }
 
 /// Parses one payload (header line and data, without the separator).

@@ -57,10 +57,30 @@ pub struct Packet {
 pub enum PcapError {
     #[error("not a pcap or pcapng file (magic number {0:#010x})")]
     NotPcap(u32),
+    /// Zero bytes: what a capture that never started leaves.
+    #[error("the file is empty: not a pcap or pcapng file")]
+    Empty,
+    #[error("not a pcap or pcapng file: it ends inside its file header ({0} bytes)")]
+    ShortHeader(u64),
     #[error("corrupt capture file at byte {offset}: {reason}")]
     Corrupt { offset: u64, reason: String },
+    /// The file ends inside a packet or block. Only seen by the reader
+    /// itself: [`PacketReader::next_packet`] ends there and keeps it as
+    /// [`PacketReader::cut`].
+    #[error("the file ends inside a packet")]
+    Cut,
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// Where a capture file cut short ends: inside the packet (or block) that
+/// starts at `at`, of which `present` bytes are in the file. A capture
+/// tcpdump did not close (killed, disk full, a copy not finished) ends so;
+/// the packets before it are whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CutEnd {
+    pub at: u64,
+    pub present: u64,
 }
 
 enum Format {
@@ -90,6 +110,13 @@ pub struct PacketReader<R> {
     inner: R,
     format: Format,
     offset: u64,
+    /// The snap length the capture was taken with (pcap: the file's; pcapng:
+    /// the smallest of its interfaces' that set one).
+    snaplen: Option<u32>,
+    /// Set when the file ends inside a packet.
+    cut: Option<CutEnd>,
+    /// Where the packet or block being read starts.
+    record_at: u64,
 }
 
 impl PacketReader<BufReader<File>> {
@@ -118,43 +145,72 @@ fn u32_at(b: &[u8], big: bool) -> u32 {
 
 impl<R: Read> PacketReader<R> {
     /// Reads the file header (pcap) or the first section header (pcapng).
-    pub fn new(mut inner: R) -> Result<Self, PcapError> {
-        let mut magic = [0u8; 4];
-        inner.read_exact(&mut magic)?;
-        let le = u32::from_le_bytes(magic);
-        let mut reader = match le {
+    pub fn new(inner: R) -> Result<Self, PcapError> {
+        let mut reader = PacketReader {
+            inner,
+            format: Format::Pcap {
+                big_endian: false,
+                nanos: false,
+                link: 0,
+            },
+            offset: 0,
+            snaplen: None,
+            cut: None,
+            record_at: 0,
+        };
+        // A file that ends before its first packet could begin is not a
+        // capture: said in those words, not as an I/O error.
+        let header = |reader: &Self, err: PcapError| match err {
+            PcapError::Cut => PcapError::ShortHeader(reader.offset),
+            other => other,
+        };
+        let magic = match reader.read_n(4) {
+            Ok(Some(magic)) => magic,
+            Ok(None) => return Err(PcapError::Empty),
+            Err(err) => return Err(header(&reader, err)),
+        };
+        let le = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
+        match le {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
                 let big_endian = matches!(le, 0xd4c3_b2a1 | 0x4d3c_b2a1);
                 let nanos = matches!(le, 0xa1b2_3c4d | 0x4d3c_b2a1);
-                let mut rest = [0u8; 20];
-                inner.read_exact(&mut rest)?;
+                let rest = match reader.read_n(20) {
+                    Ok(Some(rest)) => rest,
+                    Ok(None) => return Err(PcapError::ShortHeader(reader.offset)),
+                    Err(err) => return Err(header(&reader, err)),
+                };
                 let link = u32_at(&rest[16..20], big_endian) & 0x0fff_ffff;
-                PacketReader {
-                    inner,
-                    format: Format::Pcap {
-                        big_endian,
-                        nanos,
-                        link,
-                    },
-                    offset: 24,
-                }
+                reader.snaplen = Some(u32_at(&rest[12..16], big_endian));
+                reader.format = Format::Pcap {
+                    big_endian,
+                    nanos,
+                    link,
+                };
             }
             0x0a0d_0d0a => {
-                let mut reader = PacketReader {
-                    inner,
-                    format: Format::PcapNg {
-                        big_endian: false,
-                        interfaces: Vec::new(),
-                    },
-                    offset: 4,
+                reader.format = Format::PcapNg {
+                    big_endian: false,
+                    interfaces: Vec::new(),
                 };
-                reader.section_header()?;
                 reader
+                    .section_header()
+                    .map_err(|err| header(&reader, err))?;
             }
             other => return Err(PcapError::NotPcap(other)),
-        };
-        reader.offset = reader.offset.max(4);
+        }
         Ok(reader)
+    }
+
+    /// The snap length the capture was taken with, when the file says
+    /// (pcapng: the smallest of its interfaces').
+    pub fn snaplen(&self) -> Option<u32> {
+        self.snaplen
+    }
+
+    /// Where the file ends inside a packet, if it does: reading stopped
+    /// there, everything before it was read.
+    pub fn cut(&self) -> Option<CutEnd> {
+        self.cut
     }
 
     /// Bytes of the file read so far (a replay's progress).
@@ -169,14 +225,18 @@ impl<R: Read> PacketReader<R> {
         }
     }
 
-    /// Reads exactly `n` bytes; `None` at a clean end of file.
+    /// Reads exactly `n` bytes; `None` at a clean end of file, [`PcapError::Cut`]
+    /// when it ends after some of them (those count as read).
     fn read_n(&mut self, n: usize) -> Result<Option<Vec<u8>>, PcapError> {
         let mut buf = vec![0u8; n];
         let mut got = 0;
         while got < n {
             match self.inner.read(&mut buf[got..]) {
                 Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(self.corrupt("the file ends inside a packet")),
+                Ok(0) => {
+                    self.offset += got as u64;
+                    return Err(PcapError::Cut);
+                }
                 Ok(k) => got += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -186,12 +246,16 @@ impl<R: Read> PacketReader<R> {
         Ok(Some(buf))
     }
 
+    /// The next `n` bytes of a packet or block already begun: the end of
+    /// the file here is a cut.
+    fn read_more(&mut self, n: usize) -> Result<Vec<u8>, PcapError> {
+        self.read_n(n)?.ok_or(PcapError::Cut)
+    }
+
     /// A pcapng section header block, after its block type (already read):
     /// sets the byte order, forgets the interfaces of the last section.
     fn section_header(&mut self) -> Result<(), PcapError> {
-        let Some(head) = self.read_n(8)? else {
-            return Err(self.corrupt("empty section header"));
-        };
+        let head = self.read_more(8)?;
         let big_endian = match u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
             0x1a2b_3c4d => false,
             0x4d3c_2b1a => true,
@@ -202,9 +266,7 @@ impl<R: Read> PacketReader<R> {
             return Err(self.corrupt(format!("bad section header length {total}")));
         }
         // The rest of the block: versions, section length, options, length.
-        if self.read_n(total - 12)?.is_none() {
-            return Err(self.corrupt("the file ends inside a section header"));
-        }
+        self.read_more(total - 12)?;
         self.format = Format::PcapNg {
             big_endian,
             interfaces: Vec::new(),
@@ -212,14 +274,32 @@ impl<R: Read> PacketReader<R> {
         Ok(())
     }
 
-    /// The next packet; `None` at the end of the file.
+    /// The next packet; `None` at the end of the file, also when it ends
+    /// inside a packet (then [`cut`](Self::cut) says where).
     pub fn next_packet(&mut self) -> Result<Option<Packet>, PcapError> {
+        if self.cut.is_some() {
+            return Ok(None);
+        }
+        match self.read_packet() {
+            Err(PcapError::Cut) => {
+                self.cut = Some(CutEnd {
+                    at: self.record_at,
+                    present: self.offset - self.record_at,
+                });
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    fn read_packet(&mut self) -> Result<Option<Packet>, PcapError> {
         match self.format {
             Format::Pcap {
                 big_endian,
                 nanos,
                 link,
             } => {
+                self.record_at = self.offset;
                 let Some(h) = self.read_n(16)? else {
                     return Ok(None);
                 };
@@ -230,9 +310,7 @@ impl<R: Read> PacketReader<R> {
                 if caplen > MAX_BLOCK {
                     return Err(self.corrupt(format!("packet of {caplen} bytes")));
                 }
-                let Some(data) = self.read_n(caplen)? else {
-                    return Err(self.corrupt("the file ends inside a packet"));
-                };
+                let data = self.read_more(caplen)?;
                 let frac_ns = if nanos { frac } else { frac * 1000 };
                 Ok(Some(Packet {
                     timestamp_ns: secs * 1_000_000_000 + frac_ns,
@@ -250,6 +328,7 @@ impl<R: Read> PacketReader<R> {
             let Format::PcapNg { big_endian, .. } = self.format else {
                 return Ok(None);
             };
+            self.record_at = self.offset;
             let Some(kind) = self.read_n(4)? else {
                 return Ok(None);
             };
@@ -258,16 +337,12 @@ impl<R: Read> PacketReader<R> {
                 continue;
             }
             let kind = u32_at(&kind, big_endian);
-            let Some(len) = self.read_n(4)? else {
-                return Err(self.corrupt("the file ends inside a block"));
-            };
+            let len = self.read_more(4)?;
             let total = u32_at(&len, big_endian) as usize;
             if !(12..=MAX_BLOCK).contains(&total) {
                 return Err(self.corrupt(format!("bad block length {total}")));
             }
-            let Some(body) = self.read_n(total - 8)? else {
-                return Err(self.corrupt("the file ends inside a block"));
-            };
+            let body = self.read_more(total - 8)?;
             // The body without the trailing copy of the length.
             let body = &body[..total - 12];
             match kind {
@@ -332,6 +407,11 @@ impl<R: Read> PacketReader<R> {
             return Err(self.corrupt("short interface description block"));
         }
         let link = u16_at(&body[0..2], big) as u32;
+        // 0: no limit.
+        let snaplen = u32_at(&body[4..8], big);
+        if snaplen > 0 {
+            self.snaplen = Some(self.snaplen.map_or(snaplen, |s| s.min(snaplen)));
+        }
         let mut units_per_second = 1_000_000;
         let mut options = &body[8..];
         while options.len() >= 4 {
@@ -531,6 +611,8 @@ pub struct PacketStats {
     pub other: u64,
     /// Payload bytes the capture's snap length cut (gaps in the streams).
     pub cut_bytes: u64,
+    /// Packets of the service ports that lost payload bytes so.
+    pub cut_packets: u64,
 }
 
 impl Segments {
@@ -597,11 +679,57 @@ impl Segments {
         }
         if seg.missing > 0 {
             self.stats.cut_bytes += u64::from(seg.missing);
+            self.stats.cut_packets += 1;
             sink.on_event(&event(EventKind::Truncated {
                 seq,
                 len: seg.missing,
             }));
         }
+    }
+}
+
+impl Segments {
+    /// What the user is told once the capture has been read, one sentence
+    /// each: the file cut short, no packets, none of the service ports,
+    /// payloads cut by the snap length. Each explains counts that would
+    /// otherwise look like lost requests (`gap`, `incomplete`) or nothing.
+    pub fn notes<R: Read>(&self, reader: &PacketReader<R>) -> Vec<String> {
+        let stats = &self.stats;
+        let mut notes = Vec::new();
+        if let Some(cut) = reader.cut() {
+            notes.push(format!(
+                "the capture ends inside its last packet (byte {}, {} bytes of it in the file): \
+                 the file was cut short (tcpdump killed, disk full, a copy not finished?); \
+                 the {} packets before it were read, the cut one is left out",
+                cut.at, cut.present, stats.packets
+            ));
+        } else if stats.packets == 0 {
+            notes.push(
+                "the capture holds no packets (only its file header): nothing to read".into(),
+            );
+        }
+        if stats.packets > 0 && stats.matched == 0 {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            notes.push(format!(
+                "none of its {} packets is TCP of port {}: is --port the service's port?",
+                stats.packets,
+                ports.join(" or ")
+            ));
+        }
+        if stats.cut_bytes > 0 {
+            let how = match reader.snaplen() {
+                Some(snaplen) if snaplen > 0 => {
+                    format!("the capture was taken with snaplen {snaplen}")
+                }
+                _ => "packets were captured shorter than they were on the wire".into(),
+            };
+            notes.push(format!(
+                "{how}: payload bytes were cut ({} bytes of {} packets; the requests and \
+                 responses they were in are lost as gaps); capture with -s 0",
+                stats.cut_bytes, stats.cut_packets
+            ));
+        }
+        notes
     }
 }
 

@@ -187,6 +187,7 @@ pub enum Source {
         responses: bool,
     },
     Pcap {
+        path: PathBuf,
         reader: PacketReader<BufReader<File>>,
         segments: Segments,
         /// Boxed: the tables are much larger than a file reader.
@@ -283,6 +284,7 @@ impl Source {
             None => Traffic::both(flow, http, Requests::unpaired(Framed::default()), None),
         };
         Ok(Source::Pcap {
+            path: path.to_owned(),
             reader,
             segments: Segments::new(ports, responses),
             traffic: Box::new(traffic),
@@ -402,6 +404,7 @@ impl Source {
                 }
             },
             Source::Pcap {
+                path,
                 reader,
                 segments,
                 traffic,
@@ -432,7 +435,10 @@ impl Source {
                 if *ended {
                     return Ok(None);
                 }
-                match reader.next_packet()? {
+                match reader
+                    .next_packet()
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                {
                     Some(packet) => {
                         stats.read += 1;
                         segments.emit(&packet, traffic.as_mut());
@@ -447,6 +453,9 @@ impl Source {
                             responses.end_all();
                         }
                         *ended = true;
+                        for note in segments.notes(reader) {
+                            warn!("{}: {note}", path.display());
+                        }
                     }
                 }
             },

@@ -33,18 +33,25 @@ pub fn frame(to_server: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A classic pcap (microseconds, Ethernet) of `frames`, 1 ms apart.
 pub fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    pcap_snaplen(frames, 65_535)
+}
+
+/// [`pcap`] as tcpdump `-s snaplen` writes it: each frame cut to
+/// `snaplen` bytes, its length on the wire kept.
+pub fn pcap_snaplen(frames: &[Vec<u8>], snaplen: usize) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&(snaplen as u32).to_le_bytes());
     out.extend_from_slice(&1u32.to_le_bytes());
     for (i, f) in frames.iter().enumerate() {
         let ts_us = 1_700_000_000_000_000u64 + i as u64 * 1000;
+        let captured = f.len().min(snaplen);
         out.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
         out.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(captured as u32).to_le_bytes());
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
+        out.extend_from_slice(&f[..captured]);
     }
     out
 }

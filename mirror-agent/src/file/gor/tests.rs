@@ -247,3 +247,76 @@ fn gzip_files_round_trip_through_the_file_system() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The error of the first read of `input`, which must be [`NotGor`].
+fn not_gor(input: impl Read) -> String {
+    let err = PayloadReader::new(input, 1 << 20)
+        .next_item()
+        .expect_err("not a goreplay file");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    let inner = err.get_ref().expect("a NotGor inside");
+    assert!(inner.is::<NotGor>(), "{inner}");
+    err.to_string()
+}
+
+#[test]
+fn a_file_that_does_not_start_with_a_payload_header_is_not_a_goreplay_file() {
+    // Random bytes (a fixed sample: no line end in the first 4 KiB).
+    let mut noise = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push((x as u8) | 0x80);
+    }
+    let said = not_gor(Cursor::new(noise));
+    assert!(
+        said.starts_with("not a goreplay file: its first 4096 bytes"),
+        "{said}"
+    );
+    // Control bytes are escaped, not written to the terminal.
+    assert!(!said.chars().any(|c| c.is_control()), "{said}");
+    // /dev/zero: refused after its first read, not read forever.
+    let said = not_gor(io::repeat(0));
+    assert!(said.contains(r"\x00\x00"), "{said}");
+    // Another text format, with lines.
+    let said = not_gor(Cursor::new(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()));
+    assert!(
+        said.contains(r"its first line `GET / HTTP/1.1\r` is not a payload header"),
+        "{said}"
+    );
+    let said = not_gor(Cursor::new(b"{\"method\":\"GET\"}\n".to_vec()));
+    assert!(
+        said.contains(r#"its first line `{"method":"GET"}` is not a payload header"#),
+        "{said}"
+    );
+    let said = not_gor(Cursor::new(b"short".to_vec()));
+    assert!(
+        said.contains("its 5 bytes hold no payload header line"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_goreplay_file_converted_to_crlf_is_named_as_such() {
+    let mut file = Vec::new();
+    push_request(&mut file, "a", 1, b"GET /1 HTTP/1.1\r\n\r\n");
+    push_request(&mut file, "b", 2, b"GET /2 HTTP/1.1\r\n\r\n");
+    // What unix2dos or git's autocrlf do: every LF becomes CRLF.
+    let mut crlf = Vec::new();
+    for &b in &file {
+        if b == b'\n' {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    let said = not_gor(Cursor::new(crlf));
+    assert!(
+        said.starts_with("not a goreplay file: its lines end in CRLF"),
+        "{said}"
+    );
+    // Unconverted, it reads; and an empty file is a recording of nothing.
+    assert_eq!(read_all(&file, 1 << 20).len(), 2);
+    assert!(read_all(b"", 1 << 20).is_empty());
+}

@@ -201,20 +201,30 @@ fn bytes_cut_by_the_snap_length_become_a_known_gap() {
 }
 
 #[test]
-fn what_is_not_a_capture_file_or_is_cut_is_refused_with_a_reason() {
-    assert!(matches!(
-        PacketReader::new(Cursor::new(b"GET / HTTP/1.1\r\n\r\n".to_vec())),
-        Err(PcapError::NotPcap(_))
-    ));
-    let (c, s) = (addr("10.200.0.1:40000"), addr("10.200.0.2:80"));
-    let mut file = pcap(
-        &[(0, frame(c, s, 1, 0x18, b"GET / HTTP/1.1\r\n\r\n"))],
-        65535,
+fn what_is_not_a_capture_file_is_refused_in_one_sentence() {
+    let refused = |bytes: &[u8]| match PacketReader::new(Cursor::new(bytes.to_vec())) {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("{bytes:?} read as a capture"),
+    };
+    assert!(
+        refused(b"GET / HTTP/1.1\r\n\r\n").starts_with("not a pcap or pcapng file (magic"),
+        "not a capture"
     );
-    file.truncate(file.len() - 5);
-    let mut reader = PacketReader::new(Cursor::new(file)).unwrap();
-    let err = reader.next_packet().unwrap_err();
-    assert!(err.to_string().contains("ends inside a packet"), "{err}");
+    assert_eq!(refused(b""), "the file is empty: not a pcap or pcapng file");
+    assert_eq!(
+        refused(&[0xd4, 0xc3]),
+        "not a pcap or pcapng file: it ends inside its file header (2 bytes)"
+    );
+    let header = pcap(&[], 65535);
+    assert_eq!(
+        refused(&header[..10]),
+        "not a pcap or pcapng file: it ends inside its file header (10 bytes)"
+    );
+    let ng = pcapng(&[]);
+    assert!(
+        refused(&ng[..20]).contains("ends inside its file header"),
+        "pcapng cut in its section header"
+    );
     // Garbage frames are not segments, and do not panic.
     for len in 0..60 {
         let junk = vec![0x45u8; len];
@@ -228,4 +238,86 @@ fn what_is_not_a_capture_file_or_is_cut_is_refused_with_a_reason() {
             let _ = segment(link, &junk, len as u32);
         }
     }
+}
+
+/// The packets of `file` and the notes on it.
+fn notes(file: Vec<u8>, ports: &[u16]) -> (Vec<Packet>, Vec<String>) {
+    let mut reader = PacketReader::new(Cursor::new(file)).expect("a capture file");
+    let mut segments = Segments::new(ports.to_vec(), false);
+    let mut packets = Vec::new();
+    while let Some(packet) = reader.next_packet().expect("read to its end") {
+        segments.emit(&packet, &mut Seen::default());
+        packets.push(packet);
+    }
+    (packets, segments.notes(&reader))
+}
+
+#[test]
+fn a_capture_cut_inside_its_last_packet_is_read_up_to_it_with_a_note() {
+    let (c, s) = (addr("10.200.0.1:40000"), addr("10.200.0.2:80"));
+    let frames: Vec<_> = (0..3u32)
+        .map(|i| {
+            (
+                u64::from(i),
+                frame(c, s, 1 + 18 * i, 0x18, b"GET / HTTP/1.1\r\n\r\n"),
+            )
+        })
+        .collect();
+    let whole = pcap(&frames, 65535);
+    let last_at = (whole.len() - (16 + frames[2].1.len())) as u64;
+    // Cut inside the last packet's data, and inside its record header.
+    for cut in [5, frames[2].1.len() + 10] {
+        let (packets, said) = notes(whole[..whole.len() - cut].to_vec(), &[80]);
+        assert_eq!(packets.len(), 2);
+        assert_eq!(said.len(), 1, "{said:?}");
+        let present = 16 + frames[2].1.len() - cut;
+        assert!(
+            said[0].starts_with(&format!(
+                "the capture ends inside its last packet (byte {last_at}, {present} bytes of it"
+            )),
+            "{said:?}"
+        );
+        assert!(
+            said[0].contains("the 2 packets before it were read"),
+            "{said:?}"
+        );
+    }
+    // A pcapng cut inside a block: the same.
+    let ng = pcapng(
+        &frames
+            .iter()
+            .map(|(t, f)| (*t, f.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let (packets, said) = notes(ng[..ng.len() - 7].to_vec(), &[80]);
+    assert_eq!(packets.len(), 2);
+    assert!(said[0].contains("ends inside its last packet"), "{said:?}");
+    // Whole: nothing to say.
+    let (packets, said) = notes(whole, &[80]);
+    assert_eq!((packets.len(), said.len()), (3, 0), "{said:?}");
+}
+
+#[test]
+fn no_packets_no_port_and_a_small_snaplen_are_each_said() {
+    let (_, said) = notes(pcap(&[], 65535), &[80]);
+    assert_eq!(
+        said,
+        ["the capture holds no packets (only its file header): nothing to read"]
+    );
+    let (c, s) = (addr("10.200.0.1:40000"), addr("10.200.0.2:80"));
+    let get = frame(c, s, 1, 0x18, &[b'a'; 100]);
+    let (_, said) = notes(pcap(&[(0, get.clone())], 65535), &[8080, 8081]);
+    assert_eq!(
+        said,
+        ["none of its 1 packets is TCP of port 8080 or 8081: is --port the service's port?"]
+    );
+    let (_, said) = notes(pcap(&[(0, get.clone()), (1, get)], 64), &[80]);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with(
+            "the capture was taken with snaplen 64: payload bytes were cut (180 bytes of 2 packets;"
+        ),
+        "{said:?}"
+    );
+    assert!(said[0].ends_with("capture with -s 0"), "{said:?}");
 }
