@@ -349,7 +349,18 @@ fn a_candidate_past_its_request_timeout_fails_the_request() -> Result<()> {
         .start(rig.rig.shadow(0), rig.rig.shadow_addr(0))?;
     let v2 = shadow_url(0);
     let agent = rig.agent(
-        &["--shadow", &v2, "--compare", "--request-timeout", "1s"],
+        // The copies of one client connection go one after the other (v1's
+        // order), each waiting out the timeout: a queue age that lets the
+        // last wait its turn.
+        &[
+            "--shadow",
+            &v2,
+            "--compare",
+            "--request-timeout",
+            "1s",
+            "--max-queue-age",
+            "30s",
+        ],
         1,
     )?;
     let requests = 5;
