@@ -16,7 +16,7 @@ use super::exchange::{Exchange, V1Response};
 use super::log_file::{self, LogFile};
 use super::render::verdict_line;
 use super::report::{CompareReport, Report};
-use super::rules::{FieldPattern, Rules};
+use super::rules::{self, FieldPattern, Rules};
 use super::verdict::{Difference, NotCompared, Role, Verdict};
 use crate::shadow::Answered;
 
@@ -199,6 +199,7 @@ impl Judge {
             Err(reason) => return Verdict::NotCompared(reason),
             Ok(differences) => differences,
         };
+        rules::redact(&self.config.redaction, &mut differences);
         if role == Role::Baseline {
             for d in &mut differences {
                 d.noise = true;
