@@ -467,7 +467,7 @@ fn replaced<'a>(text: &'a str, found: &[(usize, usize)], quoted: bool) -> Cow<'a
         // Every bound is next to an ASCII delimiter or the text's end:
         // a char boundary.
         out.push_str(&text[at..start]);
-        let marker = marker(text[start..end].as_bytes());
+        let marker = marker(&text.as_bytes()[start..end]);
         if quoted {
             out.push('"');
             out.push_str(&marker);
