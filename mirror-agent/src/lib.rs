@@ -12,7 +12,8 @@
 //! and the file into their settings, and `app` assembles the agent. `clock`
 //! is the time source and the one periodic wakeup the capture and the shadow
 //! connections share; `private_file` creates every file the agent writes
-//! (0600, directories 0700). How a request and a response travel through them, step
+//! (0600, directories 0700); `redact` says which names hold credentials and
+//! hides their values wherever the agent shows or writes them. How a request and a response travel through them, step
 //! by step: `docs/architecture.md` in the repository.
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod file;
 pub mod flow;
 pub mod http;
 pub mod private_file;
+pub mod redact;
 pub mod route;
 pub mod shadow;
 pub mod telemetry;

@@ -312,6 +312,7 @@ pub(super) fn recording(
     let path = output.pattern.clone();
     let (mut recorder, recording) = file::record(output, route, wall_offset_ns)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    recorder.redact_with(config.live.compare.redaction.clone());
     if from_file {
         // Nothing is lost by reading the file more slowly.
         recorder.wait_when_full();

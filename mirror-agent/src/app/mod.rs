@@ -118,6 +118,7 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
         &config.live.log_level,
         config.live.log_requests.basis_points() > 0,
     );
+    install_redaction(&config.live.compare.redaction);
     match host::raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
         Err(err) => warn!("cannot raise the open file limit: {err}"),
@@ -153,6 +154,7 @@ fn load_logged(
     match loaded {
         Ok(config) => {
             logging::init(config.startup.log_format, &config.live.log_level, false);
+            install_redaction(&config.live.compare.redaction);
             Ok(config)
         }
         Err(err) => {
@@ -161,6 +163,18 @@ fn load_logged(
             Err(report(err.into()))
         }
     }
+}
+
+/// Makes the configuration's redaction policy the process's (at start
+/// and on reload), with a warning when the built-in names are dropped.
+fn install_redaction(policy: &crate::redact::Policy) {
+    if !policy.has_defaults() {
+        warn!(
+            "--no-default-redaction: only the --redact-* names are hidden; tokens, passwords, \
+             API keys and cookies may be written to the diff log, the report and recordings"
+        );
+    }
+    crate::redact::install(policy.clone());
 }
 
 /// Runs a subcommand that ends on its own (record, replay) on the agent's

@@ -113,6 +113,9 @@ impl Reloader {
         if new.shadows != old.shadows {
             self.shadows.reload(new.shadows.clone()).await;
         }
+        if new.compare.redaction != old.compare.redaction {
+            super::install_redaction(&new.compare.redaction);
+        }
         if new.compare != old.compare {
             match &self.sources.compare {
                 Some(engine) => engine.reconfigure(&new.compare),

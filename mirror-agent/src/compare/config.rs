@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::verdict::Role;
+use crate::redact::Policy;
 
 /// Default of `compare_body_cap`: the bytes of a body kept for the
 /// comparison (beyond it, the length and a hash decide).
@@ -33,6 +34,10 @@ pub struct CompareConfig {
     /// Rotated files kept (`FILE.1` ... `FILE.N`); `None`: the default
     /// ([`DEFAULT_KEEP`](super::log_file::DEFAULT_KEEP)).
     pub diff_log_keep: Option<usize>,
+    /// Which values are never shown (`--redact-*`): applied to every
+    /// difference once found, so the report, `/compare`, the page, the
+    /// terminal and the diff log never hold them; `record` uses it too.
+    pub redaction: Policy,
 }
 
 impl CompareConfig {

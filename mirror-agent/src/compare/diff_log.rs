@@ -4,8 +4,9 @@
 //! Sampled (an exact share, evenly spread) and rate limited (per second),
 //! so a candidate that differs on everything cannot fill a disk; what the
 //! limit held back is counted for the agent to report. Credentials never
-//! reach it (invariant 8): the values are redacted upstream, and again
-//! here for credential headers and for secret-looking query parameters.
+//! reach it (invariant 8): the values are redacted upstream (markers, by
+//! the policy of [`crate::redact`]), and again here for credential headers
+//! and for the request target's credential query values.
 //! A failing writer never stops the comparison: errors are counted, the
 //! first one kept for the caller to log once.
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 use super::rules::{REDACTED, is_credential_header};
 use super::verdict::{Difference, Kind};
 use crate::clock::UtcTime;
+use crate::redact;
 
 /// The exchange a line is about.
 #[derive(Clone, Copy, Debug)]
@@ -230,11 +232,19 @@ impl<'a> Line<'a> {
                 .iter()
                 .map(|d| {
                     let credential = d.kind == Kind::Header && is_credential_header(&d.path);
+                    // A marker (or `<absent>`) says nothing of the value.
+                    let shown = |v: &'a str| {
+                        if credential && !redact::is_placeholder(v) {
+                            REDACTED
+                        } else {
+                            v
+                        }
+                    };
                     LineDifference {
                         kind: d.kind.as_str(),
                         path: &d.path,
-                        v1: if credential { REDACTED } else { &d.left },
-                        target: if credential { REDACTED } else { &d.right },
+                        v1: shown(&d.left),
+                        target: shown(&d.right),
                         noise: d.noise,
                     }
                 })
@@ -243,27 +253,11 @@ impl<'a> Line<'a> {
     }
 }
 
-/// A query parameter whose value may be a credential.
-fn is_secret_parameter(key: &str) -> bool {
-    const PARTS: [&str; 5] = ["token", "key", "secret", "password", "auth"];
-    let key = key.to_ascii_lowercase();
-    PARTS.iter().any(|part| key.contains(part))
-}
-
-/// `/x?token=abc&page=2` → `/x?token=<redacted>&page=2`: keys kept, the
-/// values of secret-looking keys replaced.
+/// `/x?token=abc&page=2` → `/x?token=<redacted:3fa2c1d0>&page=2`: keys
+/// kept, the values of credential keys replaced by their markers, by the
+/// process's redaction policy ([`crate::redact`]).
 pub fn redact_query(path: &str) -> String {
-    let Some((before, query)) = path.split_once('?') else {
-        return path.to_owned();
-    };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if is_secret_parameter(key) => format!("{key}={REDACTED}"),
-            _ => parameter.to_owned(),
-        })
-        .collect();
-    format!("{before}?{}", parameters.join("&"))
+    redact::current().redact_target(path).into_owned()
 }
 
 /// `2026-11-30T19:56:19.123Z`: RFC 3339, UTC, milliseconds. A time before
@@ -411,9 +405,30 @@ mod tests {
                 ("x", "y"),
             ]
         );
+        let m = |v: &str| redact::marker(v.as_bytes());
         assert_eq!(
-            line["path"],
-            "/orders/7?page=2&access_token=<redacted>&apiKey=<redacted>&Password=<redacted>&flag"
+            line["path"].as_str().unwrap(),
+            format!(
+                "/orders/7?page=2&access_token={}&apiKey={}&Password={}&flag",
+                m("abc123"),
+                m("k9"),
+                m("hunter2")
+            )
+        );
+    }
+
+    #[test]
+    fn markers_from_upstream_are_kept_so_a_reader_sees_the_sides_differed() {
+        let out = Shared::default();
+        let mut log = DiffLog::new(Box::new(out.clone()), 100, 0);
+        let (one, two) = (redact::marker(b"one"), redact::marker(b"two"));
+        let differences = vec![Difference::new(Kind::Header, "x-auth-token", &one, &two)];
+        assert!(log.log(&EXCHANGE, &differences, Instant::now()));
+        let line = &out.lines()[0];
+        assert_eq!(line["differences"][0]["v1"].as_str(), Some(one.as_str()));
+        assert_eq!(
+            line["differences"][0]["target"].as_str(),
+            Some(two.as_str())
         );
     }
 
@@ -421,7 +436,10 @@ mod tests {
     fn a_path_without_query_or_secrets_is_kept_as_is() {
         assert_eq!(redact_query("/a/b"), "/a/b");
         assert_eq!(redact_query("/a?x=1&y=2"), "/a?x=1&y=2");
-        assert_eq!(redact_query("/a?auth=1&="), "/a?auth=<redacted>&=");
+        assert_eq!(
+            redact_query("/a?auth=1&="),
+            format!("/a?auth={}&=", redact::marker(b"1"))
+        );
     }
 
     #[test]

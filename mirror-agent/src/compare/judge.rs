@@ -18,7 +18,7 @@ use super::log_file::{self, LogFile};
 use super::noise::Noise;
 use super::render::verdict_lines;
 use super::report::{CompareReport, Report};
-use super::rules::{FieldPattern, Rules};
+use super::rules::{self, FieldPattern, Rules};
 use super::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 use crate::shadow::{AnswerFailure, Answered};
 
@@ -227,6 +227,7 @@ impl Judge {
             Err(reason) => return Verdict::NotCompared(reason),
             Ok(differences) => differences,
         };
+        rules::redact(&self.config.redaction, &mut differences);
         self.learn_noise(role, target, endpoint, &mut differences, noise_now);
         // A baseline's differences are all noise, and still what its row
         // counts: how noisy v1 is.

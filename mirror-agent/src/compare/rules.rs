@@ -1,10 +1,15 @@
 //! What the comparison leaves out: header fields that differ between any
 //! two healthy answers (dates, request ids, framing), and the JSON fields
 //! the user names (`$.served_at`, `$.items[*].id`). Also which headers
-//! carry credentials, whose values are compared but never shown.
+//! carry credentials, whose values are compared but never shown, and the
+//! differences' values redacted by the policy of [`crate::redact`].
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+
+use super::verdict::{Difference, Kind};
+use crate::redact::{self, Policy};
 
 /// Header fields ignored by default (lowercase), each with why: they differ
 /// between two correct answers to the same request, so comparing them would
@@ -60,33 +65,42 @@ pub const DEFAULT_IGNORED_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Header names (lowercase) whose values are credentials.
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "x-auth-token",
-];
+/// What replaces a credential header's value in the diff, which has no
+/// marker for it (see [`crate::redact`] for the markers).
+pub use crate::redact::REDACTED;
 
-/// Pieces of a header name (lowercase) that mark its value a credential.
-const CREDENTIAL_NAME_PARTS: &[&str] = &[
-    "token", "secret", "password", "api-key", "apikey", "api_key", "cookie",
-];
-
-/// What replaces a credential wherever a value is shown (the diff, the
-/// report's examples, the diff log).
-pub const REDACTED: &str = "<redacted>";
-
-/// A header whose values are credentials by the built-in list, whatever
-/// they look like (any case). [`Rules::is_credential_header`] adds the
-/// user's names; the report and the diff log redact by this list again, in
-/// case a value reached them unredacted.
+/// A header whose values are credentials by the process's redaction
+/// policy ([`crate::redact`]: the built-in names and the user's), whatever
+/// its case. The report and the diff log redact by it again, in case a
+/// value reached them unredacted.
 pub fn is_credential_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    CREDENTIAL_HEADERS.contains(&name.as_str())
-        || CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
+    crate::redact::current().secret_header(name)
+}
+
+/// The one place the comparison's output loses its secrets: right after
+/// the diff, every difference at a credential header, at a JSON path
+/// through a credential field (`$.data.client_secret`,
+/// `$.tokens[0].access_token`), has both values replaced by their markers,
+/// so a reader still sees that they differed; every other value loses the
+/// credentials it shows inside (a JSON object, a URL's query, a body's
+/// preview). The differences were found on the real values and stay
+/// counted; the report's examples, `/compare`, the page, the terminal and
+/// the diff log all read these.
+pub fn redact(policy: &Policy, differences: &mut [Difference]) {
+    for difference in differences {
+        let secret = match difference.kind {
+            Kind::Header => policy.secret_header(&difference.path),
+            Kind::Body => policy.secret_path(&difference.path),
+            _ => false,
+        };
+        for value in [&mut difference.left, &mut difference.right] {
+            if secret {
+                *value = redact::hide(value);
+            } else if let Cow::Owned(shown) = policy.redact_text(value) {
+                *value = shown;
+            }
+        }
+    }
 }
 
 /// The header fields and JSON fields the comparison ignores, and the
@@ -616,5 +630,62 @@ mod tests {
             !is_credential_header("x-tenant"),
             "the user's names are the rules'"
         );
+    }
+
+    #[test]
+    fn differences_lose_their_secrets_but_still_show_that_the_sides_differed() {
+        let body = |path: &str, l: &str, r: &str| Difference::new(Kind::Body, path, l, r);
+        let mut differences = vec![
+            body("$.access_token", "\"tok-one\"", "\"tok-two\""),
+            body("$.data.client_secret", "\"same\"", "<absent>"),
+            body("$.tokens[0].refreshToken", "\"rt-qq\"", "\"rt-qq\""),
+            body("$.data", r#"{"client_secret":"cs-nested","n":1}"#, "null"),
+            body(
+                "body",
+                "…IkpXVCJ9\",\"id_token\":\"idt-cut",
+                "…x\",\"id_token\":\"idt-qz",
+            ),
+            body("$.price", "1", "2"),
+            Difference::new(Kind::Header, "x-session-id", "sess-one", "sess-two"),
+            Difference::new(
+                Kind::Header,
+                "location",
+                "/cb?code=co-1&state=s",
+                "/cb?code=co-2&state=s",
+            ),
+            Difference::new(Kind::Status, "status", "200", "500"),
+        ];
+        let before = differences.clone();
+        redact(&Policy::default(), &mut differences);
+        let shown = format!("{differences:?}");
+        for secret in [
+            "tok-",
+            "same",
+            "rt-qq",
+            "cs-nested",
+            "idt-",
+            "sess-",
+            "co-1",
+            "co-2",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let pair = |i: usize| (differences[i].left.as_str(), differences[i].right.as_str());
+        let (l, r) = pair(0);
+        assert!(l.starts_with("<redacted:") && r.starts_with("<redacted:") && l != r);
+        assert_eq!(pair(1).1, "<absent>", "a missing side is not a secret");
+        let (l, r) = pair(2);
+        assert_eq!(l, r, "equal values, equal markers");
+        assert!(pair(3).0.contains(r#""n":1"#), "the rest of a value stays");
+        assert_ne!(pair(4).0, pair(4).1);
+        assert_eq!(pair(5), ("1", "2"));
+        assert_eq!(pair(8), ("200", "500"));
+        // Where each one is, and so what is counted, does not change.
+        let places = |d: &[Difference]| d.iter().map(Difference::field).collect::<Vec<_>>();
+        assert_eq!(places(&differences), places(&before));
+        // Without the built-in names, the values are shown.
+        let mut shown = before.clone();
+        redact(&Policy::new(false), &mut shown);
+        assert_eq!(shown, before);
     }
 }

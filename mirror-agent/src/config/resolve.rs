@@ -12,7 +12,7 @@ use super::file::{FileConfig, TargetFile};
 use super::sections::{AgentSection, CaptureSection, LimitSection, RuleSection};
 use super::values::{
     ByteSize, CaFile, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex,
-    HumanDuration, LogLevel, Marker, Method, Niceness, PathPrefix, QueryName, RingSize,
+    HumanDuration, LogLevel, Marker, Method, Niceness, PathPrefix, QueryName, RedactName, RingSize,
 };
 use super::{CaptureSettings, Config, Live, Startup};
 use crate::compare::{
@@ -20,6 +20,7 @@ use crate::compare::{
 };
 use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
+use crate::redact::Policy;
 use crate::route::{
     HostHeader, PathRule, Pattern, Rewrites, RouteConfig, RouteTarget, Rules, Share, default_marker,
 };
@@ -103,6 +104,7 @@ impl FileConfig {
                         .map_or(DEFAULT_DIFF_LOG_RATE, |n| n.0 as u32),
                     diff_log_max_size: a.diff_log_max_size.map_or(0, |size| size.0),
                     diff_log_keep: a.diff_log_keep.map(|n| n.0),
+                    redaction: a.redaction(),
                     ..compare
                 },
             },
@@ -244,6 +246,10 @@ impl FileConfig {
                 diff_log_max_size: (live.compare.diff_log_max_size > 0)
                     .then_some(ByteSize(live.compare.diff_log_max_size)),
                 diff_log_keep: live.compare.diff_log_keep.map(Count),
+                redact_fields: redact_names(live.compare.redaction.field_names()),
+                redact_headers: redact_names(live.compare.redaction.header_names()),
+                redact_queries: redact_names(live.compare.redaction.query_names()),
+                no_default_redaction: Some(!live.compare.redaction.has_defaults()),
             },
             limits: LimitSection {
                 max_flows: Some(FlowCount(flow.max_flows)),
@@ -278,6 +284,23 @@ impl FileConfig {
             ..FileConfig::default()
         }
     }
+}
+
+impl AgentSection {
+    /// The redaction policy: the built-in names unless dropped, and the
+    /// user's.
+    fn redaction(&self) -> Policy {
+        let names = |list: &[RedactName]| list.iter().map(|n| n.0.clone()).collect::<Vec<_>>();
+        Policy::new(self.no_default_redaction != Some(true))
+            .with_fields(&names(&self.redact_fields))
+            .with_headers(&names(&self.redact_headers))
+            .with_queries(&names(&self.redact_queries))
+    }
+}
+
+/// A policy's names as the file writes them.
+fn redact_names(names: Vec<String>) -> Vec<RedactName> {
+    names.into_iter().map(RedactName).collect()
 }
 
 impl RuleSection {

@@ -10,7 +10,7 @@ use toml::de::DeValue;
 
 use super::values::{
     ByteSize, CaFile, Count, FieldPath, FlowCount, HeaderCount, HeaderName, HeaderRegex,
-    HumanDuration, LogLevel, Method, Niceness, PathPrefix, Ports, QueryName, RingSize,
+    HumanDuration, LogLevel, Method, Niceness, PathPrefix, Ports, QueryName, RedactName, RingSize,
 };
 use super::walk::Walk;
 use crate::capture::AttachMode;
@@ -210,6 +210,41 @@ section! {
         /// 0 keeps none). Default 5. Example: --diff-log-keep 10
         #[arg(long, value_name = "N")]
         diff_log_keep "diff_log_keep": Option<Count>,
+
+        /// A JSON field whose values are credentials, at any depth, besides the
+        /// built-in names (*token*, *secret*, *password*, passwd, api_key,
+        /// *session*, *cookie*, sig, *signature* ...); any case and style (apiKey
+        /// = api_key = API-KEY), `*` at either end for anything there. Its values
+        /// are never shown (the comparison's report and diff log show a marker,
+        /// a keyed hash that still tells whether the sides differed) nor written
+        /// by `record`. Repeat for more. Example: --redact-field pin
+        #[arg(long = "redact-field", value_name = "NAME")]
+        redact_fields "redact_fields": Vec<RedactName>,
+
+        /// A header whose values are credentials, besides the built-in names
+        /// (Authorization, Cookie, Set-Cookie, *token*, *key ...): compared, never
+        /// shown. Repeat for more. Example: --redact-header X-Tenant-Id
+        #[arg(long = "redact-header", value_name = "NAME")]
+        redact_headers "redact_headers": Vec<RedactName>,
+
+        /// A query parameter (or form field) whose values are credentials,
+        /// besides the built-in names (*token*, sig, *session*, *key, code on
+        /// authorisation paths ...): its value never shown in the diff log's
+        /// paths. Repeat for more. Example: --redact-query ticket
+        #[arg(long = "redact-query", value_name = "NAME")]
+        redact_queries "redact_queries": Vec<RedactName>,
+
+        /// Drop the built-in credential names: only the --redact-* names stay
+        /// hidden, so credentials may be written to the diff log, the report
+        /// and recordings (warned about at start). Example: --no-default-redaction
+        #[arg(
+            long,
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        no_default_redaction "no_default_redaction": Option<bool>,
     }
 }
 

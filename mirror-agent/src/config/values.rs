@@ -135,6 +135,19 @@ checked_text! {
     /// A JSON field path the comparison ignores, such as `$.served_at` or
     /// `$.items[*].id`; checked by the comparison's own parser.
     FieldPath = |text| crate::compare::FieldPattern::parse(text).map(|_| text.to_string());
+    /// A name whose values are credentials (`--redact-*`): any case and
+    /// style, `*` at either end for anything there; letters or digits
+    /// needed.
+    RedactName = |text| {
+        let text = text.trim();
+        if crate::redact::normalize(text.trim_matches('*')).is_empty() {
+            return Err(format!(
+                "`{text}` is not a name to redact: give letters or digits, such as \
+                 `pin` or `*ssn*`"
+            ));
+        }
+        Ok(text.to_owned())
+    };
 }
 
 /// Whole numbers within bounds: integers in the file, digits on the

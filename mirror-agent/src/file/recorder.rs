@@ -19,9 +19,11 @@
 //! request whose response is not written is counted with a reason
 //! ([`ResponseDrop`]).
 //!
+//! JSON bodies are written without their credentials ([`redaction`]).
 //! The counters are in [`stats`], the queue and the writer thread in
 //! [`writer`].
 
+mod redaction;
 mod stats;
 mod writer;
 
@@ -37,6 +39,7 @@ use self::writer::{Queue, Refused};
 use super::gor::{self, PayloadKind, PayloadMeta, WriteError};
 use super::rotation::{OutputPlan, RotatingWriter};
 use crate::http::{AnswerStage, CapturedResponse, Request, RequestStage, Unanswered};
+use crate::redact::Policy;
 use crate::route::{Plan, RouteConfig, RouteTarget, Router, TargetUrl, Verdict};
 
 /// Payload ids: 24 hex digits as goreplay writes them, a random prefix per
@@ -87,6 +90,8 @@ pub struct Recorder {
     wall_offset_ns: i64,
     stats: Arc<RecordStats>,
     encoded: Vec<u8>,
+    /// Whose JSON body fields are written as markers.
+    redaction: Arc<Policy>,
 }
 
 /// The answer stage of a recording: v1's responses, each written as a
@@ -95,6 +100,7 @@ pub struct ResponseRecorder {
     queue: Queue,
     wall_offset_ns: i64,
     stats: Arc<RecordStats>,
+    redaction: Arc<Policy>,
 }
 
 /// The writer side of a recording: its thread and the shared counters.
@@ -134,6 +140,7 @@ pub fn record(
         wall_offset_ns,
         stats: Arc::clone(&stats),
         encoded: Vec::new(),
+        redaction: Arc::new(Policy::default()),
     };
     Ok((recorder, Recording { writer, stats }))
 }
@@ -150,6 +157,13 @@ impl Recorder {
         self.queue.waits = true;
     }
 
+    /// Writes the JSON bodies with the values of `policy`'s credential
+    /// fields replaced by markers (the built-in names until set). Before
+    /// [`Recorder::responses`].
+    pub fn redact_with(&mut self, policy: Policy) {
+        self.redaction = Arc::new(policy);
+    }
+
     /// Also records v1's responses: the stage they go to once paired with
     /// this recorder's requests ([`crate::http::paired`]).
     pub fn responses(&self) -> ResponseRecorder {
@@ -157,6 +171,7 @@ impl Recorder {
             queue: self.queue.clone(),
             wall_offset_ns: self.wall_offset_ns,
             stats: Arc::clone(&self.stats),
+            redaction: Arc::clone(&self.redaction),
         }
     }
 
@@ -200,6 +215,7 @@ impl RequestStage for Recorder {
         let id = match self.verdicts.pop() {
             Some(Verdict::Send(prepared)) => {
                 let bytes = prepared.to_vec();
+                let bytes = redaction::redact_message(&self.redaction, &bytes).unwrap_or(bytes);
                 self.write(&request, &bytes)
             }
             Some(Verdict::Filtered(reason)) => {
@@ -234,8 +250,10 @@ impl AnswerStage<Option<Written>> for ResponseRecorder {
             timestamp_ns: (response.first_byte_ns as i64).saturating_add(self.wall_offset_ns),
             latency_ns: response.first_byte_ns.saturating_sub(written.complete_ns) as i64,
         };
+        let redacted = redaction::redact_message(&self.redaction, &raw);
+        let raw = redacted.as_deref().unwrap_or(&raw);
         let mut encoded = Vec::with_capacity(raw.len() + 64);
-        if gor::encode(&meta, &raw, &mut encoded).is_err() {
+        if gor::encode(&meta, raw, &mut encoded).is_err() {
             self.stats.drop_response(ResponseDrop::ContainsSeparator);
             return;
         }

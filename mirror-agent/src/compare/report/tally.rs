@@ -18,6 +18,7 @@ use super::summary::summarize;
 use crate::compare::noise::FieldRates;
 use crate::compare::rules::{REDACTED, is_credential_header};
 use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
+use crate::redact;
 
 /// Where the endpoints past the report's bound are counted.
 pub const OTHER_ENDPOINT: &str = "(other)";
@@ -373,8 +374,9 @@ impl FieldTallies {
 /// here again, should a caller have missed one.
 fn example(difference: &Difference) -> Example {
     let credential = difference.kind == Kind::Header && is_credential_header(&difference.path);
+    // A marker (or `<absent>`) says nothing of the value: kept.
     let value = |v: &str| {
-        if credential {
+        if credential && !redact::is_placeholder(v) {
             REDACTED.to_owned()
         } else {
             v.to_owned()

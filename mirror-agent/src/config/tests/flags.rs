@@ -204,3 +204,34 @@ fn compare_report_takes_metrics_addr_like_every_command_and_still_url() {
         Err(clap::error::ErrorKind::ArgumentConflict)
     );
 }
+
+#[test]
+fn redaction_flags_add_names_drop_the_defaults_and_read_back_from_the_file() {
+    let config = loaded(&[
+        "--redact-field",
+        "pin",
+        "--redact-field",
+        "*SSN*",
+        "--redact-header",
+        "X-Tenant",
+        "--redact-query",
+        "ticket",
+    ]);
+    let policy = &config.live.compare.redaction;
+    assert!(policy.has_defaults());
+    assert!(policy.secret_field("PIN") && policy.secret_field("user_ssn"));
+    assert!(policy.secret_field("access_token"), "the defaults stay");
+    assert!(policy.secret_header("x-tenant") && policy.secret_query("Ticket", "/"));
+    // check-config writes it back, and the file reads the same policy.
+    let text = crate::config::render_config(&config).unwrap();
+    assert!(
+        text.contains("redact_fields = [\"pin\", \"*ssn*\"]"),
+        "{text}"
+    );
+    assert_eq!(&resolved(&text).live.compare.redaction, policy);
+
+    let none = loaded(&["--no-default-redaction"]).live.compare.redaction;
+    assert!(!none.has_defaults() && !none.secret_field("access_token"));
+    assert!(loaded(&[]).live.compare.redaction.has_defaults());
+    flag_errors(&[(&["--redact-field", "*-*"], "not a name to redact")]);
+}

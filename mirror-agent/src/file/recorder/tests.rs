@@ -166,3 +166,31 @@ GET /e HTTP/1.1\r\nHost: h\r\n\r\n";
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn json_bodies_are_recorded_without_their_credentials_unless_asked() {
+    let stream = b"POST /login HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+Content-Length: 37\r\n\r\n{\"user\":\"bob\",\"password\":\"hunter-zz\"}";
+    for (policy, kept) in [(Policy::default(), false), (Policy::new(false), true)] {
+        let (dir, path) = scratch_file("mirror-rec-redact");
+        let (mut recorder, recording) = record(&path, RouteConfig::default(), 0).unwrap();
+        recorder.redact_with(policy);
+        for r in frame(stream) {
+            recorder.on_request(r);
+        }
+        drop(recorder);
+        assert_eq!(recording.finish().unwrap().written, 1);
+        let read: Vec<_> = PayloadReader::open(&path, 1 << 20)
+            .unwrap()
+            .map(|i| i.unwrap().unwrap())
+            .collect();
+        let data = String::from_utf8(read[0].data.to_vec()).unwrap();
+        assert_eq!(data.contains("hunter-zz"), kept, "{data}");
+        assert!(data.contains("\"user\":\"bob\""), "{data}");
+        if !kept {
+            let (head, body) = data.split_once("\r\n\r\n").unwrap();
+            assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
