@@ -6,6 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::visible::is_invisible;
+
 /// Longest template kept (characters); longer ones end in `…`.
 pub const MAX_TEMPLATE_CHARS: usize = 160;
 
@@ -195,7 +197,7 @@ fn push_escaped(out: &mut String, bytes: &[u8], max: usize) {
     };
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c == '\\' || c.is_control() {
+            if c == '\\' || c.is_control() || is_invisible(c) {
                 push(out, &c.escape_default().to_string());
             } else {
                 push(out, c.encode_utf8(&mut [0; 4]));

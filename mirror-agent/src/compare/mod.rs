@@ -30,6 +30,9 @@
 //! * `diff_log`: one JSON line per differing exchange, sampled and rate
 //!   limited, credentials never written; `log_file`: its file, bounded in
 //!   size, rotated, reopened on SIGHUP.
+//! * `visible`: network text as a reader is shown it (bidirectional and
+//!   invisible characters escaped), for the page, the terminal and the
+//!   endpoint names.
 //! * `verdict`: the words all of them speak ([`Kind`], [`Difference`],
 //!   [`NotCompared`], [`Role`], [`Verdict`]); it imports none of them.
 //!
@@ -51,6 +54,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod verdict;
+pub mod visible;
 
 pub use config::{
     CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, DiffLogTo,

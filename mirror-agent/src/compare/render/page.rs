@@ -23,6 +23,7 @@ use crate::compare::report::{
     CompareReport, EndpointReport, FieldReport, FieldSummary, OTHER_FIELDS, TargetReport,
 };
 use crate::compare::verdict::Role;
+use crate::compare::visible::visible;
 
 /// Fields shown per endpoint before the rest are folded (every one is on
 /// the page; the report keeps at most
@@ -333,7 +334,7 @@ fn or_dash(text: Option<String>) -> String {
 /// Text made safe inside elements and quoted attributes.
 pub fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in visible(text).chars() {
         match c {
             '&' => escaped.push_str("&amp;"),
             '<' => escaped.push_str("&lt;"),
@@ -453,6 +454,8 @@ mod tests {
         assert!(page.contains("GET /&lt;img src=x&gt;"));
         assert_eq!(escape("a&b'\"<>"), "a&amp;b&#39;&quot;&lt;&gt;");
         assert_eq!(escape("GET /\x1b[2J"), "GET /\u{fffd}[2J");
+        // A right-to-left override would turn the rest of the line around.
+        assert_eq!(escape("/a\u{202e}gpj.exe"), "/a\\u{202e}gpj.exe");
     }
 
     #[test]

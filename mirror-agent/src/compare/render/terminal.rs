@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use super::words::{latency_text, own_and_shared, percent_text, summary_text, verdict_lines};
 use crate::compare::report::{CompareReport, EndpointReport, FieldReport, TargetReport};
 use crate::compare::verdict::{Kind, Role};
+use crate::compare::visible::visible;
 
 /// Widest endpoint column, in characters (the full name follows the row
 /// when it is longer).
@@ -233,9 +234,12 @@ fn cut(text: &str, width: usize) -> String {
     kept
 }
 
-/// Control characters (ESC and the rest) shown as `?`.
+/// Control characters (ESC and the rest) shown as `?`, invisible and
+/// bidirectional ones as their escapes (`\u{202e}`): nothing from the
+/// network moves the cursor, the colours or the columns.
 fn sanitize(text: &str) -> String {
-    text.chars()
+    visible(text)
+        .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
@@ -379,6 +383,15 @@ mod tests {
             "cut: {text}"
         );
         assert!(!text.contains("see /compare"));
+    }
+
+    #[test]
+    fn a_right_to_left_override_is_shown_as_its_escape() {
+        let mut report = sample();
+        report.targets[0].endpoints[0].endpoint = "GET /admin\u{202e}txt.exe".to_owned();
+        let text = render_text(&report, false);
+        assert!(text.contains("GET /admin\\u{202e}txt.exe"), "{text}");
+        assert!(!text.contains('\u{202e}'));
     }
 
     #[test]
