@@ -95,8 +95,9 @@ pub fn field_kind(path: &str) -> Kind {
 /// The flag that leaves the field at `path` out of the comparison, ready
 /// to paste into a shell: `--compare-ignore-header X-Powered-By`,
 /// `--compare-ignore-field '$.items[*].id'`. None for what no flag
-/// ignores (status, failures, a body compared whole) and for `$`, whose
-/// pattern would leave the whole body out: that is no advice to give.
+/// ignores (status, failures, a body compared whole) and for `$` and
+/// `$[*]`, whose pattern would leave the whole body (every element of a
+/// top-level list) out: that is no advice to give.
 /// The flag names are the command line's (config/sections.rs).
 pub fn ignore_hint(path: &str) -> Option<String> {
     match field_kind(path) {
@@ -109,7 +110,8 @@ pub fn ignore_hint(path: &str) -> Option<String> {
             let pattern = FieldPattern::parse(path).ok()?;
             // The canonical spelling, which the flag reads back.
             let pattern = pattern.to_string();
-            (pattern != "$").then(|| format!("--compare-ignore-field {}", single_quoted(&pattern)))
+            (pattern != "$" && pattern != "$[*]")
+                .then(|| format!("--compare-ignore-field {}", single_quoted(&pattern)))
         }
         Kind::Failed | Kind::Status | Kind::Undecodable => None,
     }
@@ -190,6 +192,7 @@ mod tests {
             "undecodable",
             "body",
             "$",
+            "$[*]",
             "$…",
             "header:",
         ] {
