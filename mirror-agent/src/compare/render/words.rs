@@ -241,13 +241,18 @@ pub fn summary_text(field: &FieldSummary, endpoints: usize, baseline: bool) -> S
 /// An endpoint's fields in reading order ([`fields_for_reading`]), split
 /// in two: its own, and those the target's summary already names across
 /// endpoints (on two or more), which every renderer folds so that what is
-/// particular to the endpoint reads first.
+/// particular to the endpoint reads first. A failure, a status or an
+/// undecodable body stays with the endpoint even so: its values (200 →
+/// 404 here, 201 → 500 there) are what the endpoint's row is read for.
 pub fn own_and_shared<'a>(
     fields: &'a [FieldReport],
     summary: &[FieldSummary],
 ) -> (Vec<&'a FieldReport>, Vec<&'a FieldReport>) {
     fields_for_reading(fields).into_iter().partition(|field| {
-        !summary
+        matches!(
+            field_kind(&field.path),
+            Kind::Failed | Kind::Status | Kind::Undecodable
+        ) || !summary
             .iter()
             .any(|s| s.endpoints >= 2 && s.path == field.path)
     })
