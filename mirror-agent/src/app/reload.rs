@@ -69,6 +69,11 @@ impl Reloader {
     }
 
     async fn reload(&self) {
+        // Whatever the configuration says, SIGHUP is also how a log
+        // rotation tells the agent its diff log was moved.
+        if let Some(engine) = &self.sources.compare {
+            engine.reopen_diff_log();
+        }
         let Some(file) = &self.cli.config else {
             warn!("SIGHUP received, but there is no --config file to read again");
             return;

@@ -100,6 +100,14 @@ impl Engine {
         }
     }
 
+    /// SIGHUP: the diff log's file is opened again by its path (after a
+    /// `mv`, a new file), with or without a new configuration.
+    pub fn reopen_diff_log(&self) {
+        if let Err(error) = self.shared.judge().reopen_log() {
+            warn!(%error, "the diff log cannot be opened again; it keeps its old file");
+        }
+    }
+
     /// Where the targets' answers go.
     pub fn answer_sink(&self) -> Arc<dyn AnswerSink> {
         self.shared.clone()

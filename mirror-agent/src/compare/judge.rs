@@ -101,6 +101,16 @@ impl Judge {
         Ok(())
     }
 
+    /// SIGHUP, whatever else it changes: the diff log's path is opened
+    /// again, so that after an outside `mv` (logrotate) the lines go to a
+    /// new file there.
+    pub fn reopen_log(&mut self) -> std::io::Result<()> {
+        if let (Some(log), Some(to @ DiffLogTo::File(_))) = (&mut self.log, &self.config.diff_log) {
+            log.set_output(open_log(to, &self.config)?);
+        }
+        Ok(())
+    }
+
     pub fn record_unjudged(&mut self, target: &str, reason: NotCompared) {
         if let Some(&index) = self.targets.get(target) {
             self.report.record(
