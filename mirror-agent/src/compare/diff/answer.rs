@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::additions::Additions;
 use super::decode::{self, Coding, DecodeError};
-use super::json::{self, ABSENT, cut};
+use super::json::{self, ABSENT, cut, readable};
 use super::media::MediaType;
 use super::text;
 use crate::compare::rules::{REDACTED, Rules};
@@ -232,23 +232,6 @@ fn cookie_name(field: &[u8]) -> Option<String> {
     let equals = pair.iter().position(|&b| b == b'=')?;
     let name = readable(pair[..equals].trim_ascii());
     Some(cut(&name))
-}
-
-/// Bytes as text: invalid UTF-8 replaced, control characters escaped.
-pub(super) fn readable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if !text.chars().any(char::is_control) {
-        return text.into_owned();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Both header fields of one name, joined (for Content-Encoding and

@@ -534,6 +534,23 @@ pub fn render_value(value: &(impl serde::Serialize + ?Sized)) -> String {
     cut(&String::from_utf8_lossy(&text.bytes))
 }
 
+/// Bytes as text: invalid UTF-8 replaced, control characters escaped.
+pub(super) fn readable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `text` cut to [`VALUE_CHARS`] characters, `…` marking the cut.
 pub(super) fn cut(text: &str) -> String {
     match text.char_indices().nth(VALUE_CHARS) {

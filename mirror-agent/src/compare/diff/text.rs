@@ -15,8 +15,7 @@
 use similar::{Algorithm, DiffOp, capture_diff_slices};
 
 use super::additions::Additions;
-use super::answer::readable;
-use super::json::{ABSENT, MAX_BODY_DIFFERENCES, cut, more_differences};
+use super::json::{ABSENT, MAX_BODY_DIFFERENCES, cut, more_differences, readable};
 use crate::compare::verdict::{Difference, Kind};
 
 /// Characters of context shown before the first differing character.

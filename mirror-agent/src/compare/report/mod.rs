@@ -24,9 +24,10 @@ mod tally;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use snapshot::OTHER_FIELDS;
 pub use snapshot::{
     CompareReport, EndpointReport, Example, FieldReport, FieldSummary, Kinds, LatencyReport,
     PairCounts, Percentiles, TargetReport,
 };
 pub use summary::{SUMMARY_FIELDS, SUMMARY_SHARE_PERCENT, field_kind, ignore_hint};
-pub use tally::{FIELDS_PER_ENDPOINT, OTHER_ENDPOINT, OTHER_FIELDS, Report};
+pub use tally::{FIELDS_PER_ENDPOINT, OTHER_ENDPOINT, Report};

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare::verdict::{Kind, Role};
 
+/// Where an endpoint's fields past its bound are counted together: a
+/// name in the report, not a field.
+pub const OTHER_FIELDS: &str = "(other fields)";
+
 /// The whole report: `GET /compare`'s JSON.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompareReport {

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::snapshot::{EndpointReport, FieldSummary};
-use super::tally::OTHER_FIELDS;
+use super::snapshot::{EndpointReport, FieldSummary, OTHER_FIELDS};
 use crate::compare::rules::FieldPattern;
 use crate::compare::verdict::Kind;
 

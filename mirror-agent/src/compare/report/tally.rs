@@ -3,7 +3,7 @@
 //! [`Report::snapshot`]. Memory is bounded by the configuration, not by
 //! the traffic: endpoints past `max_endpoints` are pooled under
 //! [`OTHER_ENDPOINT`], fields past [`FIELDS_PER_ENDPOINT`] under
-//! [`OTHER_FIELDS`], and latencies go into fixed log-bucketed histograms.
+//! [`OTHER_FIELDS`](super::OTHER_FIELDS), and latencies go into fixed log-bucketed histograms.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::latency::LatencyHistogram;
 use super::snapshot::{
-    CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, PairCounts,
-    TargetReport,
+    CompareReport, EndpointReport, Example, FieldReport, Kinds, LatencyReport, OTHER_FIELDS,
+    PairCounts, TargetReport,
 };
 use super::summary::summarize;
 use crate::compare::noise::FieldRates;
@@ -22,8 +22,6 @@ use crate::redact;
 
 /// Where the endpoints past the report's bound are counted.
 pub const OTHER_ENDPOINT: &str = "(other)";
-/// Where the fields past [`FIELDS_PER_ENDPOINT`] are counted.
-pub const OTHER_FIELDS: &str = "(other fields)";
 /// Distinct differing fields kept per endpoint (and target).
 pub const FIELDS_PER_ENDPOINT: usize = 32;
 
