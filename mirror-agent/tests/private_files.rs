@@ -3,45 +3,16 @@
 //! directory) and `replay --input-pcap --compare --diff-log` leave files
 //! 0600 and directories 0700. Through the binary, no kernel, no root.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 mod pcap_file;
 
-use pcap_file::{PORT, agent, capture, scratch, succeeds};
+use pcap_file::{PORT, agent, capture, scratch, succeeds, target};
 
 const V1_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 /// The target answers otherwise, so the diff log gets lines.
 const TARGET_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld";
-
-fn target() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buf[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        if stream.write_all(TARGET_ANSWER).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -90,7 +61,7 @@ fn recordings_and_the_diff_log_are_private_under_umask_022() {
             .arg(out.join("%Y/%m/v1-%H.gor"))
             .args(["--nice", "0"]),
     );
-    let shadow = format!("http://{}", target());
+    let shadow = format!("http://{}", target(TARGET_ANSWER));
     succeeds(
         agent()
             .args(["replay", "--input-pcap"])

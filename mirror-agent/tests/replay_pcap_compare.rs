@@ -4,44 +4,12 @@
 //! traffic), the replayed answers of a local target compared with them,
 //! and nothing is created under `$TMPDIR`.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-
 mod pcap_file;
 
-use pcap_file::{PORT, agent, capture, scratch, succeeds};
+use pcap_file::{PORT, agent, capture, scratch, succeeds, target};
 
 /// v1's answer to every request, and the target's.
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-
-/// A target that answers [`OK`] to each request (heads without a body)
-/// on every connection; its address.
-fn target() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    seen.extend_from_slice(&buf[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        if stream.write_all(OK).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 #[test]
 fn v1s_answers_in_a_capture_are_compared_in_memory_with_no_temporary_file() {
@@ -56,7 +24,7 @@ fn v1s_answers_in_a_capture_are_compared_in_memory_with_no_temporary_file() {
     // temporary recording.
     let tmp = dir.join("not-a-directory");
     std::fs::write(&tmp, b"").unwrap();
-    let shadow = format!("http://{}", target());
+    let shadow = format!("http://{}", target(OK));
     let stdout = succeeds(
         agent()
             .env("TMPDIR", &tmp)

@@ -1,8 +1,10 @@
 //! Capture files made by the tests that feed `mirror-agent record
 //! --input-pcap`: one IPv4 TCP connection between 10.200.0.1:40000 (the
 //! client) and 10.200.0.2:8080 (the service), as tcpdump writes it; and
-//! the agent's binary that reads them.
+//! the agent's binary that reads them, and a local target for its replays.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::Command;
 
 /// The service's port.
@@ -107,4 +109,35 @@ pub fn succeeds(command: &mut Command) -> String {
         String::from_utf8_lossy(&run.stderr)
     );
     stdout
+}
+
+/// A target on 127.0.0.1 that answers `answer` to each request (heads
+/// without a body) on every connection; its address. (Only the replaying
+/// tests use it.)
+#[allow(dead_code)]
+pub fn target(answer: &'static [u8]) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
