@@ -183,14 +183,15 @@ fn mirror_through(agent: &Path, mode: &str) -> Result<String> {
         get(&kernel, "records_lost"),
     );
     let (captured, mirrored) = (counts.get("captured"), counts.get("sent"));
-    // `final counts: comparison: URL (candidate): N compared, ...`
+    // `final counts: comparison: URL (candidate): 100.0 % match of N
+    // compared, ...` (or `nothing compared`): the number before ` compared`.
     let compared = exit
         .stderr_lines()
         .iter()
         .find_map(|l| {
             let verdict = l.split("final counts: comparison: ").nth(1)?;
-            let n = verdict.split("): ").nth(1)?.split(' ').next()?;
-            n.parse::<u64>().ok()
+            let before = &verdict[..verdict.find(" compared")?];
+            before.rsplit(' ').next()?.parse::<u64>().ok()
         })
         .unwrap_or(0);
     let line = format!(
