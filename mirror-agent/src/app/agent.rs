@@ -142,13 +142,13 @@ impl Chain {
         }
         self.router.route(request, &mut self.verdicts);
         let compared = self.exchanges.is_some() && self.dispatcher.compares();
-        let exchanges = self.exchanges.as_mut().filter(|_| compared);
-        let tag = exchanges.as_ref().and_then(|x| x.open(request));
-        if let (Some(_), Some(exchanges)) = (tag, exchanges) {
-            exchanges.copies(request, &self.verdicts);
-        }
-        let exchanges = self.exchanges.as_ref().filter(|_| compared);
-        let reply = tag.zip(exchanges.map(|x| x.answer_sink()));
+        // An opened exchange keeps the heads the targets are sent.
+        let tag = self.exchanges.as_mut().filter(|_| compared).and_then(|x| {
+            let tag = x.open(request)?;
+            x.copies(request, &self.verdicts);
+            Some(tag)
+        });
+        let reply = tag.zip(self.exchanges.as_ref().map(|x| x.answer_sink()));
         self.dispatcher
             .send(&request.flow, self.verdicts.drain(..), reply);
         if let Some(exchanges) = &mut self.exchanges {
