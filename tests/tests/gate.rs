@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Output;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use mirror_testkit::{http_client, metrics::DEFAULT_ADDR};
@@ -26,7 +27,7 @@ use mirror_tests::{
     app::{Behaviour, Regressions},
     app_client::ClientRequest,
     or_skip,
-    prometheus::check_metrics,
+    prometheus::{self, Prometheus, check_metrics},
     rig::shadow_url,
 };
 use serde_json::Value;
@@ -236,6 +237,66 @@ fn verdict_answers_pass_fail_and_inconclusive_on_one_agent() -> Result<()> {
         "{}",
         stdout(&output)
     );
+
+    // The fleet's way on a fleet of one: Prometheus scraping this agent
+    // gives the same counts and the same verdicts, by the same rule.
+    let prometheus = Prometheus::start(rig.rig.primary(), DEFAULT_ADDR, Duration::from_secs(1))?;
+    let query = format!("sum(mirror_compare_exchanges_total{{target=\"{v3}\"}})");
+    let (scraped, last) =
+        prometheus.wait_for(rig.rig.primary(), &query, Duration::from_secs(20), |s| {
+            s.first().is_some_and(|s| s.value == ITEMS as f64)
+        })?;
+    ensure!(
+        scraped,
+        "Prometheus never saw the {ITEMS} exchanges: {last:?}"
+    );
+    let from_prometheus = |target: &str, min: &str, extra: &[&str]| -> Result<Output> {
+        let output = rig
+            .rig
+            .primary()
+            .command(agent::binary()?)
+            .args([
+                "verdict",
+                "--prometheus",
+                &format!("http://{}", prometheus::LISTEN),
+            ])
+            .args([
+                "--window",
+                "10m",
+                "--target",
+                target,
+                "--min-compared",
+                min,
+            ])
+            .args(extra)
+            .output()?;
+        Ok(output)
+    };
+    let output = from_prometheus(&v3, "100", &["--json"])?;
+    ensure!(output.status.code() == Some(1), "{output:?}");
+    let fleet: Value = serde_json::from_str(&stdout(&output))?;
+    ensure!(
+        fleet["source"] == "prometheus" && fleet["agents"] == 1,
+        "{fleet:#}"
+    );
+    for key in ["compared", "differ", "match", "results", "endpoints"] {
+        ensure!(
+            fleet[key] == fail[key],
+            "{key}: {fleet:#} against the agent's {fail:#}"
+        );
+    }
+    let output = from_prometheus(&v2, "100", &[])?;
+    ensure!(output.status.code() == Some(0), "{output:?}");
+    let output = from_prometheus(&v2, "1000", &[])?;
+    ensure!(output.status.code() == Some(2), "{output:?}");
+    let output = from_prometheus("http://nowhere:1", "100", &[])?;
+    ensure!(output.status.code() == Some(3), "{output:?}");
+    ensure!(
+        stdout(&output).contains(&v2),
+        "the known targets: {}",
+        stdout(&output)
+    );
+    drop(prometheus);
 
     stop(agent)?;
     Ok(())
