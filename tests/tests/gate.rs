@@ -1,10 +1,11 @@
 //! The promotion gate on one agent (issue 25): `/verdict` answers 200
 //! pass, 412 fail and 503 inconclusive (with `Retry-After`) with the
 //! verdict as JSON, an unknown target 404 and a bad parameter 400;
-//! `mirror-agent verdict --metrics-addr` exits 0, 1, 2 and 3 the same;
-//! and the per-endpoint counters stay bounded (10,000 distinct paths give
-//! at most N + 1 endpoint labels) while counting every exchange once and
-//! staying promtool-clean.
+//! `mirror-agent verdict --metrics-addr` exits 0, 1, 2 and 3 the same, and
+//! so does `--prometheus` on a Prometheus scraping the agent; and the
+//! per-endpoint counters stay bounded (10,000 distinct paths give at most
+//! N + 1 endpoint labels, and a path that recurs still earns one) while
+//! counting every exchange once and staying promtool-clean.
 //!
 //! ```text
 //!  client ──▶ v1 AppServer (mirror-agent on veth-s, ingress + egress)
@@ -20,6 +21,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use mirror_agent::compare::endpoint::SEEN_TO_EARN_A_NAME;
 use mirror_testkit::{http_client, metrics::DEFAULT_ADDR};
 use mirror_tests::compare_rig::{AppRig, count, serial, stop, target};
 use mirror_tests::{
@@ -260,14 +262,7 @@ fn verdict_answers_pass_fail_and_inconclusive_on_one_agent() -> Result<()> {
                 "--prometheus",
                 &format!("http://{}", prometheus::LISTEN),
             ])
-            .args([
-                "--window",
-                "10m",
-                "--target",
-                target,
-                "--min-compared",
-                min,
-            ])
+            .args(["--window", "10m", "--target", target, "--min-compared", min])
             .args(extra)
             .output()?;
         Ok(output)
@@ -318,6 +313,7 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
     const PATHS: u64 = 10_000;
     const MAX: usize = 20;
     const CONNECTIONS: u64 = 20;
+    const BUSY: u64 = 5;
     let _machine = or_skip!(serial());
     let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
     let v2 = shadow_url(0);
@@ -365,9 +361,15 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
             .map(|all| all.into_iter().flatten().collect())
     })?;
     ensure!(sent.len() as u64 == PATHS, "the paths repeat");
-    let report = rig.judged(&[&v2], PATHS)?;
+    // Then one path that recurs: it earns a name the scan did not get.
+    let mut client = rig.client()?;
+    for _ in 0..BUSY {
+        client.exchange(&ClientRequest::new("GET", "/pages/busy", &[]))?;
+    }
+    client.close()?;
+    let report = rig.judged(&[&v2], PATHS + BUSY)?;
     ensure!(
-        count(target(&report, &v2)?, "compared")? == PATHS,
+        count(target(&report, &v2)?, "compared")? == PATHS + BUSY,
         "{report:#}"
     );
 
@@ -393,25 +395,36 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
         "{} endpoint labels: {endpoints:?}",
         endpoints.len()
     );
-    ensure!(endpoints.len() == MAX + 1, "{endpoints:?}");
+    // Half the names to the first templates, none of the other half to
+    // paths seen once, one to the path that recurs.
+    ensure!(
+        endpoints.len() == MAX / 2 + 2 && endpoints.contains("GET /pages/busy"),
+        "{endpoints:?}"
+    );
     // Every exchange once, whatever its label.
     ensure!(
-        total == PATHS,
-        "the family counts {total} exchanges of {PATHS}"
+        total == PATHS + BUSY,
+        "the family counts {total} exchanges of {}",
+        PATHS + BUSY
     );
-    ensure!(
-        metrics.contains(&format!(
-            "mirror_compare_exchanges_total{{target=\"{v2}\",endpoint=\"other\",result=\"match\"}} {}",
-            PATHS - MAX as u64
-        )),
-        "other does not hold the rest"
-    );
+    let busy_named = BUSY - (u64::from(SEEN_TO_EARN_A_NAME) - 1);
+    for (endpoint, count) in [
+        ("other", PATHS + BUSY - MAX as u64 / 2 - busy_named),
+        ("GET /pages/busy", busy_named),
+    ] {
+        let line = format!(
+            "mirror_compare_exchanges_total{{target=\"{v2}\",endpoint=\"{endpoint}\",\
+             result=\"match\"}} {count}"
+        );
+        ensure!(metrics.contains(&line), "no `{line}`");
+    }
     for side in ["v1", "shadow"] {
         ensure!(
             metrics.contains(&format!(
-                "mirror_compare_duration_seconds_count{{target=\"{v2}\",side=\"{side}\"}} {PATHS}"
+                "mirror_compare_duration_seconds_count{{target=\"{v2}\",side=\"{side}\"}} {}",
+                PATHS + BUSY
             )),
-            "no {side} latency histogram of {PATHS}"
+            "no {side} latency histogram of every exchange"
         );
     }
     stop(agent)?;

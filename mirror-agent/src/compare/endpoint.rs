@@ -3,7 +3,7 @@
 //! route and query shape, not per URL. A bounded set of names keeps the
 //! report (and any metric labelled with it) from growing with the traffic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::visible::is_invisible;
@@ -212,18 +212,31 @@ fn push_escaped(out: &mut String, bytes: &[u8], max: usize) {
     }
 }
 
-/// A bounded set of endpoint names.
+/// Times a template must be seen before it takes one of the second half
+/// of the names.
+pub const SEEN_TO_EARN_A_NAME: u32 = 3;
+
+/// A bounded set of endpoint names, the busy ones first.
 ///
-/// The first `max` distinct templates keep their own name; every later new
-/// one is counted under the one pooled name [`OTHER`]. Templates already
-/// collapse ids, so `max` is reached only by a service with very many
-/// routes, or by paths with ids the heuristics miss (words used as keys):
-/// the report and its labels stay bounded either way, and `other`
-/// growing says so.
+/// At most `max` distinct templates keep their own name; every other one
+/// is counted under the one pooled name [`OTHER`]. The first half of the
+/// names go to templates as they come (on a service with fewer routes
+/// than that, every endpoint's counts are exact from its first request);
+/// the second half only to a template seen [`SEEN_TO_EARN_A_NAME`] times,
+/// so a scan of paths seen once each (ids the heuristics miss, a crawler)
+/// cannot take every name from the endpoints that carry the traffic. A
+/// name once given is kept for the agent's life: a metric label that
+/// vanished, or moved, would lose or double its counts. Templates already
+/// collapse ids, so the bound is reached only by a service with very many
+/// routes, or by paths with ids the heuristics miss: the report and its
+/// labels stay bounded either way, and `other` growing says so.
 #[derive(Debug)]
 pub struct Endpoints {
     max: usize,
     known: HashSet<Arc<str>>,
+    /// Templates without a name yet, with the times seen; bounded at four
+    /// times `max`.
+    candidates: HashMap<String, u32>,
     other: Arc<str>,
 }
 
@@ -233,6 +246,7 @@ impl Endpoints {
         Endpoints {
             max,
             known: HashSet::new(),
+            candidates: HashMap::new(),
             other: Arc::from(OTHER),
         }
     }
@@ -243,8 +257,8 @@ impl Endpoints {
         self.max = max;
     }
 
-    /// The name to count `template` under: itself if known or if there is
-    /// room, else [`OTHER`]. Known names are shared, not copied.
+    /// The name to count `template` under: itself if known or if it earns
+    /// one now, else [`OTHER`]. Known names are shared, not copied.
     pub fn name(&mut self, template: String) -> Arc<str> {
         if let Some(known) = self.known.get(template.as_str()) {
             return Arc::clone(known);
@@ -252,6 +266,38 @@ impl Endpoints {
         if self.known.len() >= self.max {
             return Arc::clone(&self.other);
         }
+        if self.known.len() >= self.max.div_ceil(2) {
+            // Misra and Gries' frequent items: a full table makes every
+            // count one less instead of taking a new template, so what
+            // recurs stays and a stream of one-offs does not.
+            let room = self.candidates.len() < 4 * self.max;
+            let seen = match self.candidates.get_mut(template.as_str()) {
+                Some(seen) => {
+                    *seen += 1;
+                    *seen
+                }
+                None if room => {
+                    self.candidates.insert(template.clone(), 1);
+                    1
+                }
+                None => {
+                    self.candidates.retain(|_, seen| {
+                        *seen -= 1;
+                        *seen > 0
+                    });
+                    0
+                }
+            };
+            if seen < SEEN_TO_EARN_A_NAME {
+                return Arc::clone(&self.other);
+            }
+            self.candidates.remove(template.as_str());
+            return self.keep(template);
+        }
+        self.keep(template)
+    }
+
+    fn keep(&mut self, template: String) -> Arc<str> {
         let name: Arc<str> = Arc::from(template);
         self.known.insert(Arc::clone(&name));
         name
@@ -414,6 +460,10 @@ mod tests {
     fn the_set_of_names_is_bounded_and_later_ones_share_other() {
         let mut endpoints = Endpoints::new(2);
         let first = endpoints.name("GET /a".into());
+        // The second half of the names goes to what recurs.
+        for _ in 1..SEEN_TO_EARN_A_NAME {
+            assert_eq!(&*endpoints.name("GET /b".into()), OTHER);
+        }
         let second = endpoints.name("GET /b".into());
         assert!(endpoints.is_full());
         let third = endpoints.name("GET /c".into());
@@ -424,7 +474,32 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again), "a known name is shared");
         assert_eq!(endpoints.len(), 2);
         let mut none = Endpoints::new(0);
+        for _ in 0..SEEN_TO_EARN_A_NAME {
+            assert_eq!(&*none.name("GET /a".into()), OTHER);
+        }
         assert_eq!(&*none.name("GET /a".into()), OTHER);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_scan_of_paths_seen_once_cannot_take_the_names_of_the_busy_ones() {
+        let mut endpoints = Endpoints::new(10);
+        // The first half as they come: a scan takes those...
+        for n in 0..1000 {
+            endpoints.name(format!("GET /scan/{n}"));
+            if n % 20 == 10 {
+                endpoints.name("GET /items/{id}".into());
+            }
+        }
+        assert_eq!(endpoints.len(), 6, "5 scanned paths, then the busy one");
+        // ... but not the second: the recurring endpoint earned its name,
+        // the scan none past the first half.
+        assert_eq!(
+            &*endpoints.name("GET /items/{id}".into()),
+            "GET /items/{id}"
+        );
+        assert_eq!(&*endpoints.name("GET /scan/999".into()), OTHER);
+        // The candidates stay bounded.
+        assert!(endpoints.candidates.len() <= 40);
     }
 }

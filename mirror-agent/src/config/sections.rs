@@ -212,10 +212,10 @@ section! {
         diff_log_keep "diff_log_keep": Option<Count>,
 
         /// Endpoint templates (`GET /items/{id}`) the comparison counts apart,
-        /// in its report and as the `endpoint` label of its metrics: the first
-        /// N an agent compares; the rest are counted together as `other`, so a
-        /// scan of random paths cannot grow the report or the label set.
-        /// Default 100. Example: --compare-max-endpoints 300
+        /// in its report and as the `endpoint` label of its metrics (half as
+        /// they come, half to templates seen 3 times); the rest are counted
+        /// together as `other`, so a scan of random paths cannot grow the
+        /// report or the label set. Default 100. Example: --compare-max-endpoints 300
         #[arg(long, value_name = "N")]
         compare_max_endpoints "compare_max_endpoints": Option<Count>,
 
