@@ -584,8 +584,12 @@ fn every_query_of_the_dashboard_the_rules_and_the_templates_returns_data() -> Re
     let netns = rig.rig.primary();
     let server = Prometheus::start_with_rules(netns, DEFAULT_ADDR, SCRAPE, &[&rules_path()])?;
 
-    // A warm-up, so that the endpoints' series exist (at low values) and
-    // are scraped before the traffic whose rates the queries see.
+    // Prometheus applies its scrape targets a few seconds after it starts:
+    // the first scrape, then a warm-up, so that the endpoints' series
+    // exist (at low values) and are scraped before the traffic whose rates
+    // the queries see.
+    let (scraped, up) = server.wait_for(netns, "up == 1", SHOWS_WITHIN, has_data)?;
+    ensure!(scraped, "no scrape: {up:?}; its log: {}", server.log());
     let warm_up = traffic(1..=1, 1);
     send(&rig, &warm_up)?;
     rig.judged(&[&v2, &v3_url], warm_up.len() as u64)?;
@@ -606,8 +610,13 @@ fn every_query_of_the_dashboard_the_rules_and_the_templates_returns_data() -> Re
     );
 
     // The rules: each expression returns data (alerts: each series they
-    // read does); each recorded series is there, evaluated by Prometheus.
+    // read does).
     let rules = rules()?;
+    // Recorded series read recorded series: each evaluated first.
+    for rule in rules.iter().filter(|r| !r.alert) {
+        let (recorded, series) = server.wait_for(netns, &rule.name, SHOWS_WITHIN, has_data)?;
+        ensure!(recorded, "{}: not recorded: {series:?}", rule.name);
+    }
     for rule in &rules {
         let source = format!("mirror-rules.yml {}", rule.name);
         if rule.alert {
@@ -624,8 +633,6 @@ fn every_query_of_the_dashboard_the_rules_and_the_templates_returns_data() -> Re
                 promql: rule.expr.clone(),
             };
             check_query(&server, netns, &query)?;
-            let (recorded, series) = server.wait_for(netns, &rule.name, SHOWS_WITHIN, has_data)?;
-            ensure!(recorded, "{source}: not recorded: {series:?}");
         }
     }
     // The fleet's differ share: v3 over 1 %, v2 none; the alert's
