@@ -10,6 +10,7 @@ use std::{
     collections::BTreeMap,
     io::Write as _,
     net::SocketAddr,
+    path::Path,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
@@ -41,10 +42,31 @@ impl Prometheus {
     /// Starts a server in `netns` that scrapes `http://{target}/metrics`
     /// every `interval`; returns once it is ready.
     pub fn start(netns: &Netns, target: SocketAddr, interval: Duration) -> Result<Self> {
+        Self::start_with_rules(netns, target, interval, &[])
+    }
+
+    /// [`Prometheus::start`], also loading the rule files `rules` (absolute
+    /// paths), evaluated every `interval` as production evaluates them.
+    pub fn start_with_rules(
+        netns: &Netns,
+        target: SocketAddr,
+        interval: Duration,
+        rules: &[&Path],
+    ) -> Result<Self> {
         let dir = ScratchDir::new("prometheus")?;
         let seconds = interval.as_secs_f64();
+        let rule_files: String = rules
+            .iter()
+            .map(|path| format!("  - '{}'\n", path.display()))
+            .collect();
+        let rule_files = if rule_files.is_empty() {
+            String::new()
+        } else {
+            format!("rule_files:\n{rule_files}")
+        };
         let config = format!(
-            "global:\n  scrape_interval: {seconds}s\n  scrape_timeout: {seconds}s\n\
+            "global:\n  scrape_interval: {seconds}s\n  scrape_timeout: {seconds}s\n  \
+             evaluation_interval: {seconds}s\n{rule_files}\
              scrape_configs:\n  - job_name: mirror\n    static_configs:\n      \
              - targets: ['{target}']\n"
         );
