@@ -21,7 +21,6 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use mirror_agent::compare::endpoint::SEEN_TO_EARN_A_NAME;
 use mirror_testkit::{http_client, metrics::DEFAULT_ADDR};
 use mirror_tests::compare_rig::{AppRig, count, serial, stop, target};
 use mirror_tests::{
@@ -313,7 +312,7 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
     const PATHS: u64 = 10_000;
     const MAX: usize = 20;
     const CONNECTIONS: u64 = 20;
-    const BUSY: u64 = 5;
+    const BUSY: u64 = 10;
     let _machine = or_skip!(serial());
     let rig = AppRig::new(Behaviour::v1("v1"), vec![Some(Behaviour::v1("v2"))])?;
     let v2 = shadow_url(0);
@@ -395,10 +394,15 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
         "{} endpoint labels: {endpoints:?}",
         endpoints.len()
     );
-    // Half the names to the first templates, none of the other half to
-    // paths seen once, one to the path that recurs.
+    // The scan, paths seen once, takes at most the first half of the
+    // names (the compare thread judges in the order answers complete, so
+    // which ones is not fixed); the path that recurs gets one.
+    let scanned = endpoints
+        .iter()
+        .filter(|e| !matches!(e.as_str(), "other" | "GET /pages/busy"))
+        .count();
     ensure!(
-        endpoints.len() == MAX / 2 + 2 && endpoints.contains("GET /pages/busy"),
+        (1..=MAX / 2).contains(&scanned) && endpoints.contains("GET /pages/busy"),
         "{endpoints:?}"
     );
     // Every exchange once, whatever its label.
@@ -407,17 +411,34 @@ fn ten_thousand_paths_give_at_most_n_plus_one_endpoint_labels() -> Result<()> {
         "the family counts {total} exchanges of {}",
         PATHS + BUSY
     );
-    let busy_named = BUSY - (u64::from(SEEN_TO_EARN_A_NAME) - 1);
-    for (endpoint, count) in [
-        ("other", PATHS + BUSY - MAX as u64 / 2 - busy_named),
-        ("GET /pages/busy", busy_named),
-    ] {
+    // The recurring path is named after a few sightings (at least
+    // 3; more while the table of candidates is full of
+    // one-offs, which a new template must wait out), its earlier ones
+    // under `other`, with the scan's.
+    let matched = |endpoint: &str| -> Result<u64> {
         let line = format!(
             "mirror_compare_exchanges_total{{target=\"{v2}\",endpoint=\"{endpoint}\",\
-             result=\"match\"}} {count}"
+             result=\"match\"}} "
         );
-        ensure!(metrics.contains(&line), "no `{line}`");
-    }
+        let at = metrics
+            .find(&line)
+            .with_context(|| format!("no `{line}`"))?;
+        let value = metrics[at + line.len()..]
+            .lines()
+            .next()
+            .unwrap_or_default();
+        Ok(value.parse()?)
+    };
+    let busy_named = matched("GET /pages/busy")?;
+    ensure!(
+        (1..=BUSY).contains(&busy_named),
+        "the busy path counted {busy_named} times under its name"
+    );
+    ensure!(
+        matched("other")? == PATHS + BUSY - scanned as u64 - busy_named,
+        "other holds {} exchanges",
+        matched("other")?
+    );
     for side in ["v1", "shadow"] {
         ensure!(
             metrics.contains(&format!(
