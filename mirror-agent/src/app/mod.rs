@@ -13,7 +13,9 @@
 
 mod agent;
 mod compare_report;
+mod fleet;
 mod host;
+mod http_get;
 mod pipeline;
 mod progress;
 mod reading;
@@ -21,6 +23,7 @@ mod record;
 mod reload;
 mod replay;
 mod signals;
+mod verdict;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -56,6 +59,10 @@ pub enum Failure {
     /// Anything else (status 1).
     #[error(transparent)]
     Run(anyhow::Error),
+    /// `verdict` did not pass: its exit status (1 fail, 2 inconclusive,
+    /// 3 cannot tell), the line already printed.
+    #[error("the gate did not pass (exit status {0})")]
+    Gate(u8),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -74,6 +81,7 @@ impl Failure {
         match self {
             Failure::Config(_) => 2,
             Failure::CheckConfig(_) | Failure::Run(_) => 1,
+            Failure::Gate(status) => *status,
         }
     }
 }
@@ -88,6 +96,12 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
                 eprintln!("error: {err:#}");
                 Failure::Run(err)
             });
+        }
+        Some(Command::Verdict(args)) => {
+            return match verdict::run(args) {
+                0 => Ok(()),
+                status => Err(Failure::Gate(status)),
+            };
         }
         Some(Command::Record(args)) => {
             let config = load_logged(args.load(), &args.agent)?;
@@ -199,7 +213,7 @@ fn report(failure: Failure) -> Failure {
             }
         }
         Failure::Run(err) => error!("{err:#}"),
-        Failure::CheckConfig(_) => {}
+        Failure::CheckConfig(_) | Failure::Gate(_) => {}
     }
     failure
 }

@@ -16,6 +16,9 @@ pub const DEFAULT_BODY_CAP: usize = 1024 * 1024;
 /// target too slow to answer a request it was sent is a difference
 /// (`failed`, timeout), not a pair left uncompared (`timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `compare_max_endpoints`: endpoint templates counted apart
+/// (in the report, and as the `endpoint` label of the metrics).
+pub const DEFAULT_MAX_ENDPOINTS: usize = 100;
 /// Default of `diff_log_rate`: differing exchanges written per second.
 pub const DEFAULT_DIFF_LOG_RATE: u32 = 10;
 
@@ -34,6 +37,9 @@ pub struct CompareConfig {
     /// Rotated files kept (`FILE.1` ... `FILE.N`); `None`: the default
     /// ([`DEFAULT_KEEP`](super::log_file::DEFAULT_KEEP)).
     pub diff_log_keep: Option<usize>,
+    /// Endpoint templates counted apart; the rest are `other`. 0 in a
+    /// configuration built by hand (`Default`): [`DEFAULT_MAX_ENDPOINTS`].
+    pub max_endpoints: usize,
     /// Which values are never shown (`--redact-*`): applied to every
     /// difference once found, so the report, `/compare`, the page, the
     /// terminal and the diff log never hold them; `record` uses it too.

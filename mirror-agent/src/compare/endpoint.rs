@@ -24,7 +24,7 @@ const MAX_QUERY_KEYS: usize = 8;
 const MAX_KEY_CHARS: usize = 32;
 
 /// The name shared by every endpoint past the bound of [`Endpoints`].
-pub const OTHER: &str = "(other)";
+pub const OTHER: &str = "other";
 
 /// The endpoint template of a request: its method and path, id-like
 /// segments (numbers, UUIDs, hex ids, base64 and other opaque tokens)
@@ -218,7 +218,7 @@ fn push_escaped(out: &mut String, bytes: &[u8], max: usize) {
 /// one is counted under the one pooled name [`OTHER`]. Templates already
 /// collapse ids, so `max` is reached only by a service with very many
 /// routes, or by paths with ids the heuristics miss (words used as keys):
-/// the report and its labels stay bounded either way, and `(other)`
+/// the report and its labels stay bounded either way, and `other`
 /// growing says so.
 #[derive(Debug)]
 pub struct Endpoints {
@@ -235,6 +235,12 @@ impl Endpoints {
             known: HashSet::new(),
             other: Arc::from(OTHER),
         }
+    }
+
+    /// Keeps at most `max` names apart from now on; names already given
+    /// stay.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// The name to count `template` under: itself if known or if there is

@@ -25,7 +25,7 @@ use tracing::warn;
 use super::config::{CompareConfig, DEFAULT_TIMEOUT};
 use super::exchange::{Exchange, Missing, RequestMeta, V1Response};
 use super::judge::Judge;
-use super::report::CompareReport;
+use super::report::{CompareReport, Durations};
 use super::verdict::NotCompared;
 use crate::clock::monotonic_ns;
 use crate::shadow::{AnswerSink, Answered, NoAnswer};
@@ -193,6 +193,11 @@ impl Engine {
     /// The report now.
     pub fn report(&self) -> CompareReport {
         self.shared.judge().report()
+    }
+
+    /// Per target, the latency histograms of the compared pairs.
+    pub fn durations(&self) -> Vec<Durations> {
+        self.shared.judge().durations()
     }
 
     /// One line per compared target: the verdict so far.

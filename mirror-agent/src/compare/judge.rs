@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{CompareConfig, DEFAULT_BODY_CAP, DiffLogTo};
+use super::config::{CompareConfig, DEFAULT_BODY_CAP, DEFAULT_MAX_ENDPOINTS, DiffLogTo};
 use super::diff::{Additions, Sent, diff};
 use super::diff_log::{DiffLog, Exchange as LoggedExchange};
 use super::endpoint::{Endpoints, template};
@@ -17,15 +17,14 @@ use super::exchange::{Exchange, Missing, V1Response};
 use super::log_file::{self, LogFile};
 use super::noise::Noise;
 use super::render::verdict_lines;
-use super::report::{CompareReport, Report};
+use super::report::{CompareReport, Durations, Report};
 use super::rules::{self, FieldPattern, Rules};
 use super::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 use crate::shadow::{AnswerFailure, Answered};
 
-/// Most endpoints tracked; the rest are pooled under `(other)`.
-pub const MAX_ENDPOINTS: usize = 200;
-/// Where pairs that were never opened (no room) count in the report.
-const UNKNOWN_ENDPOINT: &str = "(not tracked: overflow)";
+/// Where pairs that were never opened (no room) count in the report: not
+/// an endpoint (their requests were never read), never a metric label.
+pub const UNKNOWN_ENDPOINT: &str = "(not tracked: overflow)";
 
 /// The compare thread's side: rules, noise, the report, the diff log.
 pub struct Judge {
@@ -49,8 +48,8 @@ impl Judge {
             rules: HashMap::new(),
             default_rules: Rules::default(),
             targets: HashMap::new(),
-            report: Report::new(Vec::new(), MAX_ENDPOINTS),
-            endpoints: Endpoints::new(MAX_ENDPOINTS),
+            report: Report::new(Vec::new(), DEFAULT_MAX_ENDPOINTS),
+            endpoints: Endpoints::new(DEFAULT_MAX_ENDPOINTS),
             noise: Noise::default(),
             log: None,
         };
@@ -59,6 +58,16 @@ impl Judge {
     }
 
     pub fn reconfigure(&mut self, config: &CompareConfig) -> std::io::Result<()> {
+        // A configuration built by hand has 0: the default. A reload may
+        // raise the bound; lowering it keeps the names already given (a
+        // metric label that vanished would lose its counts).
+        let max_endpoints = match config.max_endpoints {
+            0 => DEFAULT_MAX_ENDPOINTS,
+            n => n,
+        };
+        self.endpoints.set_max(max_endpoints);
+        // The report's rows: the names, `other`, and the overflow row.
+        self.report.set_max_endpoints(max_endpoints + 2);
         self.rules = config
             .targets
             .iter()
@@ -290,6 +299,11 @@ impl Judge {
     pub fn report(&self) -> CompareReport {
         self.report
             .snapshot_with(&|target, endpoint, field| self.noise.rates(target, endpoint, field))
+    }
+
+    /// Per target, the latency histograms of the compared pairs.
+    pub fn durations(&self) -> Vec<Durations> {
+        self.report.durations()
     }
 
     /// Differing exchanges the diff log left out (sampling, rate limit).

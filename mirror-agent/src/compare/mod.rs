@@ -33,6 +33,9 @@
 //! * `visible`: network text as a reader is shown it (bidirectional and
 //!   invisible characters escaped), for the page, the terminal and the
 //!   endpoint names.
+//! * `gate`: the promotion rule (pass, fail, inconclusive) over a
+//!   target's counts, one agent's or the fleet's; what `/verdict` and
+//!   `mirror-agent verdict` answer.
 //! * `verdict`: the words all of them speak ([`Kind`], [`Difference`],
 //!   [`NotCompared`], [`Role`], [`Verdict`]); it imports none of them.
 //!
@@ -45,6 +48,7 @@ pub mod diff_log;
 pub mod endpoint;
 mod engine;
 mod exchange;
+pub mod gate;
 mod judge;
 pub mod log_file;
 mod noise;
@@ -57,14 +61,15 @@ pub mod verdict;
 pub mod visible;
 
 pub use config::{
-    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, DiffLogTo,
-    TargetCompare,
+    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_MAX_ENDPOINTS, DEFAULT_TIMEOUT,
+    DiffLogTo, TargetCompare,
 };
 pub use diff::diff;
 pub use diff_log::{DiffLog, Exchange};
 pub use endpoint::{Endpoints, template};
 pub use engine::{Engine, MAX_HELD_BYTES, MAX_PENDING};
 pub use exchange::{RequestMeta, V1Response};
+pub use judge::UNKNOWN_ENDPOINT;
 pub use pairing::{Exchanges, V1Responses};
 pub use recorded::RecordedAnswers;
 pub use render::{render_html, render_text, verdict_line, verdict_lines};

@@ -98,6 +98,17 @@ pub enum Command {
                             mirror-agent compare-report --json | jq '.targets[].summary'"
     )]
     CompareReport(CompareReportArgs),
+    /// The promotion gate: does a shadow target answer like v1? Asks one
+    /// agent (--metrics-addr, its `/verdict`) or the fleet's counts in
+    /// Prometheus (--prometheus: every agent's, summed over --window), and
+    /// applies the rule: pass when at least --min-compared exchanges were
+    /// compared and at most --max-differ of them differ (noise excluded,
+    /// failures included), and no endpoint with --min-endpoint-compared
+    /// exchanges differs over --max-endpoint-differ. Prints one line; exit
+    /// status 0 pass, 1 fail, 2 inconclusive (too few exchanges), 3 cannot
+    /// tell (unreachable, unknown target, bad flags).
+    #[command(after_help = VERDICT_EXAMPLES)]
+    Verdict(VerdictArgs),
     /// Record the captured requests to a file in goreplay's format (from
     /// the live capture, or from a pcap/pcapng file without root).
     #[command(after_help = RECORD_EXAMPLES)]
@@ -139,6 +150,92 @@ impl CompareReportArgs {
         }
     }
 }
+
+/// `mirror-agent verdict`: where the counts come from, the target and the
+/// rule.
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// The shadow target, as the agents name it (its URL unless named).
+    /// Example: --target http://myapp-v2:9000
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// One agent's metrics address (its --metrics-addr), asked for its
+    /// `/verdict`: that agent's counts only. Default 127.0.0.1:9464.
+    /// Example: --metrics-addr 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "prometheus")]
+    pub metrics_addr: Option<String>,
+
+    /// A Prometheus (or Thanos, Mimir: its HTTP API) scraping every agent:
+    /// the fleet's counts, the increase of mirror_compare_exchanges_total
+    /// over --window summed over the agents. Example: --prometheus http://prometheus:9090
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
+    /// With --prometheus: how far back to count (s, m, h, d). Default 10m.
+    /// Example: --window 1h
+    #[arg(long, value_name = "DURATION", requires = "prometheus")]
+    pub window: Option<String>,
+
+    /// With --prometheus: label matchers that pick the agents' series.
+    /// Example: --selector 'job="mirror",namespace="shop"'
+    #[arg(long, value_name = "MATCHERS", requires = "prometheus")]
+    pub selector: Option<String>,
+
+    /// Largest share of the compared exchanges that may differ. Default 1%.
+    /// Example: --max-differ 0.5%
+    #[arg(long, value_name = "PERCENT", value_parser = crate::compare::gate::parse_percent)]
+    pub max_differ: Option<f64>,
+
+    /// Fewest compared exchanges for a pass or a fail; fewer is
+    /// inconclusive. Default 500. Example: --min-compared 1000
+    #[arg(long, value_name = "N")]
+    pub min_compared: Option<u64>,
+
+    /// Largest share differing on any one endpoint with enough exchanges
+    /// (`off`: endpoints are not judged apart). Default 5%.
+    /// Example: --max-endpoint-differ 10%
+    #[arg(long, value_name = "PERCENT|off")]
+    pub max_endpoint_differ: Option<crate::compare::gate::Limit>,
+
+    /// Fewest exchanges for an endpoint to be judged apart. Default 100.
+    /// Example: --min-endpoint-compared 50
+    #[arg(long, value_name = "N")]
+    pub min_endpoint_compared: Option<u64>,
+
+    /// Print the verdict as JSON (the body of /verdict).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerdictArgs {
+    /// The rule: the defaults, with the flags given over them.
+    pub fn rule(&self) -> crate::compare::gate::Rule {
+        let mut rule = crate::compare::gate::Rule::default();
+        if let Some(max) = self.max_differ {
+            rule.max_differ = max;
+        }
+        if let Some(min) = self.min_compared {
+            rule.min_compared = min;
+        }
+        if let Some(max) = self.max_endpoint_differ {
+            rule.max_endpoint_differ = max.0;
+        }
+        if let Some(min) = self.min_endpoint_compared {
+            rule.min_endpoint_compared = min;
+        }
+        rule
+    }
+}
+
+const VERDICT_EXAMPLES: &str = "\
+Examples:
+  One agent (its own traffic), the default rule:
+    mirror-agent verdict --metrics-addr 127.0.0.1:9464 --target http://myapp-v2:9000
+  The fleet, from Prometheus, over the last 30 minutes, stricter:
+    mirror-agent verdict --prometheus http://prometheus:9090 --window 30m \\
+      --target http://myapp-v2:9000 --max-differ 0.5% --min-compared 2000
+  In a CI job: exit 0 pass, 1 fail, 2 inconclusive (retry later), 3 cannot tell.";
 
 const RECORD_EXAMPLES: &str = "\
 Examples:

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 pub use cli::{
     Cli, Command, CompareReportArgs, DEFAULT_MAX_RESPONSE, RecordArgs, ReplayArgs, Speed,
+    VerdictArgs,
 };
 pub use error::ConfigError;
 pub use file::{FileConfig, TargetFile};

@@ -16,7 +16,8 @@ use super::values::{
 };
 use super::{CaptureSettings, Config, Live, Startup};
 use crate::compare::{
-    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_TIMEOUT, Role, TargetCompare,
+    CompareConfig, DEFAULT_BODY_CAP, DEFAULT_DIFF_LOG_RATE, DEFAULT_MAX_ENDPOINTS, DEFAULT_TIMEOUT,
+    Role, TargetCompare,
 };
 use crate::flow::FlowConfig;
 use crate::http::HttpConfig;
@@ -104,6 +105,9 @@ impl FileConfig {
                         .map_or(DEFAULT_DIFF_LOG_RATE, |n| n.0 as u32),
                     diff_log_max_size: a.diff_log_max_size.map_or(0, |size| size.0),
                     diff_log_keep: a.diff_log_keep.map(|n| n.0),
+                    max_endpoints: a
+                        .compare_max_endpoints
+                        .map_or(DEFAULT_MAX_ENDPOINTS, |n| n.0),
                     redaction: a.redaction(),
                     ..compare
                 },
@@ -246,6 +250,7 @@ impl FileConfig {
                 diff_log_max_size: (live.compare.diff_log_max_size > 0)
                     .then_some(ByteSize(live.compare.diff_log_max_size)),
                 diff_log_keep: live.compare.diff_log_keep.map(Count),
+                compare_max_endpoints: Some(Count(live.compare.max_endpoints)),
                 redact_fields: redact_names(live.compare.redaction.field_names()),
                 redact_headers: redact_names(live.compare.redaction.header_names()),
                 redact_queries: redact_names(live.compare.redaction.query_names()),

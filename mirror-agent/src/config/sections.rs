@@ -211,6 +211,14 @@ section! {
         #[arg(long, value_name = "N")]
         diff_log_keep "diff_log_keep": Option<Count>,
 
+        /// Endpoint templates (`GET /items/{id}`) the comparison counts apart,
+        /// in its report and as the `endpoint` label of its metrics: the first
+        /// N an agent compares; the rest are counted together as `other`, so a
+        /// scan of random paths cannot grow the report or the label set.
+        /// Default 100. Example: --compare-max-endpoints 300
+        #[arg(long, value_name = "N")]
+        compare_max_endpoints "compare_max_endpoints": Option<Count>,
+
         /// A JSON field whose values are credentials, at any depth, besides the
         /// built-in names (*token*, *secret*, *password*, passwd, api_key,
         /// *session*, *cookie*, sig, *signature* ...); any case and style (apiKey

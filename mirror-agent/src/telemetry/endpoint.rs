@@ -1,6 +1,8 @@
 //! The HTTP endpoint on `--metrics-addr` (loopback by default): `/metrics`
-//! in the Prometheus text format, `/healthz` (the process answers) and
-//! `/readyz` (program attached, ring being drained, config loaded).
+//! in the Prometheus text format, `/healthz` (the process answers),
+//! `/readyz` (program attached, ring being drained, config loaded), and
+//! with the comparison `/compare` (JSON), `/compare.html` and `/verdict`
+//! (the promotion gate: 200 pass, 412 fail, 503 inconclusive).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::Sources;
 use super::metrics::render;
+use crate::compare::gate::{self, RETRY_AFTER_SECONDS, Rule};
 use crate::compare::{Engine, render_html};
 
 /// What `/readyz` checks. The capture task sets `attached` after attaching
@@ -88,7 +91,8 @@ pub async fn serve(listener: TcpListener, sources: Sources, readiness: Arc<Readi
         let compare = compare.clone();
         open.push_back(tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(request.uri().path(), &registry, &readiness, &compare);
+                let uri = request.uri();
+                let response = respond(uri.path(), uri.query(), &registry, &readiness, &compare);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let connection = http1::Builder::new()
@@ -113,11 +117,20 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 fn respond(
     path: &str,
+    query: Option<&str>,
     registry: &Registry,
     readiness: &Readiness,
     compare: &Option<Engine>,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
+        "/verdict" => match compare {
+            Some(engine) => return verdict(engine, query.unwrap_or_default()),
+            None => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "the comparison is off: start the agent with --compare\n".to_owned(),
+            ),
+        },
         "/compare" | "/compare.html" => match compare {
             Some(engine) if path == "/compare" => (
                 StatusCode::OK,
@@ -152,15 +165,59 @@ fn respond(
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "try /metrics, /healthz, /readyz, /compare or /compare.html\n".to_owned(),
+            "try /metrics, /healthz, /readyz, /compare, /compare.html or /verdict?target=URL\n"
+                .to_owned(),
         ),
     };
+    response(status, content_type, body)
+}
+
+fn response(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
         response
             .headers_mut()
             .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// `GET /verdict?target=URL&max-differ=1%&...`: the gate's verdict on this
+/// agent's counts, as its status (200, 412, 503 with `Retry-After`) and a
+/// JSON body; a bad parameter 400, an unknown target 404 (with the
+/// targets the agent knows).
+fn verdict(engine: &Engine, query: &str) -> Response<Full<Bytes>> {
+    let error = |status: StatusCode, message: String, targets: Vec<String>| {
+        let body = serde_json::json!({ "error": message, "targets": targets });
+        response(status, "application/json", format!("{body}\n"))
+    };
+    let (target, rule) = match Rule::from_query(query) {
+        Ok(asked) => asked,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message, Vec::new()),
+    };
+    let verdict = match gate::of_report(&engine.report(), &target, &rule) {
+        Ok(verdict) => verdict,
+        Err(known) => {
+            let message = format!(
+                "no compared target `{target}` here; the agent compares: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+            return error(StatusCode::NOT_FOUND, message, known);
+        }
+    };
+    let status = StatusCode::from_u16(verdict.verdict.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_string_pretty(&verdict).unwrap_or_default();
+    let mut response = response(status, "application/json", body + "\n");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
     }
     response
 }

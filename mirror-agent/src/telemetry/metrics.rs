@@ -14,7 +14,9 @@ use tracing::warn;
 
 use super::{Sources, TargetSnapshot};
 use crate::capture::{CounterReader, KernelCounters};
-use crate::compare::{Kind, NotCompared};
+use crate::compare::endpoint::OTHER;
+use crate::compare::report::RESULTS;
+use crate::compare::{Kind, NotCompared, UNKNOWN_ENDPOINT};
 use crate::flow::FlowEndReason;
 use crate::http::SkipReason;
 use crate::route::FilterReason;
@@ -81,8 +83,9 @@ fn encode_program(
 }
 
 impl Sources {
-    /// The comparison's verdicts per target; no per-endpoint or per-field
-    /// label (their number is the traffic's to choose).
+    /// The comparison's verdicts per target, and per target and endpoint
+    /// (bounded: `--compare-max-endpoints` names and `other`); no
+    /// per-field label (their number is the traffic's to choose).
     fn encode_compare(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(engine) = &self.compare else {
             return Ok(());
@@ -123,6 +126,53 @@ impl Sources {
                 let labels = [("target", target.target.as_str()), ("kind", kind.as_str())];
                 ConstCounter::new(target.pairs.kinds.get(kind))
                     .encode(differences.encode_family(&labels)?)?;
+            }
+        }
+        let mut exchanges = encoder.encode_descriptor(
+            "mirror_compare_exchanges",
+            "Compared exchanges per target and endpoint, each once by result: match, noise \
+             (differed in noise only), or the most severe kind it differs in (failed, status, \
+             undecodable, body, header). endpoint is a template (GET /items/{id}) for the \
+             first --compare-max-endpoints the agent compared, the rest `other`; summed over \
+             agents, the fleet's verdict.",
+            None,
+            MetricType::Counter,
+        )?;
+        for target in &report.targets {
+            let endpoints = target
+                .endpoints
+                .iter()
+                .filter(|e| e.endpoint != UNKNOWN_ENDPOINT)
+                .map(|e| (e.endpoint.as_str(), e.pairs.results()));
+            // `other` always, so that a sum per target is never empty.
+            let other = (!target.endpoints.iter().any(|e| e.endpoint == OTHER))
+                .then(|| (OTHER, RESULTS.map(|result| (result, 0))));
+            for (endpoint, results) in endpoints.chain(other) {
+                for (result, count) in results {
+                    let labels = [
+                        ("target", target.target.as_str()),
+                        ("endpoint", endpoint),
+                        ("result", result),
+                    ];
+                    ConstCounter::new(count).encode(exchanges.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut durations = encoder.encode_descriptor(
+            "mirror_compare_duration_seconds",
+            "Latency on the compared exchanges, per target: side=v1 is v1's (the captured \
+             request's end to its response's first byte), side=shadow the target's (request \
+             sent to response read).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for target in engine.durations() {
+            for (side, histogram) in [("v1", &target.v1), ("shadow", &target.shadow)] {
+                encode_histogram(
+                    &mut durations,
+                    &[("target", target.target.as_str()), ("side", side)],
+                    histogram,
+                )?;
             }
         }
         Ok(())
@@ -328,17 +378,11 @@ impl Sources {
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
             for target in &targets {
-                let labels = [("target", target.name.as_str())];
-                let h = histogram(target);
-                let buckets: Vec<(f64, u64)> = h.per_bucket().collect();
-                family
-                    .encode_family(&labels)?
-                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                        h.sum_seconds,
-                        h.count,
-                        &buckets,
-                        None,
-                    )?;
+                encode_histogram(
+                    &mut family,
+                    &[("target", target.name.as_str())],
+                    histogram(target),
+                )?;
             }
         }
         Ok(())
@@ -353,6 +397,23 @@ fn read_or_warn<E: std::fmt::Display>(
 ) -> Option<KernelCounters> {
     read.inspect_err(|err| warn!(error = %err, "reading {what} failed"))
         .ok()
+}
+
+/// One histogram of a family, with its labels.
+fn encode_histogram(
+    family: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    labels: &[(&str, &str)],
+    histogram: &LatencySnapshot,
+) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> = histogram.per_bucket().collect();
+    family
+        .encode_family(&labels)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            histogram.sum_seconds,
+            histogram.count,
+            &buckets,
+            None,
+        )
 }
 
 fn gauge(value: u64) -> i64 {

@@ -27,7 +27,7 @@ pub(crate) mod tests;
 pub use snapshot::OTHER_FIELDS;
 pub use snapshot::{
     CompareReport, EndpointReport, Example, FieldReport, FieldSummary, Kinds, LatencyReport,
-    PairCounts, Percentiles, TargetReport,
+    PairCounts, Percentiles, RESULTS, TargetReport,
 };
 pub use summary::{SUMMARY_FIELDS, SUMMARY_SHARE_PERCENT, field_kind, ignore_hint};
-pub use tally::{FIELDS_PER_ENDPOINT, OTHER_ENDPOINT, Report};
+pub use tally::{Durations, FIELDS_PER_ENDPOINT, OTHER_ENDPOINT, Report};

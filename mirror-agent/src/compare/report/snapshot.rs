@@ -82,7 +82,7 @@ pub struct FieldSummary {
 /// One endpoint of one target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EndpointReport {
-    /// `GET /orders/{id}`, or `(other)` (the endpoints past the bound).
+    /// `GET /orders/{id}`, or `other` (the endpoints past the bound).
     pub endpoint: String,
     /// Its pairs.
     #[serde(flatten)]
@@ -108,13 +108,53 @@ pub struct PairCounts {
     /// Pairs not compared, per reason (every reason listed).
     pub not_compared: BTreeMap<String, u64>,
     pub latency_ms: LatencyReport,
+    /// Of `match`, the pairs that differed only in noise. Added with the
+    /// gate: a report from an older agent has none (zero).
+    #[serde(default)]
+    pub noise_only: u64,
+    /// Differing pairs by their most severe kind, each pair once (`kinds`
+    /// counts a pair under every kind it differs in): these add up to
+    /// `differ`. Added with the gate.
+    #[serde(default)]
+    pub worst: Kinds,
 }
 
 impl PairCounts {
     pub fn not_compared_total(&self) -> u64 {
         self.not_compared.values().sum()
     }
+
+    /// Every compared pair once, by result: `match` (no difference),
+    /// `noise` (differed in noise only), then the differing ones by their
+    /// most severe kind; they add up to `compared`.
+    pub fn results(&self) -> [(&'static str, u64); RESULTS.len()] {
+        let mut out = [("", 0); RESULTS.len()];
+        for (slot, name) in out.iter_mut().zip(RESULTS) {
+            let count = match name {
+                "match" => self.matched.saturating_sub(self.noise_only),
+                "noise" => self.noise_only,
+                kind => Kind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == kind)
+                    .map_or(0, |k| self.worst.get(k)),
+            };
+            *slot = (name, count);
+        }
+        out
+    }
 }
+
+/// The results a compared pair can have, each pair exactly one: a match,
+/// noise only, or a difference of its most severe kind (severity order).
+pub const RESULTS: [&str; 7] = [
+    "match",
+    "noise",
+    "failed",
+    "status",
+    "undecodable",
+    "body",
+    "header",
+];
 
 /// Differing pairs per kind: a pair whose status and two body fields
 /// differ counts once in `status` and once in `body`. Noise is left out.

@@ -19,9 +19,10 @@ use crate::compare::noise::FieldRates;
 use crate::compare::rules::{REDACTED, is_credential_header};
 use crate::compare::verdict::{Difference, Kind, NotCompared, Role, Verdict};
 use crate::redact;
+use crate::shadow::{LatencyHistogram as Buckets, LatencySnapshot};
 
 /// Where the endpoints past the report's bound are counted.
-pub const OTHER_ENDPOINT: &str = "(other)";
+pub const OTHER_ENDPOINT: &str = crate::compare::endpoint::OTHER;
 /// Distinct differing fields kept per endpoint (and target).
 pub const FIELDS_PER_ENDPOINT: usize = 32;
 
@@ -39,25 +40,21 @@ impl Report {
         Self {
             targets: targets
                 .into_iter()
-                .map(|(name, role)| TargetTally {
-                    name,
-                    role,
-                    counts: Counts::default(),
-                    endpoints: HashMap::new(),
-                })
+                .map(|(name, role)| TargetTally::new(name, role))
                 .collect(),
             max_endpoints,
         }
     }
 
+    /// Endpoints counted apart from now on (a reload); those counted
+    /// already stay.
+    pub fn set_max_endpoints(&mut self, max_endpoints: usize) {
+        self.max_endpoints = max_endpoints;
+    }
+
     /// A target added after the start (a reload); its index.
     pub fn add_target(&mut self, name: String, role: Role) -> usize {
-        self.targets.push(TargetTally {
-            name,
-            role,
-            counts: Counts::default(),
-            endpoints: HashMap::new(),
-        });
+        self.targets.push(TargetTally::new(name, role));
         self.targets.len() - 1
     }
 
@@ -78,6 +75,7 @@ impl Report {
             return;
         };
         tally.counts.record(verdict, v1_latency, target_latency);
+        tally.durations.record(v1_latency, target_latency);
         let key = if tally.endpoints.contains_key(endpoint) || tally.endpoints.len() < max_endpoints
         {
             endpoint
@@ -119,6 +117,47 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Per target, v1's latencies and its own on the pairs compared, in
+    /// the fixed buckets of the Prometheus histograms.
+    pub fn durations(&self) -> Vec<Durations> {
+        self.targets
+            .iter()
+            .map(|tally| Durations {
+                target: tally.name.clone(),
+                v1: tally.durations.v1.snapshot(),
+                shadow: tally.durations.shadow.snapshot(),
+            })
+            .collect()
+    }
+}
+
+/// One target's latency histograms: v1's and the target's, on the same
+/// pairs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Durations {
+    pub target: String,
+    pub v1: LatencySnapshot,
+    pub shadow: LatencySnapshot,
+}
+
+#[derive(Default)]
+struct DurationHistograms {
+    v1: Buckets,
+    shadow: Buckets,
+}
+
+impl DurationHistograms {
+    fn record(&self, v1: Option<Duration>, shadow: Option<Duration>) {
+        if let Some(latency) = v1 {
+            self.v1.record(latency);
+        }
+        if let Some(latency) = shadow {
+            self.shadow.record(latency);
+        }
+    }
+}
+
 /// Target index, endpoint, field → the field's rates, if counted.
 pub type Rates<'a> = dyn Fn(usize, &str, &str) -> Option<FieldRates> + 'a;
 
@@ -126,10 +165,21 @@ struct TargetTally {
     name: String,
     role: Role,
     counts: Counts,
+    durations: DurationHistograms,
     endpoints: HashMap<String, EndpointTally>,
 }
 
 impl TargetTally {
+    fn new(name: String, role: Role) -> Self {
+        Self {
+            name,
+            role,
+            counts: Counts::default(),
+            durations: DurationHistograms::default(),
+            endpoints: HashMap::new(),
+        }
+    }
+
     fn snapshot(
         &self,
         rates: &dyn Fn(&str, &str) -> Option<FieldRates>,
@@ -197,7 +247,11 @@ struct EndpointTally {
 struct Counts {
     matched: u64,
     differ: u64,
+    /// Of `matched`, with noise differences.
+    noise_only: u64,
     kinds: Kinds,
+    /// Differing pairs by their most severe kind.
+    worst: Kinds,
     not_compared: [u64; NotCompared::ALL.len()],
     v1_latency: LatencyHistogram,
     target_latency: LatencyHistogram,
@@ -211,13 +265,24 @@ impl Counts {
         target_latency: Option<Duration>,
     ) {
         match verdict {
-            Verdict::Match(_) => self.matched += 1,
+            Verdict::Match(differences) => {
+                self.matched += 1;
+                if !differences.is_empty() {
+                    self.noise_only += 1;
+                }
+            }
             Verdict::Differ(differences) => {
                 self.differ += 1;
+                let mut worst = None;
+                // Kind::ALL runs by severity: the first kind found is the worst.
                 for kind in Kind::ALL {
                     if differences.iter().any(|d| d.kind == kind && !d.noise) {
                         *self.kinds.get_mut(kind) += 1;
+                        worst.get_or_insert(kind);
                     }
+                }
+                if let Some(kind) = worst {
+                    *self.worst.get_mut(kind) += 1;
                 }
             }
             Verdict::NotCompared(reason) => {
@@ -244,6 +309,8 @@ impl Counts {
             kinds: self.kinds,
             not_compared: self.not_compared_map(),
             latency_ms: self.latency(),
+            noise_only: self.noise_only,
+            worst: self.worst,
         }
     }
 

@@ -235,3 +235,52 @@ fn redaction_flags_add_names_drop_the_defaults_and_read_back_from_the_file() {
     assert!(loaded(&[]).live.compare.redaction.has_defaults());
     flag_errors(&[(&["--redact-field", "*-*"], "not a name to redact")]);
 }
+
+#[test]
+fn verdict_takes_the_rule_as_flags_named_like_its_query_parameters() {
+    use crate::compare::gate::Rule;
+    let parse = |args: &[&str]| {
+        let mut all = vec!["mirror-agent", "verdict", "--target", "http://v2:9000"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|cli| cli.command) {
+            Ok(Some(Command::Verdict(args))) => Ok(args),
+            Ok(other) => panic!("not verdict: {other:?}"),
+            Err(err) => Err(err.kind()),
+        }
+    };
+    assert_eq!(parse(&[]).unwrap().rule(), Rule::default());
+    let args = parse(&[
+        "--metrics-addr",
+        "127.0.0.1:9464",
+        "--max-differ",
+        "0.5%",
+        "--min-compared",
+        "2000",
+        "--max-endpoint-differ",
+        "off",
+        "--min-endpoint-compared",
+        "50",
+    ])
+    .unwrap();
+    assert_eq!(
+        args.rule(),
+        Rule {
+            max_differ: 0.5,
+            min_compared: 2000,
+            max_endpoint_differ: None,
+            min_endpoint_compared: 50,
+        }
+    );
+    let args = parse(&["--prometheus", "http://p:9090", "--window", "30m"]).unwrap();
+    assert_eq!(args.prometheus.as_deref(), Some("http://p:9090"));
+    assert_eq!(args.window.as_deref(), Some("30m"));
+    // One source at a time; a window only for Prometheus; a percentage.
+    let conflict = clap::error::ErrorKind::ArgumentConflict;
+    assert_eq!(
+        parse(&["--metrics-addr", "a:1", "--prometheus", "http://p"]).unwrap_err(),
+        conflict
+    );
+    assert!(parse(&["--window", "10m"]).is_err());
+    assert!(parse(&["--max-differ", "lots"]).is_err());
+    assert!(parse(&["--max-differ", "101%"]).is_err());
+}
