@@ -12,7 +12,9 @@
 //! from a minimal client ([`HttpClient`]) or ab ([`ab`]) to the test
 //! server, which frames requests with code of its own and answers, stalls
 //! or fails as a test tells it ([`Server`]), or a real one ([`Nginx`]);
-//! crafted frames
+//! Debian's HAProxy in front of replicas ([`HaProxy`]) and Prometheus
+//! scraping agents ([`Prometheus`]), together the fleet of the second
+//! seed's exercise ([`fleet`]); crafted frames
 //! through `BPF_PROG_TEST_RUN` ([`packet`]), or through a packet socket's
 //! TX ring, headers outside the receiver's linear skb area ([`tx_ring`]).
 //!
@@ -27,6 +29,8 @@ pub mod ab;
 pub mod agent;
 pub mod command;
 pub mod etc_hosts;
+pub mod fleet;
+pub mod haproxy;
 pub mod http_client;
 pub mod link;
 pub mod metrics;
@@ -34,6 +38,7 @@ pub mod netns;
 pub mod nginx;
 pub mod packet;
 pub mod process;
+pub mod prometheus;
 pub mod random;
 pub mod scratch;
 pub mod server;
@@ -43,12 +48,14 @@ pub mod wait;
 
 pub use agent::{Agent, AgentExit, TargetCounts};
 pub use etc_hosts::EtcHosts;
+pub use haproxy::HaProxy;
 pub use http_client::HttpClient;
 pub use link::{Link, veth};
 pub use metrics::{Metrics, Sample};
 pub use netns::Netns;
 pub use nginx::{Nginx, NginxConfig};
 pub use process::Process;
+pub use prometheus::Prometheus;
 pub use random::pseudo_random;
 pub use rustix::process::Signal;
 pub use scratch::ScratchDir;

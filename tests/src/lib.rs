@@ -20,6 +20,8 @@
 //! Operating the agent: [`ops`] checks its accounting identities on a
 //! scrape, reads its JSON logs and what it left attached; [`Prometheus`]
 //! scrapes it like production would; [`Load`] is steady client traffic.
+//! [`fleet`]: three replicas behind HAProxy, an agent each, one Prometheus
+//! scraping them all, and the `mirror-agent verdict` command run against it.
 //!
 //! Addresses: 10.200.0.0/16 and fd00:200::/64 only, and no route out.
 
@@ -28,6 +30,7 @@ pub mod app;
 pub mod app_client;
 pub mod capture;
 pub mod compare_rig;
+pub mod fleet;
 pub mod gor_file;
 pub mod http_compare;
 pub mod load;

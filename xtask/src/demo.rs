@@ -61,7 +61,7 @@ const UPLOAD_SEED: u64 = 0x0de0;
 // Ctrl-C
 // ---------------------------------------------------------------------------
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_signal: i32) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -70,7 +70,7 @@ extern "C" fn on_signal(_signal: i32) {
 /// SIGHUP, SIGINT and SIGTERM only raise a flag: the demo stops at its next
 /// step and its guards remove everything. The child processes, in the same
 /// process group, get the terminal's Ctrl-C themselves and end.
-fn catch_interrupts() {
+pub(crate) fn catch_interrupts() {
     for signum in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
@@ -83,7 +83,7 @@ fn catch_interrupts() {
     }
 }
 
-fn check_interrupt() -> Result<()> {
+pub(crate) fn check_interrupt() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }

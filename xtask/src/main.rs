@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_fleet;
 mod deploy;
 mod fuzz;
 mod setup;
@@ -51,7 +52,12 @@ enum Task {
         seconds: u64,
     },
     /// Setup, then a client talking to v1 while v2 and v3 get a copy.
+    /// `demo fleet`: three v1 replicas behind HAProxy, an agent each, and
+    /// the fleet's verdict from Prometheus.
     Demo {
+        /// `fleet` for the fleet demo; nothing for the plain one.
+        #[arg(value_enum)]
+        which: Option<DemoKind>,
         /// Show the build's own output (otherwise one line per step).
         #[arg(short, long)]
         verbose: bool,
@@ -94,6 +100,13 @@ enum Task {
     Bench(bench::Options),
 }
 
+/// The demos besides the plain one.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DemoKind {
+    /// The second seed's exercise: replicas behind HAProxy, one verdict.
+    Fleet,
+}
+
 #[derive(Subcommand)]
 enum VmGuest {
     /// The whole guest test against this agent binary.
@@ -125,9 +138,12 @@ fn run(task: Task) -> Result<()> {
             },
         ),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Demo { verbose } => {
+        Task::Demo { which, verbose } => {
             setup::run()?;
-            demo::run(&root, verbose)
+            match which {
+                None => demo::run(&root, verbose),
+                Some(DemoKind::Fleet) => demo_fleet::run(&root, verbose),
+            }
         }
         Task::VmTest {
             kernel,

@@ -35,6 +35,9 @@ const TEST_PACKAGES: &[&str] = &[
     "python3",
     "bpftool",
     "prometheus",
+    // The load balancer in front of the fleet's replicas (the fleet test,
+    // `cargo xtask demo fleet`), as in the second seed's exercise.
+    "haproxy",
     "nginx",
     "wrk",
     "chromium",
@@ -159,9 +162,9 @@ fn debian_packages() -> Outcome {
     }
     let command = format!("apt-get update && apt-get install -y --no-install-recommends {list}");
     println!("setup: installing Debian packages: {list}");
-    // nginx and prometheus are tools for the tests, not services of this
-    // machine: Debian's policy-rc.d hook keeps their postinst from starting
-    // daemons on ports 80 and 9090.
+    // nginx, haproxy and prometheus are tools for the tests, not services
+    // of this machine: Debian's policy-rc.d hook keeps their postinst from
+    // starting daemons on ports 80 and 9090.
     let _no_daemons = NoServiceStarts::install();
     let installed = run_visible(Command::new("apt-get").arg("update"))
         && run_visible(
