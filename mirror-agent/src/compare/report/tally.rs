@@ -82,7 +82,13 @@ impl Report {
         } else {
             OTHER_ENDPOINT
         };
-        let endpoint = tally.endpoints.entry(key.to_owned()).or_default();
+        // A known endpoint (nearly every call) costs no allocation.
+        if !tally.endpoints.contains_key(key) {
+            tally.endpoints.insert(key.to_owned(), EndpointTally::default());
+        }
+        let Some(endpoint) = tally.endpoints.get_mut(key) else {
+            return;
+        };
         endpoint.counts.record(verdict, v1_latency, target_latency);
         endpoint.fields.record(verdict);
     }
