@@ -692,13 +692,16 @@ fn check_harness(runs: &[Run], bodies: &[bodies::BodyRun]) -> Result<()> {
     if bodies.is_empty() {
         problems.push("no P6 row ran".to_owned());
     }
+    // Whether the agent keeps up with a burst of large bodies is what the
+    // rows measure (a debug build loses ring records): the harness only
+    // needs one row whose copies the checker confirmed.
+    if !bodies.is_empty() && bodies.iter().all(|b| b.shadow.exact == 0) {
+        problems.push("P6: the checking shadow confirmed no body".to_owned());
+    }
     for b in bodies {
         let what = b.row.name();
         if b.uploaded.completed == 0 {
             problems.push(format!("{what}: no upload answered"));
-        }
-        if !b.row.slow && b.shadow.requests == 0 {
-            problems.push(format!("{what}: the checking shadow got nothing"));
         }
         if b.mirror.peak_rss == 0 {
             problems.push(format!("{what}: no peak RSS for the agent"));
@@ -734,4 +737,84 @@ fn check_harness(runs: &[Run], bodies: &[bodies::BodyRun]) -> Result<()> {
         bail!("the bench harness is broken:\n  {}", problems.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: &Scenario, mode: Mode, repetition: usize, rate: f64) -> Run {
+        Run {
+            scenario: scenario.clone(),
+            mode,
+            repetition,
+            rate,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            completed: 0,
+            errors: 0,
+            reconnects: 0,
+            client_cpu_us: None,
+            served: Logged::default(),
+            received: Vec::new(),
+            mirror: MirrorStats::default(),
+            cpu_busy: Vec::new(),
+            cpu_softirq: Vec::new(),
+            max_backlog: 0,
+        }
+    }
+
+    /// P1's pairs: each capture-only run against the baseline of its own
+    /// repetition (not the median baseline), and the median of the ratios.
+    #[test]
+    fn pairs_are_ratioed_within_each_repetition() {
+        let options = Options::default();
+        let all = scenarios(&options);
+        let pairs = all.iter().find(|s| s.pairs).unwrap();
+        assert_eq!((pairs.connections, pairs.repeat), (50, 3));
+        let runs = vec![
+            run(pairs, Mode::Baseline, 0, 100.0),
+            run(pairs, Mode::CaptureOnly, 0, 80.0),
+            run(pairs, Mode::Baseline, 1, 200.0),
+            run(pairs, Mode::CaptureOnly, 1, 190.0),
+            run(pairs, Mode::Baseline, 2, 100.0),
+            run(pairs, Mode::CaptureOnly, 2, 90.0),
+        ];
+        let (ratios, median) = report::pair_ratios(&runs);
+        assert_eq!(ratios, vec![0.8, 0.95, 0.9]);
+        assert_eq!(median, Some(0.9));
+    }
+
+    /// The pairs run only baseline and capture-only; compare-1 joins the
+    /// 20k scenario by default, not when modes are chosen.
+    #[test]
+    fn new_rows_take_their_own_modes() {
+        let options = Options::default();
+        let selected = modes(&options);
+        let all = scenarios(&options);
+        let pairs = all.iter().find(|s| s.pairs).unwrap();
+        assert_eq!(
+            scenario_modes(pairs, &selected, &options),
+            vec![Mode::Baseline, Mode::CaptureOnly]
+        );
+        let at_20k = all
+            .iter()
+            .find(|s| s.name() == "20k-rps body=0 conns=10")
+            .unwrap();
+        assert!(scenario_modes(at_20k, &selected, &options).contains(&Mode::Compare(1)));
+        let chosen = Options {
+            modes: vec!["replay-1".into()],
+            ..Options::default()
+        };
+        let selected = modes(&chosen);
+        assert!(scenario_modes(pairs, &selected, &chosen).is_empty());
+        assert!(!scenario_modes(at_20k, &selected, &chosen).contains(&Mode::Compare(1)));
+        assert!(body_rows(&chosen).len() == 4);
+        let only = Options {
+            only: vec!["p6 slow".into()],
+            ..Options::default()
+        };
+        assert_eq!(body_rows(&only).len(), 1);
+    }
 }
