@@ -171,6 +171,7 @@ impl Scenario {
 pub fn size_label(bytes: usize) -> String {
     match bytes {
         0 => "0".into(),
+        b if b >= 1 << 30 => format!("{}GB", b >> 30),
         b if b >= 1 << 20 => format!("{}MB", b >> 20),
         b if b >= 1 << 10 => format!("{}KB", b >> 10),
         b => format!("{b}B"),
