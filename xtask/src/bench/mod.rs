@@ -14,6 +14,10 @@
 //! (bpf_stats) and the agent's own counts (ring losses, drops by reason,
 //! capture → send delay).
 //!
+//! P1 is also measured as interleaved baseline / capture-only pairs
+//! (`Scenario::pairs`), the comparison at 20k req/s gets its own row, and
+//! [`bodies`] runs P6's uploads to a shadow that checks every byte.
+//!
 //! `cargo xtask bench capture` is the kernel program's sub-bench
 //! ([`capture`]), also run first by the full bench. `cargo xtask bench
 //! replay` measures `mirror-agent replay` from a file ([`replay`]), on its
@@ -73,8 +77,9 @@ pub struct Options {
     /// rates).
     #[arg(long)]
     pub seconds: Option<f64>,
-    /// Only the scenarios whose name contains this (repeatable), e.g.
-    /// `--only saturation --only 'conns=10 '`.
+    /// Only the scenarios and P6 rows whose name contains this
+    /// (repeatable), e.g. `--only saturation --only 'conns=10 '`; `--only
+    /// 'conns=50 '` is P1's interleaved pairs, `--only p6` the uploads.
     #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
     /// Only these modes besides the baseline (repeatable): capture-only,
