@@ -301,11 +301,19 @@ impl Nginx {
         let body = PRIMARY_BODY.escape_default();
         let www = hosts.scratch.path().join("www");
         fs::create_dir_all(&www)?;
+        // `/p6/` (bodies.rs): uploads of any size, answered at once and
+        // the body discarded as it comes (nginx reads it off after the
+        // response, for at most `lingering_time`, 30 s by default: a 1 GB
+        // upload beside 19 others takes longer).
         let servers = format!(
-            "  server {{\n    listen {PRIMARY_PORT} backlog=65535;\n    root {};\n    \
+            "  map $request_method:$uri $bench_read_body {{ \"~^POST:/p6/\" 0; \
+             \"~^POST:\" 1; default 0; }}\n\
+             \x20 server {{\n    listen {PRIMARY_PORT} backlog=65535;\n    root {};\n    \
              log_not_found off;\n    \
-             if ($request_method = POST) {{ rewrite ^ /_post last; }}\n    \
+             if ($bench_read_body) {{ rewrite ^ /_post last; }}\n    \
              location / {{ return 200 \"{body}\"; }}\n    \
+             location /p6/ {{ client_max_body_size 0; lingering_time 1h; \
+             lingering_timeout 60s; return 200 \"{body}\"; }}\n    \
              location = /_post {{ internal; mirror /_read; mirror_request_body on; \
              error_page 404 405 =200 @ok; }}\n    \
              location = /_read {{ internal; return 204; }}\n    \

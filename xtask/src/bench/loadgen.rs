@@ -473,7 +473,7 @@ impl Generator {
 
 /// A complete response at the start of `buf`: its status and length.
 /// Content-Length bodies only (what nginx sends for `return`).
-fn parse_response(buf: &[u8]) -> Option<(u16, usize)> {
+pub(super) fn parse_response(buf: &[u8]) -> Option<(u16, usize)> {
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = &buf[..head_end];
     let status = std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()?;

@@ -14,11 +14,16 @@
 //! (bpf_stats) and the agent's own counts (ring losses, drops by reason,
 //! capture → send delay).
 //!
+//! P1 is also measured as interleaved baseline / capture-only pairs
+//! (`Scenario::pairs`), the comparison at 20k req/s gets its own row, and
+//! [`bodies`] runs P6's uploads to a shadow that checks every byte.
+//!
 //! `cargo xtask bench capture` is the kernel program's sub-bench
 //! ([`capture`]), also run first by the full bench. `cargo xtask bench
 //! replay` measures `mirror-agent replay` from a file ([`replay`]), on its
 //! own.
 
+mod bodies;
 mod bpf;
 mod capture;
 mod floor;
@@ -72,8 +77,9 @@ pub struct Options {
     /// rates).
     #[arg(long)]
     pub seconds: Option<f64>,
-    /// Only the scenarios whose name contains this (repeatable), e.g.
-    /// `--only saturation --only 'conns=10 '`.
+    /// Only the scenarios and P6 rows whose name contains this
+    /// (repeatable), e.g. `--only saturation --only 'conns=10 '`; `--only
+    /// 'conns=50 '` is P1's interleaved pairs, `--only p6` the uploads.
     #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
     /// Only these modes besides the baseline (repeatable): capture-only,
@@ -145,6 +151,12 @@ pub struct Scenario {
     pub connections: usize,
     pub seconds: f64,
     pub repeat: usize,
+    /// P1's measure (issue 26): baseline and capture-only only, in
+    /// interleaved pairs, wrk with one thread; reported pair by pair.
+    pub pairs: bool,
+    /// Modes run under this scenario beyond the default set (compare-1
+    /// at 20k req/s), when no `--mode` is given.
+    pub extra_modes: Vec<Mode>,
 }
 
 impl Scenario {
@@ -164,6 +176,7 @@ impl Scenario {
 pub fn size_label(bytes: usize) -> String {
     match bytes {
         0 => "0".into(),
+        b if b >= 1 << 30 => format!("{}GB", b >> 30),
         b if b >= 1 << 20 => format!("{}MB", b >> 20),
         b if b >= 1 << 10 => format!("{}KB", b >> 10),
         b => format!("{b}B"),
@@ -197,6 +210,8 @@ pub struct Run {
     pub mirror: MirrorStats,
     /// Busy share of each CPU during the load, percent.
     pub cpu_busy: Vec<f64>,
+    /// Of which softirq, percent.
+    pub cpu_softirq: Vec<f64>,
     /// Fixed rate only: the largest backlog of requests waiting for a free
     /// connection (0 when the primary kept up).
     pub max_backlog: usize,
@@ -207,6 +222,18 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
     let quick = options.quick;
     let seconds = options.seconds.unwrap_or(if quick { 1.5 } else { 8.0 });
     let mut out = Vec::new();
+    // P1 as issue 26 measures it: one-worker nginx at saturation, small
+    // GETs on 50 keep-alive connections (`wrk -t1 -c50`), three
+    // interleaved baseline / capture-only pairs.
+    out.push(Scenario {
+        load: Load::Saturation,
+        body: 0,
+        connections: 50,
+        seconds,
+        repeat: options.repeat.unwrap_or(if quick { 1 } else { 3 }),
+        pairs: true,
+        extra_modes: Vec::new(),
+    });
     let saturation: &[(usize, usize)] = if quick {
         &[(0, 10)]
     } else {
@@ -233,6 +260,8 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
                 } else {
                     1
                 }),
+            pairs: false,
+            extra_modes: Vec::new(),
         });
     }
     let rated: &[(u32, usize, usize)] = if quick {
@@ -252,12 +281,22 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         ]
     };
     for &(rate, body, connections) in rated {
+        // The comparison at 20k req/s with one candidate (issue 26): its
+        // row says what share of the pairs it compared and which CPU is
+        // full; the quick run has it at its one rate so it does not rot.
+        let compare = quick || (rate == 20_000 && body == 0 && connections == 10);
         out.push(Scenario {
             load: Load::Rate(rate),
             body,
             connections,
             seconds: seconds.max(if quick { 1.5 } else { 10.0 }),
             repeat: options.repeat.unwrap_or(1),
+            pairs: false,
+            extra_modes: if compare {
+                vec![Mode::Compare(1)]
+            } else {
+                Vec::new()
+            },
         });
     }
     out.retain(|s| {
@@ -267,6 +306,44 @@ fn scenarios(options: &Options) -> Vec<Scenario> {
         options.only.is_empty() || options.only.iter().any(|o| name.contains(o.as_str()))
     });
     out
+}
+
+/// The modes run under `scenario`, out of `selected` ([`modes`]).
+fn scenario_modes(scenario: &Scenario, selected: &[Mode], options: &Options) -> Vec<Mode> {
+    let mut out: Vec<Mode> = selected
+        .iter()
+        .filter(|m| !scenario.pairs || matches!(m, Mode::Baseline | Mode::CaptureOnly))
+        // The floor sends at a rate: not under saturation.
+        .filter(|m| **m != Mode::Floor || matches!(scenario.load, Load::Rate(_)))
+        .cloned()
+        .collect();
+    if options.modes.is_empty() {
+        for m in &scenario.extra_modes {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+    }
+    // Pairs without capture-only (another `--mode`) are only a baseline.
+    if scenario.pairs && !out.contains(&Mode::CaptureOnly) {
+        out.clear();
+    }
+    out
+}
+
+/// The P6 rows selected by `--only` (matched like the scenarios).
+fn body_rows(options: &Options) -> Vec<bodies::BodyRow> {
+    let mut rows = bodies::rows(options.quick);
+    rows.retain(|r| {
+        let name = format!("{} ", r.name());
+        options.only.is_empty() || options.only.iter().any(|o| name.contains(o.as_str()))
+    });
+    // Bodies are the agent replaying: not with a `--mode` that leaves
+    // replay-1 out.
+    if !options.modes.is_empty() && !options.modes.iter().any(|m| m == "replay-1") {
+        rows.clear();
+    }
+    rows
 }
 
 fn modes(options: &Options) -> Vec<Mode> {
@@ -380,7 +457,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let result = scenarios_run(options, &agent);
     drop(keep_awake);
     let _ = set_bpf_stats(bpf_stats_before.trim() == "1");
-    let runs = result?;
+    let (runs, bodies) = result?;
 
     let elapsed = started.elapsed();
     let meta = report::Meta::collect(
@@ -389,8 +466,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         &agent,
         [wakeup_cost_us, awake_wakeup_cost_us],
     );
-    let md = report::markdown(&meta, &runs, capture.as_ref(), &idle);
-    let json = report::json(&meta, &runs, capture.as_ref(), &idle);
+    let md = report::markdown(&meta, &runs, &bodies, capture.as_ref(), &idle);
+    let json = report::json(&meta, &runs, &bodies, capture.as_ref(), &idle);
     let out = root.join("target/bench");
     fs::create_dir_all(&out)?;
     let stem = if options.quick {
@@ -410,7 +487,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         elapsed.as_secs_f64()
     );
     if options.quick {
-        check_harness(&runs)?;
+        check_harness(&runs, &bodies)?;
         println!("==> bench --quick: every mode produced numbers; the shadows received copies");
     }
     Ok(())
@@ -429,26 +506,33 @@ fn set_bpf_stats(on: bool) -> Result<()> {
     .map(drop)
 }
 
-fn scenarios_run(options: &Options, agent: &AgentSettings) -> Result<Vec<Run>> {
-    let scenarios = scenarios(options);
+fn scenarios_run(
+    options: &Options,
+    agent: &AgentSettings,
+) -> Result<(Vec<Run>, Vec<bodies::BodyRun>)> {
     let modes = modes(options);
-    ensure!(!scenarios.is_empty(), "no scenario matches --only");
+    let scenarios: Vec<(Scenario, Vec<Mode>)> = scenarios(options)
+        .into_iter()
+        .map(|s| {
+            let m = scenario_modes(&s, &modes, options);
+            (s, m)
+        })
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    let rows = body_rows(options);
+    ensure!(
+        !scenarios.is_empty() || !rows.is_empty(),
+        "no scenario matches --only"
+    );
     let hosts = Hosts::build()?;
     let mut primary = Nginx::primary(&hosts)?;
     let mut shadows = [Nginx::shadow(&hosts, 0)?, Nginx::shadow(&hosts, 1)?];
-    // The floor sends at a rate: not under saturation.
-    let runs_in = |scenario: &Scenario, mode: &Mode| {
-        *mode != Mode::Floor || matches!(scenario.load, Load::Rate(_))
-    };
-    let total: usize = scenarios
-        .iter()
-        .map(|s| s.repeat * modes.iter().filter(|m| runs_in(s, m)).count())
-        .sum();
+    let total: usize = scenarios.iter().map(|(s, m)| s.repeat * m.len()).sum();
     let mut runs = Vec::new();
-    for scenario in &scenarios {
+    for (scenario, modes) in &scenarios {
         println!("==> {}", scenario.name());
         for repetition in 0..scenario.repeat {
-            for mode in modes.iter().filter(|m| runs_in(scenario, m)) {
+            for mode in modes {
                 let run = run_one(
                     &hosts,
                     &mut primary,
@@ -468,7 +552,14 @@ fn scenarios_run(options: &Options, agent: &AgentSettings) -> Result<Vec<Run>> {
             }
         }
     }
-    Ok(runs)
+    let mut body_runs = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        println!("==> {}", row.name());
+        let run = bodies::run(&hosts, agent, row).with_context(|| row.name())?;
+        println!("  [{}/{}] {}", i + 1, rows.len(), report::body_line(&run));
+        body_runs.push(run);
+    }
+    Ok((runs, body_runs))
 }
 
 /// Requests logged by nginx are flushed every 200 ms.
@@ -505,6 +596,7 @@ fn run_one(
                     hosts,
                     &mirror.url(),
                     scenario.connections,
+                    scenario.pairs.then_some(1),
                     scenario.body,
                     duration,
                 )?;
@@ -544,7 +636,9 @@ fn run_one(
                 )
             }
         };
-    let cpu_busy = CpuTimes::now().busy_since(&cpu_before);
+    let cpu_after = CpuTimes::now();
+    let cpu_busy = cpu_after.busy_since(&cpu_before);
+    let cpu_softirq = cpu_after.softirq_since(&cpu_before);
     mirror.settle(hosts)?;
     std::thread::sleep(LOG_FLUSH);
     let served = primary.log.take()?;
@@ -569,6 +663,7 @@ fn run_one(
         received,
         mirror,
         cpu_busy,
+        cpu_softirq,
         max_backlog,
     })
 }
@@ -578,8 +673,46 @@ fn warmup(scenario: &Scenario) -> Duration {
 }
 
 /// The quick run's verdict: the harness works, whatever the speed.
-fn check_harness(runs: &[Run]) -> Result<()> {
+fn check_harness(runs: &[Run], bodies: &[bodies::BodyRun]) -> Result<()> {
     let mut problems = Vec::new();
+    if !runs.iter().any(|r| r.scenario.pairs) {
+        problems.push("no P1 pair ran".to_owned());
+    }
+    if !runs.iter().any(|r| matches!(r.mode, Mode::Compare(_))) {
+        problems.push("no compare-1 run".to_owned());
+    }
+    for r in runs.iter().filter(|r| matches!(r.mode, Mode::Compare(_))) {
+        if r.mirror
+            .agent
+            .as_ref()
+            .and_then(|a| a.compared())
+            .unwrap_or(0)
+            == 0
+        {
+            problems.push(format!(
+                "compare-1 under {}: no pair compared",
+                r.scenario.name()
+            ));
+        }
+    }
+    if bodies.is_empty() {
+        problems.push("no P6 row ran".to_owned());
+    }
+    // Whether the agent keeps up with a burst of large bodies is what the
+    // rows measure (a debug build loses ring records): the harness only
+    // needs one row whose copies the checker confirmed.
+    if !bodies.is_empty() && bodies.iter().all(|b| b.shadow.exact == 0) {
+        problems.push("P6: the checking shadow confirmed no body".to_owned());
+    }
+    for b in bodies {
+        let what = b.row.name();
+        if b.uploaded.completed == 0 {
+            problems.push(format!("{what}: no upload answered"));
+        }
+        if b.mirror.peak_rss == 0 {
+            problems.push(format!("{what}: no peak RSS for the agent"));
+        }
+    }
     for run in runs {
         let what = format!("{} under {}", run.mode, run.scenario.name());
         if !(run.rate > 0.0 && run.served.requests > 0 && run.p99_us > 0.0) {
@@ -610,4 +743,84 @@ fn check_harness(runs: &[Run]) -> Result<()> {
         bail!("the bench harness is broken:\n  {}", problems.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: &Scenario, mode: Mode, repetition: usize, rate: f64) -> Run {
+        Run {
+            scenario: scenario.clone(),
+            mode,
+            repetition,
+            rate,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            completed: 0,
+            errors: 0,
+            reconnects: 0,
+            client_cpu_us: None,
+            served: Logged::default(),
+            received: Vec::new(),
+            mirror: MirrorStats::default(),
+            cpu_busy: Vec::new(),
+            cpu_softirq: Vec::new(),
+            max_backlog: 0,
+        }
+    }
+
+    /// P1's pairs: each capture-only run against the baseline of its own
+    /// repetition (not the median baseline), and the median of the ratios.
+    #[test]
+    fn pairs_are_ratioed_within_each_repetition() {
+        let options = Options::default();
+        let all = scenarios(&options);
+        let pairs = all.iter().find(|s| s.pairs).unwrap();
+        assert_eq!((pairs.connections, pairs.repeat), (50, 3));
+        let runs = vec![
+            run(pairs, Mode::Baseline, 0, 100.0),
+            run(pairs, Mode::CaptureOnly, 0, 80.0),
+            run(pairs, Mode::Baseline, 1, 200.0),
+            run(pairs, Mode::CaptureOnly, 1, 190.0),
+            run(pairs, Mode::Baseline, 2, 100.0),
+            run(pairs, Mode::CaptureOnly, 2, 90.0),
+        ];
+        let (ratios, median) = report::pair_ratios(&runs);
+        assert_eq!(ratios, vec![0.8, 0.95, 0.9]);
+        assert_eq!(median, Some(0.9));
+    }
+
+    /// The pairs run only baseline and capture-only; compare-1 joins the
+    /// 20k scenario by default, not when modes are chosen.
+    #[test]
+    fn new_rows_take_their_own_modes() {
+        let options = Options::default();
+        let selected = modes(&options);
+        let all = scenarios(&options);
+        let pairs = all.iter().find(|s| s.pairs).unwrap();
+        assert_eq!(
+            scenario_modes(pairs, &selected, &options),
+            vec![Mode::Baseline, Mode::CaptureOnly]
+        );
+        let at_20k = all
+            .iter()
+            .find(|s| s.name() == "20k-rps body=0 conns=10")
+            .unwrap();
+        assert!(scenario_modes(at_20k, &selected, &options).contains(&Mode::Compare(1)));
+        let chosen = Options {
+            modes: vec!["replay-1".into()],
+            ..Options::default()
+        };
+        let selected = modes(&chosen);
+        assert!(scenario_modes(pairs, &selected, &chosen).is_empty());
+        assert!(!scenario_modes(at_20k, &selected, &chosen).contains(&Mode::Compare(1)));
+        assert!(body_rows(&chosen).len() == 4);
+        let only = Options {
+            only: vec!["p6 slow".into()],
+            ..Options::default()
+        };
+        assert_eq!(body_rows(&only).len(), 1);
+    }
 }

@@ -103,6 +103,8 @@ pub struct Mirror {
     floor_start: u64,
     _proxy: Option<Nginx>,
     cpu_start: (f64, f64),
+    /// CPU seconds of each of the process's threads at the start.
+    threads_start: BTreeMap<String, f64>,
     wakeups_start: u64,
     /// Where this run's agent serves its metrics (a new port each run: a
     /// port just released may still be taken).
@@ -125,6 +127,9 @@ pub struct MirrorStats {
     pub cpu_system_seconds: f64,
     /// Times its threads went to sleep and were woken again.
     pub wakeups: u64,
+    /// CPU seconds of each thread (by name) over the run: which one is
+    /// full.
+    pub threads_cpu: BTreeMap<String, f64>,
     /// Peak RSS (VmHWM) of that process since it started.
     pub peak_rss: u64,
     /// The kernel program's bpf_stats over the run (agent modes): every
@@ -148,6 +153,19 @@ pub struct AgentCounts {
     pub records_lost: u64,
     pub packets_matched: u64,
     pub targets: Vec<TargetRun>,
+    /// `--compare`: pairs by result (`match`, `differ`, or why not
+    /// compared), summed over the targets; empty without the comparison.
+    pub compare: BTreeMap<String, u64>,
+}
+
+impl AgentCounts {
+    /// Pairs compared (match or differ), with the comparison on.
+    pub fn compared(&self) -> Option<u64> {
+        (!self.compare.is_empty()).then(|| {
+            self.compare.get("match").copied().unwrap_or(0)
+                + self.compare.get("differ").copied().unwrap_or(0)
+        })
+    }
 }
 
 /// One target at the end of a run.
@@ -182,6 +200,31 @@ impl Mirror {
         rate: Option<u32>,
         request: &[u8],
     ) -> Result<Mirror> {
+        Self::start_with(mode, hosts, agent, rate, request, None)
+    }
+
+    /// The agent replaying to `url` alone (a shadow of the bench's own
+    /// making, e.g. the body checker of `bodies.rs`), measured as
+    /// `replay-1`.
+    pub fn start_to(hosts: &Hosts, agent: &AgentSettings, url: &str) -> Result<Mirror> {
+        Self::start_with(
+            &Mode::Replay(1),
+            hosts,
+            agent,
+            None,
+            &[],
+            Some(Targets::Url(url.to_owned())),
+        )
+    }
+
+    fn start_with(
+        mode: &Mode,
+        hosts: &Hosts,
+        agent: &AgentSettings,
+        rate: Option<u32>,
+        request: &[u8],
+        targets: Option<Targets>,
+    ) -> Result<Mirror> {
         static RUNS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let ports = super::hosts::METRICS_PORTS;
         let metrics_port = ports.start
@@ -209,7 +252,7 @@ impl Mirror {
         let (process, proxy) = match mode {
             Mode::Baseline | Mode::Floor => (None, None),
             Mode::CaptureOnly => start(Targets::Http(1), &["--dry-run"])?,
-            Mode::Replay(n) => start(Targets::Http(*n), &[])?,
+            Mode::Replay(n) => start(targets.unwrap_or(Targets::Http(*n)), &[])?,
             Mode::ReplayTls => start(Targets::Https, &[])?,
             Mode::Compare(n) => start(Targets::Http(*n), &["--compare"])?,
             Mode::NginxMirror => (None, Some(Nginx::mirror_proxy(hosts, 1)?)),
@@ -240,6 +283,7 @@ impl Mirror {
             floor_start: 0,
             _proxy: proxy,
             cpu_start: (0.0, 0.0),
+            threads_start: BTreeMap::new(),
             wakeups_start: 0,
             metrics_port,
             bpf_start: BpfStats::default(),
@@ -285,6 +329,7 @@ impl Mirror {
         }
         if let Some(pid) = self.pid() {
             self.cpu_start = probe::cpu_split(pid)?;
+            self.threads_start = probe::threads_cpu(pid);
             self.wakeups_start = probe::wakeups(pid);
             self.bpf_start = probe::bpf_stats(pid)?;
             self.bpf_egress_start = probe::bpf_stats_of(pid, Some(&self.egress_ids))?;
@@ -341,6 +386,13 @@ impl Mirror {
             cpu_seconds: user + system - self.cpu_start.0 - self.cpu_start.1,
             cpu_system_seconds: system - self.cpu_start.1,
             wakeups: probe::wakeups(pid).saturating_sub(self.wakeups_start),
+            threads_cpu: probe::threads_cpu(pid)
+                .into_iter()
+                .map(|(name, s)| {
+                    let before = self.threads_start.get(&name).copied().unwrap_or(0.0);
+                    (name, s - before)
+                })
+                .collect(),
             peak_rss: probe::peak_rss(pid)?,
             bpf: probe::bpf_stats(pid)?.since(self.bpf_start),
             bpf_egress: probe::bpf_stats_of(pid, Some(&self.egress_ids))?
@@ -366,12 +418,14 @@ impl Mirror {
 }
 
 /// Where the agent under test mirrors to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Targets {
     /// The first n shadows, plain http.
     Http(usize),
     /// The first shadow over https, verified with the bench's CA.
     Https,
+    /// One shadow at this URL.
+    Url(String),
 }
 
 fn start_agent(
@@ -389,6 +443,7 @@ fn start_agent(
             vec![shadow_tls_url(0)],
             Some(shadow_ca_file(hosts).display().to_string()),
         ),
+        Targets::Url(url) => (vec![url], None),
     };
     let shadows = urls.len();
     let mut args = vec!["--iface", PRIMARY_IFACE, "--port", &port];
@@ -452,6 +507,15 @@ fn agent_counts(metrics: &Metrics) -> AgentCounts {
         records_lost: sum("mirror_kernel_records_total", &[("outcome", "lost")]),
         packets_matched: sum("mirror_kernel_packets_total", &[("outcome", "matched")]),
         targets,
+        compare: {
+            let mut by_result = BTreeMap::new();
+            for s in metrics.matching("mirror_compare_total", &[]) {
+                if let Some(result) = s.label("result") {
+                    *by_result.entry(result.to_owned()).or_default() += s.value as u64;
+                }
+            }
+            by_result
+        },
     }
 }
 

@@ -232,7 +232,17 @@ pub fn egress_programs(pid: u32) -> Vec<u64> {
 
 /// Busy and total jiffies per CPU (/proc/stat).
 #[derive(Clone, Debug, Default)]
-pub struct CpuTimes(Vec<(u64, u64)>);
+pub struct CpuTimes(Vec<CpuTicks>);
+
+/// One CPU's line of /proc/stat, in ticks.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuTicks {
+    busy: u64,
+    total: u64,
+    /// Of `busy`, softirq work (a veth's receive side, the capture
+    /// program, TCP).
+    softirq: u64,
+}
 
 impl CpuTimes {
     pub fn now() -> Self {
@@ -248,7 +258,11 @@ impl CpuTimes {
                         .collect();
                     let total: u64 = v.iter().take(8).sum();
                     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-                    (total - idle, total)
+                    CpuTicks {
+                        busy: total - idle,
+                        total,
+                        softirq: v.get(6).copied().unwrap_or(0),
+                    }
                 })
                 .collect(),
         )
@@ -256,15 +270,42 @@ impl CpuTimes {
 
     /// Busy share of each CPU since `before`, in percent.
     pub fn busy_since(&self, before: &CpuTimes) -> Vec<f64> {
+        self.share_since(before, |t| t.busy)
+    }
+
+    /// Share of each CPU spent in softirq since `before`, in percent.
+    pub fn softirq_since(&self, before: &CpuTimes) -> Vec<f64> {
+        self.share_since(before, |t| t.softirq)
+    }
+
+    fn share_since(&self, before: &CpuTimes, part: impl Fn(&CpuTicks) -> u64) -> Vec<f64> {
         self.0
             .iter()
             .zip(&before.0)
-            .map(|((b1, t1), (b0, t0))| {
-                let t = t1.saturating_sub(*t0).max(1) as f64;
-                100.0 * b1.saturating_sub(*b0) as f64 / t
+            .map(|(now, then)| {
+                let t = now.total.saturating_sub(then.total).max(1) as f64;
+                100.0 * part(now).saturating_sub(part(then)) as f64 / t
             })
             .collect()
     }
+}
+
+/// CPU seconds (user + system) of each thread of `pid` so far, by thread
+/// name (threads of one name summed): which of the agent's threads is
+/// full, the capture loop's or the comparison's.
+pub fn threads_cpu(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Ok((user, system)) = cpu_split_in(&path.join("stat").display().to_string()) {
+            *out.entry(name.trim().to_owned()).or_default() += user + system;
+        }
+    }
+    out
 }
 
 /// A quantile of a cumulative Prometheus histogram (`(le, count)` sorted),

@@ -45,11 +45,14 @@ done = function(summary, latency, requests)
 end
 "#;
 
-/// Runs wrk against `url` for `duration` on `connections` connections.
+/// Runs wrk against `url` for `duration` on `connections` connections,
+/// with `threads` threads (None: the bench's default for that many
+/// connections).
 pub fn run(
     hosts: &Hosts,
     url: &str,
     connections: usize,
+    threads: Option<usize>,
     body: usize,
     duration: Duration,
 ) -> Result<WrkOutcome> {
@@ -59,7 +62,8 @@ pub fn run(
     }
     // One thread per 5000 connections at least; two keep it near the
     // other threads it shares the client CPU with.
-    let threads = connections.clamp(1, 2).max(connections.div_ceil(5000));
+    let threads =
+        threads.unwrap_or_else(|| connections.clamp(1, 2).max(connections.div_ceil(5000)));
     let seconds = duration.as_secs_f64().ceil().max(1.0) as u64;
     let out = command::run(
         hosts
