@@ -73,6 +73,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         return;
     };
     counters.add(Counter::Seen, 1);
+    #[cfg(mirror_stop = "seen")]
+    return;
     let Some(config) = MIRROR_CONFIG.get(0) else {
         return;
     };
@@ -95,6 +97,11 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             return;
         }
     };
+    #[cfg(mirror_stop = "parse")]
+    {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
     let Some(buf) = MIRROR_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -112,6 +119,11 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         counters.add(Counter::NotSampled, 1);
         return;
     }
+    #[cfg(mirror_stop = "sample")]
+    {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
     buf.header.src_port = seg.src_port;
     buf.header.dst_port = seg.dst_port;
     buf.header.family = seg.family;
@@ -125,6 +137,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         },
         1,
     );
+    #[cfg(mirror_stop = "ignore")]
+    return;
     let header = &mut buf.header;
     // SAFETY: helper without arguments.
     header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
@@ -135,6 +149,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     header.tcp_flags = seg.tcp_flags;
     header.kind = RecordKind::Control as u8;
     header._pad = [0; 4];
+    #[cfg(mirror_stop = "header")]
+    return;
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         output(counters, &buf.header, config);
     }

@@ -33,6 +33,8 @@ pub fn copy_payload(ctx: &TcContext) {
     let copy_len = payload_len.min(CHUNK_SIZE * MAX_CHUNKS);
     let chunks = copy_len.div_ceil(CHUNK_SIZE);
     counters.add(Counter::RecordsMatched, chunks as u64);
+    #[cfg(mirror_stop = "tail_call")]
+    return;
 
     buf.header.kind = RecordKind::Data as u8;
     let wakeup = wakeup_flag(
@@ -147,6 +149,12 @@ fn copy_into<const SIZE: usize>(
     let Some(mut record) = MIRROR_EVENTS.reserve_bytes(SIZE, 0) else {
         return false;
     };
+    #[cfg(mirror_stop = "reserve")]
+    {
+        let _ = (ctx, header, offset, len);
+        record.submit(wakeup);
+        return true;
+    }
     // SAFETY: the reservation holds SIZE >= RECORD_HEADER_SIZE bytes, 8-byte
     // aligned by the kernel; `load_payload` copies at most SIZE -
     // RECORD_HEADER_SIZE bytes after the header.
