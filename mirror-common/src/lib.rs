@@ -231,7 +231,9 @@ pub struct CaptureScratch {
     pub payload_len: u32,
     /// Sequence number of the first payload byte.
     pub first_seq: u32,
-    pub _pad: u32,
+    /// Bytes this CPU added to the ring since the program last read the
+    /// ring's positions (it does so once in a while, not per record).
+    pub unqueried: u32,
 }
 
 /// The single value of the config map, filled by the agent before attaching.

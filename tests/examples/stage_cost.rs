@@ -3,18 +3,22 @@
 //! `--cfg mirror_stop="STAGE"`) and times its classifier with
 //! `BPF_PROG_TEST_RUN` on a matched 1448 B segment, a matched 100 B one and
 //! a packet to another port. Prints one line per object: median ns per run
-//! of 5 rounds.
+//! of 5 rounds, net of a 2-instruction program timed just before (the test
+//! loop's own cost, and bpf_stats' when something turned them on).
 //!
 //! `cargo xtask bench capture --stages` builds the objects and runs this;
 //! by hand: `cargo run -p mirror-tests --example stage_cost -- OBJ...`
 //! (root).
 
-use std::{net::Ipv4Addr, os::fd::AsFd as _};
+use std::{
+    net::Ipv4Addr,
+    os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+};
 
 use anyhow::{Context as _, Result};
 use aya::{
     EbpfLoader,
-    maps::{Array, ProgramArray},
+    maps::{Array, ProgramArray, RingBuf},
     programs::SchedClassifier,
 };
 use mirror_common::{
@@ -23,9 +27,10 @@ use mirror_common::{
 use mirror_testkit::packet::{self, ETH_P_IP, IPPROTO_TCP};
 
 const PORT: u16 = 9000;
-/// Room for every record of the rounds below without a reader: a full ring
-/// would make the reservation fail, which is cheaper than a copy.
-const RING_BYTES: u32 = 256 << 20;
+/// The agent's default ring. It is emptied after every round (a full ring
+/// would make the reservation fail, which is cheaper than a copy), so the
+/// program writes over memory it used before, as it does in production.
+const RING_BYTES: u32 = 16 << 20;
 const ROUNDS: usize = 5;
 
 /// Ethernet + IPv4 + TCP with a 32-byte header (timestamps), ACK|PSH.
@@ -43,16 +48,55 @@ fn segment(port: u16, payload: usize) -> Vec<u8> {
     )
 }
 
-fn measure(path: &str) -> Result<[f64; 3]> {
+/// `r0 = TC_ACT_UNSPEC; exit`, loaded with bpf(2): the test loop's floor.
+fn empty_program() -> Result<OwnedFd> {
+    let insns: [u64; 2] = [
+        // BPF_ALU64 | BPF_MOV | BPF_K, r0, imm -1
+        0xb7 | (0xffff_ffffu64 << 32),
+        // BPF_JMP | BPF_EXIT
+        0x95,
+    ];
+    let license = b"GPL\0";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&3u32.to_le_bytes()); // BPF_PROG_TYPE_SCHED_CLS
+    attr[4..8].copy_from_slice(&2u32.to_le_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_le_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
+    // SAFETY: a zero-padded bpf_attr whose pointers outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_mut_ptr(), attr.len()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("loading an empty program");
+    }
+    // SAFETY: a new fd, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Median ns per run of `fd` on `frame` over ROUNDS rounds, after one
+/// warm-up round.
+fn median(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32, mut between: impl FnMut()) -> Result<f64> {
+    packet::prog_test_run(fd, frame, repeat)?;
+    between();
+    let mut v = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        v.push(packet::prog_test_run(fd, frame, repeat)?.duration_ns as f64);
+        between();
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[ROUNDS / 2])
+}
+
+fn measure(path: &str, empty: BorrowedFd<'_>) -> Result<[f64; 3]> {
     let object = std::fs::read(path).with_context(|| format!("reading {path}"))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_EVENTS, RING_BYTES)
         .load(&object)?;
+    let ring = ebpf.take_map(MAP_EVENTS).context("ring")?;
     let mut config = CaptureConfig::empty();
     config.set_ports(&[PORT]);
     // As the agent sets it for its default 16 MiB ring.
     config.wakeup_bytes = 1 << 20;
-    let mut map: Array<_, CaptureConfig> = ebpf.map_mut(MAP_CONFIG).context("config")?.try_into()?;
+    let mut map: Array<_, CaptureConfig> =
+        ebpf.map_mut(MAP_CONFIG).context("config")?.try_into()?;
     map.set(0, config, 0)?;
     let copier: &mut SchedClassifier = ebpf
         .program_mut(COPY_PROGRAM_NAME)
@@ -68,27 +112,35 @@ fn measure(path: &str) -> Result<[f64; 3]> {
         .try_into()?;
     classifier.load()?;
     let fd = classifier.fd()?.as_fd();
-    let median = |frame: &[u8], repeat: u32| -> Result<f64> {
-        // One warm-up round, then the median of ROUNDS.
-        packet::prog_test_run(fd, frame, repeat)?;
-        let mut v = (0..ROUNDS)
-            .map(|_| packet::prog_test_run(fd, frame, repeat).map(|r| r.duration_ns as f64))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        v.sort_by(f64::total_cmp);
-        Ok(v[ROUNDS / 2])
+    let mut ring = RingBuf::try_from(ring)?;
+    let mut net = |frame: &[u8], repeat: u32| -> Result<f64> {
+        let floor = median(empty, frame, 100_000, || {})?;
+        let run = median(fd, frame, repeat, || while ring.next().is_some() {})?;
+        Ok(run - floor)
     };
     Ok([
-        median(&segment(PORT, 1448), 10_000)?,
-        median(&segment(PORT, 100), 10_000)?,
-        median(&segment(PORT + 1, 0), 100_000)?,
+        net(&segment(PORT, 1448), 5_000)?,
+        net(&segment(PORT, 100), 5_000)?,
+        net(&segment(PORT + 1, 0), 100_000)?,
     ])
 }
 
+fn bpf_stats_on() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0")
+}
+
 fn main() -> Result<()> {
-    println!("object\tmatched 1448 B\tmatched 100 B\tother port");
+    let empty = empty_program()?;
+    println!("object\tmatched 1448 B\tmatched 100 B\tother port (ns per run, net)");
     for path in std::env::args().skip(1) {
-        let [mtu, small, other] = measure(&path)?;
-        println!("{path}\t{mtu:.0}\t{small:.0}\t{other:.0}");
+        let stats = bpf_stats_on();
+        let [mtu, small, other] = measure(&path, empty.as_fd())?;
+        let note = if stats || bpf_stats_on() {
+            "\t(bpf_stats on)"
+        } else {
+            ""
+        };
+        println!("{path}\t{mtu:.0}\t{small:.0}\t{other:.0}{note}");
     }
     Ok(())
 }

@@ -105,7 +105,7 @@ fn ring_program(ring: &OwnedFd) -> Result<OwnedFd> {
 fn copy_program(ring: &OwnedFd) -> Result<OwnedFd> {
     let map = ring.as_raw_fd();
     // mirror_common::RECORD_HEADER_SIZE (xtask does not depend on it).
-    let header = 56;
+    let header = 64;
     load(&[
         insn(0xbf, 6, 1, 0, 0), // r6 = ctx
         insn(0x18, 1, 1, 0, map),
