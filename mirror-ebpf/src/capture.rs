@@ -107,6 +107,14 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         counters.add(Counter::Matched, 1);
         return;
     }
+    // A segment with nothing to record (no payload, no SYN, FIN or RST:
+    // a pure ACK, as many as there are requests) is done as soon as its
+    // outcome is known: at once when every connection is sampled.
+    let quiet = seg.payload_len == 0 && seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0;
+    if quiet && config.sample_bp >= SAMPLE_ALL {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
     let Some(buf) = MIRROR_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -122,6 +130,10 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     }
     if !sampled(config, &seg, &buf.header, to_server) {
         counters.add(Counter::NotSampled, 1);
+        return;
+    }
+    if quiet {
+        counters.add(Counter::Matched, 1);
         return;
     }
     #[cfg(mirror_stop = "sample")]
@@ -172,7 +184,7 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     if seg.payload_len <= CHUNK_SIZE {
         // One record (every segment without GRO/TSO): copied here. The tail
         // call and the copier's own lookups cost more than this branch.
-        #[cfg(mirror_stop = "tail_call")]
+        #[cfg(mirror_stop = "handoff")]
         {
             counters.add(Counter::RecordsMatched, 1);
             return;

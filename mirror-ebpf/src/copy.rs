@@ -34,7 +34,7 @@ pub fn copy_payload(ctx: &TcContext) {
     let copy_len = payload_len.min(CHUNK_SIZE * MAX_CHUNKS);
     let chunks = copy_len.div_ceil(CHUNK_SIZE);
     counters.add(Counter::RecordsMatched, chunks as u64);
-    #[cfg(mirror_stop = "tail_call")]
+    #[cfg(mirror_stop = "handoff")]
     return;
 
     buf.header.kind = RecordKind::Data as u8;
@@ -55,6 +55,12 @@ pub fn copy_payload(ctx: &TcContext) {
     buf.header.tcp_flags = flags & !TCP_PSH;
     let mut copied = 0;
     let mut failed = false;
+    // The segment's wakeup (if any) goes with its first record only: each
+    // submit with BPF_RB_FORCE_WAKEUP queues an irq_work, a self-IPI that
+    // a VM pays as an exit, and the agent woken by the first record drains
+    // the others as they come. Passed with every chunk, a 64 KiB GRO
+    // segment crossing the mark raised up to 16 of them.
+    let mut wakeup = wakeup;
     for i in 0..MAX_CHUNKS {
         if i >= leading {
             break;
@@ -75,6 +81,7 @@ pub fn copy_payload(ctx: &TcContext) {
             failed = true;
             break;
         }
+        wakeup = BPF_RB_NO_WAKEUP as u64;
         copied += 1;
     }
     if !failed && last_len > 0 {

@@ -1,8 +1,8 @@
 //! The kernel program's cost by part: loads each eBPF object given (the
 //! real one, and measuring builds that stop after a stage, built with
 //! `--cfg mirror_stop="STAGE"`) and times its classifier with
-//! `BPF_PROG_TEST_RUN` on a matched 1448 B segment, a matched 100 B one and
-//! a packet to another port. Prints one line per object: median ns per run
+//! `BPF_PROG_TEST_RUN` on a matched 1448 B segment, a matched 100 B one, a
+//! matched segment without payload (an ACK) and a packet to another port. Prints one line per object: median ns per run
 //! of 5 rounds, net of a 2-instruction program timed just before (the test
 //! loop's own cost, and bpf_stats' when something turned them on).
 //!
@@ -12,7 +12,7 @@
 
 use std::{
     net::Ipv4Addr,
-    os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result};
@@ -23,6 +23,7 @@ use aya::{
 };
 use mirror_common::{
     COPY_PROGRAM_NAME, CaptureConfig, JUMP_COPY, MAP_CONFIG, MAP_EVENTS, MAP_JUMP, PROGRAM_NAME,
+    RECORD_HEADER_SIZE,
 };
 use mirror_testkit::packet::{self, ETH_P_IP, IPPROTO_TCP};
 
@@ -48,27 +49,64 @@ fn segment(port: u16, payload: usize) -> Vec<u8> {
     )
 }
 
-/// `r0 = TC_ACT_UNSPEC; exit`, loaded with bpf(2): the test loop's floor.
-fn empty_program() -> Result<OwnedFd> {
-    let insns: [u64; 2] = [
-        // BPF_ALU64 | BPF_MOV | BPF_K, r0, imm -1
-        0xb7 | (0xffff_ffffu64 << 32),
-        // BPF_JMP | BPF_EXIT
-        0x95,
-    ];
+/// One BPF instruction.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    code as u64
+        | ((dst | (src << 4)) as u64) << 8
+        | (off as u16 as u64) << 16
+        | (imm as u32 as u64) << 32
+}
+
+/// Loads a classifier made of `insns` with bpf(2).
+fn load_raw(insns: &[u64]) -> Result<OwnedFd> {
     let license = b"GPL\0";
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&3u32.to_le_bytes()); // BPF_PROG_TYPE_SCHED_CLS
-    attr[4..8].copy_from_slice(&2u32.to_le_bytes());
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_le_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_le_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
     // SAFETY: a zero-padded bpf_attr whose pointers outlive the call.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_mut_ptr(), attr.len()) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("loading an empty program");
+        return Err(std::io::Error::last_os_error()).context("loading a raw program");
     }
     // SAFETY: a new fd, owned from here on.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `r0 = TC_ACT_UNSPEC; exit`: the test loop's floor.
+fn empty_program() -> Result<OwnedFd> {
+    load_raw(&[insn(0xb7, 0, 0, 0, -1), insn(0x95, 0, 0, 0, 0)])
+}
+
+/// The copy's floor, in `ring`: reserves a record as the program does for
+/// a 1448 B payload (header + the 1536 B class), copies the payload of
+/// [`segment`] into it with `bpf_skb_load_bytes`, submits it; nothing else.
+fn copy_floor_program(ring: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let header = RECORD_HEADER_SIZE as i32;
+    load_raw(&[
+        insn(0xbf, 6, 1, 0, 0),                // r6 = ctx
+        insn(0x18, 1, 1, 0, ring.as_raw_fd()), // r1 = ring (map fd)
+        insn(0, 0, 0, 0, 0),                   //
+        insn(0xb7, 2, 0, 0, header + 1536),    // r2 = size
+        insn(0xb7, 3, 0, 0, 0),                // r3 = 0
+        insn(0x85, 0, 0, 0, 131),              // call bpf_ringbuf_reserve
+        insn(0x55, 0, 0, 2, 0),                // if r0 != 0 goto +2
+        insn(0xb7, 0, 0, 0, -1),               //
+        insn(0x95, 0, 0, 0, 0),                // exit
+        insn(0xbf, 7, 0, 0, 0),                // r7 = record
+        insn(0xbf, 1, 6, 0, 0),                // r1 = ctx
+        insn(0xb7, 2, 0, 0, 14 + 20 + 32),     // r2 = payload offset
+        insn(0xbf, 3, 7, 0, 0),                // r3 = record
+        insn(0x07, 3, 0, 0, header),           // r3 += header
+        insn(0xb7, 4, 0, 0, 1448),             // r4 = len
+        insn(0x85, 0, 0, 0, 26),               // call bpf_skb_load_bytes
+        insn(0xbf, 1, 7, 0, 0),                // r1 = record
+        insn(0xb7, 2, 0, 0, 1),                // r2 = BPF_RB_NO_WAKEUP
+        insn(0x85, 0, 0, 0, 132),              // call bpf_ringbuf_submit
+        insn(0xb7, 0, 0, 0, -1),               //
+        insn(0x95, 0, 0, 0, 0),                // exit
+    ])
 }
 
 /// Median ns per run of `fd` on `frame` over ROUNDS rounds, after one
@@ -85,7 +123,7 @@ fn median(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32, mut between: impl FnMut
     Ok(v[ROUNDS / 2])
 }
 
-fn measure(path: &str, empty: BorrowedFd<'_>) -> Result<[f64; 3]> {
+fn measure(path: &str, empty: BorrowedFd<'_>) -> Result<[f64; 5]> {
     let object = std::fs::read(path).with_context(|| format!("reading {path}"))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_EVENTS, RING_BYTES)
@@ -113,15 +151,18 @@ fn measure(path: &str, empty: BorrowedFd<'_>) -> Result<[f64; 3]> {
     classifier.load()?;
     let fd = classifier.fd()?.as_fd();
     let mut ring = RingBuf::try_from(ring)?;
-    let mut net = |frame: &[u8], repeat: u32| -> Result<f64> {
+    let copy_floor = copy_floor_program(ring.as_fd())?;
+    let mut net = |prog: BorrowedFd<'_>, frame: &[u8], repeat: u32| -> Result<f64> {
         let floor = median(empty, frame, 100_000, || {})?;
-        let run = median(fd, frame, repeat, || while ring.next().is_some() {})?;
+        let run = median(prog, frame, repeat, || while ring.next().is_some() {})?;
         Ok(run - floor)
     };
     Ok([
-        net(&segment(PORT, 1448), 5_000)?,
-        net(&segment(PORT, 100), 5_000)?,
-        net(&segment(PORT + 1, 0), 100_000)?,
+        net(copy_floor.as_fd(), &segment(PORT, 1448), 5_000)?,
+        net(fd, &segment(PORT, 1448), 5_000)?,
+        net(fd, &segment(PORT, 100), 5_000)?,
+        net(fd, &segment(PORT, 0), 100_000)?,
+        net(fd, &segment(PORT + 1, 0), 100_000)?,
     ])
 }
 
@@ -131,16 +172,19 @@ fn bpf_stats_on() -> bool {
 
 fn main() -> Result<()> {
     let empty = empty_program()?;
-    println!("object\tmatched 1448 B\tmatched 100 B\tother port (ns per run, net)");
+    println!(
+        "object\tcopy floor 1448 B\tmatched 1448 B\tmatched 100 B\tmatched ACK\tother port \
+         (ns per run, net)"
+    );
     for path in std::env::args().skip(1) {
         let stats = bpf_stats_on();
-        let [mtu, small, other] = measure(&path, empty.as_fd())?;
+        let [floor, mtu, small, ack, other] = measure(&path, empty.as_fd())?;
         let note = if stats || bpf_stats_on() {
             "\t(bpf_stats on)"
         } else {
             ""
         };
-        println!("{path}\t{mtu:.0}\t{small:.0}\t{other:.0}{note}");
+        println!("{path}\t{floor:.0}\t{mtu:.0}\t{small:.0}\t{ack:.0}\t{other:.0}{note}");
     }
     Ok(())
 }

@@ -224,9 +224,16 @@ pub fn measure(prog_id: u32, port: u16) -> Result<TestRun> {
     let (t1, c1) = own_stats(&empty);
     let stats_floor_ns = (t1 - t0) as f64 / (c1 - c0).max(1) as f64;
     let unmatched = median(&mut || test_run(&classifier, &other, 100_000))?;
-    // 8000 records of ~1.5 KB stay well inside the agent's ring per round.
-    let matched_mtu = median(&mut || test_run(&classifier, &mtu, 8_000))?;
-    let matched_small = median(&mut || test_run(&classifier, &small, 8_000))?;
+    // The classifier writes into the agent's ring: 2000 records of ~1.6 KB
+    // (3 MB of its 16 MiB) a round, and a pause for the agent to drain them
+    // before the next, so that no reservation fails (a failed one is
+    // cheaper than a copy and would flatter the figure).
+    let drained = |ns: f64| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ns
+    };
+    let matched_mtu = median(&mut || test_run(&classifier, &mtu, 2_000).map(drained))?;
+    let matched_small = median(&mut || test_run(&classifier, &small, 2_000).map(drained))?;
     // 20,000 records of 520 bytes per round: 5 rounds fill 52 MB of 64.
     let ring_record = median(&mut || test_run(&ring_prog, &other, 20_000))?;
     // 8000 records of 1600 bytes per round: 5 rounds fill 64 MB of 64.
