@@ -1,18 +1,28 @@
-//! The kernel program's cost by part: loads each eBPF object given (the
-//! real one, and measuring builds that stop after a stage, built with
-//! `--cfg mirror_stop="STAGE"`) and times its classifier with
-//! `BPF_PROG_TEST_RUN` on a matched 1448 B segment, a matched 100 B one, a
-//! matched segment without payload (an ACK) and a packet to another port. Prints one line per object: median ns per run
-//! of 5 rounds, net of a 2-instruction program timed just before (the test
-//! loop's own cost, and bpf_stats' when something turned them on).
+//! The kernel program's cost by part (docs/benchmarks.md, "Where a matched
+//! segment's time goes"). Builds the eBPF crate once per stage with
+//! `--cfg mirror_stop="STAGE"` (a build whose classifier stops after that
+//! stage: mirror-ebpf/Cargo.toml lists them) and once whole, then times each
+//! classifier with `BPF_PROG_TEST_RUN` on a matched 1448 B segment, a
+//! matched 100 B one, a matched segment without payload (an ACK) and a
+//! packet to another port; and, in the same ring, the copy's floor: a
+//! 2-call program that only reserves, copies the 1448 B and submits.
 //!
-//! `cargo xtask bench capture --stages` builds the objects and runs this;
-//! by hand: `cargo run -p mirror-tests --example stage_cost -- OBJ...`
-//! (root).
+//! Each figure is the median ns per run of 5 rounds, net of a 2-instruction
+//! program timed just before (the test loop's own cost, and bpf_stats' when
+//! something turned them on: the line then says so). The ring is the
+//! agent's default 16 MiB, emptied after every round.
+//!
+//! Run as root: `cargo run --release -p mirror-tests --example stage_cost`
+//! (or `-- OBJECT...` to time objects built elsewhere).
+
+#[path = "../../xtask/src/toolchain.rs"]
+mod toolchain;
 
 use std::{
     net::Ipv4Addr,
     os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    process::Command,
 };
 
 use anyhow::{Context as _, Result};
@@ -123,8 +133,8 @@ fn median(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32, mut between: impl FnMut
     Ok(v[ROUNDS / 2])
 }
 
-fn measure(path: &str, empty: BorrowedFd<'_>) -> Result<[f64; 5]> {
-    let object = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+fn measure(path: &Path, empty: BorrowedFd<'_>) -> Result<[f64; 5]> {
+    let object = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_EVENTS, RING_BYTES)
         .load(&object)?;
@@ -170,13 +180,64 @@ fn bpf_stats_on() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0")
 }
 
+/// The measuring builds, in the order the program runs through them.
+const STAGES: [&str; 8] = [
+    "seen", "parse", "sample", "ignore", "header", "handoff", "reserve", "full",
+];
+
+/// Builds the eBPF crate for `stage` ("full": the real program) as the
+/// agent's build.rs does, and returns the object's path.
+fn build(root: &Path, stage: &str) -> Result<PathBuf> {
+    let arch = std::env::consts::ARCH;
+    let mut flags = vec![
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".to_string(),
+        "-Clink-arg=--btf".to_string(),
+    ];
+    if stage != "full" {
+        flags.push(format!("--cfg=mirror_stop=\"{stage}\""));
+        // The code after the stop is unreachable, as meant.
+        flags.push("-Awarnings".to_string());
+    }
+    let target_dir = root.join("target/ebpf-stages");
+    let status = Command::new("cargo")
+        .arg(format!("+{}", toolchain::ebpf_toolchain()))
+        .args(["build", "-q", "-p", "mirror-ebpf", "--release"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .current_dir(root)
+        .status()
+        .context("running cargo")?;
+    anyhow::ensure!(status.success(), "building the {stage} stage failed");
+    let object = target_dir.join(format!("{stage}.o"));
+    std::fs::copy(
+        target_dir.join("bpfel-unknown-none/release/mirror"),
+        &object,
+    )?;
+    Ok(object)
+}
+
 fn main() -> Result<()> {
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    let objects = if given.is_empty() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        STAGES
+            .iter()
+            .map(|stage| build(&root, stage))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        given.into_iter().map(PathBuf::from).collect()
+    };
     let empty = empty_program()?;
     println!(
         "object\tcopy floor 1448 B\tmatched 1448 B\tmatched 100 B\tmatched ACK\tother port \
          (ns per run, net)"
     );
-    for path in std::env::args().skip(1) {
+    for path in objects {
         let stats = bpf_stats_on();
         let [floor, mtu, small, ack, other] = measure(&path, empty.as_fd())?;
         let note = if stats || bpf_stats_on() {
@@ -184,7 +245,8 @@ fn main() -> Result<()> {
         } else {
             ""
         };
-        println!("{path}\t{floor:.0}\t{mtu:.0}\t{small:.0}\t{ack:.0}\t{other:.0}{note}");
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        println!("{name}\t{floor:.0}\t{mtu:.0}\t{small:.0}\t{ack:.0}\t{other:.0}{note}");
     }
     Ok(())
 }
