@@ -219,10 +219,11 @@ impl Ignore {
 /// Per-CPU scratch of the kernel program: the header of the segment being
 /// captured and the copy job the classifier hands to the copier.
 ///
-/// A separate, tail-called program copies the payload because the verifier
-/// walks a 128-iteration loop once per distinct entry state: inline after
-/// the header parsing paths it exceeded the 1M-instruction budget; in its own
-/// program it is walked once.
+/// A separate, tail-called program copies a payload of several records
+/// because the verifier walks a 128-iteration loop once per distinct entry
+/// state: inline after the header parsing paths it exceeded the
+/// 1M-instruction budget; in its own program it is walked once. A payload
+/// of one record (no loop) is copied by the classifier itself.
 #[repr(C)]
 pub struct CaptureScratch {
     pub header: RecordHeader,

@@ -1,5 +1,6 @@
 //! Service-port matching, connection sampling and the control record; the
-//! payload copy is handed to the copier program (`copy.rs`) by tail call.
+//! payload copy (`copy.rs`) is done here for a segment of one record and
+//! handed to the copier program by tail call for a larger one.
 //!
 //! Both directions run this: requests at ingress (destination port a
 //! service port), v1's responses at egress (source port a service port),

@@ -30,6 +30,7 @@ pub enum Addr {
     Dst,
 }
 
+#[inline(always)]
 fn field(header: &RecordHeader, addr: Addr) -> *const u64 {
     match addr {
         Addr::Src => header.src_addr.as_ptr().cast(),
