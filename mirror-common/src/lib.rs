@@ -219,10 +219,11 @@ impl Ignore {
 /// Per-CPU scratch of the kernel program: the header of the segment being
 /// captured and the copy job the classifier hands to the copier.
 ///
-/// A separate, tail-called program copies the payload because the verifier
-/// walks a 128-iteration loop once per distinct entry state: inline after
-/// the header parsing paths it exceeded the 1M-instruction budget; in its own
-/// program it is walked once.
+/// A separate, tail-called program copies a payload of several records
+/// because the verifier walks a 128-iteration loop once per distinct entry
+/// state: inline after the header parsing paths it exceeded the
+/// 1M-instruction budget; in its own program it is walked once. A payload
+/// of one record (no loop) is copied by the classifier itself.
 #[repr(C)]
 pub struct CaptureScratch {
     pub header: RecordHeader,
@@ -231,7 +232,9 @@ pub struct CaptureScratch {
     pub payload_len: u32,
     /// Sequence number of the first payload byte.
     pub first_seq: u32,
-    pub _pad: u32,
+    /// Bytes this CPU added to the ring since the program last read the
+    /// ring's positions (it does so once in a while, not per record).
+    pub unqueried: u32,
 }
 
 /// The single value of the config map, filled by the agent before attaching.

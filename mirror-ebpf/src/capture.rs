@@ -1,5 +1,6 @@
 //! Service-port matching, connection sampling and the control record; the
-//! payload copy is handed to the copier program (`copy.rs`) by tail call.
+//! payload copy (`copy.rs`) is done here for a segment of one record and
+//! handed to the copier program by tail call for a larger one.
 //!
 //! Both directions run this: requests at ingress (destination port a
 //! service port), v1's responses at egress (source port a service port),
@@ -16,10 +17,15 @@ use aya_ebpf::{
 use mirror_common::{
     AGENT_ASLEEP, AGENT_AWAKE, CHUNK_SIZE, CaptureConfig, CaptureScratch, ConnKey, Counter,
     Counters, IGNORE_MAX_ENTRIES, Ignore, JUMP_COPY, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader,
-    RecordKind, TCP_FIN, TCP_RST, TCP_SYN, TO_SERVER, connection_hash, fold_address, is_sampled,
+    RecordKind, SAMPLE_ALL, TCP_FIN, TCP_RST, TCP_SYN, TO_SERVER, connection_hash, fold_address,
+    is_sampled,
 };
 
-use crate::parse::{Segment, parse, read_addresses};
+use crate::{
+    copy::copy_one,
+    parse::{Segment, parse, read_addresses},
+    words::{self, Addr, Key},
+};
 
 /// Records to the agent. The agent sets the real size at load time
 /// (`--ring-size`); this default only has to be a valid one.
@@ -73,6 +79,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         return;
     };
     counters.add(Counter::Seen, 1);
+    #[cfg(mirror_stop = "seen")]
+    return;
     let Some(config) = MIRROR_CONFIG.get(0) else {
         return;
     };
@@ -95,6 +103,19 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             return;
         }
     };
+    #[cfg(mirror_stop = "parse")]
+    {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
+    // A segment with nothing to record (no payload, no SYN, FIN or RST:
+    // a pure ACK, as many as there are requests) is done as soon as its
+    // outcome is known: at once when every connection is sampled.
+    let quiet = seg.payload_len == 0 && seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0;
+    if quiet && config.sample_bp >= SAMPLE_ALL {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
     let Some(buf) = MIRROR_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -112,6 +133,15 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         counters.add(Counter::NotSampled, 1);
         return;
     }
+    if quiet {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
+    #[cfg(mirror_stop = "sample")]
+    {
+        counters.add(Counter::Matched, 1);
+        return;
+    }
     buf.header.src_port = seg.src_port;
     buf.header.dst_port = seg.dst_port;
     buf.header.family = seg.family;
@@ -125,6 +155,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         },
         1,
     );
+    #[cfg(mirror_stop = "ignore")]
+    return;
     let header = &mut buf.header;
     // SAFETY: helper without arguments.
     header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
@@ -135,8 +167,10 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     header.tcp_flags = seg.tcp_flags;
     header.kind = RecordKind::Control as u8;
     header._pad = [0; 4];
+    #[cfg(mirror_stop = "header")]
+    return;
     if seg.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        output(counters, &buf.header, config);
+        output(counters, buf, config);
     }
     if ignored {
         counters.add(Counter::IgnoredBytes, seg.payload_len as u64);
@@ -145,11 +179,32 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     if seg.payload_len == 0 {
         return;
     }
-    buf.copy_offset = seg.payload_offset as u32;
-    buf.payload_len = seg.payload_len as u32;
     // A SYN's sequence number is the ISN; its data (TCP Fast Open) starts
     // one later.
-    buf.first_seq = seg.seq.wrapping_add((seg.tcp_flags & TCP_SYN != 0) as u32);
+    let first_seq = seg.seq.wrapping_add((seg.tcp_flags & TCP_SYN != 0) as u32);
+    if seg.payload_len <= CHUNK_SIZE {
+        // One record (every segment without GRO/TSO): copied here. The tail
+        // call and the copier's own lookups cost more than this branch.
+        #[cfg(mirror_stop = "handoff")]
+        {
+            counters.add(Counter::RecordsMatched, 1);
+            return;
+        }
+        buf.header.kind = RecordKind::Data as u8;
+        buf.header.seq = first_seq;
+        copy_one(
+            ctx,
+            counters,
+            buf,
+            config,
+            seg.payload_offset,
+            seg.payload_len,
+        );
+        return;
+    }
+    buf.copy_offset = seg.payload_offset as u32;
+    buf.payload_len = seg.payload_len as u32;
+    buf.first_seq = first_seq;
     // SAFETY: the copier is a classifier of the same kind; on success this
     // does not return and the copier's verdict (always "continue") applies.
     unsafe { MIRROR_JUMP.tail_call(ctx, JUMP_COPY) };
@@ -173,16 +228,16 @@ fn ignored(seg: &Segment, header: &RecordHeader, to_server: bool) -> bool {
     if seg.payload_len == 0 && seg.tcp_flags & TCP_SYN == 0 {
         return false;
     }
-    let mut key = ConnKey::of(header);
-    if !to_server {
-        key = ConnKey {
-            src_addr: key.dst_addr,
-            dst_addr: key.src_addr,
-            src_port: key.dst_port,
-            dst_port: key.src_port,
-            ..key
-        };
-    }
+    let (src, dst) = (
+        words::load(header, Addr::Src),
+        words::load(header, Addr::Dst),
+    );
+    let key = if to_server {
+        Key::new(src, dst, [header.src_port, header.dst_port], header.family)
+    } else {
+        Key::new(dst, src, [header.dst_port, header.src_port], header.family)
+    };
+    let key = key.get();
     if seg.tcp_flags & TCP_SYN != 0 {
         // Nothing to remove is the common case; either way go on.
         let _ = MIRROR_IGNORE.remove(key);
@@ -209,6 +264,10 @@ fn ignored(seg: &Segment, header: &RecordHeader, to_server: bool) -> bool {
 /// segment goes.
 #[inline(always)]
 fn sampled(config: &CaptureConfig, seg: &Segment, header: &RecordHeader, to_server: bool) -> bool {
+    // Every connection (the default): no hash to compute.
+    if config.sample_bp >= SAMPLE_ALL {
+        return true;
+    }
     let (src, dst) = (
         fold_address(&header.src_addr),
         fold_address(&header.dst_addr),
@@ -221,13 +280,17 @@ fn sampled(config: &CaptureConfig, seg: &Segment, header: &RecordHeader, to_serv
     is_sampled(hash, config.sample_bp)
 }
 
-/// Hands a header-only record (control, truncation) to the ring, counted as
-/// one matched record, emitted or lost.
+/// Hands the header-only record in `scratch` (control, truncation) to the
+/// ring, counted as one matched record, emitted or lost.
 #[inline(always)]
-pub fn output(counters: &mut Counters, header: &RecordHeader, config: &CaptureConfig) {
+pub fn output(counters: &mut Counters, scratch: &mut CaptureScratch, config: &CaptureConfig) {
     counters.add(Counter::RecordsMatched, 1);
-    let flag = wakeup_flag(config, (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE) as u64);
-    match MIRROR_EVENTS.output::<RecordHeader>(header, flag) {
+    let flag = wakeup_flag(
+        config,
+        scratch,
+        (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE) as u64,
+    );
+    match MIRROR_EVENTS.output::<RecordHeader>(&scratch.header, flag) {
         Ok(()) => counters.add(Counter::RecordsEmitted, 1),
         Err(_) => counters.add(Counter::RecordsLost, 1),
     }
@@ -244,7 +307,7 @@ pub const RING_RECORD_OVERHEAD: usize = 8;
 /// self-IPI), and a lagging agent would have every record above the mark
 /// pay one (docs/design-notes.md).
 #[inline(always)]
-pub fn wakeup_flag(config: &CaptureConfig, adding: u64) -> u64 {
+pub fn wakeup_flag(config: &CaptureConfig, scratch: &mut CaptureScratch, adding: u64) -> u64 {
     if let Some(wake) = MIRROR_WAKE.get_ptr_mut(0) {
         // SAFETY: a one-entry array's value; CPUs racing here at worst
         // each wake the agent once.
@@ -256,10 +319,28 @@ pub fn wakeup_flag(config: &CaptureConfig, adding: u64) -> u64 {
         }
     }
     let step = config.wakeup_bytes as u64;
-    let waiting = MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if step > 0 && (waiting + adding) / step > waiting / step {
+    if step == 0 {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    // The ring's positions are asked for once per 1/QUERY_FRACTION of a
+    // step that this CPU adds, not per record: reading the consumer's
+    // position is a cache miss whenever the agent has drained meanwhile
+    // (its CPU wrote it). The crossing is judged over all the bytes added
+    // since the last look, so a wakeup comes at most that much later.
+    let since = scratch.unqueried as u64 + adding;
+    if since < step / QUERY_FRACTION {
+        scratch.unqueried = since as u32;
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    scratch.unqueried = 0;
+    let after = MIRROR_EVENTS.query(BPF_RB_AVAIL_DATA as u64) + adding;
+    if after / step > after.saturating_sub(since) / step {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
 }
+
+/// See [`wakeup_flag`]: at 1 MiB steps (a 16 MiB ring), a look at the
+/// ring every 64 KiB a CPU adds.
+const QUERY_FRACTION: u64 = 16;

@@ -1,12 +1,16 @@
-//! The copier: reached by tail call with a copy job in the per-CPU scratch,
-//! it writes the segment's payload to the ring in chunks of CHUNK_SIZE, then
-//! a truncation record for whatever exceeds CHUNK_SIZE * MAX_CHUNKS.
+//! Payload into the ring. A segment of one record (at most CHUNK_SIZE
+//! bytes: every segment without GRO/TSO) is copied by the classifier itself
+//! ([`copy_one`]); a larger one goes to the copier, reached by tail call
+//! with a copy job in the per-CPU scratch, which writes it in chunks of
+//! CHUNK_SIZE, then a truncation record for whatever exceeds CHUNK_SIZE *
+//! MAX_CHUNKS.
 
 #[cfg(feature = "broken-bounds-check")]
 use aya_ebpf::helpers::bpf_skb_load_bytes;
 use aya_ebpf::{EbpfContext as _, bindings::BPF_RB_NO_WAKEUP, programs::TcContext};
 use mirror_common::{
-    CHUNK_SIZE, Counter, MAX_CHUNKS, RECORD_HEADER_SIZE, RecordHeader, RecordKind, TCP_PSH,
+    CHUNK_SIZE, CaptureConfig, CaptureScratch, Counter, Counters, MAX_CHUNKS, RECORD_HEADER_SIZE,
+    RecordHeader, RecordKind, TCP_PSH,
 };
 
 use crate::capture::{
@@ -33,10 +37,13 @@ pub fn copy_payload(ctx: &TcContext) {
     let copy_len = payload_len.min(CHUNK_SIZE * MAX_CHUNKS);
     let chunks = copy_len.div_ceil(CHUNK_SIZE);
     counters.add(Counter::RecordsMatched, chunks as u64);
+    #[cfg(mirror_stop = "handoff")]
+    return;
 
     buf.header.kind = RecordKind::Data as u8;
     let wakeup = wakeup_flag(
         config,
+        buf,
         (copy_len + chunks * (RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE)) as u64,
     );
     // Every chunk but the last with a constant length, then the last in
@@ -51,6 +58,12 @@ pub fn copy_payload(ctx: &TcContext) {
     buf.header.tcp_flags = flags & !TCP_PSH;
     let mut copied = 0;
     let mut failed = false;
+    // The segment's wakeup (if any) goes with its first record only: each
+    // submit with BPF_RB_FORCE_WAKEUP queues an irq_work, a self-IPI that
+    // a VM pays as an exit, and the agent woken by the first record drains
+    // the others as they come. Passed with every chunk, a 64 KiB GRO
+    // segment crossing the mark raised up to 16 of them.
+    let mut wakeup = wakeup;
     for i in 0..MAX_CHUNKS {
         if i >= leading {
             break;
@@ -71,6 +84,7 @@ pub fn copy_payload(ctx: &TcContext) {
             failed = true;
             break;
         }
+        wakeup = BPF_RB_NO_WAKEUP as u64;
         copied += 1;
     }
     if !failed && last_len > 0 {
@@ -102,7 +116,34 @@ pub fn copy_payload(ctx: &TcContext) {
         buf.header.tcp_flags = flags;
         buf.header.seq = first_seq.wrapping_add(copy_len as u32);
         buf.header.len = missing as u32;
-        output(counters, &buf.header, config);
+        output(counters, buf, config);
+    }
+}
+
+/// The whole payload of a segment of at most CHUNK_SIZE bytes as one data
+/// record, header from `scratch` (kind, seq and flags set by the caller),
+/// with its counters: one record matched, emitted or lost.
+#[inline(always)]
+pub fn copy_one(
+    ctx: &TcContext,
+    counters: &mut Counters,
+    scratch: &mut CaptureScratch,
+    config: &CaptureConfig,
+    offset: usize,
+    len: usize,
+) {
+    counters.add(Counter::RecordsMatched, 1);
+    let wakeup = wakeup_flag(
+        config,
+        scratch,
+        (len + RING_RECORD_OVERHEAD + RECORD_HEADER_SIZE) as u64,
+    );
+    scratch.header.len = len as u32;
+    if copy_tail(ctx, &scratch.header, offset, len, wakeup) {
+        counters.add(Counter::RecordsEmitted, 1);
+        counters.add(Counter::PayloadBytes, len as u64);
+    } else {
+        counters.add(Counter::RecordsLost, 1);
     }
 }
 
@@ -147,12 +188,20 @@ fn copy_into<const SIZE: usize>(
     let Some(mut record) = MIRROR_EVENTS.reserve_bytes(SIZE, 0) else {
         return false;
     };
+    #[cfg(mirror_stop = "reserve")]
+    {
+        let _ = (ctx, header, offset, len);
+        record.submit(wakeup);
+        return true;
+    }
     // SAFETY: the reservation holds SIZE >= RECORD_HEADER_SIZE bytes, 8-byte
     // aligned by the kernel; `load_payload` copies at most SIZE -
     // RECORD_HEADER_SIZE bytes after the header.
     let loaded = unsafe {
         let base = record.as_mut_ptr();
-        core::ptr::write_unaligned(base.cast::<RecordHeader>(), *header);
+        // An aligned write: eight 8-byte stores. `write_unaligned` made
+        // LLVM copy the 64-byte header byte by byte (128 instructions).
+        base.cast::<RecordHeader>().write(*header);
         load_payload::<SIZE>(ctx, offset as u32, base.add(RECORD_HEADER_SIZE), len as u64)
     };
     if loaded < 0 {

@@ -18,6 +18,7 @@
 mod capture;
 mod copy;
 mod parse;
+mod words;
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use mirror_common::{TO_CLIENT, TO_SERVER};

@@ -12,6 +12,8 @@
 use aya_ebpf::programs::TcContext;
 use mirror_common::{Counter, FAMILY_IPV4, FAMILY_IPV6, RecordHeader};
 
+use crate::words::{self, Addr};
+
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -95,17 +97,20 @@ fn addresses_from(
     family: u8,
     header: &mut RecordHeader,
 ) -> Result<(), Counter> {
-    if family == FAMILY_IPV4 {
-        let src: [u8; 4] = frame.read(ETH_HDR_LEN + 12)?;
-        let dst: [u8; 4] = frame.read(ETH_HDR_LEN + 16)?;
-        header.src_addr = [0; 16];
-        header.dst_addr = [0; 16];
-        header.src_addr[..4].copy_from_slice(&src);
-        header.dst_addr[..4].copy_from_slice(&dst);
+    // Read as words (see words.rs), then stored.
+    let (src, dst) = if family == FAMILY_IPV4 {
+        (
+            words::ipv4(frame.read(ETH_HDR_LEN + 12)?),
+            words::ipv4(frame.read(ETH_HDR_LEN + 16)?),
+        )
     } else {
-        header.src_addr = frame.read(ETH_HDR_LEN + 8)?;
-        header.dst_addr = frame.read(ETH_HDR_LEN + 24)?;
-    }
+        (
+            frame.read::<[u64; 2]>(ETH_HDR_LEN + 8)?,
+            frame.read::<[u64; 2]>(ETH_HDR_LEN + 24)?,
+        )
+    };
+    words::store(header, Addr::Src, src);
+    words::store(header, Addr::Dst, dst);
     Ok(())
 }
 

@@ -84,7 +84,9 @@ impl Report {
         };
         // A known endpoint (nearly every call) costs no allocation.
         if !tally.endpoints.contains_key(key) {
-            tally.endpoints.insert(key.to_owned(), EndpointTally::default());
+            tally
+                .endpoints
+                .insert(key.to_owned(), EndpointTally::default());
         }
         let Some(endpoint) = tally.endpoints.get_mut(key) else {
             return;
