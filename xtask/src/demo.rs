@@ -21,7 +21,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     net::IpAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -70,7 +70,7 @@ extern "C" fn on_signal(_signal: i32) {
 /// SIGHUP, SIGINT and SIGTERM only raise a flag: the demo stops at its next
 /// step and its guards remove everything. The child processes, in the same
 /// process group, get the terminal's Ctrl-C themselves and end.
-pub(crate) fn catch_interrupts() {
+fn catch_interrupts() {
     for signum in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe.
@@ -104,11 +104,13 @@ fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool
 // the demo
 // ---------------------------------------------------------------------------
 
-pub fn run(root: &Path, verbose: bool) -> Result<()> {
+/// What every demo does first: root checked (`command` names it in the
+/// error), Ctrl-C caught, the agent built in release; its path.
+pub(crate) fn prepare(root: &Path, verbose: bool, command: &str) -> Result<PathBuf> {
     ensure!(
         is_root(),
-        "cargo xtask demo needs root (network namespaces, loading a BPF program): \
-         run it with sudo, e.g. `sudo -E env \"PATH=$PATH\" cargo xtask demo`"
+        "{command} needs root (network namespaces, loading a BPF program): \
+         run it with sudo, e.g. `sudo -E env \"PATH=$PATH\" {command}`"
     );
     catch_interrupts();
     let mut build = Command::new(env!("CARGO"));
@@ -121,7 +123,11 @@ pub fn run(root: &Path, verbose: bool) -> Result<()> {
         verbose,
     )?;
     check_interrupt()?;
-    let agent = root.join("target/release/mirror-agent");
+    Ok(root.join("target/release/mirror-agent"))
+}
+
+pub fn run(root: &Path, verbose: bool) -> Result<()> {
+    let agent = prepare(root, verbose, "cargo xtask demo")?;
 
     let started = Instant::now();
     let page = root.join(PAGE);

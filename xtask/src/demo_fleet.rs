@@ -17,18 +17,16 @@
 use std::{
     fmt::Write as _,
     path::Path,
-    process::Command,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use anyhow::{Result, bail, ensure};
-use mirror_testkit::{
-    fleet::{Fleet, FleetConfig, Names, REPLICAS, metrics_addr, planted, v2_url, v3_url},
-    is_root,
+use mirror_testkit::fleet::{
+    Fleet, FleetConfig, Names, REPLICAS, metrics_addr, planted, v2_url, v3_url,
 };
 
-use crate::demo::{INTERRUPTED, catch_interrupts, check_interrupt};
+use crate::demo::{INTERRUPTED, check_interrupt};
 
 /// The namespaces are `mirror-fleet-<role>`.
 const PREFIX: &str = "mirror-fleet";
@@ -43,23 +41,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 const MYAPP: &str = "deploy/demo/myapp.py";
 
 pub fn run(root: &Path, verbose: bool) -> Result<()> {
-    ensure!(
-        is_root(),
-        "cargo xtask demo fleet needs root (network namespaces, loading a BPF program): \
-         run it with sudo, e.g. `sudo -E env \"PATH=$PATH\" cargo xtask demo fleet`"
-    );
-    catch_interrupts();
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .args(["build", "--release", "-p", "mirror-agent"])
-        .current_dir(root);
-    crate::steps::quiet_cargo(
-        "building mirror-agent (release; a first build takes a few minutes)",
-        &mut build,
-        verbose,
-    )?;
-    check_interrupt()?;
-    let agent = root.join("target/release/mirror-agent");
+    let agent = crate::demo::prepare(root, verbose, "cargo xtask demo fleet")?;
     let started = Instant::now();
     let result = demo(&agent, &root.join(MYAPP));
     // The fleet is dropped by now: processes ended, namespaces removed.

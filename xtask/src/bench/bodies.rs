@@ -316,23 +316,10 @@ fn upload_here(plan: &Upload) -> Result<Uploaded> {
             out.errors += open as u64;
             break;
         }
-        // SAFETY: valid epoll fd and buffer.
-        let n = unsafe {
-            libc::epoll_wait(
-                epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                1000,
-            )
+        let Some(n) = super::loadgen::epoll_wait(&epoll, &mut events)? else {
+            continue;
         };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            bail!("epoll_wait: {err}");
-        }
-        for event in &events[..n as usize] {
+        for event in &events[..n] {
             let c = &mut conns[event.u64 as usize];
             let Some(stream) = c.stream.as_mut() else {
                 continue;

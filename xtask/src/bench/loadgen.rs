@@ -19,7 +19,7 @@ use std::{
     collections::VecDeque,
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
     time::Duration,
 };
 
@@ -292,23 +292,10 @@ impl Generator {
                 self.arm(wake)?;
                 armed = wake;
             }
-            // SAFETY: valid epoll fd and buffer.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    1000,
-                )
+            let Some(n) = epoll_wait(&self.epoll, &mut events)? else {
+                continue;
             };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                bail!("epoll_wait: {err}");
-            }
-            for event in &events[..n as usize] {
+            for event in &events[..n] {
                 let token = event.u64;
                 if token == TIMER_TOKEN {
                     let mut expirations = 0u64;
@@ -506,6 +493,31 @@ pub fn request(host: &str, path: &str, body: usize) -> Vec<u8> {
     };
     out.extend(std::iter::repeat_n(b'x', body));
     out
+}
+
+/// Waits up to a second for events on `epoll`: how many, or `None` when a
+/// signal interrupted the wait (the caller looks at its clock again).
+pub(super) fn epoll_wait(
+    epoll: &impl AsRawFd,
+    events: &mut [libc::epoll_event],
+) -> Result<Option<usize>> {
+    // SAFETY: a valid epoll fd, and `events` as its buffer.
+    let n = unsafe {
+        libc::epoll_wait(
+            epoll.as_raw_fd(),
+            events.as_mut_ptr(),
+            events.len() as i32,
+            1000,
+        )
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(None);
+        }
+        bail!("epoll_wait: {err}");
+    }
+    Ok(Some(n as usize))
 }
 
 #[cfg(test)]
