@@ -24,7 +24,8 @@ use crate::compare::{DEFAULT_BODY_CAP, Engine, Exchanges, RecordedAnswers, V1Res
 use crate::config::Config;
 use crate::file::{self, OutputPlan, Source};
 use crate::http::{
-    Request, RequestStage, Requests, ResponseConfig, ResponseFraming, Responses, Traffic, paired,
+    HttpConfig, Request, RequestStage, Requests, ResponseConfig, ResponseFraming, Responses,
+    StreamLimits, Traffic, paired,
 };
 use crate::route::{RouteConfig, Router, Verdict};
 use crate::shadow::{Dispatcher, Shadows, Target};
@@ -217,7 +218,12 @@ impl Mirroring {
         filter: Box<dyn PayloadFilter>,
         log_share: &Arc<AtomicU32>,
     ) -> LiveTraffic {
-        let (flow, http) = (config.startup.flow.clone(), config.startup.http.clone());
+        let flow = config.startup.flow.clone();
+        // Live, a large body goes on to the shadows as it arrives.
+        let http = HttpConfig {
+            stream: Some(StreamLimits::default()),
+            ..config.startup.http.clone()
+        };
         let log = self
             .requests()
             .logging(RequestLog::new(Arc::clone(log_share)));

@@ -84,6 +84,8 @@ impl FileConfig {
                     max_head_bytes: l.max_head_size.map_or(dh.max_head_bytes, bytes),
                     max_headers: l.max_headers.map_or(dh.max_headers, |n| n.0),
                     max_body_bytes: l.max_body_size.map_or(dh.max_body_bytes, |b| b.0),
+                    // Live mirroring turns it on (app::agent).
+                    stream: None,
                 },
             },
             live: Live {

@@ -295,7 +295,8 @@ section! {
         max_headers "max_headers": Option<HeaderCount>,
 
         /// Largest body mirrored; larger requests are skipped (counted).
-        /// Default 64M. Example: --max-body-size 8M
+        /// Bodies over 64K stream to the shadows as they arrive, so memory
+        /// does not grow with this. Default 16G. Example: --max-body-size 8M
         #[arg(long, value_name = "BYTES")]
         max_body_size "max_body_size": Option<ByteSize>,
     }

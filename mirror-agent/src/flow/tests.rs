@@ -451,7 +451,13 @@ impl crate::capture::PayloadFilter for Recorder {
 #[test]
 fn the_rest_of_a_body_over_the_limit_is_left_out_and_the_kernel_told() {
     let recorder = Recorder::default();
-    let mut t = table().with_filter(Box::new(recorder.clone()));
+    let http = crate::http::HttpConfig {
+        max_body_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let framing = crate::http::Framing::new(http, Vec::new());
+    let mut t =
+        FlowTable::new(FlowConfig::default(), framing).with_filter(Box::new(recorder.clone()));
     let k = key(1011);
     t.on_event(&syn(k, 99, SEC));
     let body: u64 = 100 << 20;

@@ -117,6 +117,7 @@ macro_rules! reason_counts {
 }
 
 mod answer;
+mod body_stream;
 mod exchange;
 pub(crate) mod h1;
 mod request;
@@ -124,6 +125,9 @@ mod response;
 mod traffic;
 
 pub use answer::{Answer, Body, BodyCollector};
+pub use body_stream::{
+    BodyReader, BodyStream, BodyWriter, Read as BodyRead, StreamBudget, StreamError, StreamLimits,
+};
 pub use exchange::{AnswerStage, RequestStage, Requests, Responses, paired};
 pub use h1::framer::{FramerCtx, RequestFramer};
 pub use h1::framing::{Framing, ResponseFraming};

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::body_stream::{BodyStream, StreamLimits};
 use crate::capture::FlowId;
 use crate::flow::Budget;
 
@@ -19,9 +20,15 @@ pub struct HttpConfig {
     /// Most header fields in one head; at most [`MAX_HEADERS_LIMIT`].
     /// Default 100.
     pub max_headers: usize,
-    /// Largest body kept (decoded size for chunked). Larger bodies are
-    /// skipped without buffering. Default 64 MiB.
+    /// Largest body mirrored (decoded size for chunked). Larger bodies are
+    /// skipped without buffering. Default 16 GiB: a streamed body costs
+    /// no more memory for being large; a body gathered whole (record,
+    /// replay) is held within the flow stage's budget.
     pub max_body_bytes: u64,
+    /// Bodies over [`StreamLimits::after`] go on as they arrive (live
+    /// mirroring); `None`: every body is gathered whole (record, replay,
+    /// where the stage after framing wants it in one piece).
+    pub stream: Option<StreamLimits>,
 }
 
 /// Hard ceiling for [`HttpConfig::max_headers`] (the parser's scratch array).
@@ -32,7 +39,8 @@ impl Default for HttpConfig {
         Self {
             max_head_bytes: 64 * 1024,
             max_headers: 100,
-            max_body_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 16 << 30,
+            stream: None,
         }
     }
 }
@@ -101,6 +109,11 @@ pub enum Version {
 /// header names (case and order) and values byte for byte. `body` is the
 /// decoded content: for a chunked request the chunk framing is removed (so
 /// a replay can re-frame it) and `chunked`/`trailers` tell how it came.
+///
+/// A body over [`StreamLimits::after`] (when streaming is on) is not in
+/// `body`: the request is delivered as soon as its head is complete, with
+/// `stream` to read the body from as it arrives (its trailers come at its
+/// end), and `complete_ns` is the head's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub flow: FlowId,
@@ -111,6 +124,8 @@ pub struct Request {
     /// Raw trailer field lines of a chunked body (each with its line end),
     /// without the final empty line; empty if none.
     pub trailers: Bytes,
+    /// The body, streamed (see above); `None` when it is in `body`.
+    pub stream: Option<BodyStream>,
     pub version: Version,
     pub method: Span,
     pub target: Span,
@@ -245,6 +260,9 @@ pub struct HttpStats {
     pub body_bytes: u64,
     /// Requests with `Expect: 100-continue`.
     pub expect_continue: u64,
+    /// Of the delivered requests, those whose body streamed (delivered at
+    /// the head, the body following).
+    pub streamed_requests: u64,
     /// Times a connection's framing was lost (a gap it could not step
     /// over, a request over our limits): its bytes are skipped until a
     /// request proves where it starts. Joins in the middle of a connection

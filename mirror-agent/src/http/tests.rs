@@ -590,6 +590,7 @@ fn hostile_inputs_never_panic() {
         max_head_bytes: 256,
         max_headers: 4,
         max_body_bytes: 64,
+        stream: None,
     };
     let samples: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
@@ -681,4 +682,226 @@ fn options_asterisk_and_absolute_form_are_delivered() {
     let targets: Vec<&[u8]> = r.requests.iter().map(|q| q.target()).collect();
     assert_eq!(targets, vec![&b"*"[..], b"http://h:8080/x?y"]);
     assert_eq!(r.stats.dropped.total(), 0);
+}
+
+mod streaming {
+    //! Bodies over the window go on as they arrive.
+
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::flow::Budget;
+    use crate::http::h1::framer::FramerCtx;
+
+    /// A sink that reads every streamed body (a target would).
+    #[derive(Default)]
+    struct Reading(Vec<(Request, Option<BodyReader>)>);
+
+    impl RequestSink for Reading {
+        fn on_request(&mut self, request: Request) {
+            let reader = request.stream.as_ref().map(BodyStream::reader);
+            self.0.push((request, reader));
+        }
+    }
+
+    struct Conn {
+        config: HttpConfig,
+        stats: HttpStats,
+        budget: Budget,
+        sink: Reading,
+        framer: RequestFramer,
+    }
+
+    impl Conn {
+        fn new(after: u64, lag: usize) -> Self {
+            Self {
+                config: HttpConfig {
+                    stream: Some(StreamLimits {
+                        after,
+                        lag,
+                        budget: StreamBudget::new(64 << 20),
+                    }),
+                    ..HttpConfig::default()
+                },
+                stats: HttpStats::default(),
+                budget: Budget::new(usize::MAX),
+                sink: Reading::default(),
+                framer: RequestFramer::new(testing::test_flow(1)),
+            }
+        }
+
+        fn cx(&mut self) -> (&mut RequestFramer, FramerCtx<'_, Reading>) {
+            (
+                &mut self.framer,
+                FramerCtx {
+                    config: &self.config,
+                    stats: &mut self.stats,
+                    budget: &mut self.budget,
+                    sink: &mut self.sink,
+                },
+            )
+        }
+
+        /// `bytes` in slices of `size`, each its own write.
+        fn feed(&mut self, bytes: &[u8], size: usize) {
+            for slice in bytes.chunks(size) {
+                let (framer, mut cx) = self.cx();
+                framer.feed(slice, WriteEdges::WHOLE, 7, &mut cx);
+            }
+        }
+
+        fn held(&self) -> usize {
+            self.framer.buffered()
+        }
+    }
+
+    /// What a reader can take now: the bytes, and the end (`Ok(Some)`
+    /// with the trailers), an error, or `Ok(None)` (more to come).
+    fn drain(reader: &mut BodyReader) -> (Vec<u8>, Result<Option<Bytes>, StreamError>) {
+        let mut got = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let read = std::pin::pin!(reader.read());
+            match read.poll(&mut cx) {
+                Poll::Ready(Ok(BodyRead::Data(pieces))) => got.extend(pieces.concat()),
+                Poll::Ready(Ok(BodyRead::End(trailers))) => return (got, Ok(Some(trailers))),
+                Poll::Ready(Err(e)) => return (got, Err(e)),
+                Poll::Pending => return (got, Ok(None)),
+            }
+        }
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_large_body_is_delivered_at_its_head_and_streams_without_being_held() {
+        let payload = body(200_000);
+        let mut stream = format!(
+            "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(&payload);
+        stream.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+        let mut c = Conn::new(64 << 10, 1 << 20);
+        let mut got = Vec::new();
+        for slice in stream.chunks(1448) {
+            c.feed(slice, 1448);
+            assert!(c.held() < 1448, "a streamed body is not held: {}", c.held());
+            if let Some(reader) = c.sink.0.first_mut().and_then(|(_, r)| r.as_mut()) {
+                got.extend(drain(reader).0);
+            }
+        }
+        let (first, reader) = &mut c.sink.0[0];
+        assert_eq!(first.target(), b"/up");
+        assert!(first.body.is_empty() && first.stream.is_some());
+        let (rest, end) = drain(reader.as_mut().unwrap());
+        got.extend(rest);
+        assert_eq!(end, Ok(Some(Bytes::new())));
+        assert_eq!(got, payload, "every byte, in order");
+        assert_eq!(c.sink.0[1].0.target(), b"/next", "framing goes on");
+        assert_eq!(c.stats.requests, 2);
+        assert_eq!(c.stats.streamed_requests, 1);
+        assert_eq!(c.stats.body_bytes, payload.len() as u64);
+        assert_eq!(c.stats.dropped.total(), 0);
+    }
+
+    #[test]
+    fn a_body_within_the_window_comes_whole() {
+        let mut c = Conn::new(64 << 10, 1 << 20);
+        let payload = body(60_000);
+        let mut stream = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 60000\r\n\r\n".to_vec();
+        stream.extend_from_slice(&payload);
+        c.feed(&stream, 1000);
+        assert_eq!(c.sink.0.len(), 1);
+        assert!(c.sink.0[0].0.stream.is_none());
+        assert_eq!(c.sink.0[0].0.body, payload);
+        assert_eq!(c.stats.streamed_requests, 0);
+    }
+
+    #[test]
+    fn a_chunked_body_streams_once_over_the_window_with_its_trailers_at_the_end() {
+        let payload = body(100_000);
+        let mut stream =
+            b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for chunk in payload.chunks(10_000) {
+            stream.extend_from_slice(format!("{:x};ext=1\r\n", chunk.len()).as_bytes());
+            stream.extend_from_slice(chunk);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\nX-Sum: 9\r\n\r\n");
+        for size in [1, 1448, 70_000] {
+            let mut c = Conn::new(64 << 10, 1 << 20);
+            c.feed(&stream, size);
+            assert_eq!(c.sink.0.len(), 1, "slices of {size}");
+            let (request, reader) = &mut c.sink.0[0];
+            assert!(request.chunked && request.stream.is_some());
+            let (got, end) = drain(reader.as_mut().unwrap());
+            assert_eq!(end, Ok(Some(Bytes::from_static(b"X-Sum: 9\r\n"))));
+            assert_eq!(got, payload, "slices of {size}");
+            assert_eq!(c.held(), 0);
+        }
+    }
+
+    #[test]
+    fn a_body_lost_midway_ends_its_readers_and_the_framing_survives_a_length_gap() {
+        let mut c = Conn::new(1000, 1 << 20);
+        c.feed(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n",
+            4096,
+        );
+        c.feed(&body(2000), 4096);
+        let (got, end) = drain(c.sink.0[0].1.as_mut().unwrap());
+        assert_eq!((got.len(), end), (2000, Ok(None)));
+        let (framer, mut cx) = c.cx();
+        framer.gap(SkipReason::Gap, 1000, &mut cx);
+        let (got, end) = drain(c.sink.0[0].1.as_mut().unwrap());
+        assert_eq!((got.len(), end), (0, Err(StreamError::Lost)));
+        c.feed(&body(2000), 4096);
+        c.feed(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n", 4096);
+        assert_eq!(c.sink.0.len(), 2);
+        assert_eq!(c.sink.0[1].0.target(), b"/after");
+        assert_eq!(c.stats.dropped.get(SkipReason::Gap), 1);
+
+        // The client resets in the middle of a body.
+        let mut c = Conn::new(1000, 1 << 20);
+        c.feed(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n",
+            4096,
+        );
+        c.feed(&body(2000), 4096);
+        let (framer, mut cx) = c.cx();
+        framer.finish(SkipReason::Reset, &mut cx);
+        assert_eq!(
+            drain(c.sink.0[0].1.as_mut().unwrap()).1,
+            Err(StreamError::Lost)
+        );
+        assert_eq!(c.stats.dropped.get(SkipReason::Reset), 1);
+    }
+
+    #[test]
+    fn a_body_nobody_reads_is_skipped_without_a_loss() {
+        let mut c = Conn::new(1000, 100);
+        c.feed(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n",
+            4096,
+        );
+        // The reader never reads: past the lag it is cut, and the framer
+        // skips the rest (the kernel may too).
+        c.feed(&body(1000), 4096);
+        assert_eq!(c.framer.skippable(), 4000);
+        c.feed(&body(4000), 4096);
+        c.feed(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n", 4096);
+        assert_eq!(
+            drain(c.sink.0[0].1.as_mut().unwrap()).1,
+            Err(StreamError::Behind)
+        );
+        assert_eq!(c.sink.0[1].0.target(), b"/after");
+        assert_eq!(c.stats.dropped.total(), 0);
+        assert_eq!(c.stats.skipped_bytes, 5000);
+    }
 }

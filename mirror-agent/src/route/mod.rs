@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use crate::http::Request;
 
-pub use prepared::{BodyFraming, PreparedRequest};
+pub(crate) use prepared::write_hex_line;
+pub use prepared::{BodyFraming, PreparedRequest, StreamedBody};
 pub use request_target::{HeaderRewrite, PathRewrite, QueryParam, query_name};
 pub(crate) use rewrite::RewriteSet;
 pub use rewrite::{

@@ -1,7 +1,12 @@
 //! The routing stage's output: one request exactly as a target will
 //! receive it, ready to be written to any number of connections.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
+
+use super::rewrite::strip_trailers;
+use crate::http::BodyStream;
 
 /// How the body follows the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +19,25 @@ pub enum BodyFraming<'a> {
     Chunked { trailers: &'a [u8] },
 }
 
+/// A body that follows its head as it arrives (see [`BodyStream`]): each
+/// target reads it with a reader of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamedBody {
+    pub body: BodyStream,
+    /// Re-framed as chunks (one per piece read), then the last chunk and
+    /// the trailers; as it is otherwise (Content-Length).
+    pub chunked: bool,
+    /// Header names left out of the trailers (the rewrites').
+    pub drop_trailers: Vec<String>,
+}
+
+impl StreamedBody {
+    /// The trailer lines this target gets of the client's `trailers`.
+    pub fn trailers<'a>(&self, trailers: &'a [u8]) -> Cow<'a, [u8]> {
+        strip_trailers(&self.drop_trailers, trailers)
+    }
+}
+
 /// One request ready to be written to any number of connections: the head
 /// with its rewrites applied, then the body (shared with the captured
 /// request, never copied), then the chunked framing's tail if any.
@@ -23,6 +47,8 @@ pub struct PreparedRequest {
     buf: Vec<u8>,
     split: usize,
     body: Bytes,
+    /// The body streams instead (`body` is empty, `buf` the head alone).
+    streamed: Option<StreamedBody>,
     /// The response to a HEAD request has no body, whatever it announces.
     head_method: bool,
     /// A 2xx response to CONNECT has no body (a tunnel follows).
@@ -61,12 +87,25 @@ impl PreparedRequest {
             buf: head,
             split,
             body,
+            streamed: None,
             head_method: false,
             connect_method: false,
             keep_alive: true,
             upgrade: false,
             captured_ns: 0,
         }
+    }
+
+    /// The body follows the head as it arrives, from `streamed` (made with
+    /// no body).
+    pub fn streaming(mut self, streamed: StreamedBody) -> Self {
+        self.streamed = Some(streamed);
+        self
+    }
+
+    /// The streamed body, if the body streams.
+    pub fn streamed(&self) -> Option<&StreamedBody> {
+        self.streamed.as_ref()
     }
 
     /// Says how the response and the connection behave: the method (HEAD
@@ -99,7 +138,7 @@ impl PreparedRequest {
         [&self.buf[..self.split], &self.body, &self.buf[self.split..]]
     }
 
-    /// Bytes on the wire.
+    /// Bytes on the wire (of a streamed request, the head's).
     pub fn len(&self) -> usize {
         self.buf.len() + self.body.len()
     }
@@ -135,7 +174,8 @@ impl PreparedRequest {
     }
 }
 
-fn write_hex_line(out: &mut Vec<u8>, n: usize) {
+/// `n` in hex and a line end: a chunk-size line.
+pub(crate) fn write_hex_line(out: &mut Vec<u8>, n: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
     for i in (0..digits).rev() {

@@ -26,8 +26,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use bytes::Bytes;
+
 use super::request_target::{HeaderRewrite, PathRewrite, QueryParam, TargetRewrite};
-use super::{BodyFraming, PreparedRequest, TargetUrl};
+use super::{BodyFraming, PreparedRequest, StreamedBody, TargetUrl};
 use crate::http::{Request, Version};
 
 /// `true` for the characters of an HTTP token (RFC 9110 §5.6.2).
@@ -322,26 +324,6 @@ impl RewriteSet {
             .any(|d| d.as_bytes().eq_ignore_ascii_case(name))
     }
 
-    /// The trailer lines a target receives: stripped and set headers are
-    /// left out there too.
-    fn trailers<'a>(&self, trailers: &'a [u8]) -> Cow<'a, [u8]> {
-        let dropped = |line: &[u8]| {
-            let name = line.split(|b| *b == b':').next().unwrap_or_default();
-            self.drops(name.trim_ascii())
-        };
-        if !trailers.split_inclusive(|b| *b == b'\n').any(dropped) {
-            return Cow::Borrowed(trailers);
-        }
-        Cow::Owned(
-            trailers
-                .split_inclusive(|b| *b == b'\n')
-                .filter(|line| !dropped(line))
-                .flatten()
-                .copied()
-                .collect(),
-        )
-    }
-
     /// The bytes this target receives for `request`.
     pub fn apply(&self, request: &Request) -> PreparedRequest {
         let head = &request.head[..];
@@ -431,7 +413,19 @@ impl RewriteSet {
         out.extend_from_slice(&self.marker);
         out.extend_from_slice(&head[end_line..]);
 
-        let trailers = self.trailers(&request.trailers);
+        if let Some(body) = &request.stream {
+            // The body follows as it arrives; its trailers at its end.
+            let streamed = StreamedBody {
+                body: body.clone(),
+                chunked: request.chunked,
+                drop_trailers: self.drop.clone(),
+            };
+            return PreparedRequest::new(out, Bytes::new(), BodyFraming::AsIs)
+                .streaming(streamed)
+                .with_connection(request.method(), keeps_alive(request), request.upgrade)
+                .with_captured_ns(request.complete_ns);
+        }
+        let trailers = strip_trailers(&self.drop, &request.trailers);
         let framing = if request.chunked {
             BodyFraming::Chunked {
                 trailers: &trailers,
@@ -443,6 +437,27 @@ impl RewriteSet {
             .with_connection(request.method(), keeps_alive(request), request.upgrade)
             .with_captured_ns(request.complete_ns)
     }
+}
+
+/// The trailer lines a target receives: stripped and set headers (`drop`)
+/// are left out there too.
+pub(super) fn strip_trailers<'a>(drop: &[String], trailers: &'a [u8]) -> Cow<'a, [u8]> {
+    let dropped = |line: &[u8]| {
+        let name = line.split(|b| *b == b':').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        drop.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(name))
+    };
+    if !trailers.split_inclusive(|b| *b == b'\n').any(dropped) {
+        return Cow::Borrowed(trailers);
+    }
+    Cow::Owned(
+        trailers
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|line| !dropped(line))
+            .flatten()
+            .copied()
+            .collect(),
+    )
 }
 
 /// The position after the line end that follows `from`.

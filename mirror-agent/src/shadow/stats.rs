@@ -48,6 +48,15 @@ mirror_common::labelled! {
         /// An https target's certificate was refused: unknown issuer (see
         /// `ca_file`), not valid for the URL's host, expired.
         TlsCertificate => "tls_certificate",
+        /// A streamed body: the target read it more slowly than the client
+        /// sent it, or the copy waited for its turn while the body went on
+        /// (over 1 MiB behind, or the streams' budget ran out). Its
+        /// connection is closed mid-body.
+        BodyTooSlow => "body_too_slow",
+        /// A streamed body whose rest the capture lost (a gap, the client
+        /// reset or went idle) after its head had gone: its connection is
+        /// closed mid-body, never reused.
+        BodyCut => "body_cut",
     }
 }
 
@@ -404,7 +413,9 @@ mod tests {
                 "connect_limit",
                 "rate_limited",
                 "tls_handshake",
-                "tls_certificate"
+                "tls_certificate",
+                "body_too_slow",
+                "body_cut"
             ]
         );
         let labels: Vec<_> = FilterReason::ALL.iter().map(|r| r.as_str()).collect();

@@ -28,12 +28,12 @@ use super::rate::RateLimit;
 use super::reply::{AnswerFailure, Answered, NoAnswer, Reply};
 use super::stats::{DropReason, StatusClass, TargetStats};
 use super::tls::{TlsClient, TlsSettings};
-use super::wire::{read_response, write_request};
+use super::wire::{read_response, stream_error, write_request, write_streamed};
 
 mod queue;
 
 use crate::clock::monotonic_ns;
-use crate::http::Answer;
+use crate::http::{Answer, BodyReader, StreamError};
 use crate::route::{PreparedRequest, TargetUrl};
 pub use queue::FlowTag;
 use queue::{Job, PushError, Queue};
@@ -130,6 +130,8 @@ struct Inner {
     label: Arc<str>,
     /// How an https target's connections are secured.
     tls: Tls,
+    /// Streamed requests under way (each in a task of its own).
+    streams: std::sync::atomic::AtomicUsize,
 }
 
 /// Whether a target speaks TLS, and with what.
@@ -188,6 +190,7 @@ impl Target {
         };
         let inner = Arc::new(Inner {
             tls,
+            streams: Default::default(),
             connects: ConnectBudget::new(CONNECTS_PER_SECOND),
             endpoints: Endpoints::new(config.name.clone()),
             stats,
@@ -319,8 +322,12 @@ impl Target {
         }
         // Counted before the send so a worker never takes it below zero.
         stats.queue_depth.fetch_add(1, Relaxed);
+        // A streamed body's reader starts here, on the capture task, before
+        // any of the body is written.
+        let body = request.streamed().map(|s| s.body.reader());
         match self.queue.push(Job {
             request,
+            body,
             reply,
             flow,
         }) {
@@ -377,6 +384,17 @@ impl Target {
                 stopped = true;
             }
             let _ = handle.await;
+        }
+        // Streamed requests run in tasks of their own: they finish by the
+        // deadline, or stop (counted `shutdown`) once told to.
+        while self.inner.streams.load(Relaxed) > 0 {
+            if Instant::now() >= deadline {
+                self.phase.send_replace(Phase::Stopped);
+                if Instant::now() >= deadline + Duration::from_secs(1) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if let Some(resolver) = control.resolver {
             resolver.abort();
@@ -468,11 +486,7 @@ async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
 async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Phase>) {
     let mut stop = phase;
     loop {
-        let Job {
-            request,
-            reply,
-            flow,
-        } = tokio::select! {
+        let job = tokio::select! {
             biased;
             _ = reached(&mut stop, Phase::Stopped) => return,
             job = queue.pop() => match job {
@@ -480,50 +494,83 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
                 None => return,
             },
         };
-        let stats = &inner.stats;
-        stats.queue_depth.fetch_sub(1, Relaxed);
-        if inner.expired(&request) {
-            stats.drop_one(DropReason::Expired);
-            if let Some(reply) = reply {
-                reply.send(Err(DropReason::Expired));
-            }
-            // Given up, not reordered: its flow moves on to the next.
-            if let Some(flow) = flow {
-                queue.done(flow);
-            }
-            continue;
+        inner.stats.queue_depth.fetch_sub(1, Relaxed);
+        if job.body.is_some() {
+            // A streamed body lasts as long as the client's upload: it gets
+            // a task of its own, the worker goes on with the queue.
+            let (inner, queue, stop) = (inner.clone(), queue.clone(), stop.clone());
+            inner.streams.fetch_add(1, Relaxed);
+            tokio::spawn(async move {
+                let mut stop = stop;
+                run(&inner, &queue, job, &mut stop).await;
+                inner.streams.fetch_sub(1, Relaxed);
+            });
+        } else {
+            run(&inner, &queue, job, &mut stop).await;
         }
-        stats.in_flight.fetch_add(1, Relaxed);
-        let keep = reply.as_ref().and(inner.config.settings.keep_answer);
-        let outcome = tokio::select! {
-            biased;
-            _ = reached(&mut stop, Phase::Stopped) => Err(DropReason::Shutdown.into()),
-            outcome = inner.send(&request, keep) => outcome,
-        };
-        match outcome {
-            Ok((class, latency, answer)) => {
-                stats.sent_one(class, latency);
-                if let Some(reply) = reply {
-                    reply.send(
-                        answer
-                            .map(|answer| Answered { answer, latency })
-                            .ok_or(DropReason::IoError),
-                    );
-                }
-            }
-            Err(failed) => {
-                stats.drop_one(failed.reason);
-                if let Some(reply) = reply {
-                    reply.send(Err(failed));
-                }
-            }
+    }
+}
+
+/// Sends one job taken from the queue and counts what became of it.
+async fn run(inner: &Inner, queue: &Queue, job: Job, stop: &mut watch::Receiver<Phase>) {
+    let Job {
+        request,
+        mut body,
+        reply,
+        flow,
+    } = job;
+    let stats = &inner.stats;
+    if inner.expired(&request) {
+        stats.drop_one(DropReason::Expired);
+        if let Some(reply) = reply {
+            reply.send(Err(DropReason::Expired));
         }
-        stats.in_flight.fetch_sub(1, Relaxed);
-        // Answered or failed: the flow's next copy may go (this worker
-        // takes from the queue next).
+        // Given up, not reordered: its flow moves on to the next.
         if let Some(flow) = flow {
             queue.done(flow);
         }
+        return;
+    }
+    stats.in_flight.fetch_add(1, Relaxed);
+    let keep = reply.as_ref().and(inner.config.settings.keep_answer);
+    let outcome = tokio::select! {
+        biased;
+        _ = reached(stop, Phase::Stopped) => Err(DropReason::Shutdown.into()),
+        outcome = inner.send(&request, keep, body.as_mut()) => outcome,
+    };
+    // A streamed body's pieces are not kept for this target any longer.
+    drop(body);
+    match outcome {
+        Ok((class, latency, answer)) => {
+            stats.sent_one(class, latency);
+            if let Some(reply) = reply {
+                reply.send(
+                    answer
+                        .map(|answer| Answered { answer, latency })
+                        .ok_or(DropReason::IoError),
+                );
+            }
+        }
+        Err(failed) => {
+            stats.drop_one(failed.reason);
+            if let Some(reply) = reply {
+                reply.send(Err(failed));
+            }
+        }
+    }
+    stats.in_flight.fetch_sub(1, Relaxed);
+    // Answered or failed: the flow's next copy may go (the worker takes
+    // from the queue next).
+    if let Some(flow) = flow {
+        queue.done(flow);
+    }
+}
+
+/// What a target counts for a streamed body it gave up.
+fn stream_drop(error: StreamError) -> DropReason {
+    match error {
+        StreamError::Behind => DropReason::BodyTooSlow,
+        StreamError::Lost => DropReason::BodyCut,
     }
 }
 
@@ -545,8 +592,13 @@ impl Inner {
         &self,
         request: &PreparedRequest,
         keep: Option<usize>,
+        mut body: Option<&mut BodyReader>,
     ) -> Result<(StatusClass, Duration, Option<Answer>), NoAnswer> {
         let settings = &self.config.settings;
+        // A body that fell behind while its copy waited: not even a connect.
+        if let Some(error) = body.as_deref().and_then(BodyReader::status) {
+            return Err(stream_drop(error).into());
+        }
         let mut tries = self.endpoints.len().max(1);
         let picked_ms = self.endpoints.now_ms();
         let (endpoint, mut conn, fresh) = loop {
@@ -607,18 +659,39 @@ impl Inner {
         // connection's (the copy never reached the target: not compared),
         // after it the answer's (the target's verdict: `failed`).
         let mut sent = false;
-        let exchange = async {
-            write_request(&mut conn.stream, request).await?;
-            sent = true;
+        let record_delay = || {
             let captured = request.captured_ns();
             if captured > 0 {
                 self.stats
                     .send_delay
                     .record_ns(monotonic_ns().saturating_sub(captured));
             }
-            read_response(&mut conn.stream, &mut conn.buf, request, keep).await
         };
-        let outcome = tokio::time::timeout(settings.request_timeout, exchange).await;
+        let outcome = match (request.streamed(), body.as_deref_mut()) {
+            (Some(streamed), Some(reader)) => {
+                // The timeout runs from the body's end: the body takes as
+                // long as the client takes (a slow target is cut by the
+                // stream instead).
+                record_delay();
+                match write_streamed(&mut conn.stream, request, streamed, reader).await {
+                    Err(error) => Ok(Err(error)),
+                    Ok(()) => {
+                        sent = true;
+                        let reading = read_response(&mut conn.stream, &mut conn.buf, request, keep);
+                        tokio::time::timeout(settings.request_timeout, reading).await
+                    }
+                }
+            }
+            _ => {
+                let exchange = async {
+                    write_request(&mut conn.stream, request).await?;
+                    sent = true;
+                    record_delay();
+                    read_response(&mut conn.stream, &mut conn.buf, request, keep).await
+                };
+                tokio::time::timeout(settings.request_timeout, exchange).await
+            }
+        };
         if !matches!(outcome, Ok(Ok(_))) {
             // The connection is closed on our side and will be replaced.
             self.connects.charge();
@@ -634,6 +707,13 @@ impl Inner {
         };
         match outcome {
             Err(_) => Err(failed(DropReason::Timeout, AnswerFailure::Timeout)),
+            Ok(Err(error)) if stream_error(&error).is_some() => {
+                // Not the target's failure: the copy is given up mid-body
+                // (the connection is closed), never compared.
+                let reason = stream_error(&error).map_or(DropReason::BodyCut, stream_drop);
+                debug!(target_name = %self.config.name, address = %endpoint.addr, reason = reason.as_str(), "streamed body given up");
+                Err(reason.into())
+            }
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");
                 // A connection just made that fails before the request
@@ -667,6 +747,11 @@ impl Inner {
                 // An answer that ended cleanly leaves the connection ready
                 // for the next request; anything else closes it.
                 if response.reusable {
+                    if request.streamed().is_some() {
+                        // Streams come in numbers: an idle connection of
+                        // theirs keeps no read buffer.
+                        conn.buf = Vec::new();
+                    }
                     endpoint.put_idle(conn);
                 }
                 Ok((class, latency, response.answer))
@@ -677,5 +762,7 @@ impl Inner {
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

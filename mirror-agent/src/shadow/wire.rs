@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::http::h1::body_length::{BodyLength, RequestKind, response_body};
 use crate::http::h1::chunked::{ChunkedDecoder, Step as ChunkedStep};
 use crate::http::h1::syntax::FramingFields;
-use crate::http::{Answer, BodyCollector};
-use crate::route::PreparedRequest;
+use crate::http::{Answer, BodyCollector, BodyRead, BodyReader, StreamError};
+use crate::route::{PreparedRequest, StreamedBody, write_hex_line};
 
 /// Largest response head (and chunk-size or trailer line) accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -36,7 +36,15 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
         IoSlice::new(parts[1]),
         IoSlice::new(parts[2]),
     ];
-    let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+    write_slices(io, &mut slices).await?;
+    io.flush().await
+}
+
+async fn write_slices<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    let mut remaining: &mut [IoSlice<'_>] = slices;
     IoSlice::advance_slices(&mut remaining, 0);
     while !remaining.is_empty() {
         let n = io.write_vectored(remaining).await?;
@@ -45,7 +53,64 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
         }
         IoSlice::advance_slices(&mut remaining, n);
     }
-    io.flush().await
+    Ok(())
+}
+
+/// Writes a request whose body streams (`streamed`, read through this
+/// target's `reader`): the head, then the client's bytes as they arrive
+/// (one chunk per read when the request is chunked, then the last chunk
+/// and the trailers). No timeout: the body takes as long as the client
+/// takes, and a target that reads too slowly is cut by the stream. A
+/// reader cut or a body the capture lost stops the write mid-body with
+/// an error whose source is the [`StreamError`] (the connection must then
+/// be closed).
+pub(crate) async fn write_streamed<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    request: &PreparedRequest,
+    streamed: &StreamedBody,
+    reader: &mut BodyReader,
+) -> io::Result<()> {
+    write_slices(io, &mut [IoSlice::new(request.head())]).await?;
+    let mut line = Vec::new();
+    loop {
+        match reader.read().await.map_err(io::Error::other)? {
+            BodyRead::Data(pieces) => {
+                let len: usize = pieces.iter().map(|p| p.len()).sum();
+                line.clear();
+                if streamed.chunked {
+                    write_hex_line(&mut line, len);
+                }
+                let mut slices = Vec::with_capacity(pieces.len() + 2);
+                slices.push(IoSlice::new(&line));
+                slices.extend(pieces.iter().map(|p| IoSlice::new(p)));
+                if streamed.chunked {
+                    slices.push(IoSlice::new(b"\r\n"));
+                }
+                tokio::select! {
+                    written = write_slices(io, &mut slices) => written?,
+                    error = reader.dropped() => return Err(io::Error::other(error)),
+                }
+            }
+            BodyRead::End(trailers) => {
+                if streamed.chunked {
+                    let trailers = streamed.trailers(&trailers);
+                    let mut slices = [
+                        IoSlice::new(b"0\r\n"),
+                        IoSlice::new(&trailers),
+                        IoSlice::new(b"\r\n"),
+                    ];
+                    write_slices(io, &mut slices).await?;
+                }
+                return io.flush().await;
+            }
+        }
+    }
+}
+
+/// The [`StreamError`] that stopped [`write_streamed`], if that is what
+/// `error` is.
+pub(crate) fn stream_error(error: &io::Error) -> Option<StreamError> {
+    error.get_ref()?.downcast_ref::<StreamError>().copied()
 }
 
 /// What a response told about itself.

@@ -341,7 +341,7 @@ fn check_config_says_what_the_agent_still_needs() {
         printed.contains("metrics_addr = \"127.0.0.1:9464\""),
         "{printed}"
     );
-    assert!(printed.contains("max_body_size = \"64M\""), "{printed}");
+    assert!(printed.contains("max_body_size = \"16G\""), "{printed}");
     let err = check_config(Path::new("/nonexistent/mirror.toml"))
         .unwrap_err()
         .to_string();

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use super::super::reply::Reply;
 use crate::capture::FlowId;
+use crate::http::BodyReader;
 use crate::route::PreparedRequest;
 
 /// The captured client connection a copy belongs to, as a key: a keyed
@@ -94,6 +95,8 @@ pub(super) enum PushError {
 #[derive(Debug)]
 pub(super) struct Job {
     pub request: Arc<PreparedRequest>,
+    /// This target's reader of a streamed body.
+    pub body: Option<BodyReader>,
     pub reply: Option<Reply>,
     pub flow: Option<FlowTag>,
 }

@@ -14,6 +14,7 @@ fn push(queue: &Queue, request: Arc<PreparedRequest>) -> Result<(), PushError> {
     queue
         .push(Job {
             request,
+            body: None,
             reply: None,
             flow: None,
         })
@@ -102,6 +103,7 @@ fn push_in(queue: &Queue, n: u8, flow: Option<FlowTag>) -> Result<(), PushError>
     queue
         .push(Job {
             request: request(n),
+            body: None,
             reply: None,
             flow,
         })
@@ -178,6 +180,7 @@ async fn waiting_copies_count_in_both_bounds_and_the_queue_drains_whole() {
             Bytes::from(vec![0u8; MAX_QUEUED_BYTES / 2]),
             BodyFraming::AsIs,
         )),
+        body: None,
         reply: None,
         flow: Some(a),
     };

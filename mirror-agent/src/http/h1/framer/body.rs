@@ -25,6 +25,23 @@ impl RequestFramer {
         let n = (data.len() as u64).min(remaining) as usize;
         let chunk = &data[..n];
         let remaining = remaining - n as u64;
+        if keep && self.streaming.is_some() {
+            // Delivered at its head: the bytes go on, none is held here.
+            keep = self.stream_piece(chunk, cx);
+            if remaining == 0 && keep {
+                self.end_stream(Bytes::new(), cx);
+                return n;
+            }
+            if !keep {
+                cx.stats.skipped_bytes += n as u64;
+                if remaining == 0 {
+                    self.skipped_request_done(n == data.len(), cx);
+                    return n;
+                }
+            }
+            self.state = State::Body { remaining, keep };
+            return n;
+        }
         if keep {
             if remaining == 0 && self.body.is_empty() {
                 // The whole body is in this slice: one copy, into the request.
@@ -85,7 +102,34 @@ impl RequestFramer {
                 self.sync(cx);
                 self.state = State::Chunked { keep };
             }
+            Step::Data if keep && self.streaming.is_some() => {
+                let len = self.streaming.as_ref().map_or(0, |s| s.len);
+                if len + n as u64 > cx.config.max_body_bytes {
+                    keep = self.drop_body(SkipReason::BodyTooLarge, cx);
+                    cx.stats.skipped_bytes += n as u64;
+                } else if !self.stream_piece(&data[..n], cx) {
+                    // Nobody reads it any more: the rest is skipped.
+                    keep = false;
+                    cx.stats.skipped_bytes += n as u64;
+                }
+                self.state = State::Chunked { keep };
+            }
             Step::Data => {
+                if keep && self.streams((self.body.len() + n) as u64, cx) {
+                    // Over the window: delivered now, what was gathered
+                    // and this chunk streaming first.
+                    let gathered = std::mem::take(&mut self.body);
+                    self.sync(cx);
+                    keep = self.start_stream(ts_ns, cx)
+                        && self.stream_piece(&gathered, cx)
+                        && self.stream_piece(&data[..n], cx);
+                    if !keep {
+                        self.streaming = None;
+                        cx.stats.skipped_bytes += (gathered.len() + n) as u64;
+                    }
+                    self.state = State::Chunked { keep };
+                    return n;
+                }
                 if keep {
                     if (self.body.len() + n) as u64 > cx.config.max_body_bytes {
                         keep = self.drop_body(SkipReason::BodyTooLarge, cx);
@@ -100,6 +144,11 @@ impl RequestFramer {
                     cx.stats.skipped_bytes += n as u64;
                 }
                 self.state = State::Chunked { keep };
+            }
+            Step::Done if keep && self.streaming.is_some() => {
+                let trailers = Bytes::from(std::mem::take(&mut self.trailers));
+                self.sync(cx);
+                self.end_stream(trailers, cx);
             }
             Step::Done => {
                 if keep {
@@ -128,6 +177,7 @@ impl RequestFramer {
         cx.stats.skipped_bytes += self.body.len() as u64;
         self.body = Vec::new();
         self.trailers = Vec::new();
+        self.streaming = None;
         self.sync(cx);
         false
     }
