@@ -592,7 +592,7 @@ impl Inner {
         &self,
         request: &PreparedRequest,
         keep: Option<usize>,
-        mut body: Option<&mut BodyReader>,
+        body: Option<&mut BodyReader>,
     ) -> Result<(StatusClass, Duration, Option<Answer>), NoAnswer> {
         let settings = &self.config.settings;
         // A body that fell behind while its copy waited: not even a connect.
@@ -667,7 +667,7 @@ impl Inner {
                     .record_ns(monotonic_ns().saturating_sub(captured));
             }
         };
-        let outcome = match (request.streamed(), body.as_deref_mut()) {
+        let outcome = match (request.streamed(), body) {
             (Some(streamed), Some(reader)) => {
                 // The timeout runs from the body's end: the body takes as
                 // long as the client takes (a slow target is cut by the
