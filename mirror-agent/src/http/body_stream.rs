@@ -64,7 +64,7 @@ impl Default for StreamLimits {
     fn default() -> Self {
         Self {
             after: 64 << 10,
-            lag: 1 << 20,
+            lag: 8 << 20,
             budget: StreamBudget::new(32 << 20),
         }
     }

@@ -159,6 +159,8 @@ pub struct Target {
     accepting: AtomicBool,
     phase: watch::Sender<Phase>,
     control: std::sync::Mutex<Option<Control>>,
+    /// Where streamed requests' tasks run (queued from the capture task).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Target {
@@ -238,6 +240,7 @@ impl Target {
             "shadow target started"
         );
         Arc::new(Target {
+            runtime: tokio::runtime::Handle::current(),
             rate: settings.rate_limit.map(RateLimit::new),
             inner,
             queue,
@@ -325,12 +328,24 @@ impl Target {
         // A streamed body's reader starts here, on the capture task, before
         // any of the body is written.
         let body = request.streamed().map(|s| s.body.reader());
-        match self.queue.push(Job {
+        let job = Job {
             request,
             body,
             reply,
             flow,
-        }) {
+        };
+        let pushed = if job.body.is_some() {
+            self.queue.push_or_take(job).map(|now| {
+                if let Some(job) = now {
+                    stats.queue_depth.fetch_sub(1, Relaxed);
+                    let _runtime = self.runtime.enter();
+                    spawn_stream(&self.inner, &self.queue, job, &self.phase.subscribe());
+                }
+            })
+        } else {
+            self.queue.push(job)
+        };
+        match pushed {
             Ok(()) => Ok(()),
             Err((err, job)) => {
                 stats.queue_depth.fetch_sub(1, Relaxed);
@@ -496,23 +511,35 @@ async fn worker(inner: Arc<Inner>, queue: Arc<Queue>, phase: watch::Receiver<Pha
         };
         inner.stats.queue_depth.fetch_sub(1, Relaxed);
         if job.body.is_some() {
-            // A streamed body lasts as long as the client's upload: it gets
-            // a task of its own, the worker goes on with the queue.
-            let (inner, queue, stop) = (inner.clone(), queue.clone(), stop.clone());
-            inner.streams.fetch_add(1, Relaxed);
-            tokio::spawn(async move {
-                let mut stop = stop;
-                run(&inner, &queue, job, &mut stop).await;
-                inner.streams.fetch_sub(1, Relaxed);
-            });
+            spawn_stream(&inner, &queue, job, &stop);
         } else {
-            run(&inner, &queue, job, &mut stop).await;
+            // Answered or failed: the flow's next copy may go (this worker
+            // takes from the queue next).
+            if let Some(flow) = run(&inner, job, &mut stop).await {
+                queue.done(flow);
+            }
         }
     }
 }
 
-/// Sends one job taken from the queue and counts what became of it.
-async fn run(inner: &Inner, queue: &Queue, job: Job, stop: &mut watch::Receiver<Phase>) {
+/// A streamed body lasts as long as the client's upload: it gets a task of
+/// its own, so the workers go on with the queue.
+fn spawn_stream(inner: &Arc<Inner>, queue: &Arc<Queue>, job: Job, stop: &watch::Receiver<Phase>) {
+    let (inner, queue, mut stop) = (inner.clone(), queue.clone(), stop.clone());
+    inner.streams.fetch_add(1, Relaxed);
+    tokio::spawn(async move {
+        // No worker follows on from here: the flow's next copy needs one.
+        if let Some(flow) = run(&inner, job, &mut stop).await {
+            queue.done_elsewhere(flow);
+        }
+        inner.streams.fetch_sub(1, Relaxed);
+    });
+}
+
+/// Sends one job taken from the queue and counts what became of it;
+/// returns its flow, whose next copy may now go (the caller says so to
+/// the queue).
+async fn run(inner: &Inner, job: Job, stop: &mut watch::Receiver<Phase>) -> Option<FlowTag> {
     let Job {
         request,
         mut body,
@@ -526,10 +553,7 @@ async fn run(inner: &Inner, queue: &Queue, job: Job, stop: &mut watch::Receiver<
             reply.send(Err(DropReason::Expired));
         }
         // Given up, not reordered: its flow moves on to the next.
-        if let Some(flow) = flow {
-            queue.done(flow);
-        }
-        return;
+        return flow;
     }
     stats.in_flight.fetch_add(1, Relaxed);
     let keep = reply.as_ref().and(inner.config.settings.keep_answer);
@@ -559,11 +583,7 @@ async fn run(inner: &Inner, queue: &Queue, job: Job, stop: &mut watch::Receiver<
         }
     }
     stats.in_flight.fetch_sub(1, Relaxed);
-    // Answered or failed: the flow's next copy may go (the worker takes
-    // from the queue next).
-    if let Some(flow) = flow {
-        queue.done(flow);
-    }
+    flow
 }
 
 /// What a target counts for a streamed body it gave up.
@@ -673,7 +693,8 @@ impl Inner {
                 // long as the client takes (a slow target is cut by the
                 // stream instead).
                 record_delay();
-                match write_streamed(&mut conn.stream, request, streamed, reader).await {
+                let stall = settings.request_timeout;
+                match write_streamed(&mut conn.stream, request, streamed, reader, stall).await {
                     Err(error) => Ok(Err(error)),
                     Ok(()) => {
                         sent = true;
@@ -707,6 +728,9 @@ impl Inner {
         };
         match outcome {
             Err(_) => Err(failed(DropReason::Timeout, AnswerFailure::Timeout)),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+                Err(failed(DropReason::Timeout, AnswerFailure::Timeout))
+            }
             Ok(Err(error)) if stream_error(&error).is_some() => {
                 // Not the target's failure: the copy is given up mid-body
                 // (the connection is closed), never compared.

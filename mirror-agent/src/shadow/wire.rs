@@ -8,6 +8,7 @@
 //! chunked decoder), the same that frames v1's responses.
 
 use std::io::{self, IoSlice};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -59,18 +60,26 @@ async fn write_slices<W: AsyncWrite + Unpin>(
 /// Writes a request whose body streams (`streamed`, read through this
 /// target's `reader`): the head, then the client's bytes as they arrive
 /// (one chunk per read when the request is chunked, then the last chunk
-/// and the trailers). No timeout: the body takes as long as the client
-/// takes, and a target that reads too slowly is cut by the stream. A
-/// reader cut or a body the capture lost stops the write mid-body with
-/// an error whose source is the [`StreamError`] (the connection must then
-/// be closed).
+/// and the trailers). Waiting for the client has no timeout (the body
+/// takes as long as the client takes; the capture ends a body whose client
+/// went idle); each write must progress within `stall` (a target that
+/// stopped reading, once the body ended, would hold it forever), and a
+/// target that reads too slowly is cut by the stream. A reader cut or a
+/// body the capture lost stops the write mid-body with an error whose
+/// source is the [`StreamError`] (the connection must then be closed).
 pub(crate) async fn write_streamed<W: AsyncWrite + Unpin>(
     io: &mut W,
     request: &PreparedRequest,
     streamed: &StreamedBody,
     reader: &mut BodyReader,
+    stall: Duration,
 ) -> io::Result<()> {
-    write_slices(io, &mut [IoSlice::new(request.head())]).await?;
+    let timed_out = || io::Error::from(io::ErrorKind::TimedOut);
+    let mut head = [IoSlice::new(request.head())];
+    let writing = write_slices(io, &mut head);
+    tokio::time::timeout(stall, writing)
+        .await
+        .map_err(|_| timed_out())??;
     let mut line = Vec::new();
     loop {
         match reader.read().await.map_err(io::Error::other)? {
@@ -87,7 +96,9 @@ pub(crate) async fn write_streamed<W: AsyncWrite + Unpin>(
                     slices.push(IoSlice::new(b"\r\n"));
                 }
                 tokio::select! {
-                    written = write_slices(io, &mut slices) => written?,
+                    written = tokio::time::timeout(stall, write_slices(io, &mut slices)) => {
+                        written.map_err(|_| timed_out())??
+                    }
                     error = reader.dropped() => return Err(io::Error::other(error)),
                 }
             }
@@ -99,7 +110,10 @@ pub(crate) async fn write_streamed<W: AsyncWrite + Unpin>(
                         IoSlice::new(&trailers),
                         IoSlice::new(b"\r\n"),
                     ];
-                    write_slices(io, &mut slices).await?;
+                    let tail = write_slices(io, &mut slices);
+                    tokio::time::timeout(stall, tail)
+                        .await
+                        .map_err(|_| timed_out())??;
                 }
                 return io.flush().await;
             }

@@ -292,6 +292,12 @@ impl Sources {
                 "HTTP requests reassembled from captured traffic.",
                 stats.http.requests,
             ),
+            (
+                "mirror_requests_streamed",
+                "Of the captured requests, those whose body (over 64 KiB) went on to the \
+                 shadows as it arrived, the request sent at its head.",
+                stats.http.streamed_requests,
+            ),
         ] {
             counter(encoder, name, help, value)?;
         }
@@ -557,6 +563,7 @@ mod tests {
             "mirror_stream_gap_bytes_total 0",
             "mirror_connection_desyncs_total 0",
             "mirror_connection_resyncs_total 0",
+            "mirror_requests_streamed_total 0",
             "mirror_shadow_requests_total{target=\"http://v2:9000\",outcome=\"2xx\"} 40",
             "mirror_shadow_requests_total{target=\"http://v2:9000\",outcome=\"queue_full\"} 2",
             "mirror_shadow_queue_depth{target=\"http://v2:9000\"} 5",

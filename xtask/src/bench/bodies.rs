@@ -519,6 +519,12 @@ fn listen(at: SocketAddr, small_buffer: bool) -> Result<TcpListener> {
             );
         }
     }
+    // Thousands of connections arrive at once: a backlog for them (std
+    // listens with 128; the kernel caps this at somaxconn).
+    // SAFETY: listen() again on a listening socket only sets its backlog.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), 65_535);
+    }
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

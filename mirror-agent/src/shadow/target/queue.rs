@@ -259,6 +259,32 @@ impl Queue {
         Ok(())
     }
 
+    /// Like [`push`](Self::push), for a job that runs in a task of its own
+    /// (a streamed body): if it may go now (its flow has no job out), it is
+    /// handed back to be run at once, its flow out until [`done`](Self::done);
+    /// otherwise it waits in its flow's line like any job. A burst of
+    /// uploads thus never fills the queue: only copies that must wait for
+    /// their connection's earlier ones are held.
+    pub(super) fn push_or_take(&self, job: Job) -> Result<Option<Job>, (PushError, Job)> {
+        let mut items = self.lock();
+        if self.closed.load(Relaxed) {
+            return Err((PushError::Closed, job));
+        }
+        let Some(tag) = job.flow else {
+            return Ok(Some(job));
+        };
+        if let Entry::Vacant(idle) = items.flows.entry(tag) {
+            idle.insert(Line::EMPTY);
+            return Ok(Some(job));
+        }
+        if !items.fits(self.capacity, job.request.len()) {
+            return Err((PushError::Full, job));
+        }
+        let takeable = items.add(job);
+        debug_assert!(!takeable, "its flow has a job out");
+        Ok(None)
+    }
+
     /// Whether [`push`](Self::push) would take a request of `len` bytes
     /// now: the count and the bytes bound it checks.
     pub(super) fn has_room_for(&self, len: usize) -> bool {
@@ -297,6 +323,20 @@ impl Queue {
     /// older ready one, whose own push woke a worker for it).
     pub(super) fn done(&self, flow: FlowTag) {
         self.lock().next_of(flow);
+    }
+
+    /// [`done`](Self::done) from outside the workers (a streamed request's
+    /// task): the flow's next job, if one became ready, wakes a worker.
+    pub(super) fn done_elsewhere(&self, flow: FlowTag) {
+        let woke = {
+            let mut items = self.lock();
+            let before = items.ready.len();
+            items.next_of(flow);
+            items.ready.len() > before
+        };
+        if woke {
+            self.ready.notify_one();
+        }
     }
 
     /// Takes every job still held, ready or waiting (a shutdown gives them
