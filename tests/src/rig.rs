@@ -310,6 +310,15 @@ impl ReplayRig {
             .stop()
     }
 
+    /// Ends the rig server on shadow host `index` now, whatever broke (a
+    /// connection the agent closed mid-body); returns what came whole.
+    pub fn halt_shadow(&mut self, index: usize) -> Received {
+        self.servers[index]
+            .take()
+            .unwrap_or_else(|| panic!("no running rig server on shadow {index}"))
+            .halt()
+    }
+
     /// Stops the rig server on shadow host `index`.
     pub fn stop_shadow(&mut self, index: usize) -> Result<Received> {
         self.servers[index]
