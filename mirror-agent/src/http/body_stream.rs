@@ -340,6 +340,11 @@ pub struct BodyReader {
 impl BodyReader {
     /// The next pieces, or the end; an error once this reader is cut or
     /// the body is lost. Waits while the client has sent nothing more.
+    ///
+    /// The pieces stay this reader's (held, counted against its lag and
+    /// the budget) until it says it wrote them ([`Self::advance`]): a
+    /// reader stuck writing to a slow target is behind, not done. The next
+    /// read starts where the last `advance` left off.
     pub async fn read(&mut self) -> Result<Read, StreamError> {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
@@ -363,8 +368,6 @@ impl BodyReader {
                     taken += piece.len();
                     out.push(piece.clone());
                 }
-                slot.cursor += taken as u64;
-                state.trim(&self.shared.limits.budget);
                 return Poll::Ready(Ok(Read::Data(out)));
             }
             match &state.ending {
@@ -376,6 +379,15 @@ impl BodyReader {
             }
         })
         .await
+    }
+
+    /// The `n` bytes last read are written: they may be freed.
+    pub fn advance(&mut self, n: usize) {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let slot = &mut state.readers[self.id];
+        slot.cursor = (slot.cursor + n as u64).min(state.end);
+        state.trim(&self.shared.limits.budget);
     }
 
     /// Why this reader gets no more of the body, if it does not.
@@ -441,9 +453,14 @@ mod tests {
         }
     }
 
-    fn data(read: Option<Result<Read, StreamError>>) -> Vec<u8> {
-        match read {
-            Some(Ok(Read::Data(pieces))) => pieces.concat(),
+    /// What one read gave, written (advanced past).
+    fn take(reader: &mut BodyReader) -> Vec<u8> {
+        match now(reader.read()) {
+            Some(Ok(Read::Data(pieces))) => {
+                let bytes = pieces.concat();
+                reader.advance(bytes.len());
+                bytes
+            }
             other => panic!("expected data, got {other:?}"),
         }
     }
@@ -456,9 +473,9 @@ mod tests {
         assert!(now(a.read()).is_none(), "nothing written yet: waits");
         assert!(w.push(b"hello "));
         assert!(w.push(b"world"));
-        assert_eq!(data(now(a.read())), b"hello world");
+        assert_eq!(take(&mut a), b"hello world");
         assert_eq!(l.budget.held(), 11, "b still needs them");
-        assert_eq!(data(now(b.read())), b"hello world");
+        assert_eq!(take(&mut b), b"hello world");
         assert_eq!(l.budget.held(), 0);
         w.finish(Bytes::from_static(b"X-Sum: 1\r\n"));
         assert_eq!(
@@ -477,11 +494,11 @@ mod tests {
         let (mut w, body) = BodyStream::new(l.clone());
         let (mut fast, mut slow) = (body.reader(), body.reader());
         w.push(b"0123456");
-        assert_eq!(data(now(fast.read())), b"0123456");
+        assert_eq!(take(&mut fast), b"0123456");
         w.push(b"789ab");
         assert_eq!(now(slow.read()), Some(Err(StreamError::Behind)));
         assert_eq!(now(slow.dropped()), Some(StreamError::Behind));
-        assert_eq!(data(now(fast.read())), b"789ab");
+        assert_eq!(take(&mut fast), b"789ab");
         assert_eq!(l.budget.held(), 0, "nothing kept for a cut reader");
         drop(fast);
         assert!(!w.push(b"more"), "nobody reads any more");
@@ -498,7 +515,7 @@ mod tests {
         assert!(!w2.push(b"67890"), "over the budget: its reader is cut");
         assert_eq!(now(r2.read()), Some(Err(StreamError::Behind)));
         assert_eq!(l.budget.held(), 5);
-        assert_eq!(data(now(r1.read())), b"12345");
+        assert_eq!(take(&mut r1), b"12345");
         assert_eq!(l.budget.held(), 0);
         drop((w1, w2));
     }
@@ -524,7 +541,7 @@ mod tests {
         let (mut w, body) = BodyStream::new(l.clone());
         let mut first = body.reader();
         w.push(b"abc");
-        assert_eq!(data(now(first.read())), b"abc");
+        assert_eq!(take(&mut first), b"abc");
         let mut late = body.reader();
         assert_eq!(now(late.read()), Some(Err(StreamError::Behind)));
     }
@@ -537,7 +554,11 @@ mod tests {
             let mut got = Vec::new();
             loop {
                 match r.read().await.unwrap() {
-                    Read::Data(p) => got.extend(p.concat()),
+                    Read::Data(p) => {
+                        let bytes = p.concat();
+                        r.advance(bytes.len());
+                        got.extend(bytes);
+                    }
                     Read::End(_) => return got,
                 }
             }

@@ -763,9 +763,13 @@ mod streaming {
         let mut got = Vec::new();
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            let read = std::pin::pin!(reader.read());
-            match read.poll(&mut cx) {
-                Poll::Ready(Ok(BodyRead::Data(pieces))) => got.extend(pieces.concat()),
+            let polled = std::pin::pin!(reader.read()).poll(&mut cx);
+            match polled {
+                Poll::Ready(Ok(BodyRead::Data(pieces))) => {
+                    let bytes = pieces.concat();
+                    reader.advance(bytes.len());
+                    got.extend(bytes);
+                }
                 Poll::Ready(Ok(BodyRead::End(trailers))) => return (got, Ok(Some(trailers))),
                 Poll::Ready(Err(e)) => return (got, Err(e)),
                 Poll::Pending => return (got, Ok(None)),

@@ -637,7 +637,10 @@ impl Inner {
                     return Err(DropReason::TlsHandshake.into());
                 }
             };
-            match connect(endpoint.addr, settings.connect_timeout, tls).await {
+            // Boxed: a TLS handshake's state is most of a request's future,
+            // and a streamed request's task keeps that future for as long
+            // as the upload lasts (thousands at once).
+            match Box::pin(connect(endpoint.addr, settings.connect_timeout, tls)).await {
                 Ok(conn) => break (endpoint, conn, true),
                 Err((DropReason::FdLimit, _)) => {
                     // The agent's own limit: the address is fine.

@@ -25,6 +25,9 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 128;
 /// Read size while discarding bodies.
 const READ_CHUNK: usize = 16 * 1024;
+/// A connection's first read, before its buffer is allocated: a small
+/// answer's head and body.
+const FIRST_READ: usize = 256;
 
 /// Writes the whole request with vectored writes (the body is not copied).
 pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
@@ -101,6 +104,8 @@ pub(crate) async fn write_streamed<W: AsyncWrite + Unpin>(
                     }
                     error = reader.dropped() => return Err(io::Error::other(error)),
                 }
+                drop(slices);
+                reader.advance(len);
             }
             BodyRead::End(trailers) => {
                 if streamed.chunked {
@@ -261,6 +266,15 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         } else if self.pos > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.drain(..self.pos);
             self.pos = 0;
+        }
+        if self.buf.capacity() == 0 {
+            // A connection's first answer (a streamed request's has one of
+            // its own, and thousands may wait at once): nothing is
+            // allocated until bytes are there.
+            let mut first = [0u8; FIRST_READ];
+            let n = self.io.read(&mut first).await?;
+            self.buf.extend_from_slice(&first[..n]);
+            return Ok(n > 0);
         }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);

@@ -405,6 +405,9 @@ impl Mirror {
         }
         if let Some(mut process) = self.process.take() {
             let status = process.stop(Signal::INT, Duration::from_secs(15))?;
+            if let Ok(path) = std::env::var("MIRROR_BENCH_AGENT_LOG") {
+                let _ = std::fs::write(path, process.stderr_lines().join("\n"));
+            }
             if self.mode.is_agent() {
                 ensure!(
                     status.success(),
@@ -454,6 +457,12 @@ fn start_agent(
         args.extend(["--ca-file", ca]);
     }
     args.extend(extra);
+    // For a look inside a run: MIRROR_BENCH_AGENT_LEVEL=debug raises the
+    // agent's log level, MIRROR_BENCH_AGENT_LOG=FILE keeps what it logged.
+    let level = std::env::var("MIRROR_BENCH_AGENT_LEVEL").unwrap_or_default();
+    if !level.is_empty() {
+        args.extend(["--log-level", &level]);
+    }
     if let Some(ring) = &agent.ring_size {
         args.extend(["--ring-size", ring]);
     }
