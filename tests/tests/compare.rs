@@ -386,6 +386,67 @@ fn an_identical_v2_matches_every_one_of_a_thousand_mixed_requests() -> Result<()
     Ok(())
 }
 
+/// Uploads over the agent's whole-body window (64 KiB) go to the targets
+/// as they arrive, the request sent at its head: each is still paired with
+/// v1's answer and judged. v2 identical matches every one; v3 (its order
+/// totals one more) differs on every one at `$.total`. Content-Length,
+/// chunked and `Expect: 100-continue` uploads, three connections.
+#[test]
+fn streamed_uploads_are_compared_like_any_request() -> Result<()> {
+    let _machine = or_skip!(serial());
+    let rig = AppRig::new(
+        Behaviour::v1("v1"),
+        vec![Some(Behaviour::v1("v2")), Some(v3())],
+    )?;
+    let (v2, v3_url) = (shadow_url(0), shadow_url(1));
+    let agent = rig.agent(&["--shadow", &v2, "--shadow", &v3_url, "--compare"], 2)?;
+    let mut sent = Sent::default();
+    let requests: Vec<(ClientRequest, u16)> = (0..24u64)
+        .map(|i| {
+            let pad = "x".repeat(300_000 + 1_000 * i as usize);
+            let body = format!("{{\"item\":{i},\"quantity\":2,\"pad\":\"{pad}\"}}");
+            let request =
+                ClientRequest::new("POST", "/orders", &["Content-Type: application/json"])
+                    .body(body, i % 3 == 1);
+            let request = if i % 3 == 2 {
+                request.expect_continue()
+            } else {
+                request
+            };
+            (request, 201)
+        })
+        .collect();
+    send(&rig, &requests, 3, &mut sent)?;
+    let total = sent.total();
+    let report = rig.judged(&[&v2, &v3_url], total)?;
+    let metrics = Metrics::scrape(rig.rig.primary(), DEFAULT_ADDR)?;
+    ensure!(
+        metrics.get("mirror_requests_streamed_total", &[]) == Some(total as f64),
+        "every upload streamed: {:?}",
+        metrics.get("mirror_requests_streamed_total", &[])
+    );
+    let v2_report = target(&report, &v2)?;
+    ensure!(
+        verdict(v2_report)? == (total, total, 0),
+        "v2: {:?} of {total}: {report:#}",
+        verdict(v2_report)?
+    );
+    let v3_report = target(&report, &v3_url)?;
+    ensure!(
+        verdict(v3_report)? == (total, 0, total),
+        "v3: {:?} of {total}: {report:#}",
+        verdict(v3_report)?
+    );
+    let orders = endpoint(v3_report, "POST /orders")?;
+    let total_field = field(orders, "$.total")?;
+    ensure!(
+        count(total_field, "count")? == total,
+        "$.total: {total_field}"
+    );
+    stop(agent)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // b. planted differences, counted exactly, at their paths
 // ---------------------------------------------------------------------------
