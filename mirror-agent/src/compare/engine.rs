@@ -115,24 +115,43 @@ impl Engine {
 
     /// Opens an exchange for a request about to be dispatched; `None` when
     /// too many wait (the caller counts it with [`Engine::overflowed`]).
+    /// Its answers are waited for `compare_timeout` from now.
     pub fn open(&self, meta: RequestMeta) -> Option<u64> {
+        let tag = self.open_unarmed(meta)?;
+        self.arm(tag);
+        Some(tag)
+    }
+
+    /// [`Engine::open`] for a request whose body is still arriving (it
+    /// streams): its answers cannot come before the body's end, so the
+    /// timeout starts at [`Engine::arm`], called then.
+    pub fn open_unarmed(&self, meta: RequestMeta) -> Option<u64> {
         let mut state = self.shared.state();
         if state.pending.len() >= MAX_PENDING || state.held_bytes >= MAX_HELD_BYTES {
             return None;
         }
         state.next_tag += 1;
         let tag = state.next_tag;
-        let deadline = monotonic_ns() + state.timeout_ns;
-        state.deadlines.push_back((deadline, tag));
         // v1's request head is held until judged (the additions are read
         // from it): counted like the answers.
         let mut exchange = Exchange::new(meta);
         exchange.held = exchange.meta.head.len();
         state.held_bytes += exchange.held;
         state.pending.insert(tag, exchange);
+        Some(tag)
+    }
+
+    /// The answers of exchange `tag` are waited for `compare_timeout` from
+    /// now (one timeout for all, so the deadlines stay in order).
+    pub fn arm(&self, tag: u64) {
+        let mut state = self.shared.state();
+        if !state.pending.contains_key(&tag) {
+            return;
+        }
+        let deadline = monotonic_ns() + state.timeout_ns;
+        state.deadlines.push_back((deadline, tag));
         // Asleep, the compare thread must learn of this deadline.
         self.shared.wake_if_asleep(&state);
-        Some(tag)
     }
 
     /// The targets that were sent a copy of exchange `tag` (each answers

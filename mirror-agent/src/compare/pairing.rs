@@ -47,14 +47,22 @@ impl Exchanges {
     }
 
     /// Opens the exchange of `request`: the tag v1's answer and the
-    /// targets' answers are to be given to; `None` when too many wait.
+    /// targets' answers are to be given to; `None` when too many wait. A
+    /// streamed request's answers are waited for from its body's end.
     pub fn open(&self, request: &Request) -> Option<u64> {
-        self.engine.open(RequestMeta {
+        let meta = RequestMeta {
             method: String::from_utf8_lossy(request.method()).into_owned(),
             target: cut_target(request.target()),
             head: request.head.clone(),
             complete_ns: request.complete_ns,
-        })
+        };
+        let Some(body) = &request.stream else {
+            return self.engine.open(meta);
+        };
+        let tag = self.engine.open_unarmed(meta)?;
+        let engine = self.engine.clone();
+        body.on_end(Box::new(move || engine.arm(tag)));
+        Some(tag)
     }
 
     /// The copies of an opened exchange's request, as routing prepared

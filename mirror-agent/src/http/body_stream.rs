@@ -127,7 +127,6 @@ enum Ending {
     Aborted,
 }
 
-#[derive(Debug)]
 struct State {
     /// Each piece with its offset in the body.
     pieces: VecDeque<(u64, Bytes)>,
@@ -137,6 +136,18 @@ struct State {
     held: usize,
     readers: Vec<Slot>,
     ending: Ending,
+    /// Called once the body ended or was lost (see [`BodyStream::on_end`]).
+    on_end: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("end", &self.end)
+            .field("held", &self.held)
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -217,6 +228,7 @@ impl BodyStream {
                 held: 0,
                 readers: Vec::new(),
                 ending: Ending::Open,
+                on_end: Vec::new(),
             }),
             limits,
         });
@@ -226,6 +238,18 @@ impl BodyStream {
             },
             BodyStream { shared },
         )
+    }
+
+    /// Calls `f` once the body ended or was lost (at once if it has): what
+    /// waits for the request's end, e.g. the comparison's timeout.
+    pub fn on_end(&self, f: Box<dyn FnOnce() + Send>) {
+        let mut state = self.shared.lock();
+        if matches!(state.ending, Ending::Open) {
+            state.on_end.push(f);
+        } else {
+            drop(state);
+            f();
+        }
     }
 
     /// A reader from the body's first byte. Made before any piece is
@@ -303,7 +327,7 @@ impl BodyWriter {
     }
 
     fn end(&self, ending: Ending) {
-        let wake: Vec<Waker> = {
+        let (wake, on_end): (Vec<Waker>, _) = {
             let mut state = self.shared.lock();
             if !matches!(state.ending, Ending::Open) {
                 return;
@@ -314,13 +338,15 @@ impl BodyWriter {
                 self.shared.limits.budget.held.fetch_sub(freed, Relaxed);
             }
             state.ending = ending;
-            state
+            let wake = state
                 .readers
                 .iter_mut()
                 .filter_map(|r| r.waker.take())
-                .collect()
+                .collect();
+            (wake, std::mem::take(&mut state.on_end))
         };
         wake.into_iter().for_each(Waker::wake);
+        on_end.into_iter().for_each(|f| f());
     }
 }
 
@@ -544,6 +570,29 @@ mod tests {
         assert_eq!(take(&mut first), b"abc");
         let mut late = body.reader();
         assert_eq!(now(late.read()), Some(Err(StreamError::Behind)));
+    }
+
+    #[test]
+    fn what_waits_for_the_end_is_called_once_whether_it_ends_or_is_lost() {
+        use std::sync::atomic::AtomicU32;
+        let calls = Arc::new(AtomicU32::new(0));
+        let count = |calls: &Arc<AtomicU32>| {
+            let calls = calls.clone();
+            Box::new(move || {
+                calls.fetch_add(1, Relaxed);
+            })
+        };
+        let (w, body) = BodyStream::new(limits(1 << 20, 1 << 20));
+        body.on_end(count(&calls));
+        assert_eq!(calls.load(Relaxed), 0);
+        w.finish(Bytes::new());
+        assert_eq!(calls.load(Relaxed), 1);
+        body.on_end(count(&calls));
+        assert_eq!(calls.load(Relaxed), 2, "after the end: at once");
+        let (w, body) = BodyStream::new(limits(1 << 20, 1 << 20));
+        body.on_end(count(&calls));
+        drop(w);
+        assert_eq!(calls.load(Relaxed), 3, "a lost body ends too");
     }
 
     #[tokio::test]

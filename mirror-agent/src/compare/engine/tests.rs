@@ -117,6 +117,32 @@ fn a_target_silent_past_the_deadline_is_a_timeout_and_one_never_sent_is_not_a_di
     assert_eq!((v2.pairs.differ, v3.pairs.differ), (0, 0));
 }
 
+#[test]
+fn a_streamed_requests_answers_are_waited_for_from_its_bodys_end() {
+    let engine = engine(Duration::from_millis(50));
+    let tag = engine
+        .open_unarmed(RequestMeta {
+            method: "POST".into(),
+            target: "/upload".into(),
+            head: bytes::Bytes::new(),
+            complete_ns: 1,
+        })
+        .unwrap();
+    engine.expect(tag, vec!["v2".into()], Vec::new());
+    // Five timeouts go by while the body arrives: nothing is judged.
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(counts(&engine, "v2"), (0, 0, 0));
+    engine.arm(tag);
+    v1_answers(&engine, tag, "{}");
+    engine.answer_sink().answered(tag, "v2", answered("{}"));
+    wait_until(|| counts(&engine, "v2") != (0, 0, 0));
+    assert_eq!(
+        counts(&engine, "v2"),
+        (1, 0, 0),
+        "answered in time: matched"
+    );
+}
+
 /// An engine comparing `targets` (name, role), with the diff log to
 /// `log` if given; one exchange (`GET /items/7`) sent to all of them,
 /// and v1's 200 to it.
