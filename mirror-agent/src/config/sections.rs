@@ -488,7 +488,8 @@ section! {
         compare_body_cap "compare_body_cap": Option<ByteSize>,
 
         /// How long a request waits for v1's and the targets' answers before
-        /// it is counted as not compared (`timeout`). Default 10s.
+        /// it is counted as not compared (`timeout`); for a body that
+        /// streams (over 64K), from the body's end. Default 10s.
         /// Example: --compare-timeout 30s
         #[arg(long, value_name = "DURATION")]
         compare_timeout "compare_timeout": Option<HumanDuration>,
