@@ -1,6 +1,7 @@
 //! The request framer on arbitrary bytes, cut into arbitrary slices.
 //!
-//! Input: byte 0 picks the limits, byte 1 the slicing; the rest is the
+//! Input: byte 0 picks the limits (its high bit: bodies over 16 bytes
+//! stream, delivered at their head), byte 1 the slicing; the rest is the
 //! stream. Checks: no panic, the budget always equals what the framer holds
 //! and never exceeds the limits' worth, every delivered request has a head
 //! that httparse accepts and a body within the limit, and finishing releases
@@ -9,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mirror_agent::http::testing::Harness;
-use mirror_agent::http::{HttpConfig, SkipReason};
+use mirror_agent::http::{HttpConfig, SkipReason, StreamBudget, StreamLimits};
 
 fuzz_target!(|input: &[u8]| {
     let [limits, slicing, stream @ ..] = input else {
@@ -19,6 +20,11 @@ fuzz_target!(|input: &[u8]| {
         max_head_bytes: 32 + usize::from(limits & 0x0f) * 16,
         max_headers: 1 + usize::from(limits >> 4),
         max_body_bytes: u64::from(limits & 0x3f) * 4,
+        stream: (limits & 0x80 != 0).then(|| StreamLimits {
+            after: 16,
+            lag: 64,
+            budget: StreamBudget::new(256),
+        }),
     };
     let limit = 2 * config.max_head_bytes + config.max_body_bytes as usize;
     let max_body = config.max_body_bytes;

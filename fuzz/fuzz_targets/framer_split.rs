@@ -15,6 +15,7 @@ fn frame(stream: &[u8], step: usize, midstream: bool) -> (Vec<Request>, HttpStat
         max_head_bytes: 200,
         max_headers: 8,
         max_body_bytes: 100,
+        stream: None,
     };
     let mut harness = if midstream {
         Harness::midstream(config)

@@ -30,6 +30,7 @@ fuzz_target!(|input: &[u8]| {
         max_head_bytes: 256,
         max_headers: 8,
         max_body_bytes: 512,
+        stream: None,
     };
     let mut table = FlowTable::new(config.clone(), Framing::new(http, Vec::<Request>::new()));
     // Per connection: the next sequence number a well-behaved sender uses.
