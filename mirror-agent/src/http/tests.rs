@@ -888,6 +888,22 @@ mod streaming {
     }
 
     #[test]
+    fn a_chunked_body_over_the_size_limit_is_skipped_even_in_one_chunk_that_crosses_the_window() {
+        let mut c = Conn::new(1000, 1 << 20);
+        c.config.max_body_bytes = 3000;
+        let mut stream =
+            b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        stream.extend_from_slice(b"1388\r\n");
+        stream.extend_from_slice(&body(5000));
+        stream.extend_from_slice(b"\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n");
+        c.feed(&stream, 1 << 16);
+        assert_eq!(c.stats.dropped.get(SkipReason::BodyTooLarge), 1);
+        assert_eq!(c.stats.streamed_requests, 0, "never sent on");
+        assert_eq!(c.sink.0.len(), 1);
+        assert_eq!(c.sink.0[0].0.target(), b"/after");
+    }
+
+    #[test]
     fn a_body_nobody_reads_is_skipped_without_a_loss() {
         let mut c = Conn::new(1000, 100);
         c.feed(

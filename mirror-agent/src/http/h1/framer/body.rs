@@ -115,7 +115,8 @@ impl RequestFramer {
                 self.state = State::Chunked { keep };
             }
             Step::Data => {
-                if keep && self.streams((self.body.len() + n) as u64, cx) {
+                let len = (self.body.len() + n) as u64;
+                if keep && len <= cx.config.max_body_bytes && self.streams(len, cx) {
                     // Over the window: delivered now, what was gathered
                     // and this chunk streaming first.
                     let gathered = std::mem::take(&mut self.body);
