@@ -729,17 +729,19 @@ impl Inner {
                 reason.into()
             }
         };
+        if let Ok(Err(error)) = &outcome
+            && let Some(given_up) = stream_error(error)
+        {
+            // Not the target's failure: the copy is given up mid-body (the
+            // connection is closed), never compared.
+            let reason = stream_drop(given_up);
+            debug!(target_name = %self.config.name, address = %endpoint.addr, reason = reason.as_str(), "streamed body given up");
+            return Err(reason.into());
+        }
         match outcome {
             Err(_) => Err(failed(DropReason::Timeout, AnswerFailure::Timeout)),
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
                 Err(failed(DropReason::Timeout, AnswerFailure::Timeout))
-            }
-            Ok(Err(error)) if stream_error(&error).is_some() => {
-                // Not the target's failure: the copy is given up mid-body
-                // (the connection is closed), never compared.
-                let reason = stream_error(&error).map_or(DropReason::BodyCut, stream_drop);
-                debug!(target_name = %self.config.name, address = %endpoint.addr, reason = reason.as_str(), "streamed body given up");
-                Err(reason.into())
             }
             Ok(Err(error)) => {
                 debug!(target_name = %self.config.name, address = %endpoint.addr, %error, "shadow request failed");

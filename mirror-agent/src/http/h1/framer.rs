@@ -31,6 +31,7 @@
 //! which v1 closes by itself, the same holds (`State::Closed`).
 
 mod body;
+mod stream;
 
 use bytes::Bytes;
 
@@ -40,7 +41,6 @@ use super::lines::{HeadScan, PendingHead, leading_line_ends, scan_strict};
 use super::request_line::{START_PROBE, Start, check_start};
 use crate::capture::FlowId;
 use crate::flow::WriteEdges;
-use crate::http::body_stream::BodyWriter;
 use crate::http::request::{Ctx, HttpConfig, HttpStats, Request, RequestSink, SkipReason};
 
 /// What the request framer needs from its surroundings for one call.
@@ -75,15 +75,6 @@ struct Current {
     first_byte_ns: u64,
 }
 
-/// The request in progress was delivered at its head: its body goes on
-/// through `writer` as it arrives.
-#[derive(Debug)]
-struct Streaming {
-    writer: BodyWriter,
-    /// Decoded body bytes so far (for the chunked size limit).
-    len: u64,
-}
-
 /// Frames the requests of one connection. See the [module docs](crate::http).
 #[derive(Debug)]
 pub struct RequestFramer {
@@ -93,7 +84,7 @@ pub struct RequestFramer {
     head: PendingHead,
     current: Option<Current>,
     /// Set while the body of the request in progress streams.
-    streaming: Option<Streaming>,
+    streaming: Option<stream::Streaming>,
     body: Vec<u8>,
     trailers: Vec<u8>,
     chunked: ChunkedDecoder,
@@ -557,88 +548,6 @@ impl RequestFramer {
         }
         self.state = match self.current.take() {
             Some(c) if c.parsed.upgrade => State::Stopped,
-            Some(c) if c.parsed.close => State::Closed,
-            _ => State::Head,
-        };
-    }
-
-    /// Whether a body of `len` bytes (so far) streams: streaming is on, the
-    /// body is over its window, and the request is not on probation (a
-    /// candidate proves itself only at its end, so it is gathered whole).
-    fn streams<S>(&self, len: u64, cx: &FramerCtx<'_, S>) -> bool {
-        !self.probation
-            && cx
-                .config
-                .stream
-                .as_ref()
-                .is_some_and(|limits| len > limits.after)
-    }
-
-    /// Delivers the request in progress at its head, its body to follow
-    /// as it arrives. Returns whether anyone reads the body (if not, the
-    /// rest is skipped without a loss: no target wants the request).
-    fn start_stream<S: RequestSink>(&mut self, ts_ns: u64, cx: &mut FramerCtx<'_, S>) -> bool {
-        let (Some(limits), Some(current)) = (&cx.config.stream, &self.current) else {
-            return false;
-        };
-        let (writer, stream) = super::super::body_stream::BodyStream::new(limits.clone());
-        let parsed = &current.parsed;
-        let chunked = parsed.body == BodyKind::Chunked;
-        cx.stats.requests += 1;
-        cx.stats.streamed_requests += 1;
-        if chunked {
-            cx.stats.chunked_requests += 1;
-        }
-        cx.sink.on_request(Request {
-            flow: self.flow,
-            head: current.head.clone(),
-            body: Bytes::new(),
-            chunked,
-            trailers: Bytes::new(),
-            stream: Some(stream),
-            version: parsed.version,
-            method: parsed.method,
-            target: parsed.target,
-            headers: parsed.headers.clone(),
-            expect_continue: parsed.expect_continue,
-            upgrade: parsed.upgrade,
-            first_byte_ns: current.first_byte_ns,
-            complete_ns: ts_ns,
-        });
-        let wanted = writer.wanted();
-        if wanted {
-            self.streaming = Some(Streaming { writer, len: 0 });
-        }
-        wanted
-    }
-
-    /// The streamed body's next bytes. Returns whether anyone still reads
-    /// it (if not, the rest is skipped).
-    fn stream_piece<S>(&mut self, data: &[u8], cx: &mut FramerCtx<'_, S>) -> bool {
-        let Some(streaming) = &mut self.streaming else {
-            return false;
-        };
-        cx.stats.body_bytes += data.len() as u64;
-        streaming.len += data.len() as u64;
-        if streaming.writer.push(data) {
-            return true;
-        }
-        self.streaming = None;
-        false
-    }
-
-    /// The streamed body ended (`trailers`, chunked): its readers finish;
-    /// on to what follows the request, as after a delivered one.
-    fn end_stream<S>(&mut self, trailers: Bytes, cx: &mut FramerCtx<'_, S>) {
-        if let Some(streaming) = self.streaming.take() {
-            streaming.writer.finish(trailers);
-        }
-        self.state = match self.current.take() {
-            Some(c) if c.parsed.upgrade => {
-                cx.stats.dropped.add(SkipReason::Upgraded);
-                self.losses += 1;
-                State::Stopped
-            }
             Some(c) if c.parsed.close => State::Closed,
             _ => State::Head,
         };
